@@ -1,0 +1,164 @@
+"""Loading configuration: all or nothing, and every problem pointed at its line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from watchdog.config.loader import load
+from watchdog.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD_CONFIG = """\
+interval: 15s
+state: ./state.db
+rule_files: [rules/*.yaml]
+sources:
+  model: {type: scrape, url: "http://127.0.0.1:8080/metrics"}
+actuators:
+  hook:
+    type: webhook
+    url: http://127.0.0.1:9000/rollback
+    headers: {Authorization: "Bearer ${TEST_ROLLBACK_TOKEN}"}
+alerters:
+  ops: {type: log}
+targets:
+  fraud-model:
+    rollback: [hook]
+    alert: [ops]
+"""
+
+GOOD_RULES = """\
+target: fraud-model
+rules:
+  - name: error-rate
+    source: model
+    query: sum(rate(requests_total{status="error"}[1m])) / sum(rate(requests_total[1m]))
+    above: 0.05
+    for: 1m30s
+    action: rollback
+"""
+
+
+def write(tmp_path: Path, config: str = GOOD_CONFIG, rules: str = GOOD_RULES) -> Path:
+    (tmp_path / "rules").mkdir(exist_ok=True)
+    (tmp_path / "rules" / "fraud.yaml").write_text(textwrap.dedent(rules))
+    path = tmp_path / "watchdog.yaml"
+    path.write_text(textwrap.dedent(config))
+    return path
+
+
+def problems(path: Path, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(path, environ=environ if environ is not None else {"TEST_ROLLBACK_TOKEN": "s3cr3t-token"})
+    return [str(p) for p in info.value.problems]
+
+
+def test_the_example_config_and_rules_load():
+    loaded = load(ROOT / "watchdog.example.yaml", environ={})
+    assert [r.rule.name for r in loaded.rules] == ["error-rate", "p99-latency", "accuracy"]
+    error_rate = loaded.rules[0].rule
+    assert error_rate.for_ == 30 and error_rate.above == 0.05 and error_rate.min_samples.at_least == 200
+    assert loaded.config.interval == 15
+
+
+def test_relative_paths_are_resolved_from_the_config_folder(tmp_path, monkeypatch):
+    path = write(tmp_path)
+    monkeypatch.chdir("/")
+    loaded = load(path, environ={"TEST_ROLLBACK_TOKEN": "x"})
+    assert loaded.state_path == str(tmp_path.resolve() / "state.db")
+    assert loaded.rule_files == [tmp_path.resolve() / "rules" / "fraud.yaml"]
+
+
+def test_environment_variables_fill_in_secrets(tmp_path):
+    loaded = load(write(tmp_path), environ={"TEST_ROLLBACK_TOKEN": "s3cr3t-token"})
+    assert loaded.config.actuators["hook"].options.headers == {"Authorization": "Bearer s3cr3t-token"}
+
+
+def test_a_missing_environment_variable_is_reported_where_it_is_used(tmp_path):
+    found = problems(write(tmp_path), environ={})
+    assert found == [f"{tmp_path / 'watchdog.yaml'}:10:30: config.actuators.hook.headers.Authorization: "
+                     "environment variable TEST_ROLLBACK_TOKEN is not set (write ${TEST_ROLLBACK_TOKEN:-default} for a default)"]
+
+
+def test_every_problem_is_reported_with_its_line_at_once(tmp_path):
+    rules = """\
+    target: fraud-model
+    rules:
+      - name: error-rate
+        source: model
+        query: sum(rate(requests_total[1m]))
+        treshold: 0.05
+        for: soon
+      - name: band
+        source: modle
+        query: model_accuracy
+        above: 0.9
+        below: 0.95
+      - name: future
+        source: model
+        query: predict_linear(model_accuracy[1h], 3600)
+        below: 0.9
+        on_no_data: panic
+    """
+    path = write(tmp_path, rules=rules)
+    rule_file = tmp_path / "rules" / "fraud.yaml"
+    found = problems(path)
+    assert f"{rule_file}:6:5: rule file.rules[0]: unknown key 'treshold' (write 'above: X' or 'below: X' (both for a band))" in found
+    assert any(p.startswith(f"{rule_file}:7:10: ") and "invalid duration 'soon'" in p for p in found)
+    assert any(p.startswith(f"{rule_file}:9:13: ") and "unknown source 'modle'" in p for p in found)
+    assert any(p.startswith(f"{rule_file}:12:5: ") and "below (0.95) is greater than above (0.9)" in p for p in found)
+    assert any(p.startswith(f"{rule_file}:17:17: ") and "must be one of ignore, alert, rollback" in p for p in found)
+
+
+def test_unsupported_promql_is_rejected_with_its_position(tmp_path):
+    rules = GOOD_RULES.replace("sum(rate(requests_total{status=\"error\"}[1m])) / sum(rate(requests_total[1m]))",
+                               "predict_linear(model_accuracy[1h], 3600)")
+    found = problems(write(tmp_path, rules=rules))
+    assert len(found) == 1
+    assert found[0].startswith(f"{tmp_path / 'rules' / 'fraud.yaml'}:5:12: ")
+    assert "predict_linear" in found[0]
+
+
+def test_a_yaml_syntax_error_names_file_and_line(tmp_path):
+    found = problems(write(tmp_path, rules="target: fraud-model\nrules:\n  - name: [unclosed\n    above: 1\n"))
+    assert len(found) == 1 and found[0].startswith(f"{tmp_path / 'rules' / 'fraud.yaml'}:") and "YAML syntax error" in found[0]
+
+
+def test_references_to_undefined_things_are_errors(tmp_path):
+    config = GOOD_CONFIG.replace("rollback: [hook]", "rollback: [hook, nope]").replace("alert: [ops]", "alert: [pager]")
+    rules = GOOD_RULES.replace("target: fraud-model", "target: fraud-modle")
+    found = problems(write(tmp_path, config=config, rules=rules))
+    assert any(":15:5: targets.fraud-model.rollback: unknown actuator 'nope'" in p for p in found)
+    assert any(":16:5: targets.fraud-model.alert: unknown alerter 'pager'" in p for p in found)
+    assert any("target 'fraud-modle' is not defined" in p for p in found)
+
+
+def test_an_unknown_plugin_type_suggests_the_closest(tmp_path):
+    found = problems(write(tmp_path, config=GOOD_CONFIG.replace("type: scrape", "type: scrap")))
+    assert any("unknown source type 'scrap' (did you mean 'scrape'?)" in p for p in found)
+
+
+def test_duplicate_rule_names_are_rejected(tmp_path):
+    rules = GOOD_RULES + GOOD_RULES.split("rules:\n", 1)[1]
+    found = problems(write(tmp_path, rules=rules))
+    assert any(":9:" in p and "duplicate rule name" in p for p in found)
+
+
+def test_a_rule_without_threshold_is_rejected(tmp_path):
+    found = problems(write(tmp_path, rules=GOOD_RULES.replace("    above: 0.05\n", "")))
+    assert any(":3:5: " in p and "needs a threshold" in p for p in found)
+
+
+def test_a_glob_that_matches_nothing_is_an_error_not_an_empty_rule_set(tmp_path):
+    found = problems(write(tmp_path, config=GOOD_CONFIG.replace("rules/*.yaml", "rulez/*.yaml")))
+    assert any(":3:1: rule_files: 'rulez/*.yaml' matches no file" in p for p in found)
+
+
+def test_the_secret_is_not_in_any_problem_message(tmp_path):
+    config = GOOD_CONFIG.replace("interval: 15s", "interval: fast")
+    found = problems(write(tmp_path, config=config))
+    assert all("s3cr3t-token" not in p for p in found)

@@ -1,0 +1,125 @@
+"""The real daemon as a child process, and the config it runs on, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+
+CONFIG = """\
+interval: 1s
+state: state.db
+listen: 127.0.0.1:{port}
+rule_files: [rules.yaml]
+sources:
+  model: {{type: scrape, url: "{model_url}/metrics", timeout: 1s}}
+actuators:
+  rollback-hook: {{type: webhook, url: "{model_url}/rollback", timeout: 5s, backoff: 200ms}}
+alerters:
+  ops: {{type: webhook, url: "{alert_url}", timeout: 2s, retries: 1, backoff: 100ms}}
+targets:
+  fraud-model:
+{version}    rollback: [rollback-hook]
+    alert: [ops]
+"""
+
+VERSION = "    version: {source: model, query: model_info, label: version}\n"
+
+ERROR_RATE_RULE = """\
+- name: error-rate
+  source: model
+  query: sum(rate(requests_total{status="error"}[3s])) / sum(rate(requests_total[3s]))
+  above: 0.05
+  for: 4s
+  min_samples: {query: "sum(increase(requests_total[3s]))", at_least: 100}
+  action: rollback
+  severity: critical
+"""
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+class DaemonProcess:
+    def __init__(self, directory: Path, model_url: str, alert_url: str, rules: str, with_version: bool = True):
+        self.dir = directory
+        self.port = free_port()
+        self.config = directory / "watchdog.yaml"
+        self.config.write_text(CONFIG.format(port=self.port, model_url=model_url, alert_url=alert_url,
+                                             version=VERSION if with_version else ""))
+        (directory / "rules.yaml").write_text("target: fraud-model\nrules:\n" + textwrap.indent(rules, "  "))
+        self.proc: subprocess.Popen[str] | None = None
+        self.log = directory / "daemon.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "DaemonProcess":
+        self._log_file = open(self.log, "a")
+        self.proc = subprocess.Popen([sys.executable, "-m", "watchdog.cli", "run", "-c", str(self.config)],
+                                     stdout=self._log_file, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        wait_until(self._ready, 30, what="the daemon to become ready")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{self.log.read_text()}")
+        try:
+            return requests.get(self.url + "/readyz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def status(self) -> dict[str, Any]:
+        return requests.get(self.url + "/api/v1/status", timeout=5).json()
+
+    def rule_series(self, rule: str) -> list[dict[str, Any]]:
+        target = self.status()["targets"]["fraud-model"]
+        return next(r["series"] for r in target["rules"] if r["rule"] == rule)
+
+    def metrics(self) -> str:
+        return requests.get(self.url + "/metrics", timeout=5).text
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "watchdog.cli", *args, "-c", str(self.config)],
+                              capture_output=True, text=True, timeout=60)
+
+    def terminate(self, timeout: float = 15) -> tuple[int, float]:
+        assert self.proc is not None
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def close(self) -> None:
+        self.kill()
+        if hasattr(self, "_log_file"):
+            self._log_file.close()

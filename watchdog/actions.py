@@ -1,0 +1,154 @@
+"""Rollback decisions: recorded first, then carried out step by step.
+
+A decision is committed to the state store — together with the target's hold and the bad
+mark on the version — before any actuator runs. Each step's start and outcome are recorded,
+so after a crash `resume_unfinished()` re-sends exactly the steps whose outcome is unknown,
+with the same decision id (the actuators' idempotency key), and never the ones that succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+from watchdog.actuators.base import ActionContext, Actuator
+from watchdog.alerters.base import Alert
+from watchdog.clock import rfc3339
+from watchdog.errors import WatchdogError
+from watchdog.metrics import DaemonMetrics
+from watchdog.redact import redact
+from watchdog.state.base import Decision, HistoryEvent, Hold, StateStore
+
+log = logging.getLogger("watchdog.actions")
+
+AlertFn = Callable[[str, Alert], None]
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    target: str
+    rule: str
+    value: float | None
+    threshold: dict[str, float]
+    labels: dict[str, str]
+    version: str | None
+    previous_version: str | None
+    reason: str
+    severity: str
+    plan: list[str]
+
+
+class RollbackExecutor:
+    def __init__(self, store: StateStore, actuators: dict[str, Actuator], metrics: DaemonMetrics,
+                 alert: AlertFn, stop: threading.Event):
+        self._store = store
+        self._actuators = actuators
+        self._metrics = metrics
+        self._alert = alert
+        self._stop = stop
+
+    def decide(self, request: RollbackRequest, now: float) -> str:
+        """Record the decision, hold the target and mark the version bad; returns the id."""
+        decision_id = uuid.uuid4().hex
+        context = ActionContext(
+            decision_id=decision_id, target=request.target, rule=request.rule, action="rollback",
+            value=request.value, threshold=request.threshold, labels=request.labels,
+            version=request.version, previous_version=request.previous_version,
+            fired_at=rfc3339(now), reason=request.reason)
+        decision = Decision(id=decision_id, target=request.target, rule=request.rule, action="rollback",
+                            created_at=now, context={"context": context.as_json(), "plan": request.plan,
+                                                     "severity": request.severity},
+                            status="running", finished_at=None)
+        with self._store.transaction():
+            self._store.create_decision(decision)
+            self._store.put_hold(Hold(request.target, now, decision_id, request.version,
+                                      f"rolled back by rule {request.rule}"))
+            if request.version:
+                self._store.mark_bad(request.target, request.version,
+                                     f"rule {request.rule} fired: {request.reason}")
+            self._history(now, request.target, request.rule, request.labels, "decision",
+                          f"rollback decided: {request.reason}; plan: {' → '.join(request.plan)}",
+                          {"decision_id": decision_id, "value": request.value, "threshold": request.threshold,
+                           "version": request.version, "previous_version": request.previous_version,
+                           "plan": request.plan})
+        return decision_id
+
+    def execute(self, decision_id: str, clock: Callable[[], float]) -> str:
+        """Run the decision's remaining steps in order; returns the final status."""
+        decision = self._store.get_decision(decision_id)
+        if decision is None:
+            raise WatchdogError(f"decision {decision_id} not found in the state store")
+        context = _context_of(decision)
+        done = {s.index for s in self._store.steps(decision_id) if s.status in ("succeeded", "skipped")}
+        for index, name in enumerate(decision.context["plan"]):
+            if index in done:
+                continue
+            if not self._run_step(decision, context, index, name, clock):
+                return self._store.get_decision(decision_id).status  # type: ignore[union-attr]
+        self._finish(decision, context, "succeeded", clock(), "rollback completed: " + " → ".join(decision.context["plan"]))
+        return "succeeded"
+
+    def _run_step(self, decision: Decision, context: ActionContext, index: int, name: str,
+                  clock: Callable[[], float]) -> bool:
+        actuator = self._actuators.get(name)
+        self._store.start_step(decision.id, index, name, clock())
+        try:
+            if actuator is None:
+                raise WatchdogError(f"actuator '{name}' is no longer configured")
+            message = actuator.apply(context, self._stop)
+        except Exception as exc:  # an actuator plugin's bug counts as a failed step
+            text = redact(str(exc) if isinstance(exc, WatchdogError) else f"{type(exc).__name__}: {exc}")
+            if self._stop.is_set():
+                # Outcome unknown (shutdown mid-step): leave it to be re-sent on restart.
+                log.warning("rollback %s step %s interrupted by shutdown: %s", decision.id, name, text)
+                return False
+            self._store.finish_step(decision.id, index, "failed", clock(), text)
+            self._metrics.actions.labels(decision.target, name, "failed").inc()
+            self._finish(decision, context, "failed", clock(), f"rollback step {index + 1} ({name}) failed: {text}")
+            return False
+        self._store.finish_step(decision.id, index, "succeeded", clock(), redact(message))
+        self._metrics.actions.labels(decision.target, name, "succeeded").inc()
+        self._history(clock(), decision.target, decision.rule, context.labels, "step",
+                      f"step {index + 1} ({name}) succeeded: {redact(message)}",
+                      {"decision_id": decision.id, "actuator": name, "index": index})
+        return True
+
+    def _finish(self, decision: Decision, context: ActionContext, status: str, now: float, message: str) -> None:
+        with self._store.transaction():
+            self._store.set_decision_status(decision.id, status, finished_at=now)
+            self._history(now, decision.target, decision.rule, context.labels, "decision", message,
+                          {"decision_id": decision.id, "status": status})
+        log.log(logging.INFO if status == "succeeded" else logging.ERROR, "%s: %s", decision.target, message)
+        severity = "critical" if status != "succeeded" else decision.context.get("severity", "critical")
+        self._alert(decision.target, Alert(
+            status="firing", kind="rollback" if status == "succeeded" else "actuator_failed",
+            dedup_key=f"{decision.target}/rollback/{decision.id}", target=decision.target, rule=decision.rule,
+            severity=severity, summary=f"{decision.target}: {message}", at=rfc3339(now), value=context.value,
+            threshold=context.threshold, labels=context.labels, decision_id=decision.id, version=context.version))
+
+    def resume_unfinished(self, clock: Callable[[], float]) -> list[str]:
+        resumed = []
+        for decision in self._store.unfinished_decisions():
+            if self._stop.is_set():
+                break
+            self._history(clock(), decision.target, decision.rule, {}, "decision",
+                          f"resuming unfinished rollback {decision.id} after restart", {"decision_id": decision.id})
+            self.execute(decision.id, clock)
+            resumed.append(decision.id)
+        return resumed
+
+    def _history(self, now: float, target: str, rule: str | None, labels: dict[str, str], kind: str,
+                 message: str, data: dict) -> None:  # type: ignore[type-arg]
+        self._store.append(HistoryEvent(id=None, at=now, target=target, rule=rule, series=labels,
+                                        kind=kind, message=message, data=data))
+
+
+def _context_of(decision: Decision) -> ActionContext:
+    data = dict(decision.context["context"])
+    fields = ActionContext.__dataclass_fields__
+    extra = {k: str(v) for k, v in data.items() if k not in fields}
+    known = {k: v for k, v in data.items() if k in fields and k != "extra"}
+    return ActionContext(**known, extra=extra)

@@ -1,0 +1,243 @@
+"""Roll back by running a program (kubectl, helm, a deploy script), never through a shell.
+
+Each argv element may contain `{{name}}` placeholders filled from the decision
+(`{{previous_version}}`, `{{decision_id}}`, …). Values are substituted into single argv
+elements, so a `;` or `$(…)` in a version string is passed literally. The same values are
+in the environment as `WATCHDOG_<NAME>` (e.g. `WATCHDOG_DECISION_ID`, which the program can
+use to act once per decision: the same decision may be applied again after a restart).
+
+The program runs in its own process group; on timeout or shutdown the whole group gets
+SIGTERM and, 2 seconds later, SIGKILL, so helpers it started do not outlive it.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import re
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import IO, Iterable
+
+from watchdog import redact
+from watchdog.actuators.base import ActionContext, Actuator
+from watchdog.config.fields import option, suggest
+from watchdog.errors import ActuatorError
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+# Filled by the engine through ActionContext.extra when it knows them.
+_EXTRA_NAMES = ("component", "from_version", "to_version")
+KNOWN_PLACEHOLDERS = frozenset(
+    [f.name for f in dataclasses.fields(ActionContext) if f.name != "extra"] + list(_EXTRA_NAMES))
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+_POLL = 0.05  # how often a running command is checked against the timeout and `stop`
+_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class CommandActuatorOptions:
+    argv: list[str] = option(help="program and arguments; {{name}} placeholders are filled from the decision")
+    timeout: float = option(30.0, duration=True, help="kill the command (and its children) after this long")
+    env: dict[str, str] = option(default_factory=dict, help="extra environment variables")
+    cwd: str | None = option(None, help="working directory (default: the daemon's)")
+
+
+class CommandActuator(Actuator):
+    Options = CommandActuatorOptions
+
+    def __init__(self, name: str, options: CommandActuatorOptions):
+        self.check(options)
+        super().__init__(name, options)
+
+    @staticmethod
+    def check(options: CommandActuatorOptions) -> None:
+        """Raise ValueError for options that can never run (for the config loader)."""
+        if not options.argv or not options.argv[0].strip():
+            raise ValueError("argv must name a program: give a non-empty list like [kubectl, rollout, undo, …]")
+        if options.timeout <= 0:
+            raise ValueError("timeout must be greater than 0")
+        for i, arg in enumerate(options.argv):
+            for name in placeholder_names(arg):
+                if name not in KNOWN_PLACEHOLDERS:
+                    raise ValueError(f"argv[{i}]: {_unknown(name, KNOWN_PLACEHOLDERS)}")
+
+    def plan(self, context: ActionContext) -> str:
+        return f"run {redact.redact(shlex.join(render_argv(self.options.argv, context)))}"
+
+    def apply(self, context: ActionContext, stop: threading.Event) -> str:
+        argv = render_argv(self.options.argv, context)
+        shown = redact.redact(shlex.join(argv))
+        if stop.is_set():
+            raise ActuatorError(f"interrupted by shutdown: {shown} was not started")
+        proc = self._start(argv, context)
+        started = time.monotonic()
+        with _Tails(proc) as tails:
+            outcome = _wait(proc, stop, started + self.options.timeout)
+            if outcome != "exited":
+                _kill_group(proc)
+            code = proc.wait()
+        took = time.monotonic() - started
+        if outcome == "stopped":
+            raise ActuatorError(f"interrupted by shutdown: {shown} was terminated after {took:.1f}s")
+        if outcome == "timeout":
+            raise ActuatorError(f"{shown} timed out after {self.options.timeout:g}s and was killed "
+                                f"(raise timeout if it needs longer){tails.excerpt()}")
+        if code != 0:
+            raise ActuatorError(f"{shown} failed: {_describe_exit(code)}{tails.excerpt()}")
+        return f"ran {shown} → exit 0 in {took:.1f}s"
+
+    def _start(self, argv: list[str], context: ActionContext) -> subprocess.Popen[bytes]:
+        cwd = self.options.cwd
+        if cwd is not None and not os.path.isdir(cwd):
+            raise ActuatorError(f"cwd {cwd} is not a directory")
+        try:
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    cwd=cwd, env=self._environment(context), start_new_session=True)
+        except FileNotFoundError:
+            where = "" if os.sep in argv[0] else " (not on PATH; give an absolute path)"
+            raise ActuatorError(f"command not found: {argv[0]}{where}") from None
+        except PermissionError:
+            raise ActuatorError(f"command not executable: {argv[0]} (check its permissions)") from None
+        except OSError as exc:
+            raise ActuatorError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+
+    def _environment(self, context: ActionContext) -> dict[str, str]:
+        env = {**os.environ, **self.options.env}
+        # Context last: the program must be able to trust WATCHDOG_* to describe this decision.
+        env.update({f"WATCHDOG_{name.upper()}": value for name, value in _values(context).items()})
+        return env
+
+
+def placeholder_names(text: str) -> list[str]:
+    return PLACEHOLDER.findall(text)
+
+
+def render_argv(argv: Iterable[str], context: ActionContext) -> list[str]:
+    """Fill `{{name}}` placeholders; ActuatorError for a name the context cannot fill."""
+    values = _values(context)
+
+    def fill(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in values:
+            raise ActuatorError(_unknown(name, values))
+        return values[name]
+
+    return [PLACEHOLDER.sub(fill, arg) for arg in argv]
+
+
+def _values(context: ActionContext) -> dict[str, str]:
+    # Known names the engine did not fill render empty, like a None field.
+    return {**{name: "" for name in KNOWN_PLACEHOLDERS}, **context.placeholders()}
+
+
+def _unknown(name: str, known: Iterable[str]) -> str:
+    names = sorted(known)
+    hint = suggest(name, names)
+    return f"unknown placeholder {{{{{name}}}}}{hint}; known: {', '.join(names)}"
+
+
+def _wait(proc: subprocess.Popen[bytes], stop: threading.Event, deadline: float) -> str:
+    """Wait for the process; 'exited', 'timeout' or 'stopped' (shutdown)."""
+    while proc.poll() is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "timeout"
+        if stop.wait(min(_POLL, remaining)):
+            return "stopped" if proc.poll() is None else "exited"
+    return "exited"
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL whatever is left after KILL_GRACE seconds."""
+    pgid = proc.pid  # start_new_session made the child the leader of its own group
+    _signal_group(pgid, signal.SIGTERM)
+    end = time.monotonic() + KILL_GRACE
+    while time.monotonic() < end:
+        proc.poll()  # reap the leader so an exited group is seen as gone
+        if not _group_alive(pgid):
+            return
+        time.sleep(_POLL)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to the group; False when no process of it is left."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # only a process we no longer own can answer so; nothing to do
+        return False
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: without an init that
+    reaps them (common in containers) they linger, and waiting for them would always take
+    the full grace period."""
+    if not os.path.isdir("/proc/self"):
+        return _signal_group(pgid, 0)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # the command name may hold spaces
+        except (OSError, IndexError):
+            continue  # exited while we looked
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            return True
+    return False
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class _Tails:
+    """Drain stdout and stderr in the background (a full pipe would block the child) and keep
+    their last lines for error messages."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]):
+        self.stdout: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        self.stderr: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        self.threads = [self._drain(proc.stdout, self.stdout), self._drain(proc.stderr, self.stderr)]
+
+    def __enter__(self) -> "_Tails":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # A daemonised grandchild may keep a pipe open forever; do not wait for it.
+        for thread in self.threads:
+            thread.join(timeout=1.0)
+
+    @staticmethod
+    def _drain(pipe: IO[bytes] | None, lines: collections.deque[str]) -> threading.Thread:
+        def run() -> None:
+            assert pipe is not None
+            with pipe:
+                for raw in pipe:
+                    lines.append(raw.decode("utf-8", errors="replace").rstrip())
+
+        thread = threading.Thread(target=run, name="command-actuator-output", daemon=True)
+        thread.start()
+        return thread
+
+    def excerpt(self) -> str:
+        """The last lines of stderr (of stdout when stderr is empty), redacted."""
+        lines, which = (self.stderr, "stderr") if any(self.stderr) else (self.stdout, "stdout")
+        text = "\n".join(line for line in lines if line)
+        if not text:
+            return ""
+        return f"; last lines of {which}:\n{redact.redact(text)}"

@@ -1,0 +1,52 @@
+"""The Alerter interface: telling people.
+
+`send(alert, stop)` delivers one alert event. `alert.dedup_key` is stable for the life of one
+incident, so receivers can de-duplicate repeats and match `resolved` to `firing`.
+Raises `AlerterError` when delivery failed after the alerter's own retries; must give up
+promptly when `stop` is set.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Alert:
+    status: str  # "firing" | "resolved"
+    kind: str  # "rule" | "no_data" | "rollback" | "actuator_failed" | "held"
+    dedup_key: str
+    target: str
+    rule: str
+    severity: str
+    summary: str
+    at: str  # RFC 3339 UTC
+    value: float | None = None
+    threshold: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    decision_id: str | None = None
+    version: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if data["value"] is not None and data["value"] != data["value"]:
+            data["value"] = None
+        return data
+
+
+class Alerter(abc.ABC):
+    Options: ClassVar[type]
+
+    def __init__(self, name: str, options: Any):
+        self.name = name
+        self.options = options
+
+    @abc.abstractmethod
+    def send(self, alert: Alert, stop: threading.Event) -> None:
+        """Deliver `alert`; raise AlerterError on failure."""
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,227 @@
+"""The `model-watchdog` command: argv → one command; every line of output is written here.
+
+`main(argv)` returns the exit code: 0 success, 1 invalid configuration or a failed check,
+2 usage or runtime error, 3 unusable state store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from watchdog import __version__
+from watchdog.clock import rfc3339
+from watchdog.config.loader import LoadedConfig, default_config_path, load
+from watchdog.errors import ConfigError, WatchdogError
+from watchdog.redact import RedactingFilter, redact
+
+Out = TextIO
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", default=argparse.SUPPRESS,
+                        help="config file (default: $MODEL_WATCHDOG_CONFIG, else ./watchdog.yaml)")
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=["debug", "info", "warning", "error"])
+    parser = argparse.ArgumentParser(prog="model-watchdog", parents=[common],
+                                     description="Guard ML models in production: evaluate trigger rules, roll back, alert.")
+    parser.add_argument("--version", action="version", version=f"model-watchdog {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser("run", parents=[common], help="run the daemon")
+    sub.add_parser("validate", parents=[common], help="check the config and every rule file; exit 1 on problems")
+    check = sub.add_parser("check", parents=[common], help="evaluate every rule once against live sources, without acting")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument("--gap", type=float, default=2.0,
+                       help="seconds between the two scrapes that give rates something to work with (default 2)")
+    status = sub.add_parser("status", parents=[common], help="targets, holds and rule states from the state store")
+    status.add_argument("--json", action="store_true")
+    history = sub.add_parser("history", parents=[common], help="why each decision was taken, with values")
+    history.add_argument("--target", help="only this target")
+    history.add_argument("--limit", type=int, default=50, help="newest N events (default 50)")
+    history.add_argument("--json", action="store_true")
+    resume = sub.add_parser("resume", parents=[common], help="lift the hold on a target after a rollback")
+    resume.add_argument("target")
+    resume.add_argument("--reason", default="", help="recorded in the history")
+    demo = sub.add_parser("demo", parents=[common], help="run the bundled demo: a simulated model degrades and is rolled back")
+    demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    return parser
+
+
+def main(argv: list[str] | None = None, out: Out | None = None, err: Out | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = _parser().parse_args(argv)
+    _setup_logging(getattr(args, "log_level", "info" if args.command == "run" else "warning"), err)
+    command: Callable[[argparse.Namespace, Out, Out], int] = COMMANDS[args.command]
+    try:
+        return command(args, out, err)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(redact(str(problem)), file=err)
+        print(f"{len(exc.problems)} problem(s) found", file=err)
+        return exc.exit_code
+    except WatchdogError as exc:
+        print(f"model-watchdog: error: {redact(str(exc))}", file=err)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _setup_logging(level: str, err: Out) -> None:
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _load(args: argparse.Namespace) -> LoadedConfig:
+    return load(default_config_path(getattr(args, "config", None)))
+
+
+def _open_store(loaded: LoadedConfig) -> Any:
+    from watchdog.state import open_store
+    return open_store(loaded.state_path)
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.daemon import Daemon
+    return Daemon(_load(args)).serve()
+
+
+def cmd_validate(args: argparse.Namespace, out: Out, err: Out) -> int:
+    loaded = _load(args)
+    print(f"{loaded.path}: OK — {len(loaded.rules)} rules for {len(loaded.config.targets)} targets "
+          f"in {len(loaded.rule_files)} rule files", file=out)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.check import run_check
+    rows = run_check(_load(args), gap=args.gap)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str), file=out)
+    else:
+        _table(out, ["target", "rule", "series", "value", "threshold", "verdict"],
+               [[r["target"], r["rule"], _series(r["labels"]), _num(r["value"]), r["threshold"],
+                 r["verdict"] + (f" ({r['reason']})" if r["verdict"] not in ("ok", "breach") else "")] for r in rows])
+    return 1 if any(r["verdict"] == "breach" for r in rows) else 0
+
+
+def cmd_status(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.status import store_snapshot
+    loaded = _load(args)
+    store = _open_store(loaded)
+    try:
+        snap = store_snapshot(loaded, store)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(snap, indent=2), file=out)
+        return 0
+    for name, t in snap["targets"].items():
+        held = f"HELD since {t['hold']['since']} ({t['hold']['reason']}; decision {t['hold']['decision_id']})" if t["held"] else "guarding"
+        print(f"target {name}: version {t['version'] or 'unknown'} — {held}", file=out)
+        rows = []
+        for r in t["rules"]:
+            for s in r["series"] or [{"labels": {}, "state": "inactive", "value": None, "reason": "not evaluated yet"}]:
+                rows.append([r["rule"], _series(s["labels"]), s["state"], _num(s["value"]), s.get("reason") or ""])
+        _table(out, ["rule", "series", "state", "value", "why"], rows, indent="  ")
+        for d in t["decisions"]:
+            print(f"  decision {d['id']} ({d['rule']}): {d['status']} at {d['created_at']}", file=out)
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, out: Out, err: Out) -> int:
+    loaded = _load(args)
+    store = _open_store(loaded)
+    try:
+        events = store.history(target=args.target, limit=args.limit)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([{"id": e.id, "at": rfc3339(e.at), "target": e.target, "rule": e.rule, "series": e.series,
+                           "kind": e.kind, "message": e.message, "data": e.data} for e in events], indent=2), file=out)
+        return 0
+    for e in events:
+        where = e.target + (f"/{e.rule}" if e.rule else "") + (_series(e.series) if e.series else "")
+        values = ", ".join(f"{k}={_num(v) if isinstance(v, float) else v}" for k, v in sorted(e.data.items())
+                           if k in ("value", "threshold", "samples", "decision_id", "version", "previous_version") and v not in (None, {}))
+        print(f"{rfc3339(e.at)}  {e.kind:<8} {where}: {e.message}" + (f"  [{values}]" if values else ""), file=out)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.state.base import HistoryEvent
+    loaded = _load(args)
+    if args.target not in loaded.config.targets:
+        print(f"model-watchdog: unknown target '{args.target}' (targets: {', '.join(loaded.config.targets)})", file=err)
+        return 2
+    store = _open_store(loaded)
+    try:
+        with store.transaction():
+            hold = store.delete_hold(args.target)
+            who = _operator()
+            if hold is not None:
+                store.append(HistoryEvent(None, time.time(), args.target, None, {}, "resume",
+                                          f"hold lifted by {who}" + (f": {args.reason}" if args.reason else ""),
+                                          {"operator": who, "decision_id": hold.decision_id}))
+    finally:
+        store.close()
+    if hold is None:
+        print(f"target {args.target} is not held; nothing to do", file=out)
+    else:
+        print(f"target {args.target}: hold lifted (it was held since {rfc3339(hold.since)} by decision {hold.decision_id})", file=out)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.demo.run import run_demo
+    return run_demo(out, quiet=args.quiet)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Out, Out], int]] = {
+    "run": cmd_run, "validate": cmd_validate, "check": cmd_check, "status": cmd_status,
+    "history": cmd_history, "resume": cmd_resume, "demo": cmd_demo,
+}
+
+
+# -- formatting --------------------------------------------------------------------------------------
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry in some containers
+        return "unknown"
+
+
+def _series(labels: dict[str, str]) -> str:
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "-"
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(out: Out, header: list[str], rows: list[list[Any]], indent: str = "") -> None:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for row in cells:
+        print(indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""The running daemon: builds the plugins from a loaded config and wires engine, scheduler,
+HTTP server and signals together. Behaviour lives in the engine; this module only assembles.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from watchdog import plugins
+from watchdog.actions import RollbackExecutor
+from watchdog.alerters.base import Alert
+from watchdog.clock import Clock, SystemClock, rfc3339
+from watchdog.config.loader import LoadedConfig
+from watchdog.engine import Engine, TickReport
+from watchdog.errors import StateError
+from watchdog.metrics import DaemonMetrics
+from watchdog.notify import Notifier
+from watchdog.redact import redact
+from watchdog.state import open_store
+from watchdog.state.base import HistoryEvent, StateStore
+
+log = logging.getLogger("watchdog.daemon")
+
+SHUTDOWN_GRACE = 8.0  # seconds a tick in progress may take to finish after SIGTERM
+
+
+class Daemon:
+    def __init__(self, loaded: LoadedConfig, clock: Clock | None = None, metrics: DaemonMetrics | None = None,
+                 store: StateStore | None = None):
+        self.loaded = loaded
+        self.clock = clock or SystemClock()
+        self.stop = threading.Event()
+        self.metrics = metrics or DaemonMetrics()
+        self.store = store or open_store(loaded.state_path)
+        cfg = loaded.config
+        self.sources = {n: plugins.create(plugins.SOURCES, s) for n, s in cfg.sources.items()}
+        self.actuators = {n: plugins.create(plugins.ACTUATORS, s) for n, s in cfg.actuators.items()}
+        self.alerters = {n: plugins.create(plugins.ALERTERS, s) for n, s in cfg.alerters.items()}
+        self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
+                                 on_sent=self._alert_sent)
+        self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self._alert, self.stop)
+        self.engine = Engine(loaded, self.store, self.sources, self.executor, self.notifier, self.metrics)
+        self._tick_lock = threading.Lock()
+        self.last_tick: float | None = None
+        self.last_report: TickReport | None = None
+        self.last_error = ""
+
+    def _alert(self, target: str, alert: Alert) -> None:
+        self.engine.alert(target, alert)
+
+    def _alert_sent(self, alerter: str, alert: Alert) -> None:
+        self._record_alert(alert, f"{alert.status} alert sent to {alerter}: {alert.summary}")
+
+    def _alert_failed(self, alerter: str, alert: Alert, message: str) -> None:
+        self._record_alert(alert, f"alerter {alerter} could not deliver {alert.status} alert: {message}")
+
+    def _record_alert(self, alert: Alert, message: str) -> None:
+        try:
+            self.store.append(HistoryEvent(None, self.clock.now(), alert.target, alert.rule or None, alert.labels,
+                                           "alert", message, {"dedup_key": alert.dedup_key, "status": alert.status,
+                                                              "decision_id": alert.decision_id}))
+        except StateError as exc:
+            log.error("cannot record alert delivery: %s", exc)
+
+    # -- one tick ---------------------------------------------------------------------------------
+
+    def run_once(self) -> TickReport | None:
+        if self.stop.is_set():
+            return None
+        with self._tick_lock:
+            now = self.clock.now()
+            try:
+                report = self.engine.tick(now)
+            except Exception as exc:  # one bad tick must not end the daemon
+                self.metrics.evaluation_failures.inc()
+                self.last_error = redact(f"{type(exc).__name__}: {exc}")
+                log.exception("evaluation at %s failed: %s", rfc3339(now), self.last_error)
+                return None
+            self.last_tick, self.last_report, self.last_error = now, report, ""
+            return report
+
+    # -- health -------------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        interval = self.loaded.config.interval
+        if self.last_tick is not None and self.clock.now() - self.last_tick > max(3 * interval, 30) + SHUTDOWN_GRACE:
+            return False, f"no evaluation since {rfc3339(self.last_tick)}"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        if self.last_tick is None:
+            return False, "no evaluation completed yet" + (f": {self.last_error}" if self.last_error else "")
+        return True, "ok"
+
+    def status(self) -> dict[str, Any]:
+        from watchdog.status import snapshot
+        return snapshot(self)
+
+    # -- the long-running form ------------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Start HTTP, alert delivery and the tick scheduler in the background; returns the URL."""
+        from watchdog.scheduler import TickScheduler
+        from watchdog.server import ApiServer
+
+        self._server = ApiServer(self.loaded.config.listen, self.metrics.registry, self.status, self.health, self.ready)
+        self._server.start()
+        self.notifier.start()
+        self._scheduler = TickScheduler(self.loaded.config.interval, self.run_once)
+        self._scheduler.start()
+        log.info("model-watchdog running: %d rules, %d targets, evaluating every %gs, listening on %s",
+                 len(self.loaded.rules), len(self.loaded.config.targets), self.loaded.config.interval,
+                 self._server.address)
+        return self._server.address
+
+    def shutdown(self) -> None:
+        """Finish the tick in progress (retries are cut short by `stop`), then close everything."""
+        self.stop.set()
+        self._scheduler.stop()
+        finished = self._tick_lock.acquire(timeout=SHUTDOWN_GRACE)
+        self.notifier.drain(timeout=1.0)
+        self._server.stop()
+        if finished:
+            self.close()
+            self._tick_lock.release()
+        else:
+            log.error("the evaluation in progress did not finish within %gs; exiting anyway", SHUTDOWN_GRACE)
+
+    def serve(self) -> int:
+        self._install_signals()
+        self.start()
+        while not self.stop.wait(1.0):
+            pass
+        log.info("shutting down: finishing the evaluation in progress")
+        self.shutdown()
+        log.info("stopped")
+        return 0
+
+    def _install_signals(self) -> None:
+        def handle(signum: int, _frame: Any) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def close(self) -> None:
+        for plugin in [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]:
+            try:
+                plugin.close()
+            except Exception:  # closing is best effort
+                log.debug("closing %s failed", plugin, exc_info=True)
+        self.store.close()
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
+    """Poll `predicate` until true or `timeout` elapses (for the demo and tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

@@ -1,0 +1,302 @@
+"""One evaluation tick: fetch → judge → step the state machine → persist → act and alert.
+
+No scheduling, no HTTP, no argv here: `Engine.tick(now)` is handed the time, and everything
+it needs is handed to its constructor, so tests drive it with a fake clock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+
+from watchdog.actions import RollbackExecutor, RollbackRequest
+from watchdog.alerters.base import Alert
+from watchdog.clock import rfc3339
+from watchdog.config.loader import LoadedConfig
+from watchdog.config.schema import LoadedRule, Rule, TargetConfig
+from watchdog.errors import QueryError, SourceError, WatchdogError
+from watchdog.metrics import DaemonMetrics
+from watchdog.notify import Notifier
+from watchdog.rules.evaluate import Outcome, Verdict, describe_threshold, judge
+from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
+from watchdog.samples import Labels, format_labels
+from watchdog.sources.base import QueryResult, Source
+from watchdog.state.base import HistoryEvent, StateStore
+
+log = logging.getLogger("watchdog.engine")
+
+StateKey = tuple[str, str, str]  # (target, rule, series key)
+
+
+def series_key(labels: Labels) -> str:
+    return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class TickReport:
+    at: float
+    verdicts: list[tuple[str, str, Verdict, SeriesState]] = field(default_factory=list)
+    source_errors: dict[str, str] = field(default_factory=dict)
+    decisions: list[str] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(self, loaded: LoadedConfig, store: StateStore, sources: dict[str, Source],
+                 executor: RollbackExecutor, notifier: Notifier, metrics: DaemonMetrics):
+        self.loaded = loaded
+        self.store = store
+        self.sources = sources
+        self.executor = executor
+        self.notifier = notifier
+        self.metrics = metrics
+        self.states: dict[StateKey, SeriesState] = {
+            k: SeriesState.from_json(v) for k, v in store.load_rule_states().items()}
+        self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
+        self.version_changed_at: dict[str, float] = {}
+        self._resumed = False
+        for lr in loaded.rules:  # lets sources size their sample buffers to the rules' windows
+            sources[lr.rule.source].check_query(lr.rule.query)
+
+    # -- the tick ---------------------------------------------------------------------------
+
+    def tick(self, now: float) -> TickReport:
+        started = time.perf_counter()
+        report = TickReport(at=now)
+        if not self._resumed:
+            self._resumed = True
+            report.decisions.extend(self.executor.resume_unfinished(lambda: now))
+        self._refresh_sources(now, report)
+        for name, target in self.loaded.config.targets.items():
+            self._observe_version(name, target, now)
+        upserts: dict[StateKey, str] = {}
+        deletes: list[StateKey] = []
+        pending_rollbacks: list[tuple[StateKey, RollbackRequest]] = []
+        for lr in self.loaded.rules:
+            self._evaluate_rule(lr, now, report, upserts, deletes, pending_rollbacks)
+        with self.store.transaction():
+            self.store.save_rule_states(upserts, deletes)
+        for key, request in pending_rollbacks:
+            self._rollback(key, request, now, report)
+        self.metrics.evaluations.inc()
+        self.metrics.last_evaluation.set(now)
+        self.metrics.evaluation_duration.observe(time.perf_counter() - started)
+        return report
+
+    def _refresh_sources(self, now: float, report: TickReport) -> None:
+        used = {lr.rule.source for lr in self.loaded.rules}
+        used |= {t.version.source for t in self.loaded.config.targets.values() if t.version}
+        for name in sorted(used):
+            error = self.sources[name].begin_tick(now)
+            if error is None:
+                self.metrics.source_up.labels(name).set(1)
+                self.metrics.source_last_success.labels(name).set(now)
+                continue
+            report.source_errors[name] = str(error)
+            self.metrics.source_up.labels(name).set(0)
+            self.metrics.source_errors.labels(name, error.kind).inc()
+            log.warning("source %s: %s", name, error)
+
+    # -- versions and holds -------------------------------------------------------------------
+
+    def _observe_version(self, name: str, target: TargetConfig, now: float) -> None:
+        if target.version is None:
+            return
+        try:
+            result = self.sources[target.version.source].query(target.version.query, now)
+        except WatchdogError as exc:
+            log.debug("target %s: version unknown: %s", name, exc)
+            return
+        found = next((s.label(target.version.label) for s in result.samples if s.label(target.version.label)), None)
+        if found is None or found == self.versions.get(name):
+            if found is not None:
+                self.store.observe_version(name, found, now)
+            return
+        previous = self.versions.get(name)
+        with self.store.transaction():
+            self.store.observe_version(name, found, now)
+            self._history(now, name, None, {}, "version", f"version {found} is running (was {previous or 'unknown'})",
+                          {"version": found, "previous": previous})
+            if previous is not None:
+                self._on_new_version(name, found, now)
+        self.versions[name] = found
+
+    def _on_new_version(self, target: str, version: str, now: float) -> None:
+        self.version_changed_at[target] = now
+        for key, state in list(self.states.items()):
+            if key[0] == target and state.phase is Phase.PENDING:
+                self.states[key] = reset_pending(state)
+        hold = self.store.holds().get(target)
+        if hold is not None and hold.version != version:
+            self.store.delete_hold(target)
+            self.metrics.target_held.labels(target).set(0)
+            self._history(now, target, None, {}, "resume", f"hold lifted: new version {version} is running", {"version": version})
+
+    def previous_version(self, target: str) -> str | None:
+        current = self.versions.get(target)
+        for record in self.store.versions(target):
+            if record.version != current and not record.bad:
+                return record.version
+        return None
+
+    # -- rules ----------------------------------------------------------------------------------
+
+    def _query(self, rule: Rule, query: str, now: float) -> QueryResult | WatchdogError:
+        try:
+            return self.sources[rule.source].query(query, now)
+        except (SourceError, QueryError) as exc:
+            return exc
+
+    def _verdicts(self, lr: LoadedRule, now: float) -> list[Verdict]:
+        rule = lr.rule
+        changed_at = self.version_changed_at.get(lr.target)
+        window = self.sources[rule.source].window_of(rule.query)
+        if changed_at is not None and window > 0 and now - changed_at < window:
+            return [Verdict((), Outcome.WARMING_UP, None,
+                            f"window still holds data from before version {self.versions.get(lr.target)}")]
+        result = self._query(rule, rule.query, now)
+        counts = self._query(rule, rule.min_samples.query, now) if rule.min_samples else None
+        return judge(rule, result, counts)
+
+    def _evaluate_rule(self, lr: LoadedRule, now: float, report: TickReport, upserts: dict[StateKey, str],
+                       deletes: list[StateKey], rollbacks: list[tuple[StateKey, RollbackRequest]]) -> None:
+        rule = lr.rule
+        verdicts = self._verdicts(lr, now)
+        seen: set[StateKey] = set()
+        for verdict in verdicts:
+            key = (lr.target, rule.name, series_key(verdict.labels))
+            seen.add(key)
+            prev = self.states.get(key, SeriesState())
+            state, events = step(prev, verdict, rule, now)
+            self.metrics.rule_outcomes.labels(lr.target, rule.name, verdict.outcome.value).inc()
+            state = self._handle_events(lr, verdict, prev, state, events, now, rollbacks, key)
+            self.states[key] = state
+            upserts[key] = state.to_json()
+            report.verdicts.append((lr.target, rule.name, verdict, state))
+            self._export(lr, verdict.labels, state)
+        has_data = any(v.outcome not in (Outcome.NO_DATA, Outcome.WARMING_UP) for v in verdicts)
+        for key in [k for k in self.states if k[:2] == (lr.target, rule.name) and k not in seen]:
+            self._vanished(lr, key, has_data, now, upserts, deletes)
+
+    def _vanished(self, lr: LoadedRule, key: StateKey, has_data: bool, now: float,
+                  upserts: dict[StateKey, str], deletes: list[StateKey]) -> None:
+        """A series that was there before and is not now: its breach is no longer observed."""
+        state = self.states[key]
+        labels = tuple(sorted(json.loads(key[2]).items()))
+        if state.phase is Phase.PENDING:
+            state = reset_pending(state)
+            self._history(now, lr.target, lr.rule.name, dict(labels), "state", "pending → inactive: series vanished", {})
+        if state.no_data_since is not None and has_data:
+            state = replace(state, no_data_since=None)
+            self._alert_no_data(lr, labels, state, now, resolved=True)
+        if state.phase is Phase.INACTIVE and state.no_data_since is None:
+            del self.states[key]
+            deletes.append(key)
+            self.metrics.forget_series(lr.target, lr.rule.name, format_labels(labels))
+            return
+        self.states[key] = state
+        upserts[key] = state.to_json()
+
+    def _export(self, lr: LoadedRule, labels: Labels, state: SeriesState) -> None:
+        shown = format_labels(labels)
+        self.metrics.set_phase(lr.target, lr.rule.name, shown, state.phase.value)
+        if state.value is not None:
+            self.metrics.rule_value.labels(lr.target, lr.rule.name, shown).set(state.value)
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def _handle_events(self, lr: LoadedRule, verdict: Verdict, prev: SeriesState, state: SeriesState,
+                       events: list[Event], now: float, rollbacks: list[tuple[StateKey, RollbackRequest]],
+                       key: StateKey) -> SeriesState:
+        rule = lr.rule
+        for event in events:
+            self._record_event(lr, verdict, prev, state, event, now)
+            if event is Event.FIRED:
+                self._alert_rule(lr, verdict, state, now, resolved=False)
+                if rule.action == "rollback":
+                    rollbacks.append((key, self._rollback_request(lr, verdict, state)))
+            elif event is Event.RESOLVED:
+                self._alert_rule(lr, verdict, state, now, resolved=True)
+            elif event is Event.NO_DATA_STARTED:
+                self._alert_no_data(lr, verdict.labels, state, now, resolved=False)
+            elif event is Event.NO_DATA_ENDED:
+                self._alert_no_data(lr, verdict.labels, state, now, resolved=True)
+        return state
+
+    def _record_event(self, lr: LoadedRule, verdict: Verdict, prev: SeriesState, state: SeriesState,
+                      event: Event, now: float) -> None:
+        rule = lr.rule
+        message = {
+            Event.PENDING: f"inactive → pending: {verdict.reason} (must hold for {rule.for_:g}s)",
+            Event.FIRED: f"→ firing: {verdict.reason}" + (f", held for {now - (prev.pending_since or now):g}s" if rule.for_ else ""),
+            Event.RESOLVED: f"firing → inactive: {verdict.reason}",
+            Event.RESET: f"pending → inactive: {verdict.reason}",
+            Event.NO_DATA_STARTED: f"no data: {verdict.reason}",
+            Event.NO_DATA_ENDED: "data is back",
+        }[event]
+        log.info("%s/%s%s %s", lr.target, rule.name, format_labels(verdict.labels) if verdict.labels else "", message)
+        self._history(now, lr.target, rule.name, dict(verdict.labels), "no_data" if "NO_DATA" in event.name else "state",
+                      message, {"event": event.value, "value": verdict.value, "threshold": rule.threshold(),
+                                "outcome": verdict.outcome.value, "from": prev.phase.value, "to": state.phase.value,
+                                "samples": verdict.samples, "for": rule.for_, "version": self.versions.get(lr.target)})
+
+    def _rollback_request(self, lr: LoadedRule, verdict: Verdict, state: SeriesState) -> RollbackRequest:
+        target = self.loaded.config.targets[lr.target]
+        return RollbackRequest(
+            target=lr.target, rule=lr.rule.name, value=verdict.value, threshold=lr.rule.threshold(),
+            labels=dict(verdict.labels), version=self.versions.get(lr.target),
+            previous_version=self.previous_version(lr.target), reason=verdict.reason,
+            severity=lr.rule.severity, plan=list(target.rollback))
+
+    def _rollback(self, key: StateKey, request: RollbackRequest, now: float, report: TickReport) -> None:
+        hold = self.store.holds().get(request.target)
+        if hold is not None:
+            message = (f"rollback not repeated: target is held since {rfc3339(hold.since)} "
+                       f"(decision {hold.decision_id}); run `model-watchdog resume {request.target}` to lift it")
+            self._history(now, request.target, request.rule, request.labels, "decision", message,
+                          {"held_by": hold.decision_id, "value": request.value})
+            log.warning("%s/%s fired: %s", request.target, request.rule, message)
+            return
+        decision_id = self.executor.decide(request, now)
+        self.metrics.target_held.labels(request.target).set(1)
+        self.states[key] = replace(self.states[key], decision_id=decision_id)
+        with self.store.transaction():
+            self.store.save_rule_states({key: self.states[key].to_json()}, [])
+        report.decisions.append(decision_id)
+        self.executor.execute(decision_id, lambda: now)
+
+    # -- alerts and history ---------------------------------------------------------------------------
+
+    def alert(self, target: str, alert: Alert) -> None:
+        self.notifier.notify(self.loaded.config.targets[target].alert, alert)
+
+    def _alert_rule(self, lr: LoadedRule, verdict: Verdict, state: SeriesState, now: float, resolved: bool) -> None:
+        rule = lr.rule
+        verb = "recovered" if resolved else ("fired: rolling back" if rule.action == "rollback" else "fired")
+        self.alert(lr.target, Alert(
+            status="resolved" if resolved else "firing", kind="rule",
+            dedup_key=f"{lr.target}/{rule.name}/{series_key(verdict.labels)}", target=lr.target, rule=rule.name,
+            severity=rule.severity, summary=f"{lr.target}/{rule.name} {verb}: {verdict.reason}", at=rfc3339(now),
+            value=verdict.value, threshold=rule.threshold(), labels=dict(verdict.labels),
+            decision_id=state.decision_id, version=self.versions.get(lr.target)))
+
+    def _alert_no_data(self, lr: LoadedRule, labels: Labels, state: SeriesState, now: float, resolved: bool) -> None:
+        rule = lr.rule
+        summary = (f"{lr.target}/{rule.name}: data is back" if resolved
+                   else f"{lr.target}/{rule.name}: no data ({state.reason}); the rule cannot be judged")
+        self.alert(lr.target, Alert(
+            status="resolved" if resolved else "firing", kind="no_data",
+            dedup_key=f"{lr.target}/{rule.name}/{series_key(labels)}/no_data", target=lr.target, rule=rule.name,
+            severity=rule.severity, summary=summary, at=rfc3339(now), threshold=rule.threshold(),
+            labels=dict(labels), version=self.versions.get(lr.target)))
+
+    def _history(self, now: float, target: str, rule: str | None, labels: dict[str, str], kind: str,
+                 message: str, data: dict) -> None:  # type: ignore[type-arg]
+        self.store.append(HistoryEvent(id=None, at=now, target=target, rule=rule, series=labels,
+                                       kind=kind, message=message, data=data))
+
+    # -- operator commands ------------------------------------------------------------------------
+
+    def describe_threshold(self, rule: Rule) -> str:
+        return describe_threshold(rule)

@@ -1,0 +1,52 @@
+"""The daemon's own Prometheus metrics, on a registry it is handed (tests use a fresh one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PHASES = ("inactive", "pending", "firing")
+
+
+class DaemonMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.evaluations = Counter("model_watchdog_evaluations", "Evaluation ticks run", registry=r)
+        self.evaluation_failures = Counter("model_watchdog_evaluation_failures", "Evaluation ticks that raised", registry=r)
+        self.evaluation_duration = Histogram(
+            "model_watchdog_evaluation_duration_seconds", "Time one evaluation tick took",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.rule_value = Gauge("model_watchdog_rule_value", "Last value of a rule per series",
+                                ["target", "rule", "series"], registry=r)
+        self.rule_state = Gauge("model_watchdog_rule_state", "1 for the rule's current phase per series",
+                                ["target", "rule", "series", "state"], registry=r)
+        self.rule_outcomes = Counter("model_watchdog_rule_outcomes", "Verdicts by outcome",
+                                     ["target", "rule", "outcome"], registry=r)
+        self.actions = Counter("model_watchdog_actions", "Actuator steps by outcome",
+                               ["target", "actuator", "outcome"], registry=r)
+        self.alerts = Counter("model_watchdog_alerts", "Alert deliveries by outcome",
+                              ["alerter", "outcome"], registry=r)
+        self.source_errors = Counter("model_watchdog_source_errors", "Source failures by kind",
+                                     ["source", "kind"], registry=r)
+        self.source_last_success = Gauge("model_watchdog_source_last_success_timestamp_seconds",
+                                         "Time of the last successful fetch per source", ["source"], registry=r)
+        self.source_up = Gauge("model_watchdog_source_up", "1 if the last fetch succeeded", ["source"], registry=r)
+        self.target_held = Gauge("model_watchdog_target_held", "1 while a target is held after a rollback",
+                                 ["target"], registry=r)
+        self.last_evaluation = Gauge("model_watchdog_last_evaluation_timestamp_seconds",
+                                     "Time of the last completed evaluation tick", registry=r)
+
+    def set_phase(self, target: str, rule: str, series: str, phase: str) -> None:
+        for p in PHASES:
+            self.rule_state.labels(target, rule, series, p).set(1 if p == phase else 0)
+
+    def forget_series(self, target: str, rule: str, series: str) -> None:
+        for p in PHASES:
+            try:
+                self.rule_state.remove(target, rule, series, p)
+            except KeyError:
+                pass
+        try:
+            self.rule_value.remove(target, rule, series)
+        except KeyError:
+            pass

@@ -1,0 +1,102 @@
+"""Plugin registry: sources, actuators and alerters are found through entry points.
+
+A third party adds a plugin by declaring, in its own package metadata:
+
+    [project.entry-points."model_watchdog.sources"]
+    influx = "my_package.influx:InfluxSource"
+
+Plugins are imported lazily (only the types a configuration names), checked against the
+base class of their group, and a missing one is reported with the names that do exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import Any
+
+from watchdog.config.fields import suggest
+from watchdog.errors import PluginError
+
+SOURCES = "model_watchdog.sources"
+ACTUATORS = "model_watchdog.actuators"
+ALERTERS = "model_watchdog.alerters"
+
+# The built-in plugins, so a source checkout works even before `pip install -e .`
+# has written entry-point metadata. Entry points of the same name win.
+_BUILTIN: dict[str, dict[str, str]] = {
+    SOURCES: {"scrape": "watchdog.sources.scrape:ScrapeSource"},
+    ACTUATORS: {
+        "webhook": "watchdog.actuators.webhook:WebhookActuator",
+        "command": "watchdog.actuators.command:CommandActuator",
+    },
+    ALERTERS: {
+        "webhook": "watchdog.alerters.webhook:WebhookAlerter",
+        "log": "watchdog.alerters.log:LogAlerter",
+    },
+}
+
+_EXTRAS: dict[str, str] = {}  # module prefix -> extra that provides its dependencies
+
+
+def _base_class(group: str) -> type:
+    if group == SOURCES:
+        from watchdog.sources.base import Source
+        return Source
+    if group == ACTUATORS:
+        from watchdog.actuators.base import Actuator
+        return Actuator
+    from watchdog.alerters.base import Alerter
+    return Alerter
+
+
+@lru_cache(maxsize=None)
+def available(group: str) -> dict[str, str]:
+    found = dict(_BUILTIN.get(group, {}))
+    for ep in entry_points(group=group):
+        found[ep.name] = ep.value
+    return found
+
+
+def _import(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@lru_cache(maxsize=None)
+def plugin_class(group: str, name: str) -> type:
+    """The plugin class registered as `name` in `group`; PluginError says what exists."""
+    names = available(group)
+    kind = group.rsplit(".", 1)[-1].rstrip("s")
+    if name not in names:
+        hint = suggest(name, names) or f" (available: {', '.join(sorted(names)) or 'none'})"
+        raise PluginError(f"unknown {kind} type '{name}'{hint}")
+    try:
+        cls = _import(names[name])
+    except ImportError as exc:
+        extra = next((e for prefix, e in _EXTRAS.items() if names[name].startswith(prefix)), None)
+        fix = f"; install it with: pip install 'model-watchdog[{extra}]'" if extra else ""
+        raise PluginError(f"{kind} type '{name}' cannot be loaded: {exc}{fix}") from exc
+    base = _base_class(group)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise PluginError(f"{kind} type '{name}' ({names[name]}) is not a subclass of {base.__qualname__}")
+    if not hasattr(cls, "Options"):
+        raise PluginError(f"{kind} type '{name}' ({names[name]}) has no Options dataclass")
+    return cls
+
+
+def options_class(group: str, name: str) -> tuple[type | None, str]:
+    try:
+        return plugin_class(group, name).Options, ""  # type: ignore[attr-defined]
+    except PluginError as exc:
+        return None, str(exc)
+
+
+def create(group: str, spec: Any) -> Any:
+    """Instantiate the plugin for a PluginSpec."""
+    return plugin_class(group, spec.type)(spec.name, spec.options)

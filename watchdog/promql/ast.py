@@ -1,0 +1,285 @@
+"""The expression tree: frozen dataclasses that print back as canonical PromQL.
+
+Parentheses are not nodes: the printer adds exactly those the precedence rules
+need, so `parse(str(e)) == e` for every tree the parser builds. `pos` (0-based
+offset into the query text) is kept for error messages and ignored by `==`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from watchdog.errors import PromQLError
+from watchdog.samples import NAME
+
+from .catalogue import FUNCTIONS, ValueType
+from .literals import format_duration, format_number, quote
+
+# Binding strength, loosest first, as in Prometheus. Unary minus binds tighter
+# than `*` but looser than `^`: `-2 ^ 2` is -4.
+PRECEDENCE: dict[str, int] = {
+    "or": 1,
+    "and": 2,
+    "unless": 2,
+    **dict.fromkeys(("==", "!=", ">", "<", ">=", "<="), 3),
+    "+": 4,
+    "-": 4,
+    "*": 5,
+    "/": 5,
+    "%": 5,
+    "^": 7,
+}
+UNARY = 6
+ATOM = 8
+
+MATCH_OPS = ("=", "!=", "=~", "!~")
+_LEADING_FLAGS = re.compile(r"\(\?([ims]+)\)")
+
+
+def compile_label_regex(pattern: str) -> re.Pattern[str]:
+    """Compile like Prometheus: anchored at both ends, `.` matches newlines.
+
+    RE2 allows a leading `(?i)`; Python 3.11 rejects global flags inside our
+    anchoring group, so they are rewritten to the equivalent scoped `(?i:...)`.
+    """
+    scoped = pattern
+    m = _LEADING_FLAGS.match(pattern)
+    if m:
+        scoped = f"(?{m.group(1)}:{pattern[m.end():]})"
+    try:
+        return re.compile(f"(?:{scoped})", re.DOTALL)
+    except (re.error, OverflowError, RecursionError, ValueError) as err:
+        reason = err.msg if isinstance(err, re.error) else str(err)
+        raise PromQLError(f"invalid regular expression {quote(pattern)}: {reason}") from None
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One label matcher; a missing label matches as the empty string (as in Prometheus)."""
+
+    name: str
+    op: str
+    value: str
+    regex: re.Pattern[str] | None = field(init=False, default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.op not in MATCH_OPS:
+            raise PromQLError(f"unknown matcher operator {self.op!r} (use =, !=, =~ or !~)")
+        if self.op in ("=~", "!~"):
+            object.__setattr__(self, "regex", compile_label_regex(self.value))
+
+    def matches(self, value: str) -> bool:
+        if self.op == "=":
+            return value == self.value
+        if self.op == "!=":
+            return value != self.value
+        assert self.regex is not None
+        found = self.regex.fullmatch(value) is not None
+        return found if self.op == "=~" else not found
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.op}{quote(self.value)}"
+
+
+@dataclass(frozen=True)
+class VectorMatching:
+    """`on (labels)` when `on` is true, else `ignoring (labels)`; one-to-one only."""
+
+    on: bool
+    labels: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{'on' if self.on else 'ignoring'} ({', '.join(self.labels)})"
+
+
+@dataclass(frozen=True)
+class Expr:
+    pos: int = field(default=0, compare=False, repr=False, kw_only=True)
+
+    @property
+    def type(self) -> ValueType:
+        raise NotImplementedError
+
+    def children(self) -> tuple[Expr, ...]:
+        return ()
+
+    def max_range(self) -> float:
+        """Longest range window (seconds) anywhere in the expression; 0.0 if none."""
+        return max((c.max_range() for c in self.children()), default=0.0)
+
+    def precedence(self) -> int:
+        return ATOM
+
+
+@dataclass(frozen=True, eq=False)
+class NumberLiteral(Expr):
+    value: float
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.SCALAR
+
+    def precedence(self) -> int:
+        return UNARY if math.copysign(1.0, self.value) < 0 and not math.isnan(self.value) else ATOM
+
+    # NaN != NaN would make `parse("NaN") != parse("NaN")`; literals compare by spelling.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NumberLiteral):
+            return NotImplemented
+        both_nan = math.isnan(self.value) and math.isnan(other.value)
+        return both_nan or self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(("number", "NaN" if math.isnan(self.value) else self.value))
+
+    def __str__(self) -> str:
+        return format_number(self.value)
+
+
+@dataclass(frozen=True)
+class StringLiteral(Expr):
+    """Parsed so the error can come from the right place; no supported function takes one."""
+
+    value: str
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.STRING
+
+    def __str__(self) -> str:
+        return quote(self.value)
+
+
+@dataclass(frozen=True)
+class VectorSelector(Expr):
+    name: str | None
+    matchers: tuple[Matcher, ...] = ()
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.VECTOR
+
+    @cached_property
+    def all_matchers(self) -> tuple[Matcher, ...]:
+        """The matchers including `__name__="name"` for a written metric name."""
+        if self.name is None:
+            return self.matchers
+        return (Matcher(NAME, "=", self.name), *self.matchers)
+
+    def __str__(self) -> str:
+        name = self.name or ""
+        if self.matchers or not name:
+            return name + "{" + ", ".join(str(m) for m in self.matchers) + "}"
+        return name
+
+
+@dataclass(frozen=True)
+class MatrixSelector(Expr):
+    selector: VectorSelector
+    range: float
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.MATRIX
+
+    def max_range(self) -> float:
+        return self.range
+
+    def __str__(self) -> str:
+        return f"{self.selector}[{format_duration(self.range)}]"
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    func: str
+    args: tuple[Expr, ...]
+
+    @property
+    def type(self) -> ValueType:
+        spec = FUNCTIONS.get(self.func)
+        return spec.return_type if spec else ValueType.VECTOR
+
+    def children(self) -> tuple[Expr, ...]:
+        return self.args
+
+    def __str__(self) -> str:
+        return f"{self.func}({', '.join(str(a) for a in self.args)})"
+
+
+@dataclass(frozen=True)
+class Aggregation(Expr):
+    op: str
+    expr: Expr
+    grouping: tuple[str, ...] = ()
+    without: bool = False
+
+    @property
+    def type(self) -> ValueType:
+        return ValueType.VECTOR
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.expr,)
+
+    def __str__(self) -> str:
+        if self.without or self.grouping:
+            keyword = "without" if self.without else "by"
+            return f"{self.op} {keyword} ({', '.join(self.grouping)}) ({self.expr})"
+        return f"{self.op}({self.expr})"
+
+
+@dataclass(frozen=True)
+class Unary(Expr):
+    op: str
+    expr: Expr
+
+    @property
+    def type(self) -> ValueType:
+        return self.expr.type
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.expr,)
+
+    def precedence(self) -> int:
+        return UNARY
+
+    def __str__(self) -> str:
+        return self.op + _wrap(self.expr, self.expr.precedence() < UNARY)
+
+
+@dataclass(frozen=True)
+class Binary(Expr):
+    op: str
+    lhs: Expr
+    rhs: Expr
+    return_bool: bool = False
+    matching: VectorMatching | None = None
+
+    @property
+    def type(self) -> ValueType:
+        scalars = self.lhs.type is ValueType.SCALAR and self.rhs.type is ValueType.SCALAR
+        return ValueType.SCALAR if scalars else ValueType.VECTOR
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.lhs, self.rhs)
+
+    def precedence(self) -> int:
+        return PRECEDENCE[self.op]
+
+    def __str__(self) -> str:
+        mine = self.precedence()
+        if self.op == "^":
+            # Right-associative, and its left side must be an atom (`(-2) ^ 2`).
+            left = _wrap(self.lhs, self.lhs.precedence() < ATOM)
+            right = _wrap(self.rhs, self.rhs.precedence() < UNARY)
+        else:
+            left = _wrap(self.lhs, self.lhs.precedence() < mine)
+            right = _wrap(self.rhs, self.rhs.precedence() <= mine)
+        modifiers = (" bool" if self.return_bool else "") + (f" {self.matching}" if self.matching else "")
+        return f"{left} {self.op}{modifiers} {right}"
+
+
+def _wrap(expr: Expr, needed: bool) -> str:
+    return f"({expr})" if needed else str(expr)

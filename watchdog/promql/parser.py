@@ -1,0 +1,287 @@
+"""Text -> `Expr`: the lark grammar, a tree builder, and errors a user can act on."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+
+from watchdog.errors import PromQLError
+
+from .ast import (
+    Aggregation,
+    Binary,
+    Call,
+    Expr,
+    Matcher,
+    MatrixSelector,
+    NumberLiteral,
+    StringLiteral,
+    Unary,
+    VectorMatching,
+    VectorSelector,
+)
+from .catalogue import (
+    AGGREGATIONS,
+    FUNCTIONS,
+    PROMETHEUS_ONLY_AGGREGATIONS,
+    PROMETHEUS_ONLY_FUNCTIONS,
+    supported_functions_text,
+)
+from .check import check
+from .literals import parse_duration, parse_number, unquote
+
+
+@functools.cache
+def _lark() -> Lark:
+    grammar = resources.files(__package__).joinpath("grammar.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", lexer="contextual", maybe_placeholders=True)
+
+
+def parse(text: str) -> Expr:
+    """Parse a PromQL expression of the supported subset.
+
+    Raises PromQLError naming what is wrong or unsupported; its `position` is the
+    0-based offset into `text` (the column, for a one-line query).
+    """
+    if not isinstance(text, str):
+        raise PromQLError(f"a PromQL query must be a string, got {type(text).__name__}", 0)
+    if not text.strip():
+        raise PromQLError("empty query: write an expression such as rate(requests_total[5m])", 0)
+    try:
+        tree = _lark().parse(text)
+        expr: Expr = _Builder(text).transform(tree)
+        check(expr)
+    except UnexpectedInput as err:
+        raise _syntax_error(text, err) from None
+    except VisitError as err:
+        if isinstance(err.orig_exc, PromQLError):
+            raise err.orig_exc from None
+        if isinstance(err.orig_exc, RecursionError):
+            raise _too_deep() from None
+        raise
+    except RecursionError:
+        raise _too_deep() from None
+    return expr
+
+
+def _too_deep() -> PromQLError:
+    return PromQLError("expression is nested too deeply; split it into smaller rules", 0)
+
+
+@dataclass(frozen=True)
+class _Braces:
+    pos: int
+    matchers: tuple[Matcher, ...]
+
+
+@dataclass(frozen=True)
+class _Grouping:
+    pos: int
+    keyword: str
+    labels: tuple[str, ...]
+
+
+def _at(token: Token) -> int:
+    """A token's 0-based offset into the query (lark types it as optional)."""
+    return token.start_pos or 0
+
+
+_Modifiers = tuple[Token | None, VectorMatching | None]  # (`bool` keyword, on/ignoring)
+
+
+@v_args(inline=True)
+class _Builder(Transformer[Token, Expr]):
+    """Builds AST nodes bottom-up; rejects unsupported constructs where they are written."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text = text
+
+    def number(self, tok: Token) -> NumberLiteral:
+        try:
+            return NumberLiteral(parse_number(tok), pos=_at(tok))
+        except ValueError as err:
+            raise PromQLError(str(err), _at(tok)) from None
+
+    def string(self, tok: Token) -> StringLiteral:
+        # Not rejected here: the enclosing call may be the more useful error
+        # (`count_values("v", x)` is about count_values, not about the string).
+        try:
+            return StringLiteral(unquote(tok), pos=_at(tok))
+        except ValueError as err:
+            raise PromQLError(str(err), _at(tok)) from None
+
+    def matcher(self, name: Token, op: Token, value: Token) -> Matcher:
+        try:
+            return Matcher(str(name), str(op), unquote(value))
+        except ValueError as err:
+            raise PromQLError(str(err), _at(value)) from None
+        except PromQLError as err:
+            raise PromQLError(f"{err.message} in matcher {name}{op}{value}", _at(value)) from None
+
+    def matchers(self, lbrace: Token, *items: Matcher | None) -> _Braces:
+        return _Braces(_at(lbrace), tuple(m for m in items if m is not None))
+
+    def selector(self, first: Token | _Braces, braces: _Braces | None = None) -> VectorSelector:
+        if isinstance(first, _Braces):
+            return VectorSelector(None, first.matchers, pos=first.pos)
+        return VectorSelector(str(first), braces.matchers if braces else (), pos=_at(first))
+
+    def range(self, expr: Expr, lsqb: Token, duration: Token) -> MatrixSelector:
+        before = self._text[: _at(lsqb)].rstrip()
+        if not isinstance(expr, VectorSelector) or before.endswith(")"):
+            raise PromQLError(
+                f"a range [{duration}] is only allowed right after a vector selector, e.g. x[{duration}] "
+                "(subqueries are not supported)",
+                _at(lsqb),
+            )
+        seconds = self._duration(duration)
+        if seconds <= 0:
+            raise PromQLError("range must be greater than 0s, e.g. x[5m]", _at(duration))
+        return MatrixSelector(expr, seconds, pos=expr.pos)
+
+    def subquery(self, _expr: Expr, lsqb: Token, *_rest: Any) -> Expr:
+        raise PromQLError("subqueries are not supported (x[5m:1m]); use a range selector like x[5m]", _at(lsqb))
+
+    def offset(self, _expr: Expr, keyword: Token, *_rest: Any) -> Expr:
+        raise PromQLError("offset modifier is not supported: queries always look at the newest data", _at(keyword))
+
+    def at_modifier(self, _expr: Expr, at: Token, _time: Any) -> Expr:
+        raise PromQLError("the '@' modifier is not supported: queries are evaluated at the current time", _at(at))
+
+    def at_time(self, *_parts: Any) -> None:
+        return None
+
+    def call_args(self, *args: Expr) -> list[Expr]:
+        return list(args)
+
+    def label_list(self, *names: Token | None) -> tuple[str, ...]:
+        return tuple(str(n) for n in names if n is not None)
+
+    def grouping(self, keyword: Token, labels: tuple[str, ...]) -> _Grouping:
+        return _Grouping(_at(keyword), keyword.lower(), labels)
+
+    def call(self, name: Token, pre: _Grouping | None, args: list[Expr], post: _Grouping | None) -> Expr:
+        lowered = name.lower()
+        if lowered in AGGREGATIONS:
+            return _aggregation(lowered, _at(name), pre, args, post)
+        if lowered in PROMETHEUS_ONLY_AGGREGATIONS:
+            raise PromQLError(
+                f"aggregation '{lowered}' is not supported (supported: {', '.join(AGGREGATIONS)})", _at(name)
+            )
+        for grouping in (pre, post):
+            if grouping is not None:
+                raise PromQLError(
+                    f"'{grouping.keyword}' is only allowed with an aggregation ({', '.join(AGGREGATIONS)})",
+                    grouping.pos,
+                )
+        if name in FUNCTIONS:
+            return Call(str(name), tuple(args), pos=_at(name))
+        kind = "unsupported" if name in PROMETHEUS_ONLY_FUNCTIONS else "unknown"
+        raise PromQLError(f"{kind} function '{name}' (supported: {supported_functions_text()})", _at(name))
+
+    def unary(self, op: Token, expr: Expr) -> Expr:
+        return Unary(str(op), expr, pos=_at(op))
+
+    def binary(self, lhs: Expr, op: Token, modifiers: _Modifiers, rhs: Expr) -> Expr:
+        name = op.lower()
+        if name == "atan2":
+            raise PromQLError("operator 'atan2' is not supported", _at(op))
+        bool_token, matching = modifiers
+        return Binary(name, lhs, rhs, return_bool=bool_token is not None, matching=matching, pos=_at(op))
+
+    def bin_mod(self, bool_token: Token | None, matching: VectorMatching | None) -> _Modifiers:
+        return bool_token, matching
+
+    def matching(self, keyword: Token, labels: tuple[str, ...], _group: None) -> VectorMatching:
+        return VectorMatching(keyword.lower() == "on", labels)
+
+    def group_mod(self, side: Token, _labels: Any) -> None:
+        raise PromQLError(
+            f"{side.lower()} is not supported: only one-to-one vector matching is, "
+            "on identical labels or with on(...)/ignoring(...)",
+            _at(side),
+        )
+
+    @staticmethod
+    def _duration(tok: Token) -> float:
+        try:
+            return parse_duration(str(tok))
+        except ValueError as err:
+            raise PromQLError(str(err), _at(tok)) from None
+
+
+def _aggregation(op: str, pos: int, pre: _Grouping | None, args: list[Expr], post: _Grouping | None) -> Aggregation:
+    if pre is not None and post is not None:
+        raise PromQLError(f"{op}: give 'by'/'without' once, before or after the parentheses", post.pos)
+    if len(args) != 1:
+        raise PromQLError(f"{op}() takes exactly 1 argument, got {len(args)}", pos)
+    grouping = pre or post
+    if grouping is None:
+        return Aggregation(op, args[0], pos=pos)
+    return Aggregation(op, args[0], grouping.labels, grouping.keyword == "without", pos=pos)
+
+
+# Descriptions of the grammar's terminals for "expected ..." hints; None hides
+# terminals that only exist to reject unsupported syntax.
+_TERMINALS: dict[str, str | None] = {
+    "IDENT": "a name",
+    "NUMBER": "a number",
+    "STRING": "a quoted string",
+    "DURATION": "a duration like 5m",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "RSQB": "']'",
+    "RBRACE": "'}'",
+    "COMMA": "','",
+    "MATCH_OP": "one of = != =~ !~",
+    "$END": "end of input",
+    **dict.fromkeys(("CMP_OP", "ADD_OP", "MUL_OP", "POW", "OR", "SET_OP"), "an operator"),
+    **dict.fromkeys(("LSQB", "COLON", "OFFSET", "AT", "GROUP_SIDE"), None),
+}
+_DURATION_UNIT = re.compile(r"(ms|[smhdwy])(\d|$)")
+
+
+def _syntax_error(text: str, err: UnexpectedInput) -> PromQLError:
+    pos = max(0, min(len(text), err.pos_in_stream if err.pos_in_stream is not None else len(text)))
+    if isinstance(err, UnexpectedToken):
+        at_end = err.token.type == "$END"
+        return PromQLError(_unexpected_token(text, err.token, err.expected), len(text) if at_end else pos)
+    if isinstance(err, UnexpectedCharacters):
+        return PromQLError(_unexpected_character(text, pos, err.allowed), pos)
+    return PromQLError("syntax error", pos)
+
+
+def _unexpected_token(text: str, token: Token, expected: set[str]) -> str:
+    if token.type == "$END":
+        return f"unexpected end of input{_expected(expected)}"
+    if token == "=":
+        return "unexpected '=': use '==' to compare"
+    start = _at(token)
+    if token.type == "IDENT" and start > 0 and text[start - 1].isdigit() and _DURATION_UNIT.match(str(token)):
+        return "durations like 5m are only allowed inside a range like x[5m]; write seconds as a number, e.g. 300"
+    what = f"name '{token}'" if token.type == "IDENT" else f"'{token}'"
+    return f"unexpected {what}{_expected(expected)}"
+
+
+def _unexpected_character(text: str, pos: int, allowed: set[str] | None) -> str:
+    char = text[pos] if pos < len(text) else ""
+    if char in "\"'`":
+        return f"unterminated string starting with {char}"
+    if char == "=":
+        return "unexpected '=': use '==' to compare"
+    return f"unexpected character {char!r}{_expected(allowed)}"
+
+
+def _expected(names: set[str] | None) -> str:
+    described = {_TERMINALS.get(n, n) for n in names or ()}
+    described.discard(None)
+    if not described or len(described) > 3:
+        return ""
+    return "; expected " + " or ".join(sorted(str(d) for d in described))

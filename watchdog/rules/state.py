@@ -1,0 +1,125 @@
+"""The rule state machine: inactive → pending → firing, one series at a time.
+
+`step(prev, verdict, rule, now)` is the only transition function. It is pure: it returns the
+next state and the events that the engine records, alerts on and acts on. `for` lives here,
+not in conditions. Time is always passed in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
+
+from watchdog.config.schema import Rule
+from watchdog.rules.evaluate import Outcome, Verdict
+
+
+class Phase(str, Enum):
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    FIRING = "firing"
+
+
+class Event(str, Enum):
+    PENDING = "pending"  # a breach began; the `for` timer runs
+    FIRED = "fired"  # the breach held for `for`
+    RESOLVED = "resolved"  # a firing series recovered
+    RESET = "reset"  # a pending timer was reset (recovered, no data, too few samples)
+    NO_DATA_STARTED = "no_data_started"  # first verdict of a no-data episode (on_no_data: alert)
+    NO_DATA_ENDED = "no_data_ended"  # data came back
+
+
+@dataclass(frozen=True)
+class SeriesState:
+    phase: Phase = Phase.INACTIVE
+    pending_since: float | None = None  # when the current breach began
+    firing_since: float | None = None
+    no_data_since: float | None = None  # start of an alerted no-data episode
+    value: float | None = None
+    outcome: str = ""
+    reason: str = ""
+    evaluated_at: float | None = None
+    decision_id: str | None = None  # the decision taken for the current firing episode
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["phase"] = self.phase.value
+        if self.value is not None and self.value != self.value:
+            data["value"] = None
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SeriesState":
+        data = json.loads(text)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["phase"] = Phase(known.get("phase", "inactive"))
+        return cls(**known)
+
+
+def _is_breach(verdict: Verdict, rule: Rule) -> bool:
+    if verdict.outcome is Outcome.BREACH:
+        return True
+    return verdict.outcome is Outcome.NO_DATA and rule.on_no_data == "rollback"
+
+
+def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float) -> tuple[SeriesState, list[Event]]:
+    """The next state of one series after `verdict` at time `now`."""
+    events: list[Event] = []
+    state = replace(prev, evaluated_at=now, outcome=verdict.outcome.value, reason=verdict.reason,
+                    value=verdict.value if verdict.value is not None else prev.value)
+    state = _track_no_data(state, verdict, rule, now, events)
+    if verdict.outcome is Outcome.WARMING_UP:
+        return state, events  # no evidence either way: keep timers as they are
+    if _is_breach(verdict, rule):
+        return _breach(state, rule, now, events), events
+    if verdict.outcome is Outcome.OK:
+        return _recover(state, events), events
+    # No data (ignore/alert) or too few samples: a breach must be observed continuously,
+    # so a pending timer restarts; a firing series is not proven healthy, so it stays firing.
+    if state.phase is Phase.PENDING:
+        events.append(Event.RESET)
+        state = replace(state, phase=Phase.INACTIVE, pending_since=None)
+    return state, events
+
+
+def _track_no_data(state: SeriesState, verdict: Verdict, rule: Rule, now: float, events: list[Event]) -> SeriesState:
+    if verdict.outcome is Outcome.NO_DATA:
+        if rule.on_no_data == "alert" and state.no_data_since is None:
+            events.append(Event.NO_DATA_STARTED)
+            return replace(state, no_data_since=now)
+        return state
+    if verdict.outcome is not Outcome.WARMING_UP and state.no_data_since is not None:
+        events.append(Event.NO_DATA_ENDED)
+        return replace(state, no_data_since=None)
+    return state
+
+
+def _breach(state: SeriesState, rule: Rule, now: float, events: list[Event]) -> SeriesState:
+    if state.phase is Phase.FIRING:
+        return state
+    if state.phase is Phase.INACTIVE:
+        events.append(Event.PENDING)
+        state = replace(state, phase=Phase.PENDING, pending_since=now)
+    assert state.pending_since is not None
+    if now - state.pending_since >= rule.for_:
+        events.append(Event.FIRED)
+        state = replace(state, phase=Phase.FIRING, firing_since=now, decision_id=None)
+    return state
+
+
+def _recover(state: SeriesState, events: list[Event]) -> SeriesState:
+    if state.phase is Phase.FIRING:
+        events.append(Event.RESOLVED)
+    elif state.phase is Phase.PENDING:
+        events.append(Event.RESET)
+    else:
+        return state
+    return replace(state, phase=Phase.INACTIVE, pending_since=None, firing_since=None, decision_id=None)
+
+
+def reset_pending(state: SeriesState) -> SeriesState:
+    """A new version is running: a breach observed under the old one proves nothing."""
+    if state.phase is Phase.PENDING:
+        return replace(state, phase=Phase.INACTIVE, pending_since=None)
+    return state

@@ -1,0 +1,41 @@
+"""Series identity and samples, shared by sources, the PromQL subset and the engine.
+
+`Labels` is a sorted tuple of (name, value) pairs: hashable, ordered, cheap to compare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+Labels = tuple[tuple[str, str], ...]
+
+NAME = "__name__"
+
+
+def labels_of(mapping: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
+    items = mapping.items() if isinstance(mapping, Mapping) else mapping
+    return tuple(sorted((str(k), str(v)) for k, v in items))
+
+
+def without_name(labels: Labels) -> Labels:
+    return tuple(p for p in labels if p[0] != NAME)
+
+
+def format_labels(labels: Labels) -> str:
+    """`{code="500",model="fraud"}`; `{}` for no labels."""
+    return "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One value of one series at evaluation time."""
+
+    labels: Labels
+    value: float
+
+    def label(self, name: str) -> str | None:
+        for k, v in self.labels:
+            if k == name:
+                return v
+        return None

@@ -1,0 +1,33 @@
+"""APScheduler wiring, and nothing else: run `job` every `interval` seconds.
+
+`coalesce` and `max_instances=1` mean a slow tick (a rollback in flight) delays the next one
+instead of stacking evaluations on top of each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+log = logging.getLogger("watchdog.scheduler")
+
+
+class TickScheduler:
+    def __init__(self, interval: float, job: Callable[[], None]):
+        self._scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": max(1, int(interval))})
+        self._scheduler.add_job(job, "interval", seconds=interval, id="evaluate",
+                                next_run_time=datetime.now(timezone.utc))
+        # APScheduler logs every skipped run at WARNING; a long rollback makes that noise.
+        logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+        logging.getLogger("apscheduler.executors.default").setLevel(logging.ERROR)
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)

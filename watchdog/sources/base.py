@@ -1,0 +1,78 @@
+"""The Source interface: where rule values come from.
+
+A source is created once per configuration from its options dataclass. The engine calls,
+once per evaluation tick and in this order:
+
+1. `begin_tick(now)` — refresh whatever the source caches (the scrape source scrapes here).
+   Must not raise: a failure is returned (for logs and /metrics) and shows up in the
+   results of `query`.
+2. `query(query, now)` — any number of times, for each rule that uses the source.
+   Returns a `QueryResult`; raises `SourceError` when the source cannot answer at all
+   (the rule then takes its `on_no_data` path) and `QueryError` for a query it cannot run.
+
+`check_query(query)` is called at load time (validate) and must raise `QueryError` for a
+query the source will never be able to answer, so a bad rule file is rejected up front.
+Implementations must be safe to call from one thread at a time; the engine never calls a
+source concurrently with itself.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from watchdog.errors import SourceError
+from watchdog.samples import Sample
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    samples: list[Sample]
+    # True while the source has not yet held data for as long as the query's range windows:
+    # an empty result then means "warming up", not "no data".
+    warming_up: bool = False
+    # Why the result may be empty (e.g. the last scrape failed), for decisions and logs.
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    up: bool
+    last_success: float | None = None
+    last_error: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Source(abc.ABC):
+    #: the dataclass of this plugin's configuration keys (besides `type`)
+    Options: ClassVar[type]
+
+    def __init__(self, name: str, options: Any):
+        self.name = name
+        self.options = options
+
+    @abc.abstractmethod
+    def check_query(self, query: str) -> None:
+        """Raise QueryError if `query` can never be answered by this source."""
+
+    def begin_tick(self, now: float) -> SourceError | None:
+        """Refresh cached data for this tick; returns the failure instead of raising."""
+        return None
+
+    def window_of(self, query: str) -> float:
+        """The longest time window (seconds) that `query` reads; 0 for instant values.
+
+        The engine does not judge a rule until its window holds only data of the running
+        version, so a rollback is never triggered by samples of the version before."""
+        return 0.0
+
+    @abc.abstractmethod
+    def query(self, query: str, now: float) -> QueryResult:
+        """Evaluate `query` at `now`. Raises SourceError or QueryError."""
+
+    def health(self) -> SourceHealth:
+        return SourceHealth(up=True)
+
+    def close(self) -> None:
+        """Release connections; called on shutdown and reload."""

@@ -1,0 +1,61 @@
+"""Durable state: rule states, holds, versions, the action journal and the audit history.
+
+`open_store(url_or_path)` picks the implementation:
+
+    /var/lib/model-watchdog/state.db     SQLite file (relative paths are relative to the cwd)
+    sqlite:///relative/state.db          SQLite, SQLAlchemy-style URL (relative path)
+    sqlite:////var/lib/mw/state.db       SQLite, absolute path (four slashes)
+    postgresql://user@host/db            PostgreSQL (not available yet)
+"""
+
+from __future__ import annotations
+
+from watchdog.errors import StateError
+from watchdog.state.base import (
+    DECISION_STATUSES,
+    STEP_STATUSES,
+    Decision,
+    HistoryEvent,
+    Hold,
+    RuleStateKey,
+    StateStore,
+    Step,
+    VersionRecord,
+)
+from watchdog.state.sqlite import SQLiteStateStore
+
+__all__ = [
+    "DECISION_STATUSES",
+    "STEP_STATUSES",
+    "Decision",
+    "HistoryEvent",
+    "Hold",
+    "RuleStateKey",
+    "SQLiteStateStore",
+    "StateStore",
+    "Step",
+    "VersionRecord",
+    "open_store",
+]
+
+_SQLITE_PREFIX = "sqlite:///"
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+")
+
+
+def open_store(url_or_path: str) -> StateStore:
+    """Open the state store named by a URL or a plain SQLite file path; raises StateError."""
+    if url_or_path.startswith(_POSTGRES_SCHEMES):
+        raise StateError("PostgreSQL state is not available yet; use a SQLite file path")
+    path = url_or_path
+    if path.startswith(_SQLITE_PREFIX):
+        path = path[len(_SQLITE_PREFIX):]
+    elif "://" in path:
+        # Name only the scheme: the rest of a URL may hold a password.
+        scheme = path.split("://", 1)[0]
+        raise StateError(
+            f"unknown state store URL scheme {scheme!r}; "
+            "use a file path, sqlite:///path or postgresql://"
+        )
+    if not path:
+        raise StateError("the state store path is empty; set it to a SQLite file path")
+    return SQLiteStateStore(path)

@@ -1,0 +1,280 @@
+"""The StateStore interface: everything model-watchdog must remember across restarts.
+
+The store keeps rule states (opaque JSON text owned by the rule engine), holds, the versions
+seen per target, the action journal (decisions and their steps) and an append-only history.
+It knows nothing about rule evaluation and never reads the clock: every time is a float of
+epoch seconds handed in by the caller.
+
+Contract for implementations:
+
+* `transaction()` makes everything inside it commit atomically or not at all. Nested calls
+  join the outer transaction: their writes commit only when the outermost block does. An
+  exception leaving a nested block undoes that block's writes, even if the outer block
+  catches it. A method called outside any transaction commits on its own before returning.
+* Once a method has returned outside a transaction, its writes survive a crash.
+* History rows are never updated or deleted.
+* Dict fields are stored as JSON; float NaN and ±Infinity become `null` (JSON has no NaN).
+* Raises `StateError` when the store is unusable (corrupt, locked, full, missing, newer
+  schema) or a record conflicts (duplicate decision id, unknown decision or step), and
+  `ValueError` for a status that is not one of the documented values.
+* Safe to call from several threads: the scheduler thread writes, HTTP/CLI threads read.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from watchdog.errors import StateError
+
+#: (target, rule, series_key) — the key of one rule state.
+RuleStateKey = tuple[str, str, str]
+
+DECISION_STATUSES = ("pending", "running", "succeeded", "failed", "skipped")
+#: decisions still to be carried out (or resumed after a crash)
+UNFINISHED_STATUSES = ("pending", "running")
+STEP_STATUSES = ("started", "succeeded", "failed", "skipped")
+#: the statuses `finish_step` accepts
+STEP_END_STATUSES = ("succeeded", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Automatic actions on `target` are suspended until the hold is deleted."""
+
+    target: str
+    since: float
+    decision_id: str | None
+    version: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    target: str
+    version: str
+    first_seen: float
+    last_seen: float
+    bad: bool
+    bad_reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision to act; `status` is one of DECISION_STATUSES."""
+
+    id: str
+    target: str
+    rule: str
+    action: str
+    created_at: float
+    context: dict[str, Any]
+    status: str
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One actuator step of a decision; `attempts` counts `start_step` calls."""
+
+    decision_id: str
+    index: int
+    actuator: str
+    status: str
+    started_at: float
+    finished_at: float | None
+    message: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One audit-history entry; `id` is None until appended.
+
+    `kind` is e.g. state, decision, step, alert, hold, resume, version, no_data, error.
+    """
+
+    id: int | None
+    at: float
+    target: str
+    rule: str | None
+    series: dict[str, str]
+    kind: str
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class StateStore(abc.ABC):
+    """Durable state of the daemon; see the module docstring for the contract."""
+
+    # --- transactions -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Commit everything inside atomically; nested calls join the outer one."""
+
+    # --- rule states --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def load_rule_states(self) -> dict[RuleStateKey, str]:
+        """All rule states: (target, rule, series_key) -> JSON text."""
+
+    @abc.abstractmethod
+    def save_rule_states(
+        self, upserts: dict[RuleStateKey, str], deletes: Iterable[RuleStateKey]
+    ) -> None:
+        """Insert or replace `upserts` and remove `deletes` (missing keys are ignored)."""
+
+    # --- holds --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def holds(self) -> dict[str, Hold]:
+        """Current holds by target."""
+
+    @abc.abstractmethod
+    def put_hold(self, hold: Hold) -> None:
+        """Create or replace the hold of `hold.target`."""
+
+    @abc.abstractmethod
+    def delete_hold(self, target: str) -> Hold | None:
+        """Remove and return the hold of `target`; None if there was none."""
+
+    # --- versions -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def observe_version(self, target: str, version: str, now: float) -> bool:
+        """Record that `target` runs `version` at `now`.
+
+        Returns True on a first sighting or when `version` differs from the version
+        observed last, False when it is the same version as last time.
+        """
+
+    @abc.abstractmethod
+    def mark_bad(self, target: str, version: str, reason: str) -> None:
+        """Flag a seen version as bad; StateError if it was never observed."""
+
+    @abc.abstractmethod
+    def versions(self, target: str) -> list[VersionRecord]:
+        """Versions seen for `target`, newest `last_seen` first."""
+
+    @abc.abstractmethod
+    def current_version(self, target: str) -> str | None:
+        """The version observed last for `target`, or None."""
+
+    # --- decisions and steps (the action journal) ---------------------------------------
+
+    @abc.abstractmethod
+    def create_decision(self, decision: Decision) -> None:
+        """Record a new decision; StateError if `decision.id` already exists."""
+
+    @abc.abstractmethod
+    def get_decision(self, decision_id: str) -> Decision | None:
+        """The decision with this id, or None."""
+
+    @abc.abstractmethod
+    def set_decision_status(
+        self, decision_id: str, status: str, finished_at: float | None = None
+    ) -> None:
+        """Change a decision's status; StateError if the decision does not exist."""
+
+    @abc.abstractmethod
+    def unfinished_decisions(self) -> list[Decision]:
+        """Decisions pending or running, oldest first — what to resume after a crash."""
+
+    @abc.abstractmethod
+    def decisions(self, target: str | None = None, limit: int = 50) -> list[Decision]:
+        """Most recent decisions (of `target` if given), newest first."""
+
+    @abc.abstractmethod
+    def start_step(self, decision_id: str, index: int, actuator: str, now: float) -> Step:
+        """Mark step `index` started at `now`; a restart of an existing step adds an attempt.
+
+        StateError if the decision does not exist.
+        """
+
+    @abc.abstractmethod
+    def finish_step(
+        self, decision_id: str, index: int, status: str, now: float, message: str
+    ) -> None:
+        """Record the end of a started step; StateError if it was never started."""
+
+    @abc.abstractmethod
+    def steps(self, decision_id: str) -> list[Step]:
+        """Steps of a decision in index order."""
+
+    # --- history ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def append(self, event: HistoryEvent) -> int:
+        """Append `event` (its `id` is ignored) and return the new, increasing id."""
+
+    @abc.abstractmethod
+    def history(
+        self,
+        target: str | None = None,
+        limit: int = 50,
+        kinds: Iterable[str] | None = None,
+        since_id: int | None = None,
+    ) -> list[HistoryEvent]:
+        """Events newest first, optionally only of `target`, of `kinds`, or after `since_id`."""
+
+    # --- meta ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_meta(self, key: str) -> str | None:
+        """A small named value (e.g. schema_version), or None."""
+
+    @abc.abstractmethod
+    def set_meta(self, key: str, value: str) -> None:
+        """Create or replace a named value."""
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the store; further calls raise StateError. Closing twice is harmless."""
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def check_status(status: str, allowed: tuple[str, ...], what: str) -> None:
+    """Raise ValueError for a status outside `allowed` (shared by all implementations)."""
+    if status not in allowed:
+        raise ValueError(f"unknown {what} status {status!r}; expected one of {', '.join(allowed)}")
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN/±Infinity float replaced by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def dump_json(value: Any, what: str) -> str:
+    """Canonical JSON for a dict column; non-finite floats become null (see module doc).
+
+    `allow_nan=False` after the clean-up guarantees the text is strict JSON that
+    PostgreSQL's jsonb (and any other reader) accepts. Raises StateError, naming `what`,
+    for values JSON cannot represent.
+    """
+    try:
+        return json.dumps(_finite(value), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StateError(f"cannot store {what}: not JSON-serialisable ({exc})") from exc
+
+
+def load_json(text: str | None) -> Any:
+    return {} if text is None else json.loads(text)
