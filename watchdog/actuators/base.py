@@ -7,6 +7,17 @@ message when the action did not take effect. Returning normally means success; t
 string is a short human description of what was done (recorded in the history).
 
 `plan(context)` describes what `apply` would do without doing it.
+
+`verify(context, stop)` reads back that the action took effect (e.g. the alias points at the
+version, the Deployment finished rolling out) and raises `ActuatorError` if it did not;
+actuators that cannot read anything back return a sentence saying so.
+
+`current_version(context)` reads what the component runs now, or None when the actuator
+cannot tell. Used before writing (compare-and-set): a step whose component already runs
+`to_version` is skipped, and one that runs neither `from_version` nor `to_version` is not
+overwritten blindly.
+
+For stack rollbacks the context's `extra` carries `component`, `from_version` and `to_version`.
 """
 
 from __future__ import annotations
@@ -67,6 +78,14 @@ class Actuator(abc.ABC):
     @abc.abstractmethod
     def apply(self, context: ActionContext, stop: threading.Event) -> str:
         """Carry out the action idempotently; raise ActuatorError on failure."""
+
+    def verify(self, context: ActionContext, stop: threading.Event) -> str:
+        """Confirm the action took effect; raise ActuatorError if it did not."""
+        return f"{self.name}: no read-back available; success of apply taken as effect"
+
+    def current_version(self, context: ActionContext) -> str | None:
+        """What the component runs now, if this actuator can read it."""
+        return None
 
     def close(self) -> None:
         pass

@@ -1,0 +1,176 @@
+"""Real servers for integration tests, started on 127.0.0.1 in temporary folders.
+
+`.ci/run` installs Debian's `postgresql`, `prometheus` and `prometheus-alertmanager`. On a
+developer machine without them the tests that need them are skipped; under CI (CI=true) a
+missing server is a failure, so a broken set-up cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require(binary: str | None, what: str) -> str:
+    if binary and os.path.exists(binary):
+        return binary
+    message = f"{what} is not installed (apt-get install -y {what}); .ci/run installs it"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+    raise AssertionError("unreachable")
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not listen on {port} within {timeout}s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root; CI runs as root.
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@dataclass
+class PostgresServer:
+    port: int
+    user: str
+    proc: subprocess.Popen[bytes]
+    directory: Path
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        psql = _pg_bin("psql")
+        subprocess.run([psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", "postgres",
+                        "-v", "ON_ERROR_STOP=1", "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+        return self.dsn(name)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else ""
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole test session, trust auth, superuser `watchdog`."""
+    initdb = require(_pg_bin("initdb"), "postgresql")
+    postgres_bin = _pg_bin("postgres")
+    directory = Path(tempfile.mkdtemp(prefix="mw-pg-"))
+    data, sockets = directory / "data", directory / "sock"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres")
+        shutil.chown(sockets, "postgres")
+    subprocess.run(_as_postgres_user([initdb, "-D", str(data), "-A", "trust", "-U", "watchdog", "--no-sync"]),
+                   check=True, capture_output=True)
+    port = free_port()
+    log = directory / "postgres.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(_as_postgres_user([
+            postgres_bin, "-D", str(data), "-p", str(port), "-k", str(sockets),
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=100"]),
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc, 60, log)
+        yield PostgresServer(port=port, user="watchdog", proc=proc, directory=directory)
+    finally:
+        _stop(proc)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class PrometheusServer:
+    url: str
+    proc: subprocess.Popen[bytes]
+    directory: Path
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+def start_prometheus(scrape_targets: list[str], scrape_interval: str = "1s") -> PrometheusServer:
+    """A Prometheus scraping `host:port` targets (paths /metrics) every `scrape_interval`."""
+    binary = require(shutil.which("prometheus") or "/usr/bin/prometheus", "prometheus")
+    directory = Path(tempfile.mkdtemp(prefix="mw-prom-"))
+    config = directory / "prometheus.yml"
+    targets = ", ".join(f'"{t}"' for t in scrape_targets)
+    config.write_text(f"""global:
+  scrape_interval: {scrape_interval}
+  evaluation_interval: {scrape_interval}
+scrape_configs:
+  - job_name: model
+    static_configs:
+      - targets: [{targets}]
+""")
+    port = free_port()
+    log = directory / "prometheus.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
+                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT)
+    wait_for_port(port, proc, 60, log)
+    return PrometheusServer(url=f"http://127.0.0.1:{port}", proc=proc, directory=directory)
+
+
+@dataclass
+class AlertmanagerServer:
+    url: str
+    proc: subprocess.Popen[bytes]
+    directory: Path
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+def start_alertmanager() -> AlertmanagerServer:
+    binary = require(shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager",
+                     "prometheus-alertmanager")
+    directory = Path(tempfile.mkdtemp(prefix="mw-am-"))
+    config = directory / "alertmanager.yml"
+    config.write_text("route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n")
+    port = free_port()
+    log = directory / "alertmanager.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.path={directory / 'data'}",
+                                 f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                                stdout=out, stderr=subprocess.STDOUT)
+    wait_for_port(port, proc, 60, log)
+    return AlertmanagerServer(url=f"http://127.0.0.1:{port}", proc=proc, directory=directory)
