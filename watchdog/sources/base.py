@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from watchdog.errors import SourceError
-from watchdog.samples import Sample
+from watchdog.samples import Labels, Sample
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class QueryResult:
     warming_up: bool = False
     # Why the result may be empty (e.g. the last scrape failed), for decisions and logs.
     note: str = ""
+    # Sample counts per series when the source knows them (a SQL `samples` column), so that
+    # `min_samples` needs no second query. Keys are the series labels (without __name__).
+    counts: dict[Labels, float] | None = None
 
 
 @dataclass(frozen=True)
