@@ -39,6 +39,52 @@ class RollbackRequest:
     reason: str
     severity: str
     plan: list[str]
+    to_version: str | None = None  # an explicit target version (manual `--to`); else previous_version
+    requested_by: str | None = None  # the operator of a manual rollback; None when a rule fired
+
+
+AWAITING = "awaiting_approval"
+
+
+def record_decision(store: StateStore, request: RollbackRequest, now: float, *, awaiting_until: float | None = None) -> str:
+    """Commit a decision, the target's hold and the bad mark on the running version, together.
+
+    With `awaiting_until`, the decision waits (status pending) for a human to approve it and
+    the version is marked bad only once approved."""
+    decision_id = uuid.uuid4().hex
+    to_version = request.to_version or request.previous_version
+    context = ActionContext(
+        decision_id=decision_id, target=request.target, rule=request.rule, action="rollback",
+        value=request.value, threshold=request.threshold, labels=request.labels,
+        version=request.version, previous_version=request.previous_version,
+        fired_at=rfc3339(now), reason=request.reason,
+        extra={"from_version": request.version or "", "to_version": to_version or ""})
+    details = {"context": context.as_json(), "plan": request.plan, "severity": request.severity,
+               "requested_by": request.requested_by, AWAITING: awaiting_until is not None,
+               "approve_by": awaiting_until}
+    decision = Decision(id=decision_id, target=request.target, rule=request.rule, action="rollback",
+                        created_at=now, context=details, status="pending" if awaiting_until else "running")
+    who = f" by {request.requested_by}" if request.requested_by else ""
+    with store.transaction():
+        store.create_decision(decision)
+        store.put_hold(Hold(request.target, now, decision_id, request.version,
+                            f"rollback {decision_id} ({request.rule}){who}"))
+        if awaiting_until is None:
+            mark_bad(store, request.target, request.version, f"{request.rule}: {request.reason}")
+        message = (f"rollback awaiting approval until {rfc3339(awaiting_until)}: {request.reason}" if awaiting_until
+                   else f"rollback decided{who}: {request.reason}; plan: {' → '.join(request.plan)}")
+        store.append(HistoryEvent(id=None, at=now, target=request.target, rule=request.rule, series=request.labels,
+                                  kind="decision", message=message,
+                                  data={"decision_id": decision_id, "value": request.value, "threshold": request.threshold,
+                                        "version": request.version, "previous_version": request.previous_version,
+                                        "to_version": to_version, "plan": request.plan,
+                                        "requested_by": request.requested_by}))
+    return decision_id
+
+
+def mark_bad(store: StateStore, target: str, version: str | None, reason: str) -> None:
+    if version and any(v.version == version for v in store.versions(target)):
+        store.mark_bad(target, version, reason)
 
 
 class RollbackExecutor:
@@ -50,31 +96,8 @@ class RollbackExecutor:
         self._alert = alert
         self._stop = stop
 
-    def decide(self, request: RollbackRequest, now: float) -> str:
-        """Record the decision, hold the target and mark the version bad; returns the id."""
-        decision_id = uuid.uuid4().hex
-        context = ActionContext(
-            decision_id=decision_id, target=request.target, rule=request.rule, action="rollback",
-            value=request.value, threshold=request.threshold, labels=request.labels,
-            version=request.version, previous_version=request.previous_version,
-            fired_at=rfc3339(now), reason=request.reason)
-        decision = Decision(id=decision_id, target=request.target, rule=request.rule, action="rollback",
-                            created_at=now, context={"context": context.as_json(), "plan": request.plan,
-                                                     "severity": request.severity},
-                            status="running", finished_at=None)
-        with self._store.transaction():
-            self._store.create_decision(decision)
-            self._store.put_hold(Hold(request.target, now, decision_id, request.version,
-                                      f"rolled back by rule {request.rule}"))
-            if request.version:
-                self._store.mark_bad(request.target, request.version,
-                                     f"rule {request.rule} fired: {request.reason}")
-            self._history(now, request.target, request.rule, request.labels, "decision",
-                          f"rollback decided: {request.reason}; plan: {' → '.join(request.plan)}",
-                          {"decision_id": decision_id, "value": request.value, "threshold": request.threshold,
-                           "version": request.version, "previous_version": request.previous_version,
-                           "plan": request.plan})
-        return decision_id
+    def decide(self, request: RollbackRequest, now: float, awaiting_until: float | None = None) -> str:
+        return record_decision(self._store, request, now, awaiting_until=awaiting_until)
 
     def execute(self, decision_id: str, clock: Callable[[], float]) -> str:
         """Run the decision's remaining steps in order; returns the final status."""
@@ -98,7 +121,16 @@ class RollbackExecutor:
         try:
             if actuator is None:
                 raise WatchdogError(f"actuator '{name}' is no longer configured")
+            skip = _compare_and_set(actuator, context)
+            if skip:
+                self._store.finish_step(decision.id, index, "skipped", clock(), skip)
+                self._history(clock(), decision.target, decision.rule, context.labels, "step",
+                              f"step {index + 1} ({name}) skipped: {skip}",
+                              {"decision_id": decision.id, "actuator": name, "index": index})
+                return True
             message = actuator.apply(context, self._stop)
+            verified = actuator.verify(context, self._stop)
+            message = f"{message}; verified: {verified}"
         except Exception as exc:  # an actuator plugin's bug counts as a failed step
             text = redact(str(exc) if isinstance(exc, WatchdogError) else f"{type(exc).__name__}: {exc}")
             if self._stop.is_set():
@@ -130,20 +162,55 @@ class RollbackExecutor:
             threshold=context.threshold, labels=context.labels, decision_id=decision.id, version=context.version))
 
     def resume_unfinished(self, clock: Callable[[], float]) -> list[str]:
+        """Carry out decisions left running (a crash, an approval, a manual rollback) and
+        expire approvals nobody gave in time. Called at the start of every tick."""
         resumed = []
         for decision in self._store.unfinished_decisions():
             if self._stop.is_set():
                 break
+            if decision.status == "pending":
+                self._expire_if_late(decision, clock())
+                continue
             self._history(clock(), decision.target, decision.rule, {}, "decision",
-                          f"resuming unfinished rollback {decision.id} after restart", {"decision_id": decision.id})
+                          f"carrying out rollback {decision.id}", {"decision_id": decision.id})
             self.execute(decision.id, clock)
             resumed.append(decision.id)
         return resumed
+
+    def _expire_if_late(self, decision: Decision, now: float) -> None:
+        approve_by = decision.context.get("approve_by")
+        if approve_by is None or now < approve_by:
+            return
+        message = f"approval timed out at {rfc3339(approve_by)}: rollback {decision.id} not carried out"
+        with self._store.transaction():
+            self._store.set_decision_status(decision.id, "skipped", finished_at=now)
+            hold = self._store.holds().get(decision.target)
+            if hold is not None and hold.decision_id == decision.id:
+                self._store.delete_hold(decision.target)
+            self._history(now, decision.target, decision.rule, {}, "decision", message, {"decision_id": decision.id})
+        self._alert(decision.target, Alert(
+            status="firing", kind="approval_timeout", dedup_key=f"{decision.target}/approval/{decision.id}",
+            target=decision.target, rule=decision.rule, severity="critical",
+            summary=f"{decision.target}: {message}", at=rfc3339(now), decision_id=decision.id))
 
     def _history(self, now: float, target: str, rule: str | None, labels: dict[str, str], kind: str,
                  message: str, data: dict) -> None:  # type: ignore[type-arg]
         self._store.append(HistoryEvent(id=None, at=now, target=target, rule=rule, series=labels,
                                         kind=kind, message=message, data=data))
+
+
+def _compare_and_set(actuator: Actuator, context: ActionContext) -> str:
+    """Why not to write (the component already changed under us), or "" to go ahead."""
+    current = actuator.current_version(context)
+    to_version, from_version = context.extra.get("to_version"), context.extra.get("from_version")
+    if current is None:
+        return ""
+    if to_version and current == to_version:
+        return f"already runs {to_version}"
+    if from_version and current != from_version:
+        return (f"runs {current}, not {from_version} as when the decision was taken: "
+                "someone else changed it; not overwriting")
+    return ""
 
 
 def _context_of(decision: Decision) -> ActionContext:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
 import sys
@@ -45,11 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--target", help="only this target")
     history.add_argument("--limit", type=int, default=50, help="newest N events (default 50)")
     history.add_argument("--json", action="store_true")
-    resume = sub.add_parser("resume", parents=[common], help="lift the hold on a target after a rollback")
-    resume.add_argument("target")
-    resume.add_argument("--reason", default="", help="recorded in the history")
     demo = sub.add_parser("demo", parents=[common], help="run the bundled demo: a simulated model degrades and is rolled back")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    from watchdog.cli_operator import register
+    COMMANDS.update(register(sub, common))
     return parser
 
 
@@ -160,30 +158,6 @@ def cmd_history(args: argparse.Namespace, out: Out, err: Out) -> int:
     return 0
 
 
-def cmd_resume(args: argparse.Namespace, out: Out, err: Out) -> int:
-    from watchdog.state.base import HistoryEvent
-    loaded = _load(args)
-    if args.target not in loaded.config.targets:
-        print(f"model-watchdog: unknown target '{args.target}' (targets: {', '.join(loaded.config.targets)})", file=err)
-        return 2
-    store = _open_store(loaded)
-    try:
-        with store.transaction():
-            hold = store.delete_hold(args.target)
-            who = _operator()
-            if hold is not None:
-                store.append(HistoryEvent(None, time.time(), args.target, None, {}, "resume",
-                                          f"hold lifted by {who}" + (f": {args.reason}" if args.reason else ""),
-                                          {"operator": who, "decision_id": hold.decision_id}))
-    finally:
-        store.close()
-    if hold is None:
-        print(f"target {args.target} is not held; nothing to do", file=out)
-    else:
-        print(f"target {args.target}: hold lifted (it was held since {rfc3339(hold.since)} by decision {hold.decision_id})", file=out)
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.demo.run import run_demo
     return run_demo(out, quiet=args.quiet)
@@ -191,18 +165,11 @@ def cmd_demo(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Out, Out], int]] = {
     "run": cmd_run, "validate": cmd_validate, "check": cmd_check, "status": cmd_status,
-    "history": cmd_history, "resume": cmd_resume, "demo": cmd_demo,
+    "history": cmd_history, "demo": cmd_demo,
 }
 
 
 # -- formatting --------------------------------------------------------------------------------------
-
-def _operator() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no user database entry in some containers
-        return "unknown"
-
 
 def _series(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "-"

@@ -17,9 +17,11 @@ from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.config.schema import LoadedRule, Rule, TargetConfig
 from watchdog.errors import QueryError, SourceError, WatchdogError
+from watchdog.guards import Guards, Situation
+from watchdog.guards import Outcome as GuardOutcome
 from watchdog.metrics import DaemonMetrics
 from watchdog.notify import Notifier
-from watchdog.rules.evaluate import Outcome, Verdict, describe_threshold, judge
+from watchdog.rules.evaluate import Outcome, Verdict, judge
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
 from watchdog.samples import Labels, format_labels
 from watchdog.sources.base import QueryResult, Source
@@ -55,7 +57,7 @@ class Engine:
             k: SeriesState.from_json(v) for k, v in store.load_rule_states().items()}
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
         self.version_changed_at: dict[str, float] = {}
-        self._resumed = False
+        self.guards = Guards(loaded.config, store)
         for lr in loaded.rules:  # lets sources size their sample buffers to the rules' windows
             sources[lr.rule.source].check_query(lr.rule.query)
 
@@ -64,9 +66,7 @@ class Engine:
     def tick(self, now: float) -> TickReport:
         started = time.perf_counter()
         report = TickReport(at=now)
-        if not self._resumed:
-            self._resumed = True
-            report.decisions.extend(self.executor.resume_unfinished(lambda: now))
+        report.decisions.extend(self.executor.resume_unfinished(lambda: now))
         self._refresh_sources(now, report)
         for name, target in self.loaded.config.targets.items():
             self._observe_version(name, target, now)
@@ -258,13 +258,47 @@ class Engine:
                           {"held_by": hold.decision_id, "value": request.value})
             log.warning("%s/%s fired: %s", request.target, request.rule, message)
             return
-        decision_id = self.executor.decide(request, now)
+        rule = next(lr.rule for lr in self.loaded.rules if lr.target == request.target and lr.rule.name == request.rule)
+        verdict = self.guards.check(Situation(
+            target=request.target, rule=rule, now=now, version=request.version,
+            to_version=request.to_version or request.previous_version,
+            version_changed_at=self.version_changed_at.get(request.target)))
+        if verdict.outcome in (GuardOutcome.BLOCKED, GuardOutcome.SHADOW):
+            self._not_acting(request, verdict.outcome, verdict.reason, now)
+            return
+        awaiting = now + self.loaded.config.targets[request.target].approve_timeout \
+            if verdict.outcome is GuardOutcome.AWAIT_APPROVAL else None
+        decision_id = self.executor.decide(request, now, awaiting_until=awaiting)
         self.metrics.target_held.labels(request.target).set(1)
         self.states[key] = replace(self.states[key], decision_id=decision_id)
         with self.store.transaction():
             self.store.save_rule_states({key: self.states[key].to_json()}, [])
         report.decisions.append(decision_id)
+        if awaiting is not None:
+            self.alert(request.target, Alert(
+                status="firing", kind="approval_required", dedup_key=f"{request.target}/approval/{decision_id}",
+                target=request.target, rule=request.rule, severity=request.severity,
+                summary=(f"{request.target}/{request.rule}: rollback awaits approval until {rfc3339(awaiting)}: "
+                         f"{request.reason}. Run `model-watchdog approve {decision_id}` or `reject {decision_id}`"),
+                at=rfc3339(now), value=request.value, threshold=request.threshold, labels=request.labels,
+                decision_id=decision_id, version=request.version))
+            return
         self.executor.execute(decision_id, lambda: now)
+
+    def _not_acting(self, request: RollbackRequest, outcome: GuardOutcome, reason: str, now: float) -> None:
+        kind = "shadow" if outcome is GuardOutcome.SHADOW else "blocked"
+        message = f"{reason}: {request.reason}" if kind == "shadow" else f"rollback blocked: {reason}"
+        self._history(now, request.target, request.rule, request.labels, "decision", message,
+                      {"guard": kind, "value": request.value, "threshold": request.threshold,
+                       "version": request.version, "previous_version": request.previous_version})
+        log.warning("%s/%s fired: %s", request.target, request.rule, message)
+        if kind == "blocked":
+            self.alert(request.target, Alert(
+                status="firing", kind="rollback_blocked", dedup_key=f"{request.target}/{request.rule}/blocked/{int(now)}",
+                target=request.target, rule=request.rule, severity="critical",
+                summary=f"{request.target}/{request.rule} fired but no automatic rollback: {reason}",
+                at=rfc3339(now), value=request.value, threshold=request.threshold, labels=request.labels,
+                version=request.version))
 
     # -- alerts and history ---------------------------------------------------------------------------
 
@@ -295,8 +329,3 @@ class Engine:
                  message: str, data: dict) -> None:  # type: ignore[type-arg]
         self.store.append(HistoryEvent(id=None, at=now, target=target, rule=rule, series=labels,
                                        kind=kind, message=message, data=data))
-
-    # -- operator commands ------------------------------------------------------------------------
-
-    def describe_threshold(self, rule: Rule) -> str:
-        return describe_threshold(rule)

@@ -9,6 +9,24 @@ from watchdog.config.fields import Mark, PluginSpec, marks_field, option, plugin
 
 NoDataPolicy = Literal["ignore", "alert", "rollback"]
 Action = Literal["rollback", "alert"]
+Mode = Literal["active", "shadow"]
+Approval = Literal["none", "required"]
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `count` automatic rollbacks within `window`; beyond it: alert, do not act."""
+
+    count: int = option(help="rollbacks allowed within the window")
+    window: float = option(3600.0, duration=True, help="the sliding window")
+    marks: dict[str, Mark] = marks_field()
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    token_file: str | None = option(None, help="file holding the bearer token for mutating endpoints")
+    read_requires_token: bool = option(False, help="also require the token for read endpoints")
+    marks: dict[str, Mark] = marks_field()
 
 
 @dataclass(frozen=True)
@@ -26,6 +44,14 @@ class TargetConfig:
     version: VersionQuery | None = option(None, help="where the running version is read (optional)")
     rollback: list[str] = option(default_factory=list, help="actuators run in this order on rollback")
     alert: list[str] = option(default_factory=list, help="alerters told about this target")
+    cooldown: float = option(0.0, duration=True, help="no automatic rollback sooner than this after the last one")
+    max_rollbacks: RateLimit | None = option(None, help="automatic rollbacks allowed per window (default 3 per 1h)")
+    initial_delay: float = option(0.0, duration=True,
+                                  help="after a new version appears, rules record but do not act for this long")
+    approve: Approval = option("none", help="'required': a firing rule pages a human and waits for approve/reject")
+    approve_timeout: float = option(1800.0, duration=True, help="how long a decision waits for approval")
+    mode: Mode = option("active", help="'shadow': evaluate and record 'would roll back', never act")
+    variables: dict[str, str] = option(default_factory=dict, help="values for {{name}} placeholders in queries")
     marks: dict[str, Mark] = marks_field()
 
 
@@ -39,6 +65,8 @@ class Config:
     actuators: dict[str, PluginSpec] = plugins_field("model_watchdog.actuators", "rollback actuators by name")
     alerters: dict[str, PluginSpec] = plugins_field("model_watchdog.alerters", "alerting integrations by name")
     targets: dict[str, TargetConfig] = option(default_factory=dict, help="guarded deployments by name")
+    max_rollbacks: RateLimit | None = option(None, help="automatic rollbacks allowed per window across all targets (default 10 per 1h)")
+    api: ApiConfig = option(default_factory=ApiConfig, help="HTTP API security")
     marks: dict[str, Mark] = marks_field()
 
 
@@ -69,6 +97,9 @@ class Rule:
     action: Action = option("alert", help="what a firing rule does")
     severity: str = option("warning", help="passed to alerters")
     description: str = option("", help="one line for people reading alerts")
+    mode: Mode | None = option(None, help="'shadow': record 'would roll back', never act (default: the target's)")
+    initial_delay: float | None = option(None, duration=True, help="overrides the target's initial_delay")
+    approve: Approval | None = option(None, help="overrides the target's approve")
     marks: dict[str, Mark] = marks_field()
 
     def threshold(self) -> dict[str, float]:
@@ -85,6 +116,10 @@ class RuleFile:
     target: str = option(help="the target these rules guard")
     rules: list[Rule] = option(default_factory=list)
     marks: dict[str, Mark] = marks_field()
+
+
+DEFAULT_TARGET_LIMIT = RateLimit(count=3, window=3600.0)
+DEFAULT_DAEMON_LIMIT = RateLimit(count=10, window=3600.0)
 
 
 @dataclass(frozen=True)

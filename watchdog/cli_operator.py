@@ -1,0 +1,144 @@
+"""Operator subcommands of `model-watchdog`: pause, resume, approve, reject, rollback,
+versions and reload. Parsing and printing only; the work is in watchdog.operator."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import time
+from typing import Any, Callable, TextIO
+
+from watchdog import operator
+from watchdog.clock import rfc3339
+from watchdog.config.loader import LoadedConfig, default_config_path, load
+from watchdog.durations import parse_duration
+from watchdog.pauses import ALL
+
+Out = TextIO
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Callable[[argparse.Namespace, Out, Out], int]]:
+    p = sub.add_parser("pause", parents=[common], help="rules keep evaluating and alerting but never act")
+    p.add_argument("target", nargs="?", help="the target to pause (or --all)")
+    p.add_argument("--all", action="store_true", help="pause every target")
+    p.add_argument("--reason", required=True, help="recorded in the history")
+    p.add_argument("--for", dest="duration", help="pause for this long (e.g. 2h); default until resumed")
+    r = sub.add_parser("resume", parents=[common], help="lift a pause and/or the hold on a target after a rollback")
+    r.add_argument("target", nargs="?")
+    r.add_argument("--all", action="store_true", help="lift the pause of all targets")
+    r.add_argument("--reason", default="", help="recorded in the history")
+    a = sub.add_parser("approve", parents=[common], help="approve a rollback that waits for a human")
+    a.add_argument("decision_id")
+    j = sub.add_parser("reject", parents=[common], help="dismiss a rollback that waits for a human")
+    j.add_argument("decision_id")
+    j.add_argument("--reason", default="")
+    b = sub.add_parser("rollback", parents=[common], help="roll a target back by hand, through the same journal and guards")
+    b.add_argument("target")
+    b.add_argument("--to", dest="to_version", help="the version to roll back to (default: the last good one)")
+    b.add_argument("--reason", required=True)
+    b.add_argument("--force", action="store_true", help="override cooldown, rate limits, bad marks and holds")
+    b.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for the daemon to carry it out and report the outcome")
+    v = sub.add_parser("versions", parents=[common], help="versions seen for a target, with bad marks")
+    v.add_argument("target")
+    v.add_argument("--json", action="store_true")
+    return {"pause": cmd_pause, "resume": cmd_resume, "approve": cmd_approve, "reject": cmd_reject,
+            "rollback": cmd_rollback, "versions": cmd_versions}
+
+
+def operator_name() -> str:
+    for variable in ("MODEL_WATCHDOG_OPERATOR", "SUDO_USER"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry in some containers
+        return "unknown"
+
+
+def _with_store(args: argparse.Namespace, work: Callable[[LoadedConfig, Any], operator.Done], out: Out) -> int:
+    from watchdog.state import open_store
+    loaded = load(default_config_path(getattr(args, "config", None)))
+    store = open_store(loaded.state_path)
+    try:
+        done = work(loaded, store)
+    finally:
+        store.close()
+    print(done.message, file=out)
+    return 0
+
+
+def _target(args: argparse.Namespace) -> str:
+    if args.all == bool(args.target):
+        raise operator.OperatorError("name a target or give --all (not both)")
+    return ALL if args.all else args.target
+
+
+def cmd_pause(args: argparse.Namespace, out: Out, err: Out) -> int:
+    duration = parse_duration(args.duration) if args.duration else None
+    return _with_store(args, lambda loaded, store: operator.pause(
+        loaded, store, _target(args), operator_name(), args.reason, time.time(), duration), out)
+
+
+def cmd_resume(args: argparse.Namespace, out: Out, err: Out) -> int:
+    return _with_store(args, lambda loaded, store: operator.resume(
+        loaded, store, _target(args), operator_name(), args.reason, time.time()), out)
+
+
+def cmd_approve(args: argparse.Namespace, out: Out, err: Out) -> int:
+    return _with_store(args, lambda loaded, store: operator.approve(store, args.decision_id, operator_name(), time.time()), out)
+
+
+def cmd_reject(args: argparse.Namespace, out: Out, err: Out) -> int:
+    return _with_store(args, lambda loaded, store: operator.reject(
+        store, args.decision_id, operator_name(), args.reason, time.time()), out)
+
+
+def cmd_rollback(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.state import open_store
+    code = _with_store(args, lambda loaded, store: _remember(args, operator.manual_rollback(
+        loaded, store, args.target, operator_name(), args.reason, time.time(), args.to_version, args.force)), out)
+    if code or not args.wait:
+        return code
+    loaded = load(default_config_path(getattr(args, "config", None)))
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        store = open_store(loaded.state_path)
+        try:
+            decision = store.get_decision(args.decision_id)
+        finally:
+            store.close()
+        if decision is not None and decision.status in ("succeeded", "failed", "skipped"):
+            print(f"rollback {decision.id}: {decision.status}", file=out)
+            return 0 if decision.status == "succeeded" else 2
+        time.sleep(0.5)
+    print(f"rollback {args.decision_id} not finished after {args.wait:g}s (is the daemon running?)", file=err)
+    return 2
+
+
+def _remember(args: argparse.Namespace, done: operator.Done) -> operator.Done:
+    args.decision_id = done.decision_id
+    return done
+
+
+def cmd_versions(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.state import open_store
+    loaded = load(default_config_path(getattr(args, "config", None)))
+    if args.target not in loaded.config.targets:
+        raise operator.OperatorError(f"unknown target '{args.target}' (targets: {', '.join(loaded.config.targets)})")
+    store = open_store(loaded.state_path)
+    try:
+        records = store.versions(args.target)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([{"version": v.version, "first_seen": rfc3339(v.first_seen), "last_seen": rfc3339(v.last_seen),
+                           "bad": v.bad, "bad_reason": v.bad_reason} for v in records], indent=2), file=out)
+        return 0
+    for i, v in enumerate(records):
+        mark = "BAD " if v.bad else ("current" if i == 0 else "good")
+        why = f"  ({v.bad_reason})" if v.bad else ""
+        print(f"{v.version:<20} {mark:<8} first seen {rfc3339(v.first_seen)}, last seen {rfc3339(v.last_seen)}{why}", file=out)
+    return 0

@@ -1,0 +1,121 @@
+"""Guards between a firing rule and an actuator: the reasons *not* to act now.
+
+In order: an operator pause, shadow mode, the initial delay after a new version, the
+cooldown, rate limits per target and for the whole daemon, a rollback target marked bad,
+and human approval. Each guard that stops an action says why, with the numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from watchdog.clock import rfc3339
+from watchdog.config.schema import DEFAULT_DAEMON_LIMIT, DEFAULT_TARGET_LIMIT, Config, RateLimit, Rule
+from watchdog.durations import format_duration
+from watchdog.pauses import active_pause
+from watchdog.state.base import StateStore
+
+ACTED = ("running", "succeeded", "failed")  # decisions that did (or are doing) something
+
+
+class Outcome(str, Enum):
+    ACT = "act"
+    BLOCKED = "blocked"
+    SHADOW = "shadow"
+    AWAIT_APPROVAL = "await_approval"
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    outcome: Outcome
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Situation:
+    target: str
+    rule: Rule | None  # None for a manual rollback
+    now: float
+    version: str | None
+    to_version: str | None
+    version_changed_at: float | None
+    manual: bool = False
+
+
+class Guards:
+    def __init__(self, config: Config, store: StateStore):
+        self.config = config
+        self.store = store
+
+    def check(self, s: Situation) -> GuardResult:
+        for guard in (self._paused, self._shadow, self._initial_delay, self._cooldown, self._limits,
+                      self._bad_target, self._approval):
+            result = guard(s)
+            if result is not None:
+                return result
+        return GuardResult(Outcome.ACT)
+
+    def _paused(self, s: Situation) -> GuardResult | None:
+        if s.manual:
+            return None  # a manual rollback is itself the human decision a pause waits for
+        pause = active_pause(self.store, s.target, s.now)
+        if pause is None:
+            return None
+        until = f" until {rfc3339(pause.until)}" if pause.until else ""
+        scope = "all targets are" if pause.target == "*" else f"{s.target} is"
+        return GuardResult(Outcome.BLOCKED, f"{scope} paused by {pause.by}{until}: {pause.reason}")
+
+    def _shadow(self, s: Situation) -> GuardResult | None:
+        if s.manual:
+            return None
+        mode = (s.rule.mode if s.rule and s.rule.mode else None) or self.config.targets[s.target].mode
+        return GuardResult(Outcome.SHADOW, "shadow mode: would roll back") if mode == "shadow" else None
+
+    def _initial_delay(self, s: Situation) -> GuardResult | None:
+        if s.manual or s.version_changed_at is None:
+            return None
+        rule_delay = s.rule.initial_delay if s.rule else None
+        delay = rule_delay if rule_delay is not None else self.config.targets[s.target].initial_delay
+        if delay and s.now - s.version_changed_at < delay:
+            return GuardResult(Outcome.BLOCKED, f"initial delay: version {s.version} appeared at "
+                               f"{rfc3339(s.version_changed_at)}; acting from {rfc3339(s.version_changed_at + delay)}")
+        return None
+
+    def _cooldown(self, s: Situation) -> GuardResult | None:
+        cooldown = self.config.targets[s.target].cooldown
+        last = next((d for d in self.store.decisions(target=s.target, limit=20) if d.status in ACTED), None)
+        if cooldown and last is not None and s.now - last.created_at < cooldown:
+            return GuardResult(Outcome.BLOCKED, f"cooldown: last rollback {last.id} at {rfc3339(last.created_at)}, "
+                               f"cooldown {format_duration(cooldown)}")
+        return None
+
+    def _limits(self, s: Situation) -> GuardResult | None:
+        target_limit = self.config.targets[s.target].max_rollbacks or DEFAULT_TARGET_LIMIT
+        daemon_limit = self.config.max_rollbacks or DEFAULT_DAEMON_LIMIT
+        for scope, limit, target in ((f"target {s.target}", target_limit, s.target), ("the daemon", daemon_limit, None)):
+            count = self._count(target, limit, s.now)
+            if count >= limit.count:
+                return GuardResult(Outcome.BLOCKED, f"rate limit: {count} rollbacks by {scope} within "
+                                   f"{format_duration(limit.window)} (max_rollbacks {limit.count})")
+        return None
+
+    def _count(self, target: str | None, limit: RateLimit, now: float) -> int:
+        recent = self.store.decisions(target=target, limit=max(50, limit.count * 5))
+        return sum(1 for d in recent if d.status in ACTED and now - d.created_at < limit.window)
+
+    def _bad_target(self, s: Situation) -> GuardResult | None:
+        if s.to_version is None:
+            return None
+        record = next((v for v in self.store.versions(s.target) if v.version == s.to_version), None)
+        if record is not None and record.bad:
+            return GuardResult(Outcome.BLOCKED, f"version {s.to_version} is marked bad ({record.bad_reason}); "
+                               "not rolling back to it")
+        return None
+
+    def _approval(self, s: Situation) -> GuardResult | None:
+        if s.manual:
+            return None
+        rule_setting = s.rule.approve if s.rule else None
+        setting = rule_setting or self.config.targets[s.target].approve
+        return GuardResult(Outcome.AWAIT_APPROVAL, "approval required") if setting == "required" else None

@@ -1,0 +1,137 @@
+"""What a human can do to the watchdog: pause, resume, approve, reject, roll back by hand.
+
+Each function writes to the state store (so every replica and a running daemon see it at
+their next tick) and records who did what and why in the history. The CLI and the HTTP API
+both call these; neither has logic of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from watchdog.actions import RollbackRequest, mark_bad, record_decision
+from watchdog.clock import rfc3339
+from watchdog.config.loader import LoadedConfig
+from watchdog.errors import WatchdogError
+from watchdog.guards import Guards, Outcome, Situation
+from watchdog.pauses import ALL, Pause, clear_pause, set_pause
+from watchdog.state.base import HistoryEvent, StateStore
+
+
+class OperatorError(WatchdogError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Done:
+    message: str
+    decision_id: str | None = None
+
+
+def _record(store: StateStore, now: float, target: str, kind: str, message: str, data: dict) -> None:  # type: ignore[type-arg]
+    store.append(HistoryEvent(None, now, target, None, {}, kind, message, data))
+
+
+def _known(loaded: LoadedConfig, target: str) -> None:
+    if target != ALL and target not in loaded.config.targets:
+        raise OperatorError(f"unknown target '{target}' (targets: {', '.join(loaded.config.targets)})")
+
+
+def pause(loaded: LoadedConfig, store: StateStore, target: str, by: str, reason: str, now: float,
+          duration: float | None = None) -> Done:
+    _known(loaded, target)
+    if not reason:
+        raise OperatorError("a pause needs --reason: the next person on call will want to know why")
+    until = now + duration if duration else None
+    with store.transaction():
+        set_pause(store, Pause(target=target, by=by, reason=reason, since=now, until=until))
+        scope = "all targets" if target == ALL else target
+        message = f"{scope} paused by {by}" + (f" until {rfc3339(until)}" if until else "") + f": {reason}"
+        _record(store, now, target, "pause", message, {"operator": by, "until": until})
+    return Done(message)
+
+
+def resume(loaded: LoadedConfig, store: StateStore, target: str, by: str, reason: str, now: float) -> Done:
+    """Lift a pause and a hold: automatic actions may happen again."""
+    _known(loaded, target)
+    with store.transaction():
+        pause_ = clear_pause(store, target)
+        hold = store.delete_hold(target) if target != ALL else None
+        done = []
+        if pause_ is not None:
+            done.append(f"pause lifted (paused by {pause_.by} since {rfc3339(pause_.since)})")
+        if hold is not None:
+            done.append(f"hold lifted (held since {rfc3339(hold.since)} by decision {hold.decision_id})")
+        if not done:
+            return Done(f"{target} is neither paused nor held; nothing to do")
+        message = f"{target}: {' and '.join(done)} by {by}" + (f": {reason}" if reason else "")
+        _record(store, now, target, "resume", message,
+                {"operator": by, "decision_id": hold.decision_id if hold else None})
+    return Done(message)
+
+
+def approve(store: StateStore, decision_id: str, by: str, now: float) -> Done:
+    decision = _awaiting(store, decision_id)
+    with store.transaction():
+        store.set_decision_status(decision_id, "running")
+        version = decision.context["context"].get("version")
+        mark_bad(store, decision.target, version, f"{decision.rule}: rollback approved by {by}")
+        message = f"rollback {decision_id} approved by {by}; it runs at the next evaluation"
+        store.append(HistoryEvent(None, now, decision.target, decision.rule, {}, "decision", message,
+                                  {"decision_id": decision_id, "operator": by}))
+    return Done(message, decision_id)
+
+
+def reject(store: StateStore, decision_id: str, by: str, reason: str, now: float) -> Done:
+    decision = _awaiting(store, decision_id)
+    with store.transaction():
+        store.set_decision_status(decision_id, "skipped", finished_at=now)
+        hold = store.holds().get(decision.target)
+        if hold is not None and hold.decision_id == decision_id:
+            store.delete_hold(decision.target)
+        message = f"rollback {decision_id} rejected by {by}" + (f": {reason}" if reason else "")
+        store.append(HistoryEvent(None, now, decision.target, decision.rule, {}, "decision", message,
+                                  {"decision_id": decision_id, "operator": by}))
+    return Done(message, decision_id)
+
+
+def _awaiting(store: StateStore, decision_id: str):  # type: ignore[no-untyped-def]
+    decision = store.get_decision(decision_id)
+    if decision is None:
+        raise OperatorError(f"no decision {decision_id} (see `model-watchdog status` for pending approvals)")
+    if decision.status != "pending" or not decision.context.get("awaiting_approval"):
+        raise OperatorError(f"decision {decision_id} is {decision.status}, not awaiting approval")
+    return decision
+
+
+def manual_rollback(loaded: LoadedConfig, store: StateStore, target: str, by: str, reason: str, now: float,
+                    to_version: str | None = None, force: bool = False) -> Done:
+    """Record a rollback decision through the same journal and guards as an automatic one;
+    the daemon carries it out at its next evaluation."""
+    _known(loaded, target)
+    if not reason:
+        raise OperatorError("a manual rollback needs --reason: it goes into the audit history")
+    config = loaded.config.targets[target]
+    versions = store.versions(target)
+    current = versions[0].version if versions else None
+    previous = next((v.version for v in versions if v.version != current and not v.bad), None)
+    if not force:
+        verdict = Guards(loaded.config, store).check(Situation(
+            target=target, rule=None, now=now, version=current, to_version=to_version or previous,
+            version_changed_at=None, manual=True))
+        if verdict.outcome is Outcome.BLOCKED:
+            raise OperatorError(f"not rolling back {target}: {verdict.reason} (use --force to override)")
+    hold = store.holds().get(target)
+    if hold is not None and not force:
+        raise OperatorError(f"{target} is held by decision {hold.decision_id} since {rfc3339(hold.since)}; "
+                            "resume it first or use --force")
+    if not config.rollback:
+        raise OperatorError(f"target {target} has no rollback actuators")
+    if hold is not None:
+        store.delete_hold(target)
+    request = RollbackRequest(target=target, rule="manual", value=None, threshold={}, labels={}, version=current,
+                              previous_version=previous, reason=f"manual rollback by {by}: {reason}",
+                              severity="critical", plan=list(config.rollback), to_version=to_version, requested_by=by)
+    decision_id = record_decision(store, request, now)
+    return Done(f"rollback {decision_id} of {target} recorded (to {to_version or previous or 'the previous version'}); "
+                "the daemon carries it out at its next evaluation", decision_id)

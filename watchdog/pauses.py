@@ -1,0 +1,52 @@
+"""Operator pauses: while a target (or everything) is paused, rules evaluate and alert but
+never act. Kept in the state store's meta table so every replica and the CLI see them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from watchdog.state.base import StateStore
+
+ALL = "*"
+
+
+@dataclass(frozen=True)
+class Pause:
+    target: str  # a target name, or "*" for all
+    by: str
+    reason: str
+    since: float
+    until: float | None  # None: until resumed
+
+    def active(self, now: float) -> bool:
+        return self.until is None or now < self.until
+
+
+def _key(target: str) -> str:
+    return f"pause:{target}"
+
+
+def set_pause(store: StateStore, pause: Pause) -> None:
+    store.set_meta(_key(pause.target), json.dumps(asdict(pause), sort_keys=True))
+
+
+def clear_pause(store: StateStore, target: str) -> Pause | None:
+    pause = get_pause(store, target)
+    if pause is not None:
+        store.set_meta(_key(target), "")
+    return pause
+
+
+def get_pause(store: StateStore, target: str) -> Pause | None:
+    raw = store.get_meta(_key(target))
+    return Pause(**json.loads(raw)) if raw else None
+
+
+def active_pause(store: StateStore, target: str, now: float) -> Pause | None:
+    """The pause that applies to `target` now: its own, else a pause of everything."""
+    for key in (target, ALL):
+        pause = get_pause(store, key)
+        if pause is not None and pause.active(now):
+            return pause
+    return None
