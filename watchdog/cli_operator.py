@@ -44,7 +44,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Callable[[a
     v = sub.add_parser("versions", parents=[common], help="versions seen for a target, with bad marks")
     v.add_argument("target")
     v.add_argument("--json", action="store_true")
-    return {"pause": cmd_pause, "resume": cmd_resume, "approve": cmd_approve, "reject": cmd_reject,
+    sub.add_parser("reload", parents=[common], help="tell the running daemon to re-read its config and rule files")
+    return {"reload": cmd_reload, "pause": cmd_pause, "resume": cmd_resume, "approve": cmd_approve, "reject": cmd_reject,
             "rollback": cmd_rollback, "versions": cmd_versions}
 
 
@@ -141,4 +142,33 @@ def cmd_versions(args: argparse.Namespace, out: Out, err: Out) -> int:
         mark = "BAD " if v.bad else ("current" if i == 0 else "good")
         why = f"  ({v.bad_reason})" if v.bad else ""
         print(f"{v.version:<20} {mark:<8} first seen {rfc3339(v.first_seen)}, last seen {rfc3339(v.last_seen)}{why}", file=out)
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace, out: Out, err: Out) -> int:
+    """POST /api/v1/reload on the running daemon (same as `kill -HUP`), with the API token."""
+    import urllib.error
+    import urllib.request
+
+    from watchdog.daemon import read_token
+    from watchdog.server import parse_listen
+
+    loaded = load(default_config_path(getattr(args, "config", None)))
+    host, port = parse_listen(loaded.config.listen)
+    token = read_token(loaded, loaded.config.api.token_file)
+    if token is None:
+        raise operator.OperatorError("reload over the API needs api.token_file in the config; "
+                                     "or send SIGHUP to the daemon (systemctl reload model-watchdog)")
+    request = urllib.request.Request(f"http://{host}:{port}/api/v1/reload", data=b"{}", method="POST",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read() or b"{}")
+        print(body.get("message") or body.get("error") or f"HTTP {exc.code}", file=err)
+        return 1
+    except OSError as exc:
+        raise operator.OperatorError(f"cannot reach the daemon at {host}:{port}: {exc}") from None
+    print(body.get("message", "reloaded"), file=out)
     return 0

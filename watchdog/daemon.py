@@ -8,6 +8,7 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from watchdog import plugins
@@ -16,10 +17,11 @@ from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.engine import Engine, TickReport
-from watchdog.errors import StateError
+from watchdog.config.loader import load
+from watchdog.errors import ConfigError, Problem, StateError
 from watchdog.metrics import DaemonMetrics
 from watchdog.notify import Notifier
-from watchdog.redact import redact
+from watchdog.redact import redact, register_secret
 from watchdog.state import open_store
 from watchdog.state.base import HistoryEvent, StateStore
 
@@ -31,23 +33,81 @@ SHUTDOWN_GRACE = 8.0  # seconds a tick in progress may take to finish after SIGT
 class Daemon:
     def __init__(self, loaded: LoadedConfig, clock: Clock | None = None, metrics: DaemonMetrics | None = None,
                  store: StateStore | None = None):
-        self.loaded = loaded
         self.clock = clock or SystemClock()
         self.stop = threading.Event()
+        self.reload_requested = threading.Event()
         self.metrics = metrics or DaemonMetrics()
         self.store = store or open_store(loaded.state_path)
-        cfg = loaded.config
-        self.sources = {n: plugins.create(plugins.SOURCES, s) for n, s in cfg.sources.items()}
-        self.actuators = {n: plugins.create(plugins.ACTUATORS, s) for n, s in cfg.actuators.items()}
-        self.alerters = {n: plugins.create(plugins.ALERTERS, s) for n, s in cfg.alerters.items()}
-        self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
-                                 on_sent=self._alert_sent)
-        self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self._alert, self.stop)
-        self.engine = Engine(loaded, self.store, self.sources, self.executor, self.notifier, self.metrics)
         self._tick_lock = threading.Lock()
         self.last_tick: float | None = None
         self.last_report: TickReport | None = None
         self.last_error = ""
+        self._install(loaded)
+        self.metrics.config_last_reload_success.set(1)
+
+    def _install(self, loaded: LoadedConfig) -> None:
+        """Build every plugin and the engine for `loaded` (at start and on reload)."""
+        cfg = loaded.config
+        self.loaded = loaded
+        self.sources = {n: plugins.create(plugins.SOURCES, s) for n, s in cfg.sources.items()}
+        self.actuators = {n: plugins.create(plugins.ACTUATORS, s) for n, s in cfg.actuators.items()}
+        self.alerters = {n: plugins.create(plugins.ALERTERS, s) for n, s in cfg.alerters.items()}
+        if hasattr(self, "notifier"):
+            self.notifier.replace_alerters(self.alerters)
+        else:
+            self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
+                                     on_sent=self._alert_sent)
+        self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self._alert, self.stop)
+        self.engine = Engine(loaded, self.store, self.sources, self.executor, self.notifier, self.metrics)
+
+    def reload(self) -> tuple[bool, str]:
+        """Re-read config and rule files; on any problem keep running the last good ones."""
+        try:
+            loaded = load(self.loaded.path)
+            if loaded.state_path != self.loaded.state_path:
+                log.warning("state moved to %s in the config: takes effect at the next restart", loaded.state_path)
+        except ConfigError as exc:
+            return self._reload_failed(str(exc))
+        with self._tick_lock:
+            old_rules = {(lr.target, lr.rule.name): lr.rule for lr in self.loaded.rules}
+            old_plugins = [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]
+            try:
+                self._install(loaded)
+            except Exception as exc:  # a plugin refusing its options at start-up
+                return self._reload_failed(f"{type(exc).__name__}: {exc}")
+            changed = self._forget_changed_rules(old_rules)
+            for plugin in old_plugins:
+                _close_quietly(plugin)
+        self.metrics.config_reloads.labels("success").inc()
+        self.metrics.config_last_reload_success.set(1)
+        message = f"configuration reloaded: {len(loaded.rules)} rules; state reset for {len(changed)} changed or removed rules"
+        log.info(message)
+        self.store.append(HistoryEvent(None, self.clock.now(), "*", None, {}, "reload", message, {"reset": sorted(changed)}))
+        return True, message
+
+    def _forget_changed_rules(self, old_rules: dict[tuple[str, str], object]) -> list[str]:
+        new_rules = {(lr.target, lr.rule.name): lr.rule for lr in self.loaded.rules}
+        stale = {key for key, rule in old_rules.items() if new_rules.get(key) != rule}
+        doomed = [k for k in self.engine.states if (k[0], k[1]) in stale]
+        for key in doomed:
+            del self.engine.states[key]
+        with self.store.transaction():
+            self.store.save_rule_states({}, doomed)
+        return [f"{t}/{r}" for t, r in sorted(stale)]
+
+    def _reload_failed(self, problems: str) -> tuple[bool, str]:
+        self.metrics.config_reloads.labels("failure").inc()
+        self.metrics.config_last_reload_success.set(0)
+        message = f"reload rejected, the previous configuration keeps running:\n{problems}"
+        log.error(redact(message))
+        now = self.clock.now()
+        self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", redact(message), {}))
+        for target in self.loaded.config.targets:
+            self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
+                                            target=target, rule="", severity="warning",
+                                            summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
+                                            at=rfc3339(now)))
+        return False, redact(message)
 
     def _alert(self, target: str, alert: Alert) -> None:
         self.engine.alert(target, alert)
@@ -104,10 +164,13 @@ class Daemon:
 
     def start(self) -> str:
         """Start HTTP, alert delivery and the tick scheduler in the background; returns the URL."""
+        from watchdog.api import routes
         from watchdog.scheduler import TickScheduler
-        from watchdog.server import ApiServer
+        from watchdog.server import ApiServer, AuthPolicy
 
-        self._server = ApiServer(self.loaded.config.listen, self.metrics.registry, self.status, self.health, self.ready)
+        api = self.loaded.config.api
+        self._server = ApiServer(self.loaded.config.listen, routes(self),
+                                 AuthPolicy(read_token(self.loaded, api.token_file), api.read_requires_token))
         self._server.start()
         self.notifier.start()
         self._scheduler = TickScheduler(self.loaded.config.interval, self.run_once)
@@ -133,8 +196,10 @@ class Daemon:
     def serve(self) -> int:
         self._install_signals()
         self.start()
-        while not self.stop.wait(1.0):
-            pass
+        while not self.stop.wait(0.5):
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self.reload()
         log.info("shutting down: finishing the evaluation in progress")
         self.shutdown()
         log.info("stopped")
@@ -145,16 +210,41 @@ class Daemon:
             log.info("received %s", signal.Signals(signum).name)
             self.stop.set()
 
+        def hup(_signum: int, _frame: Any) -> None:
+            log.info("received SIGHUP: reloading configuration")
+            self.reload_requested.set()
+
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGHUP, hup)
 
     def close(self) -> None:
         for plugin in [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]:
-            try:
-                plugin.close()
-            except Exception:  # closing is best effort
-                log.debug("closing %s failed", plugin, exc_info=True)
+            _close_quietly(plugin)
         self.store.close()
+
+
+def _close_quietly(plugin: Any) -> None:
+    try:
+        plugin.close()
+    except Exception:  # closing is best effort
+        log.debug("closing %s failed", plugin, exc_info=True)
+
+
+def read_token(loaded: LoadedConfig, token_file: str | None) -> str | None:
+    if not token_file:
+        return None
+    path = Path(token_file)
+    if not path.is_absolute():
+        path = loaded.path.resolve().parent / path
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError([Problem(str(loaded.path), 0, 0, f"api.token_file: cannot read {path}: {exc.strerror}")]) from None
+    if len(token) < 16:
+        raise ConfigError([Problem(str(loaded.path), 0, 0, f"api.token_file: the token in {path} is shorter than 16 characters")])
+    register_secret(token)
+    return token
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:

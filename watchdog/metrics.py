@@ -33,6 +33,10 @@ class DaemonMetrics:
         self.source_up = Gauge("model_watchdog_source_up", "1 if the last fetch succeeded", ["source"], registry=r)
         self.target_held = Gauge("model_watchdog_target_held", "1 while a target is held after a rollback",
                                  ["target"], registry=r)
+        self.config_reloads = Counter("model_watchdog_config_reloads", "Configuration reloads by outcome",
+                                      ["outcome"], registry=r)
+        self.config_last_reload_success = Gauge("model_watchdog_config_last_reload_successful",
+                                                "1 if the last reload was applied, 0 if it was rejected", registry=r)
         self.last_evaluation = Gauge("model_watchdog_last_evaluation_timestamp_seconds",
                                      "Time of the last completed evaluation tick", registry=r)
 

@@ -39,6 +39,10 @@ class Notifier:
         self._queue: queue.Queue[_Delivery | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
+    def replace_alerters(self, alerters: dict[str, Alerter]) -> None:
+        """After a reload: deliveries still queued go to the new alerters of the same name."""
+        self._alerters = alerters
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
         self._thread.start()

@@ -1,23 +1,28 @@
-"""The daemon's HTTP endpoints: /metrics, /healthz, /readyz and the read-only status API.
+"""The daemon's HTTP server: a small routing table over the standard library's server.
 
-Served by the standard library in a background thread; handlers only read (the status
-callable builds a JSON-able snapshot), so the evaluation path never waits on HTTP.
+Reads (/metrics, /healthz, /readyz, GET /api/v1/...) are open unless configured otherwise;
+every mutating endpoint needs `Authorization: Bearer <token>` with the token read from
+`api.token_file`, compared in constant time. Without a configured token, mutating endpoints
+are refused. Binds to 127.0.0.1 by default.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import re
 import threading
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-
+from watchdog.errors import WatchdogError
 from watchdog.redact import redact
 
 log = logging.getLogger("watchdog.server")
+MAX_BODY = 1024 * 1024
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -27,12 +32,70 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: Any  # dict/list → JSON; str/bytes as is
+    content_type: str = "application/json"
+
+    def encoded(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return redact(json.dumps(self.body, indent=2, sort_keys=True, default=str)).encode()
+
+
+Handler = Callable[[Request], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str  # e.g. /api/v1/targets/{target}/pause
+    handler: Handler
+    mutating: bool = False
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if method != self.method:
+            return None
+        regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$"
+        m = re.match(regex, path)
+        return {k: unquote(v) for k, v in m.groupdict().items()} if m else None
+
+
+@dataclass(frozen=True)
+class AuthPolicy:
+    token: str | None
+    read_requires_token: bool = False
+
+    def allows(self, route: Route, authorization: str) -> tuple[bool, int, str]:
+        if not route.mutating and not self.read_requires_token:
+            return True, 200, ""
+        if self.token is None:
+            return False, 403, "this endpoint needs api.token_file in the config; none is configured"
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            return False, 401, "missing or wrong bearer token"
+        return True, 200, ""
+
+
 class ApiServer:
-    def __init__(self, listen: str, registry: CollectorRegistry, status: Callable[[], dict[str, Any]],
-                 health: Callable[[], tuple[bool, str]], ready: Callable[[], tuple[bool, str]]):
+    def __init__(self, listen: str, routes: list[Route], auth: AuthPolicy):
         host, port = parse_listen(listen)
-        handler = _make_handler(registry, status, health, ready)
-        self._httpd = ThreadingHTTPServer((host, port), handler)
+        self.routes = routes
+        self.auth = auth
+        self._httpd = ThreadingHTTPServer((host, port), _handler_class(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -49,33 +112,66 @@ class ApiServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
+    def dispatch(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Response:
+        parts = urlsplit(raw_path)
+        path = parts.path.rstrip("/") or "/"
+        allowed_methods = set()
+        for route in self.routes:
+            params = route.match(method, path)
+            if params is None:
+                if route.match(route.method, path) is not None:
+                    allowed_methods.add(route.method)
+                continue
+            ok, status, reason = self.auth.allows(route, headers.get("authorization", ""))
+            if not ok:
+                return Response(status, {"error": reason})
+            try:
+                data = json.loads(body) if body.strip() else {}
+            except ValueError as exc:
+                return Response(400, {"error": f"request body is not JSON: {exc}"})
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            try:
+                return route.handler(Request(method, path, params, query, data, headers))
+            except WatchdogError as exc:
+                return Response(400 if exc.exit_code in (1, 2) else 500, {"error": redact(str(exc))})
+            except Exception as exc:  # a handler bug must not take the server down
+                log.exception("HTTP %s %s failed", method, path)
+                return Response(500, {"error": redact(f"{type(exc).__name__}: {exc}")})
+        if allowed_methods:
+            return Response(405, {"error": f"method {method} not allowed; use {', '.join(sorted(allowed_methods))}"})
+        return Response(404, {"error": "not found", "endpoints": sorted({f"{r.method} {r.pattern}" for r in self.routes})})
 
-def _make_handler(registry: CollectorRegistry, status: Callable[[], dict[str, Any]],
-                  health: Callable[[], tuple[bool, str]], ready: Callable[[], tuple[bool, str]]) -> type:
-    class Handler(BaseHTTPRequestHandler):
+
+def _handler_class(server: ApiServer) -> type:
+    class HttpHandler(BaseHTTPRequestHandler):
         server_version = "model-watchdog"
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
-            elif path in ("/healthz", "/readyz"):
-                ok, reason = (health if path == "/healthz" else ready)()
-                self._send(200 if ok else 503, "text/plain; charset=utf-8", (reason + "\n").encode())
-            elif path == "/api/v1/status":
-                body = redact(json.dumps(status(), indent=2, sort_keys=True, default=str))
-                self._send(200, "application/json", body.encode())
+        def _serve(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                response = Response(413, {"error": f"request body larger than {MAX_BODY} bytes"})
             else:
-                self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics, /healthz, /readyz, /api/v1/status\n")
-
-        def _send(self, code: int, content_type: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                response = server.dispatch(method, self.path, headers, body)
+            payload = response.encoded()
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(body)
+            if method != "HEAD":
+                self.wfile.write(payload)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self._serve("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._serve("POST")
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._serve("GET")
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("http: " + format, *args)
 
-    return Handler
+    return HttpHandler

@@ -72,7 +72,11 @@ class FakeActuator(Actuator):
         super().__init__(name, FakeOptions())
         self.calls: list[ActionContext] = []
         self.failures = failures
+        self.current: str | None = None  # what current_version() reports (None: cannot tell)
         self.lock = threading.Lock()
+
+    def current_version(self, context: ActionContext) -> str | None:
+        return self.current
 
     def apply(self, context: ActionContext, stop: threading.Event) -> str:
         with self.lock:
