@@ -89,7 +89,9 @@ def test_nan_is_no_data_not_a_breach_nor_healthy(tmp_path):
 def test_on_no_data_rollback_treats_silence_as_a_breach(tmp_path):
     h = Harness(tmp_path, ERROR_RULE.replace("severity: critical", "severity: critical\n  on_no_data: rollback"))
     h.source.set("error_ratio", None)
-    h.run_for(50)
+    h.run_for(70)  # 4 silent ticks are tolerated (error_limit), then 30 s of `for`
+    assert h.rollbacks() == 0
+    h.run_for(20)
     assert h.rollbacks() == 1
 
 

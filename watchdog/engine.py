@@ -15,13 +15,16 @@ from watchdog.actions import RollbackExecutor, RollbackRequest
 from watchdog.alerters.base import Alert
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig
+from watchdog.durations import parse_duration
 from watchdog.config.schema import LoadedRule, Rule, TargetConfig
 from watchdog.errors import QueryError, SourceError, WatchdogError
-from watchdog.guards import Guards, Situation
+from watchdog.guards import Guards
+from watchdog.guards import Situation as GuardSituation
 from watchdog.guards import Outcome as GuardOutcome
 from watchdog.metrics import DaemonMetrics
 from watchdog.notify import Notifier
-from watchdog.rules.evaluate import Outcome, Verdict, judge
+from watchdog.rules.evaluate import Outcome, Situation, Verdict, judge_rule
+from watchdog.rules.templating import TemplateError, render, variables_for
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
 from watchdog.samples import Labels, format_labels
 from watchdog.sources.base import QueryResult, Source
@@ -59,7 +62,10 @@ class Engine:
         self.version_changed_at: dict[str, float] = {}
         self.guards = Guards(loaded.config, store)
         for lr in loaded.rules:  # lets sources size their sample buffers to the rules' windows
-            sources[lr.rule.source].check_query(lr.rule.query)
+            window = self.window(lr)
+            for c in lr.rule.conditions():
+                if c.compare is not None and c.compare.baseline != "previous_version":
+                    sources[c.source or lr.rule.source].retain(parse_duration(c.compare.baseline) + window)
 
     # -- the tick ---------------------------------------------------------------------------
 
@@ -142,22 +148,35 @@ class Engine:
 
     # -- rules ----------------------------------------------------------------------------------
 
-    def _query(self, rule: Rule, query: str, now: float) -> QueryResult | WatchdogError:
+    def _fetch(self, source: str, query: str, at: float) -> QueryResult | WatchdogError:
         try:
-            return self.sources[rule.source].query(query, now)
+            return self.sources[source].query(query, at)
         except (SourceError, QueryError) as exc:
             return exc
 
+    def variables(self, target: str) -> dict[str, str | None]:
+        return variables_for(target, self.loaded.config.targets[target].variables,
+                             self.versions.get(target), self.previous_version(target))
+
+    def window(self, lr: LoadedRule) -> float:
+        """The longest time window any query of the rule reads."""
+        values = {k: v or "x" for k, v in self.variables(lr.target).items()}
+        windows = [0.0]
+        for c in lr.rule.conditions():
+            try:
+                windows.append(self.sources[c.source or lr.rule.source].window_of(render(c.query, values)))
+            except TemplateError:
+                continue
+        return max(windows)
+
     def _verdicts(self, lr: LoadedRule, now: float) -> list[Verdict]:
-        rule = lr.rule
         changed_at = self.version_changed_at.get(lr.target)
-        window = self.sources[rule.source].window_of(rule.query)
-        if changed_at is not None and window > 0 and now - changed_at < window:
-            return [Verdict((), Outcome.WARMING_UP, None,
-                            f"window still holds data from before version {self.versions.get(lr.target)}")]
-        result = self._query(rule, rule.query, now)
-        counts = self._query(rule, rule.min_samples.query, now) if rule.min_samples else None
-        return judge(rule, result, counts)
+        if changed_at is not None:
+            window = self.window(lr)
+            if window > 0 and now - changed_at < window:
+                return [Verdict((), Outcome.WARMING_UP, None,
+                                f"window still holds data from before version {self.versions.get(lr.target)}")]
+        return judge_rule(lr.rule, Situation(self._fetch, now, self.variables(lr.target)))
 
     def _evaluate_rule(self, lr: LoadedRule, now: float, report: TickReport, upserts: dict[StateKey, str],
                        deletes: list[StateKey], rollbacks: list[tuple[StateKey, RollbackRequest]]) -> None:
@@ -259,7 +278,7 @@ class Engine:
             log.warning("%s/%s fired: %s", request.target, request.rule, message)
             return
         rule = next(lr.rule for lr in self.loaded.rules if lr.target == request.target and lr.rule.name == request.rule)
-        verdict = self.guards.check(Situation(
+        verdict = self.guards.check(GuardSituation(
             target=request.target, rule=rule, now=now, version=request.version,
             to_version=request.to_version or request.previous_version,
             version_changed_at=self.version_changed_at.get(request.target)))

@@ -49,6 +49,24 @@ def test_warming_up_keeps_timers():
     assert state.phase is Phase.PENDING and state.pending_since == 0.0
 
 
+def test_one_failed_scrape_pages_nobody_but_a_lasting_outage_does():
+    state, events = run(rule(), [Outcome.OK] + [Outcome.NO_DATA] * 4)
+    assert Event.NO_DATA_STARTED not in events and state.errors == 4
+    state, events = run(rule(), [Outcome.OK] + [Outcome.NO_DATA] * 5)
+    assert events == [Event.NO_DATA_STARTED]
+
+
+def test_failure_limit_counts_breaches_within_for_like_argo():
+    r = rule(for_=60.0, failure_limit=2)
+    B, K = Outcome.BREACH, Outcome.OK
+    state, events = run(r, [B, K, B, K, K])  # two breaches in a minute: tolerated
+    assert Event.FIRED not in events and state.phase is Phase.PENDING
+    state, events = run(r, [B, K, B, K, B])  # the third within 60 s fires
+    assert events[-1] is Event.FIRED
+    state, events = run(r, [B, K, K, K, K, K, K, B, K, B])  # the first one has left the window
+    assert Event.FIRED not in events
+
+
 def test_no_data_does_not_resolve_a_firing_rule():
     state, _ = run(rule(), [Outcome.BREACH] * 4 + [Outcome.NO_DATA] * 3)
     assert state.phase is Phase.FIRING
@@ -66,13 +84,18 @@ outcomes = st.lists(st.sampled_from(list(Outcome)), max_size=40)
 @given(outcomes, st.sampled_from([0.0, 10.0, 30.0, 60.0]))
 def test_a_breach_shorter_than_for_never_fires(seq, for_):
     # Observed breaches are never `for` long if every run of BREACH spans less than `for`.
+    # Warming up and up to `error_limit` consecutive no-data verdicts neither prove nor
+    # disprove a breach, so they continue a run; anything else ends it.
     r = rule(for_=for_)
     state, events = SeriesState(), []
     run_start = None
+    gaps = 0
     for i, o in enumerate(seq):
         now = i * 10.0
         state, new = step(state, verdict(o, 2.0 if o is Outcome.BREACH else 0.5), r, now)
-        run_start = (run_start if run_start is not None else now) if o in (Outcome.BREACH, Outcome.WARMING_UP) else None
+        gaps = gaps + 1 if o is Outcome.NO_DATA else 0
+        continues = o in (Outcome.BREACH, Outcome.WARMING_UP) or (o is Outcome.NO_DATA and gaps <= r.error_limit)
+        run_start = (run_start if run_start is not None else now) if continues else None
         if Event.FIRED in new:
             assert run_start is not None and now - run_start >= for_
 

@@ -70,10 +70,34 @@ class Config:
     marks: dict[str, Mark] = marks_field()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MinSamples:
-    query: str = option(help="query that counts the samples behind the rule's value")
+    query: str | None = option(None, help="query that counts the samples behind the rule's value "
+                                          "(default: the counts the source returns, e.g. a SQL `samples` column)")
     at_least: float = option(help="fewer samples than this: the series is not judged")
+    marks: dict[str, Mark] = marks_field()
+
+
+@dataclass(frozen=True)
+class Compare:
+    """Compare the value with a baseline: the same query for the previous version (its
+    `{{version}}` placeholder filled with the previous version) or the same query `offset` ago."""
+
+    baseline: str = option(help="'previous_version' or a time offset such as 1d or 1h")
+    max_increase: str | float | None = option(None, help="breach when value > baseline + this; '20%' is relative")
+    max_decrease: str | float | None = option(None, help="breach when value < baseline - this; '20%' is relative")
+    marks: dict[str, Mark] = marks_field()
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One query with its threshold, as part of an all/any/unless composite."""
+
+    query: str = option(help="query in the source's language")
+    source: str | None = option(None, help="defaults to the rule's source")
+    above: float | None = option(None, help="holds when value > above")
+    below: float | None = option(None, help="holds when value < below")
+    compare: Compare | None = option(None, help="holds when the value departs from its baseline")
     marks: dict[str, Mark] = marks_field()
 
 
@@ -88,15 +112,25 @@ class Rule:
 
     name: str = option(help="unique within the target")
     source: str = option(help="name of the source to query")
-    query: str = option(help="query in the source's language (PromQL subset for scrape)")
+    query: str | None = option(None, help="query in the source's language (PromQL subset for scrape); {{placeholders}} allowed")
     above: float | None = option(None, help="breach when value > above")
     below: float | None = option(None, help="breach when value < below")
+    compare: Compare | None = option(None, help="breach when the value departs from a baseline")
+    all: list[Condition] | None = option(None, help="breach when every condition holds")
+    any: list[Condition] | None = option(None, help="breach when at least one condition holds")
+    unless: list[Condition] | None = option(None, help="never breach while one of these holds (e.g. a load test)")
     for_: float = option(0.0, key="for", duration=True, help="breach must hold this long before firing")
+    failure_limit: int | None = option(None, help="fire when more than this many evaluations within `for` breached "
+                                                  "(instead of a continuous breach)")
+    error_limit: int = option(4, help="consecutive evaluations without data tolerated before on_no_data applies")
     min_samples: MinSamples | None = option(None, help="skip judgement while too few samples")
     on_no_data: NoDataPolicy = option("alert", help="what missing/NaN data means")
     action: Action = option("alert", help="what a firing rule does")
     severity: str = option("warning", help="passed to alerters")
     description: str = option("", help="one line for people reading alerts")
+    runbook_url: str = option("", help="where responders find what to do")
+    labels: dict[str, str] = option(default_factory=dict, help="extra labels for alerts and routing (e.g. team)")
+    alert: list[str] | None = option(None, help="alerters for this rule (default: the target's)")
     mode: Mode | None = option(None, help="'shadow': record 'would roll back', never act (default: the target's)")
     initial_delay: float | None = option(None, duration=True, help="overrides the target's initial_delay")
     approve: Approval | None = option(None, help="overrides the target's approve")
@@ -110,10 +144,17 @@ class Rule:
             out["below"] = self.below
         return out
 
+    def conditions(self) -> list[Condition]:
+        """Every condition of the rule, the main one first (for validation and `explain`)."""
+        main = [Condition(query=self.query, source=self.source, above=self.above, below=self.below,
+                          compare=self.compare, marks=self.marks)] if self.query is not None else []
+        return main + list(self.all or []) + list(self.any or []) + list(self.unless or [])
+
 
 @dataclass(frozen=True)
 class RuleFile:
-    target: str = option(help="the target these rules guard")
+    target: str | None = option(None, help="the target these rules guard")
+    targets: list[str] | None = option(None, help="several targets sharing these rules (use {{target}} in queries)")
     rules: list[Rule] = option(default_factory=list)
     marks: dict[str, Mark] = marks_field()
 

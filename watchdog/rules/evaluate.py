@@ -1,20 +1,28 @@
-"""Judge one rule's query result: pure, no I/O, no clock.
+"""Judge one rule: pure, given a fetch function; no I/O of its own, no clock.
 
-`judge()` turns what a source returned into one `Verdict` per series: ok, breach, no data,
-insufficient samples or warming up. The state machine (`rules.state`) decides what a
-verdict means over time.
+`judge_rule()` asks `fetch(source, query, at)` for what it needs — the rule's query, its
+baseline (the previous version's value, or the value `offset` ago), the sample counts, the
+conditions of a composite — and returns one `Verdict` per series: ok, breach, no data,
+insufficient samples or warming up. The state machine (`rules.state`) decides what a verdict
+means over time.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Callable, Mapping
 
-from watchdog.config.schema import Rule
+from watchdog.config.checks import parse_change
+from watchdog.config.schema import Compare, Condition, Rule
+from watchdog.durations import parse_duration
 from watchdog.errors import WatchdogError
+from watchdog.rules.templating import TemplateError, render
 from watchdog.samples import Labels, Sample, format_labels, without_name
 from watchdog.sources.base import QueryResult
+
+Fetch = Callable[[str, str, float], "QueryResult | WatchdogError"]
 
 
 class Outcome(str, Enum):
@@ -32,26 +40,73 @@ class Verdict:
     value: float | None
     reason: str
     samples: float | None = None
+    baseline: float | None = None
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What a rule is judged against: how to fetch, when, and the placeholder values."""
+
+    fetch: Fetch
+    now: float
+    variables: Mapping[str, str | None]
 
 
 RULE_LEVEL: Labels = ()  # the key of verdicts about the rule as a whole (no series at all)
 
 
-def is_breach(rule: Rule, value: float) -> bool:
-    return (rule.above is not None and value > rule.above) or (rule.below is not None and value < rule.below)
+def is_breach(above: float | None, below: float | None, value: float) -> bool:
+    return (above is not None and value > above) or (below is not None and value < below)
 
 
-def describe_threshold(rule: Rule) -> str:
+def describe_threshold(rule: Rule | Condition) -> str:
+    parts = []
     if rule.above is not None and rule.below is not None:
-        return f"outside [{rule.below:g}, {rule.above:g}]"
-    if rule.above is not None:
-        return f"> {rule.above:g}"
-    return f"< {rule.below:g}"
+        parts.append(f"outside [{rule.below:g}, {rule.above:g}]")
+    elif rule.above is not None:
+        parts.append(f"> {rule.above:g}")
+    elif rule.below is not None:
+        parts.append(f"< {rule.below:g}")
+    if rule.compare is not None:
+        parts.append(describe_compare(rule.compare))
+    if isinstance(rule, Rule) and rule.query is None:
+        kinds = [k for k in ("all", "any") if getattr(rule, k)]
+        parts.append(f"{kinds[0]} of {len(getattr(rule, kinds[0]))} conditions" if kinds else "")
+    return " or ".join(p for p in parts if p)
 
 
-def judge(rule: Rule, result: QueryResult | WatchdogError,
-          counts: QueryResult | WatchdogError | None = None) -> list[Verdict]:
-    """One verdict per series of `result`; a single rule-level verdict when there is none."""
+def describe_compare(compare: Compare) -> str:
+    limits = [f"+{compare.max_increase}" if compare.max_increase is not None else "",
+              f"-{compare.max_decrease}" if compare.max_decrease is not None else ""]
+    return f"vs {compare.baseline} beyond {'/'.join(x for x in limits if x)}"
+
+
+# -- the rule -----------------------------------------------------------------------------------
+
+def judge_rule(rule: Rule, situation: Situation) -> list[Verdict]:
+    if rule.query is not None:
+        main = Condition(query=rule.query, source=rule.source, above=rule.above, below=rule.below, compare=rule.compare)
+        verdicts = judge_condition(main, rule.source, situation, rule.name)
+        verdicts = _apply_min_samples(rule, verdicts, situation)
+    else:
+        verdicts = [_combine(rule, situation)]
+    if rule.unless and any(v.outcome is Outcome.BREACH for v in verdicts):
+        verdicts = _apply_unless(rule, verdicts, situation)
+    return verdicts
+
+
+def _fetch(situation: Situation, source: str, query: str, at: float,
+           variables: Mapping[str, str | None] | None = None) -> QueryResult | WatchdogError:
+    try:
+        rendered = render(query, variables if variables is not None else situation.variables)
+    except TemplateError as exc:
+        return WatchdogError(f"cannot fill in the query: {exc}")
+    return situation.fetch(source, rendered, at)
+
+
+def judge_condition(condition: Condition, default_source: str, situation: Situation, name: str) -> list[Verdict]:
+    source = condition.source or default_source
+    result = _fetch(situation, source, condition.query, situation.now)
     if isinstance(result, WatchdogError):
         return [Verdict(RULE_LEVEL, Outcome.NO_DATA, None, f"query failed: {result}")]
     samples = [Sample(without_name(s.labels), s.value) for s in result.samples]
@@ -60,41 +115,148 @@ def judge(rule: Rule, result: QueryResult | WatchdogError,
             return [Verdict(RULE_LEVEL, Outcome.WARMING_UP, None, "warming up: the query's window is not filled yet")]
         note = f" ({result.note})" if result.note else ""
         return [Verdict(RULE_LEVEL, Outcome.NO_DATA, None, f"query returned no series{note}")]
-    sample_counts = _count_map(counts)
-    return [_judge_series(rule, s, sample_counts) for s in samples]
+    baselines = _baselines(condition.compare, source, condition.query, situation) if condition.compare else None
+    counts = result.counts
+    return [_judge_series(condition, s, baselines, counts, name) for s in samples]
 
 
-def _count_map(counts: QueryResult | WatchdogError | None) -> dict[Labels, float] | str | None:
-    if counts is None:
-        return None
-    if isinstance(counts, WatchdogError):
-        return f"sample count query failed: {counts}"
-    return {without_name(s.labels): s.value for s in counts.samples}
-
-
-def _judge_series(rule: Rule, sample: Sample, counts: dict[Labels, float] | str | None) -> Verdict:
+def _judge_series(condition: Condition, sample: Sample, baselines: dict[Labels, float] | str | None,
+                  counts: dict[Labels, float] | None, name: str) -> Verdict:
     value = sample.value
+    n = counts.get(sample.labels) if counts else None
     if math.isnan(value):
-        return Verdict(sample.labels, Outcome.NO_DATA, None, "value is NaN (e.g. 0/0: no traffic)")
-    n: float | None = None
-    if counts is not None and rule.min_samples is not None:
-        if isinstance(counts, str):
-            return Verdict(sample.labels, Outcome.INSUFFICIENT, value, counts)
-        n = _count_for(sample.labels, counts)
-        if n is None or math.isnan(n) or n < rule.min_samples.at_least:
-            shown = "none" if n is None or math.isnan(n) else f"{n:g}"
-            return Verdict(sample.labels, Outcome.INSUFFICIENT, value,
-                           f"insufficient samples: {shown} < {rule.min_samples.at_least:g}", n)
-    where = format_labels(sample.labels) if sample.labels else ""
-    if is_breach(rule, value):
-        return Verdict(sample.labels, Outcome.BREACH, value,
-                       f"{rule.name}{where} = {value:.6g} is {describe_threshold(rule)}", n)
-    return Verdict(sample.labels, Outcome.OK, value, f"{rule.name}{where} = {value:.6g} is within threshold", n)
+        return Verdict(sample.labels, Outcome.NO_DATA, None, "value is NaN (e.g. 0/0: no traffic)", n)
+    where = name + (format_labels(sample.labels) if sample.labels else "")
+    if is_breach(condition.above, condition.below, value):
+        return Verdict(sample.labels, Outcome.BREACH, value, f"{where} = {value:.6g} is {describe_threshold(_plain(condition))}", n)
+    if condition.compare is None:
+        return Verdict(sample.labels, Outcome.OK, value, f"{where} = {value:.6g} is within threshold", n)
+    return _judge_against_baseline(condition.compare, sample, where, baselines, n)
 
 
-def _count_for(labels: Labels, counts: dict[Labels, float]) -> float | None:
-    if labels in counts:
-        return counts[labels]
-    if len(counts) == 1 and () in counts:  # one unlabelled count applies to every series
-        return counts[()]
-    return None
+def _plain(condition: Condition) -> Condition:
+    return replace(condition, compare=None)
+
+
+def _judge_against_baseline(compare: Compare, sample: Sample, where: str, baselines: dict[Labels, float] | str | None,
+                            n: float | None) -> Verdict:
+    value = sample.value
+    if isinstance(baselines, str) or baselines is None:
+        reason = baselines or "no baseline"
+        outcome = Outcome.INSUFFICIENT if "no previous version" in reason else Outcome.NO_DATA
+        return Verdict(sample.labels, outcome, value, f"{where} = {value:.6g}; {reason}", n)
+    base = baselines.get(_unversioned(sample.labels)) if len(baselines) > 1 else next(iter(baselines.values()), None)
+    if base is None or math.isnan(base):
+        return Verdict(sample.labels, Outcome.NO_DATA, value, f"{where} = {value:.6g}; baseline has no matching series", n)
+    breach, limit = _departs(compare, value, base)
+    text = f"{where} = {value:.6g} vs baseline {base:.6g} ({compare.baseline}); limit {limit}"
+    return Verdict(sample.labels, Outcome.BREACH if breach else Outcome.OK, value, text, n, base)
+
+
+def _departs(compare: Compare, value: float, base: float) -> tuple[bool, str]:
+    limits = []
+    breach = False
+    if compare.max_increase is not None:
+        amount, relative = parse_change(compare.max_increase)
+        ceiling = base * (1 + amount) if relative else base + amount
+        breach |= value > ceiling
+        limits.append(f"≤ {ceiling:.6g}")
+    if compare.max_decrease is not None:
+        amount, relative = parse_change(compare.max_decrease)
+        floor = base * (1 - amount) if relative else base - amount
+        breach |= value < floor
+        limits.append(f"≥ {floor:.6g}")
+    return breach, " and ".join(limits)
+
+
+def _unversioned(labels: Labels) -> Labels:
+    return tuple(p for p in labels if p[0] != "version")
+
+
+def _baselines(compare: Compare, source: str, query: str, situation: Situation) -> dict[Labels, float] | str:
+    """The baseline value per series (labels without `version`), or why there is none."""
+    if compare.baseline == "previous_version":
+        previous = situation.variables.get("previous_version")
+        if not previous:
+            return "no previous version known yet: nothing to compare with"
+        variables = {**situation.variables, "version": previous}
+        result = _fetch(situation, source, query, situation.now, variables)
+    else:
+        result = _fetch(situation, source, query, situation.now - parse_duration(compare.baseline))
+    if isinstance(result, WatchdogError):
+        return f"baseline unavailable: {result}"
+    if not result.samples:
+        return f"baseline query returned no series ({compare.baseline})"
+    return {_unversioned(without_name(s.labels)): s.value for s in result.samples}
+
+
+# -- min_samples, composites, unless ---------------------------------------------------------------
+
+def _apply_min_samples(rule: Rule, verdicts: list[Verdict], situation: Situation) -> list[Verdict]:
+    if rule.min_samples is None:
+        return verdicts
+    counts: dict[Labels, float] | str
+    if rule.min_samples.query is None:
+        counts = {v.labels: v.samples for v in verdicts if v.samples is not None}
+    else:
+        result = _fetch(situation, rule.source, rule.min_samples.query, situation.now)
+        counts = (f"sample count query failed: {result}" if isinstance(result, WatchdogError)
+                  else {without_name(s.labels): s.value for s in result.samples})
+    return [_check_count(rule, v, counts) for v in verdicts]
+
+
+def _check_count(rule: Rule, verdict: Verdict, counts: dict[Labels, float] | str) -> Verdict:
+    assert rule.min_samples is not None
+    if verdict.outcome not in (Outcome.OK, Outcome.BREACH):
+        return verdict
+    if isinstance(counts, str):
+        return replace(verdict, outcome=Outcome.INSUFFICIENT, reason=counts)
+    n = counts.get(verdict.labels)
+    if n is None and len(counts) == 1 and () in counts:  # one unlabelled count applies to every series
+        n = counts[()]
+    if n is None or math.isnan(n) or n < rule.min_samples.at_least:
+        shown = "none" if n is None or math.isnan(n) else f"{n:g}"
+        return replace(verdict, outcome=Outcome.INSUFFICIENT, samples=n,
+                       reason=f"insufficient samples: {shown} < {rule.min_samples.at_least:g}")
+    return replace(verdict, samples=n)
+
+
+def _holds(condition: Condition, default_source: str, situation: Situation) -> tuple[bool | None, Verdict]:
+    """Whether a condition holds (any series breaches), False, or None when unknown."""
+    verdicts = judge_condition(condition, default_source, situation, "value")
+    shown = max((v for v in verdicts if v.value is not None), key=lambda v: v.value or 0, default=verdicts[0])
+    if any(v.outcome is Outcome.BREACH for v in verdicts):
+        return True, next(v for v in verdicts if v.outcome is Outcome.BREACH)
+    if verdicts and all(v.outcome is Outcome.OK for v in verdicts):
+        return False, shown
+    return None, shown
+
+
+def _combine(rule: Rule, situation: Situation) -> Verdict:
+    kind = "all" if rule.all else "any"
+    conditions: list[Condition] = list(rule.all or rule.any or [])
+    judged = [(c, *_holds(c, rule.source, situation)) for c in conditions]
+    parts = [f"[{c.query}] {v.reason}" + (" ✓" if h else "") for c, h, v in judged]
+    reason = f"{rule.name}: {kind} of: " + "; ".join(parts)
+    first = judged[0][2]
+    states = [h for _, h, _ in judged]
+    if kind == "all":
+        outcome = Outcome.OK if False in states else (Outcome.BREACH if all(states) else None)
+    else:
+        outcome = Outcome.BREACH if True in states else (Outcome.OK if all(h is False for h in states) else None)
+    if outcome is None:
+        warming = any(v.outcome is Outcome.WARMING_UP for _, _, v in judged)
+        outcome = Outcome.WARMING_UP if warming else Outcome.NO_DATA
+    return Verdict(RULE_LEVEL, outcome, first.value, reason)
+
+
+def _apply_unless(rule: Rule, verdicts: list[Verdict], situation: Situation) -> list[Verdict]:
+    # An `unless` condition without data does not suppress: a missing "load test running"
+    # signal should not silence a real regression.
+    for condition in rule.unless or []:
+        holds, v = _holds(condition, rule.source, situation)
+        if holds:
+            why = f"suppressed: unless [{condition.query}] holds ({v.reason})"
+            return [replace(x, outcome=Outcome.OK, reason=f"{x.reason}; {why}") if x.outcome is Outcome.BREACH else x
+                    for x in verdicts]
+    return verdicts

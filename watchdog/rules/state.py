@@ -41,6 +41,8 @@ class SeriesState:
     reason: str = ""
     evaluated_at: float | None = None
     decision_id: str | None = None  # the decision taken for the current firing episode
+    errors: int = 0  # consecutive evaluations without data (tolerated up to the rule's error_limit)
+    breaches: tuple[float, ...] = ()  # breach times within `for`, when the rule has a failure_limit
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -54,6 +56,7 @@ class SeriesState:
         data = json.loads(text)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["phase"] = Phase(known.get("phase", "inactive"))
+        known["breaches"] = tuple(known.get("breaches", ()))
         return cls(**known)
 
 
@@ -68,9 +71,18 @@ def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float) -> tuple[S
     events: list[Event] = []
     state = replace(prev, evaluated_at=now, outcome=verdict.outcome.value, reason=verdict.reason,
                     value=verdict.value if verdict.value is not None else prev.value)
+    if verdict.outcome is Outcome.NO_DATA:
+        state = replace(state, errors=state.errors + 1)
+        if state.errors <= rule.error_limit:
+            # A failed scrape or two pages nobody: like warming up, no evidence either way.
+            return replace(state, reason=f"{verdict.reason} ({state.errors} of {rule.error_limit} tolerated)"), events
+    elif state.errors:
+        state = replace(state, errors=0)
     state = _track_no_data(state, verdict, rule, now, events)
     if verdict.outcome is Outcome.WARMING_UP:
         return state, events  # no evidence either way: keep timers as they are
+    if rule.failure_limit is not None:
+        return _count_failures(state, verdict, rule, now, events), events
     if _is_breach(verdict, rule):
         return _breach(state, rule, now, events), events
     if verdict.outcome is Outcome.OK:
@@ -105,6 +117,29 @@ def _breach(state: SeriesState, rule: Rule, now: float, events: list[Event]) -> 
     if now - state.pending_since >= rule.for_:
         events.append(Event.FIRED)
         state = replace(state, phase=Phase.FIRING, firing_since=now, decision_id=None)
+    return state
+
+
+def _count_failures(state: SeriesState, verdict: Verdict, rule: Rule, now: float, events: list[Event]) -> SeriesState:
+    """Argo-style counting: fire when more than `failure_limit` evaluations within the
+    last `for` breached, whether or not they were consecutive."""
+    assert rule.failure_limit is not None
+    recent = tuple(t for t in state.breaches if now - t < rule.for_)
+    if _is_breach(verdict, rule):
+        recent += (now,)
+        if state.phase is Phase.INACTIVE:
+            events.append(Event.PENDING)
+            state = replace(state, phase=Phase.PENDING, pending_since=now)
+        if state.phase is Phase.PENDING and len(recent) > rule.failure_limit:
+            events.append(Event.FIRED)
+            state = replace(state, phase=Phase.FIRING, firing_since=now, decision_id=None)
+        return replace(state, breaches=recent)
+    state = replace(state, breaches=recent)
+    if verdict.outcome is Outcome.OK and state.phase is Phase.FIRING:
+        return _recover(replace(state, breaches=()), events)
+    if state.phase is Phase.PENDING and not recent:
+        events.append(Event.RESET)
+        return replace(state, phase=Phase.INACTIVE, pending_since=None)
     return state
 
 

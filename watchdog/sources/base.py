@@ -74,6 +74,9 @@ class Source(abc.ABC):
     def query(self, query: str, now: float) -> QueryResult:
         """Evaluate `query` at `now`. Raises SourceError or QueryError."""
 
+    def retain(self, seconds: float) -> None:
+        """Keep data for at least `seconds` (a rule compares with a baseline that long ago)."""
+
     def health(self) -> SourceHealth:
         return SourceHealth(up=True)
 

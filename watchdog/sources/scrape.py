@@ -1,14 +1,22 @@
-"""The embedded default source: scrape a model server's `/metrics` ourselves.
+"""The embedded default source: scrape model servers' `/metrics` ourselves.
 
 No Prometheus needed. Each tick scrapes once (or at `scrape_interval`), keeps the samples
 for the longest window its rules use, and answers the PromQL subset of `watchdog.promql`
-over them. A failed scrape marks every series stale at once, as Prometheus does.
+over them. A failed scrape marks every series of that target stale at once, as Prometheus does.
+
+`url` scrapes one target, and its series keep exactly the labels the target exports.
+`urls` scrapes several targets concurrently, like one Prometheus job: each target's series
+get an `instance` label (`host:port`; a target's own `instance` label is kept as
+`exported_instance`). Either way an `up` series per target (1 if its last scrape succeeded,
+0 if not; with an `instance` label under `urls`) can be queried, like Prometheus' `up`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,19 +24,24 @@ from prometheus_client.parser import text_string_to_metric_families
 from watchdog.config.fields import option
 from watchdog.errors import PromQLError, QueryError, SourceError
 from watchdog.promql import Expr, SeriesStore, evaluate, parse
-from watchdog.redact import redact, redact_url
+from watchdog.redact import redact_url
 from watchdog.samples import NAME, Sample, labels_of
+from watchdog.sources import httpfetch
 from watchdog.sources.base import QueryResult, Source, SourceHealth
 
-_MAX_BODY = 32 * 1024 * 1024
 # prometheus_client servers export a `*_created` series per counter/histogram; it is not a
 # measurement, and keeping it would only cost memory.
 _SKIP_SUFFIXES = ("_created",)
+_MAX_PARALLEL = 8
+UP = "up"
+INSTANCE = "instance"
 
 
 @dataclass(frozen=True)
 class ScrapeOptions:
-    url: str = option(help="the model server's Prometheus text endpoint")
+    url: str | None = option(None, help="the model server's Prometheus text endpoint (or urls: for several)")
+    urls: list[str] = option(default_factory=list,
+                             help="several endpoints, scraped concurrently; series get an instance label (host:port)")
     timeout: float = option(2.0, duration=True, help="per scrape")
     scrape_interval: float | None = option(None, duration=True, help="scrape at most this often (default: every tick)")
     headers: dict[str, str] = option(default_factory=dict, secret_values=True, help="extra request headers")
@@ -36,15 +49,37 @@ class ScrapeOptions:
     ca_file: str | None = option(None, help="CA bundle for the server's certificate")
 
 
+class PartialScrapeError(SourceError):
+    """Some targets of a multi-target source failed, others answered."""
+
+    partial = True
+
+
+@dataclass
+class _Target:
+    url: str
+    instance: str  # "" for a single `url` source: its series get no instance label
+    session: requests.Session | None = None
+    last_error: str = ""
+    last_success: float | None = None
+    scraped: bool = field(default=False)
+
+    @property
+    def where(self) -> str:
+        return redact_url(self.url)
+
+
 class ScrapeSource(Source):
     Options = ScrapeOptions
 
     def __init__(self, name: str, options: ScrapeOptions):
         super().__init__(name, options)
+        self.targets = _targets(options)
+        httpfetch.auth_headers(options.headers, None)  # registers header values as secrets
         self.store = SeriesStore()
         self._parsed: dict[str, Expr] = {}
         self._retention = 300.0
-        self._session: requests.Session | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._last_scrape: float | None = None
         self._first_success: float | None = None
         self._last_success: float | None = None
@@ -59,6 +94,9 @@ class ScrapeSource(Source):
             self._parsed[query] = expr
             self._retention = max(self._retention, expr.max_range() + 60.0)
         return expr
+
+    def retain(self, seconds: float) -> None:
+        self._retention = max(self._retention, seconds + 60.0)
 
     def check_query(self, query: str) -> None:
         self._expr(query)
@@ -87,63 +125,114 @@ class ScrapeSource(Source):
         if interval and self._last_scrape is not None and now - self._last_scrape < interval * 0.999:
             return None
         self._last_scrape = now
-        try:
-            samples = self._scrape()
-        except SourceError as exc:
-            self.store.mark_stale(now)
-            self._last_error = str(exc)
-            return exc
-        self.store.append_scrape(now, samples)
+        outcomes = self._scrape_all()
+        failures: list[tuple[_Target, SourceError]] = []
+        for target, outcome in zip(self.targets, outcomes):
+            if isinstance(outcome, SourceError):
+                failures.append((target, outcome))
+                target.last_error = str(outcome)
+                # only `up 0` remains of this target: every other series of it goes stale now
+                self.store.append_scrape(now, [self._up(target, 0.0)], target=target.instance)
+                continue
+            self.store.append_scrape(now, [*outcome, self._up(target, 1.0)], target=target.instance)
+            target.last_error, target.last_success = "", now
         self.store.prune(self._retention, now)
-        self._last_error = ""
-        self._last_success = now
-        if self._first_success is None:
-            self._first_success = now
-        return None
+        if len(failures) < len(self.targets):
+            self._last_success = now
+            if self._first_success is None:
+                self._first_success = now
+        self._last_error = "; ".join(str(e) if len(self.targets) == 1 else f"{t.instance}: {e}" for t, e in failures)
+        if not failures:
+            return None
+        if len(self.targets) == 1:
+            return failures[0][1]
+        message = f"{len(failures)} of {len(self.targets)} targets failed: {self._last_error}"
+        if len(failures) < len(self.targets):
+            return PartialScrapeError(message, failures[0][1].kind)
+        return SourceError(message, failures[0][1].kind)
 
-    def _scrape(self) -> list[Sample]:
-        where = redact_url(self.options.url)
+    def _scrape_all(self) -> list[list[Sample] | SourceError]:
+        if len(self.targets) == 1:
+            return [self._scrape_one(self.targets[0])]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=min(_MAX_PARALLEL, len(self.targets)),
+                                            thread_name_prefix=f"scrape-{self.name}")
+        return list(self._pool.map(self._scrape_one, self.targets))
+
+    def _scrape_one(self, target: _Target) -> list[Sample] | SourceError:
         try:
-            response = self._http().get(self.options.url, timeout=self.options.timeout,
-                                        headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1",
-                                                 **self.options.headers})
-        except requests.Timeout:
-            raise SourceError(f"scrape of {where} timed out after {self.options.timeout:g}s", "timeout") from None
-        except requests.ConnectionError as exc:
-            raise SourceError(f"cannot connect to {where}: {_reason(exc)}", "connection") from None
-        except requests.RequestException as exc:
-            raise SourceError(f"scrape of {where} failed: {redact(str(exc))}", "http") from None
-        return self._parse(response, where)
+            if target.session is None:
+                target.session = httpfetch.make_session(self.options.verify_tls, self.options.ca_file)
+            response = httpfetch.request(
+                target.session, "GET", target.url, timeout=self.options.timeout, what="scrape of",
+                headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1", **self.options.headers})
+            return [self._labelled(s, target) for s in self._parse(response, target.where)]
+        except SourceError as exc:
+            return exc
 
     def _parse(self, response: requests.Response, where: str) -> list[Sample]:
-        content_type = response.headers.get("Content-Type", "")
         if response.status_code != 200:
-            raise SourceError(f"{where} answered HTTP {response.status_code}{_body_hint(response)}", f"http_{response.status_code // 100}xx")
-        if "html" in content_type.lower() or response.text.lstrip()[:15].lower().startswith(("<!doctype", "<html")):
-            raise SourceError(f"{where} returned an HTML page instead of metrics (Content-Type {content_type or 'none'})", "parse")
-        if len(response.content) > _MAX_BODY:
-            raise SourceError(f"{where} returned {len(response.content)} bytes, more than the {_MAX_BODY} accepted", "parse")
+            raise SourceError(f"{where} answered HTTP {response.status_code}{httpfetch.body_hint(response)}",
+                              httpfetch.status_kind(response.status_code))
+        if httpfetch.is_html(response):
+            raise httpfetch.html_error(response, where, "metrics")
+        httpfetch.check_size(response, where)
         try:
             return list(_samples(response.text))
         except Exception as exc:  # the parser raises ValueError, IndexError, ... on garbage
             raise SourceError(f"{where} returned text that is not the Prometheus exposition format: {exc}", "parse") from None
 
-    def _http(self) -> requests.Session:
-        if self._session is None:
-            session = requests.Session()
-            session.verify = self.options.ca_file or self.options.verify_tls
-            self._session = session
-        return self._session
+    def _labelled(self, sample: Sample, target: _Target) -> Sample:
+        if not target.instance:
+            return sample
+        labels = {("exported_instance" if k == INSTANCE else k): v for k, v in sample.labels}
+        labels[INSTANCE] = target.instance
+        return Sample(labels_of(labels), sample.value)
+
+    def _up(self, target: _Target, value: float) -> Sample:
+        labels = {NAME: UP, INSTANCE: target.instance} if target.instance else {NAME: UP}
+        return Sample(labels_of(labels), value)
 
     def health(self) -> SourceHealth:
+        details: dict[str, Any]
+        if len(self.targets) == 1:
+            details = {"url": self.targets[0].where}
+        else:
+            details = {"targets": {t.instance: {"url": t.where, "up": not t.last_error and t.last_success is not None,
+                                                "last_error": t.last_error} for t in self.targets}}
         return SourceHealth(up=not self._last_error and self._last_success is not None,
-                            last_success=self._last_success, last_error=self._last_error,
-                            details={"url": redact_url(self.options.url)})
+                            last_success=self._last_success, last_error=self._last_error, details=details)
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        for target in self.targets:
+            if target.session is not None:
+                target.session.close()
+                target.session = None
+
+
+def _targets(options: ScrapeOptions) -> list[_Target]:
+    if (options.url is None) == (not options.urls):
+        raise ValueError("give exactly one of url (one target) or urls (several targets)")
+    if options.timeout <= 0:
+        raise ValueError("timeout must be greater than 0")
+    urls = [options.url] if options.url is not None else list(options.urls)
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"scrape URL must be http:// or https:// with a host, got {redact_url(url)!r}")
+    if options.url is not None:
+        return [_Target(url=options.url, instance="")]
+    targets = [_Target(url=u, instance=urlsplit(u).netloc.rpartition("@")[2]) for u in urls]
+    seen: dict[str, str] = {}
+    for t in targets:
+        if t.instance in seen:
+            raise ValueError(f"urls {redact_url(seen[t.instance])} and {t.where} have the same instance "
+                             f"{t.instance}; scrape each host:port once")
+        seen[t.instance] = t.url
+    return targets
 
 
 def _samples(text: str) -> Any:
@@ -152,17 +241,3 @@ def _samples(text: str) -> Any:
             if s.name.endswith(_SKIP_SUFFIXES):
                 continue
             yield Sample(labels_of({**s.labels, NAME: s.name}), float(s.value))
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "timed out", "Connection reset",
-                   "Remote end closed connection"):
-        if marker in text:
-            return marker.lower()
-    return redact(text[:200])
-
-
-def _body_hint(response: requests.Response) -> str:
-    body = " ".join(response.text[:200].split())
-    return f": {redact(body)}" if body else ""

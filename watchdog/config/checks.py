@@ -1,0 +1,203 @@
+"""Checks that need more than one key: rule shapes, cross references, queries, placeholders.
+
+Every problem is collected (never just the first) with the line of the offending key or value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from watchdog import plugins
+from watchdog.config.fields import Mark, PluginSpec
+from watchdog.config.schema import Compare, Condition, Config, LoadedRule, Rule, TargetConfig
+from watchdog.durations import parse_duration
+from watchdog.errors import PluginError, Problem, QueryError, WatchdogError
+from watchdog.rules.templating import BUILTIN, TemplateError, render
+
+
+@dataclass(frozen=True)
+class UnbuiltQuery:
+    """The query of a rule that failed to build: still checked, so every problem shows at once."""
+
+    file: str
+    source: str
+    query: str
+    marks: dict[str, Mark]
+    where: str
+
+
+def problem(problems: list[Problem], file: str, mark: Mark | None, message: str) -> None:
+    line, col = mark or (0, 0)
+    problems.append(Problem(file, line, col, message))
+
+
+# -- one rule on its own -------------------------------------------------------------------------
+
+def check_rule_shape(rule: Rule, file: str, problems: list[Problem]) -> None:
+    where = f'rule "{rule.name}"'
+    at = rule.marks.get("")
+    composite = rule.all is not None or rule.any is not None
+    if rule.query is None and not composite:
+        problem(problems, file, at, f"{where}: needs a 'query' (or 'all'/'any' conditions)")
+    if rule.query is not None and composite:
+        problem(problems, file, rule.marks.get("query"), f"{where}: give either 'query' or 'all'/'any', not both")
+    if rule.query is not None:
+        _check_threshold(rule.above, rule.below, rule.compare, rule.marks, file, where, problems)
+    for kind in ("all", "any", "unless"):
+        conditions = getattr(rule, kind)
+        if conditions is not None and not conditions:
+            problem(problems, file, rule.marks.get(kind), f"{where}: '{kind}' needs at least one condition")
+        for i, c in enumerate(conditions or []):
+            _check_threshold(c.above, c.below, c.compare, c.marks, file, f"{where}: {kind}[{i}]", problems)
+    if rule.min_samples is not None and rule.min_samples.at_least < 0:
+        problem(problems, file, rule.min_samples.marks.get("at_least"), f"{where}: min_samples.at_least must not be negative")
+    if rule.error_limit < 0:
+        problem(problems, file, rule.marks.get("error_limit"), f"{where}: error_limit must not be negative")
+    if rule.failure_limit is not None and (rule.failure_limit < 0 or rule.for_ <= 0):
+        problem(problems, file, rule.marks.get("failure_limit"),
+                f"{where}: failure_limit needs a positive 'for' (the window it counts in) and must not be negative")
+
+
+def _check_threshold(above: float | None, below: float | None, compare: Compare | None, marks: dict[str, Mark],
+                     file: str, where: str, problems: list[Problem]) -> None:
+    if above is None and below is None and compare is None:
+        problem(problems, file, marks.get(""), f"{where}: needs a threshold: 'above', 'below', both, or 'compare'")
+    if above is not None and below is not None and below > above:
+        problem(problems, file, marks.get("below"),
+                f"{where}: below ({below:g}) is greater than above ({above:g}): no value could be healthy")
+    if compare is not None:
+        _check_compare(compare, file, where, problems)
+
+
+def parse_change(text: str | float) -> tuple[float, bool]:
+    """'20%' → (0.2, relative); '0.02' → (0.02, absolute). Raises ValueError."""
+    raw = str(text).strip()
+    relative = raw.endswith("%")
+    value = float(raw[:-1]) / 100 if relative else float(raw)
+    if value < 0 or value != value:
+        raise ValueError(f"must be a non-negative number or percentage, got {text!r}")
+    return value, relative
+
+
+def _check_compare(compare: Compare, file: str, where: str, problems: list[Problem]) -> None:
+    if compare.baseline != "previous_version":
+        try:
+            if parse_duration(compare.baseline) <= 0:
+                raise ValueError("offset must be positive")
+        except ValueError:
+            problem(problems, file, compare.marks.get("@baseline"),
+                    f"{where}: compare.baseline must be 'previous_version' or a time offset like 1d, got {compare.baseline!r}")
+    if compare.max_increase is None and compare.max_decrease is None:
+        problem(problems, file, compare.marks.get(""), f"{where}: compare needs max_increase, max_decrease or both")
+    for key in ("max_increase", "max_decrease"):
+        value = getattr(compare, key)
+        if value is not None:
+            try:
+                parse_change(value)
+            except ValueError as exc:
+                problem(problems, file, compare.marks.get("@" + key), f"{where}: compare.{key} {exc}")
+
+
+# -- references across files --------------------------------------------------------------------
+
+def check_references(config: Config, rules: list[LoadedRule], cfg_file: str, problems: list[Problem],
+                     unbuilt: list[UnbuiltQuery]) -> None:
+    sources = _instantiate(plugins.SOURCES, "sources", config.sources, cfg_file, problems)
+    # Actuators and alerters check their own options (e.g. unknown {{placeholders}}) when built.
+    _instantiate(plugins.ACTUATORS, "actuators", config.actuators, cfg_file, problems)
+    _instantiate(plugins.ALERTERS, "alerters", config.alerters, cfg_file, problems)
+    seen: dict[tuple[str, str], str] = {}
+    for lr in rules:
+        _check_loaded_rule(lr, config, sources, cfg_file, seen, problems)
+    for name, target in config.targets.items():
+        _check_target(name, target, config, sources, cfg_file, problems)
+    for q in unbuilt:
+        _check_query(sources, config, q.source, q.query, q.file, q.marks, q.where, problems, {})
+
+
+def _check_loaded_rule(lr: LoadedRule, config: Config, sources: dict[str, Any], cfg_file: str,
+                       seen: dict[tuple[str, str], str], problems: list[Problem]) -> None:
+    rule, file = lr.rule, lr.file
+    where = f'rule "{rule.name}"'
+    target = config.targets.get(lr.target)
+    if target is None:
+        problem(problems, file, None, f"target '{lr.target}' is not defined in {cfg_file} "
+                f"(targets: {', '.join(config.targets) or 'none'})")
+        return
+    key = (lr.target, rule.name)
+    if key in seen:
+        problem(problems, file, rule.marks.get("name"),
+                f"{where}: duplicate rule name for target '{lr.target}' (first defined in {seen[key]})")
+    seen[key] = file
+    if rule.action == "rollback" and not target.rollback:
+        problem(problems, file, rule.marks.get("action"),
+                f"{where}: action is rollback but target '{lr.target}' has no 'rollback' actuators")
+    for alerter in rule.alert or []:
+        if alerter not in config.alerters:
+            problem(problems, file, rule.marks.get("alert"), f"{where}: unknown alerter '{alerter}'")
+    values = {name: "x" for name in (*BUILTIN, *target.variables)}
+    for c in rule.conditions():
+        _check_query(sources, config, c.source or rule.source, c.query, file, c.marks, where, problems, values)
+    if rule.min_samples is not None and rule.min_samples.query is not None:
+        _check_query(sources, config, rule.source, rule.min_samples.query, file,
+                     rule.min_samples.marks, f"{where}: min_samples", problems, values)
+
+
+def _check_target(name: str, target: TargetConfig, config: Config, sources: dict[str, Any], cfg_file: str,
+                  problems: list[Problem]) -> None:
+    where = f"targets.{name}"
+    for actuator in target.rollback:
+        if actuator not in config.actuators:
+            problem(problems, cfg_file, target.marks.get("rollback"),
+                    f"{where}.rollback: unknown actuator '{actuator}' (defined: {', '.join(config.actuators) or 'none'})")
+    for alerter in target.alert:
+        if alerter not in config.alerters:
+            problem(problems, cfg_file, target.marks.get("alert"),
+                    f"{where}.alert: unknown alerter '{alerter}' (defined: {', '.join(config.alerters) or 'none'})")
+    if target.max_rollbacks is not None and target.max_rollbacks.count < 1:
+        problem(problems, cfg_file, target.max_rollbacks.marks.get("count"), f"{where}.max_rollbacks.count must be at least 1")
+    if target.version is not None:
+        _check_query(sources, config, target.version.source, target.version.query, cfg_file,
+                     target.version.marks, f"{where}.version", problems, {})
+
+
+def _instantiate(group: str, section: str, specs: dict[str, PluginSpec], cfg_file: str,
+                 problems: list[Problem]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, spec in specs.items():
+        try:
+            plugin = plugins.create(group, spec)
+        except PluginError as exc:
+            problem(problems, cfg_file, spec.marks.get("type"), f"{section}.{name}: {exc}")
+            continue
+        except (ValueError, WatchdogError) as exc:  # a plugin's constructor rejecting its options
+            problem(problems, cfg_file, spec.marks.get(""), f"{section}.{name}: {exc}")
+            continue
+        out[name] = plugin
+        if group != plugins.SOURCES:
+            plugin.close()
+    return out
+
+
+def _check_query(sources: dict[str, Any], config: Config, source_name: str, query: str, file: str,
+                 marks: dict[str, Mark], where: str, problems: list[Problem], values: dict[str, str]) -> None:
+    if source_name not in config.sources:
+        problem(problems, file, marks.get("@source") or marks.get(""),
+                f"{where}: unknown source '{source_name}' (defined: {', '.join(config.sources) or 'none'})")
+        return
+    source = sources.get(source_name)
+    if source is None:
+        return
+    try:
+        rendered = render(query, values)
+    except TemplateError as exc:
+        problem(problems, file, marks.get("@query"), f"{where}: query: {exc}")
+        return
+    try:
+        source.check_query(rendered)
+    except QueryError as exc:
+        line, col = marks.get("@query", (0, 0))
+        if exc.position is not None and line and rendered == query:
+            col += exc.position  # point into the query (exact for plain, unquoted scalars)
+        problems.append(Problem(file, line, col, f"{where}: query: {exc.message}"))
