@@ -321,8 +321,8 @@ class Engine:
 
     # -- alerts and history ---------------------------------------------------------------------------
 
-    def alert(self, target: str, alert: Alert) -> None:
-        self.notifier.notify(self.loaded.config.targets[target].alert, alert)
+    def alert(self, target: str, alert: Alert, alerters: list[str] | None = None) -> None:
+        self.notifier.notify(alerters if alerters is not None else self.loaded.config.targets[target].alert, alert)
 
     def _alert_rule(self, lr: LoadedRule, verdict: Verdict, state: SeriesState, now: float, resolved: bool) -> None:
         rule = lr.rule
@@ -331,8 +331,9 @@ class Engine:
             status="resolved" if resolved else "firing", kind="rule",
             dedup_key=f"{lr.target}/{rule.name}/{series_key(verdict.labels)}", target=lr.target, rule=rule.name,
             severity=rule.severity, summary=f"{lr.target}/{rule.name} {verb}: {verdict.reason}", at=rfc3339(now),
-            value=verdict.value, threshold=rule.threshold(), labels=dict(verdict.labels),
-            decision_id=state.decision_id, version=self.versions.get(lr.target)))
+            value=verdict.value, threshold=rule.threshold(), labels={**dict(verdict.labels), **rule.labels},
+            decision_id=state.decision_id, version=self.versions.get(lr.target), runbook_url=rule.runbook_url,
+            description=rule.description), rule.alert)
 
     def _alert_no_data(self, lr: LoadedRule, labels: Labels, state: SeriesState, now: float, resolved: bool) -> None:
         rule = lr.rule
@@ -342,7 +343,8 @@ class Engine:
             status="resolved" if resolved else "firing", kind="no_data",
             dedup_key=f"{lr.target}/{rule.name}/{series_key(labels)}/no_data", target=lr.target, rule=rule.name,
             severity=rule.severity, summary=summary, at=rfc3339(now), threshold=rule.threshold(),
-            labels=dict(labels), version=self.versions.get(lr.target)))
+            labels={**dict(labels), **rule.labels}, version=self.versions.get(lr.target),
+            runbook_url=rule.runbook_url, description=rule.description), rule.alert)
 
     def _history(self, now: float, target: str, rule: str | None, labels: dict[str, str], kind: str,
                  message: str, data: dict) -> None:  # type: ignore[type-arg]

@@ -175,3 +175,22 @@ def test_impossible_and_incomplete_rules_are_rejected(tmp_path):
     assert "compare needs max_increase, max_decrease or both" in text
     assert 'rule "c": all[0]: needs a threshold' in text
     assert "failure_limit needs a positive 'for'" in text
+
+
+def test_rule_labels_and_runbook_travel_with_the_alert(tmp_path):
+    rule = """\
+- name: accuracy
+  source: model
+  query: model_accuracy
+  below: 0.9
+  severity: page
+  labels: {team: fraud-ml}
+  runbook_url: https://runbooks.example/accuracy
+  alert: [ops]
+"""
+    h = Harness(tmp_path, rule, target="    rollback: [first]\n")  # the target itself alerts nobody
+    h.source.set("model_accuracy", 0.8)
+    h.run_for(10)
+    (alert,) = h.alerts(kind="rule")
+    assert alert.labels == {"team": "fraud-ml"} and alert.severity == "page"
+    assert alert.runbook_url == "https://runbooks.example/accuracy"

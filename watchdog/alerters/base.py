@@ -29,6 +29,8 @@ class Alert:
     labels: dict[str, str] = field(default_factory=dict)
     decision_id: str | None = None
     version: str | None = None
+    runbook_url: str = ""
+    description: str = ""
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
