@@ -1,0 +1,25 @@
+"""Fault: the wall clock jumps (NTP step, VM resume). No crash, no double action, no false fire."""
+
+from tests.harness import Harness
+from tests.test_engine import ERROR_RULE
+
+
+def test_a_backward_jump_neither_fires_early_nor_crashes(tmp_path):
+    h = Harness(tmp_path, ERROR_RULE)
+    h.source.set("error_ratio", 0.2)
+    h.run_for(20)  # pending
+    h.clock.advance(-3600)
+    h.run_for(20)
+    assert h.rollbacks() == 0  # an hour "before" the breach began proves nothing
+    h.clock.advance(3600)
+    h.run_for(20)
+    assert h.rollbacks() == 1
+
+
+def test_a_forward_jump_acts_once(tmp_path):
+    h = Harness(tmp_path, ERROR_RULE)
+    h.source.set("error_ratio", 0.2)
+    h.run_for(10)
+    h.clock.advance(7200)
+    h.run_for(100)
+    assert h.rollbacks() == 1
