@@ -176,7 +176,9 @@ class Engine:
             if window > 0 and now - changed_at < window:
                 return [Verdict((), Outcome.WARMING_UP, None,
                                 f"window still holds data from before version {self.versions.get(lr.target)}")]
-        return judge_rule(lr.rule, Situation(self._fetch, now, self.variables(lr.target)))
+        remembered = self.states.get((lr.target, lr.rule.name, series_key(())))
+        return judge_rule(lr.rule, Situation(self._fetch, now, self.variables(lr.target),
+                                             remembered.memory if remembered else None))
 
     def _evaluate_rule(self, lr: LoadedRule, now: float, report: TickReport, upserts: dict[StateKey, str],
                        deletes: list[StateKey], rollbacks: list[tuple[StateKey, RollbackRequest]]) -> None:
@@ -241,6 +243,12 @@ class Engine:
                 self._alert_no_data(lr, verdict.labels, state, now, resolved=False)
             elif event is Event.NO_DATA_ENDED:
                 self._alert_no_data(lr, verdict.labels, state, now, resolved=True)
+            elif event is Event.INCONCLUSIVE:
+                self.alert(lr.target, Alert(
+                    status="firing", kind="inconclusive", dedup_key=f"{lr.target}/{rule.name}/{series_key(verdict.labels)}/inconclusive",
+                    target=lr.target, rule=rule.name, severity=rule.severity, at=rfc3339(now),
+                    summary=f"{lr.target}/{rule.name} has not been able to judge for {rule.max_inconclusive:g}s: {verdict.reason}",
+                    labels={**dict(verdict.labels), **rule.labels}, version=self.versions.get(lr.target)), rule.alert)
         return state
 
     def _record_event(self, lr: LoadedRule, verdict: Verdict, prev: SeriesState, state: SeriesState,
@@ -253,12 +261,14 @@ class Engine:
             Event.RESET: f"pending → inactive: {verdict.reason}",
             Event.NO_DATA_STARTED: f"no data: {verdict.reason}",
             Event.NO_DATA_ENDED: "data is back",
+            Event.INCONCLUSIVE: f"still not judged after {rule.max_inconclusive or 0:g}s: {verdict.reason}",
         }[event]
         log.info("%s/%s%s %s", lr.target, rule.name, format_labels(verdict.labels) if verdict.labels else "", message)
         self._history(now, lr.target, rule.name, dict(verdict.labels), "no_data" if "NO_DATA" in event.name else "state",
                       message, {"event": event.value, "value": verdict.value, "threshold": rule.threshold(),
                                 "outcome": verdict.outcome.value, "from": prev.phase.value, "to": state.phase.value,
-                                "samples": verdict.samples, "for": rule.for_, "version": self.versions.get(lr.target)})
+                                "samples": verdict.samples, "for": rule.for_, "version": self.versions.get(lr.target),
+                                "baseline": verdict.baseline, **(verdict.details or {})})
 
     def _rollback_request(self, lr: LoadedRule, verdict: Verdict, state: SeriesState) -> RollbackRequest:
         target = self.loaded.config.targets[lr.target]

@@ -38,12 +38,16 @@ def check_rule_shape(rule: Rule, file: str, problems: list[Problem]) -> None:
     where = f'rule "{rule.name}"'
     at = rule.marks.get("")
     composite = rule.all is not None or rule.any is not None
-    if rule.query is None and not composite:
-        problem(problems, file, at, f"{where}: needs a 'query' (or 'all'/'any' conditions)")
-    if rule.query is not None and composite:
-        problem(problems, file, rule.marks.get("query"), f"{where}: give either 'query' or 'all'/'any', not both")
-    if rule.query is not None:
+    kinds = [k for k, present in (("query", rule.query is not None), ("all/any", composite),
+                                  ("a statistical compare or drift", rule.is_statistical())) if present]
+    if not kinds:
+        problem(problems, file, at, f"{where}: needs a 'query', 'all'/'any' conditions, a statistical 'compare' or 'drift'")
+    elif len(kinds) > 1:
+        problem(problems, file, at, f"{where}: give only one of {' and '.join(kinds)}")
+    if rule.query is not None and not rule.is_statistical():
         _check_threshold(rule.above, rule.below, rule.compare, rule.marks, file, where, problems)
+    if rule.is_statistical():
+        _check_statistical(rule, file, where, problems)
     for kind in ("all", "any", "unless"):
         conditions = getattr(rule, kind)
         if conditions is not None and not conditions:
@@ -80,14 +84,47 @@ def parse_change(text: str | float) -> tuple[float, bool]:
     return value, relative
 
 
-def _check_compare(compare: Compare, file: str, where: str, problems: list[Problem]) -> None:
-    if compare.baseline != "previous_version":
+def _check_baseline(value: str, key: str, marks: dict[str, Mark], file: str, where: str, problems: list[Problem]) -> None:
+    if value != "previous_version":
         try:
-            if parse_duration(compare.baseline) <= 0:
+            if parse_duration(value) <= 0:
                 raise ValueError("offset must be positive")
         except ValueError:
-            problem(problems, file, compare.marks.get("@baseline"),
-                    f"{where}: compare.baseline must be 'previous_version' or a time offset like 1d, got {compare.baseline!r}")
+            problem(problems, file, marks.get("@" + key.split(".")[-1]),
+                    f"{where}: {key} must be 'previous_version' or a time offset like 1d, got {value!r}")
+
+
+def _check_statistical(rule: Rule, file: str, where: str, problems: list[Problem]) -> None:
+    if rule.drift is not None:
+        d = rule.drift
+        _check_baseline(d.reference, "drift.reference", d.marks, file, where, problems)
+        if (d.histogram is None) == (d.classes is None):
+            problem(problems, file, d.marks.get(""), f"{where}: drift needs exactly one of 'histogram' or 'classes'")
+        if d.psi_above is None and d.ks_above is None:
+            problem(problems, file, d.marks.get(""), f"{where}: drift needs psi_above, ks_above or both")
+        if d.ks_above is not None and d.classes is not None:
+            problem(problems, file, d.marks.get("ks_above"), f"{where}: ks_above needs an ordered 'histogram', not 'classes'")
+    c = rule.compare
+    if c is None or c.test == "threshold":
+        return
+    _check_baseline(c.baseline, "compare.baseline", c.marks, file, where, problems)
+    needed = ("histogram",) if c.test == "mann_whitney" else ("errors", "total")
+    for key in needed:
+        if getattr(c, key) is None:
+            problem(problems, file, c.marks.get(""), f"{where}: compare.test {c.test} needs '{key}' (a query)")
+    if not 0.5 <= c.confidence < 1:
+        problem(problems, file, c.marks.get("@confidence"), f"{where}: compare.confidence must be in [0.5, 1), e.g. 0.95")
+    if c.test == "sequential" and c.min_effect is None:
+        problem(problems, file, c.marks.get(""), f"{where}: the sequential test needs min_effect (e.g. 50%)")
+    if c.min_effect is not None:
+        try:
+            parse_change(c.min_effect)
+        except ValueError as exc:
+            problem(problems, file, c.marks.get("@min_effect"), f"{where}: compare.min_effect {exc}")
+
+
+def _check_compare(compare: Compare, file: str, where: str, problems: list[Problem]) -> None:
+    _check_baseline(compare.baseline, "compare.baseline", compare.marks, file, where, problems)
     if compare.max_increase is None and compare.max_decrease is None:
         problem(problems, file, compare.marks.get(""), f"{where}: compare needs max_increase, max_decrease or both")
     for key in ("max_increase", "max_decrease"):

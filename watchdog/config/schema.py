@@ -86,6 +86,29 @@ class Compare:
     baseline: str = option(help="'previous_version' or a time offset such as 1d or 1h")
     max_increase: str | float | None = option(None, help="breach when value > baseline + this; '20%' is relative")
     max_decrease: str | float | None = option(None, help="breach when value < baseline - this; '20%' is relative")
+    test: Literal["threshold", "proportion", "mann_whitney", "sequential"] = option(
+        "threshold", help="threshold: max_increase/max_decrease; or a statistical test with a stated confidence")
+    errors: str | None = option(None, help="proportion/sequential: query counting failures")
+    total: str | None = option(None, help="proportion/sequential: query counting all requests")
+    histogram: str | None = option(None, help="mann_whitney: query returning cumulative buckets with an `le` label")
+    confidence: float = option(0.95, help="statistical tests: the confidence a breach needs")
+    min_effect: str | float | None = option(None, help="statistical tests: smallest effect that matters "
+                                                       "(relative for proportions, e.g. 20%; Cliff's delta for mann_whitney)")
+    power: float = option(0.8, help="sequential: chance to detect an effect of min_effect")
+    min_total: float = option(100.0, help="statistical tests: fewer observations than this: inconclusive")
+    marks: dict[str, Mark] = marks_field()
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Compare the distribution of predictions with a reference (PSI and a KS-style distance)."""
+
+    reference: str = option("previous_version", help="'previous_version' or a time offset such as 1d")
+    histogram: str | None = option(None, help="query returning cumulative buckets with an `le` label")
+    classes: str | None = option(None, help="query returning one series per class (a class-count vector)")
+    psi_above: float | None = option(None, help="breach when the Population Stability Index exceeds this (0.2 is customary)")
+    ks_above: float | None = option(None, help="breach when the largest CDF gap exceeds this")
+    min_total: float = option(100.0, help="fewer observations than this on either side: inconclusive")
     marks: dict[str, Mark] = marks_field()
 
 
@@ -116,6 +139,7 @@ class Rule:
     above: float | None = option(None, help="breach when value > above")
     below: float | None = option(None, help="breach when value < below")
     compare: Compare | None = option(None, help="breach when the value departs from a baseline")
+    drift: Drift | None = option(None, help="breach when the prediction distribution drifts from a reference")
     all: list[Condition] | None = option(None, help="breach when every condition holds")
     any: list[Condition] | None = option(None, help="breach when at least one condition holds")
     unless: list[Condition] | None = option(None, help="never breach while one of these holds (e.g. a load test)")
@@ -124,6 +148,8 @@ class Rule:
                                                   "(instead of a continuous breach)")
     error_limit: int = option(4, help="consecutive evaluations without data tolerated before on_no_data applies")
     min_samples: MinSamples | None = option(None, help="skip judgement while too few samples")
+    max_inconclusive: float | None = option(None, duration=True,
+                                            help="alert when the rule stays inconclusive or short of samples this long")
     on_no_data: NoDataPolicy = option("alert", help="what missing/NaN data means")
     action: Action = option("alert", help="what a firing rule does")
     severity: str = option("warning", help="passed to alerters")
@@ -145,10 +171,24 @@ class Rule:
         return out
 
     def conditions(self) -> list[Condition]:
-        """Every condition of the rule, the main one first (for validation and `explain`)."""
+        """Every query of the rule as a condition, the main one first (for validation and `explain`)."""
         main = [Condition(query=self.query, source=self.source, above=self.above, below=self.below,
                           compare=self.compare, marks=self.marks)] if self.query is not None else []
-        return main + list(self.all or []) + list(self.any or []) + list(self.unless or [])
+        extra = [Condition(query=q, source=self.source, marks=m.marks) for q, m in self._statistical_queries()]
+        return main + extra + list(self.all or []) + list(self.any or []) + list(self.unless or [])
+
+    def _statistical_queries(self) -> list[tuple[str, "Compare | Drift"]]:
+        out: list[tuple[str, Compare | Drift]] = []
+        for part in (self.compare, self.drift):
+            if part is not None:
+                for key in ("errors", "total", "histogram", "classes"):
+                    query = getattr(part, key, None)
+                    if query:
+                        out.append((query, part))
+        return out
+
+    def is_statistical(self) -> bool:
+        return self.drift is not None or (self.compare is not None and self.compare.test != "threshold")
 
 
 @dataclass(frozen=True)

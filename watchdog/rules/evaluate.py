@@ -12,11 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from watchdog.config.checks import parse_change
 from watchdog.config.schema import Compare, Condition, Rule
-from watchdog.durations import parse_duration
 from watchdog.errors import WatchdogError
 from watchdog.rules.templating import TemplateError, render
 from watchdog.samples import Labels, Sample, format_labels, without_name
@@ -41,6 +40,8 @@ class Verdict:
     reason: str
     samples: float | None = None
     baseline: float | None = None
+    details: dict[str, Any] | None = None  # e.g. a statistical test's numbers, for the history
+    memory: str | None = None  # state a sequential test carries to the next evaluation (JSON)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Situation:
     fetch: Fetch
     now: float
     variables: Mapping[str, str | None]
+    memory: str | None = None  # what the rule-level verdict remembered last time
 
 
 RULE_LEVEL: Labels = ()  # the key of verdicts about the rule as a whole (no series at all)
@@ -84,7 +86,10 @@ def describe_compare(compare: Compare) -> str:
 # -- the rule -----------------------------------------------------------------------------------
 
 def judge_rule(rule: Rule, situation: Situation) -> list[Verdict]:
-    if rule.query is not None:
+    if rule.is_statistical():
+        from watchdog.rules.statistical import judge_statistical
+        verdicts = judge_statistical(rule, situation)
+    elif rule.query is not None:
         main = Condition(query=rule.query, source=rule.source, above=rule.above, below=rule.below, compare=rule.compare)
         verdicts = judge_condition(main, rule.source, situation, rule.name)
         verdicts = _apply_min_samples(rule, verdicts, situation)
@@ -95,8 +100,8 @@ def judge_rule(rule: Rule, situation: Situation) -> list[Verdict]:
     return verdicts
 
 
-def _fetch(situation: Situation, source: str, query: str, at: float,
-           variables: Mapping[str, str | None] | None = None) -> QueryResult | WatchdogError:
+def fetch_rendered(situation: Situation, source: str, query: str, at: float,
+                   variables: Mapping[str, str | None] | None = None) -> QueryResult | WatchdogError:
     try:
         rendered = render(query, variables if variables is not None else situation.variables)
     except TemplateError as exc:
@@ -106,7 +111,7 @@ def _fetch(situation: Situation, source: str, query: str, at: float,
 
 def judge_condition(condition: Condition, default_source: str, situation: Situation, name: str) -> list[Verdict]:
     source = condition.source or default_source
-    result = _fetch(situation, source, condition.query, situation.now)
+    result = fetch_rendered(situation, source, condition.query, situation.now)
     if isinstance(result, WatchdogError):
         return [Verdict(RULE_LEVEL, Outcome.NO_DATA, None, f"query failed: {result}")]
     samples = [Sample(without_name(s.labels), s.value) for s in result.samples]
@@ -175,14 +180,13 @@ def _unversioned(labels: Labels) -> Labels:
 
 def _baselines(compare: Compare, source: str, query: str, situation: Situation) -> dict[Labels, float] | str:
     """The baseline value per series (labels without `version`), or why there is none."""
-    if compare.baseline == "previous_version":
-        previous = situation.variables.get("previous_version")
-        if not previous:
-            return "no previous version known yet: nothing to compare with"
-        variables = {**situation.variables, "version": previous}
-        result = _fetch(situation, source, query, situation.now, variables)
-    else:
-        result = _fetch(situation, source, query, situation.now - parse_duration(compare.baseline))
+    from watchdog.rules.statistical import baseline_of
+
+    base = baseline_of(compare.baseline, situation)
+    if isinstance(base, str):
+        return base
+    variables, at = base
+    result = fetch_rendered(situation, source, query, at, variables)
     if isinstance(result, WatchdogError):
         return f"baseline unavailable: {result}"
     if not result.samples:
@@ -199,7 +203,7 @@ def _apply_min_samples(rule: Rule, verdicts: list[Verdict], situation: Situation
     if rule.min_samples.query is None:
         counts = {v.labels: v.samples for v in verdicts if v.samples is not None}
     else:
-        result = _fetch(situation, rule.source, rule.min_samples.query, situation.now)
+        result = fetch_rendered(situation, rule.source, rule.min_samples.query, situation.now)
         counts = (f"sample count query failed: {result}" if isinstance(result, WatchdogError)
                   else {without_name(s.labels): s.value for s in result.samples})
     return [_check_count(rule, v, counts) for v in verdicts]

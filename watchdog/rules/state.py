@@ -28,6 +28,7 @@ class Event(str, Enum):
     RESET = "reset"  # a pending timer was reset (recovered, no data, too few samples)
     NO_DATA_STARTED = "no_data_started"  # first verdict of a no-data episode (on_no_data: alert)
     NO_DATA_ENDED = "no_data_ended"  # data came back
+    INCONCLUSIVE = "inconclusive"  # not judged (inconclusive / too few samples) for max_inconclusive
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class SeriesState:
     decision_id: str | None = None  # the decision taken for the current firing episode
     errors: int = 0  # consecutive evaluations without data (tolerated up to the rule's error_limit)
     breaches: tuple[float, ...] = ()  # breach times within `for`, when the rule has a failure_limit
+    memory: str | None = None  # what a sequential test carries between evaluations
+    insufficient_since: float | None = None  # start of a run of inconclusive / too-few-samples verdicts
+    insufficient_alerted: bool = False
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -70,7 +74,9 @@ def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float) -> tuple[S
     """The next state of one series after `verdict` at time `now`."""
     events: list[Event] = []
     state = replace(prev, evaluated_at=now, outcome=verdict.outcome.value, reason=verdict.reason,
-                    value=verdict.value if verdict.value is not None else prev.value)
+                    value=verdict.value if verdict.value is not None else prev.value,
+                    memory=verdict.memory if verdict.memory is not None else prev.memory)
+    state = _track_inconclusive(state, verdict, rule, now, events)
     if verdict.outcome is Outcome.NO_DATA:
         state = replace(state, errors=state.errors + 1)
         if state.errors <= rule.error_limit:
@@ -93,6 +99,20 @@ def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float) -> tuple[S
         events.append(Event.RESET)
         state = replace(state, phase=Phase.INACTIVE, pending_since=None)
     return state, events
+
+
+def _track_inconclusive(state: SeriesState, verdict: Verdict, rule: Rule, now: float, events: list[Event]) -> SeriesState:
+    if verdict.outcome is Outcome.INSUFFICIENT:
+        since = state.insufficient_since if state.insufficient_since is not None else now
+        state = replace(state, insufficient_since=since)
+        limit = rule.max_inconclusive
+        if limit is not None and not state.insufficient_alerted and now - since >= limit:
+            events.append(Event.INCONCLUSIVE)
+            state = replace(state, insufficient_alerted=True)
+        return state
+    if verdict.outcome in (Outcome.OK, Outcome.BREACH):
+        return replace(state, insufficient_since=None, insufficient_alerted=False)
+    return state
 
 
 def _track_no_data(state: SeriesState, verdict: Verdict, rule: Rule, now: float, events: list[Event]) -> SeriesState:
