@@ -194,13 +194,25 @@ class Daemon:
             log.error("the evaluation in progress did not finish within %gs; exiting anyway", SHUTDOWN_GRACE)
 
     def serve(self) -> int:
+        from watchdog import systemd
+
         self._install_signals()
-        self.start()
-        while not self.stop.wait(0.5):
+        address = self.start()
+        systemd.ready(f"guarding {len(self.loaded.config.targets)} targets; API at {address}")
+        ping_every = systemd.watchdog_interval()
+        last_ping = 0.0
+        while not self.stop.wait(min(0.5, ping_every or 0.5)):
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
-                self.reload()
+                systemd.reloading()
+                ok, message = self.reload()
+                systemd.ready(message.splitlines()[0])
+            # Keep-alive only while evaluations happen: a stuck engine gets restarted by systemd.
+            if ping_every and time.monotonic() - last_ping >= ping_every and self.health()[0]:
+                systemd.ping()
+                last_ping = time.monotonic()
         log.info("shutting down: finishing the evaluation in progress")
+        systemd.stopping()
         self.shutdown()
         log.info("stopped")
         return 0
