@@ -404,7 +404,7 @@ def test_open_store_accepts_paths_and_sqlite_urls(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://watchdog:secret@db/state", "PostgreSQL state is not available yet"),
+        ("postgresql://watchdog:secret@127.0.0.1:1/state", "cannot connect"),
         ("mysql://watchdog:secret@db/state", "unknown state store URL scheme 'mysql'"),
         ("", "empty"),
     ],

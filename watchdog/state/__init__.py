@@ -5,7 +5,8 @@
     /var/lib/model-watchdog/state.db     SQLite file (relative paths are relative to the cwd)
     sqlite:///relative/state.db          SQLite, SQLAlchemy-style URL (relative path)
     sqlite:////var/lib/mw/state.db       SQLite, absolute path (four slashes)
-    postgresql://user@host/db            PostgreSQL (not available yet)
+    postgresql://user@host/db            PostgreSQL, shared by replicas (docs/replicas.md);
+                                         needs `pip install 'model-watchdog[postgresql]'`
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from watchdog.state.base import (
     Decision,
     HistoryEvent,
     Hold,
+    Replica,
     RuleStateKey,
     StateStore,
     Step,
+    TargetLocks,
     VersionRecord,
 )
 from watchdog.state.sqlite import SQLiteStateStore
@@ -30,10 +33,12 @@ __all__ = [
     "Decision",
     "HistoryEvent",
     "Hold",
+    "Replica",
     "RuleStateKey",
     "SQLiteStateStore",
     "StateStore",
     "Step",
+    "TargetLocks",
     "VersionRecord",
     "open_store",
 ]
@@ -45,7 +50,7 @@ _POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+")
 def open_store(url_or_path: str) -> StateStore:
     """Open the state store named by a URL or a plain SQLite file path; raises StateError."""
     if url_or_path.startswith(_POSTGRES_SCHEMES):
-        raise StateError("PostgreSQL state is not available yet; use a SQLite file path")
+        return _open_postgres(url_or_path)
     path = url_or_path
     if path.startswith(_SQLITE_PREFIX):
         path = path[len(_SQLITE_PREFIX):]
@@ -59,3 +64,15 @@ def open_store(url_or_path: str) -> StateStore:
     if not path:
         raise StateError("the state store path is empty; set it to a SQLite file path")
     return SQLiteStateStore(path)
+
+
+def _open_postgres(url: str) -> StateStore:
+    try:
+        from watchdog.state.postgres import PostgresStateStore
+    except ImportError as exc:
+        if not (exc.name or "").startswith("psycopg"):
+            raise
+        raise StateError(
+            "PostgreSQL state needs the psycopg driver: pip install 'model-watchdog[postgresql]'"
+        ) from None
+    return PostgresStateStore(url)

@@ -18,6 +18,12 @@ Contract for implementations:
   schema) or a record conflicts (duplicate decision id, unknown decision or step), and
   `ValueError` for a status that is not one of the documented values.
 * Safe to call from several threads: the scheduler thread writes, HTTP/CLI threads read.
+
+Replicas (see docs/replicas.md): `open_target_locks` gives a replica exclusive, session-bound
+locks on targets (wrapped by `watchdog.state.leases.TargetOwnership`), `target_owners` and
+`replicas` show who holds what, and `claim_decision` hands an unfinished decision to exactly
+one replica. A store that cannot be shared between processes (SQLite) keeps the locks inside
+its own process: there, one daemon owns everything.
 """
 
 from __future__ import annotations
@@ -76,6 +82,9 @@ class Decision:
     context: dict[str, Any]
     status: str
     finished_at: float | None = None
+    #: the replica executing it (see `StateStore.claim_decision`) and since when
+    claimed_by: str | None = None
+    claimed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,47 @@ class HistoryEvent:
     kind: str
     message: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One daemon process sharing the store; `last_seen` is its latest heartbeat."""
+
+    replica_id: str
+    host: str
+    pid: int
+    started_at: float
+    last_seen: float
+
+
+class TargetLocks(abc.ABC):
+    """One replica's exclusive locks on targets, bound to one session with the store.
+
+    A lock is held until `unlock`, `close`, or the end of the session — including the death
+    of the process, which is what lets another replica take a dead replica's targets. Once
+    `alive()` has returned False every lock is gone for good; open a new session. Calls are
+    serialised by the caller (`TargetOwnership`); raises StateError.
+    """
+
+    @abc.abstractmethod
+    def try_lock(self, target: str) -> bool:
+        """Take the lock of `target` without waiting; True if this session holds it now."""
+
+    @abc.abstractmethod
+    def unlock(self, target: str) -> None:
+        """Give up the lock of `target`; a lock not held is ignored."""
+
+    @abc.abstractmethod
+    def alive(self) -> bool:
+        """Cheaply check that the session, and so every lock of it, still exists."""
+
+    @abc.abstractmethod
+    def heartbeat(self, now: float) -> None:
+        """Record that the replica is alive at `now` (its `Replica.last_seen`)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release every lock and end the session; closing twice is harmless."""
 
 
 class StateStore(abc.ABC):
@@ -187,6 +237,18 @@ class StateStore(abc.ABC):
         """Decisions pending or running, oldest first — what to resume after a crash."""
 
     @abc.abstractmethod
+    def claim_decision(self, decision_id: str, replica_id: str, now: float) -> bool:
+        """Atomically record `replica_id` as the replica executing an unfinished decision.
+
+        True — and `claimed_by`/`claimed_at` are set — if the decision is pending or running
+        and no other replica holds the lock of its target (see `open_target_locks`): the
+        target's owner claims, and when the owner dies or loses the target, the replica
+        that takes the target over claims the decision again and resumes it. False if the
+        decision is finished or another replica holds the target. StateError if the
+        decision does not exist. Claims protect only where replicas lock their targets.
+        """
+
+    @abc.abstractmethod
     def decisions(self, target: str | None = None, limit: int = 50) -> list[Decision]:
         """Most recent decisions (of `target` if given), newest first."""
 
@@ -222,6 +284,23 @@ class StateStore(abc.ABC):
         since_id: int | None = None,
     ) -> list[HistoryEvent]:
         """Events newest first, optionally only of `target`, of `kinds`, or after `since_id`."""
+
+    # --- replicas and target locks ------------------------------------------------------
+
+    @abc.abstractmethod
+    def open_target_locks(self, replica: Replica) -> TargetLocks:
+        """Register `replica` and open a lock session for it (see `TargetLocks`).
+
+        StateError if another live replica already uses `replica.replica_id`.
+        """
+
+    @abc.abstractmethod
+    def target_owners(self) -> dict[str, str]:
+        """target -> replica_id of every target lock currently held."""
+
+    @abc.abstractmethod
+    def replicas(self) -> list[Replica]:
+        """Every replica that ever registered, most recently seen first."""
 
     # --- meta ---------------------------------------------------------------------------
 

@@ -10,6 +10,10 @@ Every write runs inside `transaction()`, which begins with `BEGIN IMMEDIATE`: th
 is taken up front, so a busy database fails at BEGIN after `busy_timeout` instead of
 half-way through. Nested transactions are savepoints.
 
+SQLite means one daemon: target locks (`open_target_locks`) live in this process only, so
+this process owns every target, and a decision claimed by a replica of an earlier run can
+be claimed again (see `claim_decision`). Share state between replicas with PostgreSQL.
+
 Faults become `StateError`s that name the file and what to do; nothing is ever reset.
 """
 
@@ -31,14 +35,17 @@ from watchdog.state.base import (
     Decision,
     HistoryEvent,
     Hold,
+    Replica,
     RuleStateKey,
     StateStore,
     Step,
+    TargetLocks,
     VersionRecord,
     check_status,
     dump_json,
     load_json,
 )
+from watchdog.state.leases import ProcessLockTable
 
 
 def _sql_list(values: Sequence[str]) -> str:
@@ -88,14 +95,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TRIGGER history_no_delete BEFORE DELETE ON history
             BEGIN SELECT RAISE(ABORT, 'history is append-only'); END""",
     ),
+    (
+        # Replicas: which one executes a decision, and who has run against this store.
+        "ALTER TABLE decisions ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE decisions ADD COLUMN claimed_at REAL",
+        """CREATE TABLE replicas (
+            replica_id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+            started_at REAL NOT NULL, last_seen REAL NOT NULL, backend_pid INTEGER)""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_DECISION = "id, target, rule, action, created_at, context, status, finished_at"
+_DECISION = (
+    "id, target, rule, action, created_at, context, status, finished_at, claimed_by, claimed_at"
+)
 _STEP = "decision_id, step_index, actuator, status, started_at, finished_at, message, attempts"
 _HISTORY = "id, at, target, rule, series, kind, message, data"
 _VERSION = "target, version, first_seen, last_seen, bad, bad_reason"
 _HOLD = "target, since, decision_id, version, reason"
+_REPLICA = "replica_id, host, pid, started_at, last_seen"
 
 
 def _not_ours(path: str, detail: str) -> StateError:
@@ -169,6 +187,7 @@ class SQLiteStateStore(StateStore):
         self._lock = threading.RLock()
         self._depth = 0  # transaction nesting; only touched while holding _lock
         self._conn: sqlite3.Connection | None = None
+        self._target_locks = ProcessLockTable()
         if self.path != ":memory:":
             _check_location(self.path)
         with self._errors():
@@ -414,9 +433,10 @@ class SQLiteStateStore(StateStore):
             if self._one("SELECT 1 FROM decisions WHERE id = ?", (decision.id,)) is not None:
                 raise StateError(f"decision {decision.id!r} already exists")
             self._exec(
-                f"INSERT INTO decisions ({_DECISION}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO decisions ({_DECISION}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (decision.id, decision.target, decision.rule, decision.action,
-                 decision.created_at, context, decision.status, decision.finished_at),
+                 decision.created_at, context, decision.status, decision.finished_at,
+                 decision.claimed_by, decision.claimed_at),
             )
 
     def get_decision(self, decision_id: str) -> Decision | None:
@@ -434,6 +454,24 @@ class SQLiteStateStore(StateStore):
             )
             if cursor.rowcount == 0:
                 raise StateError(f"decision {decision_id!r} does not exist")
+
+    def claim_decision(self, decision_id: str, replica_id: str, now: float) -> bool:
+        with self.transaction():
+            row = self._one(
+                "SELECT target, status FROM decisions WHERE id = ?", (decision_id,)
+            )
+            if row is None:
+                raise StateError(f"decision {decision_id!r} does not exist")
+            target, status = row
+            if status not in UNFINISHED_STATUSES:
+                return False
+            if self._target_locks.holder(target) not in (None, replica_id):
+                return False
+            self._exec(
+                "UPDATE decisions SET claimed_by = ?, claimed_at = ? WHERE id = ?",
+                (replica_id, now, decision_id),
+            )
+            return True
 
     def unfinished_decisions(self) -> list[Decision]:
         rows = self._all(
@@ -530,6 +568,31 @@ class SQLiteStateStore(StateStore):
         )
         return [_event(row) for row in rows]
 
+    # --- replicas and target locks ------------------------------------------------------
+
+    def open_target_locks(self, replica: Replica) -> TargetLocks:
+        with self.transaction():
+            self._exec(
+                f"INSERT OR REPLACE INTO replicas ({_REPLICA}, backend_pid) "
+                "VALUES (?, ?, ?, ?, ?, NULL)",
+                (replica.replica_id, replica.host, replica.pid, replica.started_at,
+                 replica.last_seen),
+            )
+        return self._target_locks.session(
+            replica.replica_id, lambda now: self._heartbeat(replica.replica_id, now)
+        )
+
+    def _heartbeat(self, replica_id: str, now: float) -> None:
+        with self.transaction():
+            self._exec("UPDATE replicas SET last_seen = ? WHERE replica_id = ?", (now, replica_id))
+
+    def target_owners(self) -> dict[str, str]:
+        return self._target_locks.holders()
+
+    def replicas(self) -> list[Replica]:
+        rows = self._all(f"SELECT {_REPLICA} FROM replicas ORDER BY last_seen DESC, replica_id")
+        return [Replica(*row) for row in rows]
+
     # --- meta and lifecycle -------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -545,6 +608,7 @@ class SQLiteStateStore(StateStore):
             )
 
     def close(self) -> None:
+        self._target_locks.close_all()
         with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:
@@ -553,8 +617,10 @@ class SQLiteStateStore(StateStore):
 
 
 def _decision(row: tuple[Any, ...]) -> Decision:
-    id_, target, rule, action, created_at, context, status, finished_at = row
-    return Decision(id_, target, rule, action, created_at, load_json(context), status, finished_at)
+    id_, target, rule, action, created_at, context, status, finished_at, by, at = row
+    return Decision(
+        id_, target, rule, action, created_at, load_json(context), status, finished_at, by, at
+    )
 
 
 def _event(row: tuple[Any, ...]) -> HistoryEvent:

@@ -1,0 +1,359 @@
+"""Stories every StateStore must tell alike, run on SQLite and on a real PostgreSQL.
+
+Imported by test_postgres_store.py (which collects them) and reused for fixtures by
+test_leases.py. Each test gets an empty store of its own: a fresh SQLite file or a fresh
+PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import postgres  # noqa: F401  (the session's PostgreSQL server)
+from watchdog.errors import StateError
+from watchdog.state import Decision, HistoryEvent, Hold, StateStore, open_store
+from watchdog.state import postgres as pg_module
+from watchdog.state import sqlite as sqlite_module
+from watchdog.state.leases import TargetOwnership
+
+T0 = 1_700_000_000.0
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def new_database(request: pytest.FixtureRequest) -> str:
+    """The URL of a new, empty PostgreSQL database on the session's server."""
+    server = request.getfixturevalue("postgres")
+    return str(server.create_database(f"mw_{uuid.uuid4().hex[:16]}"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "state.db")
+    return new_database(request)
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[StateStore]:
+    with open_store(url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def reopen(url: str) -> Iterator[Callable[[], StateStore]]:
+    opened: list[StateStore] = []
+
+    def open_again() -> StateStore:
+        opened.append(open_store(url))
+        return opened[-1]
+
+    yield open_again
+    for each in opened:
+        each.close()
+
+
+def decision(id_: str, created_at: float = T0, status: str = "pending",
+             target: str = "fraud") -> Decision:
+    return Decision(id_, target, "p99-latency", "rollback", created_at, {"value": 0.9}, status)
+
+
+def event(target: str, kind: str, at: float = T0, **data: object) -> HistoryEvent:
+    return HistoryEvent(None, at, target, "p99", {"pod": "a"}, kind, f"{kind} happened", data)
+
+
+# --- transactions ---------------------------------------------------------------------
+
+
+def test_a_transaction_that_raises_leaves_nothing_written(store: StateStore) -> None:
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.save_rule_states({("fraud", "r", "{}"): '{"state": "firing"}'}, [])
+            store.create_decision(decision("d1"))
+            store.append(event("fraud", "decision"))
+            raise RuntimeError("boom")
+
+    assert store.load_rule_states() == {}
+    assert store.get_decision("d1") is None
+    assert store.history() == []
+
+
+def test_nested_transactions_join_the_outer_one(store: StateStore) -> None:
+    with store.transaction():
+        store.set_meta("kept", "1")
+        with pytest.raises(RuntimeError):
+            with store.transaction():
+                store.set_meta("undone", "1")
+                raise RuntimeError("inner fails, outer goes on")
+        with pytest.raises(StateError, match="already exists"):
+            store.create_decision(decision("d1"))
+            store.create_decision(decision("d1"))  # a failed write inside the outer block
+        with store.transaction():
+            store.set_meta("inner", "1")
+
+    assert store.get_meta("kept") == "1"
+    assert store.get_meta("inner") == "1"
+    assert store.get_meta("undone") is None
+    assert store.get_decision("d1") is not None
+
+
+# --- rule states, holds, meta -----------------------------------------------------------
+
+
+def test_rule_states_round_trip_and_delete(store: StateStore, reopen) -> None:
+    a, b = ("fraud", "p99", '{"pod":"a"}'), ("fraud", "p99", '{"pod":"b"}')
+    store.save_rule_states({a: '{"s": "pending"}', b: '{"s": "firing"}'}, [])
+    store.save_rule_states({a: '{"s": "firing"}'}, [b, ("nobody", "x", "")])
+    store.close()
+
+    assert reopen().load_rule_states() == {a: '{"s": "firing"}'}
+
+
+def test_holds_are_put_replaced_and_deleted(store: StateStore) -> None:
+    store.put_hold(Hold("fraud", T0, "d1", "v2", "rolled back"))
+    store.put_hold(Hold("fraud", T0 + 1, None, None, "operator hold"))
+
+    assert store.holds() == {"fraud": Hold("fraud", T0 + 1, None, None, "operator hold")}
+    assert store.delete_hold("fraud") == Hold("fraud", T0 + 1, None, None, "operator hold")
+    assert store.delete_hold("fraud") is None
+    assert store.holds() == {}
+
+
+def test_meta_round_trips_and_both_stores_share_schema_versions(store: StateStore) -> None:
+    store.set_meta("instance", "a")
+    store.set_meta("instance", "b")
+
+    assert store.get_meta("instance") == "b"
+    assert sqlite_module.SCHEMA_VERSION == pg_module.SCHEMA_VERSION
+    assert store.get_meta("schema_version") == str(sqlite_module.SCHEMA_VERSION)
+    assert store.get_meta("missing") is None
+
+
+# --- versions ---------------------------------------------------------------------------
+
+
+def test_observe_version_reports_changes_only(store: StateStore) -> None:
+    assert store.current_version("fraud") is None
+    assert store.observe_version("fraud", "v1", T0) is True
+    assert store.observe_version("fraud", "v1", T0 + 10) is False
+    assert store.observe_version("fraud", "v2", T0 + 20) is True
+    assert store.observe_version("fraud", "v1", T0 + 30) is True
+    assert store.observe_version("other", "v1", T0 + 30) is True
+
+    assert store.current_version("fraud") == "v1"
+    v1 = store.versions("fraud")[0]
+    assert (v1.version, v1.first_seen, v1.last_seen) == ("v1", T0, T0 + 30)
+
+
+def test_mark_bad_shows_in_versions(store: StateStore) -> None:
+    store.observe_version("fraud", "v1", T0)
+    store.observe_version("fraud", "v2", T0 + 10)
+    store.mark_bad("fraud", "v2", "p99 latency 900ms > 500ms")
+
+    assert [(v.version, v.bad, v.bad_reason) for v in store.versions("fraud")] == [
+        ("v2", True, "p99 latency 900ms > 500ms"),
+        ("v1", False, ""),
+    ]
+    with pytest.raises(StateError, match="never observed"):
+        store.mark_bad("fraud", "v9", "unknown")
+
+
+# --- decisions and steps ----------------------------------------------------------------
+
+
+def test_decision_and_steps_survive_a_restart(store: StateStore, reopen) -> None:
+    store.create_decision(decision("d-old", T0))
+    store.create_decision(decision("d-new", T0 + 5))
+    store.create_decision(decision("d-done", T0 + 1))
+    store.create_decision(decision("d-same-time", T0 + 5))
+    store.set_decision_status("d-old", "running")
+    store.start_step("d-old", 0, "webhook", T0 + 1)
+    store.finish_step("d-old", 0, "failed", T0 + 2, "HTTP 503")
+    retried = store.start_step("d-old", 0, "webhook", T0 + 3)
+    store.set_decision_status("d-done", "succeeded", finished_at=T0 + 4)
+    store.close()
+
+    assert (retried.status, retried.attempts, retried.message) == ("started", 2, "")
+    reopened = reopen()
+    assert [d.id for d in reopened.unfinished_decisions()] == ["d-old", "d-new", "d-same-time"]
+    assert reopened.get_decision("d-done") == Decision(
+        "d-done", "fraud", "p99-latency", "rollback", T0 + 1, {"value": 0.9}, "succeeded", T0 + 4
+    )
+    [step] = reopened.steps("d-old")
+    assert (step.index, step.actuator, step.status, step.attempts) == (0, "webhook", "started", 2)
+    reopened.finish_step("d-old", 0, "succeeded", T0 + 6, "rolled back to v1")
+    assert reopened.steps("d-old")[0].finished_at == T0 + 6
+    assert [d.id for d in reopened.decisions()] == ["d-same-time", "d-new", "d-done", "d-old"]
+    assert [d.id for d in reopened.decisions(target="nobody")] == []
+
+
+def test_an_uncommitted_transaction_is_gone_after_a_real_crash(url: str, reopen) -> None:
+    # The child commits d1, writes d2 inside an open transaction and dies without cleanup.
+    script = f"""
+import os
+from watchdog.state import open_store
+from watchdog.state.base import Decision
+store = open_store({url!r})
+store.create_decision(Decision("d1", "fraud", "r", "rollback", 1.0, {{}}, "running"))
+with store.transaction():
+    store.create_decision(Decision("d2", "fraud", "r", "rollback", 2.0, {{}}, "pending"))
+    os._exit(17)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, timeout=30)
+    assert result.returncode == 17
+
+    assert [d.id for d in reopen().unfinished_decisions()] == ["d1"]
+
+
+def test_decision_ids_are_unique_and_steps_need_a_decision(store: StateStore) -> None:
+    store.create_decision(decision("d1"))
+
+    with pytest.raises(StateError, match="already exists"):
+        store.create_decision(decision("d1"))
+    with pytest.raises(StateError, match="does not exist"):
+        store.start_step("nope", 0, "webhook", T0)
+    with pytest.raises(StateError, match="never started"):
+        store.finish_step("d1", 3, "succeeded", T0, "")
+    with pytest.raises(StateError, match="does not exist"):
+        store.set_decision_status("nope", "failed")
+    with pytest.raises(ValueError, match="unknown decision status"):
+        store.set_decision_status("d1", "exploded")
+    with pytest.raises(StateError, match="does not exist"):
+        store.claim_decision("nope", "mw-1", T0)
+
+
+# --- history ----------------------------------------------------------------------------
+
+
+def test_history_is_newest_first_and_filtered(store: StateStore) -> None:
+    ids = [
+        store.append(event("fraud", "state", T0)),
+        store.append(event("churn", "alert", T0 + 1)),
+        store.append(event("fraud", "decision", T0 + 2)),
+        store.append(event("fraud", "alert", T0 + 3)),
+    ]
+
+    assert ids == sorted(ids) and len(set(ids)) == 4
+    assert [e.id for e in store.history()] == ids[::-1]
+    assert [e.id for e in store.history(target="fraud")] == [ids[3], ids[2], ids[0]]
+    assert [e.id for e in store.history(kinds=["alert"])] == [ids[3], ids[1]]
+    assert [e.id for e in store.history(target="fraud", kinds={"alert", "state"})] == [
+        ids[3], ids[0]]
+    assert store.history(kinds=[]) == []
+    assert [e.id for e in store.history(since_id=ids[1])] == [ids[3], ids[2]]
+    assert [e.id for e in store.history(limit=1)] == [ids[3]]
+    assert store.history()[0] == HistoryEvent(
+        ids[3], T0 + 3, "fraud", "p99", {"pod": "a"}, "alert", "alert happened", {}
+    )
+
+
+def test_nan_round_trips_as_null(store: StateStore) -> None:
+    store.append(event("fraud", "state", value=math.nan, window=[1.0, math.inf], note="x"))
+    store.create_decision(Decision("d1", "fraud", "r", "rollback", T0, {"v": -math.inf}, "running"))
+
+    [stored] = store.history()
+    assert stored.data == {"value": None, "window": [1.0, None], "note": "x"}
+    assert store.get_decision("d1").context == {"v": None}  # type: ignore[union-attr]
+
+
+def test_a_reader_thread_and_the_writer_do_not_trip_over_each_other(store: StateStore) -> None:
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for _ in range(100):
+                store.history(limit=5)
+                store.unfinished_decisions()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for n in range(100):
+        with store.transaction():
+            store.append(event("fraud", "state", T0 + n))
+            store.save_rule_states({("fraud", "r", str(n)): "{}"}, [])
+    reader.join()
+
+    assert errors == []
+    assert len(store.history(limit=1000)) == 100
+
+
+# --- faults and lifecycle ---------------------------------------------------------------
+
+
+def test_a_newer_schema_is_refused(store: StateStore, reopen) -> None:
+    store.set_meta("schema_version", str(sqlite_module.SCHEMA_VERSION + 1))
+    store.close()
+
+    with pytest.raises(StateError, match="newer release"):
+        reopen()
+
+
+def test_a_closed_store_says_so(store: StateStore) -> None:
+    store.close()
+    store.close()
+
+    with pytest.raises(StateError, match="closed"):
+        store.history()
+
+
+# --- replicas: claims, ownership --------------------------------------------------------
+
+
+def test_only_the_targets_owner_claims_a_decision_and_a_successor_takes_over(
+    store: StateStore,
+) -> None:
+    store.create_decision(decision("d1", status="running"))
+    store.create_decision(decision("d-done", status="succeeded"))
+    first, second = TargetOwnership(store, "mw-1"), TargetOwnership(store, "mw-2")
+    try:
+        assert first.acquire(["fraud"]) == {"fraud"}
+        assert second.acquire(["fraud"]) == set()
+
+        assert store.claim_decision("d1", "mw-2", T0) is False  # mw-1 owns the target
+        assert store.claim_decision("d1", "mw-1", T0 + 1) is True
+        assert store.claim_decision("d1", "mw-1", T0 + 2) is True  # a resume by the claimer
+        assert store.claim_decision("d-done", "mw-1", T0) is False  # nothing left to do
+        claimed = store.get_decision("d1")
+        assert (claimed.claimed_by, claimed.claimed_at) == ("mw-1", T0 + 2)  # type: ignore[union-attr]
+
+        first.release_all()  # mw-1 is gone; its claim no longer stands in the way
+        assert second.acquire(["fraud"]) == {"fraud"}
+        assert store.claim_decision("d1", "mw-2", T0 + 3) is True
+        assert store.get_decision("d1").claimed_by == "mw-2"  # type: ignore[union-attr]
+        assert [d.id for d in store.unfinished_decisions()] == ["d1"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_two_ownerships_split_targets_and_report_owners(store: StateStore) -> None:
+    targets = ["fraud", "churn", "search", "ads"]
+    with TargetOwnership(store, "mw-1") as first, TargetOwnership(store, "mw-2") as second:
+        mine = first.acquire(targets[:2])
+        theirs = second.acquire(targets)
+
+        assert mine == {"fraud", "churn"} and theirs == {"search", "ads"}
+        assert first.owned() == mine and first.still_owned("fraud")
+        assert not first.still_owned("search")
+        assert store.target_owners() == {"ads": "mw-2", "churn": "mw-1", "fraud": "mw-1",
+                                         "search": "mw-2"}
+        assert first.owners() == store.target_owners()
+        assert {r.replica_id for r in store.replicas()} == {"mw-1", "mw-2"}
+
+        first.release_all()
+        assert first.owned() == set() and not first.still_owned("fraud")
+        assert second.acquire(targets) == set(targets)
+    assert store.target_owners() == {}
