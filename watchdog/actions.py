@@ -95,6 +95,8 @@ class RollbackExecutor:
         self._metrics = metrics
         self._alert = alert
         self._stop = stop
+        # Whether this replica may still act on a target (ownership can be lost mid-plan).
+        self.may_continue: Callable[[str], bool] = lambda target: True
 
     def decide(self, request: RollbackRequest, now: float, awaiting_until: float | None = None) -> str:
         return record_decision(self._store, request, now, awaiting_until=awaiting_until)
@@ -109,6 +111,10 @@ class RollbackExecutor:
         for index, name in enumerate(decision.context["plan"]):
             if index in done:
                 continue
+            if not self.may_continue(decision.target):
+                log.warning("rollback %s paused before step %d: this replica no longer owns %s; the new owner resumes it",
+                            decision.id, index + 1, decision.target)
+                return "running"
             if not self._run_step(decision, context, index, name, clock):
                 return self._store.get_decision(decision_id).status  # type: ignore[union-attr]
         self._finish(decision, context, "succeeded", clock(), "rollback completed: " + " → ".join(decision.context["plan"]))
@@ -161,13 +167,17 @@ class RollbackExecutor:
             severity=severity, summary=f"{decision.target}: {message}", at=rfc3339(now), value=context.value,
             threshold=context.threshold, labels=context.labels, decision_id=decision.id, version=context.version))
 
-    def resume_unfinished(self, clock: Callable[[], float]) -> list[str]:
+    def resume_unfinished(self, clock: Callable[[], float],
+                          may_run: Callable[[Decision], bool] = lambda d: True) -> list[str]:
         """Carry out decisions left running (a crash, an approval, a manual rollback) and
-        expire approvals nobody gave in time. Called at the start of every tick."""
+        expire approvals nobody gave in time. Called at the start of every tick; `may_run`
+        says whether this replica owns (and has claimed) a decision."""
         resumed = []
         for decision in self._store.unfinished_decisions():
             if self._stop.is_set():
                 break
+            if not may_run(decision):
+                continue
             if decision.status == "pending":
                 self._expire_if_late(decision, clock())
                 continue

@@ -21,6 +21,7 @@ from watchdog.config.loader import load
 from watchdog.errors import ConfigError, Problem, StateError
 from watchdog.metrics import DaemonMetrics
 from watchdog.notify import Notifier
+from watchdog.ownership import Owner
 from watchdog.redact import redact, register_secret
 from watchdog.state import open_store
 from watchdog.state.base import HistoryEvent, StateStore
@@ -58,7 +59,11 @@ class Daemon:
             self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
                                      on_sent=self._alert_sent)
         self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self._alert, self.stop)
-        self.engine = Engine(loaded, self.store, self.sources, self.executor, self.notifier, self.metrics)
+        if not hasattr(self, "owner"):
+            self.owner = Owner(self.store, loaded.config.replica_id or None,
+                               live_window=max(30.0, 3 * loaded.config.interval))
+        self.owner.owned = set()  # a new engine adopts its targets' state on its first tick
+        self.engine = Engine(loaded, self.store, self.sources, self.executor, self.notifier, self.metrics, self.owner)
 
     def reload(self) -> tuple[bool, str]:
         """Re-read config and rule files; on any problem keep running the last good ones."""
@@ -233,6 +238,7 @@ class Daemon:
     def close(self) -> None:
         for plugin in [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]:
             _close_quietly(plugin)
+        _close_quietly(self.owner)  # releases this replica's targets at once
         self.store.close()
 
 

@@ -28,7 +28,8 @@ from watchdog.rules.templating import TemplateError, render, variables_for
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
 from watchdog.samples import Labels, format_labels
 from watchdog.sources.base import QueryResult, Source
-from watchdog.state.base import HistoryEvent, StateStore
+from watchdog.ownership import Owner
+from watchdog.state.base import Decision, HistoryEvent, StateStore
 
 log = logging.getLogger("watchdog.engine")
 
@@ -49,7 +50,7 @@ class TickReport:
 
 class Engine:
     def __init__(self, loaded: LoadedConfig, store: StateStore, sources: dict[str, Source],
-                 executor: RollbackExecutor, notifier: Notifier, metrics: DaemonMetrics):
+                 executor: RollbackExecutor, notifier: Notifier, metrics: DaemonMetrics, owner: Owner | None = None):
         self.loaded = loaded
         self.store = store
         self.sources = sources
@@ -61,6 +62,10 @@ class Engine:
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
         self.version_changed_at: dict[str, float] = {}
         self.guards = Guards(loaded.config, store)
+        self.owner = owner
+        self.owned: set[str] = set(loaded.config.targets) if owner is None else set()
+        if owner is not None:
+            executor.may_continue = owner.still_owned
         for lr in loaded.rules:  # lets sources size their sample buffers to the rules' windows
             window = self.window(lr)
             for c in lr.rule.conditions():
@@ -72,15 +77,18 @@ class Engine:
     def tick(self, now: float) -> TickReport:
         started = time.perf_counter()
         report = TickReport(at=now)
-        report.decisions.extend(self.executor.resume_unfinished(lambda: now))
+        self._refresh_ownership(now)
+        report.decisions.extend(self.executor.resume_unfinished(lambda: now, may_run=lambda d: self._may_run(d, now)))
         self._refresh_sources(now, report)
         for name, target in self.loaded.config.targets.items():
-            self._observe_version(name, target, now)
+            if name in self.owned:
+                self._observe_version(name, target, now)
         upserts: dict[StateKey, str] = {}
         deletes: list[StateKey] = []
         pending_rollbacks: list[tuple[StateKey, RollbackRequest]] = []
         for lr in self.loaded.rules:
-            self._evaluate_rule(lr, now, report, upserts, deletes, pending_rollbacks)
+            if lr.target in self.owned:
+                self._evaluate_rule(lr, now, report, upserts, deletes, pending_rollbacks)
         with self.store.transaction():
             self.store.save_rule_states(upserts, deletes)
         for key, request in pending_rollbacks:
@@ -90,9 +98,34 @@ class Engine:
         self.metrics.evaluation_duration.observe(time.perf_counter() - started)
         return report
 
+    # -- ownership (several replicas on one PostgreSQL) -------------------------------------------
+
+    def _refresh_ownership(self, now: float) -> None:
+        if self.owner is None:
+            return
+        self.owned, gained = self.owner.refresh(list(self.loaded.config.targets), now)
+        if gained:
+            self._adopt(gained)
+
+    def _adopt(self, targets: set[str]) -> None:
+        """Another replica guarded these until now: take over its rule states and versions."""
+        for key in [k for k in self.states if k[0] in targets]:
+            del self.states[key]
+        for key, text in self.store.load_rule_states().items():
+            if key[0] in targets:
+                self.states[key] = SeriesState.from_json(text)
+        for target in targets:
+            self.versions[target] = self.store.current_version(target)
+
+    def _may_run(self, decision: Decision, now: float) -> bool:
+        if decision.target not in self.owned:
+            return False
+        return self.owner is None or self.store.claim_decision(decision.id, self.owner.replica_id, now)
+
     def _refresh_sources(self, now: float, report: TickReport) -> None:
-        used = {lr.rule.source for lr in self.loaded.rules}
-        used |= {t.version.source for t in self.loaded.config.targets.values() if t.version}
+        used = {c.source or lr.rule.source for lr in self.loaded.rules if lr.target in self.owned
+                for c in lr.rule.conditions()}
+        used |= {t.version.source for n, t in self.loaded.config.targets.items() if t.version and n in self.owned}
         for name in sorted(used):
             error = self.sources[name].begin_tick(now)
             if error is None:

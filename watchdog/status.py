@@ -52,6 +52,8 @@ def store_snapshot(loaded: LoadedConfig, store: StateStore) -> dict[str, Any]:
 
 def snapshot(daemon: "Daemon") -> dict[str, Any]:
     data = store_snapshot(daemon.loaded, daemon.store)
+    data["replica"] = {"id": daemon.owner.replica_id, "guards": sorted(daemon.engine.owned)}
+    data["owners"] = daemon.store.target_owners()
     data["last_evaluation"] = _time(daemon.last_tick)
     data["last_error"] = daemon.last_error or None
     data["sources"] = {}

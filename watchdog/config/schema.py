@@ -67,6 +67,7 @@ class Config:
     targets: dict[str, TargetConfig] = option(default_factory=dict, help="guarded deployments by name")
     max_rollbacks: RateLimit | None = option(None, help="automatic rollbacks allowed per window across all targets (default 10 per 1h)")
     api: ApiConfig = option(default_factory=ApiConfig, help="HTTP API security")
+    replica_id: str = option("", help="this replica's name with a shared PostgreSQL state (default: host-pid-random)")
     marks: dict[str, Mark] = marks_field()
 
 

@@ -65,8 +65,9 @@ class TargetOwnership:
         #: why ownership was last lost, for status pages; "" if never
         self.last_loss = ""
 
-    def acquire(self, targets: Iterable[str]) -> set[str]:
-        """Try to own each of `targets` without waiting; returns every target owned now.
+    def acquire(self, targets: Iterable[str], limit: int | None = None) -> set[str]:
+        """Try to own each of `targets` without waiting, up to `limit` in all; returns every
+        target owned now.
 
         Also records the replica's heartbeat. Raises StateError when the store is
         unreachable (ownership is then lost) or the connection is transaction-pooled.
@@ -76,6 +77,8 @@ class TargetOwnership:
             try:
                 locks.heartbeat(self._clock.now())
                 for target in targets:
+                    if limit is not None and len(self._owned) >= limit:
+                        break
                     if target not in self._owned and locks.try_lock(target):
                         self._owned.add(target)
             except StateError as exc:
@@ -101,6 +104,13 @@ class TargetOwnership:
                 self._lose("the lock session with the state store ended")
                 return False
             return True
+
+    def release(self, target: str) -> None:
+        """Give up one target (to balance targets across replicas)."""
+        with self._mutex:
+            if target in self._owned and self._locks is not None:
+                self._locks.unlock(target)
+                self._owned.discard(target)
 
     def owners(self) -> dict[str, str]:
         """target -> replica_id for every target any replica owns now."""
