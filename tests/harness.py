@@ -25,6 +25,7 @@ sources:
 actuators:
   first: {{type: webhook, url: "http://127.0.0.1:9/first"}}
   second: {{type: webhook, url: "http://127.0.0.1:9/second"}}
+  third: {{type: webhook, url: "http://127.0.0.1:9/third"}}
 alerters:
   ops: {{type: log}}
 targets:
@@ -50,7 +51,7 @@ class Harness:
         self.source = FakeSource("model")
         self.source.set("model_info", lambda now: self._version_series())
         self.version: str | None = "v2"
-        self.actuators = {"first": FakeActuator("first"), "second": FakeActuator("second")}
+        self.actuators = {name: FakeActuator(name) for name in ("first", "second", "third")}
         self.alerter = FakeAlerter("ops")
         self.start()
 

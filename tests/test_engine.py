@@ -130,7 +130,7 @@ def test_a_held_target_is_not_rolled_back_again_until_a_new_version_runs(tmp_pat
     rules = ERROR_RULE + ERROR_RULE.replace("error-rate", "latency").replace("error_ratio", "p99")
     h = Harness(tmp_path, rules)
     h.source.set("error_ratio", 0.2)
-    h.source.set("p99", 0.1)
+    h.source.set("p99", 0.01)
     h.run_for(60)
     assert h.rollbacks() == 1
     h.source.set("p99", 0.9)  # a second rule fires while the target is held: alert, no action
@@ -141,7 +141,7 @@ def test_a_held_target_is_not_rolled_back_again_until_a_new_version_runs(tmp_pat
     # The rollback took effect: v1 runs, the hold lifts, and a later regression acts again.
     h.version = "v1"
     h.source.set("error_ratio", 0.01)
-    h.source.set("p99", 0.1)
+    h.source.set("p99", 0.01)
     h.run_for(60)
     assert "fraud-model" not in h.store.holds()
     h.source.set("error_ratio", 0.3)

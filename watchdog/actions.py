@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 from watchdog.actuators.base import ActionContext, Actuator
 from watchdog.alerters.base import Alert
@@ -38,9 +38,11 @@ class RollbackRequest:
     previous_version: str | None
     reason: str
     severity: str
-    plan: list[str]
+    plan: list[Any]  # actuator names, or stack steps (PlanStep.as_json())
     to_version: str | None = None  # an explicit target version (manual `--to`); else previous_version
     requested_by: str | None = None  # the operator of a manual rollback; None when a rule fired
+    stack: dict[str, Any] | None = None  # stack rollbacks: {"from_release", "to_release", "from_components"}
+    depth: int = 1  # 2 when a rollback that did not restore health is followed by another (max_depth)
 
 
 AWAITING = "awaiting_approval"
@@ -61,7 +63,7 @@ def record_decision(store: StateStore, request: RollbackRequest, now: float, *, 
         extra={"from_version": request.version or "", "to_version": to_version or ""})
     details = {"context": context.as_json(), "plan": request.plan, "severity": request.severity,
                "requested_by": request.requested_by, AWAITING: awaiting_until is not None,
-               "approve_by": awaiting_until}
+               "approve_by": awaiting_until, "depth": request.depth, **(request.stack or {})}
     decision = Decision(id=decision_id, target=request.target, rule=request.rule, action="rollback",
                         created_at=now, context=details, status="pending" if awaiting_until else "running")
     who = f" by {request.requested_by}" if request.requested_by else ""
@@ -72,7 +74,7 @@ def record_decision(store: StateStore, request: RollbackRequest, now: float, *, 
         if awaiting_until is None:
             mark_bad(store, request.target, request.version, f"{request.rule}: {request.reason}")
         message = (f"rollback awaiting approval until {rfc3339(awaiting_until)}: {request.reason}" if awaiting_until
-                   else f"rollback decided{who}: {request.reason}; plan: {' → '.join(request.plan)}")
+                   else f"rollback decided{who}: {request.reason}; plan: {' → '.join(_describe(_step_of(e)) for e in request.plan)}")
         store.append(HistoryEvent(id=None, at=now, target=request.target, rule=request.rule, series=request.labels,
                                   kind="decision", message=message,
                                   data={"decision_id": decision_id, "value": request.value, "threshold": request.threshold,
@@ -97,6 +99,8 @@ class RollbackExecutor:
         self._stop = stop
         # Whether this replica may still act on a target (ownership can be lost mid-plan).
         self.may_continue: Callable[[str], bool] = lambda target: True
+        # Called inside the transaction that finishes a decision (the release ledger's hook).
+        self.on_finish: Callable[[Decision, str, float], None] = lambda decision, status, now: None
 
     def decide(self, request: RollbackRequest, now: float, awaiting_until: float | None = None) -> str:
         return record_decision(self._store, request, now, awaiting_until=awaiting_until)
@@ -108,20 +112,23 @@ class RollbackExecutor:
             raise WatchdogError(f"decision {decision_id} not found in the state store")
         context = _context_of(decision)
         done = {s.index for s in self._store.steps(decision_id) if s.status in ("succeeded", "skipped")}
-        for index, name in enumerate(decision.context["plan"]):
+        steps = [_step_of(entry) for entry in decision.context["plan"]]
+        for index, step in enumerate(steps):
             if index in done:
                 continue
             if not self.may_continue(decision.target):
                 log.warning("rollback %s paused before step %d: this replica no longer owns %s; the new owner resumes it",
                             decision.id, index + 1, decision.target)
                 return "running"
-            if not self._run_step(decision, context, index, name, clock):
+            if not self._run_step(decision, _step_context(context, step), index, step, clock):
                 return self._store.get_decision(decision_id).status  # type: ignore[union-attr]
-        self._finish(decision, context, "succeeded", clock(), "rollback completed: " + " → ".join(decision.context["plan"]))
+        shown = " → ".join(_describe(step) for step in steps)
+        self._finish(decision, context, "succeeded", clock(), f"rollback completed: {shown}")
         return "succeeded"
 
-    def _run_step(self, decision: Decision, context: ActionContext, index: int, name: str,
+    def _run_step(self, decision: Decision, context: ActionContext, index: int, step: dict[str, Any],
                   clock: Callable[[], float]) -> bool:
+        name = step["actuator"]
         actuator = self._actuators.get(name)
         self._store.start_step(decision.id, index, name, clock())
         try:
@@ -131,8 +138,8 @@ class RollbackExecutor:
             if skip:
                 self._store.finish_step(decision.id, index, "skipped", clock(), skip)
                 self._history(clock(), decision.target, decision.rule, context.labels, "step",
-                              f"step {index + 1} ({name}) skipped: {skip}",
-                              {"decision_id": decision.id, "actuator": name, "index": index})
+                              f"step {index + 1} ({_describe(step)}) skipped: {skip}",
+                              {"decision_id": decision.id, "actuator": name, "index": index, **_versions(step)})
                 return True
             message = actuator.apply(context, self._stop)
             verified = actuator.verify(context, self._stop)
@@ -145,20 +152,43 @@ class RollbackExecutor:
                 return False
             self._store.finish_step(decision.id, index, "failed", clock(), text)
             self._metrics.actions.labels(decision.target, name, "failed").inc()
-            self._finish(decision, context, "failed", clock(), f"rollback step {index + 1} ({name}) failed: {text}")
+            restored = self._restore(decision, context, step, actuator, clock) if step.get("on_failure") == "restore" else ""
+            self._finish(decision, context, "failed", clock(),
+                         f"rollback step {index + 1} ({_describe(step)}) failed: {text}{restored}")
             return False
         self._store.finish_step(decision.id, index, "succeeded", clock(), redact(message))
         self._metrics.actions.labels(decision.target, name, "succeeded").inc()
         self._history(clock(), decision.target, decision.rule, context.labels, "step",
-                      f"step {index + 1} ({name}) succeeded: {redact(message)}",
-                      {"decision_id": decision.id, "actuator": name, "index": index})
+                      f"step {index + 1} ({_describe(step)}) succeeded: {redact(message)}",
+                      {"decision_id": decision.id, "actuator": name, "index": index, **_versions(step)})
         return True
 
+    def _restore(self, decision: Decision, context: ActionContext, step: dict[str, Any], actuator: Actuator | None,
+                 clock: Callable[[], float]) -> str:
+        """Compensation (`on_failure: restore`): put the component back where it was."""
+        if actuator is None or not step.get("from_version"):
+            return "; nothing to restore"
+        back = replace(context, extra={**context.extra, "from_version": step["to_version"], "to_version": step["from_version"]})
+        try:
+            actuator.apply(back, self._stop)
+            actuator.verify(back, self._stop)
+        except Exception as exc:  # report, never mask the original failure
+            outcome = f"; restoring {step['component']} to {step['from_version']} failed too: {redact(str(exc))}"
+        else:
+            outcome = f"; {step['component']} restored to {step['from_version']}"
+        self._history(clock(), decision.target, decision.rule, context.labels, "step", outcome.lstrip("; "),
+                      {"decision_id": decision.id, "component": step.get("component")})
+        return outcome
+
     def _finish(self, decision: Decision, context: ActionContext, status: str, now: float, message: str) -> None:
+        components = self._component_versions(decision)
+        if components:
+            message += "; components now: " + ", ".join(f"{c}={v}" for c, v in components.items())
         with self._store.transaction():
             self._store.set_decision_status(decision.id, status, finished_at=now)
             self._history(now, decision.target, decision.rule, context.labels, "decision", message,
-                          {"decision_id": decision.id, "status": status})
+                          {"decision_id": decision.id, "status": status, "components": components or None})
+            self.on_finish(decision, status, now)
         log.log(logging.INFO if status == "succeeded" else logging.ERROR, "%s: %s", decision.target, message)
         severity = "critical" if status != "succeeded" else decision.context.get("severity", "critical")
         self._alert(decision.target, Alert(
@@ -166,6 +196,21 @@ class RollbackExecutor:
             dedup_key=f"{decision.target}/rollback/{decision.id}", target=decision.target, rule=decision.rule,
             severity=severity, summary=f"{decision.target}: {message}", at=rfc3339(now), value=context.value,
             threshold=context.threshold, labels=context.labels, decision_id=decision.id, version=context.version))
+
+    def _component_versions(self, decision: Decision) -> dict[str, str]:
+        """Which version each component of a stack rollback is at, from the recorded steps."""
+        steps = [_step_of(e) for e in decision.context["plan"]]
+        if not any("component" in s for s in steps):
+            return {}
+        outcome = {s.index: s for s in self._store.steps(decision.id)}
+        versions = dict(decision.context.get("from_components") or {})
+        for index, step in enumerate(steps):
+            recorded = outcome.get(index)
+            if recorded is not None and recorded.status in ("succeeded", "skipped"):
+                versions[step["component"]] = step["to_version"]
+            elif "component" in step:
+                versions.setdefault(step["component"], step.get("from_version") or "unknown")
+        return dict(sorted(versions.items()))
 
     def resume_unfinished(self, clock: Callable[[], float],
                           may_run: Callable[[Decision], bool] = lambda d: True) -> list[str]:
@@ -207,6 +252,28 @@ class RollbackExecutor:
                  message: str, data: dict) -> None:  # type: ignore[type-arg]
         self._store.append(HistoryEvent(id=None, at=now, target=target, rule=rule, series=labels,
                                         kind=kind, message=message, data=data))
+
+
+def _step_of(entry: str | dict[str, Any]) -> dict[str, Any]:
+    """A plan entry: an actuator name (classic targets) or a stack step (component targets)."""
+    return {"actuator": entry} if isinstance(entry, str) else dict(entry)
+
+
+def _step_context(context: ActionContext, step: dict[str, Any]) -> ActionContext:
+    if "component" not in step:
+        return context
+    return replace(context, extra={**context.extra, "component": step["component"],
+                                   "from_version": step.get("from_version") or "", "to_version": step["to_version"]})
+
+
+def _describe(step: dict[str, Any]) -> str:
+    if "component" not in step:
+        return step["actuator"]
+    return f"{step['component']} {step.get('from_version') or '?'}→{step['to_version']} via {step['actuator']}"
+
+
+def _versions(step: dict[str, Any]) -> dict[str, Any]:
+    return {k: step[k] for k in ("component", "from_version", "to_version") if k in step}
 
 
 def _compare_and_set(actuator: Actuator, context: ActionContext) -> str:

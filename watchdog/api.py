@@ -62,6 +62,20 @@ def routes(daemon: "Daemon") -> list[Route]:
         done = operator.reject(daemon.store, req.params["decision"], who(req), str(req.body.get("reason", "")), time.time())
         return Response(200, {"message": done.message})
 
+    def release(req: Request) -> Response:
+        components = req.body.get("components")
+        if not isinstance(components, dict) or not all(isinstance(v, (str, int)) for v in components.values()):
+            return Response(400, {"error": 'body needs "components": {"name": "version", ...}'})
+        done = operator.record_release(daemon.loaded, daemon.store, req.params["target"],
+                                       {str(k): str(v) for k, v in components.items()}, who(req),
+                                       str(req.body.get("note", "")), time.time(), origin="api")
+        return Response(201, {"message": done.message})
+
+    def releases(req: Request) -> Response:
+        return Response(200, [{"id": r.id, "state": r.state, "created_at": r.created_at, "components": r.components,
+                               "note": r.note, "origin": r.origin}
+                              for r in daemon.store.releases(req.params["target"], limit=int(req.query.get("limit", "50")))])
+
     def reload(_: Request) -> Response:
         ok, message = daemon.reload()
         return Response(200 if ok else 422, {"reloaded": ok, "message": message})
@@ -78,4 +92,6 @@ def routes(daemon: "Daemon") -> list[Route]:
         Route("POST", "/api/v1/decisions/{decision}/approve", approve, mutating=True),
         Route("POST", "/api/v1/decisions/{decision}/reject", reject, mutating=True),
         Route("POST", "/api/v1/reload", reload, mutating=True),
+        Route("GET", "/api/v1/targets/{target}/releases", releases),
+        Route("POST", "/api/v1/targets/{target}/releases", release, mutating=True),
     ]

@@ -46,6 +46,18 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true")
     demo = sub.add_parser("demo", parents=[common], help="run the bundled demo: a simulated model degrades and is rolled back")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    test = sub.add_parser("test", parents=[common], help="run rule unit tests (YAML files, like promtool test rules)")
+    test.add_argument("files", nargs="+", metavar="FILE", help="rule-test files, e.g. rules/tests/*.yaml")
+    test.add_argument("--run", metavar="REGEX", help="only the tests whose name matches")
+    schema = sub.add_parser("schema", parents=[common], help="print the JSON Schema of the config file (or of rule files)")
+    schema.add_argument("--rules", action="store_true", help="the schema of rule files instead")
+    explain = sub.add_parser("explain", parents=[common],
+                             help="evaluate one rule now, step by step, without acting or writing state")
+    explain.add_argument("target")
+    explain.add_argument("rule")
+    explain.add_argument("--json", action="store_true", help="machine-readable output")
+    explain.add_argument("--gap", type=float, default=2.0,
+                         help="seconds between the two fetches that give rates something to work with (default 2)")
     from watchdog.cli_operator import register
     COMMANDS.update(register(sub, common))
     return parser
@@ -158,6 +170,50 @@ def cmd_history(args: argparse.Namespace, out: Out, err: Out) -> int:
     return 0
 
 
+def cmd_test(args: argparse.Namespace, out: Out, err: Out) -> int:
+    import re
+
+    from watchdog.ruletest import load_test_file, report, run_file
+    try:
+        select = re.compile(args.run) if args.run else None
+    except re.error as exc:
+        print(f"model-watchdog: error: --run {args.run!r}: {exc}", file=err)
+        return 2
+    if not hasattr(args, "log_level"):  # the engine's warnings would drown the test report
+        logging.getLogger().setLevel(logging.ERROR)
+    failed = False
+    for path in args.files:
+        try:
+            test_file = load_test_file(path)
+        except ConfigError as exc:
+            print(f"Unit Testing: {path}", file=out)
+            for problem in exc.problems:
+                print(f"  {problem}", file=out)
+            print(f"  FAILED: {len(exc.problems)} problem(s) in the test file", file=out)
+            failed = True
+            continue
+        results = run_file(test_file, select)
+        print("\n".join(report(path, results)), file=out)
+        failed |= not all(r.passed for r in results)
+    return 1 if failed else 0
+
+
+def cmd_schema(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.config.jsonschema import config_schema, dump, rules_schema
+    out.write(dump(rules_schema() if args.rules else config_schema()))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.explain import format_text, run_explain
+    report = run_explain(_load(args), args.target, args.rule, gap=args.gap)
+    if args.json:
+        print(json.dumps(report, indent=2), file=out)
+    else:
+        print("\n".join(format_text(report)), file=out)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.demo.run import run_demo
     return run_demo(out, quiet=args.quiet)
@@ -165,7 +221,7 @@ def cmd_demo(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Out, Out], int]] = {
     "run": cmd_run, "validate": cmd_validate, "check": cmd_check, "status": cmd_status,
-    "history": cmd_history, "demo": cmd_demo,
+    "history": cmd_history, "demo": cmd_demo, "test": cmd_test, "schema": cmd_schema, "explain": cmd_explain,
 }
 
 

@@ -45,7 +45,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Callable[[a
     v.add_argument("target")
     v.add_argument("--json", action="store_true")
     sub.add_parser("reload", parents=[common], help="tell the running daemon to re-read its config and rule files")
-    return {"reload": cmd_reload, "pause": cmd_pause, "resume": cmd_resume, "approve": cmd_approve, "reject": cmd_reject,
+    rel = sub.add_parser("release", parents=[common], help="record what was deployed together (from CI/CD)")
+    rel.add_argument("target")
+    rel.add_argument("--component", action="append", default=[], metavar="NAME=VERSION", required=True,
+                     help="a deployed component and its version; repeat for each")
+    rel.add_argument("--note", default="")
+    rels = sub.add_parser("releases", parents=[common], help="a target's releases: current, healthy, bad, unknown")
+    rels.add_argument("target")
+    rels.add_argument("--limit", type=int, default=20)
+    rels.add_argument("--json", action="store_true")
+    return {"release": cmd_release, "releases": cmd_releases, "reload": cmd_reload, "pause": cmd_pause, "resume": cmd_resume, "approve": cmd_approve, "reject": cmd_reject,
             "rollback": cmd_rollback, "versions": cmd_versions}
 
 
@@ -171,4 +180,37 @@ def cmd_reload(args: argparse.Namespace, out: Out, err: Out) -> int:
     except OSError as exc:
         raise operator.OperatorError(f"cannot reach the daemon at {host}:{port}: {exc}") from None
     print(body.get("message", "reloaded"), file=out)
+    return 0
+
+
+def cmd_release(args: argparse.Namespace, out: Out, err: Out) -> int:
+    components = {}
+    for item in args.component:
+        name, sep, version = item.partition("=")
+        if not sep or not name or not version:
+            raise operator.OperatorError(f"--component takes NAME=VERSION, got {item!r}")
+        components[name.strip()] = version.strip()
+    return _with_store(args, lambda loaded, store: operator.record_release(
+        loaded, store, args.target, components, operator_name(), args.note, time.time()), out)
+
+
+def cmd_releases(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.state import open_store
+    loaded = load(default_config_path(getattr(args, "config", None)))
+    if args.target not in loaded.config.targets:
+        raise operator.OperatorError(f"unknown target '{args.target}' (targets: {', '.join(loaded.config.targets)})")
+    store = open_store(loaded.state_path)
+    try:
+        releases = store.releases(args.target, limit=args.limit)
+    finally:
+        store.close()
+    rows = [{"id": r.id, "state": "current" if i == 0 and r.state != "bad" else r.state,
+             "recorded": rfc3339(r.created_at), "origin": r.origin, "components": r.components, "note": r.note}
+            for i, r in enumerate(releases)]
+    if args.json:
+        print(json.dumps(rows, indent=2), file=out)
+        return 0
+    for row in rows:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(row["components"].items()))
+        print(f"#{row['id']:<5} {row['state']:<8} {row['recorded']}  {shown}  ({row['origin']}{': ' + row['note'] if row['note'] else ''})", file=out)
     return 0

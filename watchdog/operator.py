@@ -95,6 +95,26 @@ def reject(store: StateStore, decision_id: str, by: str, reason: str, now: float
     return Done(message, decision_id)
 
 
+def _stack_request(loaded: LoadedConfig, store: StateStore, request: RollbackRequest,
+                   to_version: str | None) -> RollbackRequest:
+    from dataclasses import replace
+
+    from watchdog.releases import Ledger
+
+    wanted = None
+    if to_version:
+        try:
+            wanted = int(to_version.lstrip("#"))
+        except ValueError:
+            raise OperatorError(f"--to for a target with components is a release number (see `releases`), got {to_version!r}") from None
+    plan = Ledger(store, loaded.config).plan(request.target, wanted)
+    if isinstance(plan, str):
+        raise OperatorError(f"not rolling back {request.target}: {plan}")
+    return replace(request, plan=[s.as_json() for s in plan.steps], to_version=f"release #{plan.to.id}",
+                   stack={"from_release": plan.current.id, "to_release": plan.to.id,
+                          "from_components": plan.current.components, "to_components": plan.to.components})
+
+
 def _awaiting(store: StateStore, decision_id: str):  # type: ignore[no-untyped-def]
     decision = store.get_decision(decision_id)
     if decision is None:
@@ -105,7 +125,7 @@ def _awaiting(store: StateStore, decision_id: str):  # type: ignore[no-untyped-d
 
 
 def manual_rollback(loaded: LoadedConfig, store: StateStore, target: str, by: str, reason: str, now: float,
-                    to_version: str | None = None, force: bool = False) -> Done:
+                    to_version: str | None = None, force: bool = False) -> Done:  # noqa: C901
     """Record a rollback decision through the same journal and guards as an automatic one;
     the daemon carries it out at its next evaluation."""
     _known(loaded, target)
@@ -125,13 +145,33 @@ def manual_rollback(loaded: LoadedConfig, store: StateStore, target: str, by: st
     if hold is not None and not force:
         raise OperatorError(f"{target} is held by decision {hold.decision_id} since {rfc3339(hold.since)}; "
                             "resume it first or use --force")
-    if not config.rollback:
+    if not config.rollback and not config.components:
         raise OperatorError(f"target {target} has no rollback actuators")
-    if hold is not None:
-        store.delete_hold(target)
     request = RollbackRequest(target=target, rule="manual", value=None, threshold={}, labels={}, version=current,
                               previous_version=previous, reason=f"manual rollback by {by}: {reason}",
                               severity="critical", plan=list(config.rollback), to_version=to_version, requested_by=by)
+    if config.components:
+        request = _stack_request(loaded, store, request, to_version)
+    if hold is not None:
+        store.delete_hold(target)
     decision_id = record_decision(store, request, now)
     return Done(f"rollback {decision_id} of {target} recorded (to {to_version or previous or 'the previous version'}); "
                 "the daemon carries it out at its next evaluation", decision_id)
+
+
+def record_release(loaded: LoadedConfig, store: StateStore, target: str, components: dict[str, str], by: str,
+                   note: str, now: float, origin: str = "cli") -> Done:
+    """A deployment happened: remember what went out together (used by CI/CD pipelines)."""
+    _known(loaded, target)
+    if target == ALL or not components:
+        raise OperatorError("a release needs a target and at least one --component NAME=VERSION")
+    declared = loaded.config.targets[target].components
+    unknown = sorted(set(components) - set(declared)) if declared else []
+    if unknown:
+        raise OperatorError(f"target {target} has no component(s) {', '.join(unknown)} "
+                            f"(components: {', '.join(declared)})")
+    from watchdog.releases import Ledger
+
+    release = Ledger(store, loaded.config).record(target, components, now, note or f"recorded by {by}", origin)
+    return Done(f"release #{release.id} of {target} recorded: "
+                + ", ".join(f"{k}={v}" for k, v in sorted(components.items())))

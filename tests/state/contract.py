@@ -357,3 +357,20 @@ def test_two_ownerships_split_targets_and_report_owners(store: StateStore) -> No
         assert first.owned() == set() and not first.still_owned("fraud")
         assert second.acquire(targets) == set(targets)
     assert store.target_owners() == {}
+
+
+def test_releases_are_appended_newest_first_and_marked(store: StateStore) -> None:
+    from watchdog.state.base import Release
+
+    first = store.record_release(Release(None, "fraud", T0, {"model": "fraud:6", "schema": "v13"}, "initial"))
+    second = store.record_release(Release(None, "fraud", T0 + 60, {"model": "fraud:7", "schema": "v14"}, origin="api"))
+    store.record_release(Release(None, "churn", T0 + 30, {"model": "churn:1"}))
+    assert [r.id for r in store.releases("fraud")] == [second.id, first.id]
+    assert store.releases("fraud")[1].components == {"model": "fraud:6", "schema": "v13"}
+    store.set_release_state(first.id, "healthy")  # type: ignore[arg-type]
+    store.set_release_state(second.id, "bad")  # type: ignore[arg-type]
+    assert [r.state for r in store.releases("fraud")] == ["bad", "healthy"]
+    with pytest.raises(StateError):
+        store.set_release_state(9999, "healthy")
+    with pytest.raises(ValueError):
+        store.set_release_state(first.id, "great")  # type: ignore[arg-type]

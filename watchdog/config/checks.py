@@ -167,9 +167,9 @@ def _check_loaded_rule(lr: LoadedRule, config: Config, sources: dict[str, Any], 
         problem(problems, file, rule.marks.get("name"),
                 f"{where}: duplicate rule name for target '{lr.target}' (first defined in {seen[key]})")
     seen[key] = file
-    if rule.action == "rollback" and not target.rollback:
+    if rule.action == "rollback" and not target.rollback and not target.components:
         problem(problems, file, rule.marks.get("action"),
-                f"{where}: action is rollback but target '{lr.target}' has no 'rollback' actuators")
+                f"{where}: action is rollback but target '{lr.target}' has neither 'rollback' actuators nor 'components'")
     for alerter in rule.alert or []:
         if alerter not in config.alerters:
             problem(problems, file, rule.marks.get("alert"), f"{where}: unknown alerter '{alerter}'")
@@ -192,11 +192,34 @@ def _check_target(name: str, target: TargetConfig, config: Config, sources: dict
         if alerter not in config.alerters:
             problem(problems, cfg_file, target.marks.get("alert"),
                     f"{where}.alert: unknown alerter '{alerter}' (defined: {', '.join(config.alerters) or 'none'})")
+    _check_components(name, target, config, cfg_file, problems)
+    if target.max_depth < 1:
+        problem(problems, cfg_file, target.marks.get("max_depth"), f"{where}.max_depth must be at least 1")
     if target.max_rollbacks is not None and target.max_rollbacks.count < 1:
         problem(problems, cfg_file, target.max_rollbacks.marks.get("count"), f"{where}.max_rollbacks.count must be at least 1")
     if target.version is not None:
         _check_query(sources, config, target.version.source, target.version.query, cfg_file,
                      target.version.marks, f"{where}.version", problems, {})
+
+
+def _check_components(name: str, target: TargetConfig, config: Config, cfg_file: str, problems: list[Problem]) -> None:
+    where = f"targets.{name}.components"
+    if target.components and target.rollback:
+        problem(problems, cfg_file, target.marks.get("rollback"),
+                f"targets.{name}: give either 'rollback' (a list of actuators) or 'components', not both")
+    for component, spec in target.components.items():
+        if spec.actuator not in config.actuators:
+            problem(problems, cfg_file, spec.marks.get("@actuator"),
+                    f"{where}.{component}: unknown actuator '{spec.actuator}' (defined: {', '.join(config.actuators) or 'none'})")
+        for dependency in spec.depends_on:
+            if dependency not in target.components:
+                problem(problems, cfg_file, spec.marks.get("depends_on"),
+                        f"{where}.{component}: depends on unknown component '{dependency}'")
+    from watchdog.plans import CycleError, deploy_order
+    try:
+        deploy_order({c: spec.depends_on for c, spec in target.components.items()})
+    except CycleError as exc:
+        problem(problems, cfg_file, target.marks.get("components"), f"{where}: {exc}")
 
 
 def _instantiate(group: str, section: str, specs: dict[str, PluginSpec], cfg_file: str,

@@ -146,10 +146,13 @@ class _Generator:
 
     def scalar(self, tp: Any, meta: typing.Mapping[str, Any]) -> dict[str, Any]:
         if meta.get("duration"):
-            text: dict[str, Any] = {"type": "string", "pattern": DURATION_PATTERN}
-            if self.env:
-                text = {"type": "string", "anyOf": [{"pattern": DURATION_PATTERN}, {"pattern": ENV_PATTERN}]}
-            return {"anyOf": [text, {"type": "number", "minimum": 0}]}
+            if "duration" not in self.defs:
+                text: dict[str, Any] = {"type": "string", "pattern": DURATION_PATTERN}
+                if self.env:
+                    text = {"type": "string", "anyOf": [{"pattern": DURATION_PATTERN}, {"pattern": ENV_PATTERN}]}
+                self.defs["duration"] = {"description": "a duration like 30s, 1m30s or 500ms, or a number of seconds",
+                                         "anyOf": [text, {"type": "number", "minimum": 0}]}
+            return {"$ref": "#/$defs/duration"}
         if tp is bool:
             return {"type": "boolean"}
         if tp is int:
@@ -166,8 +169,9 @@ class _Generator:
             type_property = {"type": {"const": name, "description": f"plugin type '{name}'"}}
             try:
                 options = plugins.plugin_class(group, name).Options  # type: ignore[attr-defined]
-            except Exception as exc:  # a plugin whose extra is not installed: keep it usable
-                branches.append({"type": "object", "title": name, "description": f"could not be inspected: {exc}",
+            except Exception:  # e.g. a plugin whose extra is not installed: accept any options
+                branches.append({"type": "object", "title": name,
+                                 "description": "options not known here (the plugin could not be loaded)",
                                  "properties": type_property, "required": ["type"]})
                 continue
             branch = self.object(options, extra=type_property, required_extra=("type",))

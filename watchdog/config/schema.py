@@ -36,6 +36,18 @@ class VersionQuery:
     source: str = option(help="name of the source to query")
     query: str = option(help="query whose result carries the version label, e.g. model_info")
     label: str = option("version", help="label that holds the version")
+    component: str = option("model", help="the stack component this version belongs to (recorded as a release)")
+    marks: dict[str, Mark] = marks_field()
+
+
+@dataclass(frozen=True)
+class Component:
+    """One part of the deployed stack (model, features, schema, preprocessing, ...)."""
+
+    actuator: str = option(help="the actuator that moves this component to a version")
+    depends_on: list[str] = option(default_factory=list, help="components this one needs (rolled back after it)")
+    on_failure: Literal["stop", "restore"] = option(
+        "stop", help="'restore': if this step fails, re-apply the component's previous version")
     marks: dict[str, Mark] = marks_field()
 
 
@@ -43,6 +55,12 @@ class VersionQuery:
 class TargetConfig:
     version: VersionQuery | None = option(None, help="where the running version is read (optional)")
     rollback: list[str] = option(default_factory=list, help="actuators run in this order on rollback")
+    components: dict[str, Component] = option(
+        default_factory=dict, help="the stack rolled back together, each with its actuator (instead of 'rollback')")
+    bake: float = option(600.0, duration=True, help="a release running this long with no rollback rule firing is healthy")
+    verify_window: float = option(300.0, duration=True,
+                                  help="after a rollback, the rules that fired must recover within this; else escalate")
+    max_depth: int = option(1, help="automatic rollbacks per incident (2: may roll back once more if health is not restored)")
     alert: list[str] = option(default_factory=list, help="alerters told about this target")
     cooldown: float = option(0.0, duration=True, help="no automatic rollback sooner than this after the last one")
     max_rollbacks: RateLimit | None = option(None, help="automatic rollbacks allowed per window (default 3 per 1h)")

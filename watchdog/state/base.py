@@ -70,6 +70,22 @@ class VersionRecord:
     bad_reason: str
 
 
+RELEASE_STATES = ("unknown", "healthy", "bad")
+
+
+@dataclass(frozen=True)
+class Release:
+    """What was deployed together: component → version, recorded when it was deployed."""
+
+    id: int | None
+    target: str
+    created_at: float
+    components: dict[str, str]
+    note: str = ""
+    origin: str = "cli"  # cli | api | discovered
+    state: str = "unknown"  # one of RELEASE_STATES
+
+
 @dataclass(frozen=True)
 class Decision:
     """One decision to act; `status` is one of DECISION_STATUSES."""
@@ -303,6 +319,20 @@ class StateStore(abc.ABC):
         """Every replica that ever registered, most recently seen first."""
 
     # --- meta ---------------------------------------------------------------------------
+
+    # -- releases -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def record_release(self, release: Release) -> Release:
+        """Append a release (its `id` is assigned); returns it as stored."""
+
+    @abc.abstractmethod
+    def releases(self, target: str, limit: int = 50) -> list[Release]:
+        """The target's releases, newest first (the first one is the current release)."""
+
+    @abc.abstractmethod
+    def set_release_state(self, release_id: int, state: str) -> None:
+        """Mark a release healthy or bad; raises StateError for an unknown id."""
 
     @abc.abstractmethod
     def get_meta(self, key: str) -> str | None:

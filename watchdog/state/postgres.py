@@ -22,6 +22,8 @@ unnoticed. Faults become `StateError`s that name the database — never its pass
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import logging
 import math
 import threading
@@ -45,6 +47,8 @@ from watchdog.state.base import (
     Decision,
     HistoryEvent,
     Hold,
+    RELEASE_STATES,
+    Release,
     Replica,
     RuleStateKey,
     StateStore,
@@ -53,6 +57,7 @@ from watchdog.state.base import (
     VersionRecord,
     check_status,
     dump_json,
+    load_json,
 )
 from watchdog.state.leases import lock_key
 
@@ -117,6 +122,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             started_at {_TIME} NOT NULL, last_seen {_TIME} NOT NULL, backend_pid INTEGER)""",
         # Lock keys are hashes; this maps them back to target names for `target_owners`.
         "CREATE TABLE target_locks (lock_key BIGINT PRIMARY KEY, target TEXT NOT NULL UNIQUE)",
+    ),
+    (
+        # Releases: what was deployed together, for whole-stack rollbacks.
+        """CREATE TABLE releases (
+            id BIGSERIAL PRIMARY KEY, target TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+            components TEXT NOT NULL, note TEXT NOT NULL, origin TEXT NOT NULL, state TEXT NOT NULL)""",
+        "CREATE INDEX releases_by_target ON releases (target, id)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -730,6 +742,36 @@ class PostgresStateStore(StateStore):
         return [Replica(*row) for row in rows]
 
     # --- meta and lifecycle ---------------------------------------------------------------
+
+    # --- releases -------------------------------------------------------------------------
+
+    def record_release(self, release: Release) -> Release:
+        check_status(release.state, RELEASE_STATES, "release")
+        components = dump_json(release.components, "a release's components")
+        with self.transaction():
+            self._exec(
+                "INSERT INTO releases (target, created_at, components, note, origin, state) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (release.target, release.created_at, components, release.note, release.origin, release.state),
+            )
+            row = self._one("SELECT MAX(id) FROM releases WHERE target = %s", (release.target,))
+        assert row is not None
+        return replace(release, id=int(row[0]))
+
+    def releases(self, target: str, limit: int = 50) -> list[Release]:
+        rows = self._all(
+            "SELECT id, target, created_at, components, note, origin, state FROM releases "
+            "WHERE target = %s ORDER BY id DESC LIMIT %s",
+            (target, limit),
+        )
+        return [Release(int(r[0]), r[1], r[2], load_json(r[3]) or {}, r[4], r[5], r[6]) for r in rows]
+
+    def set_release_state(self, release_id: int, state: str) -> None:
+        check_status(state, RELEASE_STATES, "release")
+        with self.transaction():
+            if self._one("SELECT 1 FROM releases WHERE id = %s", (release_id,)) is None:
+                raise StateError(f"release {release_id} does not exist")
+            self._exec("UPDATE releases SET state = %s WHERE id = %s", (state, release_id))
 
     def get_meta(self, key: str) -> str | None:
         row = self._one("SELECT value FROM meta WHERE key = %s", (key,))
