@@ -67,7 +67,8 @@ class Harness:
         self.notifier = Notifier({"ops": self.alerter}, self.metrics, self.stop)
         self.executor = RollbackExecutor(self.store, self.actuators, self.metrics,
                                          lambda target, alert: self.engine.alert(target, alert), self.stop)
-        self.engine = Engine(self.loaded, self.store, {"model": self.source}, self.executor, self.notifier, self.metrics)
+        self.engine = Engine(self.loaded, self.store, {"model": self.source}, self.executor, self.notifier, self.metrics,
+                             clock=self.clock)
 
     def restart(self) -> None:
         self.store.close()

@@ -103,6 +103,7 @@ def test_restore_on_failure_puts_the_component_back(tmp_path):
 def test_no_healthy_release_means_alert_and_no_action(tmp_path):
     h = stack(tmp_path)
     release(h, V1)
+    h.source.set("error_ratio", 0.01)
     h.run_for(60)  # not baked yet
     release(h, V2)
     h.source.set("error_ratio", 0.2)

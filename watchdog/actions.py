@@ -97,6 +97,7 @@ class RollbackExecutor:
         self._metrics = metrics
         self._alert = alert
         self._stop = stop
+        self.stop_event = stop  # shutdown: cut retries short (shared with the source runner)
         # Whether this replica may still act on a target (ownership can be lost mid-plan).
         self.may_continue: Callable[[str], bool] = lambda target: True
         # Called inside the transaction that finishes a decision (the release ledger's hook).

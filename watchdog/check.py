@@ -7,10 +7,11 @@ from typing import Any
 
 from watchdog import plugins
 from watchdog.config.loader import LoadedConfig
-from watchdog.errors import QueryError, SourceError
+from watchdog.errors import QueryError, SourceError, WatchdogError
 from watchdog.rules.evaluate import Situation, describe_threshold, judge_rule
 from watchdog.rules.templating import variables_for
-from watchdog.sources.base import Source
+from watchdog.sources.base import QueryResult, Source
+from watchdog.sources.runner import invoke
 
 
 def run_check(loaded: LoadedConfig, gap: float = 2.0) -> list[dict[str, Any]]:
@@ -33,21 +34,28 @@ def run_check(loaded: LoadedConfig, gap: float = 2.0) -> list[dict[str, Any]]:
             source.close()
 
 
+def ask_once(source: Source, query: str, at: float, params: dict[str, str] | None = None) -> QueryResult | WatchdogError:
+    """One query for a one-off look (`check`, `explain`): errors are returned, and a window
+    that is not full yet is still worth judging, so it is not reported as warming up."""
+    try:
+        result = invoke(source, query, at, params)
+    except (SourceError, QueryError) as exc:
+        return exc
+    if not result.samples and result.warming_up:
+        return QueryResult([], False, "window not filled yet (one-off look)")
+    return result
+
+
 def _rows(lr: Any, sources: dict[str, Source], loaded: LoadedConfig, now: float) -> list[dict[str, Any]]:
     rule = lr.rule
 
-    def fetch(source: str, query: str, at: float) -> Any:
-        try:
-            result = sources[source].query(query, at)
-        except (SourceError, QueryError) as exc:
-            return exc
-        # `check` is a one-off look: a window that is not full is still worth judging.
-        return result if result.samples or not result.warming_up else type(result)([], False, "window not filled (one-off check)")
+    def fetch(source: str, query: str, at: float, params: dict[str, str] | None = None) -> Any:
+        return ask_once(sources[source], query, at, params)
 
     variables = variables_for(lr.target, loaded.config.targets[lr.target].variables, None, None)
     version = loaded.config.targets[lr.target].version
     if version is not None:
-        found = fetch(version.source, version.query, now)
+        found = fetch(version.source, version.query, now, None)
         variables["version"] = next((s.label(version.label) for s in getattr(found, "samples", []) if s.label(version.label)), None)
     return [{"target": lr.target, "rule": rule.name, "labels": dict(v.labels), "value": v.value, "baseline": v.baseline,
              "threshold": describe_threshold(rule), "verdict": v.outcome.value, "reason": v.reason}

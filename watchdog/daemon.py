@@ -63,7 +63,8 @@ class Daemon:
             self.owner = Owner(self.store, loaded.config.replica_id or None,
                                live_window=max(30.0, 3 * loaded.config.interval))
         self.owner.owned = set()  # a new engine adopts its targets' state on its first tick
-        self.engine = Engine(loaded, self.store, self.sources, self.executor, self.notifier, self.metrics, self.owner)
+        self.engine = Engine(loaded, self.store, self.sources, self.executor, self.notifier, self.metrics, self.owner,
+                             clock=self.clock)
 
     def reload(self) -> tuple[bool, str]:
         """Re-read config and rule files; on any problem keep running the last good ones."""
@@ -236,6 +237,7 @@ class Daemon:
         signal.signal(signal.SIGHUP, hup)
 
     def close(self) -> None:
+        self.engine.runner.close()
         for plugin in [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]:
             _close_quietly(plugin)
         _close_quietly(self.owner)  # releases this replica's targets at once

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from watchdog.actions import RollbackExecutor, RollbackRequest
 from watchdog.alerters.base import Alert
-from watchdog.clock import rfc3339
+from watchdog.clock import Clock, rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.durations import parse_duration
 from watchdog.config.schema import LoadedRule, Rule, TargetConfig
@@ -28,6 +28,7 @@ from watchdog.rules.templating import TemplateError, render, variables_for
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
 from watchdog.samples import Labels, format_labels
 from watchdog.sources.base import QueryResult, Source
+from watchdog.sources.runner import RunnerSettings, SourceRunner
 from watchdog import verification
 from watchdog.ownership import Owner
 from watchdog.releases import Ledger
@@ -52,7 +53,8 @@ class TickReport:
 
 class Engine:
     def __init__(self, loaded: LoadedConfig, store: StateStore, sources: dict[str, Source],
-                 executor: RollbackExecutor, notifier: Notifier, metrics: DaemonMetrics, owner: Owner | None = None):
+                 executor: RollbackExecutor, notifier: Notifier, metrics: DaemonMetrics, owner: Owner | None = None,
+                 clock: Clock | None = None, tick_budget: float | None = None):
         self.loaded = loaded
         self.store = store
         self.sources = sources
@@ -64,6 +66,14 @@ class Engine:
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
         self.version_changed_at: dict[str, float] = {}
         self.guards = Guards(loaded.config, store)
+        # Sources run concurrently, once per query per tick, behind per-source circuit breakers.
+        interval = loaded.config.interval
+        self.runner = SourceRunner(sources, metrics, clock, stop=executor.stop_event, settings=RunnerSettings(
+            # A dead source is skipped for a couple of ticks, not for a minute: recovery must
+            # be noticed (and no-data alerts resolved) promptly.
+            cooldown=min(60.0, max(5.0, 2 * interval)), query_timeout=max(2.0, 0.8 * interval)))
+        # A tick's queries must finish well within the interval, so detection never lags.
+        self.tick_budget = tick_budget if tick_budget is not None else max(1.0, 0.8 * loaded.config.interval)
         self.ledger = Ledger(store, loaded.config)
         executor.on_finish = self._decision_finished
         self.owner = owner
@@ -84,6 +94,7 @@ class Engine:
         self._refresh_ownership(now)
         report.decisions.extend(self.executor.resume_unfinished(lambda: now, may_run=lambda d: self._may_run(d, now)))
         self._refresh_sources(now, report)
+        self._prefetch(now)
         for name, target in self.loaded.config.targets.items():
             if name in self.owned:
                 self._observe_version(name, target, now)
@@ -133,26 +144,38 @@ class Engine:
         used = {c.source or lr.rule.source for lr in self.loaded.rules if lr.target in self.owned
                 for c in lr.rule.conditions()}
         used |= {t.version.source for n, t in self.loaded.config.targets.items() if t.version and n in self.owned}
-        for name in sorted(used):
-            error = self.sources[name].begin_tick(now)
-            if error is None:
-                self.metrics.source_up.labels(name).set(1)
-                self.metrics.source_last_success.labels(name).set(now)
+        self._deadline = time.monotonic() + self.tick_budget
+        for name, error in self.runner.begin_tick(now, used, self._deadline).items():
+            if error is not None:
+                report.source_errors[name] = str(error)
+                log.warning("source %s: %s", name, error)
+
+    def _prefetch(self, now: float) -> None:
+        """Ask every source for everything this tick needs at once (concurrently, once each)."""
+        requests: list[tuple[str, str, dict[str, str] | None]] = []
+        for name, target in self.loaded.config.targets.items():
+            if name in self.owned and target.version is not None:
+                requests.append((target.version.source, target.version.query, None))
+        for lr in self.loaded.rules:
+            if lr.target not in self.owned:
                 continue
-            report.source_errors[name] = str(error)
-            self.metrics.source_up.labels(name).set(0)
-            self.metrics.source_errors.labels(name, error.kind).inc()
-            log.warning("source %s: %s", name, error)
+            variables = self.variables(lr.target)
+            params = {"version": variables["version"]} if variables.get("version") else None
+            for c in lr.rule.conditions():
+                try:
+                    requests.append((c.source or lr.rule.source, render(c.query, variables), params))
+                except TemplateError:
+                    continue
+        self.runner.prefetch(requests, now, self._deadline)
 
     # -- versions and holds -------------------------------------------------------------------
 
     def _observe_version(self, name: str, target: TargetConfig, now: float) -> None:
         if target.version is None:
             return
-        try:
-            result = self.sources[target.version.source].query(target.version.query, now)
-        except WatchdogError as exc:
-            log.debug("target %s: version unknown: %s", name, exc)
+        result = self.runner.query(target.version.source, target.version.query, now)
+        if isinstance(result, WatchdogError):
+            log.debug("target %s: version unknown: %s", name, result)
             return
         found = next((s.label(target.version.label) for s in result.samples if s.label(target.version.label)), None)
         if found is None or found == self.versions.get(name):
@@ -222,11 +245,8 @@ class Engine:
 
     # -- rules ----------------------------------------------------------------------------------
 
-    def _fetch(self, source: str, query: str, at: float) -> QueryResult | WatchdogError:
-        try:
-            return self.sources[source].query(query, at)
-        except (SourceError, QueryError) as exc:
-            return exc
+    def _fetch(self, source: str, query: str, at: float, params: dict[str, str] | None = None) -> QueryResult | WatchdogError:
+        return self.runner.query(source, query, at, params)
 
     def variables(self, target: str) -> dict[str, str | None]:
         return variables_for(target, self.loaded.config.targets[target].variables,

@@ -17,6 +17,7 @@ from typing import Any
 from watchdog import plugins
 from watchdog.clock import rfc3339
 from watchdog.config.fields import suggest
+from watchdog.check import ask_once
 from watchdog.config.loader import LoadedConfig
 from watchdog.config.schema import LoadedRule, Rule
 from watchdog.durations import format_duration
@@ -93,8 +94,8 @@ def explain_rule(loaded: LoadedConfig, lr: LoadedRule, sources: dict[str, Source
     rule = lr.rule
     fetches: list[dict[str, Any]] = []
 
-    def fetch(source: str, query: str, at: float) -> QueryResult | WatchdogError:
-        result = _ask(sources[source], query, at)
+    def fetch(source: str, query: str, at: float, params: dict[str, str] | None = None) -> QueryResult | WatchdogError:
+        result = ask_once(sources[source], query, at, params)
         fetches.append({"source": source, "query": query, "at": rfc3339(at), "offset": now - at,
                         **_result(result)})
         return result
@@ -126,17 +127,6 @@ def _variables(loaded: LoadedConfig, target: str, store: StateStore | None) -> d
             break
     variables = getattr(loaded.config.targets[target], "variables", None) or {}
     return variables_for(target, variables, current, previous)
-
-
-def _ask(source: Source, query: str, at: float) -> QueryResult | WatchdogError:
-    try:
-        result = source.query(query, at)
-    except (SourceError, QueryError) as exc:
-        return exc
-    # A one-off look (as `check`): a window that is not full yet is still worth judging.
-    if not result.samples and result.warming_up:
-        return QueryResult([], False, "window not filled yet (one-off look)")
-    return result
 
 
 def _result(result: QueryResult | WatchdogError) -> dict[str, Any]:

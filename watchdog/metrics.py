@@ -39,6 +39,9 @@ class DaemonMetrics:
                                                 "1 if the last reload was applied, 0 if it was rejected", registry=r)
         self.last_evaluation = Gauge("model_watchdog_last_evaluation_timestamp_seconds",
                                      "Time of the last completed evaluation tick", registry=r)
+        self.source_query_duration = Histogram(
+            "model_watchdog_source_query_duration_seconds", "Time one source query took, retries included",
+            ["source"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
 
     def set_phase(self, target: str, rule: str, series: str, phase: str) -> None:
         for p in PHASES:

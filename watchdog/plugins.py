@@ -26,10 +26,20 @@ ALERTERS = "model_watchdog.alerters"
 # The built-in plugins, so a source checkout works even before `pip install -e .`
 # has written entry-point metadata. Entry points of the same name win.
 _BUILTIN: dict[str, dict[str, str]] = {
-    SOURCES: {"scrape": "watchdog.sources.scrape:ScrapeSource"},
+    SOURCES: {
+        "scrape": "watchdog.sources.scrape:ScrapeSource",
+        "prometheus": "watchdog.sources.prometheus:PrometheusSource",
+        "http_json": "watchdog.sources.http_json:HttpJsonSource",
+        "sql": "watchdog.sources.sql:SqlSource",
+    },
     ACTUATORS: {
         "webhook": "watchdog.actuators.webhook:WebhookActuator",
         "command": "watchdog.actuators.command:CommandActuator",
+        "mlflow": "watchdog.actuators.mlflow:MlflowActuator",
+        "kubernetes": "watchdog.actuators.kubernetes:KubernetesActuator",
+        "argo-rollouts": "watchdog.actuators.argo:ArgoRolloutsActuator",
+        "kserve": "watchdog.actuators.kserve:KServeActuator",
+        "file": "watchdog.actuators.file:FileActuator",
     },
     ALERTERS: {
         "webhook": "watchdog.alerters.webhook:WebhookAlerter",
@@ -37,7 +47,9 @@ _BUILTIN: dict[str, dict[str, str]] = {
     },
 }
 
-_EXTRAS: dict[str, str] = {}  # module prefix -> extra that provides its dependencies
+_EXTRAS: dict[str, str] = {  # module prefix -> extra that provides its dependencies
+    "watchdog.sources.sql": "postgresql",
+}
 
 
 def _base_class(group: str) -> type:

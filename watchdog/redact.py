@@ -55,6 +55,25 @@ def redact_url(url: str) -> str:
     return redact(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
 
 
+_DSN_URL_PASSWORD = re.compile(r"(\bpassword=)[^&]*", re.I)
+_DSN_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.I)
+
+
+def redact_dsn(dsn: str) -> str:
+    """A database DSN for people: URL passwords and `password=` parameters masked, the rest kept."""
+    if "://" not in dsn:  # libpq key=value form
+        return redact(_DSN_KV_PASSWORD.sub(lambda m: m.group(1) + MASK, dsn))
+    try:
+        parts = urlsplit(dsn)
+        password = parts.password
+    except ValueError:
+        return MASK
+    head, sep, query = dsn.partition("?")
+    if password is not None:
+        head = head.replace(f":{password}@", f":{MASK}@", 1)
+    return redact(head + sep + _DSN_URL_PASSWORD.sub(lambda m: m.group(1) + MASK, query))
+
+
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -57,8 +57,7 @@ def snapshot(daemon: "Daemon") -> dict[str, Any]:
     data["last_evaluation"] = _time(daemon.last_tick)
     data["last_error"] = daemon.last_error or None
     data["sources"] = {}
-    for name, source in daemon.sources.items():
-        health = source.health()
+    for name, health in daemon.engine.runner.health().items():
         data["sources"][name] = {"up": health.up, "last_success": _time(health.last_success),
                                  "last_error": health.last_error or None, **health.details}
     return data

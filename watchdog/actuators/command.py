@@ -8,14 +8,16 @@ use to act once per decision: the same decision may be applied again after a res
 
 The program runs in its own process group; on timeout or shutdown the whole group gets
 SIGTERM and, 2 seconds later, SIGKILL, so helpers it started do not outlive it.
+
+Optional read-back, with the same placeholders, environment, timeout and process handling:
+`verify_argv` — exit 0 means the rollback took effect; `current_argv` — prints the running
+version (the last non-empty line of its stdout; empty output means unknown).
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -26,14 +28,14 @@ from typing import IO, Iterable
 
 from watchdog import redact
 from watchdog.actuators.base import ActionContext, Actuator
-from watchdog.config.fields import option, suggest
+from watchdog.actuators.templating import KNOWN_PLACEHOLDERS, PLACEHOLDER, placeholder_names, render
+from watchdog.actuators.templating import unknown_placeholder as _unknown
+from watchdog.actuators.templating import values as _values
+from watchdog.config.fields import option
 from watchdog.errors import ActuatorError
 
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-# Filled by the engine through ActionContext.extra when it knows them.
-_EXTRA_NAMES = ("component", "from_version", "to_version")
-KNOWN_PLACEHOLDERS = frozenset(
-    [f.name for f in dataclasses.fields(ActionContext) if f.name != "extra"] + list(_EXTRA_NAMES))
+__all__ = ["CommandActuator", "CommandActuatorOptions", "KNOWN_PLACEHOLDERS", "PLACEHOLDER",
+           "placeholder_names", "render_argv"]
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 _POLL = 0.05  # how often a running command is checked against the timeout and `stop`
 _TAIL_LINES = 20
@@ -45,6 +47,8 @@ class CommandActuatorOptions:
     timeout: float = option(30.0, duration=True, help="kill the command (and its children) after this long")
     env: dict[str, str] = option(default_factory=dict, help="extra environment variables")
     cwd: str | None = option(None, help="working directory (default: the daemon's)")
+    verify_argv: list[str] | None = option(None, help="read-back command: exit 0 = the rollback took effect")
+    current_argv: list[str] | None = option(None, help="prints the running version (last non-empty stdout line)")
 
 
 class CommandActuator(Actuator):
@@ -61,16 +65,46 @@ class CommandActuator(Actuator):
             raise ValueError("argv must name a program: give a non-empty list like [kubectl, rollout, undo, …]")
         if options.timeout <= 0:
             raise ValueError("timeout must be greater than 0")
-        for i, arg in enumerate(options.argv):
-            for name in placeholder_names(arg):
-                if name not in KNOWN_PLACEHOLDERS:
-                    raise ValueError(f"argv[{i}]: {_unknown(name, KNOWN_PLACEHOLDERS)}")
+        for key in ("argv", "verify_argv", "current_argv"):
+            argv = getattr(options, key)
+            if argv is None:
+                continue
+            if not argv or not argv[0].strip():
+                raise ValueError(f"{key} must name a program: give a non-empty list")
+            for i, arg in enumerate(argv):
+                for name in placeholder_names(arg):
+                    if name not in KNOWN_PLACEHOLDERS:
+                        raise ValueError(f"{key}[{i}]: {_unknown(name, KNOWN_PLACEHOLDERS)}")
 
     def plan(self, context: ActionContext) -> str:
-        return f"run {redact.redact(shlex.join(render_argv(self.options.argv, context)))}"
+        planned = f"run {redact.redact(shlex.join(render_argv(self.options.argv, context)))}"
+        if self.options.verify_argv is not None:
+            planned += f"; verify with {redact.redact(shlex.join(render_argv(self.options.verify_argv, context)))}"
+        return planned
 
     def apply(self, context: ActionContext, stop: threading.Event) -> str:
-        argv = render_argv(self.options.argv, context)
+        shown, took, _ = self._run(self.options.argv, context, stop)
+        return f"ran {shown} → exit 0 in {took:.1f}s"
+
+    def verify(self, context: ActionContext, stop: threading.Event) -> str:
+        if self.options.verify_argv is None:
+            return super().verify(context, stop)
+        try:
+            shown, took, _ = self._run(self.options.verify_argv, context, stop)
+        except ActuatorError as exc:
+            raise ActuatorError(f"not verified: {exc}") from None
+        return f"verified by {shown} → exit 0 in {took:.1f}s"
+
+    def current_version(self, context: ActionContext) -> str | None:
+        if self.options.current_argv is None:
+            return None
+        _, _, tails = self._run(self.options.current_argv, context, threading.Event())
+        lines = [line.strip() for line in tails.stdout if line.strip()]
+        return lines[-1] if lines else None
+
+    def _run(self, template: list[str], context: ActionContext, stop: threading.Event) -> tuple[str, float, "_Tails"]:
+        """Run one argv to completion; (shown command, seconds, output tails) on exit 0, else ActuatorError."""
+        argv = render_argv(template, context)
         shown = redact.redact(shlex.join(argv))
         if stop.is_set():
             raise ActuatorError(f"interrupted by shutdown: {shown} was not started")
@@ -89,7 +123,7 @@ class CommandActuator(Actuator):
                                 f"(raise timeout if it needs longer){tails.excerpt()}")
         if code != 0:
             raise ActuatorError(f"{shown} failed: {_describe_exit(code)}{tails.excerpt()}")
-        return f"ran {shown} → exit 0 in {took:.1f}s"
+        return shown, took, tails
 
     def _start(self, argv: list[str], context: ActionContext) -> subprocess.Popen[bytes]:
         cwd = self.options.cwd
@@ -113,32 +147,9 @@ class CommandActuator(Actuator):
         return env
 
 
-def placeholder_names(text: str) -> list[str]:
-    return PLACEHOLDER.findall(text)
-
-
 def render_argv(argv: Iterable[str], context: ActionContext) -> list[str]:
     """Fill `{{name}}` placeholders; ActuatorError for a name the context cannot fill."""
-    values = _values(context)
-
-    def fill(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name not in values:
-            raise ActuatorError(_unknown(name, values))
-        return values[name]
-
-    return [PLACEHOLDER.sub(fill, arg) for arg in argv]
-
-
-def _values(context: ActionContext) -> dict[str, str]:
-    # Known names the engine did not fill render empty, like a None field.
-    return {**{name: "" for name in KNOWN_PLACEHOLDERS}, **context.placeholders()}
-
-
-def _unknown(name: str, known: Iterable[str]) -> str:
-    names = sorted(known)
-    hint = suggest(name, names)
-    return f"unknown placeholder {{{{{name}}}}}{hint}; known: {', '.join(names)}"
+    return [render(arg, context) for arg in argv]
 
 
 def _wait(proc: subprocess.Popen[bytes], stop: threading.Event, deadline: float) -> str:

@@ -68,4 +68,9 @@ def parse_yaml(text: str, filename: str) -> tuple[Node | None, list[Problem]]:
         return None, [Problem(filename, 0, 0, f"YAML error: {exc}")]
     if root is None:
         return Node("map", [], 1, 1), []
-    return _convert(root), []
+    try:
+        return _convert(root), []
+    except yaml.MarkedYAMLError as exc:  # a scalar the safe constructor refuses (e.g. a bare `=`)
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        return None, [Problem(filename, line, col, f"YAML error: {exc.problem or exc}")]

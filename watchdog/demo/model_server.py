@@ -363,6 +363,8 @@ class SimulatedModelServer:
         self._mode = mode
         if mode in PROFILES:
             self._profile_mode = mode
+            # The gauge follows the profile at once (the traffic counters follow tick by tick).
+            self._accuracy = PROFILES[mode].accuracy
 
     def status(self) -> dict[str, Any]:
         with self._lock:

@@ -21,7 +21,9 @@ from watchdog.rules.templating import TemplateError, render
 from watchdog.samples import Labels, Sample, format_labels, without_name
 from watchdog.sources.base import QueryResult
 
-Fetch = Callable[[str, str, float], "QueryResult | WatchdogError"]
+# fetch(source, query, at, params): params carries bound values such as the version for SQL's
+# `:version` (never spliced into query text).
+Fetch = Callable[[str, str, float, "dict[str, str] | None"], "QueryResult | WatchdogError"]
 
 
 class Outcome(str, Enum):
@@ -106,7 +108,9 @@ def fetch_rendered(situation: Situation, source: str, query: str, at: float,
         rendered = render(query, variables if variables is not None else situation.variables)
     except TemplateError as exc:
         return WatchdogError(f"cannot fill in the query: {exc}")
-    return situation.fetch(source, rendered, at)
+    values = variables if variables is not None else situation.variables
+    version = values.get("version")
+    return situation.fetch(source, rendered, at, {"version": version} if version else None)
 
 
 def judge_condition(condition: Condition, default_source: str, situation: Situation, name: str) -> list[Verdict]:
