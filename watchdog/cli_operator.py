@@ -204,7 +204,7 @@ def cmd_releases(args: argparse.Namespace, out: Out, err: Out) -> int:
         releases = store.releases(args.target, limit=args.limit)
     finally:
         store.close()
-    rows = [{"id": r.id, "state": "current" if i == 0 and r.state != "bad" else r.state,
+    rows = [{"id": r.id, "state": r.state, "current": i == 0,
              "recorded": rfc3339(r.created_at), "origin": r.origin, "components": r.components, "note": r.note}
             for i, r in enumerate(releases)]
     if args.json:
@@ -212,5 +212,6 @@ def cmd_releases(args: argparse.Namespace, out: Out, err: Out) -> int:
         return 0
     for row in rows:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(row["components"].items()))
-        print(f"#{row['id']:<5} {row['state']:<8} {row['recorded']}  {shown}  ({row['origin']}{': ' + row['note'] if row['note'] else ''})", file=out)
+        state = f"current, {row['state']}" if row["current"] else row["state"]
+        print(f"#{row['id']:<5} {state:<17} {row['recorded']}  {shown}  ({row['origin']}{': ' + row['note'] if row['note'] else ''})", file=out)
     return 0
