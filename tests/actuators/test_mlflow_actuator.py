@@ -4,16 +4,8 @@ mlflow/protos/model_registry.proto; quirks in shared/reference/apis.md section 1
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -139,58 +131,6 @@ def test_unusable_options_are_rejected(options: dict[str, Any], message: str) ->
 
 
 # --- a real MLflow server -------------------------------------------------------------------
-
-def _mlflow_executable() -> str | None:
-    beside = Path(sys.executable).parent / "mlflow"
-    return str(beside) if beside.exists() else shutil.which("mlflow")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    executable = _mlflow_executable()
-    if executable is None:
-        pytest.skip("mlflow is not installed (pip install -e '.[test]')")
-    folder = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
-    log = open(folder / "server.log", "wb")
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen(
-        [executable, "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--default-artifact-root", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{(folder / 'server.log').read_text()[-3000:]}")
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not up within 120s:\n{(folder / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield url
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
-
 
 def _api(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     response = requests.request(method, f"{url}/api/2.0/mlflow{path}", json=body, timeout=30)

@@ -171,7 +171,7 @@ def test_impossible_and_incomplete_rules_are_rejected(tmp_path):
     with pytest.raises(ConfigError) as info:
         load(tmp_path / "watchdog.yaml")
     text = str(info.value)
-    assert "compare.baseline must be 'previous_version' or a time offset" in text
+    assert "compare.baseline must be 'previous_version', a time offset like 1d or an RFC 3339 time" in text
     assert "compare needs max_increase, max_decrease or both" in text
     assert 'rule "c": all[0]: needs a threshold' in text
     assert "failure_limit needs a positive 'for'" in text

@@ -141,3 +141,45 @@ def test_class_count_drift(tmp_path):
                  else [series(900, label="fraud"), series(100, label="ok")])
     h.run_for(10)
     assert len(h.alerts(kind="rule")) == 1
+
+
+def test_latency_samples_rank_test_against_the_previous_version(tmp_path):
+    rule = """\
+- name: latency-rank
+  source: model
+  compare:
+    baseline: previous_version
+    test: mann_whitney
+    samples: latency_samples{version="{{version}}"}
+    confidence: 0.99
+    min_total: 20
+  action: alert
+"""
+    h = Harness(tmp_path, rule)
+    before = [series(0.05 + 0.001 * i, version="v1", i=str(i)) for i in range(40)]
+    similar = [series(0.051 + 0.001 * i, version="v2", i=str(i)) for i in range(40)]
+    slower = [series(0.09 + 0.001 * i, version="v2", i=str(i)) for i in range(40)]
+    h.source.set('latency_samples{version="v1"}', before)
+    h.source.set('latency_samples{version="v2"}', similar)
+    deploy_v2_after_v1(h)
+    h.run_for(20)
+    assert h.alerts(kind="rule") == []
+    h.source.set('latency_samples{version="v2"}', slower)
+    h.run_for(10)
+    (alert,) = h.alerts(kind="rule")
+    assert "Cliff's delta +1.000" in alert.summary and "p=" in alert.summary
+
+
+def test_drift_against_a_fixed_reference_window(tmp_path):
+    rule = """\
+- name: label-mix-vs-launch
+  source: model
+  drift: {reference: "2023-11-14T00:00:00Z", classes: predictions_total, psi_above: 0.2}
+  action: alert
+"""
+    h = Harness(tmp_path, rule)
+    launch = 1_699_920_000.0  # 2023-11-14T00:00:00Z
+    h.source.set("predictions_total", lambda at: [series(500, label="fraud"), series(500, label="ok")] if at == launch
+                 else [series(880, label="fraud"), series(120, label="ok")])
+    h.run_for(10)
+    assert len(h.alerts(kind="rule")) == 1

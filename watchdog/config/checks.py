@@ -84,14 +84,27 @@ def parse_change(text: str | float) -> tuple[float, bool]:
     return value, relative
 
 
+def fixed_time(value: str) -> float | None:
+    """'2026-11-20T12:00:00Z' → epoch seconds; None when `value` is not an RFC 3339 time."""
+    from datetime import datetime
+
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.timestamp() if parsed.tzinfo is not None else None
+
+
 def _check_baseline(value: str, key: str, marks: dict[str, Mark], file: str, where: str, problems: list[Problem]) -> None:
-    if value != "previous_version":
-        try:
-            if parse_duration(value) <= 0:
-                raise ValueError("offset must be positive")
-        except ValueError:
-            problem(problems, file, marks.get("@" + key.split(".")[-1]),
-                    f"{where}: {key} must be 'previous_version' or a time offset like 1d, got {value!r}")
+    if value == "previous_version" or fixed_time(value) is not None:
+        return
+    try:
+        if parse_duration(value) <= 0:
+            raise ValueError("offset must be positive")
+    except ValueError:
+        problem(problems, file, marks.get("@" + key.split(".")[-1]),
+                f"{where}: {key} must be 'previous_version', a time offset like 1d or an RFC 3339 time "
+                f"with a zone (2026-11-20T12:00:00Z), got {value!r}")
 
 
 def _check_statistical(rule: Rule, file: str, where: str, problems: list[Problem]) -> None:
@@ -108,10 +121,19 @@ def _check_statistical(rule: Rule, file: str, where: str, problems: list[Problem
     if c is None or c.test == "threshold":
         return
     _check_baseline(c.baseline, "compare.baseline", c.marks, file, where, problems)
-    needed = ("histogram",) if c.test == "mann_whitney" else ("errors", "total")
-    for key in needed:
-        if getattr(c, key) is None:
-            problem(problems, file, c.marks.get(""), f"{where}: compare.test {c.test} needs '{key}' (a query)")
+    if c.test == "mann_whitney":
+        if (c.histogram is None) == (c.samples is None):
+            problem(problems, file, c.marks.get(""), f"{where}: compare.test mann_whitney needs exactly one of "
+                    "'histogram' (cumulative buckets) or 'samples' (raw observations)")
+        if c.samples is not None:
+            from watchdog.stats import scipy_available
+            if not scipy_available():
+                problem(problems, file, c.marks.get("@samples"), f"{where}: compare.samples needs scipy: "
+                        "pip install 'model-watchdog[stats]'")
+    else:
+        for key in ("errors", "total"):
+            if getattr(c, key) is None:
+                problem(problems, file, c.marks.get(""), f"{where}: compare.test {c.test} needs '{key}' (a query)")
     if not 0.5 <= c.confidence < 1:
         problem(problems, file, c.marks.get("@confidence"), f"{where}: compare.confidence must be in [0.5, 1), e.g. 0.95")
     if c.test == "sequential" and c.min_effect is None:

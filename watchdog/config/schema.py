@@ -102,7 +102,7 @@ class Compare:
     """Compare the value with a baseline: the same query for the previous version (its
     `{{version}}` placeholder filled with the previous version) or the same query `offset` ago."""
 
-    baseline: str = option(help="'previous_version' or a time offset such as 1d or 1h")
+    baseline: str = option(help="'previous_version', a time offset such as 1d, or a fixed time (RFC 3339)")
     max_increase: str | float | None = option(None, help="breach when value > baseline + this; '20%' is relative")
     max_decrease: str | float | None = option(None, help="breach when value < baseline - this; '20%' is relative")
     test: Literal["threshold", "proportion", "mann_whitney", "sequential"] = option(
@@ -110,6 +110,8 @@ class Compare:
     errors: str | None = option(None, help="proportion/sequential: query counting failures")
     total: str | None = option(None, help="proportion/sequential: query counting all requests")
     histogram: str | None = option(None, help="mann_whitney: query returning cumulative buckets with an `le` label")
+    samples: str | None = option(None, help="mann_whitney: query returning raw observations, one series or row each "
+                                            "(e.g. latencies from SQL); needs scipy")
     confidence: float = option(0.95, help="statistical tests: the confidence a breach needs")
     min_effect: str | float | None = option(None, help="statistical tests: smallest effect that matters "
                                                        "(relative for proportions, e.g. 20%; Cliff's delta for mann_whitney)")
@@ -122,7 +124,8 @@ class Compare:
 class Drift:
     """Compare the distribution of predictions with a reference (PSI and a KS-style distance)."""
 
-    reference: str = option("previous_version", help="'previous_version' or a time offset such as 1d")
+    reference: str = option("previous_version", help="'previous_version', a time offset such as 1d, or a fixed "
+                                                     "time (RFC 3339) whose window is the stored reference")
     histogram: str | None = option(None, help="query returning cumulative buckets with an `le` label")
     classes: str | None = option(None, help="query returning one series per class (a class-count vector)")
     psi_above: float | None = option(None, help="breach when the Population Stability Index exceeds this (0.2 is customary)")
@@ -200,7 +203,7 @@ class Rule:
         out: list[tuple[str, Compare | Drift]] = []
         for part in (self.compare, self.drift):
             if part is not None:
-                for key in ("errors", "total", "histogram", "classes"):
+                for key in ("errors", "total", "histogram", "samples", "classes"):
                     query = getattr(part, key, None)
                     if query:
                         out.append((query, part))

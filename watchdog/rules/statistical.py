@@ -13,7 +13,7 @@ import math
 from typing import Any, Mapping
 
 from watchdog import stats
-from watchdog.config.checks import parse_change
+from watchdog.config.checks import fixed_time, parse_change
 from watchdog.config.schema import Compare, Drift, Rule
 from watchdog.durations import parse_duration
 from watchdog.errors import WatchdogError
@@ -34,6 +34,9 @@ def baseline_of(reference: str, situation: Situation) -> tuple[Mapping[str, str 
         if not previous:
             return "no previous version known yet: nothing to compare with"
         return {**situation.variables, "version": previous}, situation.now
+    fixed = fixed_time(reference)
+    if fixed is not None:  # a stored reference window: the same query as it answered then
+        return situation.variables, fixed
     return situation.variables, situation.now - parse_duration(reference)
 
 
@@ -93,6 +96,14 @@ def _buckets(situation: Situation, source: str, query: str, variables: Mapping[s
     return buckets
 
 
+def _observations(situation: Situation, source: str, query: str, variables: Mapping[str, str | None],
+                  at: float) -> list[float]:
+    result = fetch_rendered(situation, source, query, at, variables)
+    if isinstance(result, WatchdogError):
+        raise _Missing(f"query failed: {result}")
+    return [s.value for s in result.samples if not math.isnan(s.value)]
+
+
 def _classes(situation: Situation, source: str, query: str, variables: Mapping[str, str | None],
              at: float) -> dict[str, float]:
     result = fetch_rendered(situation, source, query, at, variables)
@@ -114,6 +125,12 @@ def _compare(rule: Rule, c: Compare, situation: Situation) -> Verdict:
     if isinstance(base, str):
         return Verdict(RULE_LEVEL, Outcome.INSUFFICIENT, None, f"{rule.name}: {base}")
     base_vars, base_at = base
+    if c.test == "mann_whitney" and c.samples is not None:
+        now_values = _observations(situation, rule.source, c.samples, situation.variables, situation.now)
+        then_values = _observations(situation, rule.source, c.samples, base_vars, base_at)
+        result = stats.mann_whitney_samples(now_values, then_values, confidence=c.confidence,
+                                            min_effect=_relative(c.min_effect), min_samples=int(c.min_total))
+        return _verdict(rule, result, result.effect, None)
     if c.test == "mann_whitney":
         assert c.histogram
         current = _buckets(situation, rule.source, c.histogram, situation.variables, situation.now)
