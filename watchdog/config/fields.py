@@ -267,6 +267,12 @@ def _scalar(tp: Any, node: Node, ctx: BuildContext, what: str, meta: typing.Mapp
         return value
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if tp is float and isinstance(value, str):
+        # PyYAML reads `1e9` (no dot) as a string, unlike YAML 1.2 and every other tool.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         if value != value:
             ctx.problem(node, f"{what}: NaN is not a usable number here")
