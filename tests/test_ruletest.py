@@ -326,3 +326,92 @@ def test_run_selects_tests_by_name(tmp_path):
     assert code == 0 and "PASS  one" in out and "two" not in out
     code, out, _ = run_cli("test", str(path))
     assert code == 1 and "PASS  one" in out and "FAIL  two" in out
+
+
+# -- several targets, their own settings; alert routing -----------------------------------------------
+
+MULTI = """\
+targets: [fraud-a, fraud-b]
+rules:
+  - name: error-rate
+    source: model
+    query: errors_ratio{region="{{region}}"}
+    above: 0.05
+    action: rollback
+  - name: accuracy
+    source: model
+    query: accuracy{model="{{target}}",version="{{version}}"}
+    below: 0.9
+    action: alert
+    alert: [chat, pager]
+"""
+
+
+def test_each_target_gets_its_own_variables_versions_and_settings(tmp_path):
+    # `target` applies to every target; an entry of `targets` replaces the keys it gives.
+    path = write(tmp_path, """\
+        tests:
+          - name: per target
+            target: {version: v1, variables: {region: nowhere}}
+            targets:
+              fraud-a: {variables: {region: eu}}
+              fraud-b: {variables: {region: us}, mode: shadow,
+                        versions: [{at: 0s, version: v1}, {at: 1m, version: v2}]}
+            input_series:
+              - {series: 'errors_ratio{region="eu"}', values: '0.01x10'}
+              - {series: 'errors_ratio{region="us"}', values: '0.2x10'}
+              - {series: 'accuracy{model="fraud-a",version="v1"}', values: '0.95x10'}
+              - {series: 'accuracy{model="fraud-b",version="v1"}', values: '0.95x10'}
+              - {series: 'accuracy{model="fraud-b",version="v2"}', values: '0.5x10'}
+            expect:
+              - at: 45s                          # fraud-b is in shadow mode: it alerts, nothing rolls back
+                rules: {fraud-a/error-rate: inactive, fraud-b/error-rate: firing, fraud-b/accuracy: inactive}
+                actions: [alert fraud-b/error-rate via alerts]
+              - at: 1m                           # v2 runs on fraud-b only; fraud-a stays on v1
+                rules: {fraud-a/accuracy: inactive, fraud-b/accuracy: firing}
+                actions: ['alert fraud-b/accuracy via chat,pager', resolved fraud-b/error-rate,
+                          alert fraud-b/error-rate]
+        """, rules=MULTI)
+    [result] = results(path)
+    assert result.passed, result
+
+
+def test_alerts_are_recorded_per_alerter_and_via_is_checked(tmp_path):
+    path = write(tmp_path, """\
+        tests:
+          - name: wrong alerter
+            target: {version: v1, variables: {region: eu}}
+            input_series:
+              - {series: 'errors_ratio{region="eu"}', values: '0.01x10'}
+              - {series: 'accuracy{model="fraud-a",version="v1"}', values: '0.5x10'}
+              - {series: 'accuracy{model="fraud-b",version="v1"}', values: '0.95x10'}
+            expect:
+              - at: 0s
+                actions: [alert fraud-a/accuracy via chat]
+        """, rules=MULTI)
+    [result] = results(path)
+    [failure] = result.failures
+    assert failure.expected == "[alert fraud-a/accuracy via chat]"
+    assert failure.got == '[alert fraud-a/accuracy{model="fraud-a",version="v1"} via chat,pager (at 0s)]'
+    with pytest.raises(ConfigError, match="unknown alerter 'chatt' \\(did you mean 'chat'\\?\\)"):
+        load_test_file(write(tmp_path, "tests: [{target: {version: v1, variables: {region: eu}}, "
+                                       "expect: [{at: 0s, actions: [alert via chatt]}]}]\n", rules=MULTI))
+
+
+def test_placeholders_without_a_value_and_unknown_targets_are_problems(tmp_path):
+    path = write(tmp_path, """\
+        tests:
+          - name: no variables, no version
+            expect: [{at: 0s}]
+          - name: misspelt target
+            target: {version: v1, variables: {region: eu}}
+            targets: {fraud-c: {mode: shadow}}
+            expect: [{at: 0s}]
+        """, rules=MULTI)
+    with pytest.raises(ConfigError) as info:
+        load_test_file(path)
+    shown = [str(p) for p in info.value.problems]
+    assert any(":4:" in s and "rule 'error-rate' of target 'fraud-a' uses {{region}}, which has no value" in s
+               for s in shown), shown
+    assert any("rule 'accuracy' of target 'fraud-b' uses {{version}}: give the running version" in s for s in shown), shown
+    assert any(":8:" in s and "tests[1].targets: unknown target 'fraud-c'" in s for s in shown), shown

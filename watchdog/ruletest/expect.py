@@ -1,7 +1,7 @@
 """Expectations of a rule test: rule states and actions at a point in time, checked at load.
 
-`RULE`, `TARGET/RULE`, `RULE{labels}` name what is expected; `KIND [RULE][{labels}]` names an
-action. Unknown rules, states and unreadable entries are problems with their line.
+`RULE`, `TARGET/RULE`, `RULE{labels}` name what is expected; `KIND [RULE][{labels}] [via ALERTERS]`
+names an action. Unknown rules, alerters, states and unreadable entries are problems with their line.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from watchdog.config.schema import LoadedRule
 from watchdog.config.yamlnodes import Node
 from watchdog.rules.state import Phase
 from watchdog.ruletest.notation import NotationError, parse_label_set
+from watchdog.ruletest.synthetic import DEFAULT_ALERTER
 from watchdog.samples import Labels
 
 
@@ -28,6 +29,7 @@ class ExpectSpec:
 
 ACTION_KINDS_DOC = "rollback, alert, resolved, no_data, no_data_resolved, or another alert kind"
 _ACTION = re.compile(r"(?P<kind>[a-z][a-z0-9_]*)(?:\s+(?P<rule>[^\s{]+)?(?P<labels>\{.*\})?)?\s*")
+_VIA = re.compile(r"(?P<head>.*?)\s+via\s+(?P<via>[^\s{}]+)\s*")
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,10 @@ class ActionPattern:
     target: str | None
     rule: str | None
     labels: Labels | None
+    via: frozenset[str] | None = None  # the alerters it went to; None: not checked
 
     def specificity(self) -> int:
-        return (self.rule is not None) + (self.labels is not None)
+        return (self.rule is not None) + (self.labels is not None) + (self.via is not None)
 
 
 @dataclass(frozen=True)
@@ -88,17 +91,32 @@ def _rule_check(key: Node, value: Node, where: str, rules: list[LoadedRule], ctx
     return None if found is None else RuleCheck(text, found[0], found[1], found[2], phase)
 
 
+def alerter_names(rules: list[LoadedRule]) -> list[str]:
+    """The alerters of a rule test: every target's, and those rules name in `alert:`."""
+    return sorted({DEFAULT_ALERTER, *(name for lr in rules for name in lr.rule.alert or [])})
+
+
 def _action(text: str, spec: ExpectSpec, where: str, rules: list[LoadedRule], ctx: BuildContext) -> ActionPattern | None:
     at = spec.marks.get("@actions", spec.marks[""])
-    m = _ACTION.fullmatch(text.strip())
+    body, via = text.strip(), None
+    if (v := _VIA.fullmatch(body)) is not None:
+        body = v.group("head")
+        via = frozenset(name for name in v.group("via").split(",") if name)
+        known = alerter_names(rules)
+        for name in sorted(via - set(known)):
+            hint = suggest(name, known) or f" (alerters: {', '.join(known)})"
+            ctx.problem(at, f"{where}: unknown alerter '{name}'{hint}")
+            return None
+    m = _ACTION.fullmatch(body)
     if m is None:
-        ctx.problem(at, f"{where}: cannot read {text!r}: write KIND [RULE][{{labels}}], KIND one of {ACTION_KINDS_DOC}")
+        ctx.problem(at, f"{where}: cannot read {text!r}: write KIND [RULE][{{labels}}] [via ALERTER,...], "
+                        f"KIND one of {ACTION_KINDS_DOC}")
         return None
     if m.group("rule") is None and m.group("labels") is None:
-        return ActionPattern(text, m.group("kind"), None, None, None)
+        return ActionPattern(text, m.group("kind"), None, None, None, via)
     found = resolve((m.group("rule") or "") + (m.group("labels") or ""), rules,
                      lambda message: ctx.problem(at, f"{where}: {message}"))
-    return None if found is None else ActionPattern(text, m.group("kind"), *found)
+    return None if found is None else ActionPattern(text, m.group("kind"), *found, via=via)
 
 
 def resolve(text: str, rules: list[LoadedRule], problem: Callable[[str], None]) -> tuple[str, str, Labels | None] | None:

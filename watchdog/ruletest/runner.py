@@ -23,20 +23,22 @@ from watchdog.metrics import DaemonMetrics
 from watchdog.notify import Notifier
 from watchdog.rules.state import Phase, SeriesState
 from watchdog.ruletest.synthetic import (
+    DEFAULT_ACTUATOR,
+    DEFAULT_ALERTER,
     RecordingActuator,
     RecordingAlerter,
     SeriesSource,
     SyntheticOptions,
     VersionSource,
 )
-from watchdog.ruletest.expect import ActionPattern, Expectation, RuleCheck
+from watchdog.ruletest.expect import ActionPattern, Expectation, RuleCheck, alerter_names
 from watchdog.ruletest.testfile import VERSION_SOURCE, Case, RuleTestFile
 from watchdog.samples import Labels, format_labels, labels_of
 from watchdog.state import open_store
 
 EPOCH = 1_700_000_000.0  # time 0 of every test (a real-looking date for the state store)
-ACTUATOR = "rollback"
-ALERTER = "alerts"
+ACTUATOR = DEFAULT_ACTUATOR
+ALERTER = DEFAULT_ALERTER
 SYNTHETIC = "ruletest"
 
 
@@ -47,15 +49,20 @@ class Action:
     rule: str
     labels: Labels
     at: float  # seconds since the start of the test
+    via: tuple[str, ...] = ()  # the alerters the alert went to (a rollback: its "fired" alert)
+    show_target: bool = field(default=False, compare=False)  # shown as TARGET/RULE (several targets)
 
     def __str__(self) -> str:
         labels = format_labels(self.labels) if self.labels else ""
-        return f"{self.kind} {self.rule}{labels} (at {format_duration(self.at)})"
+        via = f" via {','.join(self.via)}" if self.via and self.via != (ALERTER,) else ""
+        rule = f"{self.target}/{self.rule}" if self.show_target and self.rule else self.rule
+        return f"{self.kind} {rule}{labels}{via} (at {format_duration(self.at)})"
 
     def matches(self, pattern: ActionPattern) -> bool:
         return (pattern.kind == self.kind and (pattern.target is None or pattern.target == self.target)
                 and (pattern.rule is None or pattern.rule == self.rule)
-                and (pattern.labels is None or pattern.labels == self.labels))
+                and (pattern.labels is None or pattern.labels == self.labels)
+                and (pattern.via is None or pattern.via == frozenset(self.via)))
 
 
 @dataclass(frozen=True)
@@ -77,11 +84,12 @@ class CaseResult:
         return not self.failures and not self.error
 
 
-def action_of_alert(alert: Alert, at: float, rule_labels: Mapping[str, str] | None = None) -> Action | None:
+def action_of_alert(alert: Alert, at: float, rule_labels: Mapping[str, str] | None = None,
+                    via: tuple[str, ...] = ()) -> Action | None:
     """The action name of an alert: `alert`/`resolved` for rules, else its kind (`_resolved`).
 
     Alerts carry the rule's own `labels` next to the series labels; the action keeps the
-    series labels only, as expectations name series."""
+    series labels only, as expectations name series. `via`: the alerters it was sent to."""
     if alert.kind == "rollback":  # a completed rollback: already recorded as the `rollback` action
         return None
     if alert.kind == "rule":
@@ -89,7 +97,7 @@ def action_of_alert(alert: Alert, at: float, rule_labels: Mapping[str, str] | No
     else:
         kind = alert.kind if alert.status == "firing" else f"{alert.kind}_resolved"
     labels = {k: v for k, v in alert.labels.items() if k not in (rule_labels or {})}
-    return Action(kind, alert.target, alert.rule, labels_of(labels), at)
+    return Action(kind, alert.target, alert.rule, labels_of(labels), at, tuple(sorted(via)))
 
 
 class _Run:
@@ -98,24 +106,28 @@ class _Run:
     def __init__(self, file: RuleTestFile, case: Case):
         self.file, self.case = file, case
         self.actuator = RecordingActuator(ACTUATOR)
-        self.alerter = RecordingAlerter(ALERTER)
+        # One recording alerter per name (every target's, and each one a rule routes to with
+        # `alert:`), all writing to one list of deliveries.
+        self.deliveries: list[tuple[str, Alert]] = []
+        alerters = {name: RecordingAlerter(name, self.deliveries) for name in alerter_names(file.rules)}
         self.actions: list[Action] = []
         self._seen_calls = 0
-        self._seen_alerts = 0
+        self._seen_deliveries = 0
         self._rule_labels = {(lr.target, lr.rule.name): getattr(lr.rule, "labels", None) or {} for lr in file.rules}
         self.store = open_store(":memory:")
         sources = {name: SeriesSource(name, case.series, case.interval, EPOCH, case.results) for name in file.sources()}
-        sources[VERSION_SOURCE] = VersionSource(VERSION_SOURCE, [(EPOCH + t, v) for t, v in case.versions])
+        sources[VERSION_SOURCE] = VersionSource(VERSION_SOURCE, {
+            target: [(EPOCH + t, v) for t, v in changes] for target, changes in case.versions.items()})
         spec = lambda name: PluginSpec(name, SYNTHETIC, SyntheticOptions())  # noqa: E731
-        targets = {name: t if case.versions else _without_version(t) for name, t in case.targets.items()}
+        targets = {name: t if case.versions.get(name) else _without_version(t) for name, t in case.targets.items()}
         config = Config(interval=file.evaluation_interval, state=":memory:", rule_files=[str(p) for p in file.rule_files],
                         sources={name: spec(name) for name in sources}, actuators={ACTUATOR: spec(ACTUATOR)},
-                        alerters={ALERTER: spec(ALERTER)}, targets=targets)
+                        alerters={name: spec(name) for name in alerters}, targets=targets)
         loaded = LoadedConfig(path=file.path, config=config, rules=file.rules, state_path=":memory:",
                               rule_files=file.rule_files)
         metrics = DaemonMetrics()
         stop = threading.Event()
-        self.notifier = Notifier({ALERTER: self.alerter}, metrics, stop)
+        self.notifier = Notifier(dict(alerters), metrics, stop)
         executor = RollbackExecutor(self.store, {ACTUATOR: self.actuator}, metrics, self._alert, stop)
         self.engine = Engine(loaded, self.store, dict(sources), executor, self.notifier, metrics)
 
@@ -125,16 +137,31 @@ class _Run:
     def tick(self, at: float) -> None:
         self.engine.tick(EPOCH + at)
         self.notifier.drain(timeout=0)
-        rollbacks = [Action("rollback", c.target, c.rule, labels_of(c.labels), at)
-                     for c in self.actuator.calls[self._seen_calls:]]
+        calls = self.actuator.calls[self._seen_calls:]
         self._seen_calls = len(self.actuator.calls)
-        alerts = [a for alert in self.alerter.sent[self._seen_alerts:]
-                  if (a := action_of_alert(alert, at, self._rule_labels.get((alert.target, alert.rule)))) is not None]
-        self._seen_alerts = len(self.alerter.sent)
-        for rollback in rollbacks:  # the "fired: rolling back" alert is part of the rollback
-            folded = Action("alert", rollback.target, rollback.rule, rollback.labels, at)
-            if folded in alerts:
+        sent: list[tuple[Alert, list[str]]] = []  # one alert sent to several alerters is one action
+        for name, alert in self.deliveries[self._seen_deliveries:]:
+            same = next((names for a, names in sent if a is alert), None)
+            if same is not None:
+                same.append(name)
+            else:
+                sent.append((alert, [name]))
+        self._seen_deliveries = len(self.deliveries)
+        alerts = [a for alert, names in sent
+                  if (a := action_of_alert(alert, at, self._rule_labels.get((alert.target, alert.rule)), tuple(names)))
+                  is not None]
+        rollbacks = []
+        for c in calls:  # the "fired: rolling back" alert is part of the rollback
+            rollback = Action("rollback", c.target, c.rule, labels_of(c.labels), at)
+            folded = next((a for a in alerts if (a.kind, a.target, a.rule, a.labels) ==
+                           ("alert", rollback.target, rollback.rule, rollback.labels)), None)
+            if folded is not None:
                 alerts.remove(folded)
+                rollback = replace(rollback, via=folded.via)
+            rollbacks.append(rollback)
+        if len(self.case.targets) > 1:
+            rollbacks = [replace(a, show_target=True) for a in rollbacks]
+            alerts = [replace(a, show_target=True) for a in alerts]
         self.actions.extend(rollbacks + alerts)
 
     def close(self) -> None:

@@ -23,6 +23,10 @@ from watchdog.samples import Labels, Sample, format_labels
 from watchdog.sources.base import QueryResult, Source
 
 
+DEFAULT_ALERTER = "alerts"  # every target's alerter in a rule test
+DEFAULT_ACTUATOR = "rollback"  # every target's actuator in a rule test
+
+
 @dataclass(frozen=True)
 class SyntheticOptions:
     """Rule tests build their plugins in code; nothing is configured."""
@@ -141,20 +145,21 @@ class SeriesSource(Source):
 
 
 class VersionSource(Source):
-    """Answers any query with one series whose `version` label is the running version."""
+    """The running version of each target: the query is the target's name, the answer one
+    series whose `version` label is that target's version at `now` (none before the first)."""
 
     Options = SyntheticOptions
     LABEL = "version"
 
-    def __init__(self, name: str, versions: list[tuple[float, str]]):
+    def __init__(self, name: str, versions: dict[str, list[tuple[float, str]]]):
         super().__init__(name, SyntheticOptions())
-        self._versions = sorted(versions)
+        self._versions = {target: sorted(changes) for target, changes in versions.items()}
 
     def check_query(self, query: str) -> None:
         pass
 
     def query(self, query: str, now: float) -> QueryResult:
-        running = [v for t, v in self._versions if t <= now]
+        running = [v for t, v in self._versions.get(query, []) if t <= now]
         if not running:
             return QueryResult([])
         return QueryResult([Sample(((self.LABEL, running[-1]),), 1.0)])
@@ -180,13 +185,18 @@ class RecordingActuator(Actuator):
 
 
 class RecordingAlerter(Alerter):
-    """Delivers nothing and remembers every alert."""
+    """Delivers nothing and remembers every alert, with the alerter's name. Several alerters
+    may share one `deliveries` list, so the order of deliveries across them is kept."""
 
     Options = SyntheticOptions
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, deliveries: list[tuple[str, Alert]] | None = None):
         super().__init__(name, SyntheticOptions())
-        self.sent: list[Alert] = []
+        self.deliveries: list[tuple[str, Alert]] = deliveries if deliveries is not None else []
+
+    @property
+    def sent(self) -> list[Alert]:
+        return [alert for name, alert in self.deliveries if name == self.name]
 
     def send(self, alert: Alert, stop: threading.Event) -> None:
-        self.sent.append(alert)
+        self.deliveries.append((self.name, alert))

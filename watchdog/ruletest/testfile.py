@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.config.checks import check_rule_shape
-from watchdog.config.fields import BuildContext, Mark, build, marks_field, option
+from watchdog.config.fields import BuildContext, Mark, build, marks_field, option, suggest
 from watchdog.config.schema import LoadedRule, RuleFile, TargetConfig, VersionQuery
 from watchdog.config.yamlnodes import Node, parse_yaml
 from watchdog.errors import ConfigError, Problem, QueryError
 from watchdog.promql import parse
-from watchdog.rules.templating import PLACEHOLDER
+from watchdog.rules.templating import BUILTIN, PLACEHOLDER, names_in
 from watchdog.ruletest.expect import Expectation, ExpectSpec, expectation, resolve
 from watchdog.ruletest.notation import NotationError, parse_label_set, parse_series, parse_values
-from watchdog.ruletest.synthetic import InputSeries, ScriptedResult, query_pattern
+from watchdog.ruletest.synthetic import DEFAULT_ACTUATOR, DEFAULT_ALERTER, InputSeries, ScriptedResult, query_pattern
 from watchdog.samples import Labels
 
 # -- the YAML shape ---------------------------------------------------------------------------------
@@ -68,6 +68,7 @@ class CaseSpec:
     name: str = option("", help="shown in the output")
     interval: float | None = option(None, duration=True, help="spacing of input samples (default: evaluation_interval)")
     target: Node | None = option(None, help="version / versions, and target settings such as cooldown or mode")
+    targets: Node | None = option(None, help="per target of a multi-target rule file: the keys of 'target', over it")
     input_series: list[SeriesSpec] = option(default_factory=list, help="synthetic input, one entry per series")
     query_results: list[ResultSpec] = option(default_factory=list,
                                              help="answers of queries that are not PromQL (sql, http_json sources)")
@@ -93,7 +94,7 @@ class Case:
     series: list[InputSeries]
     results: list[ScriptedResult]
     targets: dict[str, TargetConfig]
-    versions: list[tuple[float, str]]
+    versions: dict[str, list[tuple[float, str]]]  # per target; no entry: the version is not known
     expect: list[Expectation]
 
 
@@ -244,8 +245,17 @@ def _case(spec: CaseSpec, index: int, file: FileSpec, rules: list[LoadedRule], c
         ctx.problem(spec.marks.get("@interval", spec.marks[""]), f"{where}.interval must be greater than 0")
     series = _series(spec, where, ctx)
     results = _results(spec, where, rules, ctx)
-    overrides, versions = _target(spec, where, ctx)
-    targets = {t: _target_config(overrides) for t in sorted({lr.target for lr in rules})}
+    names = sorted({lr.target for lr in rules})
+    common = _target(spec.target, f"{where}.target", ctx)
+    per_target = _per_target(spec, where, names, ctx)
+    targets: dict[str, TargetConfig] = {}
+    versions: dict[str, list[tuple[float, str]]] = {}
+    for name in names:
+        settings, changes = _merge(common, per_target.get(name))
+        targets[name] = _target_config(settings, name)
+        if changes:
+            versions[name] = changes
+    _check_placeholders(spec, where, rules, targets, versions, ctx)
     expect = [expectation(e, f"{where}.expect[{i}]", rules, ctx) for i, e in enumerate(spec.expect)]
     for before, after in zip(spec.expect, spec.expect[1:]):
         if after.at < before.at:
@@ -311,34 +321,105 @@ def _shift(mark: Mark | None, column: int) -> Mark:
     return (line, col + column) if line else (0, 0)
 
 
-def _target(spec: CaseSpec, where: str, ctx: BuildContext) -> tuple[TargetConfig | None, list[tuple[float, str]]]:
-    node = spec.target
+@dataclass(frozen=True)
+class _TargetSpec:
+    """What a test's `target` (or one entry of its `targets`) says."""
+
+    settings: TargetConfig | None
+    given: frozenset[str]  # the TargetConfig fields it sets
+    versions: list[tuple[float, str]] | None  # None: neither 'version' nor 'versions'
+
+
+_NO_TARGET = _TargetSpec(None, frozenset(), None)
+
+
+def _target(node: Node | None, where: str, ctx: BuildContext) -> _TargetSpec:
     if node is None:
-        return None, []
+        return _NO_TARGET
     if node.kind != "map":
-        ctx.problem(node, f"{where}.target: expected a mapping, got {node.describe()}")
-        return None, []
+        ctx.problem(node, f"{where}: expected a mapping, got {node.describe()}")
+        return _NO_TARGET
     ours = {f.name for f in dataclasses.fields(TargetVersion)} - {"marks"}
     mine = [(k, v) for k, v in node.value if k.value in ours]
     rest = [(k, v) for k, v in node.value if k.value not in ours]
     for k, _ in rest:
         if k.value in ("rollback", "alert"):
-            ctx.problem(k, f"{where}.target.{k.value}: set by the test runner (a recording actuator and alerter)")
+            ctx.problem(k, f"{where}.{k.value}: set by the test runner (a recording actuator and alerter)")
     rest = [(k, v) for k, v in rest if k.value not in ("rollback", "alert")]
-    version = build(TargetVersion, Node("map", mine, node.line, node.column), ctx, f"{where}.target")
-    settings = build(TargetConfig, Node("map", rest, node.line, node.column), ctx, f"{where}.target")
-    versions: list[tuple[float, str]] = []
-    if version is not None:
+    version = build(TargetVersion, Node("map", mine, node.line, node.column), ctx, where)
+    settings = build(TargetConfig, Node("map", rest, node.line, node.column), ctx, where)
+    versions: list[tuple[float, str]] | None = None
+    if version is not None and (version.version is not None or version.versions):
         if version.version is not None and version.versions:
-            ctx.problem(node, f"{where}.target: give either 'version' or 'versions', not both")
-        versions = [(0.0, version.version)] if version.version is not None else [(c.at, c.version) for c in version.versions]
-    return settings, sorted(versions)
+            ctx.problem(node, f"{where}: give either 'version' or 'versions', not both")
+        versions = sorted([(0.0, version.version)] if version.version is not None
+                          else [(c.at, c.version) for c in version.versions])
+    keys = {f.metadata.get("key") or f.name: f.name for f in dataclasses.fields(TargetConfig)}
+    given = frozenset(keys[k.value] for k, _ in rest if k.value in keys)
+    return _TargetSpec(settings, given, versions)
+
+
+def _per_target(spec: CaseSpec, where: str, names: list[str], ctx: BuildContext) -> dict[str, _TargetSpec]:
+    node = spec.targets
+    if node is None:
+        return {}
+    if node.kind != "map":
+        ctx.problem(node, f"{where}.targets: expected a mapping of target → settings, got {node.describe()}")
+        return {}
+    out: dict[str, _TargetSpec] = {}
+    for key, value in node.value:
+        name = str(key.value)
+        if name not in names:
+            hint = suggest(name, names) or f" (targets of the rule files: {', '.join(names) or 'none'})"
+            ctx.problem(key, f"{where}.targets: unknown target '{name}'{hint}")
+            continue
+        out[name] = _target(value, f"{where}.targets.{name}", ctx)
+    return out
+
+
+def _merge(common: _TargetSpec, own: _TargetSpec | None) -> tuple[TargetConfig | None, list[tuple[float, str]]]:
+    """A target's settings: those of `target`, with the keys its `targets` entry gives replaced."""
+    settings = common.settings
+    versions = common.versions
+    if own is not None:
+        if own.settings is not None:
+            base = settings if settings is not None else TargetConfig()
+            settings = dataclasses.replace(base, **{f: getattr(own.settings, f) for f in own.given})
+        if own.versions is not None:
+            versions = own.versions
+    return settings, versions or []
+
+
+def _check_placeholders(spec: CaseSpec, where: str, rules: list[LoadedRule], targets: dict[str, TargetConfig],
+                        versions: dict[str, list[tuple[float, str]]], ctx: BuildContext) -> None:
+    """Every {{placeholder}} of the rules must have a value in this test (as `validate` checks
+    against watchdog.yaml), or the engine would only ever see "no data"."""
+    at = spec.marks.get("targets") or spec.marks.get("target") or spec.marks[""]
+    reported: set[tuple[str, str]] = set()
+    for lr in rules:
+        queries = [c.query for c in lr.rule.conditions()]
+        if lr.rule.min_samples is not None and lr.rule.min_samples.query is not None:
+            queries.append(lr.rule.min_samples.query)
+        known = {*BUILTIN, *targets[lr.target].variables}
+        for name in sorted(set().union(*(names_in(q) for q in queries if q))):
+            if (lr.target, name) in reported:
+                continue
+            if name not in known:
+                reported.add((lr.target, name))
+                ctx.problem(at, f"{where}: rule '{lr.rule.name}' of target '{lr.target}' uses {{{{{name}}}}}, which has no "
+                                f"value here: give it in target.variables (or targets.{lr.target}.variables)")
+            elif name == "version" and not versions.get(lr.target):
+                reported.add((lr.target, name))
+                ctx.problem(at, f"{where}: rule '{lr.rule.name}' of target '{lr.target}' uses {{{{version}}}}: give the "
+                                "running version (target: {version: v2} or versions: [{at: 0s, version: v1}, ...])")
 
 
 VERSION_SOURCE = "ruletest-version"
 
 
-def _target_config(settings: TargetConfig | None) -> TargetConfig:
+def _target_config(settings: TargetConfig | None, name: str) -> TargetConfig:
+    """The target as the engine sees it: its running version is read from the synthetic
+    version source (the query is the target's name), rollbacks and alerts are recorded."""
     base = settings if settings is not None else TargetConfig()
-    return dataclasses.replace(base, version=VersionQuery(source=VERSION_SOURCE, query="version", label="version"),
-                               rollback=["rollback"], alert=["alerts"])
+    return dataclasses.replace(base, version=VersionQuery(source=VERSION_SOURCE, query=name, label="version"),
+                               rollback=[DEFAULT_ACTUATOR], alert=[DEFAULT_ALERTER])
