@@ -202,7 +202,7 @@ class Engine:
                 continue
             if state.phase is Phase.FIRING:
                 self._rejudge(key, state, version, now)
-            self.states[key] = reset_pending(self.states[key])
+            self.states[key] = replace(reset_pending(self.states[key]), insufficient_since=None, insufficient_alerted=False)
         hold = self.store.holds().get(target)
         ours = hold is not None and hold.decision_id is not None and self._rolled_back_to(hold.decision_id, version)
         if hold is not None and hold.version != version and not ours:
@@ -272,7 +272,13 @@ class Engine:
                                 f"window still holds data from before version {self.versions.get(lr.target)}")]
         remembered = self.states.get((lr.target, lr.rule.name, series_key(())))
         return judge_rule(lr.rule, Situation(self._fetch, now, self.variables(lr.target),
-                                             remembered.memory if remembered else None))
+                                             remembered.memory if remembered else None,
+                                             self._previous_seen_at(lr.target)))
+
+    def _previous_seen_at(self, target: str) -> float | None:
+        previous = self.previous_version(target)
+        record = next((v for v in self.store.versions(target) if v.version == previous), None) if previous else None
+        return record.last_seen if record is not None else None
 
     def _evaluate_rule(self, lr: LoadedRule, now: float, report: TickReport, upserts: dict[StateKey, str],
                        deletes: list[StateKey], rollbacks: list[tuple[StateKey, RollbackRequest]]) -> None:
@@ -450,7 +456,9 @@ class Engine:
         if pending is None:
             return
         series = [s for k, s in self.states.items() if k[:2] == (target, pending.rule)]
-        if series and all(s.phase is Phase.INACTIVE and s.outcome == "ok" for s in series):
+        # Recovered: nothing pending or firing, and judged healthy — or no longer judgeable
+        # against its baseline (after going back, the version rolled back from is the bad one).
+        if series and all(s.phase is Phase.INACTIVE and s.outcome in ("ok", "insufficient") for s in series):
             with self.store.transaction():
                 verification.finish(self.store, target)
                 hold = self.store.holds().get(target)
@@ -518,7 +526,7 @@ class Engine:
 
     def _alert_rule(self, lr: LoadedRule, verdict: Verdict, state: SeriesState, now: float, resolved: bool) -> None:
         rule = lr.rule
-        verb = "recovered" if resolved else ("fired: rolling back" if rule.action == "rollback" else "fired")
+        verb = "recovered" if resolved else "fired"
         self.alert(lr.target, Alert(
             status="resolved" if resolved else "firing", kind="rule",
             dedup_key=f"{lr.target}/{rule.name}/{series_key(verdict.labels)}", target=lr.target, rule=rule.name,

@@ -194,3 +194,44 @@ def test_rule_labels_and_runbook_travel_with_the_alert(tmp_path):
     (alert,) = h.alerts(kind="rule")
     assert alert.labels == {"team": "fraud-ml"} and alert.severity == "page"
     assert alert.runbook_url == "https://runbooks.example/accuracy"
+
+
+def test_the_previous_version_is_compared_as_it_was_when_it_last_ran(tmp_path):
+    # A full replacement: v1's series are gone once v2 serves, so the baseline is v1's value
+    # at the time v1 was last seen.
+    rule = """\
+- name: latency-vs-previous
+  source: model
+  query: mean_latency{version="{{version}}"}
+  compare: {baseline: previous_version, max_increase: 20%}
+  action: alert
+"""
+    h = Harness(tmp_path, rule)
+    h.version = "v1"
+    h.run_for(10)
+    switched = h.clock.now()
+    h.source.set('mean_latency{version="v1"}', lambda at: [series(0.100, version="v1")] if at < switched else None)
+    h.source.set('mean_latency{version="v2"}', [series(0.150, version="v2")])
+    h.version = "v2"
+    h.run_for(10)
+    (alert,) = h.alerts(kind="rule")
+    assert "vs baseline 0.1 (previous_version)" in alert.summary
+
+
+def test_a_sequential_test_on_a_windowed_query_is_rejected(tmp_path):
+    (tmp_path / "watchdog.yaml").write_text(
+        "rule_files: [rules.yaml]\nsources: {model: {type: scrape, url: 'http://127.0.0.1:9/metrics'}}\ntargets: {t: {}}\n")
+    (tmp_path / "rules.yaml").write_text(textwrap.dedent("""\
+        target: t
+        rules:
+          - name: seq
+            source: model
+            compare:
+              baseline: previous_version
+              test: sequential
+              errors: sum(increase(errors_total[10m]))
+              total: sum(requests_total)
+              min_effect: 50%
+        """))
+    with pytest.raises(ConfigError, match="compare.errors for the sequential test must be a cumulative counter"):
+        load(tmp_path / "watchdog.yaml")

@@ -196,11 +196,31 @@ def _check_loaded_rule(lr: LoadedRule, config: Config, sources: dict[str, Any], 
         if alerter not in config.alerters:
             problem(problems, file, rule.marks.get("alert"), f"{where}: unknown alerter '{alerter}'")
     values = {name: "x" for name in (*BUILTIN, *target.variables)}
+    _check_sequential_counters(rule, sources, file, values, problems)
     for c in rule.conditions():
         _check_query(sources, config, c.source or rule.source, c.query, file, c.marks, where, problems, values)
     if rule.min_samples is not None and rule.min_samples.query is not None:
         _check_query(sources, config, rule.source, rule.min_samples.query, file,
                      rule.min_samples.marks, f"{where}: min_samples", problems, values)
+
+
+def _check_sequential_counters(rule: Rule, sources: dict[str, Any], file: str, values: dict[str, str],
+                               problems: list[Problem]) -> None:
+    """The sequential test adds up what happened between evaluations: it needs cumulative
+    counters, not windowed `increase(...[10m])`, or it would count the same events again."""
+    c = rule.compare
+    source = sources.get(rule.source)
+    if c is None or c.test != "sequential" or source is None:
+        return
+    for key in ("errors", "total"):
+        query = getattr(c, key)
+        try:
+            window = source.window_of(render(query, values)) if query else 0.0
+        except (TemplateError, QueryError):
+            continue
+        if window > 0:
+            problem(problems, file, c.marks.get("@" + key), f'rule "{rule.name}": compare.{key} for the sequential test '
+                    "must be a cumulative counter (e.g. sum(requests_total{...})), not a windowed rate/increase")
 
 
 def _check_target(name: str, target: TargetConfig, config: Config, sources: dict[str, Any], cfg_file: str,

@@ -54,6 +54,7 @@ class Situation:
     now: float
     variables: Mapping[str, str | None]
     memory: str | None = None  # what the rule-level verdict remembered last time
+    previous_seen_at: float | None = None  # when the previous version was last seen running
 
 
 RULE_LEVEL: Labels = ()  # the key of verdicts about the rule as a whole (no series at all)
@@ -150,13 +151,14 @@ def _plain(condition: Condition) -> Condition:
 def _judge_against_baseline(compare: Compare, sample: Sample, where: str, baselines: dict[Labels, float] | str | None,
                             n: float | None) -> Verdict:
     value = sample.value
+    # The value itself is there; what is missing is something to compare it with (no previous
+    # version yet, no history that far back): not judged, rather than a no-data alarm.
     if isinstance(baselines, str) or baselines is None:
         reason = baselines or "no baseline"
-        outcome = Outcome.INSUFFICIENT if "no previous version" in reason else Outcome.NO_DATA
-        return Verdict(sample.labels, outcome, value, f"{where} = {value:.6g}; {reason}", n)
+        return Verdict(sample.labels, Outcome.INSUFFICIENT, value, f"{where} = {value:.6g}; {reason}", n)
     base = baselines.get(_unversioned(sample.labels)) if len(baselines) > 1 else next(iter(baselines.values()), None)
     if base is None or math.isnan(base):
-        return Verdict(sample.labels, Outcome.NO_DATA, value, f"{where} = {value:.6g}; baseline has no matching series", n)
+        return Verdict(sample.labels, Outcome.INSUFFICIENT, value, f"{where} = {value:.6g}; baseline has no matching series", n)
     breach, limit = _departs(compare, value, base)
     text = f"{where} = {value:.6g} vs baseline {base:.6g} ({compare.baseline}); limit {limit}"
     return Verdict(sample.labels, Outcome.BREACH if breach else Outcome.OK, value, text, n, base)
@@ -191,6 +193,11 @@ def _baselines(compare: Compare, source: str, query: str, situation: Situation) 
         return base
     variables, at = base
     result = fetch_rendered(situation, source, query, at, variables)
+    if not isinstance(result, WatchdogError) and not result.samples and compare.baseline == "previous_version" \
+            and situation.previous_seen_at is not None:
+        # The previous version no longer serves (a full replacement, not a canary): its
+        # series as they were when it last ran are the baseline.
+        result = fetch_rendered(situation, source, query, situation.previous_seen_at, variables)
     if isinstance(result, WatchdogError):
         return f"baseline unavailable: {result}"
     if not result.samples:

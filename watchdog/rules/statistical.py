@@ -152,7 +152,10 @@ def _sequential(rule: Rule, c: Compare, situation: Situation, current: stats.Cou
     the last cumulative counts) persist between evaluations in the verdict's `memory`."""
     memory: dict[str, Any] = json.loads(situation.memory) if situation.memory else {}
     version = situation.variables.get("version")
-    if memory.get("version") != version or "sprt" not in memory:
+    restart = memory.get("version") != version or "sprt" not in memory
+    if not restart and stats.SprtState.from_json(memory["sprt"]).blocked and baseline.total >= c.min_total:
+        restart = True  # the baseline was too small when the test started; it is big enough now
+    if restart:
         state = stats.sprt_start(baseline, min_effect=_relative(c.min_effect), confidence=c.confidence,
                                  power=c.power, min_baseline_total=c.min_total)
         last = [0.0, 0.0]
