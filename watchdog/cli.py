@@ -10,8 +10,6 @@ import argparse
 import json
 import logging
 import sys
-import time
-from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from watchdog import __version__

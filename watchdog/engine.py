@@ -16,8 +16,8 @@ from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.durations import parse_duration
-from watchdog.config.schema import LoadedRule, Rule, TargetConfig
-from watchdog.errors import QueryError, SourceError, WatchdogError
+from watchdog.config.schema import LoadedRule, TargetConfig
+from watchdog.errors import WatchdogError
 from watchdog.guards import Guards
 from watchdog.guards import Situation as GuardSituation
 from watchdog.guards import Outcome as GuardOutcome

@@ -22,7 +22,7 @@ from watchdog.config.loader import LoadedConfig
 from watchdog.config.schema import LoadedRule, Rule
 from watchdog.durations import format_duration
 from watchdog.engine import series_key
-from watchdog.errors import QueryError, SourceError, WatchdogError
+from watchdog.errors import WatchdogError
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, describe_threshold, judge_rule
 from watchdog.rules.state import Phase, SeriesState, step
 from watchdog.rules.templating import PLACEHOLDER, TemplateError, render, variables_for

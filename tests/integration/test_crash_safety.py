@@ -7,11 +7,9 @@ de-duplicates. The history tells the whole story and the target stays held.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sqlite3
 import sys
-import time
 
 import pytest
 import requests

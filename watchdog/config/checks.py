@@ -10,7 +10,7 @@ from typing import Any
 
 from watchdog import plugins
 from watchdog.config.fields import Mark, PluginSpec
-from watchdog.config.schema import Compare, Condition, Config, LoadedRule, Rule, TargetConfig
+from watchdog.config.schema import Compare, Config, LoadedRule, Rule, TargetConfig
 from watchdog.durations import parse_duration
 from watchdog.errors import PluginError, Problem, QueryError, WatchdogError
 from watchdog.rules.templating import BUILTIN, TemplateError, render

@@ -10,10 +10,10 @@ import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 from watchdog import plugins
-from watchdog.config.fields import BuildContext, Mark, PluginSpec, build, marks_field
+from watchdog.config.fields import BuildContext, Mark, build, marks_field
 from watchdog.config.schema import Config, LoadedRule, Rule
 from watchdog.config.yamlnodes import Node, parse_yaml
 from watchdog.config.checks import UnbuiltQuery, check_references, check_rule_shape, problem as _problem
@@ -50,7 +50,7 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> LoadedCo
     rules: list[LoadedRule] = []
     unbuilt: list[UnbuiltQuery] = []
     for file in files:
-        rules.extend(_load_rule_file(file, problems, unbuilt))
+        rules.extend(load_rule_file(file, problems, unbuilt))
     check_references(config, rules, str(path), problems, unbuilt)
     if problems:
         raise ConfigError(problems)
@@ -110,7 +110,9 @@ def _unbuilt_query(node: Node, file: str, index: int) -> UnbuiltQuery | None:
                          f'rule "{name.value if name else index}"')
 
 
-def _load_rule_file(file: Path, problems: list[Problem], unbuilt: list[UnbuiltQuery]) -> list[LoadedRule]:
+def load_rule_file(file: Path, problems: list[Problem], unbuilt: list[UnbuiltQuery] | None = None) -> list[LoadedRule]:
+    """One rule file's rules (one per target it names); problems are appended, never raised."""
+    unbuilt = [] if unbuilt is None else unbuilt
     text = _read(file, problems)
     if text is None:
         return []
@@ -147,10 +149,5 @@ class _RuleFileHead:
     targets: list[str] | None = None
     rules: list[Node] = field(default_factory=list)
     marks: dict[str, Mark] = marks_field()
-
-
-def _problem(problems: list[Problem], file: str, mark: Mark | None, message: str) -> None:
-    line, col = mark or (0, 0)
-    problems.append(Problem(file, line, col, message))
 
 

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from watchdog.config.checks import check_rule_shape
+from watchdog.config.loader import load_rule_file
 from watchdog.config.fields import BuildContext, Mark, build, marks_field, option, suggest
-from watchdog.config.schema import LoadedRule, RuleFile, TargetConfig, VersionQuery
+from watchdog.config.schema import LoadedRule, TargetConfig, VersionQuery
 from watchdog.config.yamlnodes import Node, parse_yaml
 from watchdog.errors import ConfigError, Problem, QueryError
 from watchdog.promql import parse
@@ -122,7 +122,7 @@ def load_test_file(path: Path | str) -> RuleTestFile:
     if spec is None:
         raise ConfigError(problems)
     files = _rule_files(path, spec, ctx)
-    rules = [lr for file in files for lr in _load_rules(file, problems)]
+    rules = [lr for file in files for lr in load_rule_file(file, problems)]
     _check_rules(rules, problems)
     # Cases are built one by one so that one broken case does not hide the others' problems.
     specs = [(i, build(CaseSpec, node, ctx, f"test file.tests[{i}]")) for i, node in enumerate(spec.tests)]
@@ -163,29 +163,6 @@ def _rule_files(path: Path, spec: FileSpec, ctx: BuildContext) -> list[Path]:
             ctx.problem(spec.marks.get("@rule_files", (0, 0)), f"rule_files: '{pattern}' matches no file")
         files.extend(m for m in matches if m not in files)
     return files
-
-
-def _load_rules(file: Path, problems: list[Problem]) -> list[LoadedRule]:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(str(file), 0, 0, f"cannot read rule file: {getattr(exc, 'strerror', None) or exc}"))
-        return []
-    root, syntax = parse_yaml(text, str(file))
-    problems.extend(syntax)
-    if root is None:
-        return []
-    ctx = BuildContext(str(file))
-    rule_file = build(RuleFile, root, ctx, "rule file")
-    problems.extend(ctx.problems)
-    if rule_file is None:
-        return []
-    targets = ([rule_file.target] if rule_file.target else []) + list(rule_file.targets or [])
-    if bool(rule_file.target) == bool(rule_file.targets):
-        _at(problems, str(file), rule_file.marks.get(""), "rule file: give either 'target: NAME' or 'targets: [NAME, ...]'")
-    for rule in rule_file.rules:
-        check_rule_shape(rule, str(file), problems)
-    return [LoadedRule(target=t, rule=rule, file=str(file)) for t in targets for rule in rule_file.rules]
 
 
 def _check_rules(rules: list[LoadedRule], problems: list[Problem]) -> None:
