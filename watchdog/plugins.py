@@ -44,6 +44,11 @@ _BUILTIN: dict[str, dict[str, str]] = {
     ALERTERS: {
         "webhook": "watchdog.alerters.webhook:WebhookAlerter",
         "log": "watchdog.alerters.log:LogAlerter",
+        "slack": "watchdog.alerters.slack:SlackAlerter",
+        "pagerduty": "watchdog.alerters.pagerduty:PagerDutyAlerter",
+        "opsgenie": "watchdog.alerters.opsgenie:OpsgenieAlerter",
+        "alertmanager": "watchdog.alerters.alertmanager:AlertmanagerAlerter",
+        "email": "watchdog.alerters.smtp:EmailAlerter",
     },
 }
 

@@ -1,0 +1,184 @@
+"""Email alerts over SMTP (`type: email`): one plain-text message per firing and per resolved event.
+
+The module is `smtp.py` because `watchdog/alerters/email.py` would shadow the standard
+library's `email` package inside this package.
+
+TLS is on by default and verified against the system's CAs (or `ca_file`): STARTTLS on port
+587, or implicit TLS with `ssl: true` (port 465). A password is never sent over a plain
+connection. Temporary failures (network errors, SMTP 4xx replies) are retried with backoff;
+permanent ones (5xx, failed login, TLS errors) fail at once with the server's reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+import ssl
+import threading
+from dataclasses import dataclass
+import email.policy
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+from watchdog import redact
+from watchdog.alerters import _common
+from watchdog.alerters.base import Alert, Alerter
+from watchdog.config.fields import option
+from watchdog.errors import AlerterError
+from watchdog.retrying import Interrupted, call_with_retries
+
+log = logging.getLogger(__name__)
+_MAX_WAIT = 30.0
+_SUBJECT_LIMIT = 200
+# Python folds a header longer than 78 characters right after "Subject:", which some readers
+# show as a leading space; our headers are short (RFC 5322 allows lines up to 998).
+_POLICY = email.policy.default.clone(max_line_length=998)
+
+
+@dataclass(frozen=True)
+class EmailOptions:
+    """Email over SMTP with STARTTLS (default) or implicit TLS; plain-text body with every alert field."""
+
+    host: str = option(help="SMTP server (relay or submission host)")
+    to: list[str] = option(help="recipient addresses")
+    from_: str = option(key="from", help="sender address (From:)")
+    port: int | None = option(None, help="SMTP port; default 587, or 465 with ssl: true")
+    starttls: bool = option(True, help="upgrade the connection with STARTTLS (ignored with ssl: true)")
+    ssl: bool = option(False, help="implicit TLS from the first byte (SMTPS, usually port 465)")
+    username: str | None = option(None, help="login name; needs password and TLS")
+    password: str | None = option(None, secret=True, help="login password; a secret, or password_file: PATH")
+    ca_file: str | None = option(None, help="PEM bundle of CAs trusted for this server instead of the system's")
+    subject_prefix: str = option("[model-watchdog]", help="put before every subject")
+    timeout: float = option(10.0, duration=True, help="timeout of each SMTP conversation step")
+    retries: int = option(3, help="attempts after the first on network errors and SMTP 4xx replies")
+    backoff: float = option(1.0, duration=True, help="first pause between attempts; doubles each time, up to 30s")
+
+
+class _Failure(Exception):
+    def __init__(self, message: str, retryable: bool):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class EmailAlerter(Alerter):
+    Options = EmailOptions
+
+    def __init__(self, name: str, options: EmailOptions):
+        if options.password:
+            redact.register_secret(options.password)
+        _check(options)
+        super().__init__(name, options)
+        self._port = options.port or (465 if options.ssl else 587)
+
+    def send(self, alert: Alert, stop: threading.Event) -> None:
+        message = self.message(alert)
+        shown = f"email alerter '{self.name}': SMTP {self.options.host}:{self._port}"
+        attempts = 0
+
+        def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            self._deliver(message)
+
+        try:
+            call_with_retries(attempt, attempts=self.options.retries + 1,
+                              initial_wait=self.options.backoff, max_wait=_MAX_WAIT, stop=stop, describe=shown,
+                              retry_on=lambda exc: isinstance(exc, _Failure) and exc.retryable)
+        except Interrupted as exc:
+            raise AlerterError(str(exc)) from None
+        except _Failure as exc:
+            tried = f" (gave up after {attempts} attempts)" if attempts > 1 else ""
+            raise AlerterError(f"{shown} failed: {exc}{tried}") from None
+
+    def message(self, alert: Alert) -> EmailMessage:
+        """The email for `alert`: subject line, headers, plain-text body."""
+        o = self.options
+        msg = EmailMessage(policy=_POLICY)
+        resolved = "RESOLVED: " if alert.status == "resolved" else ""
+        subject = f"{o.subject_prefix} {resolved}[{alert.severity.upper()}] {_common.where(alert)}: {alert.summary}"
+        msg["Subject"] = _common.truncate(_common.one_line(subject), _SUBJECT_LIMIT)
+        msg["From"] = o.from_
+        msg["To"] = ", ".join(o.to)
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = make_msgid(domain="model-watchdog")
+        msg["X-Model-Watchdog-Status"] = alert.status
+        msg["X-Model-Watchdog-Dedup-Key"] = _common.one_line(alert.dedup_key)
+        msg.set_content(body(alert))
+        return msg
+
+    def _deliver(self, message: EmailMessage) -> None:
+        o = self.options
+        context = ssl.create_default_context(cafile=o.ca_file)
+        try:
+            smtp: smtplib.SMTP = (smtplib.SMTP_SSL(o.host, self._port, timeout=o.timeout, context=context) if o.ssl
+                                  else smtplib.SMTP(o.host, self._port, timeout=o.timeout))
+            with smtp:
+                if o.starttls and not o.ssl:
+                    smtp.starttls(context=context)
+                if o.username and o.password:
+                    smtp.login(o.username, o.password)
+                refused = smtp.send_message(message)
+        except Exception as exc:  # every smtplib/ssl/socket error becomes one described failure
+            raise _classify(exc) from None
+        if refused:
+            log.warning("SMTP %s:%s refused some recipients: %s", o.host, self._port,
+                        redact.redact(", ".join(f"{rcpt} ({code})" for rcpt, (code, _) in refused.items())))
+
+
+def body(alert: Alert) -> str:
+    lines = [_common.title(alert), ""]
+    if alert.description:
+        lines += [alert.description, ""]
+    width = max(len(name) for name in _common.details(alert))
+    lines += [f"{name.ljust(width)}  {value}" for name, value in _common.details(alert).items()]
+    lines += ["", "-- ", "model-watchdog"]
+    return "\n".join(lines) + "\n"
+
+
+def _check(o: EmailOptions) -> None:
+    if not o.to:
+        raise ValueError("to must list at least one recipient")
+    if o.timeout <= 0:
+        raise ValueError("timeout must be greater than 0")
+    if o.retries < 0:
+        raise ValueError("retries must not be negative")
+    if bool(o.username) != bool(o.password):
+        raise ValueError("give both username and password (or password_file), or neither")
+    if o.password and not (o.ssl or o.starttls):
+        raise ValueError("refusing to send the password unencrypted: keep starttls: true or set ssl: true")
+    for name, value in (("from", o.from_), *(("to", t) for t in o.to)):
+        if "@" not in value or any(c in value for c in "\r\n"):
+            raise ValueError(f"{name}: {value!r} is not an email address")
+
+
+def _classify(exc: BaseException) -> _Failure:
+    """A failed attempt, described for people; temporary ones are retryable."""
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return _Failure(f"login refused: {_reply(exc)} (check username and password)", retryable=False)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return _Failure(f"{exc} (set starttls: false only for a server on a trusted network, or use ssl: true)",
+                        retryable=False)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        shown = ", ".join(f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in exc.recipients.items())
+        return _Failure(f"all recipients refused: {redact.redact(shown)}", retryable=all(400 <= c < 500 for c in codes))
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _Failure(f"server replied {_reply(exc)}", retryable=400 <= exc.smtp_code < 500)
+    if isinstance(exc, ssl.SSLError):
+        return _Failure(f"TLS error: {redact.redact(str(exc))}; if the server uses a private CA, set ca_file",
+                        retryable=False)
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return _Failure("timed out", retryable=True)
+    if isinstance(exc, (smtplib.SMTPException, OSError)):
+        return _Failure(f"{type(exc).__name__}: {redact.redact(str(exc))}", retryable=True)
+    return _Failure(f"{type(exc).__name__}: {redact.redact(str(exc))}", retryable=False)
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    return f"{exc.smtp_code} {_text(exc.smtp_error)}"
+
+
+def _text(raw: bytes | str) -> str:
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+    return redact.redact(" ".join(text.split()))
