@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 from watchdog.actuators.base import ActionContext, Actuator
 from watchdog.alerters.base import Alert, Alerter
-from watchdog.errors import PromQLError, QueryError, SourceError
-from watchdog.promql import Expr, SeriesStore, evaluate, parse
+from watchdog.errors import QueryError, SourceError
+from watchdog.promql import Expr, SeriesStore, parse
 from watchdog.rules.templating import PLACEHOLDER
 from watchdog.ruletest.notation import GAP, STALE, Value
 from watchdog.samples import Labels, Sample, format_labels
+from watchdog.sources.scrape import answer
 from watchdog.sources.base import QueryResult, Source
 
 
@@ -119,14 +120,7 @@ class SeriesSource(Source):
         scripted = self._scripted(query)
         if scripted:
             return self._answer(scripted, now)
-        expr = self._expr(query)
-        try:
-            samples = evaluate(expr, self.store, now)
-        except PromQLError as exc:
-            raise QueryError(f"source {self.name}: {exc.message}") from exc
-        window = expr.max_range()
-        warming = window > 0 and (self._first_sample is None or now - self._first_sample < window)
-        return QueryResult(samples=samples, warming_up=warming)
+        return answer(self.name, self._expr(query), self.store, now, self._first_sample)
 
 
     def _answer(self, scripted: list[ScriptedResult], now: float) -> QueryResult:

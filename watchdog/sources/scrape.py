@@ -108,15 +108,8 @@ class ScrapeSource(Source):
             return 0.0
 
     def query(self, query: str, now: float) -> QueryResult:
-        expr = self._expr(query)
-        try:
-            samples = evaluate(expr, self.store, now)
-        except PromQLError as exc:
-            raise QueryError(f"source {self.name}: {exc.message}") from exc
-        window = expr.max_range()
-        warming = window > 0 and (self._first_success is None or now - self._first_success < window)
         note = f"last scrape failed: {self._last_error}" if self._last_error else ""
-        return QueryResult(samples=samples, warming_up=warming, note=note)
+        return answer(self.name, self._expr(query), self.store, now, self._first_success, note)
 
     # -- scraping --------------------------------------------------------------------------------
 
@@ -241,3 +234,15 @@ def _samples(text: str) -> Any:
             if s.name.endswith(_SKIP_SUFFIXES):
                 continue
             yield Sample(labels_of({**s.labels, NAME: s.name}), float(s.value))
+
+
+def answer(name: str, expr: Expr, store: SeriesStore, now: float, data_since: float | None, note: str = "") -> QueryResult:
+    """Evaluate `expr` over samples we hold ourselves; the result is "warming up" while the
+    store has not yet held data for as long as the expression's longest window."""
+    try:
+        samples = evaluate(expr, store, now)
+    except PromQLError as exc:
+        raise QueryError(f"source {name}: {exc.message}") from exc
+    window = expr.max_range()
+    warming = window > 0 and (data_since is None or now - data_since < window)
+    return QueryResult(samples=samples, warming_up=warming, note=note)

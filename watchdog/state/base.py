@@ -33,7 +33,7 @@ import json
 import math
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from watchdog.errors import StateError
@@ -387,3 +387,42 @@ def dump_json(value: Any, what: str) -> str:
 
 def load_json(text: str | None) -> Any:
     return {} if text is None else json.loads(text)
+
+
+class ReleaseLedgerSQL:
+    """The release methods of `StateStore`, written once for both SQL stores.
+
+    Expects `transaction()`, `_exec`, `_one` and `_all` from the store, and `_P`, the
+    driver's placeholder (`?` for sqlite3, `%s` for psycopg)."""
+
+    _P = "?"
+
+    def record_release(self, release: Release) -> Release:
+        check_status(release.state, RELEASE_STATES, "release")
+        components = dump_json(release.components, "a release's components")
+        p = self._P
+        with self.transaction():  # type: ignore[attr-defined]
+            self._exec(  # type: ignore[attr-defined]
+                f"INSERT INTO releases (target, created_at, components, note, origin, state) "
+                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
+                (release.target, release.created_at, components, release.note, release.origin, release.state),
+            )
+            row = self._one(f"SELECT MAX(id) FROM releases WHERE target = {p}", (release.target,))  # type: ignore[attr-defined]
+        return replace(release, id=int(row[0]))
+
+    def releases(self, target: str, limit: int = 50) -> list[Release]:
+        p = self._P
+        rows = self._all(  # type: ignore[attr-defined]
+            f"SELECT id, target, created_at, components, note, origin, state FROM releases "
+            f"WHERE target = {p} ORDER BY id DESC LIMIT {p}",
+            (target, limit),
+        )
+        return [Release(int(r[0]), r[1], r[2], load_json(r[3]) or {}, r[4], r[5], r[6]) for r in rows]
+
+    def set_release_state(self, release_id: int, state: str) -> None:
+        check_status(state, RELEASE_STATES, "release")
+        p = self._P
+        with self.transaction():  # type: ignore[attr-defined]
+            if self._one(f"SELECT 1 FROM releases WHERE id = {p}", (release_id,)) is None:  # type: ignore[attr-defined]
+                raise StateError(f"release {release_id} does not exist")
+            self._exec(f"UPDATE releases SET state = {p} WHERE id = {p}", (state, release_id))  # type: ignore[attr-defined]

@@ -22,7 +22,6 @@ unnoticed. Faults become `StateError`s that name the database — never its pass
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import logging
 import math
@@ -47,8 +46,7 @@ from watchdog.state.base import (
     Decision,
     HistoryEvent,
     Hold,
-    RELEASE_STATES,
-    Release,
+    ReleaseLedgerSQL,
     Replica,
     RuleStateKey,
     StateStore,
@@ -57,7 +55,6 @@ from watchdog.state.base import (
     VersionRecord,
     check_status,
     dump_json,
-    load_json,
 )
 from watchdog.state.leases import lock_key
 
@@ -200,12 +197,14 @@ def _parse(dsn: str) -> tuple[str, dict[str, str]]:
     return shown, params
 
 
-class PostgresStateStore(StateStore):
+class PostgresStateStore(ReleaseLedgerSQL, StateStore):
     """A StateStore in a PostgreSQL database that several replicas may share.
 
     `statement_timeout` (seconds) cancels a statement that runs or waits for a lock longer;
     `connect_timeout` bounds opening a connection. Raises StateError.
     """
+
+    _P = "%s"
 
     def __init__(self, dsn: str, *, statement_timeout: float = 10.0, connect_timeout: float = 5.0):
         self.where, self._params = _parse(dsn)
@@ -742,36 +741,6 @@ class PostgresStateStore(StateStore):
         return [Replica(*row) for row in rows]
 
     # --- meta and lifecycle ---------------------------------------------------------------
-
-    # --- releases -------------------------------------------------------------------------
-
-    def record_release(self, release: Release) -> Release:
-        check_status(release.state, RELEASE_STATES, "release")
-        components = dump_json(release.components, "a release's components")
-        with self.transaction():
-            self._exec(
-                "INSERT INTO releases (target, created_at, components, note, origin, state) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                (release.target, release.created_at, components, release.note, release.origin, release.state),
-            )
-            row = self._one("SELECT MAX(id) FROM releases WHERE target = %s", (release.target,))
-        assert row is not None
-        return replace(release, id=int(row[0]))
-
-    def releases(self, target: str, limit: int = 50) -> list[Release]:
-        rows = self._all(
-            "SELECT id, target, created_at, components, note, origin, state FROM releases "
-            "WHERE target = %s ORDER BY id DESC LIMIT %s",
-            (target, limit),
-        )
-        return [Release(int(r[0]), r[1], r[2], load_json(r[3]) or {}, r[4], r[5], r[6]) for r in rows]
-
-    def set_release_state(self, release_id: int, state: str) -> None:
-        check_status(state, RELEASE_STATES, "release")
-        with self.transaction():
-            if self._one("SELECT 1 FROM releases WHERE id = %s", (release_id,)) is None:
-                raise StateError(f"release {release_id} does not exist")
-            self._exec("UPDATE releases SET state = %s WHERE id = %s", (state, release_id))
 
     def get_meta(self, key: str) -> str | None:
         row = self._one("SELECT value FROM meta WHERE key = %s", (key,))

@@ -19,7 +19,6 @@ Faults become `StateError`s that name the file and what to do; nothing is ever r
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import os
 import sqlite3
@@ -37,8 +36,7 @@ from watchdog.state.base import (
     Decision,
     HistoryEvent,
     Hold,
-    RELEASE_STATES,
-    Release,
+    ReleaseLedgerSQL,
     Replica,
     RuleStateKey,
     StateStore,
@@ -185,12 +183,14 @@ def _check_location(path: str) -> None:
         raise StateError(f"state file {path} is not readable and writable by this user")
 
 
-class SQLiteStateStore(StateStore):
+class SQLiteStateStore(ReleaseLedgerSQL, StateStore):
     """A StateStore in one SQLite file (`":memory:"` for throw-away stores in tests).
 
     `busy_timeout` is how many seconds to wait for another process's lock before
     raising StateError.
     """
+
+    _P = "?"
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0):
         self.path = path if path == ":memory:" else os.path.abspath(path)
@@ -605,36 +605,6 @@ class SQLiteStateStore(StateStore):
         return [Replica(*row) for row in rows]
 
     # --- meta and lifecycle -------------------------------------------------------------
-
-    # --- releases -------------------------------------------------------------------------
-
-    def record_release(self, release: Release) -> Release:
-        check_status(release.state, RELEASE_STATES, "release")
-        components = dump_json(release.components, "a release's components")
-        with self.transaction():
-            self._exec(
-                "INSERT INTO releases (target, created_at, components, note, origin, state) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (release.target, release.created_at, components, release.note, release.origin, release.state),
-            )
-            row = self._one("SELECT MAX(id) FROM releases WHERE target = ?", (release.target,))
-        assert row is not None
-        return replace(release, id=int(row[0]))
-
-    def releases(self, target: str, limit: int = 50) -> list[Release]:
-        rows = self._all(
-            "SELECT id, target, created_at, components, note, origin, state FROM releases "
-            "WHERE target = ? ORDER BY id DESC LIMIT ?",
-            (target, limit),
-        )
-        return [Release(int(r[0]), r[1], r[2], load_json(r[3]) or {}, r[4], r[5], r[6]) for r in rows]
-
-    def set_release_state(self, release_id: int, state: str) -> None:
-        check_status(state, RELEASE_STATES, "release")
-        with self.transaction():
-            if self._one("SELECT 1 FROM releases WHERE id = ?", (release_id,)) is None:
-                raise StateError(f"release {release_id} does not exist")
-            self._exec("UPDATE releases SET state = ? WHERE id = ?", (state, release_id))
 
     def get_meta(self, key: str) -> str | None:
         row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
