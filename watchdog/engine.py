@@ -15,7 +15,7 @@ from watchdog.actions import RollbackExecutor, RollbackRequest
 from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, rfc3339
 from watchdog.config.loader import LoadedConfig
-from watchdog.durations import parse_duration
+from watchdog.durations import format_duration, parse_duration
 from watchdog.config.schema import LoadedRule, TargetConfig
 from watchdog.errors import WatchdogError
 from watchdog.guards import Guards
@@ -355,8 +355,10 @@ class Engine:
                       event: Event, now: float) -> None:
         rule = lr.rule
         message = {
-            Event.PENDING: f"inactive → pending: {verdict.reason} (must hold for {rule.for_:g}s)",
-            Event.FIRED: f"→ firing: {verdict.reason}" + (f", held for {now - (prev.pending_since or now):g}s" if rule.for_ else ""),
+            Event.PENDING: f"inactive → pending: {verdict.reason}"
+                           + (f" (must hold for {format_duration(rule.for_)})" if rule.for_ else ""),
+            Event.FIRED: f"→ firing: {verdict.reason}"
+                         + (f", held for {format_duration(round(now - (prev.pending_since or now), 1))}" if rule.for_ else ""),
             Event.RESOLVED: f"firing → inactive: {verdict.reason}",
             Event.RESET: f"pending → inactive: {verdict.reason}",
             Event.NO_DATA_STARTED: f"no data: {verdict.reason}",
