@@ -29,6 +29,10 @@ def routes(daemon: "Daemon") -> list[Route]:
     def status(_: Request) -> Response:
         return Response(200, daemon.status())
 
+    def page(_: Request) -> Response:
+        from watchdog.statuspage import render
+        return Response(200, render(daemon.status()), "text/html; charset=utf-8")
+
     def history(req: Request) -> Response:
         events = daemon.store.history(target=req.query.get("target"), limit=int(req.query.get("limit", "50")))
         return Response(200, [{"id": e.id, "at": e.at, "target": e.target, "rule": e.rule, "series": e.series,
@@ -81,6 +85,7 @@ def routes(daemon: "Daemon") -> list[Route]:
         return Response(200 if ok else 422, {"reloaded": ok, "message": message})
 
     return [
+        Route("GET", "/", page),
         Route("GET", "/metrics", metrics),
         Route("GET", "/healthz", probe(daemon.health)),
         Route("GET", "/readyz", probe(daemon.ready)),

@@ -52,7 +52,7 @@ class Response:
         if isinstance(self.body, bytes):
             return self.body
         if isinstance(self.body, str):
-            return self.body.encode()
+            return redact(self.body).encode()
         return redact(json.dumps(self.body, indent=2, sort_keys=True, default=str)).encode()
 
 
