@@ -74,7 +74,7 @@ def record_decision(store: StateStore, request: RollbackRequest, now: float, *, 
         if awaiting_until is None:
             mark_bad(store, request.target, request.version, f"{request.rule}: {request.reason}")
         message = (f"rollback awaiting approval until {rfc3339(awaiting_until)}: {request.reason}" if awaiting_until
-                   else f"rollback decided{who}: {request.reason}; plan: {' → '.join(_describe(_step_of(e)) for e in request.plan)}")
+                   else f"rollback decided{who}: {request.reason}; plan: {' → '.join(_describe(step_of(e)) for e in request.plan)}")
         store.append(HistoryEvent(id=None, at=now, target=request.target, rule=request.rule, series=request.labels,
                                   kind="decision", message=message,
                                   data={"decision_id": decision_id, "value": request.value, "threshold": request.threshold,
@@ -113,7 +113,7 @@ class RollbackExecutor:
             raise WatchdogError(f"decision {decision_id} not found in the state store")
         context = _context_of(decision)
         done = {s.index for s in self._store.steps(decision_id) if s.status in ("succeeded", "skipped")}
-        steps = [_step_of(entry) for entry in decision.context["plan"]]
+        steps = [step_of(entry) for entry in decision.context["plan"]]
         for index, step in enumerate(steps):
             if index in done:
                 continue
@@ -121,7 +121,7 @@ class RollbackExecutor:
                 log.warning("rollback %s paused before step %d: this replica no longer owns %s; the new owner resumes it",
                             decision.id, index + 1, decision.target)
                 return "running"
-            if not self._run_step(decision, _step_context(context, step), index, step, clock):
+            if not self._run_step(decision, step_context(context, step), index, step, clock):
                 return self._store.get_decision(decision_id).status  # type: ignore[union-attr]
         shown = " → ".join(_describe(step) for step in steps)
         self._finish(decision, context, "succeeded", clock(), f"rollback completed: {shown}")
@@ -200,7 +200,7 @@ class RollbackExecutor:
 
     def _component_versions(self, decision: Decision) -> dict[str, str]:
         """Which version each component of a stack rollback is at, from the recorded steps."""
-        steps = [_step_of(e) for e in decision.context["plan"]]
+        steps = [step_of(e) for e in decision.context["plan"]]
         if not any("component" in s for s in steps):
             return {}
         outcome = {s.index: s for s in self._store.steps(decision.id)}
@@ -255,12 +255,12 @@ class RollbackExecutor:
                                         kind=kind, message=message, data=data))
 
 
-def _step_of(entry: str | dict[str, Any]) -> dict[str, Any]:
+def step_of(entry: str | dict[str, Any]) -> dict[str, Any]:
     """A plan entry: an actuator name (classic targets) or a stack step (component targets)."""
     return {"actuator": entry} if isinstance(entry, str) else dict(entry)
 
 
-def _step_context(context: ActionContext, step: dict[str, Any]) -> ActionContext:
+def step_context(context: ActionContext, step: dict[str, Any]) -> ActionContext:
     if "component" not in step:
         return context
     return replace(context, extra={**context.extra, "component": step["component"],

@@ -50,11 +50,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Callable[[a
     rel.add_argument("--component", action="append", default=[], metavar="NAME=VERSION", required=True,
                      help="a deployed component and its version; repeat for each")
     rel.add_argument("--note", default="")
+    drill = sub.add_parser("drill", parents=[common], help="rehearse a rollback: plan, guards and actuator reachability, "
+                                                          "without acting")
+    drill.add_argument("target")
+    drill.add_argument("--json", action="store_true")
     rels = sub.add_parser("releases", parents=[common], help="a target's releases: current, healthy, bad, unknown")
     rels.add_argument("target")
     rels.add_argument("--limit", type=int, default=20)
     rels.add_argument("--json", action="store_true")
-    return {"release": cmd_release, "releases": cmd_releases, "reload": cmd_reload, "pause": cmd_pause, "resume": cmd_resume, "approve": cmd_approve, "reject": cmd_reject,
+    return {"drill": cmd_drill, "release": cmd_release, "releases": cmd_releases, "reload": cmd_reload, "pause": cmd_pause, "resume": cmd_resume, "approve": cmd_approve, "reject": cmd_reject,
             "rollback": cmd_rollback, "versions": cmd_versions}
 
 
@@ -215,3 +219,32 @@ def cmd_releases(args: argparse.Namespace, out: Out, err: Out) -> int:
         state = f"current, {row['state']}" if row["current"] else row["state"]
         print(f"#{row['id']:<5} {state:<17} {row['recorded']}  {shown}  ({row['origin']}{': ' + row['note'] if row['note'] else ''})", file=out)
     return 0
+
+
+def cmd_drill(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.drill import run_drill
+    from watchdog.state import open_store
+    loaded = load(default_config_path(getattr(args, "config", None)))
+    store = open_store(loaded.state_path)
+    try:
+        drill = run_drill(loaded, store, args.target, time.time(), operator_name())
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(drill.as_json(), indent=2), file=out)
+        return 0 if drill.ready else 1
+    print(f"rollback drill for {drill.target} at {drill.at}: running {drill.version or 'unknown'}, "
+          f"would go to {drill.to or 'the previous version (unknown here)'}", file=out)
+    if drill.blocked:
+        print(f"  blocked: {drill.blocked}", file=out)
+    print(f"  guards now: {drill.guard}", file=out)
+    for i, step in enumerate(drill.steps, 1):
+        what = f"{step.component} {step.from_version or '?'}→{step.to_version} via {step.actuator}" if step.component \
+            else step.actuator
+        print(f"  step {i}: {what}", file=out)
+        print(f"    plan: {step.plan or '-'}", file=out)
+        print(f"    sees: {step.sees if step.sees is not None else 'cannot read the running version'}", file=out)
+        if step.problem:
+            print(f"    PROBLEM: {step.problem}", file=out)
+    print("ready: a rollback now would run these steps" if drill.ready else "NOT ready: fix the problems above", file=out)
+    return 0 if drill.ready else 1

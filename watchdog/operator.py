@@ -95,7 +95,7 @@ def reject(store: StateStore, decision_id: str, by: str, reason: str, now: float
     return Done(message, decision_id)
 
 
-def _stack_request(loaded: LoadedConfig, store: StateStore, request: RollbackRequest,
+def stack_request(loaded: LoadedConfig, store: StateStore, request: RollbackRequest,
                    to_version: str | None) -> RollbackRequest:
     from dataclasses import replace
 
@@ -151,7 +151,7 @@ def manual_rollback(loaded: LoadedConfig, store: StateStore, target: str, by: st
                               previous_version=previous, reason=f"manual rollback by {by}: {reason}",
                               severity="critical", plan=list(config.rollback), to_version=to_version, requested_by=by)
     if config.components:
-        request = _stack_request(loaded, store, request, to_version)
+        request = stack_request(loaded, store, request, to_version)
     if hold is not None:
         store.delete_hold(target)
     decision_id = record_decision(store, request, now)

@@ -1,0 +1,118 @@
+"""Rollback drills: what would a rollback of TARGET do right now — without doing it.
+
+Builds the same request a firing rule would (the previous version, or the stack plan back to
+the newest healthy release), runs the guards, and asks each actuator for its `plan` and for
+the version it sees running (`current_version`, a read-only call that also proves the
+actuator can reach what it controls). Nothing is written except one history entry, so
+drills are on the audit record too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from watchdog import plugins
+from watchdog.actions import RollbackRequest, step_context, step_of
+from watchdog.actuators.base import ActionContext
+from watchdog.clock import rfc3339
+from watchdog.config.loader import LoadedConfig
+from watchdog.guards import Guards, Situation
+from watchdog.redact import redact
+from watchdog.state.base import HistoryEvent, StateStore
+
+
+@dataclass
+class DrillStep:
+    actuator: str
+    plan: str
+    component: str | None = None
+    from_version: str | None = None
+    to_version: str | None = None
+    sees: str | None = None
+    problem: str = ""
+
+
+@dataclass
+class Drill:
+    target: str
+    at: str
+    version: str | None
+    to: str | None
+    guard: str
+    steps: list[DrillStep] = field(default_factory=list)
+    blocked: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return not self.blocked and not any(s.problem for s in self.steps)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ready": self.ready}
+
+
+def run_drill(loaded: LoadedConfig, store: StateStore, target: str, now: float, by: str) -> Drill:
+    from watchdog.operator import OperatorError, stack_request
+
+    if target not in loaded.config.targets:
+        raise OperatorError(f"unknown target '{target}' (targets: {', '.join(loaded.config.targets)})")
+    config = loaded.config.targets[target]
+    versions = store.versions(target)
+    current = versions[0].version if versions else None
+    previous = next((v.version for v in versions if v.version != current and not v.bad), None)
+    request = RollbackRequest(target=target, rule="drill", value=None, threshold={}, labels={}, version=current,
+                              previous_version=previous, reason=f"rollback drill by {by}", severity="info",
+                              plan=list(config.rollback))
+    drill = Drill(target=target, at=rfc3339(now), version=current, to=previous, guard="")
+    if config.components:
+        try:
+            request = stack_request(loaded, store, request, None)
+            drill.to = request.to_version
+        except OperatorError as exc:
+            drill.blocked = str(exc)
+            return _record(store, drill, now, by)
+    verdict = Guards(loaded.config, store).check(Situation(target=target, rule=None, now=now, version=current,
+                                                             to_version=request.to_version or previous,
+                                                             version_changed_at=None))
+    drill.guard = verdict.outcome.value + (f": {verdict.reason}" if verdict.reason else "")
+    hold = store.holds().get(target)
+    if hold is not None:
+        drill.guard += f"; held by decision {hold.decision_id} (an automatic rollback would not run)"
+    context = ActionContext(decision_id="drill", target=target, rule="drill", action="rollback", value=None,
+                            threshold={}, labels={}, version=current, previous_version=previous, fired_at=drill.at,
+                            reason=request.reason, extra={"from_version": current or "", "to_version": previous or ""})
+    for entry in request.plan:
+        drill.steps.append(_drill_step(loaded, step_of(entry), context))
+    return _record(store, drill, now, by)
+
+
+def _drill_step(loaded: LoadedConfig, step: dict[str, Any], context: ActionContext) -> DrillStep:
+    name = step["actuator"]
+    out = DrillStep(actuator=name, plan="", component=step.get("component"), from_version=step.get("from_version"),
+                    to_version=step.get("to_version") or context.previous_version)
+    spec = loaded.config.actuators.get(name)
+    if spec is None:
+        out.problem = f"actuator '{name}' is not configured"
+        return out
+    try:
+        actuator = plugins.create(plugins.ACTUATORS, spec)
+    except Exception as exc:  # a plugin refusing its options
+        out.problem = redact(f"cannot create actuator: {exc}")
+        return out
+    scoped = step_context(context, step)
+    try:
+        out.plan = redact(actuator.plan(scoped))
+        out.sees = actuator.current_version(scoped)
+    except Exception as exc:  # unreachable API, missing credentials, ...: exactly what a drill is for
+        out.problem = redact(f"{type(exc).__name__}: {exc}")
+    finally:
+        actuator.close()
+    return out
+
+
+def _record(store: StateStore, drill: Drill, now: float, by: str) -> Drill:
+    outcome = "ready" if drill.ready else f"NOT ready: {drill.blocked or '; '.join(s.problem for s in drill.steps if s.problem)}"
+    store.append(HistoryEvent(None, now, drill.target, None, {}, "drill",
+                              f"rollback drill by {by}: {outcome}; guards: {drill.guard or '-'}",
+                              {"drill": drill.as_json()}))
+    return drill
