@@ -87,7 +87,7 @@ def test_a_breach_shorter_than_for_never_fires(seq, for_):
     # Warming up and up to `error_limit` consecutive no-data verdicts neither prove nor
     # disprove a breach, so they continue a run; anything else ends it.
     r = rule(for_=for_)
-    state, events = SeriesState(), []
+    state = SeriesState()
     run_start = None
     gaps = 0
     for i, o in enumerate(seq):
