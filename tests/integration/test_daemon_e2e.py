@@ -177,3 +177,14 @@ def test_validate_reports_broken_files_by_line(tmp_path, daemon_factory):
     assert f"{rules}:5:" in result.stderr and "range vector" in result.stderr
     good = daemon_factory()
     assert good.cli("validate").returncode == 0
+
+
+def test_a_manual_rollback_is_carried_out_by_the_running_daemon(daemon_factory, model):
+    daemon = daemon_factory().start()
+    time.sleep(2)
+    result = daemon.cli("rollback", "fraud-model", "--to", "v1", "--reason", "customer reports", "--wait", "30")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "succeeded" in result.stdout
+    (call,) = rollback_calls(model)
+    assert call["body"]["previous_version"] in (None, "v1") and call["effective"]
+    assert "manual rollback by" in call["body"]["reason"]
