@@ -43,6 +43,7 @@ class RollbackRequest:
     requested_by: str | None = None  # the operator of a manual rollback; None when a rule fired
     stack: dict[str, Any] | None = None  # stack rollbacks: {"from_release", "to_release", "from_components"}
     depth: int = 1  # 2 when a rollback that did not restore health is followed by another (max_depth)
+    breach_started_at: float | None = None  # the first breaching evaluation (time to detect / to recover)
 
 
 AWAITING = "awaiting_approval"
@@ -63,7 +64,8 @@ def record_decision(store: StateStore, request: RollbackRequest, now: float, *, 
         extra={"from_version": request.version or "", "to_version": to_version or ""})
     details = {"context": context.as_json(), "plan": request.plan, "severity": request.severity,
                "requested_by": request.requested_by, AWAITING: awaiting_until is not None,
-               "approve_by": awaiting_until, "depth": request.depth, **(request.stack or {})}
+               "approve_by": awaiting_until, "depth": request.depth, "breach_started_at": request.breach_started_at,
+               **(request.stack or {})}
     decision = Decision(id=decision_id, target=request.target, rule=request.rule, action="rollback",
                         created_at=now, context=details, status="pending" if awaiting_until else "running")
     who = f" by {request.requested_by}" if request.requested_by else ""
@@ -190,6 +192,9 @@ class RollbackExecutor:
             self._history(now, decision.target, decision.rule, context.labels, "decision", message,
                           {"decision_id": decision.id, "status": status, "components": components or None})
             self.on_finish(decision, status, now)
+        self._metrics.decisions.labels(decision.target, status).inc()
+        if status == "succeeded":
+            self._metrics.time_to_act.labels(decision.target).observe(max(0.0, now - decision.created_at))
         log.log(logging.INFO if status == "succeeded" else logging.ERROR, "%s: %s", decision.target, message)
         severity = "critical" if status != "succeeded" else decision.context.get("severity", "critical")
         self._alert(decision.target, Alert(
@@ -244,6 +249,7 @@ class RollbackExecutor:
             if hold is not None and hold.decision_id == decision.id:
                 self._store.delete_hold(decision.target)
             self._history(now, decision.target, decision.rule, {}, "decision", message, {"decision_id": decision.id})
+        self._metrics.decisions.labels(decision.target, "skipped").inc()
         self._alert(decision.target, Alert(
             status="firing", kind="approval_timeout", dedup_key=f"{decision.target}/approval/{decision.id}",
             target=decision.target, rule=decision.rule, severity="critical",

@@ -45,6 +45,8 @@ class Daemon:
         self.last_error = ""
         self._install(loaded)
         self.metrics.config_last_reload_success.set(1)
+        from watchdog.drill import DrillMetrics
+        self._drills = DrillMetrics(self.store, self.metrics)
 
     def _install(self, loaded: LoadedConfig) -> None:
         """Build every plugin and the engine for `loaded` (at start and on reload)."""
@@ -147,6 +149,10 @@ class Daemon:
                 log.exception("evaluation at %s failed: %s", rfc3339(now), self.last_error)
                 return None
             self.last_tick, self.last_report, self.last_error = now, report, ""
+            try:
+                self._drills.refresh()
+            except StateError as exc:  # not worth failing a tick over
+                log.warning("cannot read rollback drills from the state store: %s", exc)
             return report
 
     # -- health -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from watchdog.actuators.base import ActionContext
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.guards import Guards, Situation
+from watchdog.metrics import DaemonMetrics
 from watchdog.redact import redact
 from watchdog.state.base import HistoryEvent, StateStore
 
@@ -108,6 +109,26 @@ def _drill_step(loaded: LoadedConfig, step: dict[str, Any], context: ActionConte
     finally:
         actuator.close()
     return out
+
+
+class DrillMetrics:
+    """Drills on /metrics (`model_watchdog_drill_ready`, `..._drill_last_success_timestamp_seconds`),
+    read back from the history: whoever ran them (the CLI, another replica) recorded them there."""
+
+    def __init__(self, store: StateStore, metrics: DaemonMetrics):
+        self._store = store
+        self._metrics = metrics
+        self._seen: int | None = None
+
+    def refresh(self) -> None:
+        """Export the drills recorded since the last call, oldest first (the newest wins)."""
+        events = self._store.history(kinds=["drill"], since_id=self._seen, limit=1000)
+        for event in sorted(events, key=lambda e: e.id or 0):
+            ready = bool((event.data.get("drill") or {}).get("ready"))
+            self._metrics.drill_ready.labels(event.target).set(1 if ready else 0)
+            if ready:
+                self._metrics.drill_last_success.labels(event.target).set(event.at)
+            self._seen = max(self._seen or 0, event.id or 0)
 
 
 def _record(store: StateStore, drill: Drill, now: float, by: str) -> Drill:

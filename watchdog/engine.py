@@ -298,7 +298,7 @@ class Engine(Lifecycle):
             target=lr.target, rule=lr.rule.name, value=verdict.value, threshold=lr.rule.threshold(),
             labels=dict(verdict.labels), version=self.versions.get(lr.target),
             previous_version=self.previous_version(lr.target), reason=verdict.reason,
-            severity=lr.rule.severity, plan=list(target.rollback))
+            severity=lr.rule.severity, plan=list(target.rollback), breach_started_at=state.pending_since)
 
     def _rollback(self, key: StateKey, request: RollbackRequest, now: float, report: TickReport) -> None:
         hold = self.store.holds().get(request.target)
@@ -326,6 +326,8 @@ class Engine(Lifecycle):
         awaiting = now + self.loaded.config.targets[request.target].approve_timeout \
             if verdict.outcome is GuardOutcome.AWAIT_APPROVAL else None
         decision_id = self.executor.decide(request, now, awaiting_until=awaiting)
+        if request.depth == 1 and request.breach_started_at is not None:
+            self.metrics.time_to_detect.labels(request.target).observe(max(0.0, now - request.breach_started_at))
         if request.stack is not None and awaiting is None:
             self.store.set_release_state(request.stack["from_release"], "bad")
         self.metrics.target_held.labels(request.target).set(1)
@@ -346,6 +348,7 @@ class Engine(Lifecycle):
 
     def _not_acting(self, request: RollbackRequest, outcome: GuardOutcome, reason: str, now: float) -> None:
         kind = "shadow" if outcome is GuardOutcome.SHADOW else "blocked"
+        self.metrics.decisions.labels(request.target, kind).inc()
         message = f"{reason}: {request.reason}" if kind == "shadow" else f"rollback blocked: {reason}"
         self._history(now, request.target, request.rule, request.labels, "decision", message,
                       {"guard": kind, "value": request.value, "threshold": request.threshold,

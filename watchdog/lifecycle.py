@@ -144,6 +144,7 @@ class Lifecycle:
         # Recovered: nothing pending or firing, and judged healthy — or no longer judgeable
         # against its baseline (after going back, the version rolled back from is the bad one).
         if series and all(s.phase is Phase.INACTIVE and s.outcome in ("ok", "insufficient") for s in series):
+            self._observe_recovery(target, pending.decision_id, now)
             with self.store.transaction():
                 verification.finish(self.store, target)
                 hold = self.store.holds().get(target)
@@ -162,6 +163,12 @@ class Lifecycle:
         if now < pending.until:
             return
         self._escalate(target, pending, now, report)
+
+    def _observe_recovery(self: Engine, target: str, decision_id: str, now: float) -> None:
+        decision = self.store.get_decision(decision_id)
+        started = decision.context.get("breach_started_at") if decision is not None else None
+        if started is not None:
+            self.metrics.time_to_recover.labels(target).observe(max(0.0, now - started))
 
     def _escalate(self: Engine, target: str, pending: verification.Verification, now: float, report: TickReport) -> None:
         config = self.loaded.config.targets[target]

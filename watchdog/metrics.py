@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PHASES = ("inactive", "pending", "firing")
+# Incident timings run from seconds (detection at a short interval) to hours (a slow recovery).
+INCIDENT_BUCKETS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
 
 class DaemonMetrics:
@@ -42,6 +44,24 @@ class DaemonMetrics:
         self.source_query_duration = Histogram(
             "model_watchdog_source_query_duration_seconds", "Time one source query took, retries included",
             ["source"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        # Rollback decisions by how they ended: succeeded, failed, skipped (approval expired),
+        # or were never carried out: blocked (a guard), shadow (the rule or target is in shadow mode).
+        self.decisions = Counter("model_watchdog_decisions", "Rollback decisions by outcome",
+                                 ["target", "outcome"], registry=r)
+        self.time_to_detect = Histogram(
+            "model_watchdog_time_to_detect_seconds", "From the first breaching evaluation to the rollback decision",
+            ["target"], buckets=INCIDENT_BUCKETS, registry=r)
+        self.time_to_act = Histogram(
+            "model_watchdog_time_to_act_seconds", "From the rollback decision to its last step done",
+            ["target"], buckets=INCIDENT_BUCKETS, registry=r)
+        self.time_to_recover = Histogram(
+            "model_watchdog_time_to_recover_seconds", "From the first breaching evaluation to the rule recovering after the rollback",
+            ["target"], buckets=INCIDENT_BUCKETS, registry=r)
+        # Rollback drills (`model-watchdog drill`) are read back from the history, whoever ran them.
+        self.drill_ready = Gauge("model_watchdog_drill_ready", "1 if the latest rollback drill found the target ready, 0 if not",
+                                 ["target"], registry=r)
+        self.drill_last_success = Gauge("model_watchdog_drill_last_success_timestamp_seconds",
+                                        "Time of the latest rollback drill that found the target ready", ["target"], registry=r)
 
     def set_phase(self, target: str, rule: str, series: str, phase: str) -> None:
         for p in PHASES:

@@ -1,0 +1,89 @@
+"""The daemon's incident metrics: time to detect / act / recover, decisions by outcome, and
+rollback drills — on the production engine with a fake clock (10 s ticks)."""
+
+from __future__ import annotations
+
+from watchdog.clock import FakeClock
+from watchdog.drill import DrillMetrics, run_drill
+from watchdog.metrics import DaemonMetrics
+from watchdog.state.base import HistoryEvent
+
+from tests.harness import Harness
+from tests.test_engine import ERROR_RULE
+
+TARGET = {"target": "fraud-model"}
+
+
+def sample(h: Harness, name: str, labels: dict[str, str] = TARGET) -> float | None:
+    return h.metrics.registry.get_sample_value(name, labels)
+
+
+def test_a_rollback_observes_time_to_detect_act_and_recover(tmp_path):
+    h = Harness(tmp_path, ERROR_RULE)
+    h.source.set("error_ratio", 0.01)
+    h.run_for(30)
+    breach_start = h.clock.now()
+    h.source.set("error_ratio", 0.20)
+    h.run_for(40)  # pending at the first breach, fired and rolled back 30 s later (`for: 30s`)
+    assert h.rollbacks() == 1
+    assert sample(h, "model_watchdog_time_to_detect_seconds_count") == 1
+    assert sample(h, "model_watchdog_time_to_detect_seconds_sum") == 30
+    # The fake actuators finish at once, in the tick that decided.
+    assert sample(h, "model_watchdog_time_to_act_seconds_count") == 1
+    assert sample(h, "model_watchdog_time_to_act_seconds_sum") == 0
+    assert sample(h, "model_watchdog_decisions_total", {**TARGET, "outcome": "succeeded"}) == 1
+    assert sample(h, "model_watchdog_time_to_recover_seconds_count") in (None, 0)
+
+    h.version = "v1"  # the rollback took effect, and the errors are gone
+    h.source.set("error_ratio", 0.01)
+    h.run_for(60)
+    restored = [e for e in h.store.history("fraud-model", limit=200) if "restored health" in e.message]
+    assert len(restored) == 1
+    assert sample(h, "model_watchdog_time_to_recover_seconds_count") == 1
+    assert sample(h, "model_watchdog_time_to_recover_seconds_sum") == restored[0].at - breach_start
+    # Buckets: the 30 s detection is in le=30, not in le=15.
+    assert sample(h, "model_watchdog_time_to_detect_seconds_bucket", {**TARGET, "le": "30.0"}) == 1
+    assert sample(h, "model_watchdog_time_to_detect_seconds_bucket", {**TARGET, "le": "15.0"}) == 0
+
+
+def test_a_failed_rollback_counts_as_a_failed_decision_and_not_as_acted(tmp_path):
+    h = Harness(tmp_path, ERROR_RULE)
+    h.actuators["first"].failures = 5
+    h.source.set("error_ratio", 0.20)
+    h.run_for(60)
+    assert sample(h, "model_watchdog_decisions_total", {**TARGET, "outcome": "failed"}) == 1
+    assert sample(h, "model_watchdog_decisions_total", {**TARGET, "outcome": "succeeded"}) is None
+    assert sample(h, "model_watchdog_time_to_act_seconds_count") in (None, 0)
+    assert sample(h, "model_watchdog_time_to_detect_seconds_count") == 1
+
+
+def test_a_shadow_rule_counts_a_shadow_decision(tmp_path):
+    h = Harness(tmp_path, ERROR_RULE + "  mode: shadow\n")
+    h.source.set("error_ratio", 0.20)
+    h.run_for(60)
+    assert h.rollbacks() == 0
+    assert sample(h, "model_watchdog_decisions_total", {**TARGET, "outcome": "shadow"}) == 1
+
+
+def test_drills_recorded_in_the_history_are_exported_newest_last(tmp_path):
+    h = Harness(tmp_path, ERROR_RULE)
+    metrics = DaemonMetrics()
+    drills = DrillMetrics(h.store, metrics)
+    drills.refresh()
+    assert metrics.registry.get_sample_value("model_watchdog_drill_ready", TARGET) is None
+
+    clock = FakeClock()
+    first = run_drill(h.loaded, h.store, "fraud-model", clock.now(), "alice")  # fake actuators: reachable
+    assert first.ready
+    drills.refresh()
+    assert metrics.registry.get_sample_value("model_watchdog_drill_ready", TARGET) == 1
+    assert metrics.registry.get_sample_value("model_watchdog_drill_last_success_timestamp_seconds", TARGET) == clock.now()
+
+    # A later failed drill (recorded by another process): ready drops, the last success stays.
+    h.store.append(HistoryEvent(None, clock.now() + 60, "fraud-model", None, {}, "drill", "rollback drill by bob: NOT ready",
+                                {"drill": {"ready": False}}))
+    drills.refresh()
+    assert metrics.registry.get_sample_value("model_watchdog_drill_ready", TARGET) == 0
+    assert metrics.registry.get_sample_value("model_watchdog_drill_last_success_timestamp_seconds", TARGET) == clock.now()
+    drills.refresh()  # nothing new: nothing changes
+    assert metrics.registry.get_sample_value("model_watchdog_drill_ready", TARGET) == 0
