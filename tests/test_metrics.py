@@ -87,3 +87,20 @@ def test_drills_recorded_in_the_history_are_exported_newest_last(tmp_path):
     assert metrics.registry.get_sample_value("model_watchdog_drill_last_success_timestamp_seconds", TARGET) == clock.now()
     drills.refresh()  # nothing new: nothing changes
     assert metrics.registry.get_sample_value("model_watchdog_drill_ready", TARGET) == 0
+
+
+def test_rule_values_are_exported_next_to_their_thresholds(tmp_path):
+    h = Harness(tmp_path, ERROR_RULE + """\
+- name: throughput
+  source: model
+  query: requests_per_second
+  below: 10
+""")
+    h.source.set("error_ratio", 0.02)
+    h.source.set("requests_per_second", 50)
+    h.run_for(10)
+    rule = {**TARGET, "rule": "error-rate"}
+    assert sample(h, "model_watchdog_rule_value", {**rule, "series": "{}"}) == 0.02
+    assert sample(h, "model_watchdog_rule_threshold", {**rule, "bound": "above"}) == 0.05
+    assert sample(h, "model_watchdog_rule_threshold", {**rule, "bound": "below"}) is None
+    assert sample(h, "model_watchdog_rule_threshold", {**TARGET, "rule": "throughput", "bound": "below"}) == 10

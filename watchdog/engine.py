@@ -242,6 +242,8 @@ class Engine(Lifecycle):
     def _export(self, lr: LoadedRule, labels: Labels, state: SeriesState) -> None:
         shown = format_labels(labels)
         self.metrics.set_phase(lr.target, lr.rule.name, shown, state.phase.value)
+        for bound, threshold in lr.rule.threshold().items():
+            self.metrics.rule_threshold.labels(lr.target, lr.rule.name, bound).set(threshold)
         if state.value is not None:
             self.metrics.rule_value.labels(lr.target, lr.rule.name, shown).set(state.value)
 

@@ -20,6 +20,8 @@ class DaemonMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
         self.rule_value = Gauge("model_watchdog_rule_value", "Last value of a rule per series",
                                 ["target", "rule", "series"], registry=r)
+        self.rule_threshold = Gauge("model_watchdog_rule_threshold", "A rule's threshold, per bound (above, below)",
+                                    ["target", "rule", "bound"], registry=r)
         self.rule_state = Gauge("model_watchdog_rule_state", "1 for the rule's current phase per series",
                                 ["target", "rule", "series", "state"], registry=r)
         self.rule_outcomes = Counter("model_watchdog_rule_outcomes", "Verdicts by outcome",
