@@ -9,8 +9,9 @@ Credentials, in this order:
 
 From a kubeconfig: the cluster's `server`, `certificate-authority(-data)` and
 `insecure-skip-tls-verify`, the user's `token`/`tokenFile` and `client-certificate(-data)`/
-`client-key(-data)`. `exec` and `auth-provider` credential plugins are not supported (use a
-service-account token). TLS is verified (against the cluster CA, else the system's CAs)
+`client-key(-data)`. A user with an `exec` or `auth-provider` credential plugin (EKS, GKE, AKS,
+OIDC) is handed to the official `kubernetes` client's loader when that extra is installed
+(`k8s_official`); otherwise the error names the extra to install. TLS is verified (against the cluster CA, else the system's CAs)
 unless the kubeconfig itself says `insecure-skip-tls-verify: true`.
 
 Errors are `KubeApiError` (an `ActuatorError`) carrying the HTTP status and the API
@@ -28,13 +29,13 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import quote
 
 import yaml
 
 from watchdog import redact
-from watchdog.actuators import rest
+from watchdog.actuators import k8s_official, rest
 from watchdog.errors import ActuatorError
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class Credentials:
     ca_file: str | None = None
     client_cert: tuple[str, str] | None = None
     insecure: bool = False
+    # The Authorization header's value, asked for each request (credential plugins: k8s_official).
+    authorization: Callable[[], str | None] | None = None
 
 
 def load_credentials(kubeconfig: str | None = None, context: str | None = None,
@@ -128,9 +131,9 @@ def from_kubeconfig(path: Path, context: str | None) -> Credentials:
     user = _named(config, "users", "user", ctx.get("user"), path) if ctx.get("user") else {}
     if not cluster.get("server"):
         raise ActuatorError(f"kubeconfig {path}: cluster {ctx.get('cluster')!r} has no server")
-    if user.get("exec") or user.get("auth-provider"):
-        raise ActuatorError(f"kubeconfig {path}: user {ctx.get('user')!r} uses an exec/auth-provider credential "
-                            "plugin, which model-watchdog does not run; give it a service-account token instead")
+    plugin = k8s_official.needs_plugin(user)
+    if plugin is not None:
+        return k8s_official.credentials(path, name, str(ctx.get("user")), plugin, str(ctx.get("namespace") or "default"))
     base = path.parent
     files = _MaterialFiles.shared()
     token = user.get("token")
@@ -239,6 +242,9 @@ class KubeClient:
         raise self._error(answer, method, path, access, what)
 
     def _auth(self) -> dict[str, str]:
+        if self.credentials.authorization is not None:
+            value = self.credentials.authorization()
+            return {"Authorization": value} if value else {}
         token = self.credentials.token
         if self.credentials.token_file:
             try:
