@@ -104,3 +104,39 @@ def test_rule_values_are_exported_next_to_their_thresholds(tmp_path):
     assert sample(h, "model_watchdog_rule_threshold", {**rule, "bound": "above"}) == 0.05
     assert sample(h, "model_watchdog_rule_threshold", {**rule, "bound": "below"}) is None
     assert sample(h, "model_watchdog_rule_threshold", {**TARGET, "rule": "throughput", "bound": "below"}) == 10
+
+
+DAEMON_CONFIG = """\
+interval: 10s
+state: state.db
+listen: 127.0.0.1:0
+sources:
+  model: {type: scrape, url: "http://127.0.0.1:9/metrics"}
+actuators:
+  hook: {type: webhook, url: "http://127.0.0.1:9/rollback"}
+targets:
+  fraud-model: {rollback: [hook]}
+  churn-model: {rollback: [hook]}
+"""
+
+
+def test_held_targets_are_exported_from_the_store_after_a_restart_and_a_resume_elsewhere(tmp_path):
+    from watchdog.config.loader import load
+    from watchdog.daemon import Daemon
+    from watchdog.state.base import Hold
+    from watchdog.state.sqlite import SQLiteStateStore
+
+    (tmp_path / "watchdog.yaml").write_text(DAEMON_CONFIG)
+    with SQLiteStateStore(str(tmp_path / "state.db")) as store:  # an earlier run held fraud-model
+        store.put_hold(Hold("fraud-model", 1000.0, "dec-1", "v2", "rollback dec-1 (error-rate)"))
+    daemon = Daemon(load(tmp_path / "watchdog.yaml"), clock=FakeClock())
+    try:
+        daemon.run_once()
+        held = daemon.metrics.registry.get_sample_value
+        assert held("model_watchdog_target_held", {"target": "fraud-model"}) == 1
+        assert held("model_watchdog_target_held", {"target": "churn-model"}) == 0
+        daemon.store.delete_hold("fraud-model")  # `model-watchdog resume` from the CLI, or another replica
+        daemon.run_once()
+        assert held("model_watchdog_target_held", {"target": "fraud-model"}) == 0
+    finally:
+        daemon.close()

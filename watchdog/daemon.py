@@ -149,11 +149,19 @@ class Daemon:
                 log.exception("evaluation at %s failed: %s", rfc3339(now), self.last_error)
                 return None
             self.last_tick, self.last_report, self.last_error = now, report, ""
-            try:
-                self._drills.refresh()
-            except StateError as exc:  # not worth failing a tick over
-                log.warning("cannot read rollback drills from the state store: %s", exc)
+            self._export_shared_state()
             return report
+
+    def _export_shared_state(self) -> None:
+        """Holds and drills on /metrics as the state store has them: a restart, another
+        replica or the CLI may have changed them since this process last did."""
+        try:
+            held = self.store.holds()
+            for target in self.loaded.config.targets:
+                self.metrics.target_held.labels(target).set(1 if target in held else 0)
+            self._drills.refresh()
+        except StateError as exc:  # not worth failing a tick over
+            log.warning("cannot read holds and drills from the state store: %s", exc)
 
     # -- health -------------------------------------------------------------------------------------
 
