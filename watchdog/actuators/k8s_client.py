@@ -133,7 +133,10 @@ def from_kubeconfig(path: Path, context: str | None) -> Credentials:
         raise ActuatorError(f"kubeconfig {path}: cluster {ctx.get('cluster')!r} has no server")
     plugin = k8s_official.needs_plugin(user)
     if plugin is not None:
-        return k8s_official.credentials(path, name, str(ctx.get("user")), plugin, str(ctx.get("namespace") or "default"))
+        found = k8s_official.credentials(path, name, str(ctx.get("user")), plugin)
+        return Credentials(server=found.server, namespace=str(ctx.get("namespace") or "default"), source=found.source,
+                           ca_file=found.ca_file, client_cert=found.client_cert, insecure=found.insecure,
+                           authorization=found.authorization)
     base = path.parent
     files = _MaterialFiles.shared()
     token = user.get("token")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
@@ -22,6 +23,18 @@ from watchdog.errors import ActuatorError
 log = logging.getLogger(__name__)
 
 EXTRA = "pip install 'model-watchdog[kubernetes]'"
+
+
+@dataclass(frozen=True)
+class PluginCredentials:
+    """What the official loader found; `k8s_client.from_kubeconfig` makes `Credentials` of it."""
+
+    server: str
+    source: str
+    ca_file: str | None
+    client_cert: tuple[str, str] | None
+    insecure: bool
+    authorization: Callable[[], str | None]
 
 
 def needs_plugin(user: dict[str, Any]) -> str | None:
@@ -38,10 +51,8 @@ def official_client(what: str) -> ModuleType:
                             f"{EXTRA} (or give model-watchdog a service-account token instead)") from None
 
 
-def credentials(path: Path, context: str, user_name: str, kind: str, namespace: str) -> Any:
-    """`k8s_client.Credentials` for `context` of the kubeconfig at `path`, through the official loader."""
-    from watchdog.actuators.k8s_client import Credentials
-
+def credentials(path: Path, context: str, user_name: str, kind: str) -> PluginCredentials:
+    """Credentials for `context` of the kubeconfig at `path`, through the official loader."""
     what = f"kubeconfig {path}: user {user_name!r} uses an exec/auth-provider credential plugin ({kind})"
     config = official_client(what)
     configuration = importlib.import_module("kubernetes.client").Configuration()
@@ -55,10 +66,12 @@ def credentials(path: Path, context: str, user_name: str, kind: str, namespace: 
     if authorization() is None and cert is None:
         raise ActuatorError(f"{what}, and it produced neither a token nor a client certificate "
                             "(the plugin's error is in the log above); run it by hand to see why")
-    return Credentials(server=str(configuration.host).rstrip("/"), namespace=namespace,
-                       source=f"kubeconfig {path} (context {context}, {kind} plugin via the kubernetes client)",
-                       ca_file=configuration.ssl_ca_cert or None, client_cert=cert,
-                       insecure=not configuration.verify_ssl, authorization=authorization)
+    if not configuration.verify_ssl:
+        log.warning("kubeconfig %s: insecure-skip-tls-verify is set for context %s; TLS is NOT verified", path, context)
+    return PluginCredentials(server=str(configuration.host).rstrip("/"),
+                             source=f"kubeconfig {path} (context {context}, {kind} plugin via the kubernetes client)",
+                             ca_file=configuration.ssl_ca_cert or None, client_cert=cert,
+                             insecure=not configuration.verify_ssl, authorization=authorization)
 
 
 def _authorization(configuration: Any) -> Callable[[], str | None]:
