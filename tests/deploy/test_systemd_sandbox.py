@@ -12,8 +12,8 @@ restrictions the way systemd does and runs the real daemon in them:
 Inside, the daemon becomes ready, pings the watchdog, rolls a breach back through a webhook
 and a `command` actuator (a child process under the same filter), and records it all.
 
-Needs root (mount namespace, setpriv), systemd-analyze, Debian's python3-seccomp and a kernel
-with PR_SET_MDWE (6.3+); skipped without them, a failure under CI=true."""
+Needs root (mount namespace, setpriv), systemd-analyze and Debian's python3-seccomp; skipped
+without them, a failure under CI=true."""
 
 from __future__ import annotations
 
@@ -66,10 +66,7 @@ def sandbox_ready(tmp_path):
     state, tmp = tmp_path / "probe-state", tmp_path / "probe-tmp"
     state.mkdir()
     tmp.mkdir()
-    probe = subprocess.run(sandboxed([sys.executable, "-c", PROBE], state, tmp), capture_output=True, text=True, timeout=60)
-    if "prctl(PR_SET_MDWE) failed" in probe.stderr:
-        unavailable(f"the kernel lacks PR_SET_MDWE (6.3+): {probe.stderr[-300:]}")
-    return probe
+    return subprocess.run(sandboxed([sys.executable, "-c", PROBE], state, tmp), capture_output=True, text=True, timeout=60)
 
 
 PROBE = """\
@@ -94,7 +91,7 @@ def test_the_sandbox_is_really_applied(sandbox_ready):
     """The emulation is not blind: what the unit forbids fails inside it."""
     assert sandbox_ready.returncode == 0, sandbox_ready.stderr
     wx, affinity, netlink, inet, setuid, write, caps = sandbox_ready.stdout.split()
-    assert wx == "13"  # EACCES: MemoryDenyWriteExecute
+    assert wx in ("13", "1")  # MemoryDenyWriteExecute: EACCES (PR_SET_MDWE) or EPERM (seccomp, kernels < 6.3)
     assert affinity == "1"  # EPERM: @resources removed from the filter
     assert netlink == "1"  # RestrictAddressFamilies
     assert inet == "allowed"

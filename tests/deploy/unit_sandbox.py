@@ -7,7 +7,8 @@ Reads from UNIT (systemd/model-watchdog.service) `SystemCallFilter=`, `SystemCal
 does — a seccomp filter that allows the listed system calls (groups expanded with
 `systemd-analyze syscall-filter`, the `~` lists removed) for the native architecture only and
 fails every other call with the errno; `socket()` only for the listed families; the kernel's
-memory-deny-write-execute (`PR_SET_MDWE`) — and then execs PROGRAM. Capabilities and the
+memory-deny-write-execute (`PR_SET_MDWE`; before Linux 6.3, seccomp rules on mmap/mprotect
+like systemd 252's) — and then execs PROGRAM. Capabilities and the
 read-only file system are set up by the caller (setpriv, a mount namespace).
 
 Runs on the system's Python: it needs libseccomp's binding (Debian's `python3-seccomp`).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import mmap
 import os
 import socket
 import subprocess
@@ -71,17 +73,38 @@ def allowed_syscalls(settings: dict[str, list[str]]) -> set[str]:
     return allowed
 
 
+def kernel_mdwe() -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) == 0
+
+
+def seccomp_mdwe(rules: "seccomp.SyscallFilter", allowed: set[str]) -> set[str]:
+    """No writable+executable mappings and no making memory executable later (systemd 252's rules)."""
+    wx = mmap.PROT_WRITE | mmap.PROT_EXEC
+    for name in ("mmap", "mmap2"):
+        if name in allowed:
+            for value in (0, mmap.PROT_WRITE, mmap.PROT_EXEC):
+                try:
+                    rules.add_rule(seccomp.ALLOW, name, seccomp.Arg(2, seccomp.MASKED_EQ, wx, value))
+                except (RuntimeError, ValueError, OSError):
+                    pass
+    for name in ("mprotect", "pkey_mprotect"):
+        if name in allowed:
+            rules.add_rule(seccomp.ALLOW, name, seccomp.Arg(2, seccomp.MASKED_EQ, mmap.PROT_EXEC, 0))
+    return {"mmap", "mmap2", "mprotect", "pkey_mprotect", "shmat"}
+
+
 def apply(unit: str) -> None:
     settings = service_settings(unit)
-    if settings.get("MemoryDenyWriteExecute") == ["yes"]:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE) failed (kernel < 6.3?)")
     error = getattr(errno, settings.get("SystemCallErrorNumber", ["EPERM"])[0])
     rules = seccomp.SyscallFilter(defaction=seccomp.ERRNO(error))  # native architecture only
+    allowed = allowed_syscalls(settings)
+    handled: set[str] = set()
+    if settings.get("MemoryDenyWriteExecute") == ["yes"] and not kernel_mdwe():
+        handled = seccomp_mdwe(rules, allowed)
     families = [getattr(socket, f) for f in " ".join(settings.get("RestrictAddressFamilies", [])).split()]
-    for name in sorted(allowed_syscalls(settings)):
-        if name == "socket" and families:
+    for name in sorted(allowed):
+        if name in handled or (name == "socket" and families):
             continue
         try:
             rules.add_rule(seccomp.ALLOW, name)
