@@ -16,6 +16,7 @@ from watchdog.actions import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig
+from watchdog.drill import DrillMetrics
 from watchdog.engine import Engine, TickReport
 from watchdog.config.loader import load
 from watchdog.errors import ConfigError, Problem, StateError
@@ -45,7 +46,6 @@ class Daemon:
         self.last_error = ""
         self._install(loaded)
         self.metrics.config_last_reload_success.set(1)
-        from watchdog.drill import DrillMetrics
         self._drills = DrillMetrics(self.store, self.metrics)
 
     def _install(self, loaded: LoadedConfig) -> None:

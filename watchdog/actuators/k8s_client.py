@@ -11,8 +11,9 @@ From a kubeconfig: the cluster's `server`, `certificate-authority(-data)` and
 `insecure-skip-tls-verify`, the user's `token`/`tokenFile` and `client-certificate(-data)`/
 `client-key(-data)`. A user with an `exec` or `auth-provider` credential plugin (EKS, GKE, AKS,
 OIDC) is handed to the official `kubernetes` client's loader when that extra is installed
-(`k8s_official`); otherwise the error names the extra to install. TLS is verified (against the cluster CA, else the system's CAs)
-unless the kubeconfig itself says `insecure-skip-tls-verify: true`.
+(`k8s_official`); otherwise the error names the extra to install. TLS is verified (against
+the cluster CA, else the system's CAs) unless the kubeconfig itself says
+`insecure-skip-tls-verify: true`.
 
 Errors are `KubeApiError` (an `ActuatorError`) carrying the HTTP status and the API
 server's Status reason; 403 names the RBAC verb and resource the credentials lack.
