@@ -166,7 +166,9 @@ def test_resume_lifts_the_hold(tmp_path):
     h = Harness(tmp_path, ERROR_RULE)
     h.source.set("error_ratio", 0.2)
     h.run_for(60)
-    assert h.store.delete_hold("fraud-model") is not None  # what `model-watchdog resume` does
+    from watchdog import operator
+    operator.resume(h.loaded, h.store, "fraud-model", "alice", "looked at it", h.clock.now())
+    assert "fraud-model" not in h.store.holds()
     h.source.set("error_ratio", 0.01)
     h.run_for(20)
     h.source.set("error_ratio", 0.2)
@@ -206,7 +208,10 @@ def test_an_unfinished_rollback_is_resumed_with_the_same_key_after_a_crash(tmp_p
     h.run_for(20)
     # Crash between the decision and its second step: the first step is done, the second started.
     from watchdog.actions import RollbackRequest
-    request = h.engine._rollback_request(h.loaded.rules[0], _breach(), next(iter(h.engine.states.values())))
+    from watchdog.rollback.coordinator import TargetView
+    view = TargetView("fraud-model", "v2", None, None, {}, ())
+    key, state = next(iter(h.engine.states.items()))
+    request = h.engine.rollbacks.request(h.loaded.rules[0], key, state, view)
     decision_id = h.executor.decide(request, h.clock.now())
     h.store.start_step(decision_id, 0, "first", h.clock.now())
     h.store.finish_step(decision_id, 0, "succeeded", h.clock.now(), "ok")
@@ -217,11 +222,6 @@ def test_an_unfinished_rollback_is_resumed_with_the_same_key_after_a_crash(tmp_p
     assert [c.decision_id for c in h.actuators["second"].calls] == [decision_id]
     assert h.store.get_decision(decision_id).status == "succeeded"
     assert isinstance(request, RollbackRequest)
-
-
-def _breach():  # type: ignore[no-untyped-def]
-    from watchdog.rules.evaluate import Outcome, Verdict
-    return Verdict((), Outcome.BREACH, 0.2, "error-rate = 0.2 is > 0.05")
 
 
 def test_rules_wait_for_their_window_to_hold_only_the_new_version(tmp_path):

@@ -57,8 +57,8 @@ class Daemon:
             self.notifier.replace_alerters(self.alerters)
         else:
             self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
-                                     on_sent=self._alert_sent)
-        self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self._alert, self.stop)
+                                     on_sent=self._alert_sent, store=self.store, clock=self.clock.now)
+        self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self.stop)
         if not hasattr(self, "owner"):
             self.owner = Owner(self.store, loaded.config.replica_id or None,
                                live_window=max(30.0, 3 * loaded.config.interval))
