@@ -138,7 +138,7 @@ class Daemon:
         if self.stop.is_set():
             return None
         with self._tick_lock:
-            now = self.clock.now()
+            now = scheduled_time(self.clock.now(), self.loaded.config.interval)
             try:
                 report = self.engine.tick(now)
             except Exception as exc:  # one bad tick must not end the daemon
@@ -242,6 +242,13 @@ class Daemon:
             _close_quietly(plugin)
         _close_quietly(self.owner)  # releases this replica's targets at once
         self.store.close()
+
+
+def scheduled_time(now: float, interval: float) -> float:
+    """The tick time an evaluation stands for: `now` on the `interval` grid the scheduler
+    runs on. Rules are judged at the scheduled times, not at jittery wall-clock reads, so
+    `for: 2s` at a 1 s interval fires on exactly the second tick after pending."""
+    return round(round(now / interval) * interval, 6)
 
 
 def _close_quietly(plugin: Any) -> None:
