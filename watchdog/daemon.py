@@ -4,6 +4,7 @@ HTTP server and signals together. Behaviour lives in the engine; this module onl
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -28,6 +29,7 @@ from watchdog.state.base import HistoryEvent, StateStore
 
 log = logging.getLogger("watchdog.daemon")
 
+RELOAD_FAILED = "reload_failed"  # meta: targets alerted on a rejected reload (JSON list), until a good one
 SHUTDOWN_GRACE = 8.0  # seconds a tick in progress may take to finish after SIGTERM
 
 
@@ -45,6 +47,7 @@ class Daemon:
         self.last_error = ""
         self._install(loaded)
         self.metrics.config_last_reload_success.set(1)
+        self._reload_good()
 
     def _install(self, loaded: LoadedConfig) -> None:
         """Build every plugin and the engine for `loaded` (at start and on reload)."""
@@ -89,7 +92,24 @@ class Daemon:
         message = f"configuration reloaded: {len(loaded.rules)} rules; state reset for {len(changed)} changed or removed rules"
         log.info(message)
         self.store.append(HistoryEvent(None, self.clock.now(), "*", None, {}, "reload", message, {"reset": sorted(changed)}))
+        self._reload_good()
         return True, message
+
+    def _reload_good(self) -> None:
+        """A good configuration runs: resolve the alerts of a rejected reload (even one
+        rejected before a restart)."""
+        failed = self.store.get_meta(RELOAD_FAILED)
+        if not failed:
+            return
+        now = self.clock.now()
+        with self.store.transaction():
+            for target in json.loads(failed):
+                if target in self.loaded.config.targets:
+                    self.engine.alert(target, Alert(
+                        status="resolved", kind="config_reload_failed", dedup_key=f"{target}/reload", target=target,
+                        rule="", severity="warning", summary="configuration reloaded: the rejected one was fixed",
+                        at=rfc3339(now)))
+            self.store.set_meta(RELOAD_FAILED, "")
 
     def _forget_changed_rules(self, old_rules: dict[tuple[str, str], object]) -> list[str]:
         new_rules = {(lr.target, lr.rule.name): lr.rule for lr in self.loaded.rules}
@@ -108,11 +128,13 @@ class Daemon:
         log.error(redact(message))
         now = self.clock.now()
         self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", redact(message), {}))
-        for target in self.loaded.config.targets:
-            self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
-                                            target=target, rule="", severity="warning",
-                                            summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
-                                            at=rfc3339(now)))
+        with self.store.transaction():
+            for target in self.loaded.config.targets:
+                self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
+                                                target=target, rule="", severity="warning",
+                                                summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
+                                                at=rfc3339(now)))
+            self.store.set_meta(RELOAD_FAILED, json.dumps(sorted(self.loaded.config.targets)))
         return False, redact(message)
 
     def _alert(self, target: str, alert: Alert) -> None:
