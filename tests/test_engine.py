@@ -235,3 +235,22 @@ def test_rules_wait_for_their_window_to_hold_only_the_new_version(tmp_path):
     assert h.rollbacks() == 0
     h.run_for(60)
     assert h.rollbacks() == 1
+
+
+def test_journal_steps_carry_their_real_start_and_end_times(tmp_path):
+    h = Harness(tmp_path, ERROR_RULE)
+    slow = h.actuators["first"]
+    original = slow.apply
+
+    def apply(context, stop):  # type: ignore[no-untyped-def]
+        h.clock.advance(3)  # the first step takes 3 s
+        return original(context, stop)
+
+    slow.apply = apply  # type: ignore[method-assign]
+    h.source.set("error_ratio", 0.2)
+    reports = h.run_for(40)
+    decided = next(r.at for r in reports if r.decisions)
+    decision = h.store.decisions(target="fraud-model")[0]
+    first, second = h.store.steps(decision.id)
+    assert (first.started_at, first.finished_at) == (decided, decided + 3)
+    assert second.started_at == decided + 3 and decision.finished_at == decided + 3
