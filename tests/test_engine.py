@@ -254,3 +254,16 @@ def test_journal_steps_carry_their_real_start_and_end_times(tmp_path):
     first, second = h.store.steps(decision.id)
     assert (first.started_at, first.finished_at) == (decided, decided + 3)
     assert second.started_at == decided + 3 and decision.finished_at == decided + 3
+
+
+def test_the_inconclusive_alert_resolves_when_the_rule_is_judged_again(tmp_path):
+    rule = ERROR_RULE + "  min_samples: {query: request_count, at_least: 200}\n  max_inconclusive: 1m\n"
+    h = Harness(tmp_path, rule)
+    h.source.set("error_ratio", 0.01)
+    h.source.set("request_count", 10)
+    h.run_for(120)
+    (firing,) = h.alerts(kind="inconclusive")
+    h.source.set("request_count", 1000)
+    h.run_for(20)
+    assert [a.status for a in h.alerts(kind="inconclusive")] == ["firing", "resolved"]
+    assert h.alerts(kind="inconclusive")[1].dedup_key == firing.dedup_key

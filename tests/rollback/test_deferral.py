@@ -23,6 +23,9 @@ def test_resume_while_the_rule_still_fires_rolls_back_on_the_next_tick(tmp_path)
     h.run_for(300)
     assert h.rollbacks() == 0
     (blocked,) = h.alerts(kind="rollback_blocked")  # one page for the whole episode
+    from watchdog.status import store_snapshot
+    incident = store_snapshot(h.loaded, h.store)["targets"]["fraud-model"]["incident"]
+    assert incident["phase"] == "blocked" and incident["guard"] == "paused" and "paused by alice" in incident["reason"]
     operator.resume(h.loaded, h.store, "fraud-model", "alice", "done", h.clock.now())
     resumed_at = h.clock.now()
     h.tick()
