@@ -126,3 +126,15 @@ def test_alerts_queued_before_a_restart_are_delivered_after_it(tmp_path):
     h.restart()
     h.notifier.drain(timeout=0)
     assert {a.kind for a in h.alerter.sent} == {"rule", "rollback_completed"}
+
+
+def test_a_hold_from_before_incidents_existed_is_respected(tmp_path):
+    from watchdog.state.base import Hold
+    h = Harness(tmp_path, ERROR_RULE)
+    h.store.put_hold(Hold("fraud-model", h.clock.now(), "old-decision", "v2", "rollback old-decision (error-rate)"))
+    h.source.set("error_ratio", 0.2)
+    h.run_for(60)
+    assert h.rollbacks() == 0 and held(h) == 1
+    h.version = "v3"  # a new version lifts it, as it always did
+    h.run_for(10)
+    assert "fraud-model" not in h.store.holds() and held(h) == 0

@@ -20,7 +20,7 @@ from watchdog.clock import rfc3339
 from watchdog.config.schema import Config
 from watchdog.metrics import DaemonMetrics
 from watchdog.rollback.incident import (
-    Decide, Effect, Execute, Fire, Incident, LiftHold, PutHold, Record, ReleaseBad, Resolve, SetDecision,
+    Decide, Effect, Execute, Fire, Incident, LiftHold, Phase, PutHold, Record, ReleaseBad, Resolve, SetDecision,
     Settings, Signal, advance,
 )
 from watchdog.state.base import HistoryEvent, Hold, StateStore
@@ -46,13 +46,22 @@ class Desk:
 
     def load(self, target: str) -> Incident:
         text = self.store.incident(target)
-        return Incident.from_json(text) if text else Incident(target)
+        return Incident.from_json(text) if text else self._first(target)
+
+    def _first(self, target: str) -> Incident:
+        """A target without an incident yet: clear — or held, if a hold was put before
+        incidents existed (a store written by an earlier release)."""
+        hold = self.store.holds().get(target)
+        if hold is None:
+            return Incident(target)
+        return Incident(target, Phase.HELD, since=hold.since, rule=None, decision_id=hold.decision_id,
+                        version=hold.version, reason=hold.reason)
 
     def send(self, target: str, signal: Signal, now: float) -> Incident:
         """Advance `target`'s incident by `signal` and apply what follows from it."""
         with self.store.transaction():
             text = self.store.incident(target, for_update=True)
-            before = Incident.from_json(text) if text else Incident(target)
+            before = Incident.from_json(text) if text else self._first(target)
             after, effects = advance(before, signal, now, self.settings(target))
             if after == before and not effects:
                 return before
