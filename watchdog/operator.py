@@ -70,8 +70,6 @@ def resume(loaded: LoadedConfig, store: StateStore, target: str, by: str, reason
         hold = store.holds().get(target) if target != ALL else None
         if target != ALL:
             desk(loaded, store, now).send(target, Resumed(by, reason), now)
-            if hold is not None and target in store.holds():
-                store.delete_hold(target)  # a hold the incident did not know of (an older release's)
         done = []
         if pause_ is not None:
             done.append(f"pause lifted (paused by {pause_.by} since {rfc3339(pause_.since)})")
