@@ -137,9 +137,6 @@ class Daemon:
             self.store.set_meta(RELOAD_FAILED, json.dumps(sorted(self.loaded.config.targets)))
         return False, redact(message)
 
-    def _alert(self, target: str, alert: Alert) -> None:
-        self.engine.alert(target, alert)
-
     def _alert_sent(self, alerter: str, alert: Alert) -> None:
         self._record_alert(alert, f"{alert.status} alert sent to {alerter}: {alert.summary}")
 
