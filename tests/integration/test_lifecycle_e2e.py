@@ -15,7 +15,7 @@ import requests
 from watchdog.demo.model_server import SimulatedModelServer
 
 from tests.http_receiver import Receiver
-from tests.integration.daemon_process import DaemonProcess, wait_until
+from tests.integration.daemon_process import ERROR_RATE_RULE, DaemonProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -47,9 +47,10 @@ def alerts():
 def daemon_factory(tmp_path, model, alerts):
     made: list[DaemonProcess] = []
 
-    def make(action: str = "rollback", target_extra: str = "", with_version: bool = True) -> DaemonProcess:
-        d = DaemonProcess(tmp_path, model.url, alerts.url("/alert"), ACCURACY.format(action=action), with_version,
-                          target_extra=target_extra)
+    def make(action: str = "rollback", target_extra: str = "", with_version: bool = True,
+             rules: str | None = None) -> DaemonProcess:
+        d = DaemonProcess(tmp_path, model.url, alerts.url("/alert"), rules or ACCURACY.format(action=action),
+                          with_version, target_extra=target_extra)
         made.append(d)
         return d.start()
 
@@ -179,3 +180,17 @@ def test_held_for_equals_for_over_20_firings(daemon_factory, model):
     history = daemon.cli("history", "--target", "fraud-model", "--limit", "500").stdout
     held_for = re.findall(r"→ firing: .*?, held for (\S+)", history)
     assert len(held_for) == 20 and set(held_for) == {"2s"}, held_for
+
+
+def test_target_held_returns_to_0_after_an_escalation_and_a_new_version(daemon_factory, model, alerts):
+    daemon = daemon_factory(rules=ERROR_RATE_RULE, target_extra="verify_window: 4s\n")
+    set_mode(model, "degraded")
+    wait_until(lambda: rollback_calls(model), 30, what="the rollback")
+    set_mode(model, "degraded")  # v1 is just as bad: the rollback does not restore health
+    (ineffective,) = wait_until(lambda: sent(alerts, "rollback_ineffective", "firing"), 30, what="the escalation")
+    assert "no further automatic rollback" in ineffective["summary"]
+    assert held(daemon) == 1 and len(rollback_calls(model)) == 1
+    deploy(model, "v3")  # a fix goes out: the hold lifts, and with it the gauge and the escalation
+    wait_until(lambda: held(daemon) == 0, 10, what="target_held back to 0")
+    resolved = wait_until(lambda: sent(alerts, "rollback_ineffective", "resolved"), 10, what="the escalation to resolve")
+    assert resolved[0]["dedup_key"] == ineffective["dedup_key"]
