@@ -1,12 +1,16 @@
-"""The rollback lifecycle of one target, as an explicit state machine.
+"""The rollback lifecycle of one target, as an explicit state machine (diagram: docs/rules.md).
 
-    clear ──rule fires, guards say act──────────────▶ acting ──succeeded──▶ verifying
-      │  ▲                                            ▲  │ failed               │ │
-      │  └─recovered / new version─┐                  │  ▼                      │ │ window elapsed,
-      │                            │                  │ held ◀──max_depth──────┘ │ max_depth reached
-      ├─a guard says not now──▶ blocked ─guard lifted─┘  ▲                        │
-      │                  (re-checked every tick)         │ resume / new version   │ recovered
-      └─approval required──▶ awaiting_approval ─approved─┘ ──▶ clear ◀────────────┘
+    clear      ─ a rollback rule fires, the guards say act ──▶ acting
+               ─ … a guard says not now ─────────────────────▶ blocked (asked again every tick)
+               ─ … approval is required ─────────────────────▶ awaiting_approval
+    blocked    ─ the guards say act / approval ──────────────▶ acting / awaiting_approval
+               ─ the rule recovers, a new version runs ──────▶ clear
+    awaiting   ─ approved / rejected / expired, new version ─▶ acting / blocked / clear
+    acting     ─ the decision succeeded / failed ────────────▶ verifying (held if manual) / held
+    verifying  ─ recovered (new version / same version) ─────▶ clear / held
+               ─ verify_window elapsed ──────────────────────▶ held, or clear one release deeper (max_depth)
+    held       ─ a new version runs, `resume` ───────────────▶ clear
+    any        ─ a manual rollback ──────────────────────────▶ acting
 
 `advance(incident, signal, now, settings)` is the only transition function. It is pure: it
 returns the next incident and the effects (hold, decision, history, alerts) that
