@@ -61,6 +61,8 @@ class Rollbacks:
         for signal in due(incident, now):
             incident = self.desk.send(view.target, signal, now)
         firing = self._firing(view, incident)
+        if firing is None and incident == Incident(view.target, Phase.CLEAR, since=incident.since):
+            return incident  # nothing fires, nothing pending: no need to take the incident's lock
         if firing is None:
             healthy = self._healthy(view, incident.rule)
             return self.desk.send(view.target, RuleRecovered(healthy=healthy, version=view.version), now)
