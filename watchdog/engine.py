@@ -66,7 +66,6 @@ class Engine:
             k: SeriesState.from_json(v) for k, v in store.load_rule_states().items()}
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
         self.version_changed_at: dict[str, float] = {}
-        self.last_evaluated: dict[str, float] = {}  # target -> time of its last evaluation (gaps restart `for`)
         # Sources run concurrently, once per query per tick, behind per-source circuit breakers.
         interval = loaded.config.interval
         self.runner = SourceRunner(sources, metrics, clock, stop=executor.stop_event, settings=RunnerSettings(
@@ -82,10 +81,13 @@ class Engine:
         self.owned: set[str] = set(loaded.config.targets) if owner is None else set()
         if owner is not None:
             executor.may_continue = owner.still_owned
+        self._fixed_baselines = any(c.compare is not None and fixed_time(c.compare.baseline) is not None
+                                    for lr in loaded.rules for c in lr.rule.conditions())
         self._retain_baselines(self.clock.now())
 
     def _retain_baselines(self, now: float) -> None:
-        """Let sources size their sample buffers to the rules' windows and baselines."""
+        """Let sources size their sample buffers to the rules' windows and baselines (a fixed
+        time lies further back with every tick)."""
         for lr in self.loaded.rules:
             window = self.window(lr)
             for c in lr.rule.conditions():
@@ -102,6 +104,8 @@ class Engine:
         report = TickReport(at=now)
         self._refresh_ownership(now)
         self.desk.sync(self.owned)
+        if self._fixed_baselines:
+            self._retain_baselines(now)
         report.decisions.extend(self.executor.resume_unfinished(self.clock.now, may_run=lambda d: self._may_run(d, now)))
         self._refresh_sources(now, report)
         self._prefetch(now)
@@ -119,7 +123,6 @@ class Engine:
         for target in sorted(self.owned):
             self._act(target, now, report, tuple(fired.get(target, ())))
             self.ledger.bake(target, now, firing=self._firing(target))
-            self.last_evaluated[target] = now
         self.metrics.evaluations.inc()
         self.metrics.last_evaluation.set(now)
         self.metrics.evaluation_duration.observe(time.perf_counter() - started)
