@@ -267,3 +267,14 @@ def test_the_inconclusive_alert_resolves_when_the_rule_is_judged_again(tmp_path)
     h.run_for(20)
     assert [a.status for a in h.alerts(kind="inconclusive")] == ["firing", "resolved"]
     assert h.alerts(kind="inconclusive")[1].dedup_key == firing.dedup_key
+
+
+def test_the_inconclusive_alert_resolves_when_a_new_version_is_judged_afresh(tmp_path):
+    rule = ERROR_RULE + "  min_samples: {query: request_count, at_least: 200}\n  max_inconclusive: 1m\n"
+    h = Harness(tmp_path, rule)
+    h.source.set("error_ratio", 0.01)
+    h.source.set("request_count", 10)
+    h.run_for(120)
+    h.version = "v3"
+    h.run_for(10)
+    assert [a.status for a in h.alerts(kind="inconclusive")] == ["firing", "resolved"]

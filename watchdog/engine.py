@@ -296,11 +296,8 @@ class Engine:
             elif event is Event.NO_DATA_ENDED:
                 self._alert_no_data(lr, verdict.labels, state, now, resolved=True)
             elif event is Event.JUDGED_AGAIN:
-                self.alert(lr.target, Alert(
-                    status="resolved", kind="inconclusive", dedup_key=self._inconclusive_key(lr, verdict.labels),
-                    target=lr.target, rule=rule.name, severity=rule.severity, at=rfc3339(now),
-                    summary=f"{lr.target}/{rule.name} is judged again: {verdict.reason}",
-                    labels={**dict(verdict.labels), **rule.labels}, version=self.versions.get(lr.target)), rule.alert)
+                self._resolve_inconclusive((lr.target, rule.name, series_key(verdict.labels)),
+                                           f"judged again: {verdict.reason}", now)
             elif event is Event.INCONCLUSIVE:
                 self.alert(lr.target, Alert(
                     status="firing", kind="inconclusive", dedup_key=self._inconclusive_key(lr, verdict.labels),
@@ -379,7 +376,19 @@ class Engine:
                 continue
             if state.phase is Phase.FIRING:
                 self._rejudge(key, state, version, now)
+            if state.insufficient_alerted:
+                self._resolve_inconclusive(key, f"version {version} is running; judged afresh", now)
             self.states[key] = replace(reset_pending(self.states[key]), insufficient_since=None, insufficient_alerted=False)
+
+    def _resolve_inconclusive(self, key: StateKey, why: str, now: float) -> None:
+        lr = next((lr for lr in self.loaded.rules if (lr.target, lr.rule.name) == key[:2]), None)
+        if lr is None:
+            return
+        labels = tuple(sorted(json.loads(key[2]).items()))
+        self.alert(lr.target, Alert(
+            status="resolved", kind="inconclusive", dedup_key=self._inconclusive_key(lr, labels), target=lr.target,
+            rule=lr.rule.name, severity=lr.rule.severity, at=rfc3339(now), summary=f"{lr.target}/{lr.rule.name}: {why}",
+            labels={**dict(labels), **lr.rule.labels}, version=self.versions.get(lr.target)), lr.rule.alert)
 
     def _rejudge(self, key: StateKey, state: SeriesState, version: str, now: float) -> None:
         rule = next((lr for lr in self.loaded.rules if (lr.target, lr.rule.name) == key[:2]), None)
