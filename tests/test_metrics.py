@@ -65,6 +65,39 @@ def test_a_shadow_rule_counts_a_shadow_decision(tmp_path):
     assert sample(h, "model_watchdog_decisions_total", {**TARGET, "outcome": "shadow"}) == 1
 
 
+def test_a_blocked_episode_counts_once_and_the_deferred_rollback_then_succeeds(tmp_path):
+    from watchdog import operator
+
+    h = Harness(tmp_path, ERROR_RULE)
+    operator.pause(h.loaded, h.store, "fraud-model", "alice", "migration", h.clock.now())
+    breach_start = h.clock.now()
+    h.source.set("error_ratio", 0.20)
+    h.run_for(300)  # the guard is asked every tick: one blocked episode, counted once
+    assert h.rollbacks() == 0
+    assert sample(h, "model_watchdog_decisions_total", {**TARGET, "outcome": "blocked"}) == 1
+    operator.resume(h.loaded, h.store, "fraud-model", "alice", "done", h.clock.now())
+    decided = h.clock.now()
+    h.tick()
+    assert h.rollbacks() == 1
+    assert sample(h, "model_watchdog_decisions_total", {**TARGET, "outcome": "succeeded"}) == 1
+    assert sample(h, "model_watchdog_time_to_detect_seconds_sum") == decided - breach_start
+
+
+def test_an_expired_approval_counts_as_a_skipped_decision(tmp_path):
+    from tests.harness import DEFAULT_TARGET
+
+    h = Harness(tmp_path, ERROR_RULE, target=DEFAULT_TARGET + "    approve: required\n    approve_timeout: 5m\n")
+    h.source.set("error_ratio", 0.20)
+    h.run_for(60)
+    assert sample(h, "model_watchdog_time_to_detect_seconds_count") == 1  # decided, awaiting approval
+    assert sample(h, "model_watchdog_decisions_total", {**TARGET, "outcome": "skipped"}) is None
+    h.run_for(300)
+    assert sample(h, "model_watchdog_decisions_total", {**TARGET, "outcome": "skipped"}) == 1
+    assert h.rollbacks() == 0
+    assert len(h.store.decisions(target="fraud-model")) == 2  # still firing: asked again at once...
+    assert sample(h, "model_watchdog_time_to_detect_seconds_count") == 1  # ...but the breach was detected once
+
+
 def test_drills_recorded_in_the_history_are_exported_newest_last(tmp_path):
     h = Harness(tmp_path, ERROR_RULE)
     metrics = DaemonMetrics()

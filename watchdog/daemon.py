@@ -4,6 +4,7 @@ HTTP server and signals together. Behaviour lives in the engine; this module onl
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -29,6 +30,7 @@ from watchdog.state.base import HistoryEvent, StateStore
 
 log = logging.getLogger("watchdog.daemon")
 
+RELOAD_FAILED = "reload_failed"  # meta: targets alerted on a rejected reload (JSON list), until a good one
 SHUTDOWN_GRACE = 8.0  # seconds a tick in progress may take to finish after SIGTERM
 
 
@@ -46,6 +48,7 @@ class Daemon:
         self.last_error = ""
         self._install(loaded)
         self.metrics.config_last_reload_success.set(1)
+        self._reload_good()
         self._drills = DrillMetrics(self.store, self.metrics)
 
     def _install(self, loaded: LoadedConfig) -> None:
@@ -59,8 +62,8 @@ class Daemon:
             self.notifier.replace_alerters(self.alerters)
         else:
             self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
-                                     on_sent=self._alert_sent)
-        self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self._alert, self.stop)
+                                     on_sent=self._alert_sent, store=self.store, clock=self.clock.now)
+        self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self.stop)
         if not hasattr(self, "owner"):
             self.owner = Owner(self.store, loaded.config.replica_id or None,
                                live_window=max(30.0, 3 * loaded.config.interval))
@@ -91,7 +94,24 @@ class Daemon:
         message = f"configuration reloaded: {len(loaded.rules)} rules; state reset for {len(changed)} changed or removed rules"
         log.info(message)
         self.store.append(HistoryEvent(None, self.clock.now(), "*", None, {}, "reload", message, {"reset": sorted(changed)}))
+        self._reload_good()
         return True, message
+
+    def _reload_good(self) -> None:
+        """A good configuration runs: resolve the alerts of a rejected reload (even one
+        rejected before a restart)."""
+        failed = self.store.get_meta(RELOAD_FAILED)
+        if not failed:
+            return
+        now = self.clock.now()
+        with self.store.transaction():
+            for target in json.loads(failed):
+                if target in self.loaded.config.targets:
+                    self.engine.alert(target, Alert(
+                        status="resolved", kind="config_reload_failed", dedup_key=f"{target}/reload", target=target,
+                        rule="", severity="warning", summary="configuration reloaded: the rejected one was fixed",
+                        at=rfc3339(now)))
+            self.store.set_meta(RELOAD_FAILED, "")
 
     def _forget_changed_rules(self, old_rules: dict[tuple[str, str], object]) -> list[str]:
         new_rules = {(lr.target, lr.rule.name): lr.rule for lr in self.loaded.rules}
@@ -110,15 +130,14 @@ class Daemon:
         log.error(redact(message))
         now = self.clock.now()
         self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", redact(message), {}))
-        for target in self.loaded.config.targets:
-            self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
-                                            target=target, rule="", severity="warning",
-                                            summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
-                                            at=rfc3339(now)))
+        with self.store.transaction():
+            for target in self.loaded.config.targets:
+                self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
+                                                target=target, rule="", severity="warning",
+                                                summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
+                                                at=rfc3339(now)))
+            self.store.set_meta(RELOAD_FAILED, json.dumps(sorted(self.loaded.config.targets)))
         return False, redact(message)
-
-    def _alert(self, target: str, alert: Alert) -> None:
-        self.engine.alert(target, alert)
 
     def _alert_sent(self, alerter: str, alert: Alert) -> None:
         self._record_alert(alert, f"{alert.status} alert sent to {alerter}: {alert.summary}")
@@ -140,7 +159,7 @@ class Daemon:
         if self.stop.is_set():
             return None
         with self._tick_lock:
-            now = self.clock.now()
+            now = scheduled_time(self.clock.now(), self.loaded.config.interval)
             try:
                 report = self.engine.tick(now)
             except Exception as exc:  # one bad tick must not end the daemon
@@ -149,19 +168,16 @@ class Daemon:
                 log.exception("evaluation at %s failed: %s", rfc3339(now), self.last_error)
                 return None
             self.last_tick, self.last_report, self.last_error = now, report, ""
-            self._export_shared_state()
+            self._export_drills()
             return report
 
-    def _export_shared_state(self) -> None:
-        """Holds and drills on /metrics as the state store has them: a restart, another
-        replica or the CLI may have changed them since this process last did."""
+    def _export_drills(self) -> None:
+        """Drills on /metrics as the history has them: the CLI or another replica may have run
+        them. (`model_watchdog_target_held` follows the store in the tick: Desk.sync.)"""
         try:
-            held = self.store.holds()
-            for target in self.loaded.config.targets:
-                self.metrics.target_held.labels(target).set(1 if target in held else 0)
             self._drills.refresh()
         except StateError as exc:  # not worth failing a tick over
-            log.warning("cannot read holds and drills from the state store: %s", exc)
+            log.warning("cannot read drills from the state store: %s", exc)
 
     # -- health -------------------------------------------------------------------------------------
 
@@ -256,6 +272,13 @@ class Daemon:
             _close_quietly(plugin)
         _close_quietly(self.owner)  # releases this replica's targets at once
         self.store.close()
+
+
+def scheduled_time(now: float, interval: float) -> float:
+    """The tick time an evaluation stands for: `now` on the `interval` grid the scheduler
+    runs on. Rules are judged at the scheduled times, not at jittery wall-clock reads, so
+    `for: 2s` at a 1 s interval fires on exactly the second tick after pending."""
+    return round(round(now / interval) * interval, 6)
 
 
 def _close_quietly(plugin: Any) -> None:

@@ -46,8 +46,10 @@ class DaemonMetrics:
         self.source_query_duration = Histogram(
             "model_watchdog_source_query_duration_seconds", "Time one source query took, retries included",
             ["source"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
-        # Rollback decisions by how they ended: succeeded, failed, skipped (approval expired),
-        # or were never carried out: blocked (a guard), shadow (the rule or target is in shadow mode).
+        # Rollback decisions by how they ended: succeeded, failed (RollbackExecutor), skipped
+        # (approval expired or rejected, or overtaken by a new version, resume or a manual rollback),
+        # and rules that fired but were not acted on: blocked (a guard; once per blocked episode, a
+        # rollback that follows when the guard lifts counts too), shadow (shadow mode).
         self.decisions = Counter("model_watchdog_decisions", "Rollback decisions by outcome",
                                  ["target", "outcome"], registry=r)
         self.time_to_detect = Histogram(

@@ -162,7 +162,7 @@ def test_the_daemon_works_inside_the_unit_s_sandbox(tmp_path, sandbox_ready):
             wait_until(lambda: not daemon.status()["targets"]["fraud-model"]["held"], 30, what="the hold to lift")
             assert len(marker.read_text()) == 32  # the decision id, passed as an argument
             assert 'model_watchdog_decisions_total{outcome="succeeded",target="fraud-model"} 1.0' in daemon.metrics()
-            assert any(r.json and r.json["kind"] == "rollback" for r in receiver.requests)
+            assert any(r.json and r.json["kind"] == "rollback_completed" for r in receiver.requests)
 
             code, _ = daemon.terminate()
             assert code == 0
