@@ -25,7 +25,7 @@ from watchdog.guards import Outcome as GuardOutcome
 from watchdog.metrics import DaemonMetrics
 from watchdog.notify import Notifier
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, judge_rule
-from watchdog.rules.templating import TemplateError, render, variables_for
+from watchdog.rules.templating import TemplateError, bound_parameters, render, variables_for
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
 from watchdog.samples import Labels, format_labels
 from watchdog.sources.base import QueryResult, Source
@@ -33,6 +33,7 @@ from watchdog.sources.runner import RunnerSettings, SourceRunner
 from watchdog.ownership import Owner
 from watchdog.releases import Ledger
 from watchdog.state.base import Decision, HistoryEvent, StateStore
+from watchdog.versions import VersionGate
 
 log = logging.getLogger("watchdog.engine")
 
@@ -65,6 +66,7 @@ class Engine(Lifecycle):
             k: SeriesState.from_json(v) for k, v in store.load_rule_states().items()}
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
         self.version_changed_at: dict[str, float] = {}
+        self.version_gate = VersionGate(self._history, self.alert)  # versions are untrusted (watchdog/versions.py)
         self.guards = Guards(loaded.config, store)
         # Sources run concurrently, once per query per tick, behind per-source circuit breakers.
         interval = loaded.config.interval
@@ -160,7 +162,7 @@ class Engine(Lifecycle):
             if lr.target not in self.owned:
                 continue
             variables = self.variables(lr.target)
-            params = {"version": variables["version"]} if variables.get("version") else None
+            params = bound_parameters(variables)
             for c in lr.rule.conditions():
                 try:
                     requests.append((c.source or lr.rule.source, render(c.query, variables), params))

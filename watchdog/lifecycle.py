@@ -39,6 +39,7 @@ class Lifecycle:
             log.debug("target %s: version unknown: %s", name, result)
             return
         found = next((s.label(target.version.label) for s in result.samples if s.label(target.version.label)), None)
+        found = self.version_gate.admit(name, found, now)  # untrusted: an invalid version is recorded, alerted, ignored
         if found is None or found == self.versions.get(name):
             if found is not None:
                 self.store.observe_version(name, found, now)

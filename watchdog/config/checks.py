@@ -13,7 +13,7 @@ from watchdog.config.fields import Mark, PluginSpec
 from watchdog.config.schema import Compare, Config, LoadedRule, Rule, TargetConfig
 from watchdog.durations import parse_duration
 from watchdog.errors import PluginError, Problem, QueryError, WatchdogError
-from watchdog.rules.templating import BUILTIN, TemplateError, render
+from watchdog.rules.templating import BUILTIN, PLACEHOLDER, TemplateError, render
 
 
 @dataclass(frozen=True)
@@ -291,6 +291,9 @@ def _check_query(sources: dict[str, Any], config: Config, source_name: str, quer
     source = sources.get(source_name)
     if source is None:
         return
+    if not type(source).placeholders and PLACEHOLDER.search(query):
+        _placeholder_problem(query, file, marks, where, config.sources[source_name].type, problems)
+        return
     try:
         rendered = render(query, values)
     except TemplateError as exc:
@@ -303,3 +306,21 @@ def _check_query(sources: dict[str, Any], config: Config, source_name: str, quer
         if exc.position is not None and line and rendered == query:
             col += exc.position  # point into the query (exact for plain, unquoted scalars)
         problems.append(Problem(file, line, col, f"{where}: query: {exc.message}"))
+
+
+def _placeholder_problem(query: str, file: str, marks: dict[str, Mark], where: str, kind: str,
+                         problems: list[Problem]) -> None:
+    """A `{{placeholder}}` in the query of a source that binds parameters (SQL): pasting a
+    value into the text would let it rewrite the query (a version label `x' UNION SELECT …`)."""
+    m = PLACEHOLDER.search(query)
+    assert m is not None
+    line, col = marks.get("@query", (0, 0))
+    if line and "\n" not in query[:m.start()]:
+        col += m.start()  # point at the placeholder (exact for plain, unquoted scalars)
+    column = {"version": "model_version", "target": "model"}.get(m.group(1))
+    hint = (f"use the bound parameter :{m.group(1)} instead (e.g. WHERE {column} = :{m.group(1)}, without quotes)"
+            if column
+            else "the query text must not depend on values: use the bound parameters :version and :target, or "
+            "write the value into the query itself")
+    problems.append(Problem(file, line, col, f"{where}: query: {{{{{m.group(1)}}}}} cannot be used in a {kind} "
+                            f"query: a value pasted into query text can change the query; {hint}"))
