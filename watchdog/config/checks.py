@@ -314,8 +314,8 @@ def _placeholder_problem(query: str, file: str, marks: dict[str, Mark], where: s
     value into the text would let it rewrite the query (a version label `x' UNION SELECT …`)."""
     m = PLACEHOLDER.search(query)
     assert m is not None
-    line, col = marks.get("@query", (0, 0))
-    if line and "\n" not in query[:m.start()]:
+    line, col = marks.get("@query") or marks.get("") or (0, 0)
+    if "@query" in marks and "\n" not in query[:m.start()]:
         col += m.start()  # point at the placeholder (exact for plain, unquoted scalars)
     column = {"version": "model_version", "target": "model"}.get(m.group(1))
     hint = (f"use the bound parameter :{m.group(1)} instead (e.g. WHERE {column} = :{m.group(1)}, without quotes)"
