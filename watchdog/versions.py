@@ -14,6 +14,7 @@ history and alerts once per episode (`VersionGate`); the CLI and the API refuse 
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Callable
 
@@ -25,6 +26,7 @@ _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+@/-]{0,127}")
 # The placeholders whose values are versions (rules and actuators).
 VERSION_NAMES = frozenset({"version", "previous_version", "from_version", "to_version"})
 _SHOWN = 80
+log = logging.getLogger("watchdog.versions")
 
 
 class InvalidVersion(ValueError):
@@ -87,6 +89,7 @@ class VersionGate:
         if target not in self.invalid:
             self.invalid[target] = why
             message = f"invalid version {shown(found)} ignored: {why}"
+            log.warning("%s: %s", target, message)
             self.history(now, target, None, {}, "version", message, {"invalid_version": shown(found), "reason": why})
             self._alert(target, now, "firing", f"{target}: the running version is reported as {shown(found)}, which "
                         f"is not a valid version ({why}); it is ignored and never used as a rollback target")
