@@ -78,6 +78,29 @@ def test_the_gate_records_and_alerts_once_per_episode_and_resolves():
     assert len(history) == 2 and len(alerts) == 3
 
 
+def test_an_invalid_running_version_is_never_a_rollback_target_nor_in_the_decision(tmp_path):
+    """The production engine on fakes: v1, then v2, then a forged label; the rule fires."""
+    from tests.harness import Harness
+
+    h = Harness(tmp_path, """\
+        - {name: error-rate, source: model, query: error_ratio, above: 0.05, action: rollback}
+        """)
+    h.source.set("error_ratio", 0.01)
+    h.version = "v1"
+    h.run_for(30)
+    h.version = "v2"
+    h.run_for(30)
+    h.version = "../../../../../etc"
+    h.run_for(30)
+    h.source.set("error_ratio", 0.2)
+    h.run_for(30)
+    call = h.actuators["first"].calls[0]
+    assert (call.version, call.previous_version) == ("v2", "v1")
+    assert "etc" not in json.dumps(call.as_json())
+    assert [v.version for v in h.store.versions("fraud-model")] == ["v2", "v1"]
+    assert [a.status for a in h.alerts(kind="invalid_version")] == ["firing"]
+
+
 # -- query templating ------------------------------------------------------------------------------
 
 
