@@ -215,6 +215,31 @@ def test_validate_refuses_a_placeholder_in_an_sql_query_and_points_to_version(tm
     assert validate(config)[0] == 0
 
 
+def test_the_problem_points_at_the_placeholder_in_any_scalar_style(tmp_path):
+    config, _ = write_sql_config(tmp_path, "http://127.0.0.1:9", "http://127.0.0.1:9/alert", BOUND)
+    (tmp_path / "rules.yaml").write_text(textwrap.dedent("""\
+        target: fraud-model
+        rules:
+          - name: block
+            source: db
+            query: |
+              SELECT avg(score) AS value FROM scores
+              WHERE model = '{{ target }}'
+            below: 0.5
+          - name: proportion
+            source: db
+            compare:
+              test: proportion
+              errors: SELECT count(*) AS value FROM e WHERE v = '{{version}}'
+              total: SELECT count(*) AS value FROM t WHERE w = '{{version}}'
+              baseline: previous_version
+        """))
+    code, out = validate(config)
+    assert code != 0
+    assert "rules.yaml:7:22: rule \"block\": query: {{target}} cannot be used" in out and ":target" in out, out
+    assert "rules.yaml:14:58: rule \"proportion\"" in out and "rules.yaml:15:57: rule \"proportion\"" in out, out
+
+
 @pytest.fixture
 def alerts():
     receiver = Receiver()

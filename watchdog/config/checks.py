@@ -314,9 +314,9 @@ def _placeholder_problem(query: str, file: str, marks: dict[str, Mark], where: s
     value into the text would let it rewrite the query (a version label `x' UNION SELECT …`)."""
     m = PLACEHOLDER.search(query)
     assert m is not None
-    line, col = marks.get("@query") or marks.get("") or (0, 0)
-    if "@query" in marks and "\n" not in query[:m.start()]:
-        col += m.start()  # point at the placeholder (exact for plain, unquoted scalars)
+    start = marks.get("@query") or marks.get("") or (0, 0)
+    first_line = next((text.strip() for text in query.splitlines() if text.strip()), "")
+    line, col = _locate(file, _locate(file, start, first_line[:40]), m.group(0))  # the query, then its placeholder
     column = {"version": "model_version", "target": "model"}.get(m.group(1))
     hint = (f"use the bound parameter :{m.group(1)} instead (e.g. WHERE {column} = :{m.group(1)}, without quotes)"
             if column
@@ -324,3 +324,21 @@ def _placeholder_problem(query: str, file: str, marks: dict[str, Mark], where: s
             "write the value into the query itself")
     problems.append(Problem(file, line, col, f"{where}: query: {{{{{m.group(1)}}}}} cannot be used in a {kind} "
                             f"query: a value pasted into query text can change the query; {hint}"))
+
+
+def _locate(file: str, start: Mark, needle: str) -> Mark:
+    """Where `needle` first appears in `file` at or after `start` (exact whatever the scalar's
+    style: plain, quoted or block); `start` when it cannot be found."""
+    line, col = start
+    if not line:
+        return start
+    try:
+        with open(file, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return start
+    for number in range(line, len(lines) + 1):
+        found = lines[number - 1].find(needle, col - 1 if number == line else 0)
+        if found >= 0:
+            return number, found + 1
+    return start
