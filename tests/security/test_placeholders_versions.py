@@ -237,7 +237,7 @@ def test_the_problem_points_at_the_placeholder_in_any_scalar_style(tmp_path):
     code, out = validate(config)
     assert code != 0
     assert "rules.yaml:7:22: rule \"block\": query: {{target}} cannot be used" in out and ":target" in out, out
-    assert "rules.yaml:14:58: rule \"proportion\"" in out and "rules.yaml:15:57: rule \"proportion\"" in out, out
+    assert "rules.yaml:13:58: rule \"proportion\"" in out and "rules.yaml:14:57: rule \"proportion\"" in out, out
 
 
 @pytest.fixture
