@@ -29,10 +29,6 @@ _SHOWN = 80
 log = logging.getLogger("watchdog.versions")
 
 
-class InvalidVersion(ValueError):
-    """A version string that must not be used."""
-
-
 def version_problem(text: object) -> str | None:
     """Why `text` is not a usable version, or None when it is one. Pure."""
     if not isinstance(text, str):
@@ -49,15 +45,6 @@ def shown(text: object) -> str:
     """A hostile value made safe to show in one line: quoted, escaped, truncated."""
     raw = text if isinstance(text, str) else str(text)
     return repr(raw[:_SHOWN]) + ("…" if len(raw) > _SHOWN else "")
-
-
-def check_version(text: object, what: str = "version") -> str:
-    """`text` itself when it is a usable version, else InvalidVersion naming `what`."""
-    why = version_problem(text)
-    if why is not None:
-        raise InvalidVersion(f"{what} {shown(text)} is not valid: {why}")
-    assert isinstance(text, str)
-    return text
 
 
 History = Callable[[float, str, "str | None", dict, str, str, dict], None]  # type: ignore[type-arg]
