@@ -426,6 +426,7 @@ DEPLOY = textwrap.dedent("""\
 
 @pytest.mark.parametrize("placeholder,changes", [("{{reason}}", {"reason": "--help"}),
                                                  ("{{ rule }}", {"rule": "-h"}),
+                                                 ("{{rule}}.yaml", {"rule": "--config=/etc/x"}),
                                                  ("{{previous_version}}", {"previous_version": "--help"})])
 def test_a_value_filling_a_whole_argument_and_starting_with_a_dash_is_refused(tmp_path, placeholder, changes):
     out = tmp_path / "deployed"

@@ -2,9 +2,9 @@
 
 Each argv element may contain `{{name}}` placeholders filled from the decision
 (`{{previous_version}}`, `{{decision_id}}`, …). Values are substituted into single argv
-elements, so a `;` or `$(…)` in a value is passed literally; a value that fills a whole argv
-element (`"{{previous_version}}"`) and starts with `-` is refused, as the program would read it
-as an option (`--to={{previous_version}}` is safe). The same values are
+elements, so a `;` or `$(…)` in a value is passed literally; an element that is (or begins
+with) a placeholder, like `"{{previous_version}}"`, and renders to something starting with `-`
+is refused, as the program would read it as an option (`--to={{previous_version}}` is safe). The same values are
 in the environment as `WATCHDOG_<NAME>` (e.g. `WATCHDOG_DECISION_ID`, which the program can
 use to act once per decision: the same decision may be applied again after a restart).
 
@@ -152,13 +152,13 @@ class CommandActuator(Actuator):
 
 def render_argv(argv: Iterable[str], context: ActionContext) -> list[str]:
     """Fill `{{name}}` placeholders; ActuatorError for a name the context cannot fill, and for
-    a value that fills a whole element and starts with `-` (the program would take it for an
-    option: a version `--help` made a deploy script print its help and exit 0)."""
+    an element that begins with a placeholder (or is one) and renders to something starting
+    with `-` (the program would take it for an option: a version `--help` made a deploy script
+    print its help and exit 0)."""
     out = []
     for i, arg in enumerate(argv):
         value = render(arg, context)
-        whole = PLACEHOLDER.fullmatch(arg)
-        if whole is not None and value.startswith("-"):
+        if PLACEHOLDER.match(arg) is not None and value.startswith("-"):
             raise ActuatorError(f"argv[{i}] {arg} would be {shown(value)}, which starts with '-' and would be read as "
                                 f"an option; refusing to run (write --option={arg}, or put '--' before it, if the "
                                 "program takes such values)")
