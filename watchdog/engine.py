@@ -33,7 +33,7 @@ from watchdog.sources.runner import RunnerSettings, SourceRunner
 from watchdog.ownership import Owner
 from watchdog.releases import Ledger
 from watchdog.state.base import Decision, HistoryEvent, StateStore
-from watchdog.versions import VersionGate
+from watchdog.version_gate import VersionGate
 
 log = logging.getLogger("watchdog.engine")
 
@@ -66,7 +66,7 @@ class Engine(Lifecycle):
             k: SeriesState.from_json(v) for k, v in store.load_rule_states().items()}
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
         self.version_changed_at: dict[str, float] = {}
-        self.version_gate = VersionGate(self._history, self.alert)  # versions are untrusted (watchdog/versions.py)
+        self.version_gate = VersionGate(self._history, self.alert)  # versions are untrusted (watchdog/version_gate.py)
         self.guards = Guards(loaded.config, store)
         # Sources run concurrently, once per query per tick, behind per-source circuit breakers.
         interval = loaded.config.interval
