@@ -50,6 +50,10 @@ class SourceHealth:
 class Source(abc.ABC):
     #: the dataclass of this plugin's configuration keys (besides `type`)
     Options: ClassVar[type]
+    #: whether `{{placeholders}}` may be filled into this source's query text (escaped for
+    #: string literals, see watchdog.rules.templating); False for languages that bind
+    #: parameters instead (SQL), where `validate` refuses any placeholder
+    placeholders: ClassVar[bool] = True
 
     def __init__(self, name: str, options: Any):
         self.name = name
