@@ -187,6 +187,26 @@ def test_histogram_quantile_with_a_non_positive_first_bucket() -> None:
     assert one(store, "histogram_quantile(0.75, h_bucket)") == pytest.approx(0.5)
 
 
+
+def test_histogram_quantile_treats_float_noise_between_buckets_as_equal() -> None:
+    # Summed rates give le=2 the count 0.1 + 0.2 = 0.30000000000000004 where le=1 has 0.3: the
+    # same observations, apart from float noise. Prometheus (ensureMonotonicAndIgnoreSmallDeltas,
+    # tolerance 1e-12) makes them equal, so p100 stays in le=1: 0 + 1 × 0.3/0.3 = 1.
+    # Without the repair rank 0.30000000000000004 only fits le=2 and the answer is 2.
+    noisy = 0.1 + 0.2
+    assert noisy != 0.3
+    store = bucket_gauges({"1": 0.3, "2": noisy, "+Inf": noisy})
+    assert one(store, "histogram_quantile(1, h_bucket)") == 1.0
+
+
+def test_histogram_quantile_adds_up_buckets_with_the_same_bound() -> None:
+    # le="1" and le="1.0" are one bound written twice (e.g. two client library versions):
+    # Prometheus coalesces them by adding counts, giving 5, 10, 10. p25: rank 2.5 → le=1 →
+    # 0 + 1 × 2.5/5 = 0.5. Kept apart (2, 3, 10, 10) the rank would land in the second le=1
+    # bucket and interpolate from 1 upwards: 1.
+    store = bucket_gauges({"1": 2, "1.0": 3, "2": 10, "+Inf": 10})
+    assert one(store, "histogram_quantile(0.25, h_bucket)") == pytest.approx(0.5)
+
 # --- operators --------------------------------------------------------------------------------
 
 
