@@ -207,6 +207,21 @@ def test_histogram_quantile_adds_up_buckets_with_the_same_bound() -> None:
     store = bucket_gauges({"1": 2, "1.0": 3, "2": 10, "+Inf": 10})
     assert one(store, "histogram_quantile(0.25, h_bucket)") == pytest.approx(0.5)
 
+
+def test_histogram_quantile_never_mixes_the_buckets_of_two_metrics() -> None:
+    # Prometheus groups by every label but `le` (the name included) and drops the name
+    # afterwards: two histograms with equal labels clash instead of being added together.
+    store = store_with({**{lbl("a_bucket", le=le): [(0, c)] for le, c in {"1": 1, "+Inf": 2}.items()},
+                        **{lbl("b_bucket", le=le): [(0, c)] for le, c in {"1": 5, "+Inf": 8}.items()}})
+    with pytest.raises(PromQLError, match="same labelset"):
+        run(store, 'histogram_quantile(0.5, {__name__=~"a_bucket|b_bucket"})')
+    assert run(store, "histogram_quantile(0.5, b_bucket)") == {(): pytest.approx(0.8)}
+
+
+def test_histogram_quantile_zero_in_an_empty_first_bucket_is_nan_not_a_crash() -> None:
+    # q=0 → rank 0 lands in le=0.5, which holds no observations: Go's 0/0 is NaN.
+    assert math.isnan(one(bucket_gauges({"0.5": 0, "1": 3, "+Inf": 8}), "histogram_quantile(0, h_bucket)"))
+
 # --- operators --------------------------------------------------------------------------------
 
 

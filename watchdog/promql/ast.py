@@ -50,6 +50,7 @@ def compile_label_regex(pattern: str) -> re2._Regexp:
     are errors), and matching takes linear time, so no label value can make a rule hang.
     """
     try:
+        re2.compile(pattern, _RE2_OPTIONS)  # alone first, as Prometheus parses it: `a)|(b` is an error
         return re2.compile(f"^(?s:{pattern})$", _RE2_OPTIONS)
     except re2.error as err:
         reason = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
