@@ -28,6 +28,7 @@ from tests.promql.differential import BEFORE_2_51, SPAN, corpus, openmetrics, qu
 from tests.servers import _stop, free_port, require, wait_for_port
 from watchdog.errors import PromQLError
 from watchdog.promql import SeriesStore, evaluate, parse
+from watchdog.promql.catalogue import ValueType
 from watchdog.promql.rangefuncs import RANGE_FUNCTIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -40,7 +41,8 @@ SEED = int(os.environ.get("PROMQL_DIFF_SEED", "14"))
 INSTANTS = [0.5, 61.5, 300.5, 601.5, 900.5, 1210.5, 1500.5, 1560.5, 1830.5, 1990.5, 2400.5, SPAN - 0.5, SPAN + 200.5]
 REL = 1e-9
 
-Result = dict[tuple[tuple[str, str], ...], float] | str  # a vector/scalar by label set, or "error: …"
+Series = dict[tuple[tuple[str, str], ...], float]
+Result = tuple[str, Series] | str  # ("vector" | "scalar", value by label set), or "error: …"
 
 
 @dataclass
@@ -91,22 +93,23 @@ def theirs(session: requests.Session, url: str, query: str, at: float) -> Result
         return f"error: {body.get('error')}"
     data = body["data"]
     if data["resultType"] == "scalar":
-        return {(): float(data["result"][1])}
+        return "scalar", {(): float(data["result"][1])}
     if data["resultType"] != "vector":
         return f"error: unexpected result type {data['resultType']}"
-    return {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in data["result"]}
+    return "vector", {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in data["result"]}
 
 
 def ours(store: SeriesStore, query: str, at: float) -> Result:
     try:
-        samples = evaluate(parse(query), store, at)
+        expr = parse(query)
+        samples = evaluate(expr, store, at)
     except PromQLError as exc:
         return f"error: {exc}"
-    out: dict[tuple[tuple[str, str], ...], float] = {}
+    out: Series = {}
     for s in samples:
         assert s.labels not in out, f"{query}: duplicate label set {s.labels} in our result"
         out[tuple(sorted(s.labels))] = s.value
-    return out
+    return ("scalar" if expr.type is ValueType.SCALAR else "vector"), out
 
 
 def same_value(a: float, b: float) -> bool:
@@ -120,6 +123,9 @@ def difference(mine: Result, real: Result) -> str | None:
         if isinstance(real, str) and isinstance(mine, str):
             return None  # both refuse; the wording is ours
         return f"ours {_short(mine)} | prometheus {_short(real)}"
+    if mine[0] != real[0]:
+        return f"result types differ: ours {mine[0]}, prometheus {real[0]}"
+    mine, real = mine[1], real[1]
     if mine.keys() != real.keys():
         only_ours, only_theirs = mine.keys() - real.keys(), real.keys() - mine.keys()
         return f"label sets differ: only ours {sorted(only_ours)[:3]}, only prometheus {sorted(only_theirs)[:3]}"
@@ -130,7 +136,7 @@ def difference(mine: Result, real: Result) -> str | None:
 
 
 def _short(result: Result) -> str:
-    return result[:200] if isinstance(result, str) else f"{len(result)} series"
+    return result[:200] if isinstance(result, str) else f"{result[0]} of {len(result[1])} series"
 
 
 def test_our_promql_agrees_with_prometheus(prometheus: Backfilled) -> None:
@@ -144,7 +150,7 @@ def test_our_promql_agrees_with_prometheus(prometheus: Backfilled) -> None:
             real = theirs(session, prometheus.url, query, at)
             mine = ours(prometheus.store, query, at)
             compared += 1
-            non_empty += bool(real) and not isinstance(real, str)
+            non_empty += not isinstance(real, str) and bool(real[1])
             errors += isinstance(real, str)
             problem = difference(mine, real)
             if problem and prometheus.version < (2, 51) and _explained_by_2_51(prometheus.store, query, at, real):
