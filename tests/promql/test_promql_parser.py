@@ -259,3 +259,9 @@ def test_regexes_re2_refuses_are_refused(regex: str) -> None:
     # Look-arounds and back-references need backtracking; RE2 and so Prometheus reject them.
     with pytest.raises(PromQLError, match="invalid regular expression"):
         parse(f"x{{env=~`{regex}`}}")
+
+
+def test_a_label_value_that_is_not_valid_unicode_is_matched_not_a_crash() -> None:
+    # Go reads an invalid UTF-8 sequence as U+FFFD; a lone surrogate can only come from hostile JSON.
+    assert _matcher("a.b").matches("a\udcffb")
+    assert not _matcher("a.").matches("a\udcff\udcff")

@@ -8,6 +8,7 @@ offset into the query text) is kept for error messages and ignored by `==`.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -37,6 +38,7 @@ UNARY = 6
 ATOM = 8
 
 MATCH_OPS = ("=", "!=", "=~", "!~")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # the error comes back as a PromQLError, not on stderr
 _RE2_OPTIONS.max_mem = 8 << 20  # RE2's default, stated: a hostile pattern fails to compile instead of growing
@@ -78,7 +80,10 @@ class Matcher:
         if self.op == "!=":
             return value != self.value
         assert self.regex is not None
-        found = self.regex.search(value) is not None  # anchored by ^…$ as in Prometheus
+        try:
+            found = self.regex.search(value) is not None  # anchored by ^…$ as in Prometheus
+        except UnicodeEncodeError:  # a lone surrogate (hostile JSON escapes): read it as Go reads bad UTF-8
+            found = self.regex.search(_SURROGATE.sub("\ufffd", value)) is not None
         return found if self.op == "=~" else not found
 
     def __str__(self) -> str:
