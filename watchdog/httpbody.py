@@ -20,6 +20,7 @@ Failures are `BodyError`s whose `kind` says which limit was hit:
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 import time
@@ -199,13 +200,13 @@ def read_body(response: requests.Response, limit: int, deadline: Deadline | None
     BodyTimeout when `deadline` passes, BodyError for a broken body or an unknown encoding.
     """
     decoder = _decoder(response.headers.get("Content-Encoding", ""))
-    out = bytearray()
+    out = io.BytesIO()  # its getvalue() shares the buffer: no second copy of a large body
     try:
         for piece in decoder.pieces(_raw_chunks(response, deadline)):
-            out += piece
-            if len(out) > limit:
+            out.write(piece)
+            if out.tell() > limit:
                 if truncate:
-                    return bytes(out[:limit])
+                    return out.getvalue()[:limit]
                 raise BodyTooLarge(f"the body is larger than {limit} bytes{_after(decoder)}")
     except BodyError:
         raise
@@ -218,7 +219,11 @@ def read_body(response: requests.Response, limit: int, deadline: Deadline | None
             raise BodyTimeout(f"the body stopped arriving: {exc}") from None
         raise BodyError(f"the connection broke while reading the body: {type(exc).__name__}",
                         "connection") from None
-    return bytes(out)
+    else:
+        return out.getvalue()
+    finally:
+        # A refused body must not live on in this frame, which the error's traceback keeps.
+        out.close()
 
 
 def _raw_chunks(response: requests.Response, deadline: Deadline | None) -> Iterator[bytes]:

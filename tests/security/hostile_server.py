@@ -70,6 +70,7 @@ class HostileServer:
         self.rollbacks: list[dict[str, Any]] = []
         self.scrapes: dict[str, int] = {}
         self._served = 0
+        self._series_page: bytes | None = None
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -122,14 +123,11 @@ class HostileServer:
             self._closing.wait(0.5)
 
     def _series(self) -> Iterator[bytes]:
-        yield b"# TYPE many gauge\n"
-        lines = []
-        for i in range(self.series):
-            lines.append(b'many{i="%d"} 1\n' % i)
-            if len(lines) == 4096:
-                yield b"".join(lines)
-                lines.clear()
-        yield b"".join(lines)
+        if self._series_page is None:  # built once: generating it per request is slower than a scrape timeout
+            self._series_page = b"# TYPE many gauge\n" + b"".join(b'many{i="%d"} 1\n' % i for i in range(self.series))
+        page = self._series_page
+        for start in range(0, len(page), CHUNK):
+            yield page[start:start + CHUNK]
 
     def _counter(self) -> Iterator[bytes]:
         with self._lock:

@@ -25,6 +25,7 @@ from watchdog.errors import ActuatorError, SourceError
 from watchdog.sizes import format_size, parse_size
 from watchdog.sources.http_json import HttpJsonOptions, HttpJsonSource
 from watchdog.sources.prometheus import PrometheusOptions, PrometheusSource
+from watchdog.sources.runner import RunnerSettings, SourceRunner
 from watchdog.sources.scrape import ScrapeOptions, ScrapeSource
 
 pytestmark = pytest.mark.timeout(60)
@@ -73,6 +74,23 @@ def test_the_limit_is_counted_after_decompression_and_memory_stays_near_it(hosti
 
     assert error is not None and error.kind == "too_large" and "larger than 4194304 bytes" in str(error)
     assert peak < 24 * MiB  # the 1 GiB the body expands to is never held
+
+
+def test_a_kept_error_does_not_keep_the_refused_body_alive(hostile: HostileServer) -> None:
+    # The error outlives the scrape (runner cache, last tick's report); its traceback and
+    # chained errors held the frames of the failed call, and so a 32 MiB body, per error.
+    error, _, _ = scrape(f"{hostile.url}/endless", timeout=20.0)
+    assert error is not None and error.kind == "too_large"
+    assert error.__traceback__ is None and error.__context__ is None and error.__cause__ is None
+
+    source = PrometheusSource("prom", PrometheusOptions(url=f"{hostile.url}/endless", timeout=20.0, retries=0))
+    runner = SourceRunner({"prom": source}, settings=RunnerSettings(query_timeout=30.0))
+    try:
+        answer = runner.query("prom", "up", T0)
+    finally:
+        source.close()
+    assert isinstance(answer, SourceError) and answer.kind == "too_large"
+    assert answer.__traceback__ is None and answer.__context__ is None
 
 
 def test_max_body_is_configurable_with_sizes_like_32MiB() -> None:

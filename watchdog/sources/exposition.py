@@ -38,20 +38,22 @@ class PageError(ValueError):
 def samples(body: bytes, sample_limit: int) -> list[Sample]:
     out: list[Sample] = []
     seen: set[Labels] = set()
-    try:
-        families = list(text_fd_to_metric_families(_lines(body, sample_limit)))  # type: ignore[arg-type]
-    except PageError:
-        raise
-    except Exception as exc:  # the parser raises ValueError, IndexError, ... on garbage
-        raise PageError(f"returned text that is not the Prometheus exposition format: {exc}", "parse") from None
-    for family in families:
+    families = text_fd_to_metric_families(_lines(body, sample_limit))  # type: ignore[arg-type]
+    while True:  # one family at a time: the parser's samples of a family are dropped once ours are made
+        try:
+            family = next(families, None)
+        except PageError:
+            raise
+        except Exception as exc:  # the parser raises ValueError, IndexError, ... on garbage
+            raise PageError(f"returned text that is not the Prometheus exposition format: {exc}", "parse") from None
+        if family is None:
+            return out
         for s in family.samples:
             if s.name.endswith(_SKIP_SUFFIXES):
                 continue
             sample = Sample(labels_of({**s.labels, NAME: s.name}), float(s.value))
             _check(sample, s.name, family.type, seen)
             out.append(sample)
-    return out
 
 
 def _lines(body: bytes, sample_limit: int) -> Iterator[str]:

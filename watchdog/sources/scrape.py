@@ -26,7 +26,7 @@ from watchdog.promql import Expr, SeriesStore, evaluate, parse
 from watchdog.redact import redact_url
 from watchdog.samples import NAME, Sample, labels_of
 from watchdog.sources import exposition, httpfetch
-from watchdog.sources.base import QueryResult, Source, SourceHealth
+from watchdog.sources.base import QueryResult, Source, SourceHealth, detached
 
 _MAX_PARALLEL = 8
 UP = "up"
@@ -162,7 +162,7 @@ class ScrapeSource(Source):
                 headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1", **self.options.headers})
             return [self._labelled(s, target) for s in self._parse(response, target.where)]
         except SourceError as exc:
-            return exc
+            return detached(exc)
 
     def _parse(self, response: httpfetch.Fetched, where: str) -> list[Sample]:
         if response.status_code != 200:
