@@ -9,6 +9,10 @@ over them. A failed scrape marks every series of that target stale at once, as P
 get an `instance` label (`host:port`; a target's own `instance` label is kept as
 `exported_instance`). Either way an `up` series per target (1 if its last scrape succeeded,
 0 if not; with an `instance` label under `urls`) can be queried, like Prometheus' `up`.
+
+A page is read within `max_body` and `timeout` (`sources.httpfetch`) and parsed by
+`sources.exposition`: UTF-8, at most `sample_limit` samples, and refused whole when malformed
+(a negative counter, a series twice), so such a page is no data rather than a counter reset.
 """
 
 from __future__ import annotations
