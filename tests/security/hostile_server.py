@@ -19,11 +19,13 @@ answer to a path is chosen by `mode` (switchable while running) or by the path i
 from __future__ import annotations
 
 import json
+import ssl
 import struct
 import threading
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 CHUNK = 64 * 1024
@@ -63,7 +65,8 @@ def bomb() -> bytes:
 
 
 class HostileServer:
-    def __init__(self, huge_size: int = 500 * 1000 * 1000, series: int = 1_000_000):
+    def __init__(self, huge_size: int = 500 * 1000 * 1000, series: int = 1_000_000,
+                 tls: tuple[Path, Path] | None = None):
         self.mode = "ok"
         self.huge_size = huge_size
         self.series = series
@@ -75,12 +78,18 @@ class HostileServer:
         self._closing = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:  # (cert.pem, key.pem)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True, name="hostile-server")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> "HostileServer":
         self._thread.start()
@@ -188,7 +197,7 @@ class HostileServer:
                     for part in body():
                         self.wfile.write(part)
                         self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
+                except (OSError, ssl.SSLError):  # the client hung up (what the tests want)
                     pass
 
             def _trickle_headers(self) -> None:
@@ -198,7 +207,7 @@ class HostileServer:
                             return
                         self.wfile.write(bytes([byte]))
                         self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
+                except OSError:
                     pass
 
             def do_POST(self) -> None:

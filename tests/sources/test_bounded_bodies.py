@@ -12,10 +12,13 @@ import threading
 import time
 import tracemalloc
 import zlib
+from pathlib import Path
 from typing import Iterator
 
+import certifi
 import pytest
 
+from tests.fakes.kube_api import self_signed_cert
 from tests.http_receiver import Receiver, Reply, receiver  # noqa: F401  (fixture)
 from tests.security.hostile_server import HostileServer
 from tests.sources.helpers import options_from_yaml
@@ -173,6 +176,35 @@ def test_the_actuators_rest_client_refuses_a_body_over_the_limit(hostile: Hostil
 
     with pytest.raises(ActuatorError, match="timed out|did not arrive"):
         rest.call(rest.Connection(timeout=1.0, retries=0), "GET", f"{hostile.url}/trickle", stop=threading.Event())
+
+
+# -- over TLS ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostileServer, Path]]:
+    cert, key = self_signed_cert(tmp_path_factory.mktemp("tls"))
+    with HostileServer(tls=(cert, key)) as server:
+        yield server, cert
+
+
+@pytest.mark.parametrize("page", ["trickle", "slowheaders"])
+def test_the_deadline_cuts_a_trickle_over_tls_too(tls_hostile: tuple[HostileServer, Path], page: str) -> None:
+    server, cert = tls_hostile
+    error, took, _ = scrape(f"{server.url}/{page}", timeout=1.5, ca_file=str(cert))
+
+    assert error is not None and error.kind == "timeout", error
+    assert took < 4
+
+
+def test_ca_file_is_used_even_when_requests_ca_bundle_is_set(tls_hostile: tuple[HostileServer, Path],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # requests lets REQUESTS_CA_BUNDLE (set in many images) override a Session's own `verify`
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    server, cert = tls_hostile
+
+    error, _, _ = scrape(f"{server.url}/ok", ca_file=str(cert))
+
+    assert error is None
 
 
 # -- the reader itself ---------------------------------------------------------------------------

@@ -74,7 +74,9 @@ def request(session: requests.Session, method: str, url: str, *, timeout: float,
     where = redact.redact_url(url)
     with httpbody.Deadline(timeout) as deadline:
         try:
-            response = session.request(method, url, timeout=timeout, allow_redirects=False, stream=True, **kwargs)
+            # verify given per request: requests would let REQUESTS_CA_BUNDLE override the session's ca_file
+            response = session.request(method, url, timeout=timeout, allow_redirects=False, stream=True,
+                                       verify=session.verify, **kwargs)
             content = httpbody.read_all(response, max_body, deadline)
             return Fetched(response.status_code, response.headers, content)
         except httpbody.BodyTooLarge as exc:
