@@ -28,6 +28,7 @@ from watchdog.errors import SourceError
 from watchdog.httpbody import MAX_BODY
 from watchdog.httpclient import _reason
 from watchdog.sizes import format_size
+
 _EXCERPT = 200
 
 
@@ -79,31 +80,29 @@ def request(session: requests.Session, method: str, url: str, *, timeout: float,
                                        verify=session.verify, **kwargs)
             content = httpbody.read_all(response, max_body, deadline)
             return Fetched(response.status_code, response.headers, content)
-        except httpbody.BodyTooLarge as exc:
-            raise SourceError(f"{what} {where} refused: {exc} (max_body {format_size(max_body)}; "
-                              "raise the source's max_body if the page is really that large)", "too_large") from None
-        except httpbody.BodyError as exc:
-            if exc.kind == "timeout":
-                raise _timed_out(what, where, timeout) from None
-            raise SourceError(f"{what} {where} failed: {exc}", exc.kind) from None
-        except requests.exceptions.SSLError as exc:
-            if deadline.passed():
-                raise _timed_out(what, where, timeout) from None
-            raise SourceError(f"{what} {where} failed: TLS error: {_reason(exc, url)}; if the server uses a "
-                              "private CA, set ca_file to its PEM bundle", "tls") from None
-        except requests.Timeout:
-            raise _timed_out(what, where, timeout) from None
-        except requests.RequestException as exc:
-            if deadline.passed():
-                raise _timed_out(what, where, timeout) from None
-            if isinstance(exc, requests.ConnectionError):
-                raise SourceError(f"{what} {where} failed: cannot connect: {_reason(exc, url)}",
-                                  "connection") from None
-            raise SourceError(f"{what} {where} failed: {_reason(exc, url)}", "http") from None
+        except (httpbody.BodyError, requests.RequestException) as exc:
+            raise _failure(exc, f"{what} {where}", url, timeout, max_body, deadline.passed()) from None
 
 
-def _timed_out(what: str, where: str, timeout: float) -> SourceError:
-    return SourceError(f"{what} {where} timed out after {timeout:g}s (no complete answer: "
+def _failure(exc: Exception, what: str, url: str, timeout: float, max_body: int, late: bool) -> SourceError:
+    """The SourceError for a failed request; `late`: its deadline had passed (whatever broke)."""
+    if isinstance(exc, httpbody.BodyTooLarge):
+        return SourceError(f"{what} refused: {exc} (max_body {format_size(max_body)}; raise the source's "
+                           "max_body if the page is really that large)", "too_large")
+    if late or isinstance(exc, requests.Timeout) or getattr(exc, "kind", "") == "timeout":
+        return _timed_out(what, timeout)
+    if isinstance(exc, httpbody.BodyError):
+        return SourceError(f"{what} failed: {exc}", exc.kind)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return SourceError(f"{what} failed: TLS error: {_reason(exc, url)}; if the server uses a private CA, "
+                           "set ca_file to its PEM bundle", "tls")
+    if isinstance(exc, requests.ConnectionError):
+        return SourceError(f"{what} failed: cannot connect: {_reason(exc, url)}", "connection")
+    return SourceError(f"{what} failed: {_reason(exc, url)}", "http")
+
+
+def _timed_out(what: str, timeout: float) -> SourceError:
+    return SourceError(f"{what} timed out after {timeout:g}s (no complete answer: "
                        "connect, headers and body must all arrive within the timeout)", "timeout")
 
 
