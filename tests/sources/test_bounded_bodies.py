@@ -8,6 +8,7 @@ with the same reader. A hostile server on 127.0.0.1 supplies the bodies.
 from __future__ import annotations
 
 import gzip
+import re
 import threading
 import time
 import tracemalloc
@@ -25,7 +26,9 @@ from tests.sources.helpers import options_from_yaml
 from watchdog import httpbody, httpclient
 from watchdog.actuators import rest
 from watchdog.errors import ActuatorError, SourceError
-from watchdog.sizes import format_size, parse_size
+from watchdog.config.fields import BuildContext, build
+from watchdog.config.yamlnodes import parse_yaml
+from watchdog.sizes import SIZE_PATTERN, format_size, parse_size
 from watchdog.sources.http_json import HttpJsonOptions, HttpJsonSource
 from watchdog.sources.prometheus import PrometheusOptions, PrometheusSource
 from watchdog.sources.runner import RunnerSettings, SourceRunner
@@ -104,6 +107,28 @@ def test_max_body_is_configurable_with_sizes_like_32MiB() -> None:
     assert format_size(32 * MiB) == "32MiB" and format_size(1000) == "1000"
     with pytest.raises(ValueError, match="invalid size"):
         parse_size("32 parsecs")
+
+
+def test_a_bad_size_is_a_config_problem_at_its_line() -> None:
+    node, _ = parse_yaml("url: http://127.0.0.1:9/metrics\nmax_body: 32 parsecs\n", "watchdog.yaml")
+    ctx = BuildContext("watchdog.yaml")
+
+    assert build(ScrapeOptions, node, ctx, "sources.model") is None
+    assert [str(p) for p in ctx.problems] == [
+        "watchdog.yaml:2:11: sources.model.max_body: invalid size '32 parsecs': expected a number with an "
+        "optional unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. 32MiB"]
+
+
+@pytest.mark.parametrize(("text", "valid"), [("32MiB", True), ("512 KiB", True), ("10MB", True), ("1.5GiB", True),
+                                             ("4096", True), ("7b", True), ("32 parsecs", False), ("MiB", False),
+                                             ("-1MiB", False), ("32MiBs", False)])
+def test_the_json_schema_pattern_accepts_what_the_loader_accepts(text: str, valid: bool) -> None:
+    assert bool(re.match(SIZE_PATTERN, text)) == valid
+    if valid:
+        assert parse_size(text) > 0
+    else:
+        with pytest.raises(ValueError):
+            parse_size(text)
 
 
 def test_a_small_max_body_refuses_an_ordinary_page(hostile: HostileServer) -> None:
