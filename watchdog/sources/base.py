@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from watchdog.errors import SourceError
 from watchdog.samples import Labels, Sample
@@ -86,3 +86,14 @@ class Source(abc.ABC):
 
     def close(self) -> None:
         """Release connections; called on shutdown and reload."""
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def detached(error: E) -> E:
+    """`error` without its traceback and chained exceptions, to be kept after the call: their
+    frames hold the call's locals, e.g. a refused 32 MiB body, for as long as the error lives."""
+    error.__traceback__ = None
+    error.__context__ = error.__cause__ = None
+    return error
