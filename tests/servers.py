@@ -24,6 +24,8 @@ import requests
 
 import pytest
 
+from tests.needs import missing
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -34,11 +36,7 @@ def free_port() -> int:
 def require(binary: str | None, what: str) -> str:
     if binary and os.path.exists(binary):
         return binary
-    message = f"{what} is not installed (apt-get install -y {what}); .ci/run installs it"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-    raise AssertionError("unreachable")
+    missing(f"{what} is not installed (apt-get install -y {what}); .ci/run installs it")
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
@@ -191,7 +189,7 @@ def _mlflow_executable() -> str | None:
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     executable = _mlflow_executable()
     if executable is None:
-        pytest.skip("mlflow is not installed (pip install -e '.[test]')")
+        missing("mlflow is not installed (pip install -e '.[test]')")
     folder = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     log = open(folder / "server.log", "wb")

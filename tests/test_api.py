@@ -122,4 +122,6 @@ def test_a_good_reload_keeps_state_of_unchanged_rules(running):
     assert response.status_code == 200, response.text
     latency = [s for k, s in daemon.engine.states.items() if k[1] == "latency"]
     assert latency and latency[0].pending_since == pending_since
-    assert "fraud-model/accuracy" in response.json()["message"] or "1 changed" in response.json()["message"]
+    assert response.json()["message"] == "configuration reloaded: 2 rules; state reset for 1 changed or removed rules"
+    (event,) = daemon.store.history(kinds=["reload"], limit=5)
+    assert event.data == {"reset": ["fraud-model/accuracy"]}  # which rule lost its state, and only that one

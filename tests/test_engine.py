@@ -207,7 +207,6 @@ def test_an_unfinished_rollback_is_resumed_with_the_same_key_after_a_crash(tmp_p
     h.source.set("error_ratio", 0.2)
     h.run_for(20)
     # Crash between the decision and its second step: the first step is done, the second started.
-    from watchdog.actions import RollbackRequest
     from watchdog.rollback.coordinator import TargetView
     view = TargetView("fraud-model", "v2", None, None, {}, ())
     key, state = next(iter(h.engine.states.items()))
@@ -221,7 +220,9 @@ def test_an_unfinished_rollback_is_resumed_with_the_same_key_after_a_crash(tmp_p
     assert h.actuators["first"].calls == []  # done before the crash: not repeated
     assert [c.decision_id for c in h.actuators["second"].calls] == [decision_id]
     assert h.store.get_decision(decision_id).status == "succeeded"
-    assert isinstance(request, RollbackRequest)
+    # The resumed step acts on the decision recorded before the crash, not on a fresh one.
+    (resumed,) = h.actuators["second"].calls
+    assert (resumed.rule, resumed.value, resumed.reason) == (request.rule, request.value, request.reason)
 
 
 def test_rules_wait_for_their_window_to_hold_only_the_new_version(tmp_path):

@@ -21,6 +21,7 @@ from watchdog.guards import Guards, Situation
 from watchdog.metrics import DaemonMetrics
 from watchdog.redact import redact
 from watchdog.state.base import HistoryEvent, StateStore
+from watchdog.versions import previous_good
 
 
 @dataclass
@@ -60,7 +61,7 @@ def run_drill(loaded: LoadedConfig, store: StateStore, target: str, now: float, 
     config = loaded.config.targets[target]
     versions = store.versions(target)
     current = versions[0].version if versions else None
-    previous = next((v.version for v in versions if v.version != current and not v.bad), None)
+    previous = previous_good(versions, current)
     request = RollbackRequest(target=target, rule="drill", value=None, threshold={}, labels={}, version=current,
                               previous_version=previous, reason=f"rollback drill by {by}", severity="info",
                               plan=list(config.rollback))

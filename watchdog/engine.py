@@ -28,11 +28,13 @@ from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import Phase as IncidentPhase
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, judge_rule
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
-from watchdog.rules.templating import TemplateError, render, variables_for
+from watchdog.rules.templating import TemplateError, bound_parameters, render, variables_for
 from watchdog.samples import Labels, format_labels
 from watchdog.sources.base import QueryResult, Source
 from watchdog.sources.runner import RunnerSettings, SourceRunner
 from watchdog.state.base import Decision, HistoryEvent, StateStore
+from watchdog.version_gate import VersionGate
+from watchdog.versions import previous_good
 
 log = logging.getLogger("watchdog.engine")
 
@@ -66,6 +68,7 @@ class Engine:
             k: SeriesState.from_json(v) for k, v in store.load_rule_states().items()}
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
         self.version_changed_at: dict[str, float] = {}
+        self.version_gate = VersionGate(self._history, self.alert)  # versions are untrusted (watchdog/version_gate.py)
         # Sources run concurrently, once per query per tick, behind per-source circuit breakers.
         interval = loaded.config.interval
         self.runner = SourceRunner(sources, metrics, clock, stop=executor.stop_event, settings=RunnerSettings(
@@ -190,7 +193,7 @@ class Engine:
             if lr.target not in self.owned:
                 continue
             variables = self.variables(lr.target)
-            params = {"version": variables["version"]} if variables.get("version") else None
+            params = bound_parameters(variables)
             for c in lr.rule.conditions():
                 try:
                     requests.append((c.source or lr.rule.source, render(c.query, variables), params))
@@ -346,6 +349,7 @@ class Engine:
             log.debug("target %s: version unknown: %s", name, result)
             return
         found = next((s.label(target.version.label) for s in result.samples if s.label(target.version.label)), None)
+        found = self.version_gate.admit(name, found, now)  # untrusted: an invalid version is recorded, alerted, ignored
         if found is None:
             return
         if found == self.versions.get(name):
@@ -404,11 +408,7 @@ class Engine:
                              self.states[key], now, resolved=True)
 
     def previous_version(self, target: str) -> str | None:
-        current = self.versions.get(target)
-        for record in self.store.versions(target):
-            if record.version != current and not record.bad:
-                return record.version
-        return None
+        return previous_good(self.store.versions(target), self.versions.get(target))
 
     def _previous_seen_at(self, target: str) -> float | None:
         previous = self.previous_version(target)

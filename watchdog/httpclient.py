@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from watchdog import __version__, redact
+from watchdog import __version__, httpbody, redact
 from watchdog.config.fields import option
 from watchdog.retrying import Interrupted, call_with_retries
 
@@ -90,7 +90,7 @@ def send_json(options: HttpOptions, *, method: str, payload: dict[str, Any], ide
         timeout = options.timeout if deadline is None else max(0.1, min(options.timeout, deadline - time.monotonic()))
         return _attempt(session, method, options, headers, payload, timeout)
 
-    with requests.Session() as session:
+    with httpbody.session() as session:
         try:
             status = call_with_retries(
                 attempt, attempts=options.retries + 1, initial_wait=options.backoff, max_wait=MAX_WAIT,
@@ -107,29 +107,40 @@ def send_json(options: HttpOptions, *, method: str, payload: dict[str, Any], ide
 def _attempt(session: requests.Session, method: str, options: HttpOptions, headers: dict[str, str],
              payload: dict[str, Any], timeout: float) -> int:
     verify: bool | str = options.ca_file or options.verify_tls
-    try:
-        response = session.request(method, options.url, json=payload, headers=headers, timeout=timeout,
-                                   verify=verify, allow_redirects=False, stream=True)
-    except requests.exceptions.SSLError as exc:
-        raise _Failure(f"TLS error: {_reason(exc, options.url)}; if the server uses a private CA, "
-                       "set ca_file to its PEM bundle", retryable=False) from None
-    except requests.exceptions.Timeout:
-        raise _Failure(f"timed out: no answer within {timeout:g}s", retryable=True) from None
-    except requests.exceptions.ConnectionError as exc:
-        raise _Failure(f"cannot connect: {_reason(exc, options.url)}", retryable=True) from None
-    except requests.exceptions.RequestException as exc:
-        raise _Failure(f"request failed: {_reason(exc, options.url)}", retryable=False) from None
-    with response:
-        return _judge(response, options.url)
+    # One wall-clock deadline for the whole answer: a receiver that trickles its headers or
+    # its error page cannot hold a delivery (and the rollback waiting on it) for longer.
+    with httpbody.Deadline(timeout) as deadline:
+        try:
+            response = session.request(method, options.url, json=payload, headers=headers, timeout=timeout,
+                                       verify=verify, allow_redirects=False, stream=True)
+        except requests.exceptions.SSLError as exc:
+            if deadline.passed():
+                raise _timed_out(timeout) from None
+            raise _Failure(f"TLS error: {_reason(exc, options.url)}; if the server uses a private CA, "
+                           "set ca_file to its PEM bundle", retryable=False) from None
+        except requests.exceptions.Timeout:
+            raise _timed_out(timeout) from None
+        except requests.exceptions.ConnectionError as exc:
+            if deadline.passed():
+                raise _timed_out(timeout) from None
+            raise _Failure(f"cannot connect: {_reason(exc, options.url)}", retryable=True) from None
+        except requests.exceptions.RequestException as exc:
+            raise _Failure(f"request failed: {_reason(exc, options.url)}", retryable=False) from None
+        with response:
+            return _judge(response, options.url, deadline)
 
 
-def _judge(response: requests.Response, url: str) -> int:
+def _timed_out(timeout: float) -> _Failure:
+    return _Failure(f"timed out: no complete answer within {timeout:g}s", retryable=True)
+
+
+def _judge(response: requests.Response, url: str, deadline: httpbody.Deadline | None = None) -> int:
     status = response.status_code
     if 200 <= status < 300:
         return status
     retryable = status >= 500 or status in _RETRYABLE_STATUS
     text = f"{status} {response.reason or ''}".rstrip()
-    excerpt = _excerpt(response, url)
+    excerpt = _excerpt(response, url, deadline)
     if excerpt:
         text += f": {excerpt}"
     hint = _hint(response, url)
@@ -153,10 +164,10 @@ def _hint(response: requests.Response, url: str) -> str:
     return ""
 
 
-def _excerpt(response: requests.Response, url: str) -> str:
-    try:
-        raw = response.raw.read(_EXCERPT * 4, decode_content=True) or b""
-    except Exception:  # the body is only decoration for the message; its failure is not the news
+def _excerpt(response: requests.Response, url: str, deadline: httpbody.Deadline | None = None) -> str:
+    try:  # at most the first _EXCERPT * 4 bytes (decompressed), within the attempt's deadline
+        raw = httpbody.read_body(response, _EXCERPT * 4, deadline, truncate=True)
+    except httpbody.BodyError:  # the body is only decoration for the message; its failure is not the news
         return ""
     text = " ".join(raw.decode("utf-8", errors="replace").split())
     if len(text) > _EXCERPT:

@@ -19,6 +19,7 @@ from watchdog.pauses import ALL, Pause, clear_pause, set_pause
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import Approved, ManualRollback, Paused, Rejected, Resumed
 from watchdog.state.base import HistoryEvent, StateStore
+from watchdog.versions import previous_good, shown, version_problem
 
 
 class OperatorError(WatchdogError):
@@ -39,6 +40,17 @@ def desk(loaded: LoadedConfig, store: StateStore, now: float) -> Desk:
     """The incidents' desk of an operator command: its alerts wait in the store's queue for
     the running daemon to deliver them."""
     return Desk(loaded.config, store, lambda target, alert: enqueue(store, loaded.config.targets[target].alert, alert, now))
+
+
+def _valid_version(store: StateStore, target: str, what: str, version: str, by: str, now: float, origin: str) -> None:
+    """Versions are untrusted (watchdog/versions.py): an invalid one is refused, and the
+    attempt is recorded in the history."""
+    why = version_problem(version)
+    if why is None:
+        return
+    _record(store, now, target, "version", f"invalid version {shown(version)} refused ({what}, {origin}, by {by}): {why}",
+            {"invalid_version": shown(version), "reason": why, "origin": origin, "operator": by})
+    raise OperatorError(f"{what} {shown(version)} is not a valid version: {why}")
 
 
 def _known(loaded: LoadedConfig, target: str) -> None:
@@ -139,9 +151,11 @@ def manual_rollback(loaded: LoadedConfig, store: StateStore, target: str, by: st
     if not reason:
         raise OperatorError("a manual rollback needs --reason: it goes into the audit history")
     config = loaded.config.targets[target]
+    if to_version and not config.components:  # with components, --to is a release number
+        _valid_version(store, target, "--to", to_version, by, now, "rollback")
     versions = store.versions(target)
     current = versions[0].version if versions else None
-    previous = next((v.version for v in versions if v.version != current and not v.bad), None)
+    previous = previous_good(versions, current)
     if not force:
         verdict = Guards(loaded.config, store).check(Situation(
             target=target, rule=None, now=now, version=current, to_version=to_version or previous,
@@ -177,6 +191,8 @@ def record_release(loaded: LoadedConfig, store: StateStore, target: str, compone
     if unknown:
         raise OperatorError(f"target {target} has no component(s) {', '.join(unknown)} "
                             f"(components: {', '.join(declared)})")
+    for component, version in sorted(components.items()):
+        _valid_version(store, target, f"component {component}", version, by, now, origin)
     from watchdog.releases import Ledger
 
     release = Ledger(store, loaded.config).record(target, components, now, note or f"recorded by {by}", origin)

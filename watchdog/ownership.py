@@ -35,7 +35,11 @@ class Owner:
         self.owned: set[str] = set()
 
     def refresh(self, targets: list[str], now: float) -> tuple[set[str], set[str]]:
-        """Returns (owned now, newly acquired). On a store failure nothing is owned."""
+        """Returns (owned now, newly acquired).
+
+        On a store failure nothing is owned (another replica may take over) and StateError
+        is raised: the tick fails visibly (last error, failure counter) instead of quietly
+        guarding nothing — e.g. a full disk would otherwise look like a healthy daemon."""
         before = set(self.owned)
         try:
             live = [r for r in self.store.replicas() if now - r.last_seen < self.live_window]
@@ -45,8 +49,10 @@ class Owner:
                 self._give_up_one(owned)
             self.owned = self.ownership.acquire(sorted(targets), limit=share)
         except StateError as exc:
-            log.error("replica %s cannot refresh target ownership: %s", self.replica_id, exc)
             self.owned = set()
+            for target in sorted(before):
+                log.warning("replica %s no longer guards %s", self.replica_id, target)
+            raise StateError(f"replica {self.replica_id} cannot refresh target ownership: {exc}") from exc
         gained = self.owned - before
         for target in sorted(gained):
             log.info("replica %s now guards %s", self.replica_id, target)

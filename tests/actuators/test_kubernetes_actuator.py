@@ -16,7 +16,8 @@ import pytest
 
 from tests.actuators.kube_fixtures import TOKEN, make_context
 from tests.fakes.kube_api import FakeKube, deployment, replicaset
-from watchdog.actuators.kubernetes import KubernetesActuator
+from tests.fakes.test_kube_api import ManualClock
+from watchdog.actuators.kubernetes import KubernetesActuator, deployment_rollout_status
 from watchdog.errors import ActuatorError
 
 pytestmark = pytest.mark.timeout(60)
@@ -302,3 +303,54 @@ def test_plan_describes_the_rollback_without_calling_the_api(kube: FakeKube, kub
 def test_unusable_options_are_rejected(options: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         KubernetesActuator("deploy", KubernetesActuator.Options(**options))  # type: ignore[arg-type]
+
+
+# --- when is a rollout complete (kubectl's DeploymentStatusViewer, plus terminating pods) -----
+
+def _deployment_status(**status: int) -> dict:
+    full = {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3, **status}
+    return {"metadata": {"generation": 2}, "spec": {"replicas": 3}, "status": full}
+
+
+@pytest.mark.parametrize(("status", "progress"), [
+    ({"observedGeneration": 1}, "waiting for the deployment spec update to be observed"),
+    ({"updatedReplicas": 2, "replicas": 4}, "2 of 3 new replicas have been updated"),
+    # All new replicas are up, but an old one has not been scaled away yet.
+    ({"replicas": 4}, "1 old replicas are pending termination"),
+    ({"availableReplicas": 2}, "2 of 3 updated replicas are available"),
+    # Scaled away, but its pod is still shutting down (and may still answer requests).
+    ({"terminatingReplicas": 2}, "2 old replicas are still terminating"),
+])
+def test_a_rollout_with_old_replicas_left_is_not_complete(status: dict, progress: str) -> None:
+    assert deployment_rollout_status(_deployment_status(**status), 2, "deployment ml/fraud") == (False, progress)
+
+
+def test_a_rollout_is_complete_once_only_updated_available_replicas_remain() -> None:
+    assert deployment_rollout_status(_deployment_status(terminatingReplicas=0), 2, "d") == (True, "complete")
+
+
+def test_apply_returns_only_once_no_old_replica_is_left_or_terminating(tmp_path: Path) -> None:
+    # The fake's controller moves one stage per clock step; the test advances the clock only
+    # after the actuator has looked at the current stage, so it sees every one of them.
+    clock = ManualClock()
+    with FakeKube(token=TOKEN, clock=clock, stage_seconds=1.0) as kube:
+        history(kube)
+        act = actuator(str(kube.kubeconfig(tmp_path, namespace="ml")), poll_interval=0.01)
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: (act.apply(make_context("v6"), threading.Event()), done.set()))
+        thread.start()
+        for _ in range(20):
+            looked = len(kube.served)
+            deadline = time.monotonic() + 10
+            while len(kube.served) == looked and not done.is_set() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if done.wait(0.05):
+                break
+            clock.now += 1.0
+        thread.join(10)
+
+    statuses = [body["status"] for path, body in kube.served if path == DEPLOY]
+    assert any(s.get("replicas", 0) > s.get("updatedReplicas", 0) == 3 for s in statuses)  # it saw an old one left
+    assert any(s.get("terminatingReplicas") for s in statuses)  # and one terminating
+    last = statuses[-1]  # what it decided on
+    assert (last["replicas"], last["updatedReplicas"], last["availableReplicas"], last["terminatingReplicas"]) == (3, 3, 3, 0)

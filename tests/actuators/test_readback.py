@@ -48,8 +48,8 @@ def test_placeholders_in_urls_are_url_encoded(receiver: Receiver) -> None:
     act = webhook(receiver, current_url=receiver.url("/versions?model={{target}}&to={{to_version}}"))
     receiver.script(Reply(200, {"version": "v7"}))
 
-    assert act.current_version(make_context("a b/c&d")) == "v7"
-    assert receiver.requests[0].path == "/versions?model=fraud-model&to=a%20b%2Fc%26d"
+    assert act.current_version(make_context("a+b/c@d:1")) == "v7"
+    assert receiver.requests[0].path == "/versions?model=fraud-model&to=a%2Bb%2Fc%40d%3A1"
 
 
 def test_current_url_field_and_unknown(receiver: Receiver) -> None:

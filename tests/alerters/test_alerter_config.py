@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import require_module
 from watchdog import plugins, redact
 from watchdog.config.loader import load
 from watchdog.errors import ConfigError
@@ -139,7 +140,7 @@ def test_missing_required_options_are_named(tmp_path: Path) -> None:
 
 
 def test_the_json_schema_accepts_the_same_config_and_rejects_the_typo() -> None:
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = require_module("jsonschema")
     from watchdog.config.jsonschema import config_schema
     from watchdog.config.yamlnodes import parse_yaml
 

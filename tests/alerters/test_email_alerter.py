@@ -20,13 +20,14 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.needs import require_module
 from tests.alerters.alerts import logged, make_alert
 from tests.servers import free_port
 from watchdog.alerters.smtp import EmailAlerter
 from watchdog.errors import AlerterError
 
-controller_module = pytest.importorskip("aiosmtpd.controller")
-smtp_module = pytest.importorskip("aiosmtpd.smtp")
+controller_module = require_module("aiosmtpd.controller", "aiosmtpd")
+smtp_module = require_module("aiosmtpd.smtp", "aiosmtpd")
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -138,7 +139,7 @@ def test_unreachable_server_is_retried_then_reported() -> None:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory) -> tuple[Path, Path, Path]:
-    x509 = pytest.importorskip("cryptography.x509")
+    x509 = require_module("cryptography.x509", "cryptography")
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID

@@ -10,7 +10,11 @@ changes):
   LIST with `?labelSelector=` (`k=v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`);
 - PATCH with `application/json-patch+json` (add/replace/remove/test; a failed op → 422),
   `application/merge-patch+json` (RFC 7386) and `application/strategic-merge-patch+json`
-  (built-in kinds only, approximated by a merge patch; CRDs answer 415 like the real server);
+  (built-in kinds only; CRDs answer 415 like the real server): lists with a patch merge key
+  in the Kubernetes API (containers and volumes by `name`, ports by `containerPort`, env by
+  `name`, volumeMounts by `mountPath`, conditions by `type`, …) are merged item by item,
+  other lists replaced; `$patch: delete` / `$patch: replace` and `$setElementOrder`
+  directives are honoured;
 - a patched object whose `metadata.resourceVersion` differs from the stored one → 409
   Conflict Status ("the object has been modified; …"); every write bumps resourceVersion,
   and a spec change bumps `metadata.generation`;
@@ -21,9 +25,12 @@ changes):
 - a minimal controller: changing a Deployment's or Rollout's pod template re-uses the owned
   ReplicaSet with the same template (revision → max+1, old number appended to
   `deployment.kubernetes.io/revision-history`) or makes a new one, and the status then
-  progresses over successive GETs (see `rollout_steps`); an InferenceService's
-  `canaryTrafficPercent: 0` moves traffic in one or two reconciles; an Argo abort turns
-  Degraded/RolloutAborted on the next GET.
+  progresses *with time* (`stage_seconds` per stage on `clock`, however often it is read):
+  not yet observed → one new replica more per stage (maxSurge 1) → all updated but an old
+  replica not yet scaled away (`replicas` > `updatedReplicas`) → old pods still terminating
+  (`terminatingReplicas`, Kubernetes ≥ 1.33) → complete. An InferenceService's
+  `canaryTrafficPercent: 0` moves traffic in one or two stages; an Argo abort turns
+  Degraded/RolloutAborted one stage later.
 
 Plain HTTP by default; `tls=(cert, key)` serves HTTPS (see `self_signed_cert`).
 """
@@ -40,6 +47,7 @@ import shutil
 import ssl
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -79,7 +87,8 @@ class _Failure(Exception):
 class FakeKube:
     tls: tuple[str, str] | None = None
     token: str | None = None  # when set, requests must carry `Authorization: Bearer <token>`
-    rollout_steps: int = 2  # GETs after a template change until a Deployment/Rollout is complete
+    stage_seconds: float = 0.05  # how long each controller stage lasts (see the module docstring)
+    clock: Callable[[], float] = time.monotonic  # what the controller measures stages by
     stuck: bool = False  # the rollout never completes
     deadline_exceeded: bool = False  # the rollout fails with ProgressDeadlineExceeded
     calls: list[Call] = field(default_factory=list)
@@ -87,7 +96,8 @@ class FakeKube:
     forbidden: set[tuple[str, str]] = field(default_factory=set)
     conflicts: int = 0  # the next N PATCHes find the object changed by someone else first
     no_status_subresource: set[str] = field(default_factory=set)  # plurals whose CRD lacks /status
-    pending: dict[str, list[Callable[[dict[str, Any]], None]]] = field(default_factory=dict)
+    pending: dict[str, list[tuple[float, Callable[[dict[str, Any]], None]]]] = field(default_factory=dict)
+    served: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (path, object) of every GET answered
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
@@ -148,6 +158,7 @@ class FakeKube:
 
     def get(self, path: str) -> dict[str, Any]:
         with self._lock:
+            self._reconcile(path)
             return copy.deepcopy(self.objects[path])
 
     def update(self, path: str, change: Callable[[dict[str, Any]], None]) -> None:
@@ -235,11 +246,14 @@ class FakeKube:
                                {"name": name, "group": group, "kind": plural})
             if verb == "get":
                 self._reconcile(base)
+                self.served.append((call.path, copy.deepcopy(self.objects[base])))
                 return 200, copy.deepcopy(self.objects[base])
             return 200, self._patch(call, base, group, plural, name, bool(sub))
 
     def _list(self, call: Call, plural: str, ns: str) -> dict[str, Any]:
         match = _selector(call.query.get("labelSelector", ""))
+        for path in list(self.pending):
+            self._reconcile(path)
         items = [copy.deepcopy(o) for p, o in sorted(self.objects.items())
                  if KINDS[o["kind"]] == plural and o["metadata"]["namespace"] == ns
                  and match(o["metadata"].get("labels") or {})]
@@ -260,8 +274,11 @@ class FakeKube:
             self.conflicts -= 1
             self.objects[path]["metadata"]["resourceVersion"] = self._next_rv()
         current = self.objects[path]
+        self._reconcile(path)
         if content_type == "application/json-patch+json":
             patched = _json_patch(current, call.body)
+        elif content_type == "application/strategic-merge-patch+json":
+            patched = _strategic_merge(current, call.body)
         else:
             patched = _merge_patch(current, call.body)
         if patched["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
@@ -284,19 +301,26 @@ class FakeKube:
     # --- the simulated controllers ------------------------------------------------------------
 
     def _reconcile(self, path: str) -> None:
+        """Apply every controller stage whose time has come (none, however often it is read, before)."""
         steps = self.pending.get(path)
-        if steps:
-            steps.pop(0)(self.objects[path])
+        now = self.clock()
+        while steps and steps[0][0] <= now:
+            steps.pop(0)[1](self.objects[path])
+
+    def _schedule(self, path: str, steps: list[Callable[[dict[str, Any]], None]]) -> None:
+        """Stage i takes effect (i + 1) × stage_seconds from now."""
+        start = self.clock()
+        self.pending[path] = [(start + (i + 1) * self.stage_seconds, step) for i, step in enumerate(steps)]
 
     def _controller(self, path: str, before: dict[str, Any], after: dict[str, Any]) -> None:
         kind = after["kind"]
         if kind in ("Deployment", "Rollout") and before["spec"].get("template") != after["spec"].get("template"):
             self._new_revision(after)
-            self.pending[path] = self._progress(after)
+            self._schedule(path, self._progress(after))
         elif kind == "Deployment":
             return
         if kind == "Rollout" and after.get("status", {}).get("abort") and not before.get("status", {}).get("abort"):
-            self.pending[path] = [_aborted]
+            self._schedule(path, [_aborted])
         if kind == "InferenceService":
             self._kserve(path, before, after)
 
@@ -329,14 +353,24 @@ class FakeKube:
         replicas = owner["spec"].get("replicas", 1)
         argo = owner["kind"] == "Rollout"
 
-        def observe(obj: dict[str, Any]) -> None:
-            status = obj.setdefault("status", {})
-            if argo:
-                status.update(observedGeneration=str(generation), phase="Progressing", message="more replicas need to be updated")
-                status.pop("abort", None)
-            else:
-                status.update(observedGeneration=generation, replicas=replicas + 1, updatedReplicas=1,
-                              availableReplicas=replicas)
+        def rolling(updated: int) -> Callable[[dict[str, Any]], None]:
+            def stage(obj: dict[str, Any]) -> None:  # maxSurge 1, maxUnavailable 0
+                status = obj.setdefault("status", {})
+                if argo:
+                    status.update(observedGeneration=str(generation), phase="Progressing",
+                                  message="more replicas need to be updated")
+                    status.pop("abort", None)
+                else:
+                    status.update(observedGeneration=generation, replicas=replicas + 1, updatedReplicas=updated,
+                                  availableReplicas=replicas, terminatingReplicas=0)
+            return stage
+
+        def old_not_scaled_down(obj: dict[str, Any]) -> None:  # every replica updated, one old still counted
+            obj["status"].update(replicas=replicas + 1, updatedReplicas=replicas, availableReplicas=replicas + 1)
+
+        def old_terminating(obj: dict[str, Any]) -> None:  # scaled away; its pod is still shutting down
+            obj["status"].update(replicas=replicas, updatedReplicas=replicas, availableReplicas=replicas,
+                                 terminatingReplicas=1)
 
         def fail(obj: dict[str, Any]) -> None:
             obj["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
@@ -350,15 +384,19 @@ class FakeKube:
                 status.update(phase="Healthy", message="", stableRS=status.get("_target_hash"),
                               currentPodHash=status.get("_target_hash"), conditions=[])
             else:
-                status.update(replicas=replicas, updatedReplicas=replicas, availableReplicas=replicas)
+                status.update(replicas=replicas, updatedReplicas=replicas, availableReplicas=replicas,
+                              terminatingReplicas=0)
 
-        steps: list[Callable[[dict[str, Any]], None]] = [lambda obj: None]  # the first GET: not yet observed
-        steps += [observe] * max(1, self.rollout_steps - 1)
+        # Stage 0 (until the first stage is due): the spec change is not observed yet.
+        steps: list[Callable[[dict[str, Any]], None]] = [rolling(1)]
         if self.deadline_exceeded:
             return steps + [fail]
         if self.stuck:
             return steps
-        return steps + [complete]
+        if argo:
+            return steps + [complete]
+        steps += [rolling(n) for n in range(2, replicas + 1)]
+        return steps + [old_not_scaled_down, old_terminating, complete]
 
     def _kserve(self, path: str, before: dict[str, Any], after: dict[str, Any]) -> None:
         for component, spec in after["spec"].items():
@@ -385,9 +423,9 @@ class FakeKube:
                     {"revisionName": ready, "latestRevision": False, "percent": 100, "tag": "prev"}]
 
             if ready == rolled:
-                self.pending[path] = [same_revision, route(previous)]
+                self._schedule(path, [same_revision, route(previous)])
             else:
-                self.pending[path] = [route(rolled)]
+                self._schedule(path, [route(rolled)])
 
 
 def _aborted(obj: dict[str, Any]) -> None:
@@ -510,6 +548,58 @@ def _merge_patch(target: Any, patch: Any) -> Any:
             out.pop(key, None)
         else:
             out[key] = _merge_patch(out.get(key), value)
+    return out
+
+
+# patchMergeKey of the list fields the built-in kinds' OpenAPI marks `x-kubernetes-patch-strategy: merge`.
+MERGE_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name", "env": "name",
+              "ports": "containerPort", "volumes": "name", "volumeMounts": "mountPath", "volumeDevices": "devicePath",
+              "imagePullSecrets": "name", "hostAliases": "ip", "conditions": "type", "ownerReferences": "uid",
+              "topologySpreadConstraints": "topologyKey"}
+MERGED_PRIMITIVE_LISTS = {"finalizers"}  # strategy merge without a key: a set union
+
+
+def _strategic_merge(target: Any, patch: Any) -> Any:
+    """The apiserver's strategic merge patch (apimachinery strategicpatch) for built-in kinds."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if patch.get("$patch") == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if key.startswith("$setElementOrder/") or key.startswith("$retainKeys"):
+            continue  # ordering hints: the fake keeps the server's order
+        if key.startswith("$deleteFromPrimitiveList/"):
+            name = key.split("/", 1)[1]
+            out[name] = [v for v in out.get(name) or [] if v not in value]
+        elif value is None:
+            out.pop(key, None)
+        elif isinstance(value, list) and key in MERGE_KEYS:
+            out[key] = _merge_list(out.get(key) or [], value, MERGE_KEYS[key])
+        elif isinstance(value, list) and key in MERGED_PRIMITIVE_LISTS:
+            out[key] = list(out.get(key) or []) + [v for v in value if v not in (out.get(key) or [])]
+        elif isinstance(value, dict):
+            out[key] = _strategic_merge(out.get(key), value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _merge_list(current: list[Any], patch: list[Any], merge_key: str) -> list[Any]:
+    if any(isinstance(item, dict) and item.get("$patch") == "replace" for item in patch):
+        return [copy.deepcopy(i) for i in patch if not (isinstance(i, dict) and i.get("$patch") == "replace")]
+    out = [copy.deepcopy(i) for i in current]
+    for item in patch:
+        if not isinstance(item, dict) or merge_key not in item:
+            raise _Failure(422, "Invalid", f"map: {item!r} does not contain declared merge key: {merge_key}")
+        at = next((i for i, existing in enumerate(out) if existing.get(merge_key) == item[merge_key]), None)
+        if item.get("$patch") == "delete":
+            if at is not None:
+                del out[at]
+        elif at is None:
+            out.append({k: copy.deepcopy(v) for k, v in item.items() if k != "$patch"})
+        else:
+            out[at] = _strategic_merge(out[at], item)
     return out
 
 

@@ -42,8 +42,10 @@ def test_an_actuator_that_hangs_past_its_timeout_fails_the_step_and_alerts(tmp_p
         assert [a.kind for a in h.alerts(kind="actuator_failed")] == ["actuator_failed"]
         assert h.actuators["second"].calls == []  # the chain stopped
         assert "fraud-model" in h.store.holds()
-        h.run_for(30)  # and the engine keeps evaluating
-        assert h.store.history(limit=1)
+        evaluated = h.metrics.evaluations._value.get()
+        reports = h.run_for(30)  # and the engine keeps evaluating
+        assert len(reports) == 3 and h.metrics.evaluations._value.get() == evaluated + 3
+        assert h.source.queries[-1] == ("error_ratio", h.clock.now() - h.interval)  # ...on fresh data
 
 
 def test_5xx_then_2xx_succeeds_with_one_idempotency_key(tmp_path):

@@ -105,6 +105,19 @@ class DaemonProcess:
     def metrics(self) -> str:
         return requests.get(self.url + "/metrics", timeout=5).text
 
+    def evaluations(self) -> float:
+        """How many evaluations (ticks) the daemon has completed."""
+        for line in self.metrics().splitlines():
+            if line.startswith("model_watchdog_evaluations_total "):
+                return float(line.split()[1])
+        return 0.0
+
+    def wait_evaluations(self, count: int, timeout: float = 60) -> None:
+        """Block until `count` more evaluations ran: the window for a negative check ("nothing
+        was sent twice") measured in chances to do it wrong, not in wall-clock seconds."""
+        target = self.evaluations() + count
+        wait_until(lambda: self.evaluations() >= target, timeout, what=f"{count} more evaluations")
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "watchdog.cli", *args, "-c", str(self.config)],
                               capture_output=True, text=True, timeout=60)

@@ -58,13 +58,13 @@ def rollback_calls(model: SimulatedModelServer) -> list[dict]:
 
 def test_healthy_model_no_action_then_sustained_breach_rolls_back_exactly_once(daemon_factory, model, alerts):
     daemon = daemon_factory().start()
-    time.sleep(8)
+    daemon.wait_evaluations(8)  # longer than `for: 4s` at 1 s intervals
     assert rollback_calls(model) == []
     assert all(s["state"] == "inactive" for s in daemon.rule_series("error-rate"))
 
     set_mode(model, "degraded")
     wait_until(lambda: rollback_calls(model), 30, what="the rollback webhook")
-    time.sleep(6)  # the rule stays firing for a while: nothing may be sent twice
+    daemon.wait_evaluations(8)  # the rule stays firing for a while: nothing may be sent twice
     calls = rollback_calls(model)
     assert len(calls) == 1 and calls[0]["effective"]
     body = calls[0]["body"]
@@ -93,7 +93,7 @@ def test_a_spike_shorter_than_for_does_not_roll_back(daemon_factory, model):
     set_mode(model, "degraded")
     wait_until(lambda: any(s["state"] == "pending" for s in daemon.rule_series("error-rate")), 15, what="pending")
     set_mode(model, "healthy")
-    time.sleep(10)
+    daemon.wait_evaluations(12)  # past the time the spike would have needed to fire
     assert rollback_calls(model) == []
     assert all(s["state"] == "inactive" for s in daemon.rule_series("error-rate"))
 
@@ -104,7 +104,7 @@ def test_a_broken_source_never_causes_a_rollback(daemon_factory, model, alerts, 
     time.sleep(4)
     set_mode(model, mode)
     wait_until(lambda: any(r.json and r.json["kind"] == "no_data" for r in alerts.requests), 20, what="a no-data alert")
-    time.sleep(6)
+    daemon.wait_evaluations(8)  # longer than `for: 4s`: counted as a breach it would have fired
     assert rollback_calls(model) == []
     source = daemon.status()["sources"]["model"]
     assert source["up"] is False and source["last_error"]
@@ -123,7 +123,7 @@ def test_a_held_target_waits_for_resume(daemon_factory, model):
     wait_until(lambda: all(s["state"] == "inactive" for s in daemon.rule_series("error-rate")), 20, what="recovery")
     set_mode(model, "degraded")  # regresses again while held: alert only
     wait_until(lambda: any(s["state"] == "firing" for s in daemon.rule_series("error-rate")), 20, what="firing again")
-    time.sleep(3)
+    daemon.wait_evaluations(5)  # each of them saw the rule firing on a held target
     assert len(rollback_calls(model)) == 1
     assert daemon.status()["targets"]["fraud-model"]["held"]
 

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from tests.needs import require_module
 from tests.servers import PostgresServer, postgres  # noqa: F401  (session fixture)
 from tests.sources.helpers import options_from_yaml
 from watchdog.config.schema import MinSamples, Rule
@@ -21,7 +22,7 @@ from watchdog.sources.base import QueryResult, Source
 from watchdog.sources.sql import SqlOptions, SqlSource
 from watchdog.sources.runner import invoke
 
-psycopg = pytest.importorskip("psycopg")
+psycopg = require_module("psycopg", "'psycopg[binary]'")
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -187,6 +187,41 @@ def test_histogram_quantile_with_a_non_positive_first_bucket() -> None:
     assert one(store, "histogram_quantile(0.75, h_bucket)") == pytest.approx(0.5)
 
 
+
+def test_histogram_quantile_treats_float_noise_between_buckets_as_equal() -> None:
+    # Summed rates give le=2 the count 0.1 + 0.2 = 0.30000000000000004 where le=1 has 0.3: the
+    # same observations, apart from float noise. Prometheus (ensureMonotonicAndIgnoreSmallDeltas,
+    # tolerance 1e-12) makes them equal, so p100 stays in le=1: 0 + 1 × 0.3/0.3 = 1.
+    # Without the repair rank 0.30000000000000004 only fits le=2 and the answer is 2.
+    noisy = 0.1 + 0.2
+    assert noisy != 0.3
+    store = bucket_gauges({"1": 0.3, "2": noisy, "+Inf": noisy})
+    assert one(store, "histogram_quantile(1, h_bucket)") == 1.0
+
+
+def test_histogram_quantile_adds_up_buckets_with_the_same_bound() -> None:
+    # le="1" and le="1.0" are one bound written twice (e.g. two client library versions):
+    # Prometheus coalesces them by adding counts, giving 5, 10, 10. p25: rank 2.5 → le=1 →
+    # 0 + 1 × 2.5/5 = 0.5. Kept apart (2, 3, 10, 10) the rank would land in the second le=1
+    # bucket and interpolate from 1 upwards: 1.
+    store = bucket_gauges({"1": 2, "1.0": 3, "2": 10, "+Inf": 10})
+    assert one(store, "histogram_quantile(0.25, h_bucket)") == pytest.approx(0.5)
+
+
+def test_histogram_quantile_never_mixes_the_buckets_of_two_metrics() -> None:
+    # Prometheus groups by every label but `le` (the name included) and drops the name
+    # afterwards: two histograms with equal labels clash instead of being added together.
+    store = store_with({**{lbl("a_bucket", le=le): [(0, c)] for le, c in {"1": 1, "+Inf": 2}.items()},
+                        **{lbl("b_bucket", le=le): [(0, c)] for le, c in {"1": 5, "+Inf": 8}.items()}})
+    with pytest.raises(PromQLError, match="same labelset"):
+        run(store, 'histogram_quantile(0.5, {__name__=~"a_bucket|b_bucket"})')
+    assert run(store, "histogram_quantile(0.5, b_bucket)") == {(): pytest.approx(0.8)}
+
+
+def test_histogram_quantile_zero_in_an_empty_first_bucket_is_nan_not_a_crash() -> None:
+    # q=0 → rank 0 lands in le=0.5, which holds no observations: Go's 0/0 is NaN.
+    assert math.isnan(one(bucket_gauges({"0.5": 0, "1": 3, "+Inf": 8}), "histogram_quantile(0, h_bucket)"))
+
 # --- operators --------------------------------------------------------------------------------
 
 

@@ -228,8 +228,40 @@ def test_mistakes_get_actionable_messages(query: str, words: str, points_at: str
 
 
 def test_regex_flags_are_accepted_as_in_re2() -> None:
-    # Users write (?i) at the start; Python only allows it scoped, we translate.
     expr = parse('log_lines{level=~"(?i)error"}')
     assert isinstance(expr, VectorSelector)
     assert expr.matchers[0].matches("ERROR")
     assert not expr.matchers[0].matches("ERRORS")  # anchored at both ends
+
+
+def _matcher(regex: str) -> Matcher:
+    expr = parse(f"x{{env=~`{regex}`}}")  # a raw string: the regex reaches RE2 as written
+    assert isinstance(expr, VectorSelector)
+    return expr.matchers[0]
+
+
+@pytest.mark.parametrize(("regex", "matching", "not_matching"), [
+    ("((?i)PRO).*", ["prod", "PROD", "Production"], ["dev", "xprod"]),  # a flag inside a group (RE2)
+    ("(?i:dev)|prod", ["DEV", "prod"], ["PROD"]),
+    ("prod|dev", ["prod", "dev"], ["production"]),  # alternatives anchored as a whole
+    ("a.b", ["a\nb", "axb"], ["ab"]),  # `.` matches a newline (?s), as Prometheus wraps it
+    ("[[:digit:]]+", ["2026"], ["v1"]),  # POSIX classes are RE2 syntax, not Python's
+    (r"\Qa.b\E", ["a.b"], ["axb"]),  # \Q…\E quotes a literal in RE2
+])
+def test_label_regexes_have_re2_semantics(regex: str, matching: list[str], not_matching: list[str]) -> None:
+    matcher = _matcher(regex)
+    assert [v for v in matching if not matcher.matches(v)] == []
+    assert [v for v in not_matching if matcher.matches(v)] == []
+
+
+@pytest.mark.parametrize("regex", ["(?<=a)b", r"(a)\1", "a{1001}", "(?P=name)", "a)|(b"])
+def test_regexes_re2_refuses_are_refused(regex: str) -> None:
+    # Look-arounds and back-references need backtracking; RE2 and so Prometheus reject them.
+    with pytest.raises(PromQLError, match="invalid regular expression"):
+        parse(f"x{{env=~`{regex}`}}")
+
+
+def test_a_label_value_that_is_not_valid_unicode_is_matched_not_a_crash() -> None:
+    # Go reads an invalid UTF-8 sequence as U+FFFD; a lone surrogate can only come from hostile JSON.
+    assert _matcher("a.b").matches("a\udcffb")
+    assert not _matcher("a.").matches("a\udcff\udcff")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import assume, HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.fuzzing import examples
 
 from watchdog.errors import PromQLError
 from watchdog.promql import SeriesStore, evaluate, parse
@@ -125,7 +126,7 @@ def parse_generated(query: str):  # type: ignore[no-untyped-def]
         assume(False)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(QUERIES)
 def test_printing_round_trips(query: str) -> None:
     expr = parse_generated(query)
@@ -155,7 +156,7 @@ def small_store() -> SeriesStore:
 STORE = small_store()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(QUERIES)
 def test_evaluating_any_valid_query_gives_samples_or_a_promql_error(query: str) -> None:
     expr = parse_generated(query)
@@ -176,7 +177,7 @@ TOKENS = [
 ]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     st.one_of(
         st.text(st.sampled_from(GARBAGE_CHARS), max_size=40),

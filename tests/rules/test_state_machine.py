@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.fuzzing import examples
 
 from watchdog.config.schema import Rule
 from watchdog.rules.evaluate import Outcome, Verdict
@@ -80,7 +81,7 @@ def test_state_round_trips_through_json():
 outcomes = st.lists(st.sampled_from(list(Outcome)), max_size=40)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(outcomes, st.sampled_from([0.0, 10.0, 30.0, 60.0]))
 def test_a_breach_shorter_than_for_never_fires(seq, for_):
     # Observed breaches are never `for` long if every run of BREACH spans less than `for`.
@@ -100,7 +101,7 @@ def test_a_breach_shorter_than_for_never_fires(seq, for_):
             assert run_start is not None and now - run_start >= for_
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(outcomes)
 def test_no_data_never_fires_a_rule_that_ignores_it(seq):
     r = rule(on_no_data="ignore")
@@ -109,7 +110,7 @@ def test_no_data_never_fires_a_rule_that_ignores_it(seq):
     assert Event.FIRED not in events and Event.NO_DATA_STARTED not in events
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(outcomes)
 def test_no_data_alerts_open_and_close_in_pairs(seq):
     _, events = run(rule(on_no_data="alert"), seq)

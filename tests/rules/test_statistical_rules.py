@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
 
 from watchdog.testing import series
 
@@ -125,7 +128,10 @@ def test_prediction_drift_by_psi_on_a_histogram(tmp_path):
     h.source.set('score_bucket{version="v2"}', histogram("v2", [50, 100, 250, 600]))  # scores shifted high
     h.run_for(10)
     (alert,) = h.alerts(kind="rule")
-    assert "PSI" in alert.summary or "psi" in alert.summary.lower()
+    # PSI of the shifted scores: the (50, 100, 250, 600) vs (250, 250, 250, 250) terms add up to ≈ 0.766.
+    psi = re.search(r"score-drift: PSI (\d+\.\d{4}) \(noise level ≈ [\d.]+\);.*; > threshold 0\.2;", alert.summary)
+    assert psi, alert.summary
+    assert float(psi[1]) == pytest.approx(0.7657, abs=1e-4)
 
 
 def test_class_count_drift(tmp_path):

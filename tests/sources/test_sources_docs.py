@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import require_module
 from watchdog import plugins
 from watchdog.config.loader import load
 
@@ -32,7 +33,7 @@ def test_every_option_is_in_the_docs_table_of_its_source(source_type: str) -> No
 
 
 def test_the_delayed_labels_example_loads_with_a_sql_source(tmp_path: Path) -> None:
-    pytest.importorskip("psycopg")
+    require_module("psycopg", "'psycopg[binary]'")
     shutil.copy(ROOT / "rules" / "examples" / "delayed-labels.yaml", tmp_path / "rules.yaml")
     (tmp_path / "watchdog.yaml").write_text("""\
 rule_files: [rules.yaml]

@@ -9,6 +9,7 @@ import pytest
 import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.fuzzing import examples
 
 from watchdog.stats import ks_buckets, ks_samples, psi, psi_buckets
 from watchdog.stats._dist import kolmogorov_sf
@@ -109,7 +110,7 @@ def test_kolmogorov_sf_matches_scipy(x):
 count_vectors = st.lists(st.integers(0, 5000), min_size=2, max_size=12).filter(lambda v: sum(v) >= 100)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(a=count_vectors, data=st.data())
 def test_psi_is_zero_on_itself_and_never_negative(a, data):
     b = data.draw(st.lists(st.integers(0, 5000), min_size=len(a), max_size=len(a)).filter(lambda v: sum(v) >= 100))
@@ -122,7 +123,7 @@ def as_cumulative(counts: list[int]) -> dict[str, int]:
     return dict(zip(labels, [sum(counts[: i + 1]) for i in range(len(counts))]))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(a=count_vectors, data=st.data())
 def test_ks_distance_is_in_unit_interval_and_symmetric(a, data):
     b = data.draw(st.lists(st.integers(0, 5000), min_size=len(a), max_size=len(a)).filter(lambda v: sum(v) >= 100))

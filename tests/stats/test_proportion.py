@@ -10,6 +10,7 @@ import pytest
 import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.fuzzing import examples
 
 from watchdog.stats import Counts, newcombe_interval, proportion_test
 
@@ -161,7 +162,7 @@ def test_fractional_counts_from_increase_are_accepted():
 counts = st.integers(min_value=30, max_value=3000)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(n1=counts, n2=counts, data=st.data(), method=st.sampled_from(["z", "fisher"]))
 def test_p_value_is_a_probability_and_falls_as_current_errors_rise(n1, n2, data, method):
     x2 = data.draw(st.integers(0, n2))

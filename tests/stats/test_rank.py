@@ -9,6 +9,7 @@ import pytest
 import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.fuzzing import examples
 
 from watchdog.stats import mann_whitney_buckets, mann_whitney_samples
 from watchdog.stats.rank import grouped_u
@@ -59,7 +60,7 @@ def test_grouped_matches_scipy_on_expanded_data(cur, base, alternative):
     assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9, abs=1e-15)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(cur=st.lists(st.integers(0, 40), min_size=7, max_size=7),
        base=st.lists(st.integers(0, 40), min_size=7, max_size=7),
        alternative=st.sampled_from(["greater", "less", "two-sided"]))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.fuzzing import examples
 
 from watchdog.stats import Counts, SprtState, sprt_result, sprt_start, sprt_update
 
@@ -102,7 +103,7 @@ def test_bad_counts_raise():
         sprt_update(state, Counts(5, 4))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(rate=st.floats(0.001, 0.3), min_effect=st.floats(0.05, 2.0),
        batches=st.lists(st.integers(1, 5000), min_size=1, max_size=200))
 def test_never_breaches_when_current_matches_baseline_exactly(rate, min_effect, batches):

@@ -2,7 +2,9 @@
 
 Each argv element may contain `{{name}}` placeholders filled from the decision
 (`{{previous_version}}`, `{{decision_id}}`, …). Values are substituted into single argv
-elements, so a `;` or `$(…)` in a version string is passed literally. The same values are
+elements, so a `;` or `$(…)` in a value is passed literally; an element that is (or begins
+with) a placeholder, like `"{{previous_version}}"`, and renders to something starting with `-`
+is refused, as the program would read it as an option (`--to={{previous_version}}` is safe). The same values are
 in the environment as `WATCHDOG_<NAME>` (e.g. `WATCHDOG_DECISION_ID`, which the program can
 use to act once per decision: the same decision may be applied again after a restart).
 
@@ -33,6 +35,7 @@ from watchdog.actuators.templating import unknown_placeholder as _unknown
 from watchdog.actuators.templating import values as _values
 from watchdog.config.fields import option
 from watchdog.errors import ActuatorError
+from watchdog.versions import shown
 
 __all__ = ["CommandActuator", "CommandActuatorOptions", "KNOWN_PLACEHOLDERS", "PLACEHOLDER",
            "placeholder_names", "render_argv"]
@@ -148,8 +151,19 @@ class CommandActuator(Actuator):
 
 
 def render_argv(argv: Iterable[str], context: ActionContext) -> list[str]:
-    """Fill `{{name}}` placeholders; ActuatorError for a name the context cannot fill."""
-    return [render(arg, context) for arg in argv]
+    """Fill `{{name}}` placeholders; ActuatorError for a name the context cannot fill, and for
+    an element that begins with a placeholder (or is one) and renders to something starting
+    with `-` (the program would take it for an option: a version `--help` made a deploy script
+    print its help and exit 0)."""
+    out = []
+    for i, arg in enumerate(argv):
+        value = render(arg, context)
+        if PLACEHOLDER.match(arg) is not None and value.startswith("-"):
+            raise ActuatorError(f"argv[{i}] {arg} would be {shown(value)}, which starts with '-' and would be read as "
+                                f"an option; refusing to run (write --option={arg}, or put '--' before it, if the "
+                                "program takes such values)")
+        out.append(value)
+    return out
 
 
 def _wait(proc: subprocess.Popen[bytes], stop: threading.Event, deadline: float) -> str:

@@ -4,7 +4,10 @@ Exactly one of:
 
 - `target_template` (e.g. `/models/{{to_version}}`): `path` becomes a symlink to the rendered
   target. A new symlink is made beside `path` and renamed over it (`os.replace`), so readers
-  see the old or the new target, never none. By default the target must exist.
+  see the old or the new target, never none. By default the target must exist. The target,
+  resolved with its symlinks, must stay inside the directory of the template (the folder
+  before its first placeholder: `/models` for `/models/{{to_version}}`); `..` or a symlink
+  that leads out is refused.
 - `content_template`: the rendered text is written to a temporary file in the same folder,
   flushed and fsync'ed, given the old file's permissions, and renamed over `path`.
 
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.actuators.base import ActionContext, Actuator
-from watchdog.actuators.templating import check_template, placeholder_names, render, with_rollback_version
+from watchdog.actuators.templating import PLACEHOLDER, check_template, placeholder_names, render, with_rollback_version
 from watchdog.config.fields import option
 from watchdog.errors import ActuatorError
 
@@ -67,7 +70,23 @@ class FileActuator(Actuator):
         assert template is not None
         if "to_version" in placeholder_names(template):
             context = with_rollback_version(context)  # "no version to roll back to" when neither is known
-        return render(template, context)
+        rendered = render(template, context)
+        if self._symlink:
+            self._check_inside(template, rendered)
+        return rendered
+
+    def _check_inside(self, template: str, rendered: str) -> None:
+        """The target must stay inside the directory of its template (the folder before the
+        first placeholder), symlinks resolved: placeholder values come from outside."""
+        first = PLACEHOLDER.search(template)
+        if first is None:
+            return  # nothing in the target comes from outside
+        folder = Path(self.options.path).parent  # a relative target resolves beside the symlink
+        base = os.path.realpath(os.path.join(folder, os.path.dirname(template[:first.start()])))
+        resolved = os.path.realpath(os.path.join(folder, rendered))
+        if resolved == base or os.path.commonpath([base, resolved]) != base:
+            raise ActuatorError(f"symlink target {rendered} resolves to {resolved}, outside {base} (the directory of "
+                                f"target_template {template}); refusing to switch {self.options.path}")
 
     def plan(self, context: ActionContext) -> str:
         if self._symlink:

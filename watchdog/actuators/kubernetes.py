@@ -19,8 +19,8 @@ There is no server-side rollback in apps/v1; this does what `kubectl rollout und
    the API server answers 409 Conflict if the Deployment changed since, and the whole step
    is re-read and re-done (up to 5 times).
 5. Wait, within `timeout`, until the rollout is complete by kubectl's `rollout status` rules
-   (observedGeneration caught up, all replicas updated and available, no
-   ProgressDeadlineExceeded).
+   (observedGeneration caught up, all replicas updated and available, no old replica left,
+   no ProgressDeadlineExceeded), and also until no replica is still terminating.
 
 `KubeActuator` is the shared base of the Kubernetes-backed actuators (this one, `argo-rollouts`
 and `kserve`): options for the connection, lazily loaded credentials, the wait loop.
@@ -240,7 +240,9 @@ class KubernetesActuator(KubeActuator):
 
 
 def deployment_rollout_status(deployment: dict[str, Any], generation: int, what: str) -> tuple[bool, str]:
-    """kubectl's DeploymentStatusViewer: (complete?, progress); ActuatorError past the progress deadline."""
+    """kubectl's DeploymentStatusViewer, plus no terminating replicas: (complete?, progress).
+
+    Raises ActuatorError past the progress deadline."""
     meta, spec, status = deployment["metadata"], deployment.get("spec") or {}, deployment.get("status") or {}
     observed = status.get("observedGeneration", 0)
     if meta.get("generation", 0) > observed or observed < generation:
@@ -255,6 +257,10 @@ def deployment_rollout_status(deployment: dict[str, Any], generation: int, what:
         return False, f"{status.get('replicas', 0) - updated} old replicas are pending termination"
     if status.get("availableReplicas", 0) < updated:
         return False, f"{status.get('availableReplicas', 0)} of {updated} updated replicas are available"
+    # `replicas` leaves terminating pods out; they may still serve the version rolled away from
+    # (Kubernetes >= 1.33 reports them as `terminatingReplicas`, kubectl does not wait for them).
+    if status.get("terminatingReplicas", 0) > 0:
+        return False, f"{status['terminatingReplicas']} old replicas are still terminating"
     return True, "complete"
 
 

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import requests
 
-from watchdog import __version__, redact
+from watchdog import __version__, httpbody, redact
 from watchdog.errors import ActuatorError
 from watchdog.httpclient import MAX_WAIT, _reason, _retry_after, _scrub  # one policy, one implementation
 from watchdog.retrying import Interrupted, call_with_retries
@@ -101,31 +101,42 @@ def call(connection: Connection, method: str, url: str, *, stop: threading.Event
 
 def _attempt(connection: Connection, method: str, url: str, params: Mapping[str, str] | None,
              data: bytes | None, headers: dict[str, str], timeout: float) -> Answer:
-    try:
-        with requests.Session() as session:
+    # One wall-clock deadline for the whole answer, and at most MAX_BODY bytes of it.
+    with httpbody.session() as session, httpbody.Deadline(timeout) as deadline:
+        try:
             response = session.request(method, url, params=params, data=data, headers=headers, timeout=timeout,
-                                       verify=connection.verify, cert=connection.cert, allow_redirects=False)
-    except requests.exceptions.SSLError as exc:
-        raise ActuatorError(f"{describe(method, url)} failed: TLS error: {_reason(exc, url)}; "
-                            f"{connection.tls_hint}") from None
-    except requests.exceptions.Timeout:
-        raise _Transient(f"timed out: no answer within {timeout:g}s") from None
-    except requests.exceptions.ConnectionError as exc:
-        raise _Transient(f"cannot connect: {_reason(exc, url)}") from None
-    except requests.exceptions.RequestException as exc:
-        raise ActuatorError(f"{describe(method, url)} failed: {_reason(exc, url)}") from None
-    answer = Answer(response.status_code, _json(response), _excerpt(response.content, url))
+                                       verify=connection.verify, cert=connection.cert, allow_redirects=False,
+                                       stream=True)
+            content = httpbody.read_all(response, httpbody.MAX_BODY, deadline)
+        except httpbody.BodyError as exc:
+            if exc.kind in ("timeout", "connection"):
+                raise _Transient(f"reading the answer failed: {exc}") from None
+            raise ActuatorError(f"{describe(method, url)} failed: {exc}") from None
+        except requests.exceptions.SSLError as exc:
+            if deadline.passed():
+                raise _Transient(f"timed out: no complete answer within {timeout:g}s") from None
+            raise ActuatorError(f"{describe(method, url)} failed: TLS error: {_reason(exc, url)}; "
+                                f"{connection.tls_hint}") from None
+        except requests.exceptions.Timeout:
+            raise _Transient(f"timed out: no complete answer within {timeout:g}s") from None
+        except requests.exceptions.ConnectionError as exc:
+            if deadline.passed():
+                raise _Transient(f"timed out: no complete answer within {timeout:g}s") from None
+            raise _Transient(f"cannot connect: {_reason(exc, url)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise ActuatorError(f"{describe(method, url)} failed: {_reason(exc, url)}") from None
+    answer = Answer(response.status_code, _json(content), _excerpt(content, url))
     if answer.status >= 500 or answer.status in _RETRYABLE_STATUS:
         text = f"{answer.status} {response.reason or ''}".rstrip()
         raise _Transient(f"{text}: {answer.excerpt}" if answer.excerpt else text, _retry_after(response))
     return answer
 
 
-def _json(response: requests.Response) -> Any:
-    if not response.content:
+def _json(content: bytes) -> Any:
+    if not content:
         return None
     try:
-        return json.loads(response.content)
+        return json.loads(content)
     except ValueError:
         return None
 

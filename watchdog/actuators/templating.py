@@ -8,6 +8,10 @@ as an empty string; an unknown name is an error when the actuator is configured.
 
 `rollback_version(context)` is the version an actuator rolls back to: `to_version` from
 `context.extra`, else `context.previous_version`; neither known is an `ActuatorError`.
+
+Versions are untrusted: a version placeholder (`version`, `previous_version`, `from_version`,
+`to_version`) whose value is not a valid version (`watchdog.versions`) is an `ActuatorError`,
+and so is such a rollback target: nothing is run, written or sent with it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Callable, Iterable
 from watchdog.actuators.base import ActionContext
 from watchdog.config.fields import suggest
 from watchdog.errors import ActuatorError
+from watchdog.versions import VERSION_NAMES, shown, version_problem
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # Filled by the engine through ActionContext.extra when it knows them.
@@ -51,9 +56,17 @@ def render(text: str, context: ActionContext, escape: Callable[[str], str] = str
         name = m.group(1)
         if name not in filled:
             raise ActuatorError(unknown_placeholder(name, filled))
-        return escape(filled[name])
+        return escape(checked(name, filled[name]))
 
     return PLACEHOLDER.sub(fill, text)
+
+
+def checked(name: str, value: str) -> str:
+    """`value`, unless it fills a version placeholder and is no valid version (ActuatorError)."""
+    if name in VERSION_NAMES and value and (why := version_problem(value)) is not None:
+        raise ActuatorError(f"{{{{{name}}}}} would be {shown(value)}, which is not a valid version ({why}); "
+                            "refusing to act on it")
+    return value
 
 
 def unknown_placeholder(name: str, known: Iterable[str]) -> str:
@@ -69,7 +82,7 @@ def rollback_version(context: ActionContext) -> str:
         raise ActuatorError(
             f"no version to roll back to: decision {context.decision_id} for target {context.target} carries "
             "neither to_version nor previous_version (the watchdog has not yet seen a version before this one)")
-    return version
+    return checked("to_version", version)
 
 
 def with_rollback_version(context: ActionContext) -> ActionContext:

@@ -13,7 +13,7 @@ from watchdog.config.fields import Mark, PluginSpec
 from watchdog.config.schema import Compare, Config, LoadedRule, Rule, TargetConfig
 from watchdog.durations import parse_duration
 from watchdog.errors import PluginError, Problem, QueryError, WatchdogError
-from watchdog.rules.templating import BUILTIN, TemplateError, render
+from watchdog.rules.templating import BUILTIN, PLACEHOLDER, TemplateError, render
 
 
 @dataclass(frozen=True)
@@ -291,6 +291,9 @@ def _check_query(sources: dict[str, Any], config: Config, source_name: str, quer
     source = sources.get(source_name)
     if source is None:
         return
+    if not type(source).placeholders and PLACEHOLDER.search(query):
+        _placeholder_problem(query, file, marks, where, config.sources[source_name].type, problems)
+        return
     try:
         rendered = render(query, values)
     except TemplateError as exc:
@@ -303,3 +306,39 @@ def _check_query(sources: dict[str, Any], config: Config, source_name: str, quer
         if exc.position is not None and line and rendered == query:
             col += exc.position  # point into the query (exact for plain, unquoted scalars)
         problems.append(Problem(file, line, col, f"{where}: query: {exc.message}"))
+
+
+def _placeholder_problem(query: str, file: str, marks: dict[str, Mark], where: str, kind: str,
+                         problems: list[Problem]) -> None:
+    """A `{{placeholder}}` in the query of a source that binds parameters (SQL): pasting a
+    value into the text would let it rewrite the query (a version label `x' UNION SELECT …`)."""
+    m = PLACEHOLDER.search(query)
+    assert m is not None
+    start = marks.get("@query") or marks.get("") or (0, 0)
+    first_line = next((text.strip() for text in query.splitlines() if text.strip()), "")
+    line, col = _locate(file, _locate(file, start, first_line[:40]), m.group(0))  # the query, then its placeholder
+    column = {"version": "model_version", "target": "model"}.get(m.group(1))
+    hint = (f"use the bound parameter :{m.group(1)} instead (e.g. WHERE {column} = :{m.group(1)}, without quotes)"
+            if column
+            else "the query text must not depend on values: use the bound parameters :version and :target, or "
+            "write the value into the query itself")
+    problems.append(Problem(file, line, col, f"{where}: query: {{{{{m.group(1)}}}}} cannot be used in a {kind} "
+                            f"query: a value pasted into query text can change the query; {hint}"))
+
+
+def _locate(file: str, start: Mark, needle: str) -> Mark:
+    """Where `needle` first appears in `file` at or after `start` (exact whatever the scalar's
+    style: plain, quoted or block); `start` when it cannot be found."""
+    line, col = start
+    if not line:
+        return start
+    try:
+        with open(file, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return start
+    for number in range(line, len(lines) + 1):
+        found = lines[number - 1].find(needle, col - 1 if number == line else 0)
+        if found >= 0:
+            return number, found + 1
+    return start

@@ -4,6 +4,7 @@ A configuration class is an ordinary frozen dataclass. Field metadata adds what 
 
 - `key`: the YAML key when it is not a Python name (`for` → field `for_`)
 - `duration`: the value is a duration string (`30s`, `1m30s`) stored as float seconds
+- `size`: the value is a byte size (`32MiB`, `512KiB`, or bytes) stored as int bytes
 - `secret`: the value may also come from `<key>_file`; it is registered for redaction
 - `env`: `${VAR}` in strings is replaced from the environment (config file, not rule files)
 - `plugin`: an entry-point group; the mapping's values are that group's plugin specs
@@ -29,14 +30,16 @@ from watchdog import redact
 from watchdog.config.yamlnodes import Node
 from watchdog.durations import parse_duration
 from watchdog.errors import Problem
+from watchdog.sizes import parse_size
 
 Mark = tuple[int, int]
 
 
 def option(default: Any = dataclasses.MISSING, *, key: str | None = None, duration: bool = False,
            secret: bool = False, secret_values: bool = False, help: str = "",
-           default_factory: Any = dataclasses.MISSING) -> Any:
-    meta = {"key": key, "duration": duration, "secret": secret, "secret_values": secret_values, "help": help}
+           default_factory: Any = dataclasses.MISSING, size: bool = False) -> Any:
+    meta = {"key": key, "duration": duration, "secret": secret, "secret_values": secret_values, "help": help,
+            "size": size}
     shown = not (secret or secret_values)  # secrets stay out of reprs (and so out of tracebacks)
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta, repr=shown)
@@ -263,6 +266,12 @@ def _scalar(tp: Any, node: Node, ctx: BuildContext, what: str, meta: typing.Mapp
         except ValueError as exc:
             ctx.problem(node, f"{what}: {exc}")
             return _INVALID
+    if meta.get("size"):
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            ctx.problem(node, f"{what}: {exc}")
+            return _INVALID
     if tp is bool and isinstance(value, bool):
         return value
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
@@ -290,6 +299,8 @@ def _scalar(tp: Any, node: Node, ctx: BuildContext, what: str, meta: typing.Mapp
 def _type_name(tp: Any, meta: typing.Mapping[str, Any]) -> str:
     if meta.get("duration"):
         return "a duration like 30s, 1m30s or 500ms"
+    if meta.get("size"):
+        return "a size like 32MiB or a number of bytes"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, str(tp))
 
 

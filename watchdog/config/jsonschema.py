@@ -22,6 +22,7 @@ from watchdog import plugins
 from watchdog.config.schema import Config, RuleFile
 from watchdog.config.yamlnodes import Node
 from watchdog.durations import format_duration
+from watchdog.sizes import SIZE_PATTERN, format_size
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DURATION_PATTERN = r"^(0|([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+)$"
@@ -153,6 +154,13 @@ class _Generator:
                 self.defs["duration"] = {"description": "a duration like 30s, 1m30s or 500ms, or a number of seconds",
                                          "anyOf": [text, {"type": "number", "minimum": 0}]}
             return {"$ref": "#/$defs/duration"}
+        if meta.get("size"):
+            size: dict[str, Any] = {"type": "string", "pattern": SIZE_PATTERN}
+            if self.env:
+                size = {"type": "string", "anyOf": [{"pattern": SIZE_PATTERN}, {"pattern": ENV_PATTERN}]}
+            self.defs.setdefault("size", {"description": "a size like 32MiB, 512KiB or 10MB, or a number of bytes",
+                                          "anyOf": [size, {"type": "integer", "minimum": 0}]})
+            return {"$ref": "#/$defs/size"}
         if tp is bool:
             return {"type": "boolean"}
         if tp is int:
@@ -196,6 +204,8 @@ def _default(f: dataclasses.Field[Any]) -> Any:
         return _NONE
     if f.metadata.get("duration") and isinstance(f.default, (int, float)):
         return format_duration(f.default)
+    if f.metadata.get("size") and isinstance(f.default, int):
+        return format_size(f.default)
     if f.default is None or isinstance(f.default, (str, int, float, bool)):
         return f.default
     return _NONE

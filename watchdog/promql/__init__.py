@@ -9,8 +9,8 @@ Supported (everything else is rejected with a PromQLError that names it):
 
 - numbers: `1`, `0.5`, `1e-3`, `0x1f`, `NaN`, `Inf`; strings only as label matcher values
 - selectors: `name`, `name{a="x", b!="y", c=~"re", d!~"re"}`, `{__name__="x"}`, `{job="x"}`;
-  at least one matcher must not match the empty string; regexes are fully anchored (RE2-like,
-  Python `re`, `.` matches newline as in Prometheus 3)
+  at least one matcher must not match the empty string; regexes are RE2 (google-re2), fully
+  anchored, `.` matches newline as in Prometheus 3
 - range selectors `x[5m]` with durations `500ms 30s 1m30s 1h 1d 1w 1y`, only as function arguments
 - functions: rate, increase, avg_over_time, max_over_time, min_over_time, sum_over_time,
   count_over_time, histogram_quantile, abs, clamp_min, clamp_max, vector, scalar

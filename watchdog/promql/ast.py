@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import re2
+
 from watchdog.errors import PromQLError
 from watchdog.samples import NAME
 
@@ -36,23 +38,24 @@ UNARY = 6
 ATOM = 8
 
 MATCH_OPS = ("=", "!=", "=~", "!~")
-_LEADING_FLAGS = re.compile(r"\(\?([ims]+)\)")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error comes back as a PromQLError, not on stderr
+_RE2_OPTIONS.max_mem = 8 << 20  # RE2's default, stated: a hostile pattern fails to compile instead of growing
 
 
-def compile_label_regex(pattern: str) -> re.Pattern[str]:
-    """Compile like Prometheus: anchored at both ends, `.` matches newlines.
+def compile_label_regex(pattern: str) -> re2._Regexp:
+    """Compile exactly like Prometheus: RE2 syntax, `^(?s:…)$` around the pattern.
 
-    RE2 allows a leading `(?i)`; Python 3.11 rejects global flags inside our
-    anchoring group, so they are rewritten to the equivalent scoped `(?i:...)`.
+    RE2 (the engine behind Go's regexp) rather than Python's `re`: the syntax Prometheus
+    accepts and rejects is the same (`((?i)PRO).*` is fine, look-arounds and back-references
+    are errors), and matching takes linear time, so no label value can make a rule hang.
     """
-    scoped = pattern
-    m = _LEADING_FLAGS.match(pattern)
-    if m:
-        scoped = f"(?{m.group(1)}:{pattern[m.end():]})"
     try:
-        return re.compile(f"(?:{scoped})", re.DOTALL)
-    except (re.error, OverflowError, RecursionError, ValueError) as err:
-        reason = err.msg if isinstance(err, re.error) else str(err)
+        re2.compile(pattern, _RE2_OPTIONS)  # alone first, as Prometheus parses it: `a)|(b` is an error
+        return re2.compile(f"^(?s:{pattern})$", _RE2_OPTIONS)
+    except re2.error as err:
+        reason = err.args[0].decode(errors="replace") if err.args and isinstance(err.args[0], bytes) else str(err)
         raise PromQLError(f"invalid regular expression {quote(pattern)}: {reason}") from None
 
 
@@ -63,7 +66,7 @@ class Matcher:
     name: str
     op: str
     value: str
-    regex: re.Pattern[str] | None = field(init=False, default=None, repr=False, compare=False)
+    regex: re2._Regexp | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.op not in MATCH_OPS:
@@ -77,7 +80,10 @@ class Matcher:
         if self.op == "!=":
             return value != self.value
         assert self.regex is not None
-        found = self.regex.fullmatch(value) is not None
+        try:
+            found = self.regex.search(value) is not None  # anchored by ^…$ as in Prometheus
+        except UnicodeEncodeError:  # a lone surrogate (hostile JSON escapes): read it as Go reads bad UTF-8
+            found = self.regex.search(_SURROGATE.sub("\ufffd", value)) is not None
         return found if self.op == "=~" else not found
 
     def __str__(self) -> str:

@@ -12,21 +12,29 @@ from collections.abc import Callable
 
 from watchdog.samples import NAME, Labels, Sample
 
+from .numeric import div
+
 BUCKET_LABEL = "le"
 
 Bucket = tuple[float, float]  # (upper bound, cumulative count)
 
 
 def histogram_quantile(q: float, vector: list[Sample]) -> list[Sample]:
-    """One sample per bucket group (labels minus `le` and `__name__`)."""
+    """One sample per bucket group (all labels but `le`), labelled without `le` and `__name__`.
+
+    The name is part of the group, as in Prometheus: buckets of two metrics are never mixed,
+    and two groups that differ only by name come out with the same labels, which the
+    evaluator refuses ("vector cannot contain metrics with the same labelset").
+    """
     groups: dict[Labels, list[Bucket]] = {}
     for sample in vector:
         upper = _parse_le(sample.label(BUCKET_LABEL))
         if upper is None:
             continue  # Prometheus skips series without a parseable `le` (with a warning).
-        key = tuple(p for p in sample.labels if p[0] not in (BUCKET_LABEL, NAME))
+        key = tuple(p for p in sample.labels if p[0] != BUCKET_LABEL)
         groups.setdefault(key, []).append((upper, sample.value))
-    return [Sample(labels, bucket_quantile(q, buckets)) for labels, buckets in groups.items()]
+    return [Sample(tuple(p for p in labels if p[0] != NAME), bucket_quantile(q, buckets))
+            for labels, buckets in groups.items()]
 
 
 def _parse_le(text: str | None) -> float | None:
@@ -69,7 +77,7 @@ def bucket_quantile(q: float, buckets: list[Bucket]) -> float:
         start = bounds[b - 1]
         count -= counts[b - 1]
         rank -= counts[b - 1]
-    return start + (bounds[b] - start) * (rank / count)
+    return start + (bounds[b] - start) * div(rank, count)  # 0/0 (q=0, empty first bucket) is NaN, as in Go
 
 
 def _coalesce(ordered: list[Bucket]) -> tuple[list[float], list[float]]:

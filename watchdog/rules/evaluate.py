@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 from watchdog.config.checks import parse_change
 from watchdog.config.schema import Compare, Condition, Rule
 from watchdog.errors import WatchdogError
-from watchdog.rules.templating import TemplateError, render
+from watchdog.rules.templating import TemplateError, bound_parameters, render
 from watchdog.samples import Labels, Sample, format_labels, without_name
 from watchdog.sources.base import QueryResult
 
@@ -110,8 +110,7 @@ def fetch_rendered(situation: Situation, source: str, query: str, at: float,
     except TemplateError as exc:
         return WatchdogError(f"cannot fill in the query: {exc}")
     values = variables if variables is not None else situation.variables
-    version = values.get("version")
-    return situation.fetch(source, rendered, at, {"version": version} if version else None)
+    return situation.fetch(source, rendered, at, bound_parameters(values))
 
 
 def judge_condition(condition: Condition, default_source: str, situation: Situation, name: str) -> list[Verdict]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from watchdog.errors import SourceError
 from watchdog.samples import Labels, Sample
@@ -50,6 +50,10 @@ class SourceHealth:
 class Source(abc.ABC):
     #: the dataclass of this plugin's configuration keys (besides `type`)
     Options: ClassVar[type]
+    #: whether `{{placeholders}}` may be filled into this source's query text (escaped for
+    #: string literals, see watchdog.rules.templating); False for languages that bind
+    #: parameters instead (SQL), where `validate` refuses any placeholder
+    placeholders: ClassVar[bool] = True
 
     def __init__(self, name: str, options: Any):
         self.name = name
@@ -82,3 +86,14 @@ class Source(abc.ABC):
 
     def close(self) -> None:
         """Release connections; called on shutdown and reload."""
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def detached(error: E) -> E:
+    """`error` without its traceback and chained exceptions, to be kept after the call: their
+    frames hold the call's locals, e.g. a refused 32 MiB body, for as long as the error lives."""
+    error.__traceback__ = None
+    error.__context__ = error.__cause__ = None
+    return error

@@ -49,6 +49,8 @@ class HttpJsonOptions(HttpOptions):
     retries: int = option(2, help="attempts after the first on timeouts, network errors and 5xx (within the tick)")
     backoff: float = option(0.5, duration=True, help="first pause between attempts; doubles each time")
     bearer_token: str | None = option(None, secret=True, help="sent as Authorization: Bearer; or bearer_token_file: PATH")
+    max_body: int = option(httpfetch.MAX_BODY, size=True,
+                           help="largest answer accepted, after decompression (e.g. 32MiB); a larger one is no data")
 
 
 class HttpJsonSource(Source):
@@ -56,6 +58,8 @@ class HttpJsonSource(Source):
 
     def __init__(self, name: str, options: HttpJsonOptions):
         check_options(options)
+        if options.max_body <= 0:
+            raise ValueError("max_body must be greater than 0")
         httpfetch.check_auth(options.headers, options.bearer_token)
         super().__init__(name, options)
         self.where = redact.redact_url(options.url)
@@ -133,7 +137,8 @@ class HttpJsonSource(Source):
         if self._session is None:
             self._session = httpfetch.make_session(options.verify_tls, options.ca_file)
         response = httpfetch.request(self._session, options.method, options.url, timeout=options.timeout,
-                                     what=options.method, headers=self._headers, data=self._body)
+                                     max_body=options.max_body, what=options.method, headers=self._headers,
+                                     data=self._body)
         if httpfetch.is_html(response):
             raise httpfetch.html_error(response, self.where, "JSON")
         if response.status_code >= 300:

@@ -3,11 +3,14 @@
 Every failure becomes a `SourceError` whose message says what and where (the URL redacted)
 and whose `kind` is a short label for /metrics:
 
-    timeout      no answer within the timeout
+    timeout      no complete answer within the timeout: one wall-clock deadline for connect,
+                 headers and the whole body (a server trickling bytes cannot stretch it)
+    too_large    a body over `max_body` bytes after decompression (default 32 MiB); reading
+                 stops there, so an endless stream or a gzip bomb costs at most that much
     connection   refused, reset, DNS, … (the innermost reason is shown)
     tls          certificate problems (the message says to set `ca_file`)
     http_4xx/5xx a non-2xx answer whose body is not the expected document
-    parse        HTML instead of data, invalid or truncated JSON, a body over the size limit
+    parse        HTML instead of data, invalid or truncated JSON, an unknown Content-Encoding
 
 Header and token values never appear in messages: they are registered as secrets.
 """
@@ -15,20 +18,22 @@ Header and token values never appear in messages: they are registered as secrets
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import requests
 
-from watchdog import redact
+from watchdog import httpbody, redact
 from watchdog.errors import SourceError
+from watchdog.httpbody import MAX_BODY
 from watchdog.httpclient import _reason
+from watchdog.sizes import format_size
 
-MAX_BODY = 32 * 1024 * 1024
 _EXCERPT = 200
 
 
 def make_session(verify_tls: bool, ca_file: str | None) -> requests.Session:
-    session = requests.Session()
+    session = httpbody.session()
     session.verify = ca_file or verify_tls
     return session
 
@@ -53,34 +58,65 @@ def check_auth(headers: dict[str, str], bearer_token: str | None, basic: bool = 
         raise ValueError(f"give only one of {', '.join(given)}: each sets the Authorization header")
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """An answer read whole, within the limits: status, headers and the decompressed body."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
 def request(session: requests.Session, method: str, url: str, *, timeout: float, what: str,
-            **kwargs: Any) -> requests.Response:
-    """Send one request; network failures become SourceError. `what` names it in messages."""
+            max_body: int = MAX_BODY, **kwargs: Any) -> Fetched:
+    """Send one request and read its answer, all within `timeout` seconds of wall-clock time
+    and at most `max_body` bytes of (decompressed) body. Failures become SourceError;
+    `what` names the request in messages."""
     where = redact.redact_url(url)
-    try:
-        return session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
-    except requests.exceptions.SSLError as exc:
-        raise SourceError(f"{what} {where} failed: TLS error: {_reason(exc, url)}; if the server uses a "
-                          "private CA, set ca_file to its PEM bundle", "tls") from None
-    except requests.Timeout:
-        raise SourceError(f"{what} {where} timed out after {timeout:g}s", "timeout") from None
-    except requests.ConnectionError as exc:
-        raise SourceError(f"{what} {where} failed: cannot connect: {_reason(exc, url)}", "connection") from None
-    except requests.RequestException as exc:
-        raise SourceError(f"{what} {where} failed: {_reason(exc, url)}", "http") from None
+    with httpbody.Deadline(timeout) as deadline:
+        try:
+            # verify given per request: requests would let REQUESTS_CA_BUNDLE override the session's ca_file
+            response = session.request(method, url, timeout=timeout, allow_redirects=False, stream=True,
+                                       verify=session.verify, **kwargs)
+            content = httpbody.read_all(response, max_body, deadline)
+            return Fetched(response.status_code, response.headers, content)
+        except (httpbody.BodyError, requests.RequestException) as exc:
+            raise _failure(exc, f"{what} {where}", url, timeout, max_body, deadline.passed()) from None
+
+
+def _failure(exc: Exception, what: str, url: str, timeout: float, max_body: int, late: bool) -> SourceError:
+    """The SourceError for a failed request; `late`: its deadline had passed (whatever broke)."""
+    if isinstance(exc, httpbody.BodyTooLarge):
+        return SourceError(f"{what} refused: {exc} (max_body {format_size(max_body)}; raise the source's "
+                           "max_body if the page is really that large)", "too_large")
+    if late or isinstance(exc, requests.Timeout) or getattr(exc, "kind", "") == "timeout":
+        return _timed_out(what, timeout)
+    if isinstance(exc, httpbody.BodyError):
+        return SourceError(f"{what} failed: {exc}", exc.kind)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return SourceError(f"{what} failed: TLS error: {_reason(exc, url)}; if the server uses a private CA, "
+                           "set ca_file to its PEM bundle", "tls")
+    if isinstance(exc, requests.ConnectionError):
+        return SourceError(f"{what} failed: cannot connect: {_reason(exc, url)}", "connection")
+    return SourceError(f"{what} failed: {_reason(exc, url)}", "http")
+
+
+def _timed_out(what: str, timeout: float) -> SourceError:
+    return SourceError(f"{what} timed out after {timeout:g}s (no complete answer: "
+                       "connect, headers and body must all arrive within the timeout)", "timeout")
 
 
 def status_kind(status: int) -> str:
     return f"http_{status // 100}xx"
 
 
-def is_html(response: requests.Response) -> bool:
+def is_html(response: Fetched) -> bool:
     content_type = response.headers.get("Content-Type", "").lower()
     head = response.content[:64].lstrip().lower()
     return "html" in content_type or head.startswith((b"<!doctype", b"<html"))
 
 
-def body_hint(response: requests.Response) -> str:
+def body_hint(response: Fetched) -> str:
     """`: <first 200 characters of the body>` (redacted), or '' for an empty body."""
     text = " ".join(response.content[:_EXCERPT * 4].decode("utf-8", errors="replace").split())
     if len(text) > _EXCERPT:
@@ -88,12 +124,7 @@ def body_hint(response: requests.Response) -> str:
     return f": {redact.redact(text)}" if text else ""
 
 
-def check_size(response: requests.Response, where: str) -> None:
-    if len(response.content) > MAX_BODY:
-        raise SourceError(f"{where} returned {len(response.content)} bytes, more than the {MAX_BODY} accepted", "parse")
-
-
-def html_error(response: requests.Response, where: str, expected: str) -> SourceError:
+def html_error(response: Fetched, where: str, expected: str) -> SourceError:
     content_type = response.headers.get("Content-Type", "") or "none"
     kind = "parse" if response.status_code < 300 else status_kind(response.status_code)
     return SourceError(f"{where} answered HTTP {response.status_code} with an HTML page instead of {expected} "
@@ -101,9 +132,8 @@ def html_error(response: requests.Response, where: str, expected: str) -> Source
                        kind)
 
 
-def decode_json(response: requests.Response, where: str) -> Any:
+def decode_json(response: Fetched, where: str) -> Any:
     """The body as JSON; SourceError(kind parse) for invalid, truncated or oversized bodies."""
-    check_size(response, where)
     text = response.content.decode("utf-8", errors="replace")
     try:
         return json.loads(text)

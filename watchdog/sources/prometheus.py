@@ -64,6 +64,8 @@ class PrometheusOptions(HttpOptions):
     backoff: float = option(0.5, duration=True, help="first pause between attempts; doubles each time")
     bearer_token: str | None = option(None, secret=True, help="sent as Authorization: Bearer; or bearer_token_file: PATH")
     basic_auth: BasicAuth | None = option(None, help="{username, password or password_file}")
+    max_body: int = option(httpfetch.MAX_BODY, size=True,
+                           help="largest answer accepted, after decompression (e.g. 32MiB); a larger one is no data")
 
 
 class PrometheusSource(Source):
@@ -73,6 +75,8 @@ class PrometheusSource(Source):
 
     def __init__(self, name: str, options: PrometheusOptions):
         check_options(options)
+        if options.max_body <= 0:
+            raise ValueError("max_body must be greater than 0")
         basic = options.basic_auth
         httpfetch.check_auth(options.headers, options.bearer_token, basic is not None)
         if basic is not None:
@@ -117,7 +121,7 @@ class PrometheusSource(Source):
         self._last_error = ""
         return result
 
-    def _send(self, query: str, now: float) -> requests.Response:
+    def _send(self, query: str, now: float) -> httpfetch.Fetched:
         params = {"query": query, "time": f"{now:.3f}", "timeout": f"{self.options.timeout:g}"}  # seconds
         kwargs: dict[str, Any] = {"headers": self._headers, "auth": self._auth}
         if len(urlencode(params)) > LONG_QUERY:
@@ -125,9 +129,9 @@ class PrometheusSource(Source):
         else:
             method, kwargs["params"] = "GET", params
         return httpfetch.request(self._http(), method, self.endpoint, timeout=self.options.timeout,
-                                 what=f"Prometheus query {method}", **kwargs)
+                                 max_body=self.options.max_body, what=f"Prometheus query {method}", **kwargs)
 
-    def _result(self, response: requests.Response, query: str) -> QueryResult:
+    def _result(self, response: httpfetch.Fetched, query: str) -> QueryResult:
         status = response.status_code
         if httpfetch.is_html(response):
             raise httpfetch.html_error(response, self.where, "a Prometheus API answer")
@@ -193,7 +197,7 @@ class PrometheusSource(Source):
         hint = f" ({_HINTS[kind]})" if kind in _HINTS else ""
         return SourceError(f"{self.where} answered HTTP {status}, error {error_type or '?'}: {text}{hint}", kind)
 
-    def _http_error(self, response: requests.Response) -> SourceError:
+    def _http_error(self, response: httpfetch.Fetched) -> SourceError:
         status = response.status_code
         hint = " (check bearer_token, basic_auth or headers)" if status in (401, 403) else ""
         return SourceError(f"{self.where} answered HTTP {status}{httpfetch.body_hint(response)}{hint}",

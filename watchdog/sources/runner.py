@@ -37,7 +37,7 @@ from watchdog.clock import Clock, SystemClock
 from watchdog.errors import QueryError, SourceError
 from watchdog.metrics import DaemonMetrics
 from watchdog.retrying import Interrupted, call_with_retries
-from watchdog.sources.base import QueryResult, Source, SourceHealth
+from watchdog.sources.base import QueryResult, Source, SourceHealth, detached
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class SourceRunner:
                 initial_wait=float(backoff), max_wait=self.settings.max_wait, stop=self.stop,
                 retry_on=_transient, describe=f"source {name}", deadline=until)
         except (SourceError, QueryError) as exc:
-            return exc
+            return detached(exc)  # kept in this tick's cache: without the frames of the failed call
         except Interrupted as exc:
             return SourceError(str(exc), "interrupted")
         except Exception as exc:  # a plugin bug must not take the tick down

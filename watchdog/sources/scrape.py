@@ -9,6 +9,10 @@ over them. A failed scrape marks every series of that target stale at once, as P
 get an `instance` label (`host:port`; a target's own `instance` label is kept as
 `exported_instance`). Either way an `up` series per target (1 if its last scrape succeeded,
 0 if not; with an `instance` label under `urls`) can be queried, like Prometheus' `up`.
+
+A page is read within `max_body` and `timeout` (`sources.httpfetch`) and parsed by
+`sources.exposition`: UTF-8, at most `sample_limit` samples, and refused whole when malformed
+(a negative counter, a series twice), so such a page is no data rather than a counter reset.
 """
 
 from __future__ import annotations
@@ -19,19 +23,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from watchdog.config.fields import option
 from watchdog.errors import PromQLError, QueryError, SourceError
 from watchdog.promql import Expr, SeriesStore, evaluate, parse
 from watchdog.redact import redact_url
 from watchdog.samples import NAME, Sample, labels_of
-from watchdog.sources import httpfetch
-from watchdog.sources.base import QueryResult, Source, SourceHealth
+from watchdog.sources import exposition, httpfetch
+from watchdog.sources.base import QueryResult, Source, SourceHealth, detached
 
-# prometheus_client servers export a `*_created` series per counter/histogram; it is not a
-# measurement, and keeping it would only cost memory.
-_SKIP_SUFFIXES = ("_created",)
 _MAX_PARALLEL = 8
 UP = "up"
 INSTANCE = "instance"
@@ -42,11 +42,15 @@ class ScrapeOptions:
     url: str | None = option(None, help="the model server's Prometheus text endpoint (or urls: for several)")
     urls: list[str] = option(default_factory=list,
                              help="several endpoints, scraped concurrently; series get an instance label (host:port)")
-    timeout: float = option(2.0, duration=True, help="per scrape")
+    timeout: float = option(2.0, duration=True, help="per scrape: connect, headers and the whole page")
     scrape_interval: float | None = option(None, duration=True, help="scrape at most this often (default: every tick)")
     headers: dict[str, str] = option(default_factory=dict, secret_values=True, help="extra request headers")
     verify_tls: bool = option(True, help="verify the server's TLS certificate")
     ca_file: str | None = option(None, help="CA bundle for the server's certificate")
+    max_body: int = option(httpfetch.MAX_BODY, size=True,
+                           help="largest page accepted, after decompression (e.g. 32MiB); a larger one fails the scrape")
+    sample_limit: int = option(50_000, help="most samples a page may have (0: no limit); "
+                                            "more fail the whole scrape, as in Prometheus")
 
 
 class PartialScrapeError(SourceError):
@@ -158,22 +162,22 @@ class ScrapeSource(Source):
                 target.session = httpfetch.make_session(self.options.verify_tls, self.options.ca_file)
             response = httpfetch.request(
                 target.session, "GET", target.url, timeout=self.options.timeout, what="scrape of",
+                max_body=self.options.max_body,
                 headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1", **self.options.headers})
             return [self._labelled(s, target) for s in self._parse(response, target.where)]
         except SourceError as exc:
-            return exc
+            return detached(exc)
 
-    def _parse(self, response: requests.Response, where: str) -> list[Sample]:
+    def _parse(self, response: httpfetch.Fetched, where: str) -> list[Sample]:
         if response.status_code != 200:
             raise SourceError(f"{where} answered HTTP {response.status_code}{httpfetch.body_hint(response)}",
                               httpfetch.status_kind(response.status_code))
         if httpfetch.is_html(response):
             raise httpfetch.html_error(response, where, "metrics")
-        httpfetch.check_size(response, where)
         try:
-            return list(_samples(response.text))
-        except Exception as exc:  # the parser raises ValueError, IndexError, ... on garbage
-            raise SourceError(f"{where} returned text that is not the Prometheus exposition format: {exc}", "parse") from None
+            return exposition.samples(response.content, self.options.sample_limit)
+        except exposition.PageError as exc:
+            raise SourceError(f"{where} {exc}", exc.kind) from None
 
     def _labelled(self, sample: Sample, target: _Target) -> Sample:
         if not target.instance:
@@ -211,6 +215,10 @@ def _targets(options: ScrapeOptions) -> list[_Target]:
         raise ValueError("give exactly one of url (one target) or urls (several targets)")
     if options.timeout <= 0:
         raise ValueError("timeout must be greater than 0")
+    if options.max_body <= 0:
+        raise ValueError("max_body must be greater than 0")
+    if options.sample_limit < 0:
+        raise ValueError("sample_limit must not be negative (0: no limit)")
     urls = [options.url] if options.url is not None else list(options.urls)
     for url in urls:
         parts = urlsplit(url)
@@ -226,14 +234,6 @@ def _targets(options: ScrapeOptions) -> list[_Target]:
                              f"{t.instance}; scrape each host:port once")
         seen[t.instance] = t.url
     return targets
-
-
-def _samples(text: str) -> Any:
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name.endswith(_SKIP_SUFFIXES):
-                continue
-            yield Sample(labels_of({**s.labels, NAME: s.name}), float(s.value))
 
 
 def answer(name: str, expr: Expr, store: SeriesStore, now: float, data_since: float | None, note: str = "") -> QueryResult:

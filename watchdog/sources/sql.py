@@ -15,7 +15,9 @@ lives in a database; so do many business metrics. A rule's `query` is one SELECT
 - named parameters: `:window` and `:label_delay` (seconds, float, from the source options),
   `:now` (PostgreSQL: timezone-aware `timestamptz`; SQLite: UTC text `YYYY-MM-DD HH:MM:SS`,
   comparable with `datetime()`), `:now_epoch` (float seconds), `:version` (the target's
-  running version when the engine passes it through `query_with`, else NULL).
+  running version when the engine passes it through `query_with`, else NULL), `:target`
+  (the target's name, likewise). Queries take no `{{placeholders}}`: values are bound,
+  never pasted into the SQL text.
 - every query runs in a read-only transaction with a statement timeout; a write fails with
   a QueryError. One connection per source, reopened after it is lost.
 """
@@ -43,7 +45,7 @@ from watchdog.sources.base import QueryResult, Source, SourceHealth
 
 log = logging.getLogger(__name__)
 
-PARAMETERS = ("window", "label_delay", "now", "now_epoch", "version")
+PARAMETERS = ("window", "label_delay", "now", "now_epoch", "version", "target")
 MAX_ROWS = 10_000
 VALUE, SAMPLES = "value", "samples"
 
@@ -332,6 +334,8 @@ def _sql_query_error(source: str, exc: Any) -> QueryError:
 
 class SqlSource(Source):
     Options = SqlOptions
+    # Text pasted into SQL is SQL: values go in bound parameters (:version), never in the text.
+    placeholders = False
 
     def __init__(self, name: str, options: SqlOptions):
         super().__init__(name, options)
@@ -386,11 +390,11 @@ class SqlSource(Source):
         params: dict[str, Any] = {
             "window": float(self.options.window), "label_delay": float(self.options.label_delay),
             "now": at if isinstance(self.backend, _Postgres) else at.replace(tzinfo=None).isoformat(sep=" "),
-            "now_epoch": float(now), "version": None}
+            "now_epoch": float(now), "version": None, "target": None}
         for key, value in (extra or {}).items():
             if key not in PARAMETERS or key in ("now", "now_epoch"):
-                raise QueryError(f"source {self.name}: parameter :{key} cannot be passed (allowed: version, window, "
-                                 "label_delay)")
+                raise QueryError(f"source {self.name}: parameter :{key} cannot be passed (allowed: version, target, "
+                                 "window, label_delay)")
             params[key] = value
         return params
 

@@ -1,0 +1,35 @@
+"""What a test needs from its environment, and what happens when it is missing.
+
+Outside CI a missing server or Python test dependency skips the test with the command that
+installs it. Under CI (`CI=true`, which `.ci/run` sets itself) it fails instead: every
+declared test dependency is required, so a broken `test` extra or set-up cannot go green.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+from typing import NoReturn
+
+import pytest
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def missing(message: str) -> NoReturn:
+    """Skip with `message` (which says how to install the thing), or fail under CI."""
+    if in_ci():
+        pytest.fail(f"{message} [required under CI=true]", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+    raise AssertionError("unreachable")
+
+
+def require_module(name: str, install: str = "-e '.[test]'") -> ModuleType:
+    """`import name`, or skip (fail under CI) saying `pip install <install>`."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        missing(f"{name} is not importable ({exc}); pip install {install}")
