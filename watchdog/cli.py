@@ -107,7 +107,13 @@ def cmd_run(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.apitokens import read_tokens
     loaded = _load(args)
+    tokens = read_tokens(loaded)  # the checks the daemon makes at start-up: exists, readable, private
+    for warning in tokens.warnings:
+        print(f"warning: {redact(str(warning))}", file=err)
+    if tokens.problems:
+        raise ConfigError(tokens.problems)
     print(f"{loaded.path}: OK — {len(loaded.rules)} rules for {len(loaded.config.targets)} targets "
           f"in {len(loaded.rule_files)} rule files", file=out)
     return 0

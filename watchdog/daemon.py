@@ -8,7 +8,6 @@ import logging
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from watchdog import plugins
@@ -18,11 +17,11 @@ from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.engine import Engine, TickReport
 from watchdog.config.loader import load
-from watchdog.errors import ConfigError, Problem, StateError
+from watchdog.errors import ConfigError, StateError
 from watchdog.metrics import DaemonMetrics
 from watchdog.notify import Notifier
 from watchdog.ownership import Owner
-from watchdog.redact import redact, register_secret
+from watchdog.redact import redact
 from watchdog.state import open_store
 from watchdog.state.base import HistoryEvent, StateStore
 
@@ -67,7 +66,15 @@ class Daemon:
                              clock=self.clock)
 
     def reload(self) -> tuple[bool, str]:
-        """Re-read config and rule files; on any problem keep running the last good ones."""
+        """Re-read config and rule files; on any problem keep running the last good ones.
+        Never raises: whatever goes wrong (even a loader bug) is a rejected reload."""
+        try:
+            return self._reload()
+        except Exception as exc:
+            log.exception("reload failed")
+            return self._reload_failed(f"{type(exc).__name__}: {exc}")
+
+    def _reload(self) -> tuple[bool, str]:
         try:
             loaded = load(self.loaded.path)
             if loaded.state_path != self.loaded.state_path:
@@ -77,11 +84,22 @@ class Daemon:
         with self._tick_lock:
             old_rules = {(lr.target, lr.rule.name): lr.rule for lr in self.loaded.rules}
             old_plugins = [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]
+            installed = {k: getattr(self, k) for k in ("loaded", "sources", "actuators", "alerters", "executor", "engine")}
             try:
                 self._install(loaded)
             except Exception as exc:  # a plugin refusing its options at start-up
+                fresh = [p for p in (*self.sources.values(), *self.actuators.values(), *self.alerters.values())
+                         if not any(p is old for old in old_plugins)]
+                self.__dict__.update(installed)  # the last good configuration stays in place, whole
+                for plugin in fresh:
+                    _close_quietly(plugin)
+                self.notifier.replace_alerters(self.alerters)
                 return self._reload_failed(f"{type(exc).__name__}: {exc}")
-            changed = self._forget_changed_rules(old_rules)
+            try:
+                changed = self._forget_changed_rules(old_rules)
+            except Exception:  # the new rules run; only their state could not be reset
+                log.exception("configuration reloaded, but resetting the state of changed rules failed")
+                changed = []
             for plugin in old_plugins:
                 _close_quietly(plugin)
         self.metrics.config_reloads.labels("success").inc()
@@ -107,7 +125,10 @@ class Daemon:
         message = f"reload rejected, the previous configuration keeps running:\n{problems}"
         log.error(redact(message))
         now = self.clock.now()
-        self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", redact(message), {}))
+        try:
+            self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", redact(message), {}))
+        except Exception:  # the alert below still goes out
+            log.exception("cannot record the rejected reload")
         for target in self.loaded.config.targets:
             self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
                                             target=target, rule="", severity="warning",
@@ -172,11 +193,15 @@ class Daemon:
         """Start HTTP, alert delivery and the tick scheduler in the background; returns the URL."""
         from watchdog.api import routes
         from watchdog.scheduler import TickScheduler
-        from watchdog.server import ApiServer, AuthPolicy
+        from watchdog.apitokens import require_tokens
+        from watchdog.server import ApiServer, AuthPolicy, Limits
 
         api = self.loaded.config.api
+        tokens = require_tokens(self.loaded)
+        limits = Limits(max_body=api.max_body, idle_timeout=api.idle_timeout, request_timeout=api.request_timeout,
+                        max_connections=api.max_connections, handler_threads=api.handler_threads)
         self._server = ApiServer(self.loaded.config.listen, routes(self),
-                                 AuthPolicy(read_token(self.loaded, api.token_file), api.read_requires_token))
+                                 AuthPolicy(tokens.single, api.read_requires_token, tuple(tokens.named)), limits)
         self._server.start()
         self.notifier.start()
         self._scheduler = TickScheduler(self.loaded.config.interval, self.run_once)
@@ -249,22 +274,6 @@ def _close_quietly(plugin: Any) -> None:
         plugin.close()
     except Exception:  # closing is best effort
         log.debug("closing %s failed", plugin, exc_info=True)
-
-
-def read_token(loaded: LoadedConfig, token_file: str | None) -> str | None:
-    if not token_file:
-        return None
-    path = Path(token_file)
-    if not path.is_absolute():
-        path = loaded.path.resolve().parent / path
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError([Problem(str(loaded.path), 0, 0, f"api.token_file: cannot read {path}: {exc.strerror}")]) from None
-    if len(token) < 16:
-        raise ConfigError([Problem(str(loaded.path), 0, 0, f"api.token_file: the token in {path} is shorter than 16 characters")])
-    register_secret(token)
-    return token
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
