@@ -368,7 +368,7 @@ class _Exchange:
         return chunk
 
     async def _read_head(self) -> bytes | None:
-        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+        while (end := self.buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)) < 0:
             if len(self.buffer) > MAX_HEAD:
                 await self._reply(Response(431, {"error": f"request head larger than {MAX_HEAD} bytes"}), linger=True)
                 return None

@@ -261,3 +261,95 @@ def test_validate_checks_that_token_files_exist_and_hold_a_real_token(tmp_path):
     config.write_text(head + "api:\n  tokens:\n    - {name: bob, token_file: short.token}\n")
     code, text = _validate(config)
     assert code == 1 and "api.tokens[0] (bob).token_file: the token in" in text and "shorter than 16" in text
+
+
+# -- the server on its own, with small limits ---------------------------------------------------
+
+def _server(**limits: object):  # type: ignore[no-untyped-def]
+    from watchdog.server import ApiServer, AuthPolicy, Limits, Response, Route
+
+    gate = threading.Event()
+
+    def slow(_req):  # type: ignore[no-untyped-def]
+        gate.wait(20)
+        return Response(200, {"ok": True})
+
+    def echo(req):  # type: ignore[no-untyped-def]
+        return Response(200, {"body": req.body, "operator": req.operator})
+
+    routes = [Route("GET", "/slow", slow), Route("POST", "/echo", echo, mutating=True)]
+    server = ApiServer("127.0.0.1:0", routes, AuthPolicy(tokens=(("alice", ALICE_TOKEN),)), Limits(**limits))  # type: ignore[arg-type]
+    server.start()
+    return server, gate
+
+
+def _port(server) -> int:  # type: ignore[no-untyped-def]
+    return int(server.address.rsplit(":", 1)[1])
+
+
+def test_a_trickling_client_is_cut_off_at_the_request_timeout():
+    server, _ = _server(idle_timeout=2.0, request_timeout=3.0)
+    try:
+        with socket.create_connection(("127.0.0.1", _port(server))) as sock:
+            started = time.monotonic()
+            closed = False
+            for byte in b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 40:
+                try:
+                    sock.sendall(bytes([byte]))  # one byte a second: never idle, never done
+                    sock.settimeout(1.0)
+                    if sock.recv(1) == b"":
+                        closed = True
+                        break
+                except socket.timeout:
+                    continue
+                except ConnectionError:
+                    closed = True
+                    break
+            assert closed and time.monotonic() - started < 10
+    finally:
+        server.stop()
+
+
+def test_handler_threads_are_capped_and_requests_beyond_them_wait():
+    server, gate = _server(handler_threads=2)
+    try:
+        before = threading.active_count()
+        results: list[int] = []
+        clients = [threading.Thread(target=lambda: results.append(
+            requests.get(server.address + "/slow", timeout=30).status_code)) for _ in range(6)]
+        for c in clients:
+            c.start()
+        assert threading.active_count() <= before + 6  # the 6 client threads; no handler threads on top
+        gate.set()
+        for c in clients:
+            c.join(30)
+        assert results == [200] * 6
+    finally:
+        gate.set()
+        server.stop()
+
+
+def test_expect_continue_head_and_malformed_heads():
+    server, _ = _server()
+    try:
+        with socket.create_connection(("127.0.0.1", _port(server))) as sock:
+            sock.sendall(f"POST /echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ALICE_TOKEN}\r\n"
+                         "Content-Length: 11\r\nExpect: 100-continue\r\n\r\n".encode())
+            assert read_response(sock, 5).startswith(b"HTTP/1.1 100 Continue")
+            sock.sendall(b'{"a": "b"}\n')
+            sock.settimeout(5)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            assert b"HTTP/1.1 200 OK" in answer and b'"operator": "alice"' in answer
+        for head, status in ((b"GARBAGE\r\n\r\n", b"400"), (b"GET /slow HTTP/1.1\r\nbad header\r\n\r\n", b"400"),
+                             (b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", b"400"),
+                             (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"411"),
+                             (b"GET /x HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n", b"431")):
+            with socket.create_connection(("127.0.0.1", _port(server))) as sock:
+                sock.sendall(head)
+                assert read_response(sock, 5)[9:12] == status, head[:40]
+        head = requests.head(server.address + "/nope", timeout=5)
+        assert head.status_code == 404 and head.content == b"" and int(head.headers["Content-Length"]) > 0
+    finally:
+        server.stop()

@@ -163,6 +163,8 @@ def test_a_reload_that_fails_in_an_unforeseen_way_keeps_the_last_good_configurat
             assert daemon.loaded is before
             assert daemon.metrics.config_reloads.labels("failure")._value.get() == 1
             assert daemon.metrics.config_last_reload_success._value.get() == 0
+            recorded = daemon.store.history(limit=5)
+            assert any(e.kind == "reload" and "a loader bug" in e.message for e in recorded)
             assert daemon.run_once() is not None  # and it still evaluates
         finally:
             daemon.close()
