@@ -114,14 +114,18 @@ def assert_still_guarding_with_the_old_rules(d: DaemonProcess) -> None:
     assert d.rule_series("error-rate"), "the old rule is still evaluated"
 
 
-def test_sighup_with_a_recursive_alias_keeps_the_daemon_on_its_old_rules(daemon):
-    (daemon.dir / "rules.yaml").write_text("target: fraud-model\nrules: &r [*r]\n")
+@pytest.mark.parametrize("rules, problem", [
+    ("target: fraud-model\nrules: &r [*r]\n", "rules.yaml:2:12: alias *r is inside its own anchor"),
+    (alias_bomb(6), "rules.yaml:7:10: more than 100000 YAML nodes"),  # 531,441 nodes: safe to try on old code
+], ids=["recursive-alias", "alias-bomb"])
+def test_sighup_with_a_hostile_rule_file_keeps_the_daemon_on_its_old_rules(daemon, rules, problem):
+    (daemon.dir / "rules.yaml").write_text(rules)
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGHUP)
     alerts: Receiver = daemon.alerts  # type: ignore[attr-defined]
     wait_until(lambda: any(b"config_reload_failed" in r.body for r in alerts.requests), 30,
                what="the config_reload_failed alert")
-    assert "rules.yaml:2:12: alias *r is inside its own anchor" in daemon.log.read_text()
+    assert problem in daemon.log.read_text()
     assert_still_guarding_with_the_old_rules(daemon)
 
 
