@@ -79,6 +79,7 @@ class Daemon:
             loaded = load(self.loaded.path)
             if loaded.state_path != self.loaded.state_path:
                 log.warning("state moved to %s in the config: takes effect at the next restart", loaded.state_path)
+            auth = _auth_policy(loaded) if hasattr(self, "_server") else None  # API tokens are re-read too
         except ConfigError as exc:
             return self._reload_failed(str(exc))
         with self._tick_lock:
@@ -102,6 +103,8 @@ class Daemon:
                 changed = []
             for plugin in old_plugins:
                 _close_quietly(plugin)
+            if auth is not None:
+                self._server.auth = auth
         self.metrics.config_reloads.labels("success").inc()
         self.metrics.config_last_reload_success.set(1)
         message = f"configuration reloaded: {len(loaded.rules)} rules; state reset for {len(changed)} changed or removed rules"
@@ -193,15 +196,12 @@ class Daemon:
         """Start HTTP, alert delivery and the tick scheduler in the background; returns the URL."""
         from watchdog.api import routes
         from watchdog.scheduler import TickScheduler
-        from watchdog.apitokens import require_tokens
-        from watchdog.server import ApiServer, AuthPolicy, Limits
+        from watchdog.server import ApiServer, Limits
 
         api = self.loaded.config.api
-        tokens = require_tokens(self.loaded)
         limits = Limits(max_body=api.max_body, idle_timeout=api.idle_timeout, request_timeout=api.request_timeout,
                         max_connections=api.max_connections, handler_threads=api.handler_threads)
-        self._server = ApiServer(self.loaded.config.listen, routes(self),
-                                 AuthPolicy(tokens.single, api.read_requires_token, tuple(tokens.named)), limits)
+        self._server = ApiServer(self.loaded.config.listen, routes(self), _auth_policy(self.loaded), limits)
         self._server.start()
         self.notifier.start()
         self._scheduler = TickScheduler(self.loaded.config.interval, self.run_once)
@@ -267,6 +267,15 @@ class Daemon:
             _close_quietly(plugin)
         _close_quietly(self.owner)  # releases this replica's targets at once
         self.store.close()
+
+
+def _auth_policy(loaded: LoadedConfig) -> Any:
+    """The API's tokens (ConfigError if a token file is missing, short or too open)."""
+    from watchdog.apitokens import require_tokens
+    from watchdog.server import AuthPolicy
+
+    tokens = require_tokens(loaded)
+    return AuthPolicy(tokens.single, loaded.config.api.read_requires_token, tuple(tokens.named))
 
 
 def _close_quietly(plugin: Any) -> None:

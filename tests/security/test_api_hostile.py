@@ -209,6 +209,25 @@ def test_the_operator_is_the_name_of_the_token_and_by_is_only_a_note(start):
     assert "mallory" not in str(paused["data"]) and "bob" not in str(resumed["data"])
 
 
+def test_a_reload_re_reads_the_tokens_and_refuses_an_insecure_one(start):
+    daemon = start(NAMED)
+    carol = "carol-token-0123456789abcdef"
+    (daemon.dir / "carol.token").write_text(carol)
+    (daemon.dir / "carol.token").chmod(0o644)
+    daemon.config.write_text(daemon.config.read_text().replace(
+        "    - {name: alice, token_file: alice.token}\n",
+        "    - {name: alice, token_file: alice.token}\n    - {name: carol, token_file: carol.token}\n"))
+    reload = daemon.url + "/api/v1/reload"
+    refused = requests.post(reload, headers={"Authorization": f"Bearer {ALICE_TOKEN}"}, timeout=30)
+    assert refused.status_code == 422 and "carol.token" in refused.json()["message"]
+    assert "chmod 600" in refused.json()["message"]
+    (daemon.dir / "carol.token").chmod(0o600)
+    assert requests.post(reload, headers={"Authorization": f"Bearer {ALICE_TOKEN}"}, timeout=30).status_code == 200
+    paused = requests.post(daemon.url + "/api/v1/targets/fraud-model/pause", json={"reason": "r"},
+                           headers={"Authorization": f"Bearer {carol}"}, timeout=5)
+    assert paused.status_code == 200 and "paused by carol" in paused.json()["message"]
+
+
 def _run(config: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "watchdog.cli", "run", "-c", str(config)],
                           capture_output=True, text=True, timeout=timeout)
