@@ -75,7 +75,8 @@ def routes(daemon: "Daemon") -> list[Route]:
         text = str(req.body.get(field, ""))
         claimed = req.body.get("by") or req.headers.get("x-operator")
         if claimed and str(claimed) != req.operator:
-            text = (text + " " if text else "") + f"(note: by {str(claimed)[:200]})"
+            shown = "".join(c if c.isprintable() else "?" for c in str(claimed)[:200])
+            text = (text + " " if text else "") + f"(note: by {shown})"
         return text
 
     def pause(req: Request) -> Response:

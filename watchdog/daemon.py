@@ -8,7 +8,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchdog import plugins
 from watchdog.actions import RollbackExecutor
@@ -24,6 +24,9 @@ from watchdog.ownership import Owner
 from watchdog.redact import redact
 from watchdog.state import open_store
 from watchdog.state.base import HistoryEvent, StateStore
+
+if TYPE_CHECKING:
+    from watchdog.server import AuthPolicy
 
 log = logging.getLogger("watchdog.daemon")
 
@@ -269,7 +272,7 @@ class Daemon:
         self.store.close()
 
 
-def _auth_policy(loaded: LoadedConfig) -> Any:
+def _auth_policy(loaded: LoadedConfig) -> "AuthPolicy":
     """The API's tokens (ConfigError if a token file is missing, short or too open)."""
     from watchdog.apitokens import require_tokens
     from watchdog.server import AuthPolicy
