@@ -76,11 +76,11 @@ def _read(loaded: LoadedConfig, what: str, name: str, mark: tuple[int, int] | No
     if not path.is_absolute():
         path = loaded.path.resolve().parent / path
     try:
+        mode = os.stat(path).st_mode  # before opening: opening a FIFO would block
+        if not stat.S_ISREG(mode):
+            out.problems.append(_problem(cfg, mark, f"{what}: {path} is not a regular file"))
+            return None
         with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                out.problems.append(_problem(cfg, mark, f"{what}: {path} is not a regular file"))
-                return None
             raw = f.read(MAX_FILE + 1)
     except OSError as exc:
         out.problems.append(_problem(cfg, mark, f"{what}: cannot read {path}: {exc.strerror or exc}"))

@@ -280,6 +280,9 @@ def test_validate_checks_that_token_files_exist_and_hold_a_real_token(tmp_path):
     config.write_text(head + "api:\n  tokens:\n    - {name: bob, token_file: short.token}\n")
     code, text = _validate(config)
     assert code == 1 and "api.tokens[0] (bob).token_file: the token in" in text and "shorter than 16" in text
+    config.write_text(head + "api: {token_file: /dev/zero}\n")  # never read to its (absent) end
+    code, text = _validate(config)
+    assert code == 1 and "api.token_file: /dev/zero is not a regular file" in text
 
 
 # -- the server on its own, with small limits ---------------------------------------------------

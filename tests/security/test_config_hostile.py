@@ -5,6 +5,7 @@ reload`, the API — leaves the running daemon on its last good configuration.""
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -65,6 +66,15 @@ def test_validate_refuses_a_file_over_5_mib_without_reading_it_whole(tmp_path):
     code, text = validate(tmp_path, "target: fraud-model\nrules: []\n" + padding * (6 * 1024))
     assert code == 1 and "file is larger than 5242880 bytes (5 MiB)" in text
     assert "rules.yaml:5122:995: " in text  # where the limit was crossed
+
+
+@pytest.mark.timeout(30)
+def test_validate_does_not_hang_on_a_rule_file_that_is_a_fifo(tmp_path):
+    (tmp_path / "watchdog.yaml").write_text(CONFIG)
+    os.mkfifo(tmp_path / "rules.yaml")  # opening it for reading would wait for a writer forever
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["validate", "-c", str(tmp_path / "watchdog.yaml")], out, err)
+    assert code == 1 and "rules.yaml: cannot read file: not a regular file" in err.getvalue()
 
 
 def test_validate_refuses_an_alias_bomb_within_bounded_memory(tmp_path):

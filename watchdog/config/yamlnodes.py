@@ -13,6 +13,8 @@ is a problem at `file:line:column`.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,9 @@ _constructor = yaml.SafeLoader("")
 def read_capped(path: Path, problems: list[Problem]) -> str | None:
     """The file's UTF-8 text, or None with a problem (unreadable, not UTF-8, or too large)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or a device would block or never end
+            problems.append(Problem(str(path), 0, 0, "cannot read file: not a regular file"))
+            return None
         with open(path, "rb") as f:
             raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
