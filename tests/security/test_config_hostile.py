@@ -77,6 +77,18 @@ def test_validate_does_not_hang_on_a_rule_file_that_is_a_fifo(tmp_path):
     assert code == 1 and "rules.yaml: cannot read file: not a regular file" in err.getvalue()
 
 
+@pytest.mark.timeout(30)
+def test_a_secret_file_that_is_not_a_regular_file_is_refused(tmp_path):
+    # A FIFO here (the old loader waited on it forever); /dev/zero is refused the same way.
+    os.mkfifo(tmp_path / "webhook")
+    (tmp_path / "watchdog.yaml").write_text(CONFIG.replace(
+        "targets:", "alerters: {chat: {type: slack, webhook_url_file: webhook}}\ntargets:"))
+    (tmp_path / "rules.yaml").write_text("target: fraud-model\nrules: []\n")
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["validate", "-c", str(tmp_path / "watchdog.yaml")], out, err)
+    assert code == 1 and "webhook: not a regular file" in err.getvalue() and "cannot read secret file" in err.getvalue()
+
+
 def test_validate_refuses_an_alias_bomb_within_bounded_memory(tmp_path):
     (tmp_path / "watchdog.yaml").write_text(CONFIG)
     bomb = alias_bomb(9)  # 387 million nodes once expanded, from a few hundred bytes
