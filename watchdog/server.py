@@ -154,7 +154,7 @@ class ApiServer:
         self._sock = socket.create_server((host, port), family=family, backlog=128)
         self._sock.setblocking(False)
         self._loop = asyncio.new_event_loop()
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Response], asyncio.Future[Response]] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = queue.SimpleQueue()
         self._open: dict[asyncio.Transport, bool] = {}  # open connections, oldest first → still receiving?
         self._tasks: set[asyncio.Task[None]] = set()
         self._thread: threading.Thread | None = None
@@ -261,8 +261,8 @@ class ApiServer:
             except RuntimeError:  # the loop is closed: the server stopped meanwhile
                 return
 
-    async def _in_thread(self, call: Callable[[], Response]) -> Response:
-        future: asyncio.Future[Response] = self._loop.create_future()
+    async def _in_thread(self, call: Callable[[], Any]) -> Any:
+        future: asyncio.Future[Any] = self._loop.create_future()
         self._jobs.put((call, future))
         return await future
 
@@ -355,8 +355,12 @@ class _Exchange:
             self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = await self._read_body(length)
         self.server._received(self.writer.transport)
-        response = await self.server._in_thread(lambda: self.server.handle(routed, resolved, headers, body))
-        await self._reply(response, head_only=method == "HEAD")
+        def work() -> tuple[Response, bytes]:  # in a handler thread: encoding a big page is work too
+            response = self.server.handle(routed, resolved, headers, body)
+            return response, response.encoded()
+
+        response, payload = await self.server._in_thread(work)
+        await self._reply(response, head_only=method == "HEAD", payload=payload)
 
     async def _read_chunk(self) -> bytes:
         wait = min(self.limits.idle_timeout, self.deadline - self.loop.time())
@@ -384,8 +388,9 @@ class _Exchange:
             have += len(parts[-1])
         return b"".join(parts)
 
-    async def _reply(self, response: Response, linger: bool = False, head_only: bool = False) -> None:
-        payload = response.encoded()
+    async def _reply(self, response: Response, linger: bool = False, head_only: bool = False,
+                     payload: bytes | None = None) -> None:
+        payload = response.encoded() if payload is None else payload
         try:
             phrase = HTTPStatus(response.status).phrase
         except ValueError:
