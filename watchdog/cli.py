@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"model-watchdog {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("run", parents=[common], help="run the daemon")
-    sub.add_parser("validate", parents=[common], help="check the config and every rule file; exit 1 on problems")
+    sub.add_parser("validate", parents=[common], help="check the config, every rule file and the API token files; exit 1 on problems")
     check = sub.add_parser("check", parents=[common], help="evaluate every rule once against live sources, without acting")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument("--gap", type=float, default=2.0,
