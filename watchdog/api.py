@@ -80,7 +80,10 @@ def routes(daemon: "Daemon") -> list[Route]:
         return text
 
     def pause(req: Request) -> Response:
-        duration = parse_duration(req.body["for"]) if req.body.get("for") else None
+        try:
+            duration = parse_duration(str(req.body["for"])) if req.body.get("for") else None
+        except ValueError as exc:
+            return Response(400, {"error": f'"for": {exc}'})
         done = operator.pause(daemon.loaded, daemon.store, req.params["target"], who(req),
                               why(req), time.time(), duration)
         return Response(200, {"message": done.message})
@@ -91,6 +94,8 @@ def routes(daemon: "Daemon") -> list[Route]:
         return Response(200, {"message": done.message})
 
     def rollback(req: Request) -> Response:
+        if not isinstance(req.body.get("to"), (str, type(None))):
+            return Response(400, {"error": '"to" must be a version string'})
         done = operator.manual_rollback(daemon.loaded, daemon.store, req.params["target"], who(req),
                                         why(req), time.time(),
                                         req.body.get("to"), bool(req.body.get("force", False)))

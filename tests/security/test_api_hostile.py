@@ -190,6 +190,15 @@ def test_history_limit_is_parsed_and_clamped(daemon):
     assert requests.get(daemon.url + "/api/v1/targets/fraud-model/releases?limit=x", timeout=5).status_code == 400
 
 
+def test_malformed_bodies_are_400_not_500(daemon):
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    target = daemon.url + "/api/v1/targets/fraud-model"
+    for path, body in (("/pause", {"reason": "r", "for": "soon"}), ("/rollback", {"reason": "r", "to": {"x": 1}}),
+                       ("/pause", ["not", "an", "object"])):
+        response = requests.post(target + path, json=body, headers=auth, timeout=5)
+        assert response.status_code == 400, (path, body, response.status_code, response.text)
+
+
 def test_the_operator_is_the_name_of_the_token_and_by_is_only_a_note(start):
     daemon = start(NAMED)
     pause = daemon.url + "/api/v1/targets/fraud-model/pause"
