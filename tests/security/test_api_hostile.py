@@ -276,19 +276,19 @@ def test_a_token_file_others_can_read_is_refused_unless_allowed(tmp_path):
 
 def test_validate_checks_that_token_files_exist_and_hold_a_real_token(tmp_path):
     (tmp_path / "rules.yaml").write_text("target: m\nrules: []\n")
-    (tmp_path / "short.token").write_text("short\n")
-    (tmp_path / "short.token").chmod(0o600)
+    (tmp_path / "tiny.token").write_text("q7w8e9r0\n")  # distinctive: redaction is process-wide
+    (tmp_path / "tiny.token").chmod(0o600)
     config = tmp_path / "watchdog.yaml"
     head = "rule_files: [rules.yaml]\nstate: s.db\ntargets: {m: {}}\n"
     config.write_text(head + "api:\n  token_file: missing.token\n")
     code, text = _validate(config)
     assert code == 1 and "watchdog.yaml:5:15: api.token_file: cannot read" in text
-    config.write_text(head + "api: {token_file: short.token}\n")
+    config.write_text(head + "api: {token_file: tiny.token}\n")
     code, text = _validate(config)
-    assert code == 1 and "api.token_file: the token in" in text and "shorter than 16" in text
-    config.write_text(head + "api:\n  tokens:\n    - {name: bob, token_file: short.token}\n")
+    assert code == 1 and "api.token_file: the token in" in text and "than 16 characters" in text
+    config.write_text(head + "api:\n  tokens:\n    - {name: bob, token_file: tiny.token}\n")
     code, text = _validate(config)
-    assert code == 1 and "api.tokens[0] (bob).token_file: the token in" in text and "shorter than 16" in text
+    assert code == 1 and "api.tokens[0] (bob).token_file: the token in" in text and "than 16 characters" in text
     config.write_text(head + "api: {token_file: /dev/zero}\n")  # never read to its (absent) end
     code, text = _validate(config)
     assert code == 1 and "api.token_file: /dev/zero is not a regular file" in text
