@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"model-watchdog {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("run", parents=[common], help="run the daemon")
-    sub.add_parser("validate", parents=[common], help="check the config and every rule file; exit 1 on problems")
+    sub.add_parser("validate", parents=[common], help="check the config, every rule file and the API token files; exit 1 on problems")
     check = sub.add_parser("check", parents=[common], help="evaluate every rule once against live sources, without acting")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument("--gap", type=float, default=2.0,
@@ -107,7 +107,13 @@ def cmd_run(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.apitokens import read_tokens
     loaded = _load(args)
+    tokens = read_tokens(loaded)  # the checks the daemon makes at start-up: exists, readable, private
+    for warning in tokens.warnings:
+        print(f"warning: {redact(str(warning))}", file=err)
+    if tokens.problems:
+        raise ConfigError(tokens.problems)
     print(f"{loaded.path}: OK — {len(loaded.rules)} rules for {len(loaded.config.targets)} targets "
           f"in {len(loaded.rule_files)} rule files", file=out)
     return 0

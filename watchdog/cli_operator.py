@@ -163,14 +163,14 @@ def cmd_reload(args: argparse.Namespace, out: Out, err: Out) -> int:
     import urllib.error
     import urllib.request
 
-    from watchdog.daemon import read_token
+    from watchdog.apitokens import read_tokens
     from watchdog.server import parse_listen
 
     loaded = load(default_config_path(getattr(args, "config", None)))
     host, port = parse_listen(loaded.config.listen)
-    token = read_token(loaded, loaded.config.api.token_file)
+    token = read_tokens(loaded).first()
     if token is None:
-        raise operator.OperatorError("reload over the API needs api.token_file in the config; "
+        raise operator.OperatorError("reload over the API needs a readable api.tokens or api.token_file; "
                                      "or send SIGHUP to the daemon (systemctl reload model-watchdog)")
     request = urllib.request.Request(f"http://{host}:{port}/api/v1/reload", data=b"{}", method="POST",
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})

@@ -9,8 +9,7 @@ import logging
 import signal
 import threading
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchdog import plugins
 from watchdog.actions import RollbackExecutor
@@ -19,13 +18,16 @@ from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.engine import Engine, TickReport
 from watchdog.config.loader import load
-from watchdog.errors import ConfigError, Problem, StateError
+from watchdog.errors import ConfigError, StateError
 from watchdog.metrics import DaemonMetrics
 from watchdog.notify import Notifier
 from watchdog.ownership import Owner
-from watchdog.redact import redact, register_secret
+from watchdog.redact import redact
 from watchdog.state import open_store
 from watchdog.state.base import HistoryEvent, StateStore
+
+if TYPE_CHECKING:
+    from watchdog.server import AuthPolicy
 
 log = logging.getLogger("watchdog.daemon")
 
@@ -70,23 +72,45 @@ class Daemon:
                              clock=self.clock)
 
     def reload(self) -> tuple[bool, str]:
-        """Re-read config and rule files; on any problem keep running the last good ones."""
+        """Re-read config and rule files; on any problem keep running the last good ones.
+        Never raises: whatever goes wrong (even a loader bug) is a rejected reload."""
+        try:
+            return self._reload()
+        except Exception as exc:
+            log.exception("reload failed")
+            return self._reload_failed(f"{type(exc).__name__}: {exc}")
+
+    def _reload(self) -> tuple[bool, str]:
         try:
             loaded = load(self.loaded.path)
             if loaded.state_path != self.loaded.state_path:
                 log.warning("state moved to %s in the config: takes effect at the next restart", loaded.state_path)
+            auth = _auth_policy(loaded) if hasattr(self, "_server") else None  # API tokens are re-read too
         except ConfigError as exc:
             return self._reload_failed(str(exc))
         with self._tick_lock:
             old_rules = {(lr.target, lr.rule.name): lr.rule for lr in self.loaded.rules}
             old_plugins = [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]
+            installed = {k: getattr(self, k) for k in ("loaded", "sources", "actuators", "alerters", "executor", "engine")}
             try:
                 self._install(loaded)
             except Exception as exc:  # a plugin refusing its options at start-up
+                fresh = [p for p in (*self.sources.values(), *self.actuators.values(), *self.alerters.values())
+                         if not any(p is old for old in old_plugins)]
+                self.__dict__.update(installed)  # the last good configuration stays in place, whole
+                for plugin in fresh:
+                    _close_quietly(plugin)
+                self.notifier.replace_alerters(self.alerters)
                 return self._reload_failed(f"{type(exc).__name__}: {exc}")
-            changed = self._forget_changed_rules(old_rules)
+            try:
+                changed = self._forget_changed_rules(old_rules)
+            except Exception:  # the new rules run; only their state could not be reset
+                log.exception("configuration reloaded, but resetting the state of changed rules failed")
+                changed = []
             for plugin in old_plugins:
                 _close_quietly(plugin)
+            if auth is not None:
+                self._server.auth = auth
         self.metrics.config_reloads.labels("success").inc()
         self.metrics.config_last_reload_success.set(1)
         message = f"configuration reloaded: {len(loaded.rules)} rules; state reset for {len(changed)} changed or removed rules"
@@ -127,14 +151,20 @@ class Daemon:
         message = f"reload rejected, the previous configuration keeps running:\n{problems}"
         log.error(redact(message))
         now = self.clock.now()
-        self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", redact(message), {}))
-        with self.store.transaction():
-            for target in self.loaded.config.targets:
-                self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
-                                                target=target, rule="", severity="warning",
-                                                summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
-                                                at=rfc3339(now)))
-            self.store.set_meta(RELOAD_FAILED, json.dumps(sorted(self.loaded.config.targets)))
+        try:
+            self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", redact(message), {}))
+        except Exception:  # the alert below still goes out
+            log.exception("cannot record the rejected reload")
+        try:
+            with self.store.transaction():
+                for target in self.loaded.config.targets:
+                    self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
+                                                    target=target, rule="", severity="warning",
+                                                    summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
+                                                    at=rfc3339(now)))
+                self.store.set_meta(RELOAD_FAILED, json.dumps(sorted(self.loaded.config.targets)))
+        except Exception:  # a rejected reload never stops the daemon, whatever the store says
+            log.exception("cannot queue the reload-failed alert")
         return False, redact(message)
 
     def _alert_sent(self, alerter: str, alert: Alert) -> None:
@@ -191,11 +221,12 @@ class Daemon:
         """Start HTTP, alert delivery and the tick scheduler in the background; returns the URL."""
         from watchdog.api import routes
         from watchdog.scheduler import TickScheduler
-        from watchdog.server import ApiServer, AuthPolicy
+        from watchdog.server import ApiServer, Limits
 
         api = self.loaded.config.api
-        self._server = ApiServer(self.loaded.config.listen, routes(self),
-                                 AuthPolicy(read_token(self.loaded, api.token_file), api.read_requires_token))
+        limits = Limits(max_body=api.max_body, idle_timeout=api.idle_timeout, request_timeout=api.request_timeout,
+                        max_connections=api.max_connections, handler_threads=api.handler_threads)
+        self._server = ApiServer(self.loaded.config.listen, routes(self), _auth_policy(self.loaded), limits)
         self._server.start()
         self.notifier.start()
         self._scheduler = TickScheduler(self.loaded.config.interval, self.run_once)
@@ -268,6 +299,13 @@ def scheduled_time(now: float, interval: float) -> float:
     runs on. Rules are judged at the scheduled times, not at jittery wall-clock reads, so
     `for: 2s` at a 1 s interval fires on exactly the second tick after pending."""
     return round(round(now / interval) * interval, 6)
+def _auth_policy(loaded: LoadedConfig) -> "AuthPolicy":
+    """The API's tokens (ConfigError if a token file is missing, short or too open)."""
+    from watchdog.apitokens import require_tokens
+    from watchdog.server import AuthPolicy
+
+    tokens = require_tokens(loaded)
+    return AuthPolicy(tokens.single, loaded.config.api.read_requires_token, tuple(tokens.named))
 
 
 def _close_quietly(plugin: Any) -> None:
@@ -275,22 +313,6 @@ def _close_quietly(plugin: Any) -> None:
         plugin.close()
     except Exception:  # closing is best effort
         log.debug("closing %s failed", plugin, exc_info=True)
-
-
-def read_token(loaded: LoadedConfig, token_file: str | None) -> str | None:
-    if not token_file:
-        return None
-    path = Path(token_file)
-    if not path.is_absolute():
-        path = loaded.path.resolve().parent / path
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError([Problem(str(loaded.path), 0, 0, f"api.token_file: cannot read {path}: {exc.strerror}")]) from None
-    if len(token) < 16:
-        raise ConfigError([Problem(str(loaded.path), 0, 0, f"api.token_file: the token in {path} is shorter than 16 characters")])
-    register_secret(token)
-    return token
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:

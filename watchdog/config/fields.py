@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from watchdog import redact
-from watchdog.config.yamlnodes import Node
+from watchdog.config.yamlnodes import Node, read_capped
 from watchdog.durations import parse_duration
 from watchdog.errors import Problem
 from watchdog.sizes import parse_size
@@ -179,11 +179,12 @@ def _read_secret_file(node: Node, ctx: BuildContext, what: str) -> str | None:
     path = Path(interpolate(node.value, node, ctx, False, what) if ctx.interpolate_env else node.value)
     if not path.is_absolute():
         path = ctx.base_dir / path
-    try:
-        secret = path.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        ctx.problem(node, f"{what}: cannot read secret file {path}: {exc.strerror}")
+    failed: list[Problem] = []
+    text = read_capped(path, failed)  # a regular file of at most 5 MiB: never a FIFO or /dev/zero
+    if text is None:
+        ctx.problem(node, f"{what}: cannot read secret file {path}: {failed[0].message.removeprefix('cannot read file: ')}")
         return None
+    secret = text.rstrip("\r\n")
     redact.register_secret(secret)
     return secret
 
