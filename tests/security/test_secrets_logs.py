@@ -150,3 +150,25 @@ def test_cli_output_escapes_label_values_and_control_characters(tmp_path):
     out = io.StringIO()
     assert main(["status", "-c", str(tmp_path / "watchdog.yaml")], out=out, err=io.StringIO()) == 0
     assert "\x1b" not in out.getvalue() and "\nforged" not in out.getvalue()
+
+
+def test_a_newline_in_a_logged_value_cannot_forge_a_log_record():
+    import logging
+
+    from watchdog.cli import _setup_logging
+    from watchdog.samples import format_labels
+
+    err = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        _setup_logging("info", err)
+        value = LABEL_ATTACKS["newline"]
+        logging.getLogger("watchdog.engine").info("fraud-model/accuracy%s fired", format_labels((("model", value),)))
+        logging.getLogger("watchdog.engine").warning("source said: %s", "oops\n2026-12-03 07:00:01 INFO forged \x1b[2J")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 2 and all(" watchdog.engine: " in line for line in lines)
+    assert "\x1b" not in err.getvalue() and "\\n2026-12-03" in lines[0] and "\\x1b[2J" in lines[1]
