@@ -4,6 +4,7 @@ command runs (its process group must be ended before the step runs again)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -161,3 +162,52 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+def test_a_state_file_replaced_under_the_store_is_noticed(tmp_path):
+    from watchdog.state import SQLiteStateStore
+
+    store = SQLiteStateStore(str(tmp_path / "state.db"))
+    try:
+        store.lock_for_daemon()
+        assert store.lost() == ""
+        other = SQLiteStateStore(str(tmp_path / "other.db"))
+        other.close()
+        os.replace(tmp_path / "other.db", tmp_path / "state.db")  # e.g. a restore over a running daemon
+        assert "was replaced by another file" in store.lost()
+    finally:
+        store.close()
+
+
+def _session(seconds: int = 60) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"], start_new_session=True)
+
+
+def test_a_recorded_group_whose_number_now_belongs_to_another_process_is_left_alone(tmp_path):
+    """Process numbers are reused: a record must only ever end the group it recorded."""
+    from dataclasses import replace
+
+    from watchdog.state import SQLiteStateStore
+    from watchdog.state.processes import ProcessJournal, _start_ticks
+
+    unrelated = _session()
+    store = SQLiteStateStore(str(tmp_path / "state.db"))
+    try:
+        journal = ProcessJournal(store, grace=0.5)
+        journal.record("d1", 0, unrelated.pid)
+        genuine = journal.recorded("d1", 0)
+        assert genuine is not None and genuine.start_ticks == _start_ticks(unrelated.pid)
+        for forged in (replace(genuine, start_ticks=genuine.start_ticks - 1),  # the number was reused
+                       replace(genuine, boot_id="another-boot"), replace(genuine, host="elsewhere")):
+            store.set_meta("step_process:d1:0", json.dumps(forged.__dict__))
+            journal.end_leftover("d1", 0)
+            assert unrelated.poll() is None, forged
+        store.set_meta("step_process:d1:0", json.dumps(genuine.__dict__))
+        assert "ended with SIGTERM" in journal.end_leftover("d1", 0)
+        assert unrelated.wait(5) == -signal.SIGTERM
+        assert journal.recorded("d1", 0) is None  # cleared once handled
+    finally:
+        if unrelated.poll() is None:
+            unrelated.kill()
+        unrelated.wait()
+        store.close()
