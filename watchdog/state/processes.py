@@ -136,6 +136,8 @@ class ProcessJournal:
         what = f"process group {record.pgid} left by daemon pid {record.daemon_pid}"
         if record.host != socket.gethostname():
             return f"{what} runs on host {record.host}, where it cannot be ended from here; it may still run"
+        if not os.path.isdir("/proc/self"):
+            return f"{what} cannot be checked without /proc (not Linux?); it may still run"
         if record.boot_id != _boot_id():
             return ""  # the machine restarted since: the group is gone
         members = _members(record)
