@@ -110,7 +110,7 @@ def main() -> None:
         metrics = DaemonMetrics()
         store = SQLiteStateStore(str(directory / "state.db"))
         notifier = Notifier({}, metrics, stop)
-        executor = RollbackExecutor(store, {}, metrics, lambda t, a: None, stop)
+        executor = RollbackExecutor(store, {}, metrics, stop)
         engine = Engine(loaded, store, {"model": StoreSource(series_store)}, executor, notifier, metrics, clock=clock)
         engine.tick(now)  # warm caches
         baseline, ticks = [], []

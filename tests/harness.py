@@ -64,9 +64,8 @@ class Harness:
         self.stop = threading.Event()
         self.metrics = DaemonMetrics()
         self.store = SQLiteStateStore(str(self.dir / "state.db"))
-        self.notifier = Notifier({"ops": self.alerter}, self.metrics, self.stop)
-        self.executor = RollbackExecutor(self.store, self.actuators, self.metrics,
-                                         lambda target, alert: self.engine.alert(target, alert), self.stop)
+        self.notifier = Notifier({"ops": self.alerter}, self.metrics, self.stop, store=self.store, clock=self.clock.now)
+        self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self.stop)
         self.engine = Engine(self.loaded, self.store, {"model": self.source}, self.executor, self.notifier, self.metrics,
                              clock=self.clock)
 

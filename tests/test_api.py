@@ -24,9 +24,12 @@ sources:
   model: {{type: scrape, url: "{url}/metrics"}}
 actuators:
   hook: {{type: webhook, url: "{url}/rollback"}}
+alerters:
+  ops: {{type: log}}
 targets:
   fraud-model:
     rollback: [hook]
+    alert: [ops]
 """
 
 RULES = """\
@@ -93,6 +96,20 @@ def test_a_broken_reload_keeps_the_last_good_configuration(running):
     assert "model_watchdog_config_last_reload_successful 0.0" in requests.get(url + "/metrics", timeout=5).text
     ticks = daemon.metrics.evaluations._value.get()
     assert wait_for(lambda: daemon.metrics.evaluations._value.get() > ticks + 1, 10)  # still evaluating
+
+
+def test_the_reload_alert_resolves_on_the_next_good_reload(running):
+    daemon, _, tmp_path, _ = running
+    good = (tmp_path / "rules.yaml").read_text()
+    (tmp_path / "rules.yaml").write_text(good.replace("below: 0.9", "belo: 0.9"))
+    assert daemon.reload()[0] is False
+    (tmp_path / "rules.yaml").write_text(good)
+    assert daemon.reload()[0] is True
+
+    def sent() -> list[tuple[str, str]]:
+        rows = daemon.store.history(kinds=["alert"], limit=50)
+        return [(e.data["status"], e.data["dedup_key"]) for e in reversed(rows) if "reload" in e.data["dedup_key"]]
+    assert wait_for(lambda: sent() == [("firing", "fraud-model/reload"), ("resolved", "fraud-model/reload")], 10), sent()
 
 
 def test_a_good_reload_keeps_state_of_unchanged_rules(running):

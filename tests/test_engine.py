@@ -166,7 +166,9 @@ def test_resume_lifts_the_hold(tmp_path):
     h = Harness(tmp_path, ERROR_RULE)
     h.source.set("error_ratio", 0.2)
     h.run_for(60)
-    assert h.store.delete_hold("fraud-model") is not None  # what `model-watchdog resume` does
+    from watchdog import operator
+    operator.resume(h.loaded, h.store, "fraud-model", "alice", "looked at it", h.clock.now())
+    assert "fraud-model" not in h.store.holds()
     h.source.set("error_ratio", 0.01)
     h.run_for(20)
     h.source.set("error_ratio", 0.2)
@@ -206,7 +208,10 @@ def test_an_unfinished_rollback_is_resumed_with_the_same_key_after_a_crash(tmp_p
     h.run_for(20)
     # Crash between the decision and its second step: the first step is done, the second started.
     from watchdog.actions import RollbackRequest
-    request = h.engine._rollback_request(h.loaded.rules[0], _breach(), next(iter(h.engine.states.values())))
+    from watchdog.rollback.coordinator import TargetView
+    view = TargetView("fraud-model", "v2", None, None, {}, ())
+    key, state = next(iter(h.engine.states.items()))
+    request = h.engine.rollbacks.request(h.loaded.rules[0], key, state, view)
     decision_id = h.executor.decide(request, h.clock.now())
     h.store.start_step(decision_id, 0, "first", h.clock.now())
     h.store.finish_step(decision_id, 0, "succeeded", h.clock.now(), "ok")
@@ -217,11 +222,6 @@ def test_an_unfinished_rollback_is_resumed_with_the_same_key_after_a_crash(tmp_p
     assert [c.decision_id for c in h.actuators["second"].calls] == [decision_id]
     assert h.store.get_decision(decision_id).status == "succeeded"
     assert isinstance(request, RollbackRequest)
-
-
-def _breach():  # type: ignore[no-untyped-def]
-    from watchdog.rules.evaluate import Outcome, Verdict
-    return Verdict((), Outcome.BREACH, 0.2, "error-rate = 0.2 is > 0.05")
 
 
 def test_rules_wait_for_their_window_to_hold_only_the_new_version(tmp_path):
@@ -235,3 +235,46 @@ def test_rules_wait_for_their_window_to_hold_only_the_new_version(tmp_path):
     assert h.rollbacks() == 0
     h.run_for(60)
     assert h.rollbacks() == 1
+
+
+def test_journal_steps_carry_their_real_start_and_end_times(tmp_path):
+    h = Harness(tmp_path, ERROR_RULE)
+    slow = h.actuators["first"]
+    original = slow.apply
+
+    def apply(context, stop):  # type: ignore[no-untyped-def]
+        h.clock.advance(3)  # the first step takes 3 s
+        return original(context, stop)
+
+    slow.apply = apply  # type: ignore[method-assign]
+    h.source.set("error_ratio", 0.2)
+    reports = h.run_for(40)
+    decided = next(r.at for r in reports if r.decisions)
+    decision = h.store.decisions(target="fraud-model")[0]
+    first, second = h.store.steps(decision.id)
+    assert (first.started_at, first.finished_at) == (decided, decided + 3)
+    assert second.started_at == decided + 3 and decision.finished_at == decided + 3
+
+
+def test_the_inconclusive_alert_resolves_when_the_rule_is_judged_again(tmp_path):
+    rule = ERROR_RULE + "  min_samples: {query: request_count, at_least: 200}\n  max_inconclusive: 1m\n"
+    h = Harness(tmp_path, rule)
+    h.source.set("error_ratio", 0.01)
+    h.source.set("request_count", 10)
+    h.run_for(120)
+    (firing,) = h.alerts(kind="inconclusive")
+    h.source.set("request_count", 1000)
+    h.run_for(20)
+    assert [a.status for a in h.alerts(kind="inconclusive")] == ["firing", "resolved"]
+    assert h.alerts(kind="inconclusive")[1].dedup_key == firing.dedup_key
+
+
+def test_the_inconclusive_alert_resolves_when_a_new_version_is_judged_afresh(tmp_path):
+    rule = ERROR_RULE + "  min_samples: {query: request_count, at_least: 200}\n  max_inconclusive: 1m\n"
+    h = Harness(tmp_path, rule)
+    h.source.set("error_ratio", 0.01)
+    h.source.set("request_count", 10)
+    h.run_for(120)
+    h.version = "v3"
+    h.run_for(10)
+    assert [a.status for a in h.alerts(kind="inconclusive")] == ["firing", "resolved"]

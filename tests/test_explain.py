@@ -109,3 +109,20 @@ def test_unknown_targets_and_rules_are_named(tmp_path):
         find_rule(h.loaded, "fraud-mode", "error-rate")
     with pytest.raises(ExplainError, match="has no rule 'error_rate' \\(did you mean 'error-rate'\\?\\)"):
         find_rule(h.loaded, "fraud-model", "error_rate")
+
+
+def test_without_a_state_file_the_running_version_is_read_live(tmp_path):
+    """Version-bound queries need {{version}}: `check` saw the breach, `explain` saw nothing."""
+    rule = """\
+- name: version-errors
+  source: model
+  query: 'errors{version="{{version}}"}'
+  above: 0.05
+  action: rollback
+"""
+    h = Harness(tmp_path, rule)
+    h.source.set('errors{version="v2"}', 0.2)
+    lr = find_rule(h.loaded, "fraud-model", "version-errors")
+    report = explain_rule(h.loaded, lr, {"model": h.source}, None, h.clock.now())
+    assert [q["query"] for q in report["queries"] if q["query"] != "model_info"] == ['errors{version="v2"}']
+    assert report["series"][0]["comparison"]["breach"] is True

@@ -121,7 +121,7 @@ def test_approval_required_waits_for_a_human(tmp_path):
     assert h.rollbacks() == 0
     (page,) = h.alerts(kind="approval_required")
     assert f"model-watchdog approve {page.decision_id}" in page.summary
-    operator.approve(h.store, page.decision_id, "carol", h.clock.now())
+    operator.approve(h.loaded, h.store, page.decision_id, "carol", h.clock.now())
     h.tick()
     assert h.rollbacks() == 1 and h.actuators["first"].calls[0].decision_id == page.decision_id
     assert [v.version for v in h.store.versions("fraud-model") if v.bad] == ["v2"]
@@ -132,19 +132,26 @@ def test_a_rejected_approval_lifts_the_hold_and_does_nothing(tmp_path):
     h.source.set("error_ratio", 0.2)
     h.run_for(60)
     (page,) = h.alerts(kind="approval_required")
-    operator.reject(h.store, page.decision_id, "carol", "known noisy metric", h.clock.now())
+    operator.reject(h.loaded, h.store, page.decision_id, "carol", "known noisy metric", h.clock.now())
     h.run_for(60)
     assert h.rollbacks() == 0 and "fraud-model" not in h.store.holds()
     assert h.store.get_decision(page.decision_id).status == "skipped"
 
 
-def test_an_unanswered_approval_times_out_to_an_alert(tmp_path):
+def test_an_unanswered_approval_times_out_and_a_still_firing_rule_asks_again(tmp_path):
     h = Harness(tmp_path, ERROR_RULE, target=DEFAULT_TARGET + "    approve: required\n    approve_timeout: 5m\n")
     h.source.set("error_ratio", 0.2)
     h.run_for(400)
     assert h.rollbacks() == 0
-    (timeout,) = h.alerts(kind="approval_timeout")
-    assert timeout.severity == "critical" and "timed out" in timeout.summary
+    first, second = h.alerts(kind="approval_required", status="firing")
+    (timed_out,) = h.alerts(kind="approval_required", status="resolved")
+    assert timed_out.dedup_key == first.dedup_key and "timed out" in timed_out.summary
+    # Asked again on the tick the first request expired, with a new decision.
+    assert second.decision_id != first.decision_id and second.at == timed_out.at
+    assert h.store.get_decision(first.decision_id).status == "skipped"
+    operator.approve(h.loaded, h.store, second.decision_id, "carol", h.clock.now())
+    h.tick()
+    assert h.rollbacks() == 1 and h.actuators["first"].calls[0].decision_id == second.decision_id
 
 
 def test_a_manual_rollback_goes_through_the_journal(tmp_path):

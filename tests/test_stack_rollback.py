@@ -125,6 +125,9 @@ def test_a_rollback_that_does_not_restore_health_escalates_once(tmp_path):
     assert len(h.store.decisions(target="fraud-model")) == 1  # no second automatic rollback
     (escalation,) = h.alerts(kind="rollback_ineffective")
     assert "did not restore health" in escalation.summary and "no further automatic rollback" in escalation.summary
+    # The release it went back to is not healthy after all: never a way out again.
+    releases = h.store.releases("fraud-model")
+    assert [r.state for r in releases if r.components == V1] == ["bad", "bad"]
 
 
 def test_max_depth_two_rolls_back_one_release_further(tmp_path):

@@ -1,7 +1,7 @@
 """Rollback decisions: recorded first, then carried out step by step.
 
-A decision is committed to the state store — together with the target's hold and the bad
-mark on the version — before any actuator runs. Each step's start and outcome are recorded,
+A decision is committed to the state store — together with the bad mark on the version (the
+target's hold is the incident's, see watchdog.rollback) — before any actuator runs. Each step's start and outcome are recorded,
 so after a crash `resume_unfinished()` re-sends exactly the steps whose outcome is unknown,
 with the same decision id (the actuators' idempotency key), and never the ones that succeeded.
 """
@@ -16,16 +16,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from watchdog.actuators.base import ActionContext, Actuator
-from watchdog.alerters.base import Alert
 from watchdog.clock import rfc3339
 from watchdog.errors import WatchdogError
 from watchdog.metrics import DaemonMetrics
 from watchdog.redact import redact
-from watchdog.state.base import Decision, HistoryEvent, Hold, StateStore
+from watchdog.state.base import Decision, HistoryEvent, StateStore
 
 log = logging.getLogger("watchdog.actions")
-
-AlertFn = Callable[[str, Alert], None]
 
 
 @dataclass(frozen=True)
@@ -49,12 +46,13 @@ class RollbackRequest:
 AWAITING = "awaiting_approval"
 
 
-def record_decision(store: StateStore, request: RollbackRequest, now: float, *, awaiting_until: float | None = None) -> str:
-    """Commit a decision, the target's hold and the bad mark on the running version, together.
+def record_decision(store: StateStore, request: RollbackRequest, now: float, *, awaiting_until: float | None = None,
+                    decision_id: str | None = None) -> str:
+    """Commit a decision and the bad mark on the running version, together.
 
     With `awaiting_until`, the decision waits (status pending) for a human to approve it and
     the version is marked bad only once approved."""
-    decision_id = uuid.uuid4().hex
+    decision_id = decision_id or uuid.uuid4().hex
     to_version = request.to_version or request.previous_version
     context = ActionContext(
         decision_id=decision_id, target=request.target, rule=request.rule, action="rollback",
@@ -70,8 +68,6 @@ def record_decision(store: StateStore, request: RollbackRequest, now: float, *, 
     who = f" by {request.requested_by}" if request.requested_by else ""
     with store.transaction():
         store.create_decision(decision)
-        store.put_hold(Hold(request.target, now, decision_id, request.version,
-                            f"rollback {decision_id} ({request.rule}){who}"))
         if awaiting_until is None:
             mark_bad(store, request.target, request.version, f"{request.rule}: {request.reason}")
         message = (f"rollback awaiting approval until {rfc3339(awaiting_until)}: {request.reason}" if awaiting_until
@@ -92,17 +88,17 @@ def mark_bad(store: StateStore, target: str, version: str | None, reason: str) -
 
 class RollbackExecutor:
     def __init__(self, store: StateStore, actuators: dict[str, Actuator], metrics: DaemonMetrics,
-                 alert: AlertFn, stop: threading.Event):
+                 stop: threading.Event):
         self._store = store
         self._actuators = actuators
         self._metrics = metrics
-        self._alert = alert
         self._stop = stop
         self.stop_event = stop  # shutdown: cut retries short (shared with the source runner)
         # Whether this replica may still act on a target (ownership can be lost mid-plan).
         self.may_continue: Callable[[str], bool] = lambda target: True
-        # Called inside the transaction that finishes a decision (the release ledger's hook).
-        self.on_finish: Callable[[Decision, str, float], None] = lambda decision, status, now: None
+        # Called inside the transaction that finishes a decision (status, time, what happened):
+        # the release ledger and the target's incident learn of it there.
+        self.on_finish: Callable[[Decision, str, float, str], None] = lambda decision, status, now, message: None
         # Wraps each step (decision id, index): the daemon's process journal (watchdog.state.processes).
         self.step_scope: Callable[[str, int], AbstractContextManager[object]] = lambda decision_id, index: nullcontext()
 
@@ -194,14 +190,8 @@ class RollbackExecutor:
             self._store.set_decision_status(decision.id, status, finished_at=now)
             self._history(now, decision.target, decision.rule, context.labels, "decision", message,
                           {"decision_id": decision.id, "status": status, "components": components or None})
-            self.on_finish(decision, status, now)
+            self.on_finish(decision, status, now, message)
         log.log(logging.INFO if status == "succeeded" else logging.ERROR, "%s: %s", decision.target, message)
-        severity = "critical" if status != "succeeded" else decision.context.get("severity", "critical")
-        self._alert(decision.target, Alert(
-            status="firing", kind="rollback" if status == "succeeded" else "actuator_failed",
-            dedup_key=f"{decision.target}/rollback/{decision.id}", target=decision.target, rule=decision.rule,
-            severity=severity, summary=f"{decision.target}: {message}", at=rfc3339(now), value=context.value,
-            threshold=context.threshold, labels=context.labels, decision_id=decision.id, version=context.version))
 
     def _component_versions(self, decision: Decision) -> dict[str, str]:
         """Which version each component of a stack rollback is at, from the recorded steps."""
@@ -220,9 +210,9 @@ class RollbackExecutor:
 
     def resume_unfinished(self, clock: Callable[[], float],
                           may_run: Callable[[Decision], bool] = lambda d: True) -> list[str]:
-        """Carry out decisions left running (a crash, an approval, a manual rollback) and
-        expire approvals nobody gave in time. Called at the start of every tick; `may_run`
-        says whether this replica owns (and has claimed) a decision."""
+        """Carry out decisions left running (a crash, an approval, a manual rollback).
+        Called at the start of every tick; `may_run` says whether this replica owns (and has
+        claimed) a decision. Decisions awaiting approval wait (their incident expires them)."""
         resumed = []
         for decision in self._store.unfinished_decisions():
             if self._stop.is_set():
@@ -230,29 +220,12 @@ class RollbackExecutor:
             if not may_run(decision):
                 continue
             if decision.status == "pending":
-                self._expire_if_late(decision, clock())
                 continue
             self._history(clock(), decision.target, decision.rule, {}, "decision",
                           f"carrying out rollback {decision.id}", {"decision_id": decision.id})
             self.execute(decision.id, clock)
             resumed.append(decision.id)
         return resumed
-
-    def _expire_if_late(self, decision: Decision, now: float) -> None:
-        approve_by = decision.context.get("approve_by")
-        if approve_by is None or now < approve_by:
-            return
-        message = f"approval timed out at {rfc3339(approve_by)}: rollback {decision.id} not carried out"
-        with self._store.transaction():
-            self._store.set_decision_status(decision.id, "skipped", finished_at=now)
-            hold = self._store.holds().get(decision.target)
-            if hold is not None and hold.decision_id == decision.id:
-                self._store.delete_hold(decision.target)
-            self._history(now, decision.target, decision.rule, {}, "decision", message, {"decision_id": decision.id})
-        self._alert(decision.target, Alert(
-            status="firing", kind="approval_timeout", dedup_key=f"{decision.target}/approval/{decision.id}",
-            target=decision.target, rule=decision.rule, severity="critical",
-            summary=f"{decision.target}: {message}", at=rfc3339(now), decision_id=decision.id))
 
     def _history(self, now: float, target: str, rule: str | None, labels: dict[str, str], kind: str,
                  message: str, data: dict) -> None:  # type: ignore[type-arg]

@@ -59,11 +59,11 @@ def routes(daemon: "Daemon") -> list[Route]:
         return Response(202, {"message": done.message, "decision_id": done.decision_id})
 
     def approve(req: Request) -> Response:
-        done = operator.approve(daemon.store, req.params["decision"], who(req), time.time())
+        done = operator.approve(daemon.loaded, daemon.store, req.params["decision"], who(req), time.time())
         return Response(200, {"message": done.message})
 
     def reject(req: Request) -> Response:
-        done = operator.reject(daemon.store, req.params["decision"], who(req), str(req.body.get("reason", "")), time.time())
+        done = operator.reject(daemon.loaded, daemon.store, req.params["decision"], who(req), str(req.body.get("reason", "")), time.time())
         return Response(200, {"message": done.message})
 
     def release(req: Request) -> Response:

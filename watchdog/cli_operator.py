@@ -103,12 +103,12 @@ def cmd_resume(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 
 def cmd_approve(args: argparse.Namespace, out: Out, err: Out) -> int:
-    return _with_store(args, lambda loaded, store: operator.approve(store, args.decision_id, operator_name(), time.time()), out)
+    return _with_store(args, lambda loaded, store: operator.approve(loaded, store, args.decision_id, operator_name(), time.time()), out)
 
 
 def cmd_reject(args: argparse.Namespace, out: Out, err: Out) -> int:
     return _with_store(args, lambda loaded, store: operator.reject(
-        store, args.decision_id, operator_name(), args.reason, time.time()), out)
+        loaded, store, args.decision_id, operator_name(), args.reason, time.time()), out)
 
 
 def cmd_rollback(args: argparse.Namespace, out: Out, err: Out) -> int:

@@ -4,6 +4,7 @@ HTTP server and signals together. Behaviour lives in the engine; this module onl
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -29,6 +30,7 @@ from watchdog.state.processes import ProcessJournal
 
 log = logging.getLogger("watchdog.daemon")
 
+RELOAD_FAILED = "reload_failed"  # meta: targets alerted on a rejected reload (JSON list), until a good one
 SHUTDOWN_GRACE = 8.0  # seconds a tick in progress may take to finish after SIGTERM
 
 
@@ -47,6 +49,7 @@ class Daemon:
         self.store_lost = ""  # why the state store is gone (deleted, replaced); "" while it is there
         self._install(loaded)
         self.metrics.config_last_reload_success.set(1)
+        self._reload_good()
 
     def _install(self, loaded: LoadedConfig) -> None:
         """Build every plugin and the engine for `loaded` (at start and on reload)."""
@@ -59,8 +62,8 @@ class Daemon:
             self.notifier.replace_alerters(self.alerters)
         else:
             self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
-                                     on_sent=self._alert_sent)
-        self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self._alert, self.stop)
+                                     on_sent=self._alert_sent, store=self.store, clock=self.clock.now)
+        self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self.stop)
         self.executor.step_scope = ProcessJournal(self.store).step
         if not hasattr(self, "owner"):
             self.owner = Owner(self.store, loaded.config.replica_id or None,
@@ -71,6 +74,8 @@ class Daemon:
 
     def reload(self) -> tuple[bool, str]:
         """Re-read config and rule files; on any problem keep running the last good ones."""
+        if self.store_lost:  # nothing is evaluated any more, and the store must not be written
+            return False, f"not reloaded: {self.store_lost}"
         try:
             loaded = load(self.loaded.path)
             if loaded.state_path != self.loaded.state_path:
@@ -92,7 +97,24 @@ class Daemon:
         message = f"configuration reloaded: {len(loaded.rules)} rules; state reset for {len(changed)} changed or removed rules"
         log.info(message)
         self.store.append(HistoryEvent(None, self.clock.now(), "*", None, {}, "reload", message, {"reset": sorted(changed)}))
+        self._reload_good()
         return True, message
+
+    def _reload_good(self) -> None:
+        """A good configuration runs: resolve the alerts of a rejected reload (even one
+        rejected before a restart)."""
+        failed = self.store.get_meta(RELOAD_FAILED)
+        if not failed:
+            return
+        now = self.clock.now()
+        with self.store.transaction():
+            for target in json.loads(failed):
+                if target in self.loaded.config.targets:
+                    self.engine.alert(target, Alert(
+                        status="resolved", kind="config_reload_failed", dedup_key=f"{target}/reload", target=target,
+                        rule="", severity="warning", summary="configuration reloaded: the rejected one was fixed",
+                        at=rfc3339(now)))
+            self.store.set_meta(RELOAD_FAILED, "")
 
     def _forget_changed_rules(self, old_rules: dict[tuple[str, str], object]) -> list[str]:
         new_rules = {(lr.target, lr.rule.name): lr.rule for lr in self.loaded.rules}
@@ -111,15 +133,14 @@ class Daemon:
         log.error(redact(message))
         now = self.clock.now()
         self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", redact(message), {}))
-        for target in self.loaded.config.targets:
-            self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
-                                            target=target, rule="", severity="warning",
-                                            summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
-                                            at=rfc3339(now)))
+        with self.store.transaction():
+            for target in self.loaded.config.targets:
+                self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
+                                                target=target, rule="", severity="warning",
+                                                summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
+                                                at=rfc3339(now)))
+            self.store.set_meta(RELOAD_FAILED, json.dumps(sorted(self.loaded.config.targets)))
         return False, redact(message)
-
-    def _alert(self, target: str, alert: Alert) -> None:
-        self.engine.alert(target, alert)
 
     def _alert_sent(self, alerter: str, alert: Alert) -> None:
         self._record_alert(alert, f"{alert.status} alert sent to {alerter}: {alert.summary}")
@@ -144,7 +165,7 @@ class Daemon:
         if self.stop.is_set():
             return None
         with self._tick_lock:
-            now = self.clock.now()
+            now = scheduled_time(self.clock.now(), self.loaded.config.interval)
             if self._store_is_lost(now):
                 return None
             try:
@@ -167,8 +188,12 @@ class Daemon:
         self.store_lost = reason
         self.metrics.evaluation_failures.inc()
         log.critical("not evaluating or acting any more: %s", reason)
-        for target in self.loaded.config.targets:
-            self.engine.alert(target, Alert(
+        # Alerts are queued in the store; this one cannot be (the queue is in the lost file, and
+        # a replaced file must not be written through the old connection): from now on the
+        # notifier delivers from memory, straight to the alerters.
+        self.notifier.detach_store()
+        for target, settings in self.loaded.config.targets.items():
+            self.notifier.notify(settings.alert, Alert(
                 status="firing", kind="state_lost", dedup_key=f"{target}/state_lost", target=target, rule="",
                 severity="critical", summary=f"{target}: model-watchdog stopped guarding: {reason}", at=rfc3339(now)))
         return True
@@ -279,6 +304,13 @@ def _open_exclusive(state_path: str) -> StateStore:
         store.close()
         raise
     return store
+
+
+def scheduled_time(now: float, interval: float) -> float:
+    """The tick time an evaluation stands for: `now` on the `interval` grid the scheduler
+    runs on. Rules are judged at the scheduled times, not at jittery wall-clock reads, so
+    `for: 2s` at a 1 s interval fires on exactly the second tick after pending."""
+    return round(round(now / interval) * interval, 6)
 
 
 def _close_quietly(plugin: Any) -> None:

@@ -11,27 +11,27 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
-from watchdog.actions import RollbackExecutor, RollbackRequest
+from watchdog.actions import RollbackExecutor
 from watchdog.alerters.base import Alert
-from watchdog.clock import Clock, rfc3339
+from watchdog.clock import Clock, SystemClock, rfc3339
+from watchdog.config.checks import fixed_time
 from watchdog.config.loader import LoadedConfig
+from watchdog.config.schema import LoadedRule, TargetConfig
 from watchdog.durations import format_duration, parse_duration
-from watchdog.config.schema import LoadedRule
 from watchdog.errors import WatchdogError
-from watchdog.guards import Guards
-from watchdog.lifecycle import Lifecycle
-from watchdog.guards import Situation as GuardSituation
-from watchdog.guards import Outcome as GuardOutcome
 from watchdog.metrics import DaemonMetrics
 from watchdog.notify import Notifier
+from watchdog.ownership import Owner
+from watchdog.releases import Ledger
+from watchdog.rollback.coordinator import Rollbacks, TargetView
+from watchdog.rollback.desk import Desk
+from watchdog.rollback.incident import Phase as IncidentPhase
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, judge_rule
-from watchdog.rules.templating import TemplateError, render, variables_for
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
+from watchdog.rules.templating import TemplateError, render, variables_for
 from watchdog.samples import Labels, format_labels
 from watchdog.sources.base import QueryResult, Source
 from watchdog.sources.runner import RunnerSettings, SourceRunner
-from watchdog.ownership import Owner
-from watchdog.releases import Ledger
 from watchdog.state.base import Decision, HistoryEvent, StateStore
 
 log = logging.getLogger("watchdog.engine")
@@ -51,7 +51,7 @@ class TickReport:
     decisions: list[str] = field(default_factory=list)
 
 
-class Engine(Lifecycle):
+class Engine:
     def __init__(self, loaded: LoadedConfig, store: StateStore, sources: dict[str, Source],
                  executor: RollbackExecutor, notifier: Notifier, metrics: DaemonMetrics, owner: Owner | None = None,
                  clock: Clock | None = None, tick_budget: float | None = None):
@@ -61,11 +61,11 @@ class Engine(Lifecycle):
         self.executor = executor
         self.notifier = notifier
         self.metrics = metrics
+        self.clock = clock or SystemClock()
         self.states: dict[StateKey, SeriesState] = {
             k: SeriesState.from_json(v) for k, v in store.load_rule_states().items()}
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
         self.version_changed_at: dict[str, float] = {}
-        self.guards = Guards(loaded.config, store)
         # Sources run concurrently, once per query per tick, behind per-source circuit breakers.
         interval = loaded.config.interval
         self.runner = SourceRunner(sources, metrics, clock, stop=executor.stop_event, settings=RunnerSettings(
@@ -75,16 +75,27 @@ class Engine(Lifecycle):
         # A tick's queries must finish well within the interval, so detection never lags.
         self.tick_budget = tick_budget if tick_budget is not None else max(1.0, 0.8 * loaded.config.interval)
         self.ledger = Ledger(store, loaded.config)
-        executor.on_finish = self._decision_finished
+        self.desk = Desk(loaded.config, store, self.alert, metrics, executor, clock=self.clock.now)
+        self.rollbacks = Rollbacks(loaded, store, executor, self.desk, self.ledger)
         self.owner = owner
         self.owned: set[str] = set(loaded.config.targets) if owner is None else set()
         if owner is not None:
             executor.may_continue = owner.still_owned
-        for lr in loaded.rules:  # lets sources size their sample buffers to the rules' windows
+        self._fixed_baselines = any(c.compare is not None and fixed_time(c.compare.baseline) is not None
+                                    for lr in loaded.rules for c in lr.rule.conditions())
+        self._retain_baselines(self.clock.now())
+
+    def _retain_baselines(self, now: float) -> None:
+        """Let sources size their sample buffers to the rules' windows and baselines (a fixed
+        time lies further back with every tick)."""
+        for lr in self.loaded.rules:
             window = self.window(lr)
             for c in lr.rule.conditions():
-                if c.compare is not None and c.compare.baseline != "previous_version":
-                    sources[c.source or lr.rule.source].retain(parse_duration(c.compare.baseline) + window)
+                if c.compare is None or c.compare.baseline == "previous_version":
+                    continue
+                fixed = fixed_time(c.compare.baseline)
+                back = max(0.0, now - fixed) if fixed is not None else parse_duration(c.compare.baseline)
+                self.sources[c.source or lr.rule.source].retain(back + window)
 
     # -- the tick ---------------------------------------------------------------------------
 
@@ -92,7 +103,10 @@ class Engine(Lifecycle):
         started = time.perf_counter()
         report = TickReport(at=now)
         self._refresh_ownership(now)
-        report.decisions.extend(self.executor.resume_unfinished(lambda: now, may_run=lambda d: self._may_run(d, now)))
+        self.desk.sync(self.owned)
+        if self._fixed_baselines:
+            self._retain_baselines(now)
+        report.decisions.extend(self.executor.resume_unfinished(self.clock.now, may_run=lambda d: self._may_run(d, now)))
         self._refresh_sources(now, report)
         self._prefetch(now)
         for name, target in self.loaded.config.targets.items():
@@ -100,21 +114,37 @@ class Engine(Lifecycle):
                 self._observe_version(name, target, now)
         upserts: dict[StateKey, str] = {}
         deletes: list[StateKey] = []
-        pending_rollbacks: list[tuple[StateKey, RollbackRequest]] = []
+        fired: dict[str, list[str]] = {}
         for lr in self.loaded.rules:
             if lr.target in self.owned:
-                self._evaluate_rule(lr, now, report, upserts, deletes, pending_rollbacks)
+                self._evaluate_rule(lr, now, report, upserts, deletes, fired)
         with self.store.transaction():
             self.store.save_rule_states(upserts, deletes)
-        for key, request in pending_rollbacks:
-            self._rollback(key, request, now, report)
         for target in sorted(self.owned):
+            self._act(target, now, report, tuple(fired.get(target, ())))
             self.ledger.bake(target, now, firing=self._firing(target))
-            self._verify(target, now, report)
         self.metrics.evaluations.inc()
         self.metrics.last_evaluation.set(now)
         self.metrics.evaluation_duration.observe(time.perf_counter() - started)
         return report
+
+    def _act(self, target: str, now: float, report: TickReport, newly_fired: tuple[str, ...]) -> None:
+        """Tell the target's rollback incident what this tick saw (see watchdog.rollback)."""
+        rules = {lr.rule.name for lr in self.loaded.rules if lr.target == target and lr.rule.action == "rollback"}
+        view = TargetView(target, self.versions.get(target), self.previous_version(target),
+                          self.version_changed_at.get(target),
+                          {k: s for k, s in self.states.items() if k[0] == target and k[1] in rules}, newly_fired)
+        before = self.desk.load(target).decision_id
+        incident = self.rollbacks.tick(view, now)
+        decided = incident.decision_id if incident.decision_id != before else None
+        if decided is None or incident.phase is IncidentPhase.CLEAR:
+            return
+        report.decisions.append(decided)
+        changed = {k: replace(s, decision_id=decided) for k, s in view.series.items()
+                   if k[1] == incident.rule and s.phase is Phase.FIRING}
+        self.states.update(changed)
+        with self.store.transaction():
+            self.store.save_rule_states({k: s.to_json() for k, s in changed.items()}, [])
 
     # -- ownership (several replicas on one PostgreSQL) -------------------------------------------
 
@@ -201,17 +231,22 @@ class Engine(Lifecycle):
                                              self._previous_seen_at(lr.target)))
 
     def _evaluate_rule(self, lr: LoadedRule, now: float, report: TickReport, upserts: dict[StateKey, str],
-                       deletes: list[StateKey], rollbacks: list[tuple[StateKey, RollbackRequest]]) -> None:
+                       deletes: list[StateKey], fired: dict[str, list[str]]) -> None:
         rule = lr.rule
         verdicts = self._verdicts(lr, now)
         seen: set[StateKey] = set()
+        # Evaluations more than two intervals apart (a stopped process, a clock jump) did not
+        # observe the breach in between: a pending timer starts again.
+        max_gap = 2 * self.loaded.config.interval
         for verdict in verdicts:
             key = (lr.target, rule.name, series_key(verdict.labels))
             seen.add(key)
             prev = self.states.get(key, SeriesState())
-            state, events = step(prev, verdict, rule, now)
+            state, events = step(prev, verdict, rule, now, max_gap=max_gap)
             self.metrics.rule_outcomes.labels(lr.target, rule.name, verdict.outcome.value).inc()
-            state = self._handle_events(lr, verdict, prev, state, events, now, rollbacks, key)
+            state = self._handle_events(lr, verdict, prev, state, events, now)
+            if Event.FIRED in events and rule.action == "rollback":
+                fired.setdefault(lr.target, []).append(rule.name)
             self.states[key] = state
             upserts[key] = state.to_json()
             report.verdicts.append((lr.target, rule.name, verdict, state))
@@ -248,28 +283,32 @@ class Engine(Lifecycle):
     # -- events -----------------------------------------------------------------------------------
 
     def _handle_events(self, lr: LoadedRule, verdict: Verdict, prev: SeriesState, state: SeriesState,
-                       events: list[Event], now: float, rollbacks: list[tuple[StateKey, RollbackRequest]],
-                       key: StateKey) -> SeriesState:
+                       events: list[Event], now: float) -> SeriesState:
         rule = lr.rule
         for event in events:
             self._record_event(lr, verdict, prev, state, event, now)
             if event is Event.FIRED:
                 self._alert_rule(lr, verdict, state, now, resolved=False)
-                if rule.action == "rollback":
-                    rollbacks.append((key, self._rollback_request(lr, verdict, state)))
             elif event is Event.RESOLVED:
                 self._alert_rule(lr, verdict, state, now, resolved=True)
             elif event is Event.NO_DATA_STARTED:
                 self._alert_no_data(lr, verdict.labels, state, now, resolved=False)
             elif event is Event.NO_DATA_ENDED:
                 self._alert_no_data(lr, verdict.labels, state, now, resolved=True)
+            elif event is Event.JUDGED_AGAIN:
+                self._resolve_inconclusive((lr.target, rule.name, series_key(verdict.labels)),
+                                           f"judged again: {verdict.reason}", now)
             elif event is Event.INCONCLUSIVE:
                 self.alert(lr.target, Alert(
-                    status="firing", kind="inconclusive", dedup_key=f"{lr.target}/{rule.name}/{series_key(verdict.labels)}/inconclusive",
+                    status="firing", kind="inconclusive", dedup_key=self._inconclusive_key(lr, verdict.labels),
                     target=lr.target, rule=rule.name, severity=rule.severity, at=rfc3339(now),
                     summary=f"{lr.target}/{rule.name} has not been able to judge for {rule.max_inconclusive:g}s: {verdict.reason}",
                     labels={**dict(verdict.labels), **rule.labels}, version=self.versions.get(lr.target)), rule.alert)
         return state
+
+    @staticmethod
+    def _inconclusive_key(lr: LoadedRule, labels: Labels) -> str:
+        return f"{lr.target}/{lr.rule.name}/{series_key(labels)}/inconclusive"
 
     def _record_event(self, lr: LoadedRule, verdict: Verdict, prev: SeriesState, state: SeriesState,
                       event: Event, now: float) -> None:
@@ -284,6 +323,9 @@ class Engine(Lifecycle):
             Event.NO_DATA_STARTED: f"no data: {verdict.reason}",
             Event.NO_DATA_ENDED: "data is back",
             Event.INCONCLUSIVE: f"still not judged after {rule.max_inconclusive or 0:g}s: {verdict.reason}",
+            Event.JUDGED_AGAIN: f"judged again: {verdict.reason}",
+            Event.GAP: (f"pending → inactive: not evaluated for {format_duration(round(now - (prev.evaluated_at or now), 1))}"
+                        "; the breach must be observed again for `for`"),
         }[event]
         log.info("%s/%s%s %s", lr.target, rule.name, format_labels(verdict.labels) if verdict.labels else "", message)
         self._history(now, lr.target, rule.name, dict(verdict.labels), "no_data" if "NO_DATA" in event.name else "state",
@@ -292,72 +334,88 @@ class Engine(Lifecycle):
                                 "samples": verdict.samples, "for": rule.for_, "version": self.versions.get(lr.target),
                                 "baseline": verdict.baseline, **(verdict.details or {})})
 
-    def _rollback_request(self, lr: LoadedRule, verdict: Verdict, state: SeriesState) -> RollbackRequest:
-        target = self.loaded.config.targets[lr.target]
-        return RollbackRequest(
-            target=lr.target, rule=lr.rule.name, value=verdict.value, threshold=lr.rule.threshold(),
-            labels=dict(verdict.labels), version=self.versions.get(lr.target),
-            previous_version=self.previous_version(lr.target), reason=verdict.reason,
-            severity=lr.rule.severity, plan=list(target.rollback))
+    # -- versions -----------------------------------------------------------------------------------
 
-    def _rollback(self, key: StateKey, request: RollbackRequest, now: float, report: TickReport) -> None:
-        hold = self.store.holds().get(request.target)
-        if hold is not None:
-            message = (f"rollback not repeated: target is held since {rfc3339(hold.since)} "
-                       f"(decision {hold.decision_id}); run `model-watchdog resume {request.target}` to lift it")
-            self._history(now, request.target, request.rule, request.labels, "decision", message,
-                          {"held_by": hold.decision_id, "value": request.value})
-            log.warning("%s/%s fired: %s", request.target, request.rule, message)
+    def _observe_version(self, name: str, target: TargetConfig, now: float) -> None:
+        if target.version is None:
             return
-        rule = next(lr.rule for lr in self.loaded.rules if lr.target == request.target and lr.rule.name == request.rule)
-        if self.loaded.config.targets[request.target].components:
-            stacked = self._stack(request)
-            if isinstance(stacked, str):
-                self._not_acting(request, GuardOutcome.BLOCKED, stacked, now)
-                return
-            request = stacked
-        verdict = self.guards.check(GuardSituation(
-            target=request.target, rule=rule, now=now, version=request.version,
-            to_version=request.to_version or request.previous_version,
-            version_changed_at=self.version_changed_at.get(request.target)))
-        if verdict.outcome in (GuardOutcome.BLOCKED, GuardOutcome.SHADOW):
-            self._not_acting(request, verdict.outcome, verdict.reason, now)
+        result = self.runner.query(target.version.source, target.version.query, now)
+        if isinstance(result, WatchdogError):
+            log.debug("target %s: version unknown: %s", name, result)
             return
-        awaiting = now + self.loaded.config.targets[request.target].approve_timeout \
-            if verdict.outcome is GuardOutcome.AWAIT_APPROVAL else None
-        decision_id = self.executor.decide(request, now, awaiting_until=awaiting)
-        if request.stack is not None and awaiting is None:
-            self.store.set_release_state(request.stack["from_release"], "bad")
-        self.metrics.target_held.labels(request.target).set(1)
-        self.states[key] = replace(self.states[key], decision_id=decision_id)
+        found = next((s.label(target.version.label) for s in result.samples if s.label(target.version.label)), None)
+        if found is None:
+            return
+        if found == self.versions.get(name):
+            self.store.observe_version(name, found, now)
+            return
+        self._version_first_seen(name, target, found, now)
+
+    def _version_first_seen(self, name: str, target: TargetConfig, version: str, now: float) -> None:
+        """The one place where a version of a target is first seen running (or seen again
+        after another one ran)."""
+        assert target.version is not None
+        previous = self.versions.get(name)
         with self.store.transaction():
-            self.store.save_rule_states({key: self.states[key].to_json()}, [])
-        report.decisions.append(decision_id)
-        if awaiting is not None:
-            self.alert(request.target, Alert(
-                status="firing", kind="approval_required", dedup_key=f"{request.target}/approval/{decision_id}",
-                target=request.target, rule=request.rule, severity=request.severity,
-                summary=(f"{request.target}/{request.rule}: rollback awaits approval until {rfc3339(awaiting)}: "
-                         f"{request.reason}. Run `model-watchdog approve {decision_id}` or `reject {decision_id}`"),
-                at=rfc3339(now), value=request.value, threshold=request.threshold, labels=request.labels,
-                decision_id=decision_id, version=request.version))
-            return
-        self.executor.execute(decision_id, lambda: now)
+            self.store.observe_version(name, version, now)
+            self._history(now, name, None, {}, "version", f"version {version} is running (was {previous or 'unknown'})",
+                          {"version": version, "previous": previous})
+            self.ledger.discovered(name, target.version.component, version, now)
+            self.versions[name] = version
+            if previous is not None:
+                self._on_new_version(name, version, now)
+                self.rollbacks.new_version(name, version, now)
 
-    def _not_acting(self, request: RollbackRequest, outcome: GuardOutcome, reason: str, now: float) -> None:
-        kind = "shadow" if outcome is GuardOutcome.SHADOW else "blocked"
-        message = f"{reason}: {request.reason}" if kind == "shadow" else f"rollback blocked: {reason}"
-        self._history(now, request.target, request.rule, request.labels, "decision", message,
-                      {"guard": kind, "value": request.value, "threshold": request.threshold,
-                       "version": request.version, "previous_version": request.previous_version})
-        log.warning("%s/%s fired: %s", request.target, request.rule, message)
-        if kind == "blocked":
-            self.alert(request.target, Alert(
-                status="firing", kind="rollback_blocked", dedup_key=f"{request.target}/{request.rule}/blocked/{int(now)}",
-                target=request.target, rule=request.rule, severity="critical",
-                summary=f"{request.target}/{request.rule} fired but no automatic rollback: {reason}",
-                at=rfc3339(now), value=request.value, threshold=request.threshold, labels=request.labels,
-                version=request.version))
+    def _on_new_version(self, target: str, version: str, now: float) -> None:
+        """Evidence gathered under the old version proves nothing about the new one: pending
+        timers restart and firing series are re-judged (a new release that is just as bad
+        is rolled back again)."""
+        self.version_changed_at[target] = now
+        for key, state in list(self.states.items()):
+            if key[0] != target:
+                continue
+            if state.phase is Phase.FIRING:
+                self._rejudge(key, state, version, now)
+            if state.insufficient_alerted:
+                self._resolve_inconclusive(key, f"version {version} is running; judged afresh", now)
+            self.states[key] = replace(reset_pending(self.states[key]), insufficient_since=None, insufficient_alerted=False)
+
+    def _resolve_inconclusive(self, key: StateKey, why: str, now: float) -> None:
+        lr = next((lr for lr in self.loaded.rules if (lr.target, lr.rule.name) == key[:2]), None)
+        if lr is None:
+            return
+        labels = tuple(sorted(json.loads(key[2]).items()))
+        self.alert(lr.target, Alert(
+            status="resolved", kind="inconclusive", dedup_key=self._inconclusive_key(lr, labels), target=lr.target,
+            rule=lr.rule.name, severity=lr.rule.severity, at=rfc3339(now), summary=f"{lr.target}/{lr.rule.name}: {why}",
+            labels={**dict(labels), **lr.rule.labels}, version=self.versions.get(lr.target)), lr.rule.alert)
+
+    def _rejudge(self, key: StateKey, state: SeriesState, version: str, now: float) -> None:
+        rule = next((lr for lr in self.loaded.rules if (lr.target, lr.rule.name) == key[:2]), None)
+        self.states[key] = replace(state, phase=Phase.INACTIVE, pending_since=None, firing_since=None,
+                                   decision_id=None, outcome="warming_up", reason=f"re-judging: version {version} is running")
+        self._history(now, key[0], key[1], json.loads(key[2]), "state",
+                      f"firing → inactive: version {version} is running; the rule is judged afresh", {"version": version})
+        if rule is not None:
+            labels = tuple(sorted(json.loads(key[2]).items()))
+            self._alert_rule(rule, Verdict(labels, Outcome.WARMING_UP, None, f"version {version} is running; judged afresh"),
+                             self.states[key], now, resolved=True)
+
+    def previous_version(self, target: str) -> str | None:
+        current = self.versions.get(target)
+        for record in self.store.versions(target):
+            if record.version != current and not record.bad:
+                return record.version
+        return None
+
+    def _previous_seen_at(self, target: str) -> float | None:
+        previous = self.previous_version(target)
+        record = next((v for v in self.store.versions(target) if v.version == previous), None) if previous else None
+        return record.last_seen if record is not None else None
+
+    def _firing(self, target: str) -> bool:
+        rollback_rules = {lr.rule.name for lr in self.loaded.rules if lr.target == target and lr.rule.action == "rollback"}
+        return any(k[0] == target and k[1] in rollback_rules and s.phase is Phase.FIRING for k, s in self.states.items())
 
     # -- alerts and history ---------------------------------------------------------------------------
 

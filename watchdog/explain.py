@@ -51,7 +51,9 @@ def find_rule(loaded: LoadedConfig, target: str, name: str) -> LoadedRule:
 def run_explain(loaded: LoadedConfig, target: str, name: str, gap: float = 2.0) -> dict[str, Any]:
     """Build the rule's sources, fetch (twice, `gap` apart, for windowed queries) and explain."""
     lr = find_rule(loaded, target, name)
-    names = sorted({c.source or lr.rule.source for c in lr.rule.conditions()} | {lr.rule.source})
+    version = loaded.config.targets[target].version
+    names = sorted({c.source or lr.rule.source for c in lr.rule.conditions()} | {lr.rule.source}
+                   | ({version.source} if version is not None else set()))
     sources: dict[str, Source] = {}
     try:
         for source_name in names:
@@ -101,7 +103,7 @@ def explain_rule(loaded: LoadedConfig, lr: LoadedRule, sources: dict[str, Source
                         **_result(result)})
         return result
 
-    variables = _variables(loaded, lr.target, store)
+    variables = _variables(loaded, lr.target, store, _live_version(loaded, lr.target, sources, now))
     verdicts = judge_rule(rule, Situation(fetch, now, variables))
     states = store.load_rule_states() if store is not None else {}
     hold = store.holds().get(lr.target) if store is not None else None
@@ -118,9 +120,22 @@ def explain_rule(loaded: LoadedConfig, lr: LoadedRule, sources: dict[str, Source
     }
 
 
-def _variables(loaded: LoadedConfig, target: str, store: StateStore | None) -> dict[str, str | None]:
-    """The placeholder values the engine would use: the running and the previous good version."""
-    current = store.current_version(target) if store is not None else None
+def _live_version(loaded: LoadedConfig, target: str, sources: dict[str, Source], now: float) -> str | None:
+    """The version running now, read as the engine reads it (the target's `version:` query)."""
+    spec = loaded.config.targets[target].version
+    if spec is None or spec.source not in sources:
+        return None
+    result = ask_once(sources[spec.source], spec.query, now)
+    if isinstance(result, WatchdogError):
+        return None
+    return next((s.label(spec.label) for s in result.samples if s.label(spec.label)), None)
+
+
+def _variables(loaded: LoadedConfig, target: str, store: StateStore | None,
+               live: str | None = None) -> dict[str, str | None]:
+    """The placeholder values the engine would use: the running and the previous good version
+    (the running one read live, so `explain` works without the daemon's state file too)."""
+    current = live or (store.current_version(target) if store is not None else None)
     previous = None
     for record in store.versions(target) if store is not None else []:
         if record.version != current and not record.bad:

@@ -30,6 +30,8 @@ class Outcome(str, Enum):
 class GuardResult:
     outcome: Outcome
     reason: str = ""
+    guard: str = ""  # which guard: paused, shadow, initial_delay, cooldown, rate_limit, bad_target, approval
+    until: float | None = None  # when the guard lifts by itself, if it does
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,13 @@ class Guards:
             return None
         until = f" until {rfc3339(pause.until)}" if pause.until else ""
         scope = "all targets are" if pause.target == "*" else f"{s.target} is"
-        return GuardResult(Outcome.BLOCKED, f"{scope} paused by {pause.by}{until}: {pause.reason}")
+        return GuardResult(Outcome.BLOCKED, f"{scope} paused by {pause.by}{until}: {pause.reason}", "paused", pause.until)
 
     def _shadow(self, s: Situation) -> GuardResult | None:
         if s.manual:
             return None
         mode = (s.rule.mode if s.rule and s.rule.mode else None) or self.config.targets[s.target].mode
-        return GuardResult(Outcome.SHADOW, "shadow mode: would roll back") if mode == "shadow" else None
+        return GuardResult(Outcome.SHADOW, "shadow mode: would roll back", "shadow") if mode == "shadow" else None
 
     def _initial_delay(self, s: Situation) -> GuardResult | None:
         if s.manual or s.version_changed_at is None:
@@ -79,7 +81,8 @@ class Guards:
         delay = rule_delay if rule_delay is not None else self.config.targets[s.target].initial_delay
         if delay and s.now - s.version_changed_at < delay:
             return GuardResult(Outcome.BLOCKED, f"initial delay: version {s.version} appeared at "
-                               f"{rfc3339(s.version_changed_at)}; acting from {rfc3339(s.version_changed_at + delay)}")
+                               f"{rfc3339(s.version_changed_at)}; acting from {rfc3339(s.version_changed_at + delay)}",
+                               "initial_delay", s.version_changed_at + delay)
         return None
 
     def _cooldown(self, s: Situation) -> GuardResult | None:
@@ -87,22 +90,24 @@ class Guards:
         last = next((d for d in self.store.decisions(target=s.target, limit=20) if d.status in ACTED), None)
         if cooldown and last is not None and s.now - last.created_at < cooldown:
             return GuardResult(Outcome.BLOCKED, f"cooldown: last rollback {last.id} at {rfc3339(last.created_at)}, "
-                               f"cooldown {format_duration(cooldown)}")
+                               f"cooldown {format_duration(cooldown)}", "cooldown", last.created_at + cooldown)
         return None
 
     def _limits(self, s: Situation) -> GuardResult | None:
         target_limit = self.config.targets[s.target].max_rollbacks or DEFAULT_TARGET_LIMIT
         daemon_limit = self.config.max_rollbacks or DEFAULT_DAEMON_LIMIT
         for scope, limit, target in ((f"target {s.target}", target_limit, s.target), ("the daemon", daemon_limit, None)):
-            count = self._count(target, limit, s.now)
-            if count >= limit.count:
-                return GuardResult(Outcome.BLOCKED, f"rate limit: {count} rollbacks by {scope} within "
-                                   f"{format_duration(limit.window)} (max_rollbacks {limit.count})")
+            counted = self._counted(target, limit, s.now)
+            if len(counted) >= limit.count:
+                # The window moves on when the oldest rollback that makes the limit leaves it.
+                until = sorted(counted)[len(counted) - limit.count] + limit.window
+                return GuardResult(Outcome.BLOCKED, f"rate limit: {len(counted)} rollbacks by {scope} within "
+                                   f"{format_duration(limit.window)} (max_rollbacks {limit.count})", "rate_limit", until)
         return None
 
-    def _count(self, target: str | None, limit: RateLimit, now: float) -> int:
+    def _counted(self, target: str | None, limit: RateLimit, now: float) -> list[float]:
         recent = self.store.decisions(target=target, limit=max(50, limit.count * 5))
-        return sum(1 for d in recent if d.status in ACTED and now - d.created_at < limit.window)
+        return [d.created_at for d in recent if d.status in ACTED and now - d.created_at < limit.window]
 
     def _bad_target(self, s: Situation) -> GuardResult | None:
         if s.to_version is None:
@@ -110,7 +115,7 @@ class Guards:
         record = next((v for v in self.store.versions(s.target) if v.version == s.to_version), None)
         if record is not None and record.bad:
             return GuardResult(Outcome.BLOCKED, f"version {s.to_version} is marked bad ({record.bad_reason}); "
-                               "not rolling back to it")
+                               "not rolling back to it", "bad_target")
         return None
 
     def _approval(self, s: Situation) -> GuardResult | None:
@@ -118,4 +123,4 @@ class Guards:
             return None
         rule_setting = s.rule.approve if s.rule else None
         setting = rule_setting or self.config.targets[s.target].approve
-        return GuardResult(Outcome.AWAIT_APPROVAL, "approval required") if setting == "required" else None
+        return GuardResult(Outcome.AWAIT_APPROVAL, "approval required", "approval") if setting == "required" else None

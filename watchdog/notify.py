@@ -3,45 +3,88 @@
 Alerts are queued and sent by one worker thread, so a slow or dead alerting endpoint never
 delays the detection of the next breach. Each delivery outcome is counted and failures are
 written to the history.
+
+With a state store, the queue *is* the store's alert queue: an alert is queued in the same
+transaction as the state change it reports, survives a restart until delivered, and an
+operator's CLI command (approve, resume, …) queues alerts that the running daemon delivers.
+Without one (rule tests, benchmarks) the queue lives in memory.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 
 from watchdog.alerters.base import Alert, Alerter
-from watchdog.errors import WatchdogError
+from watchdog.clock import SystemClock
+from watchdog.errors import StateError, WatchdogError
 from watchdog.metrics import DaemonMetrics
 from watchdog.redact import redact
+from watchdog.state.base import StateStore
 
 log = logging.getLogger("watchdog.notify")
+
+#: a delivery claimed by a notifier that died is delivered by another after this long
+CLAIM_STALE_AFTER = 60.0
+POLL_SECONDS = 1.0  # how often the worker looks for alerts queued by other processes
 
 
 @dataclass(frozen=True)
 class _Delivery:
     alerter: str
     alert: Alert
+    queued_id: int | None = None
+
+
+def enqueue(store: StateStore, alerter_names: list[str], alert: Alert, now: float) -> None:
+    """Queue `alert` for each alerter in the store (for a daemon's notifier to deliver)."""
+    text = json.dumps(alert.as_json(), sort_keys=True)
+    with store.transaction():
+        for name in alerter_names:
+            store.enqueue_alert(name, text, now)
+
+
+def _alert_of(text: str) -> Alert:
+    data = json.loads(text)
+    known = {k: v for k, v in data.items() if k in Alert.__dataclass_fields__}
+    return Alert(**known)
 
 
 class Notifier:
     def __init__(self, alerters: dict[str, Alerter], metrics: DaemonMetrics, stop: threading.Event,
                  on_failure: Callable[[str, Alert, str], None] | None = None,
-                 on_sent: Callable[[str, Alert], None] | None = None):
+                 on_sent: Callable[[str, Alert], None] | None = None,
+                 store: StateStore | None = None, clock: Callable[[], float] | None = None):
         self._alerters = alerters
         self._metrics = metrics
         self._stop = stop
         self._on_failure = on_failure
         self._on_sent = on_sent
+        self._store = store
+        self._clock = clock or SystemClock().now
+        self._claimant = f"notifier-{uuid.uuid4().hex[:12]}"
         self._queue: queue.Queue[_Delivery | None] = queue.Queue()
+        self._wake = threading.Event()
+        self._closing = threading.Event()
         self._thread: threading.Thread | None = None
 
     def replace_alerters(self, alerters: dict[str, Alerter]) -> None:
         """After a reload: deliveries still queued go to the new alerters of the same name."""
         self._alerters = alerters
+
+    def detach_store(self) -> None:
+        """The store is lost (its file deleted or replaced): stop reading and writing its queue;
+        alerts from now on are delivered from memory. Deliveries still queued in the lost
+        store stay there, undelivered."""
+        if self._store is not None:
+            log.error("alert queue in the state store abandoned (store lost): alerts are delivered from memory")
+        self._store = None
+        self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
@@ -49,6 +92,11 @@ class Notifier:
 
     def notify(self, alerter_names: list[str], alert: Alert) -> None:
         log.info("alert %s %s: %s", alert.status, alert.dedup_key, alert.summary)
+        store = self._store
+        if store is not None:
+            enqueue(store, alerter_names, alert, self._clock())
+            self._wake.set()
+            return
         for name in alerter_names:
             self._queue.put(_Delivery(name, alert))
 
@@ -57,25 +105,71 @@ class Notifier:
         if self._thread is None:
             self._deliver_all()
             return
+        self._closing.set()
+        self._wake.set()
         self._queue.put(None)
         self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            if self._store is None:
+                item = self._queue.get()
+                if item is None:
+                    return
+                self._deliver(item)
+                continue
+            self._deliver_all()
+            if self._closing.is_set():
                 return
-            self._deliver(item)
+            self._wake.wait(POLL_SECONDS)
+            self._wake.clear()
 
     def _deliver_all(self) -> None:
+        if self._store is not None:
+            while not (self._stop.is_set() and not self._closing.is_set()):
+                batch = self._claim()
+                if not batch:
+                    break
+                for item in batch:
+                    self._deliver(item)
+            if self._store is not None:
+                return
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None:
                 self._deliver(item)
 
+    def _claim(self) -> list[_Delivery]:
+        store = self._store
+        if store is None:  # detached meanwhile (store lost)
+            return []
+        try:
+            rows = store.claim_alerts(self._claimant, self._clock(), stale_after=CLAIM_STALE_AFTER)
+        except StateError as exc:
+            log.error("cannot read the alert queue: %s", exc)
+            return []
+        out = []
+        for row in rows:
+            try:
+                out.append(_Delivery(row.alerter, _alert_of(row.alert), row.id))
+            except (ValueError, TypeError) as exc:  # a row nobody can deliver: drop it, say so
+                log.error("dropping unreadable queued alert %d: %s", row.id, exc)
+                self._done(row.id)
+        return out
+
+    def _done(self, queued_id: int | None) -> None:
+        store = self._store
+        if store is None or queued_id is None:
+            return
+        try:
+            store.delete_alert(queued_id)
+        except StateError as exc:
+            log.error("cannot remove delivered alert %d from the queue: %s", queued_id, exc)
+
     def _deliver(self, item: _Delivery) -> None:
         alerter = self._alerters.get(item.alerter)
         if alerter is None:
+            self._done(item.queued_id)
             return
         try:
             alerter.send(item.alert, self._stop)
@@ -84,11 +178,15 @@ class Notifier:
         except Exception as exc:  # a third-party alerter's bug must not kill alerting
             self._failed(item, f"{type(exc).__name__}: {exc}")
         else:
+            self._done(item.queued_id)
             self._metrics.alerts.labels(item.alerter, "sent").inc()
             if self._on_sent is not None:
                 self._on_sent(item.alerter, item.alert)
 
     def _failed(self, item: _Delivery, message: str) -> None:
+        if self._stop.is_set() and self._store is not None:
+            return  # cut short by shutdown: stays queued, delivered after the restart
+        self._done(item.queued_id)  # the alerter retried already; the history says it failed
         message = redact(message)
         self._metrics.alerts.labels(item.alerter, "failed").inc()
         log.error("alerter %s could not deliver %s: %s", item.alerter, item.alert.dedup_key, message)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from watchdog.actions import RollbackRequest, mark_bad, record_decision
+from watchdog.actions import RollbackRequest, record_decision
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.errors import WatchdogError
 from watchdog.guards import Guards, Outcome, Situation
+from watchdog.notify import enqueue
 from watchdog.pauses import ALL, Pause, clear_pause, set_pause
+from watchdog.rollback.desk import Desk
+from watchdog.rollback.incident import Approved, ManualRollback, Paused, Rejected, Resumed
 from watchdog.state.base import HistoryEvent, StateStore
 
 
@@ -30,6 +33,12 @@ class Done:
 
 def _record(store: StateStore, now: float, target: str, kind: str, message: str, data: dict) -> None:  # type: ignore[type-arg]
     store.append(HistoryEvent(None, now, target, None, {}, kind, message, data))
+
+
+def desk(loaded: LoadedConfig, store: StateStore, now: float) -> Desk:
+    """The incidents' desk of an operator command: its alerts wait in the store's queue for
+    the running daemon to deliver them."""
+    return Desk(loaded.config, store, lambda target, alert: enqueue(store, loaded.config.targets[target].alert, alert, now))
 
 
 def _known(loaded: LoadedConfig, target: str) -> None:
@@ -48,6 +57,8 @@ def pause(loaded: LoadedConfig, store: StateStore, target: str, by: str, reason:
         scope = "all targets" if target == ALL else target
         message = f"{scope} paused by {by}" + (f" until {rfc3339(until)}" if until else "") + f": {reason}"
         _record(store, now, target, "pause", message, {"operator": by, "until": until})
+        for name in (loaded.config.targets if target == ALL else [target]):
+            desk(loaded, store, now).send(name, Paused(by, reason), now)
     return Done(message)
 
 
@@ -56,7 +67,9 @@ def resume(loaded: LoadedConfig, store: StateStore, target: str, by: str, reason
     _known(loaded, target)
     with store.transaction():
         pause_ = clear_pause(store, target)
-        hold = store.delete_hold(target) if target != ALL else None
+        hold = store.holds().get(target) if target != ALL else None
+        if target != ALL:
+            desk(loaded, store, now).send(target, Resumed(by, reason), now)
         done = []
         if pause_ is not None:
             done.append(f"pause lifted (paused by {pause_.by} since {rfc3339(pause_.since)})")
@@ -70,29 +83,23 @@ def resume(loaded: LoadedConfig, store: StateStore, target: str, by: str, reason
     return Done(message)
 
 
-def approve(store: StateStore, decision_id: str, by: str, now: float) -> Done:
+def approve(loaded: LoadedConfig, store: StateStore, decision_id: str, by: str, now: float) -> Done:
     decision = _awaiting(store, decision_id)
     with store.transaction():
-        store.set_decision_status(decision_id, "running")
-        version = decision.context["context"].get("version")
-        mark_bad(store, decision.target, version, f"{decision.rule}: rollback approved by {by}")
-        message = f"rollback {decision_id} approved by {by}; it runs at the next evaluation"
-        store.append(HistoryEvent(None, now, decision.target, decision.rule, {}, "decision", message,
-                                  {"decision_id": decision_id, "operator": by}))
-    return Done(message, decision_id)
+        desk(loaded, store, now).send(decision.target, Approved(decision_id, by), now)
+        if store.get_decision(decision_id).status != "running":  # type: ignore[union-attr]
+            raise OperatorError(f"decision {decision_id} is no longer the one {decision.target} awaits "
+                                "(it expired, or a new version made it moot)")
+    return Done(f"rollback {decision_id} approved by {by}; it runs at the next evaluation", decision_id)
 
 
-def reject(store: StateStore, decision_id: str, by: str, reason: str, now: float) -> Done:
+def reject(loaded: LoadedConfig, store: StateStore, decision_id: str, by: str, reason: str, now: float) -> Done:
     decision = _awaiting(store, decision_id)
     with store.transaction():
-        store.set_decision_status(decision_id, "skipped", finished_at=now)
-        hold = store.holds().get(decision.target)
-        if hold is not None and hold.decision_id == decision_id:
-            store.delete_hold(decision.target)
-        message = f"rollback {decision_id} rejected by {by}" + (f": {reason}" if reason else "")
-        store.append(HistoryEvent(None, now, decision.target, decision.rule, {}, "decision", message,
-                                  {"decision_id": decision_id, "operator": by}))
-    return Done(message, decision_id)
+        desk(loaded, store, now).send(decision.target, Rejected(decision_id, by, reason), now)
+        if store.get_decision(decision_id).status == "pending":  # type: ignore[union-attr]
+            store.set_decision_status(decision_id, "skipped", finished_at=now)  # an incident that lost track of it
+    return Done(f"rollback {decision_id} rejected by {by}" + (f": {reason}" if reason else ""), decision_id)
 
 
 def stack_request(loaded: LoadedConfig, store: StateStore, request: RollbackRequest,
@@ -152,9 +159,9 @@ def manual_rollback(loaded: LoadedConfig, store: StateStore, target: str, by: st
                               severity="critical", plan=list(config.rollback), to_version=to_version, requested_by=by)
     if config.components:
         request = stack_request(loaded, store, request, to_version)
-    if hold is not None:
-        store.delete_hold(target)
-    decision_id = record_decision(store, request, now)
+    with store.transaction():
+        decision_id = record_decision(store, request, now)
+        desk(loaded, store, now).send(target, ManualRollback(decision_id, by, current, to_version or previous), now)
     return Done(f"rollback {decision_id} of {target} recorded (to {to_version or previous or 'the previous version'}); "
                 "the daemon carries it out at its next evaluation", decision_id)
 

@@ -7,6 +7,8 @@ instead of stacking evaluations on top of each other.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -19,8 +21,12 @@ class TickScheduler:
     def __init__(self, interval: float, job: Callable[[], None]):
         self._scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": max(1, int(interval))})
-        self._scheduler.add_job(job, "interval", seconds=interval, id="evaluate",
-                                next_run_time=datetime.now(timezone.utc))
+        # Ticks on the grid of `interval` (as Prometheus aligns evaluations), so that each run
+        # is near the scheduled time the daemon evaluates at (`daemon.scheduled_time`).
+        first = datetime.fromtimestamp(math.ceil(time.time() / interval) * interval, timezone.utc)
+        self._scheduler.add_job(job, "interval", seconds=interval, id="evaluate", start_date=first, next_run_time=first)
+        if first.timestamp() - time.time() > 0.5:  # and one at once, so the daemon is soon ready
+            self._scheduler.add_job(job, "date", id="first", run_date=datetime.now(timezone.utc))
         # APScheduler logs every skipped run at WARNING; a long rollback makes that noise.
         logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
         logging.getLogger("apscheduler.executors.default").setLevel(logging.ERROR)

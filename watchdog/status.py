@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig
+from watchdog.rollback.incident import Incident
 from watchdog.rules.state import SeriesState
 from watchdog.state.base import StateStore
 
@@ -21,6 +22,7 @@ def _time(ts: float | None) -> str | None:
 def store_snapshot(loaded: LoadedConfig, store: StateStore) -> dict[str, Any]:
     states = store.load_rule_states()
     holds = store.holds()
+    incidents = {t: Incident.from_json(text) for t, text in store.incidents().items()}
     targets: dict[str, Any] = {}
     for name in loaded.config.targets:
         hold = holds.get(name)
@@ -39,6 +41,7 @@ def store_snapshot(loaded: LoadedConfig, store: StateStore) -> dict[str, Any]:
         targets[name] = {
             "version": versions[0].version if versions else None,
             "held": hold is not None,
+            "incident": _incident(incidents.get(name)),
             "hold": None if hold is None else {"since": _time(hold.since), "decision_id": hold.decision_id,
                                                "version": hold.version, "reason": hold.reason},
             "versions": [{"version": v.version, "first_seen": _time(v.first_seen), "last_seen": _time(v.last_seen),
@@ -48,6 +51,15 @@ def store_snapshot(loaded: LoadedConfig, store: StateStore) -> dict[str, Any]:
                            "finished_at": _time(d.finished_at)} for d in store.decisions(target=name, limit=5)],
         }
     return {"targets": targets}
+
+
+def _incident(incident: Incident | None) -> dict[str, Any]:
+    """The target's rollback lifecycle: its phase, and why and until when if blocked."""
+    if incident is None:
+        return {"phase": "clear"}
+    return {"phase": incident.phase.value, "since": _time(incident.since), "rule": incident.rule,
+            "guard": incident.guard, "reason": incident.reason or None, "until": _time(incident.until),
+            "decision_id": incident.decision_id, "depth": incident.depth}
 
 
 def snapshot(daemon: "Daemon") -> dict[str, Any]:

@@ -25,7 +25,7 @@ def webhook(url: str, **options: str) -> WebhookActuator:
 
 def use(h: Harness, actuator: WebhookActuator) -> None:
     h.actuators["first"] = actuator  # type: ignore[assignment]
-    h.executor = RollbackExecutor(h.store, h.actuators, h.metrics, lambda t, a: h.engine.alert(t, a), h.stop)
+    h.executor = RollbackExecutor(h.store, h.actuators, h.metrics, h.stop)
     h.engine.executor = h.executor
 
 

@@ -28,7 +28,7 @@ targets:
   fraud-model:
 {version}    rollback: [rollback-hook]
     alert: [ops]
-"""
+{target_extra}"""
 
 VERSION = "    version: {source: model, query: model_info, label: version}\n"
 
@@ -62,12 +62,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 
 class DaemonProcess:
-    def __init__(self, directory: Path, model_url: str, alert_url: str, rules: str, with_version: bool = True):
+    def __init__(self, directory: Path, model_url: str, alert_url: str, rules: str, with_version: bool = True,
+                 target_extra: str = ""):
         self.dir = directory
         self.port = free_port()
         self.config = directory / "watchdog.yaml"
         self.config.write_text(CONFIG.format(port=self.port, model_url=model_url, alert_url=alert_url,
-                                             version=VERSION if with_version else ""))
+                                             version=VERSION if with_version else "",
+                                             target_extra=textwrap.indent(textwrap.dedent(target_extra), "    ")))
         (directory / "rules.yaml").write_text("target: fraud-model\nrules:\n" + textwrap.indent(rules, "  "))
         self.proc: subprocess.Popen[str] | None = None
         self.log = directory / "daemon.log"

@@ -137,7 +137,7 @@ def test_a_held_target_waits_for_resume(daemon_factory, model):
     assert "rollback not repeated" in history and "fixed the feature store" in history
 
 
-def test_a_pending_timer_survives_a_restart(daemon_factory, model):
+def test_a_pending_timer_restarts_after_a_restart_longer_than_two_intervals(daemon_factory, model):
     rule = """\
 - name: accuracy
   source: model
@@ -155,14 +155,19 @@ def test_a_pending_timer_survives_a_restart(daemon_factory, model):
     code, _ = daemon.terminate()
     assert code == 0
     time.sleep(2)
+    stopped_for = time.time()
     daemon.start()
     wait_until(lambda: rollback_calls(model), 30, what="the rollback after restart")
     (decision,) = daemon.status()["targets"]["fraud-model"]["decisions"]
     from datetime import datetime
     def ts(s: str) -> float:
         return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-    # The 12 s `for` counted from before the restart, not from it.
-    assert ts(decision["created_at"]) - ts(pending_since) < 12 + 5
+    # The daemon did not observe the breach while it was stopped (far longer than 2 × the 1 s
+    # interval): the 12 s `for` counts again from the first evaluation after the restart.
+    assert ts(decision["created_at"]) - stopped_for >= 12 - 1
+    assert ts(decision["created_at"]) - ts(pending_since) > 12 + 2
+    history = daemon.cli("history", "--target", "fraud-model", "--limit", "200").stdout
+    assert "the breach must be observed again" in history
     assert len(rollback_calls(model)) == 1
 
 

@@ -235,3 +235,45 @@ def test_a_sequential_test_on_a_windowed_query_is_rejected(tmp_path):
         """))
     with pytest.raises(ConfigError, match="compare.errors for the sequential test must be a cumulative counter"):
         load(tmp_path / "watchdog.yaml")
+
+
+def test_min_samples_applies_to_composites(tmp_path):
+    rule = """\
+- name: errors-and-latency
+  source: model
+  all:
+    - {query: error_ratio, above: 0.05}
+    - {query: p99, above: 0.5}
+  min_samples: {query: request_count, at_least: 200}
+  for: 20s
+  action: rollback
+"""
+    h = Harness(tmp_path, rule)
+    h.source.set("error_ratio", 0.5)
+    h.source.set("p99", 0.9)
+    h.source.set("request_count", 20)  # both breach, but on 20 requests: proves nothing
+    h.run_for(60)
+    assert h.rollbacks() == 0
+    state = next(iter(h.engine.states.values()))
+    assert state.outcome == "insufficient" and "insufficient samples: 20 < 200" in state.reason
+    h.source.set("request_count", 1000)
+    h.run_for(40)
+    assert h.rollbacks() == 1
+
+
+def test_a_fixed_time_baseline_runs(tmp_path):
+    """`compare.baseline: "2026-11-20T12:00:00Z"` passed `validate` but made `run` exit 1."""
+    rule = """\
+- name: approval-rate-vs-launch
+  source: model
+  query: approval_rate
+  compare: {baseline: "2026-11-20T12:00:00Z", max_decrease: "10%"}
+  action: alert
+"""
+    h = Harness(tmp_path, rule)
+    fixed = 1_795_176_000.0  # 2026-11-20T12:00:00Z
+    h.clock.set(fixed + 86_400)
+    h.source.set("approval_rate", lambda at: 0.70 if at <= fixed else 0.60)
+    h.run_for(10)
+    (alert,) = h.alerts(kind="rule")
+    assert alert.value == 0.60 and "vs baseline 0.7 (2026-11-20T12:00:00Z)" in alert.summary

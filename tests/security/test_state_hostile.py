@@ -211,3 +211,47 @@ def test_a_recorded_group_whose_number_now_belongs_to_another_process_is_left_al
             unrelated.kill()
         unrelated.wait()
         store.close()
+
+
+def test_the_state_lost_alert_goes_straight_to_the_alerters_not_into_the_lost_store(tmp_path):
+    """Alerts are queued in the store; the one saying the store is gone cannot be."""
+    from watchdog.config.loader import load
+    from watchdog.daemon import Daemon
+    from watchdog.errors import StateError
+    from watchdog.testing import FakeAlerter
+
+    from tests.harness import Harness
+    from tests.test_engine import ERROR_RULE
+
+    h = Harness(tmp_path, ERROR_RULE)
+    h.source.set("error_ratio", 0.01)
+    h.store.close()
+    daemon = Daemon(load(tmp_path / "watchdog.yaml"), clock=h.clock)
+    try:
+        alerter = FakeAlerter("ops")
+        daemon.notifier.replace_alerters({"ops": alerter})
+        daemon.engine.sources["model"] = daemon.sources["model"] = h.source
+        assert daemon.run_once() is not None
+        daemon.notifier.drain(timeout=0)
+        os.replace(tmp_path / "state.db", tmp_path / "moved.db")  # the daemon's connection still reads it
+        queue = {name: getattr(daemon.store, name) for name in ("enqueue_alert", "claim_alerts", "delete_alert")}
+
+        def refuse(*args, **kwargs):  # a lost store's queue may fail outright (e.g. disk I/O error)
+            raise StateError("disk I/O error")
+
+        for name in queue:
+            setattr(daemon.store, name, refuse)
+        for _ in range(3):
+            h.clock.advance(10)
+            assert daemon.run_once() is None
+        daemon.notifier.drain(timeout=0)
+        (alert,) = [a for a in alerter.sent if a.kind == "state_lost"]
+        assert alert.dedup_key == "fraud-model/state_lost" and alert.severity == "critical"
+        assert daemon.health() == (False, daemon.store_lost) and "was deleted" in daemon.store_lost
+        assert daemon.reload()[0] is False
+        # The daemon's connection still reads the moved file: nothing was queued or recorded there.
+        assert queue["claim_alerts"]("probe", h.clock.now()) == []
+        assert not [e for e in daemon.store.history(limit=1000)
+                    if "state_lost" in e.message or "stopped guarding" in e.message or e.kind == "reload"]
+    finally:
+        daemon.close()

@@ -374,3 +374,31 @@ def test_releases_are_appended_newest_first_and_marked(store: StateStore) -> Non
         store.set_release_state(9999, "healthy")
     with pytest.raises(ValueError):
         store.set_release_state(first.id, "great")  # type: ignore[arg-type]
+
+
+def test_incidents_are_saved_replaced_and_survive_a_restart(store: StateStore, reopen) -> None:
+    assert store.incidents() == {} and store.incident("fraud") is None
+    store.save_incident("fraud", '{"phase": "blocked"}', T0)
+    store.save_incident("fraud", '{"phase": "acting"}', T0 + 1)
+    store.save_incident("churn", '{"phase": "clear"}', T0 + 1)
+    with store.transaction():
+        assert store.incident("fraud", for_update=True) == '{"phase": "acting"}'
+    again = reopen()
+    assert again.incidents() == {"fraud": '{"phase": "acting"}', "churn": '{"phase": "clear"}'}
+
+
+def test_queued_alerts_survive_a_restart_and_go_to_one_claimant_at_a_time(store: StateStore, reopen) -> None:
+    store.enqueue_alert("ops", '{"a": 1}', T0)
+    store.enqueue_alert("pager", '{"a": 2}', T0)
+    again = reopen()
+    first = again.claim_alerts("n1", T0 + 1, limit=1)
+    assert [(q.alerter, q.alert) for q in first] == [("ops", '{"a": 1}')]
+    rest = store.claim_alerts("n2", T0 + 1)
+    assert [(q.alerter, q.alert) for q in rest] == [("pager", '{"a": 2}')]  # not n1's
+    assert store.claim_alerts("n2", T0 + 2) == []
+    again.delete_alert(first[0].id)
+    # n2 died without delivering: after `stale_after` its claim goes to someone else.
+    assert [q.id for q in store.claim_alerts("n3", T0 + 100, stale_after=60)] == [rest[0].id]
+    store.delete_alert(rest[0].id)
+    store.delete_alert(rest[0].id)  # twice is harmless
+    assert store.claim_alerts("n3", T0 + 500, stale_after=60) == []

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 @dataclass(frozen=True)
 class Alert:
     status: str  # "firing" | "resolved"
-    kind: str  # "rule" | "no_data" | "rollback" | "actuator_failed" | "held"
+    kind: str  # "rule", "no_data", "rollback_completed", "actuator_failed", "rollback_blocked", ... (docs/rules.md)
     dedup_key: str
     target: str
     rule: str

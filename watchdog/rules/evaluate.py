@@ -97,7 +97,7 @@ def judge_rule(rule: Rule, situation: Situation) -> list[Verdict]:
         verdicts = judge_condition(main, rule.source, situation, rule.name)
         verdicts = _apply_min_samples(rule, verdicts, situation)
     else:
-        verdicts = [_combine(rule, situation)]
+        verdicts = _apply_min_samples(rule, [_combine(rule, situation)], situation)
     if rule.unless and any(v.outcome is Outcome.BREACH for v in verdicts):
         verdicts = _apply_unless(rule, verdicts, situation)
     return verdicts
@@ -262,7 +262,9 @@ def _combine(rule: Rule, situation: Situation) -> Verdict:
     if outcome is None:
         warming = any(v.outcome is Outcome.WARMING_UP for _, _, v in judged)
         outcome = Outcome.WARMING_UP if warming else Outcome.NO_DATA
-    return Verdict(RULE_LEVEL, outcome, first.value, reason)
+    # Without a `min_samples.query`, the composite has as many samples as its thinnest condition.
+    counts = [v.samples for _, _, v in judged if v.samples is not None]
+    return Verdict(RULE_LEVEL, outcome, first.value, reason, min(counts) if counts else None)
 
 
 def _apply_unless(rule: Rule, verdicts: list[Verdict], situation: Situation) -> list[Verdict]:

@@ -29,6 +29,8 @@ class Event(str, Enum):
     NO_DATA_STARTED = "no_data_started"  # first verdict of a no-data episode (on_no_data: alert)
     NO_DATA_ENDED = "no_data_ended"  # data came back
     INCONCLUSIVE = "inconclusive"  # not judged (inconclusive / too few samples) for max_inconclusive
+    JUDGED_AGAIN = "judged_again"  # judged again after an inconclusive episode that was alerted on
+    GAP = "gap"  # evaluations too far apart: a pending timer starts again
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,17 @@ def _is_breach(verdict: Verdict, rule: Rule) -> bool:
     return verdict.outcome is Outcome.NO_DATA and rule.on_no_data == "rollback"
 
 
-def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float) -> tuple[SeriesState, list[Event]]:
-    """The next state of one series after `verdict` at time `now`."""
+def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float,
+         max_gap: float | None = None) -> tuple[SeriesState, list[Event]]:
+    """The next state of one series after `verdict` at time `now`.
+
+    A breach must be observed continuously for `for`: when the previous evaluation is more
+    than `max_gap` ago (the process stopped, the clock jumped), a pending timer restarts."""
     events: list[Event] = []
+    if max_gap is not None and prev.phase is Phase.PENDING and prev.evaluated_at is not None \
+            and now - prev.evaluated_at > max_gap:
+        events.append(Event.GAP)
+        prev = replace(prev, phase=Phase.INACTIVE, pending_since=None, breaches=())
     state = replace(prev, evaluated_at=now, outcome=verdict.outcome.value, reason=verdict.reason,
                     value=verdict.value if verdict.value is not None else prev.value,
                     memory=verdict.memory if verdict.memory is not None else prev.memory)
@@ -111,6 +121,8 @@ def _track_inconclusive(state: SeriesState, verdict: Verdict, rule: Rule, now: f
             state = replace(state, insufficient_alerted=True)
         return state
     if verdict.outcome in (Outcome.OK, Outcome.BREACH):
+        if state.insufficient_alerted:
+            events.append(Event.JUDGED_AGAIN)
         return replace(state, insufficient_since=None, insufficient_alerted=False)
     return state
 

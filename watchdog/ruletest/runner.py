@@ -90,7 +90,7 @@ def action_of_alert(alert: Alert, at: float, rule_labels: Mapping[str, str] | No
 
     Alerts carry the rule's own `labels` next to the series labels; the action keeps the
     series labels only, as expectations name series. `via`: the alerters it was sent to."""
-    if alert.kind == "rollback":  # a completed rollback: already recorded as the `rollback` action
+    if alert.kind == "rollback_completed":  # already recorded as the `rollback` action
         return None
     if alert.kind == "rule":
         kind = "alert" if alert.status == "firing" else "resolved"
@@ -128,11 +128,8 @@ class _Run:
         metrics = DaemonMetrics()
         stop = threading.Event()
         self.notifier = Notifier(dict(alerters), metrics, stop)
-        executor = RollbackExecutor(self.store, {ACTUATOR: self.actuator}, metrics, self._alert, stop)
+        executor = RollbackExecutor(self.store, {ACTUATOR: self.actuator}, metrics, stop)
         self.engine = Engine(loaded, self.store, dict(sources), executor, self.notifier, metrics)
-
-    def _alert(self, target: str, alert: Alert) -> None:
-        self.engine.alert(target, alert)
 
     def tick(self, at: float) -> None:
         self.engine.tick(EPOCH + at)

@@ -135,6 +135,16 @@ class HistoryEvent:
 
 
 @dataclass(frozen=True)
+class QueuedAlert:
+    """One alert delivery waiting in the store (it survives a restart until delivered)."""
+
+    id: int
+    alerter: str
+    alert: str  # JSON of watchdog.alerters.base.Alert
+    queued_at: float
+
+
+@dataclass(frozen=True)
 class Replica:
     """One daemon process sharing the store; `last_seen` is its latest heartbeat."""
 
@@ -318,6 +328,36 @@ class StateStore(abc.ABC):
     def replicas(self) -> list[Replica]:
         """Every replica that ever registered, most recently seen first."""
 
+    # --- incidents and the alert queue ---------------------------------------------------
+
+    @abc.abstractmethod
+    def incidents(self) -> dict[str, str]:
+        """Every target's rollback incident: target -> JSON text (owned by watchdog.rollback)."""
+
+    @abc.abstractmethod
+    def incident(self, target: str, *, for_update: bool = False) -> str | None:
+        """The incident of `target` as JSON text, or None. With `for_update`, inside a
+        transaction, concurrent writers of the same incident wait until it commits."""
+
+    @abc.abstractmethod
+    def save_incident(self, target: str, state: str, now: float) -> None:
+        """Create or replace the incident of `target`."""
+
+    @abc.abstractmethod
+    def enqueue_alert(self, alerter: str, alert: str, now: float) -> None:
+        """Queue one delivery (alerter name, alert JSON) until `delete_alert` confirms it."""
+
+    @abc.abstractmethod
+    def claim_alerts(self, claimant: str, now: float, limit: int = 20,
+                     stale_after: float = 60.0) -> list[QueuedAlert]:
+        """Oldest first, up to `limit` queued deliveries nobody else is delivering (unclaimed,
+        or claimed more than `stale_after` seconds ago: its claimant died), now claimed by
+        `claimant`. Two claimants never get the same delivery at once."""
+
+    @abc.abstractmethod
+    def delete_alert(self, alert_id: int) -> None:
+        """Forget a delivery that was made (or given up); an unknown id is ignored."""
+
     # --- meta ---------------------------------------------------------------------------
 
     # -- releases -----------------------------------------------------------------------------
@@ -441,3 +481,52 @@ class ReleaseLedgerSQL:
             if self._one(f"SELECT 1 FROM releases WHERE id = {p}", (release_id,)) is None:  # type: ignore[attr-defined]
                 raise StateError(f"release {release_id} does not exist")
             self._exec(f"UPDATE releases SET state = {p} WHERE id = {p}", (state, release_id))  # type: ignore[attr-defined]
+
+
+class IncidentSQL:
+    """The incident and alert-queue methods of `StateStore`, written once for both SQL
+    stores (same expectations as `ReleaseLedgerSQL`; `_FOR_UPDATE` is the row-lock clause)."""
+
+    _P = "?"
+    _FOR_UPDATE = ""
+    _SKIP_LOCKED = ""
+
+    def incidents(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in self._all("SELECT target, state FROM incidents")}  # type: ignore[attr-defined]
+
+    def incident(self, target: str, *, for_update: bool = False) -> str | None:
+        lock = self._FOR_UPDATE if for_update else ""
+        row = self._one(f"SELECT state FROM incidents WHERE target = {self._P}{lock}", (target,))  # type: ignore[attr-defined]
+        return None if row is None else str(row[0])
+
+    def save_incident(self, target: str, state: str, now: float) -> None:
+        p = self._P
+        with self.transaction():  # type: ignore[attr-defined]
+            self._exec(  # type: ignore[attr-defined]
+                f"INSERT INTO incidents (target, state, updated_at) VALUES ({p}, {p}, {p}) "
+                "ON CONFLICT (target) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                (target, state, now))
+
+    def enqueue_alert(self, alerter: str, alert: str, now: float) -> None:
+        p = self._P
+        with self.transaction():  # type: ignore[attr-defined]
+            self._exec(f"INSERT INTO alert_queue (alerter, alert, queued_at) VALUES ({p}, {p}, {p})",  # type: ignore[attr-defined]
+                       (alerter, alert, now))
+
+    def claim_alerts(self, claimant: str, now: float, limit: int = 20,
+                     stale_after: float = 60.0) -> list[QueuedAlert]:
+        p = self._P
+        with self.transaction():  # type: ignore[attr-defined]
+            rows = self._all(  # type: ignore[attr-defined]
+                f"SELECT id, alerter, alert, queued_at FROM alert_queue "
+                f"WHERE claimed_at IS NULL OR claimed_at < {p} "
+                f"ORDER BY id LIMIT {p}{self._FOR_UPDATE}{self._SKIP_LOCKED}",
+                (now - stale_after, limit))
+            for row in rows:
+                self._exec(f"UPDATE alert_queue SET claimed_by = {p}, claimed_at = {p} WHERE id = {p}",  # type: ignore[attr-defined]
+                           (claimant, now, row[0]))
+        return [QueuedAlert(int(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def delete_alert(self, alert_id: int) -> None:
+        with self.transaction():  # type: ignore[attr-defined]
+            self._exec(f"DELETE FROM alert_queue WHERE id = {self._P}", (alert_id,))  # type: ignore[attr-defined]

@@ -46,6 +46,7 @@ from watchdog.state.base import (
     Decision,
     HistoryEvent,
     Hold,
+    IncidentSQL,
     ReleaseLedgerSQL,
     Replica,
     RuleStateKey,
@@ -127,6 +128,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             components TEXT NOT NULL, note TEXT NOT NULL, origin TEXT NOT NULL, state TEXT NOT NULL)""",
         "CREATE INDEX releases_by_target ON releases (target, id)",
     ),
+    (
+        # The rollback lifecycle of each target (watchdog.rollback.incident), and alerts
+        # queued until delivered, so that neither is lost in a restart.
+        f"""CREATE TABLE incidents (
+            target TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at {_TIME} NOT NULL)""",
+        f"""CREATE TABLE alert_queue (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, alerter TEXT NOT NULL, alert TEXT NOT NULL,
+            queued_at {_TIME} NOT NULL, claimed_by TEXT, claimed_at {_TIME})""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -197,7 +207,7 @@ def _parse(dsn: str) -> tuple[str, dict[str, str]]:
     return shown, params
 
 
-class PostgresStateStore(ReleaseLedgerSQL, StateStore):
+class PostgresStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
     """A StateStore in a PostgreSQL database that several replicas may share.
 
     `statement_timeout` (seconds) cancels a statement that runs or waits for a lock longer;
@@ -205,6 +215,8 @@ class PostgresStateStore(ReleaseLedgerSQL, StateStore):
     """
 
     _P = "%s"
+    _FOR_UPDATE = " FOR UPDATE"
+    _SKIP_LOCKED = " SKIP LOCKED"
 
     def __init__(self, dsn: str, *, statement_timeout: float = 10.0, connect_timeout: float = 5.0):
         self.where, self._params = _parse(dsn)

@@ -43,6 +43,7 @@ from watchdog.state.base import (
     Decision,
     HistoryEvent,
     Hold,
+    IncidentSQL,
     ReleaseLedgerSQL,
     Replica,
     RuleStateKey,
@@ -119,6 +120,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             components TEXT NOT NULL, note TEXT NOT NULL, origin TEXT NOT NULL, state TEXT NOT NULL)""",
         "CREATE INDEX releases_by_target ON releases (target, id)",
     ),
+    (
+        # The rollback lifecycle of each target (watchdog.rollback.incident), and alerts
+        # queued until delivered, so that neither is lost in a restart.
+        """CREATE TABLE incidents (
+            target TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL)""",
+        """CREATE TABLE alert_queue (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, alerter TEXT NOT NULL, alert TEXT NOT NULL,
+            queued_at REAL NOT NULL, claimed_by TEXT, claimed_at REAL)""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -190,7 +200,7 @@ def _check_location(path: str) -> None:
         raise StateError(f"state file {path} is not readable and writable by this user")
 
 
-class SQLiteStateStore(ReleaseLedgerSQL, StateStore):
+class SQLiteStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
     """A StateStore in one SQLite file (`":memory:"` for throw-away stores in tests).
 
     `busy_timeout` is how many seconds to wait for another process's lock before

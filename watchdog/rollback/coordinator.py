@@ -1,0 +1,144 @@
+"""Between the engine's tick and the incident machine: which signals a target's incident
+gets on a tick, and what a decision asks the actuators for.
+
+Every tick, for each target this replica guards: the incident's deadlines first (approval,
+verification window), then either `RuleFiring` — while any rollback rule of the target fires,
+with what the guards say *now* — or `RuleRecovered`. A new version running and a finished
+decision are signalled when they happen.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from watchdog.actions import RollbackExecutor, RollbackRequest
+from watchdog.config.loader import LoadedConfig
+from watchdog.config.schema import LoadedRule
+from watchdog.guards import Guards, Outcome, Situation
+from watchdog.releases import Ledger
+from watchdog.rollback.desk import Desk
+from watchdog.rollback.incident import (
+    STICKY_GUARDS, DecisionFinished, GuardVerdict, Incident, NewVersion, Phase, RuleFiring, RuleRecovered, due,
+)
+from watchdog.rules.state import Phase as RulePhase
+from watchdog.rules.state import SeriesState
+from watchdog.state.base import Decision, StateStore
+
+StateKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class TargetView:
+    """What the tick knows about one target: its version and its rollback rules' series."""
+
+    target: str
+    version: str | None
+    previous_version: str | None
+    version_changed_at: float | None
+    series: dict[StateKey, SeriesState]  # the target's rollback rules' series
+    newly_fired: tuple[str, ...]  # rollback rules that became firing on this tick
+
+
+class Rollbacks:
+    def __init__(self, loaded: LoadedConfig, store: StateStore, executor: RollbackExecutor, desk: Desk,
+                 ledger: Ledger, new_id: Callable[[], str] = lambda: uuid.uuid4().hex):
+        self.loaded = loaded
+        self.store = store
+        self.executor = executor
+        self.desk = desk
+        self.ledger = ledger
+        self.guards = Guards(loaded.config, store)
+        self.new_id = new_id
+        executor.on_finish = self.decision_finished
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def tick(self, view: TargetView, now: float) -> Incident:
+        incident = self.desk.load(view.target)
+        for signal in due(incident, now):
+            incident = self.desk.send(view.target, signal, now)
+        firing = self._firing(view, incident)
+        if firing is None and incident == Incident(view.target, Phase.CLEAR, since=incident.since):
+            return incident  # nothing fires, nothing pending: no need to take the incident's lock
+        if firing is None:
+            healthy = self._healthy(view, incident.rule)
+            return self.desk.send(view.target, RuleRecovered(healthy=healthy, version=view.version), now)
+        (key, state), lr = firing
+        asks = incident.phase is Phase.CLEAR or (incident.phase is Phase.BLOCKED and incident.guard not in STICKY_GUARDS)
+        if not asks:
+            return self.desk.send(view.target, RuleFiring(lr.rule.name, None, version=view.version,
+                                                          newly_fired=view.newly_fired), now)
+        request: RollbackRequest | str = replace(self.request(lr, key, state, view), depth=incident.depth)
+        if self.loaded.config.targets[view.target].components:
+            request = stack(self.ledger, request)  # type: ignore[arg-type]
+        if isinstance(request, str):
+            return self.desk.send(view.target, RuleFiring(lr.rule.name, GuardVerdict("blocked", "no_plan", request),
+                                                          version=view.version, newly_fired=view.newly_fired,
+                                                          summary=state.reason), now)
+        verdict = self._guards(lr, request, view, now)
+        return self.desk.send(view.target, RuleFiring(
+            lr.rule.name, verdict, request, version=view.version, to_version=request.to_version or request.previous_version,
+            newly_fired=view.newly_fired, summary=state.reason, decision_id=self.new_id()), now)
+
+    def new_version(self, target: str, version: str, now: float) -> Incident:
+        return self.desk.send(target, NewVersion(version), now)
+
+    def decision_finished(self, decision: Decision, status: str, now: float, message: str) -> None:
+        """Inside the transaction that finishes a decision: the release ledger and the incident."""
+        to_release = decision.context.get("to_release")
+        if status == "succeeded" and to_release is not None:
+            to = next((r for r in self.store.releases(decision.target, limit=200) if r.id == to_release), None)
+            if to is not None:
+                self.ledger.record(decision.target, to.components, now, f"rolled back to #{to.id} by decision {decision.id}",
+                                   "rollback", state="healthy")
+        if decision.target in self.loaded.config.targets:
+            self.desk.send(decision.target, DecisionFinished(decision.id, status, message), now)
+
+    # -- what the signals carry -----------------------------------------------------------------
+
+    def _rules(self, target: str) -> dict[str, LoadedRule]:
+        return {lr.rule.name: lr for lr in self.loaded.rules if lr.target == target and lr.rule.action == "rollback"}
+
+    def _firing(self, view: TargetView, incident: Incident) -> tuple[tuple[StateKey, SeriesState], LoadedRule] | None:
+        """The firing series to act on: the incident's rule if it still fires, else the first in rule order."""
+        rules = self._rules(view.target)
+        firing = [(k, s) for k, s in view.series.items() if s.phase is RulePhase.FIRING and k[1] in rules]
+        if not firing:
+            return None
+        order = list(rules)
+        firing.sort(key=lambda item: (item[0][1] != incident.rule, order.index(item[0][1]), item[0][2]))
+        return firing[0], rules[firing[0][0][1]]
+
+    def _healthy(self, view: TargetView, rule: str | None) -> bool:
+        """Recovered and judged healthy — or no longer judgeable against its baseline (after
+        going back, the version rolled back from is the bad one)."""
+        series = [s for k, s in view.series.items() if k[1] == rule]
+        return bool(series) and all(s.phase is RulePhase.INACTIVE and s.outcome in ("ok", "insufficient") for s in series)
+
+    def request(self, lr: LoadedRule, key: StateKey, state: SeriesState, view: TargetView) -> RollbackRequest:
+        target = self.loaded.config.targets[lr.target]
+        return RollbackRequest(
+            target=lr.target, rule=lr.rule.name, value=state.value, threshold=lr.rule.threshold(),
+            labels=json.loads(key[2]), version=view.version, previous_version=view.previous_version,
+            reason=state.reason, severity=lr.rule.severity, plan=list(target.rollback))
+
+    def _guards(self, lr: LoadedRule, request: RollbackRequest, view: TargetView, now: float) -> GuardVerdict:
+        result = self.guards.check(Situation(
+            target=lr.target, rule=lr.rule, now=now, version=request.version,
+            to_version=request.to_version or request.previous_version, version_changed_at=view.version_changed_at))
+        if result.outcome is Outcome.ACT or result.outcome is Outcome.AWAIT_APPROVAL:
+            return GuardVerdict(result.outcome.value)
+        return GuardVerdict(result.outcome.value, result.guard, result.reason, result.until)
+
+
+def stack(ledger: Ledger, request: RollbackRequest, to_release: int | None = None) -> RollbackRequest | str:
+    """For a target with components: the plan back to the newest healthy release."""
+    plan = ledger.plan(request.target, to_release)
+    if isinstance(plan, str):
+        return plan
+    return replace(request, plan=[step.as_json() for step in plan.steps], to_version=f"release #{plan.to.id}",
+                   stack={"from_release": plan.current.id, "to_release": plan.to.id,
+                          "from_components": plan.current.components, "to_components": plan.to.components})

@@ -1,0 +1,137 @@
+"""The one place where an incident's effects happen: the hold (and with it the
+`model_watchdog_target_held` gauge), decisions in the journal, the history and the
+operational alerts.
+
+`Desk.send(target, signal, now)` reads the target's incident under a row lock, advances the
+pure machine (`incident.advance`), applies the effects and saves the incident — all in one
+transaction, so the daemon's tick and an operator's CLI command never overwrite each
+other's step. Carrying out a decision (`Execute`) happens after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Callable
+
+from watchdog.actions import RollbackExecutor, mark_bad, record_decision
+from watchdog.alerters.base import Alert
+from watchdog.clock import rfc3339
+from watchdog.config.schema import Config
+from watchdog.metrics import DaemonMetrics
+from watchdog.rollback.incident import (
+    Decide, Effect, Execute, Fire, Incident, LiftHold, Phase, PutHold, Record, ReleaseBad, Resolve, SetDecision,
+    Settings, Signal, advance,
+)
+from watchdog.state.base import HistoryEvent, Hold, StateStore
+
+log = logging.getLogger("watchdog.rollback")
+
+NotifyFn = Callable[[str, Alert], None]  # (target, alert)
+
+
+class Desk:
+    def __init__(self, config: Config, store: StateStore, notify: NotifyFn, metrics: DaemonMetrics | None = None,
+                 executor: RollbackExecutor | None = None, clock: Callable[[], float] | None = None):
+        self.config = config
+        self.store = store
+        self.notify = notify
+        self.metrics = metrics  # None in a CLI process: the daemon re-reads holds every tick
+        self.executor = executor
+        self.clock = clock
+
+    def settings(self, target: str) -> Settings:
+        t = self.config.targets[target]
+        return Settings(verify_window=t.verify_window, max_depth=t.max_depth, approve_timeout=t.approve_timeout)
+
+    def load(self, target: str) -> Incident:
+        text = self.store.incident(target)
+        return Incident.from_json(text) if text else self._first(target)
+
+    def _first(self, target: str) -> Incident:
+        """A target without an incident yet: clear — or held, if a hold was put before
+        incidents existed (a store written by an earlier release)."""
+        hold = self.store.holds().get(target)
+        if hold is None:
+            return Incident(target)
+        return Incident(target, Phase.HELD, since=hold.since, rule=None, decision_id=hold.decision_id,
+                        version=hold.version, reason=hold.reason)
+
+    def send(self, target: str, signal: Signal, now: float) -> Incident:
+        """Advance `target`'s incident by `signal` and apply what follows from it."""
+        with self.store.transaction():
+            text = self.store.incident(target, for_update=True)
+            before = Incident.from_json(text) if text else self._first(target)
+            after, effects = advance(before, signal, now, self.settings(target))
+            if after == before and not effects:
+                return before
+            for effect in effects:
+                self._apply(after, effect, now)
+            self.store.save_incident(target, after.to_json(), now)
+        self._show(after)
+        if any(isinstance(e, Execute) for e in effects) and self.executor is not None and after.decision_id:
+            self.executor.execute(after.decision_id, self.clock or (lambda: now))
+            return self.load(target)
+        return after
+
+    def sync(self, targets: list[str] | set[str]) -> None:
+        """The gauge from the store (an operator may have lifted a hold from the CLI)."""
+        holds = self.store.holds()
+        for target in targets:
+            if self.metrics is not None:
+                self.metrics.target_held.labels(target).set(1 if target in holds else 0)
+
+    def _show(self, incident: Incident) -> None:
+        if self.metrics is not None:
+            self.metrics.target_held.labels(incident.target).set(1 if incident.held else 0)
+
+    # -- effects ------------------------------------------------------------------------------
+
+    def _apply(self, incident: Incident, effect: Effect, now: float) -> None:
+        target = incident.target
+        if isinstance(effect, Decide):
+            request = replace(effect.request, depth=effect.depth)
+            record_decision(self.store, request, now, awaiting_until=effect.awaiting_until, decision_id=effect.decision_id)
+            if request.stack is not None and effect.awaiting_until is None:
+                self.store.set_release_state(request.stack["from_release"], "bad")
+        elif isinstance(effect, PutHold):
+            self.store.put_hold(Hold(target, now, incident.decision_id, incident.version, effect.reason))
+        elif isinstance(effect, LiftHold):
+            self.store.delete_hold(target)
+        elif isinstance(effect, SetDecision):
+            self._set_decision(target, effect, now)
+        elif isinstance(effect, Record):
+            self.store.append(HistoryEvent(None, now, target, incident.rule, {}, effect.kind, effect.message, effect.data))
+            log.info("%s: %s", target, effect.message)
+        elif isinstance(effect, (Fire, Resolve)):
+            self._alert(incident, effect, now)
+        elif isinstance(effect, ReleaseBad):
+            self._release_bad(target, effect.decision_id)
+
+    def _set_decision(self, target: str, effect: SetDecision, now: float) -> None:
+        decision = self.store.get_decision(effect.decision_id)
+        if decision is None or decision.status not in ("pending", "running"):
+            return
+        finished = now if effect.status in ("succeeded", "failed", "skipped") else None
+        self.store.set_decision_status(effect.decision_id, effect.status, finished_at=finished)
+        if effect.mark_bad:
+            mark_bad(self.store, target, effect.mark_bad, f"{decision.rule}: rollback {effect.decision_id} approved")
+
+    def _alert(self, incident: Incident, effect: Fire | Resolve, now: float) -> None:
+        firing = isinstance(effect, Fire)
+        self.notify(incident.target, Alert(
+            status="firing" if firing else "resolved", kind=effect.kind, dedup_key=effect.key,
+            target=incident.target, rule=incident.rule or "",
+            severity=effect.severity if isinstance(effect, Fire) else "info", summary=effect.summary,
+            at=rfc3339(now), decision_id=incident.decision_id, version=incident.version))
+
+    def _release_bad(self, target: str, decision_id: str) -> None:
+        """The release a rollback went back to did not restore health (its copy is current)."""
+        decision = self.store.get_decision(decision_id) if decision_id else None
+        if decision is None or decision.context.get("to_release") is None:
+            return
+        releases = self.store.releases(target, limit=200)
+        for release in releases:
+            if release.id == decision.context["to_release"] or release.components == decision.context.get("to_components"):
+                if release.state != "bad":
+                    self.store.set_release_state(release.id, "bad")  # type: ignore[arg-type]
