@@ -25,6 +25,7 @@ from watchdog.ownership import Owner
 from watchdog.redact import redact
 from watchdog.state import open_store
 from watchdog.state.base import HistoryEvent, StateStore
+from watchdog.state.processes import ProcessJournal
 
 if TYPE_CHECKING:
     from watchdog.server import AuthPolicy
@@ -42,11 +43,12 @@ class Daemon:
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
         self.metrics = metrics or DaemonMetrics()
-        self.store = store or open_store(loaded.state_path)
+        self.store = store or _open_exclusive(loaded.state_path)
         self._tick_lock = threading.Lock()
         self.last_tick: float | None = None
         self.last_report: TickReport | None = None
         self.last_error = ""
+        self.store_lost = ""  # why the state store is gone (deleted, replaced); "" while it is there
         self._install(loaded)
         self.metrics.config_last_reload_success.set(1)
         self._reload_good()
@@ -64,6 +66,7 @@ class Daemon:
             self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
                                      on_sent=self._alert_sent, store=self.store, clock=self.clock.now)
         self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self.stop)
+        self.executor.step_scope = ProcessJournal(self.store).step
         if not hasattr(self, "owner"):
             self.owner = Owner(self.store, loaded.config.replica_id or None,
                                live_window=max(30.0, 3 * loaded.config.interval))
@@ -74,6 +77,8 @@ class Daemon:
     def reload(self) -> tuple[bool, str]:
         """Re-read config and rule files; on any problem keep running the last good ones.
         Never raises: whatever goes wrong (even a loader bug) is a rejected reload."""
+        if self.store_lost:  # nothing is evaluated any more, and the store must not be written
+            return False, f"not reloaded: {self.store_lost}"
         try:
             return self._reload()
         except Exception as exc:
@@ -174,6 +179,9 @@ class Daemon:
         self._record_alert(alert, f"alerter {alerter} could not deliver {alert.status} alert: {message}")
 
     def _record_alert(self, alert: Alert, message: str) -> None:
+        if self.store_lost:  # the file is gone: a write would vanish with it
+            log.info("not recorded (state store lost): %s", message)
+            return
         try:
             self.store.append(HistoryEvent(None, self.clock.now(), alert.target, alert.rule or None, alert.labels,
                                            "alert", message, {"dedup_key": alert.dedup_key, "status": alert.status,
@@ -188,6 +196,8 @@ class Daemon:
             return None
         with self._tick_lock:
             now = scheduled_time(self.clock.now(), self.loaded.config.interval)
+            if self._store_is_lost(now):
+                return None
             try:
                 report = self.engine.tick(now)
             except Exception as exc:  # one bad tick must not end the daemon
@@ -198,9 +208,31 @@ class Daemon:
             self.last_tick, self.last_report, self.last_error = now, report, ""
             return report
 
+    def _store_is_lost(self, now: float) -> bool:
+        """Check the state store is still the one opened; when it is gone, stop acting, alert once."""
+        if self.store_lost:
+            return True
+        reason = self.store.lost()
+        if not reason:
+            return False
+        self.store_lost = reason
+        self.metrics.evaluation_failures.inc()
+        log.critical("not evaluating or acting any more: %s", reason)
+        # Alerts are queued in the store; this one cannot be (the queue is in the lost file, and
+        # a replaced file must not be written through the old connection): from now on the
+        # notifier delivers from memory, straight to the alerters.
+        self.notifier.detach_store()
+        for target, settings in self.loaded.config.targets.items():
+            self.notifier.notify(settings.alert, Alert(
+                status="firing", kind="state_lost", dedup_key=f"{target}/state_lost", target=target, rule="",
+                severity="critical", summary=f"{target}: model-watchdog stopped guarding: {reason}", at=rfc3339(now)))
+        return True
+
     # -- health -------------------------------------------------------------------------------------
 
     def health(self) -> tuple[bool, str]:
+        if self.store_lost:
+            return False, self.store_lost
         interval = self.loaded.config.interval
         if self.last_tick is not None and self.clock.now() - self.last_tick > max(3 * interval, 30) + SHUTDOWN_GRACE:
             return False, f"no evaluation since {rfc3339(self.last_tick)}"
@@ -292,6 +324,17 @@ class Daemon:
             _close_quietly(plugin)
         _close_quietly(self.owner)  # releases this replica's targets at once
         self.store.close()
+
+
+def _open_exclusive(state_path: str) -> StateStore:
+    """Open the store for a daemon: one daemon per SQLite file (StateError, exit 3, otherwise)."""
+    store = open_store(state_path)
+    try:
+        store.lock_for_daemon()
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def scheduled_time(now: float, interval: float) -> float:
