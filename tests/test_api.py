@@ -52,6 +52,7 @@ rules:
 def running(tmp_path):
     with SimulatedModelServer() as model:
         (tmp_path / "token").write_text(TOKEN + "\n")
+        (tmp_path / "token").chmod(0o600)
         (tmp_path / "watchdog.yaml").write_text(CONFIG.format(url=model.url))
         (tmp_path / "rules.yaml").write_text(RULES)
         daemon = Daemon(load(tmp_path / "watchdog.yaml"))
@@ -74,7 +75,7 @@ def test_reads_are_open_and_writes_need_the_token(running):
     assert requests.post(pause, json=body, timeout=5).status_code == 401
     assert requests.post(pause, json=body, headers=auth("wrong-token-wrong-token"), timeout=5).status_code == 401
     ok = requests.post(pause, json=body, headers=auth(), timeout=5)
-    assert ok.status_code == 200 and "paused by alice" in ok.json()["message"]
+    assert ok.status_code == 200 and "paused by api: maintenance (note: by alice)" in ok.json()["message"]
     assert requests.get(pause, timeout=5).status_code == 405
     assert requests.post(url + "/api/v1/targets/nope/pause", json=body, headers=auth(), timeout=5).status_code == 400
 

@@ -23,7 +23,7 @@ def test_a_drill_shows_the_plan_and_the_guards_and_acts_on_nothing(tmp_path):
     drill = run_drill(h.loaded, h.store, "fraud-model", h.clock.now(), "sre-oncall")
     assert drill.ready and drill.version == "v2" and drill.to == "v1"
     assert [s.actuator for s in drill.steps] == ["first", "second"]
-    assert "POST http://127.0.0.1:9/first" in drill.steps[0].plan
+    assert "POST http://127.0.0.1:9 " in drill.steps[0].plan
     assert drill.guard == "act"
     assert h.store.decisions(target="fraud-model") == [] and "fraud-model" not in h.store.holds()
     (event,) = h.store.history(kinds=["drill"])

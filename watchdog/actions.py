@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -100,6 +101,8 @@ class RollbackExecutor:
         # Called inside the transaction that finishes a decision (status, time, what happened):
         # the release ledger and the target's incident learn of it there.
         self.on_finish: Callable[[Decision, str, float, str], None] = lambda decision, status, now, message: None
+        # Wraps each step (decision id, index): the daemon's process journal (watchdog.state.processes).
+        self.step_scope: Callable[[str, int], AbstractContextManager[object]] = lambda decision_id, index: nullcontext()
 
     def decide(self, request: RollbackRequest, now: float, awaiting_until: float | None = None) -> str:
         return record_decision(self._store, request, now, awaiting_until=awaiting_until)
@@ -119,7 +122,9 @@ class RollbackExecutor:
                 log.warning("rollback %s paused before step %d: this replica no longer owns %s; the new owner resumes it",
                             decision.id, index + 1, decision.target)
                 return "running"
-            if not self._run_step(decision, step_context(context, step), index, step, clock):
+            with self.step_scope(decision.id, index):  # hook: e.g. ends a process group a killed daemon left
+                ran = self._run_step(decision, step_context(context, step), index, step, clock)
+            if not ran:
                 return self._store.get_decision(decision_id).status  # type: ignore[union-attr]
         shown = " → ".join(_describe(step) for step in steps)
         self._finish(decision, context, "succeeded", clock(), f"rollback completed: {shown}")

@@ -1,5 +1,8 @@
 """The HTTP API's routes: each one a thin adapter from a request to the daemon or the
-operator functions. Mutating routes are marked so the server demands the bearer token."""
+operator functions. Mutating routes are marked so the server demands the bearer token.
+
+The operator recorded in the history is the *name of the token* that authenticated the
+request; the body's `by` (or an `X-Operator` header) is only a note next to the reason."""
 
 from __future__ import annotations
 
@@ -11,6 +14,29 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from watchdog import operator
 from watchdog.durations import parse_duration
 from watchdog.server import Request, Response, Route
+
+MAX_LIMIT = 1000  # the most history events / releases one request returns
+
+
+class BadLimit(ValueError):
+    pass
+
+
+def parse_limit(query: dict[str, str], default: int = 50) -> int:
+    """`?limit=` as a count in 0..MAX_LIMIT (larger is clamped); anything else is a 400."""
+    raw = query.get("limit")
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        raise BadLimit(f"limit must be a whole number from 0 to {MAX_LIMIT}, got {raw[:40]!r}")
+    return min(int(raw), MAX_LIMIT)
+
+
+def _limit_or_400(req: Request) -> int | Response:
+    try:
+        return parse_limit(req.query)
+    except BadLimit as exc:
+        return Response(400, {"error": str(exc)})
 
 if TYPE_CHECKING:
     from watchdog.daemon import Daemon
@@ -34,27 +60,44 @@ def routes(daemon: "Daemon") -> list[Route]:
         return Response(200, render(daemon.status()), "text/html; charset=utf-8")
 
     def history(req: Request) -> Response:
-        events = daemon.store.history(target=req.query.get("target"), limit=int(req.query.get("limit", "50")))
+        limit = _limit_or_400(req)
+        if isinstance(limit, Response):
+            return limit
+        events = daemon.store.history(target=req.query.get("target"), limit=limit)
         return Response(200, [{"id": e.id, "at": e.at, "target": e.target, "rule": e.rule, "series": e.series,
                                "kind": e.kind, "message": e.message, "data": e.data} for e in events])
 
     def who(req: Request) -> str:
-        return str(req.body.get("by") or req.headers.get("x-operator") or "api")
+        return req.operator or "api"
+
+    def why(req: Request, field: str = "reason") -> str:
+        """The body's free text, with what the client *claims* about its operator as a note."""
+        text = str(req.body.get(field, ""))
+        claimed = req.body.get("by") or req.headers.get("x-operator")
+        if claimed and str(claimed) != req.operator:
+            shown = "".join(c if c.isprintable() else "?" for c in str(claimed)[:200])
+            text = (text + " " if text else "") + f"(note: by {shown})"
+        return text
 
     def pause(req: Request) -> Response:
-        duration = parse_duration(req.body["for"]) if req.body.get("for") else None
+        try:
+            duration = parse_duration(str(req.body["for"])) if req.body.get("for") else None
+        except ValueError as exc:
+            return Response(400, {"error": f'"for": {exc}'})
         done = operator.pause(daemon.loaded, daemon.store, req.params["target"], who(req),
-                              str(req.body.get("reason", "")), time.time(), duration)
+                              why(req), time.time(), duration)
         return Response(200, {"message": done.message})
 
     def resume(req: Request) -> Response:
         done = operator.resume(daemon.loaded, daemon.store, req.params["target"], who(req),
-                               str(req.body.get("reason", "")), time.time())
+                               why(req), time.time())
         return Response(200, {"message": done.message})
 
     def rollback(req: Request) -> Response:
+        if not isinstance(req.body.get("to"), (str, type(None))):
+            return Response(400, {"error": '"to" must be a version string'})
         done = operator.manual_rollback(daemon.loaded, daemon.store, req.params["target"], who(req),
-                                        str(req.body.get("reason", "")), time.time(),
+                                        why(req), time.time(),
                                         req.body.get("to"), bool(req.body.get("force", False)))
         return Response(202, {"message": done.message, "decision_id": done.decision_id})
 
@@ -63,7 +106,7 @@ def routes(daemon: "Daemon") -> list[Route]:
         return Response(200, {"message": done.message})
 
     def reject(req: Request) -> Response:
-        done = operator.reject(daemon.loaded, daemon.store, req.params["decision"], who(req), str(req.body.get("reason", "")), time.time())
+        done = operator.reject(daemon.loaded, daemon.store, req.params["decision"], who(req), why(req), time.time())
         return Response(200, {"message": done.message})
 
     def release(req: Request) -> Response:
@@ -72,13 +115,16 @@ def routes(daemon: "Daemon") -> list[Route]:
             return Response(400, {"error": 'body needs "components": {"name": "version", ...}'})
         done = operator.record_release(daemon.loaded, daemon.store, req.params["target"],
                                        {str(k): str(v) for k, v in components.items()}, who(req),
-                                       str(req.body.get("note", "")), time.time(), origin="api")
+                                       why(req, "note"), time.time(), origin="api")
         return Response(201, {"message": done.message})
 
     def releases(req: Request) -> Response:
+        limit = _limit_or_400(req)
+        if isinstance(limit, Response):
+            return limit
         return Response(200, [{"id": r.id, "state": r.state, "created_at": r.created_at, "components": r.components,
                                "note": r.note, "origin": r.origin}
-                              for r in daemon.store.releases(req.params["target"], limit=int(req.query.get("limit", "50")))])
+                              for r in daemon.store.releases(req.params["target"], limit=limit)])
 
     def reload(_: Request) -> Response:
         ok, message = daemon.reload()

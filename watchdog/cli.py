@@ -16,7 +16,9 @@ from watchdog import __version__
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig, default_config_path, load
 from watchdog.errors import ConfigError, WatchdogError
+from watchdog.printable import SafeWriter, one_line
 from watchdog.redact import RedactingFilter, redact
+from watchdog.samples import format_labels
 
 Out = TextIO
 
@@ -31,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"model-watchdog {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("run", parents=[common], help="run the daemon")
-    sub.add_parser("validate", parents=[common], help="check the config and every rule file; exit 1 on problems")
+    sub.add_parser("validate", parents=[common], help="check the config, every rule file and the API token files; exit 1 on problems")
     check = sub.add_parser("check", parents=[common], help="evaluate every rule once against live sources, without acting")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument("--gap", type=float, default=2.0,
@@ -62,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, out: Out | None = None, err: Out | None = None) -> int:
-    out = out or sys.stdout
-    err = err or sys.stderr
+    # Whatever is printed, data from outside cannot send escape sequences to the terminal.
+    out = SafeWriter(out or sys.stdout)  # type: ignore[assignment]
+    err = SafeWriter(err or sys.stderr)  # type: ignore[assignment]
     args = _parser().parse_args(argv)
     _setup_logging(getattr(args, "log_level", "info" if args.command == "run" else "warning"), err)
     command: Callable[[argparse.Namespace, Out, Out], int] = COMMANDS[args.command]
@@ -83,11 +86,20 @@ def main(argv: list[str] | None = None, out: Out | None = None, err: Out | None 
 
 def _setup_logging(level: str, err: Out) -> None:
     handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class _OneLineFormatter(logging.Formatter):
+    """One record, one line: a newline inside a message (a label value, an echoed answer) is
+    written as `\\n` and cannot forge a record. Tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
 
 
 def _load(args: argparse.Namespace) -> LoadedConfig:
@@ -107,7 +119,13 @@ def cmd_run(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.apitokens import read_tokens
     loaded = _load(args)
+    tokens = read_tokens(loaded)  # the checks the daemon makes at start-up: exists, readable, private
+    for warning in tokens.warnings:
+        print(f"warning: {redact(str(warning))}", file=err)
+    if tokens.problems:
+        raise ConfigError(tokens.problems)
     print(f"{loaded.path}: OK — {len(loaded.rules)} rules for {len(loaded.config.targets)} targets "
           f"in {len(loaded.rule_files)} rule files", file=out)
     return 0
@@ -138,14 +156,14 @@ def cmd_status(args: argparse.Namespace, out: Out, err: Out) -> int:
         return 0
     for name, t in snap["targets"].items():
         held = f"HELD since {t['hold']['since']} ({t['hold']['reason']}; decision {t['hold']['decision_id']})" if t["held"] else "guarding"
-        print(f"target {name}: version {t['version'] or 'unknown'} — {held}", file=out)
+        print(one_line(f"target {name}: version {t['version'] or 'unknown'} — {held}"), file=out)
         rows = []
         for r in t["rules"]:
             for s in r["series"] or [{"labels": {}, "state": "inactive", "value": None, "reason": "not evaluated yet"}]:
                 rows.append([r["rule"], _series(s["labels"]), s["state"], _num(s["value"]), s.get("reason") or ""])
         _table(out, ["rule", "series", "state", "value", "why"], rows, indent="  ")
         for d in t["decisions"]:
-            print(f"  decision {d['id']} ({d['rule']}): {d['status']} at {d['created_at']}", file=out)
+            print(one_line(f"  decision {d['id']} ({d['rule']}): {d['status']} at {d['created_at']}"), file=out)
     return 0
 
 
@@ -164,7 +182,8 @@ def cmd_history(args: argparse.Namespace, out: Out, err: Out) -> int:
         where = e.target + (f"/{e.rule}" if e.rule else "") + (_series(e.series) if e.series else "")
         values = ", ".join(f"{k}={_num(v) if isinstance(v, float) else v}" for k, v in sorted(e.data.items())
                            if k in ("value", "threshold", "samples", "decision_id", "version", "previous_version") and v not in (None, {}))
-        print(f"{rfc3339(e.at)}  {e.kind:<8} {where}: {e.message}" + (f"  [{values}]" if values else ""), file=out)
+        print(one_line(f"{rfc3339(e.at)}  {e.kind:<8} {where}: {e.message}" + (f"  [{values}]" if values else "")),
+              file=out)
     return 0
 
 
@@ -226,7 +245,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Out, Out], int]] = {
 # -- formatting --------------------------------------------------------------------------------------
 
 def _series(labels: dict[str, str]) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "-"
+    return format_labels(tuple(sorted(labels.items()))) if labels else "-"
 
 
 def _num(value: Any) -> str:
@@ -238,7 +257,7 @@ def _num(value: Any) -> str:
 
 
 def _table(out: Out, header: list[str], rows: list[list[Any]], indent: str = "") -> None:
-    cells = [header] + [[str(c) for c in row] for row in rows]
+    cells = [header] + [[one_line(str(c)) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for row in cells:
         print(indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)

@@ -15,6 +15,7 @@ from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig, default_config_path, load
 from watchdog.durations import parse_duration
 from watchdog.pauses import ALL
+from watchdog.printable import one_line
 
 Out = TextIO
 
@@ -80,7 +81,7 @@ def _with_store(args: argparse.Namespace, work: Callable[[LoadedConfig, Any], op
         done = work(loaded, store)
     finally:
         store.close()
-    print(done.message, file=out)
+    print(one_line(done.message), file=out)
     return 0
 
 
@@ -154,7 +155,8 @@ def cmd_versions(args: argparse.Namespace, out: Out, err: Out) -> int:
     for i, v in enumerate(records):
         mark = "BAD " if v.bad else ("current" if i == 0 else "good")
         why = f"  ({v.bad_reason})" if v.bad else ""
-        print(f"{v.version:<20} {mark:<8} first seen {rfc3339(v.first_seen)}, last seen {rfc3339(v.last_seen)}{why}", file=out)
+        print(one_line(f"{v.version:<20} {mark:<8} first seen {rfc3339(v.first_seen)}, last seen {rfc3339(v.last_seen)}{why}"),
+              file=out)
     return 0
 
 
@@ -163,14 +165,14 @@ def cmd_reload(args: argparse.Namespace, out: Out, err: Out) -> int:
     import urllib.error
     import urllib.request
 
-    from watchdog.daemon import read_token
+    from watchdog.apitokens import read_tokens
     from watchdog.server import parse_listen
 
     loaded = load(default_config_path(getattr(args, "config", None)))
     host, port = parse_listen(loaded.config.listen)
-    token = read_token(loaded, loaded.config.api.token_file)
+    token = read_tokens(loaded).first()
     if token is None:
-        raise operator.OperatorError("reload over the API needs api.token_file in the config; "
+        raise operator.OperatorError("reload over the API needs a readable api.tokens or api.token_file; "
                                      "or send SIGHUP to the daemon (systemctl reload model-watchdog)")
     request = urllib.request.Request(f"http://{host}:{port}/api/v1/reload", data=b"{}", method="POST",
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
@@ -217,7 +219,8 @@ def cmd_releases(args: argparse.Namespace, out: Out, err: Out) -> int:
     for row in rows:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(row["components"].items()))
         state = f"current, {row['state']}" if row["current"] else row["state"]
-        print(f"#{row['id']:<5} {state:<17} {row['recorded']}  {shown}  ({row['origin']}{': ' + row['note'] if row['note'] else ''})", file=out)
+        note = f": {row['note']}" if row["note"] else ""
+        print(one_line(f"#{row['id']:<5} {state:<17} {row['recorded']}  {shown}  ({row['origin']}{note})"), file=out)
     return 0
 
 
@@ -233,18 +236,18 @@ def cmd_drill(args: argparse.Namespace, out: Out, err: Out) -> int:
     if args.json:
         print(json.dumps(drill.as_json(), indent=2), file=out)
         return 0 if drill.ready else 1
-    print(f"rollback drill for {drill.target} at {drill.at}: running {drill.version or 'unknown'}, "
-          f"would go to {drill.to or 'the previous version (unknown here)'}", file=out)
+    print(one_line(f"rollback drill for {drill.target} at {drill.at}: running {drill.version or 'unknown'}, "
+                   f"would go to {drill.to or 'the previous version (unknown here)'}"), file=out)
     if drill.blocked:
-        print(f"  blocked: {drill.blocked}", file=out)
+        print(f"  blocked: {one_line(drill.blocked)}", file=out)
     print(f"  guards now: {drill.guard}", file=out)
     for i, step in enumerate(drill.steps, 1):
         what = f"{step.component} {step.from_version or '?'}→{step.to_version} via {step.actuator}" if step.component \
             else step.actuator
-        print(f"  step {i}: {what}", file=out)
-        print(f"    plan: {step.plan or '-'}", file=out)
-        print(f"    sees: {step.sees if step.sees is not None else 'cannot read the running version'}", file=out)
+        print(f"  step {i}: {one_line(what)}", file=out)
+        print(f"    plan: {one_line(step.plan or '-')}", file=out)
+        print(f"    sees: {one_line(step.sees) if step.sees is not None else 'cannot read the running version'}", file=out)
         if step.problem:
-            print(f"    PROBLEM: {step.problem}", file=out)
+            print(f"    PROBLEM: {one_line(step.problem)}", file=out)
     print("ready: a rollback now would run these steps" if drill.ready else "NOT ready: fix the problems above", file=out)
     return 0 if drill.ready else 1

@@ -9,8 +9,7 @@ import logging
 import signal
 import threading
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchdog import plugins
 from watchdog.actions import RollbackExecutor
@@ -20,13 +19,17 @@ from watchdog.config.loader import LoadedConfig
 from watchdog.drill import DrillMetrics
 from watchdog.engine import Engine, TickReport
 from watchdog.config.loader import load
-from watchdog.errors import ConfigError, Problem, StateError
+from watchdog.errors import ConfigError, StateError
 from watchdog.metrics import DaemonMetrics
 from watchdog.notify import Notifier
 from watchdog.ownership import Owner
-from watchdog.redact import redact, register_secret
+from watchdog.redact import redact
 from watchdog.state import open_store
 from watchdog.state.base import HistoryEvent, StateStore
+from watchdog.state.processes import ProcessJournal
+
+if TYPE_CHECKING:
+    from watchdog.server import AuthPolicy
 
 log = logging.getLogger("watchdog.daemon")
 
@@ -41,11 +44,12 @@ class Daemon:
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
         self.metrics = metrics or DaemonMetrics()
-        self.store = store or open_store(loaded.state_path)
+        self.store = store or _open_exclusive(loaded.state_path)
         self._tick_lock = threading.Lock()
         self.last_tick: float | None = None
         self.last_report: TickReport | None = None
         self.last_error = ""
+        self.store_lost = ""  # why the state store is gone (deleted, replaced); "" while it is there
         self._install(loaded)
         self.metrics.config_last_reload_success.set(1)
         self._reload_good()
@@ -64,6 +68,7 @@ class Daemon:
             self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
                                      on_sent=self._alert_sent, store=self.store, clock=self.clock.now)
         self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self.stop)
+        self.executor.step_scope = ProcessJournal(self.store).step
         if not hasattr(self, "owner"):
             self.owner = Owner(self.store, loaded.config.replica_id or None,
                                live_window=max(30.0, 3 * loaded.config.interval))
@@ -72,23 +77,47 @@ class Daemon:
                              clock=self.clock)
 
     def reload(self) -> tuple[bool, str]:
-        """Re-read config and rule files; on any problem keep running the last good ones."""
+        """Re-read config and rule files; on any problem keep running the last good ones.
+        Never raises: whatever goes wrong (even a loader bug) is a rejected reload."""
+        if self.store_lost:  # nothing is evaluated any more, and the store must not be written
+            return False, f"not reloaded: {self.store_lost}"
+        try:
+            return self._reload()
+        except Exception as exc:
+            log.exception("reload failed")
+            return self._reload_failed(f"{type(exc).__name__}: {exc}")
+
+    def _reload(self) -> tuple[bool, str]:
         try:
             loaded = load(self.loaded.path)
             if loaded.state_path != self.loaded.state_path:
                 log.warning("state moved to %s in the config: takes effect at the next restart", loaded.state_path)
+            auth = _auth_policy(loaded) if hasattr(self, "_server") else None  # API tokens are re-read too
         except ConfigError as exc:
             return self._reload_failed(str(exc))
         with self._tick_lock:
             old_rules = {(lr.target, lr.rule.name): lr.rule for lr in self.loaded.rules}
             old_plugins = [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]
+            installed = {k: getattr(self, k) for k in ("loaded", "sources", "actuators", "alerters", "executor", "engine")}
             try:
                 self._install(loaded)
             except Exception as exc:  # a plugin refusing its options at start-up
+                fresh = [p for p in (*self.sources.values(), *self.actuators.values(), *self.alerters.values())
+                         if not any(p is old for old in old_plugins)]
+                self.__dict__.update(installed)  # the last good configuration stays in place, whole
+                for plugin in fresh:
+                    _close_quietly(plugin)
+                self.notifier.replace_alerters(self.alerters)
                 return self._reload_failed(f"{type(exc).__name__}: {exc}")
-            changed = self._forget_changed_rules(old_rules)
+            try:
+                changed = self._forget_changed_rules(old_rules)
+            except Exception:  # the new rules run; only their state could not be reset
+                log.exception("configuration reloaded, but resetting the state of changed rules failed")
+                changed = []
             for plugin in old_plugins:
                 _close_quietly(plugin)
+            if auth is not None:
+                self._server.auth = auth
         self.metrics.config_reloads.labels("success").inc()
         self.metrics.config_last_reload_success.set(1)
         message = f"configuration reloaded: {len(loaded.rules)} rules; state reset for {len(changed)} changed or removed rules"
@@ -129,14 +158,20 @@ class Daemon:
         message = f"reload rejected, the previous configuration keeps running:\n{problems}"
         log.error(redact(message))
         now = self.clock.now()
-        self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", redact(message), {}))
-        with self.store.transaction():
-            for target in self.loaded.config.targets:
-                self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
-                                                target=target, rule="", severity="warning",
-                                                summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
-                                                at=rfc3339(now)))
-            self.store.set_meta(RELOAD_FAILED, json.dumps(sorted(self.loaded.config.targets)))
+        try:
+            self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", redact(message), {}))
+        except Exception:  # the alert below still goes out
+            log.exception("cannot record the rejected reload")
+        try:
+            with self.store.transaction():
+                for target in self.loaded.config.targets:
+                    self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
+                                                    target=target, rule="", severity="warning",
+                                                    summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
+                                                    at=rfc3339(now)))
+                self.store.set_meta(RELOAD_FAILED, json.dumps(sorted(self.loaded.config.targets)))
+        except Exception:  # a rejected reload never stops the daemon, whatever the store says
+            log.exception("cannot queue the reload-failed alert")
         return False, redact(message)
 
     def _alert_sent(self, alerter: str, alert: Alert) -> None:
@@ -146,6 +181,9 @@ class Daemon:
         self._record_alert(alert, f"alerter {alerter} could not deliver {alert.status} alert: {message}")
 
     def _record_alert(self, alert: Alert, message: str) -> None:
+        if self.store_lost:  # the file is gone: a write would vanish with it
+            log.info("not recorded (state store lost): %s", message)
+            return
         try:
             self.store.append(HistoryEvent(None, self.clock.now(), alert.target, alert.rule or None, alert.labels,
                                            "alert", message, {"dedup_key": alert.dedup_key, "status": alert.status,
@@ -160,6 +198,8 @@ class Daemon:
             return None
         with self._tick_lock:
             now = scheduled_time(self.clock.now(), self.loaded.config.interval)
+            if self._store_is_lost(now):
+                return None
             try:
                 report = self.engine.tick(now)
             except Exception as exc:  # one bad tick must not end the daemon
@@ -179,9 +219,31 @@ class Daemon:
         except StateError as exc:  # not worth failing a tick over
             log.warning("cannot read drills from the state store: %s", exc)
 
+    def _store_is_lost(self, now: float) -> bool:
+        """Check the state store is still the one opened; when it is gone, stop acting, alert once."""
+        if self.store_lost:
+            return True
+        reason = self.store.lost()
+        if not reason:
+            return False
+        self.store_lost = reason
+        self.metrics.evaluation_failures.inc()
+        log.critical("not evaluating or acting any more: %s", reason)
+        # Alerts are queued in the store; this one cannot be (the queue is in the lost file, and
+        # a replaced file must not be written through the old connection): from now on the
+        # notifier delivers from memory, straight to the alerters.
+        self.notifier.detach_store()
+        for target, settings in self.loaded.config.targets.items():
+            self.notifier.notify(settings.alert, Alert(
+                status="firing", kind="state_lost", dedup_key=f"{target}/state_lost", target=target, rule="",
+                severity="critical", summary=f"{target}: model-watchdog stopped guarding: {reason}", at=rfc3339(now)))
+        return True
+
     # -- health -------------------------------------------------------------------------------------
 
     def health(self) -> tuple[bool, str]:
+        if self.store_lost:
+            return False, self.store_lost
         interval = self.loaded.config.interval
         if self.last_tick is not None and self.clock.now() - self.last_tick > max(3 * interval, 30) + SHUTDOWN_GRACE:
             return False, f"no evaluation since {rfc3339(self.last_tick)}"
@@ -202,11 +264,12 @@ class Daemon:
         """Start HTTP, alert delivery and the tick scheduler in the background; returns the URL."""
         from watchdog.api import routes
         from watchdog.scheduler import TickScheduler
-        from watchdog.server import ApiServer, AuthPolicy
+        from watchdog.server import ApiServer, Limits
 
         api = self.loaded.config.api
-        self._server = ApiServer(self.loaded.config.listen, routes(self),
-                                 AuthPolicy(read_token(self.loaded, api.token_file), api.read_requires_token))
+        limits = Limits(max_body=api.max_body, idle_timeout=api.idle_timeout, request_timeout=api.request_timeout,
+                        max_connections=api.max_connections, handler_threads=api.handler_threads)
+        self._server = ApiServer(self.loaded.config.listen, routes(self), _auth_policy(self.loaded), limits)
         self._server.start()
         self.notifier.start()
         self._scheduler = TickScheduler(self.loaded.config.interval, self.run_once)
@@ -274,11 +337,29 @@ class Daemon:
         self.store.close()
 
 
+def _open_exclusive(state_path: str) -> StateStore:
+    """Open the store for a daemon: one daemon per SQLite file (StateError, exit 3, otherwise)."""
+    store = open_store(state_path)
+    try:
+        store.lock_for_daemon()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
 def scheduled_time(now: float, interval: float) -> float:
     """The tick time an evaluation stands for: `now` on the `interval` grid the scheduler
     runs on. Rules are judged at the scheduled times, not at jittery wall-clock reads, so
     `for: 2s` at a 1 s interval fires on exactly the second tick after pending."""
     return round(round(now / interval) * interval, 6)
+def _auth_policy(loaded: LoadedConfig) -> "AuthPolicy":
+    """The API's tokens (ConfigError if a token file is missing, short or too open)."""
+    from watchdog.apitokens import require_tokens
+    from watchdog.server import AuthPolicy
+
+    tokens = require_tokens(loaded)
+    return AuthPolicy(tokens.single, loaded.config.api.read_requires_token, tuple(tokens.named))
 
 
 def _close_quietly(plugin: Any) -> None:
@@ -286,22 +367,6 @@ def _close_quietly(plugin: Any) -> None:
         plugin.close()
     except Exception:  # closing is best effort
         log.debug("closing %s failed", plugin, exc_info=True)
-
-
-def read_token(loaded: LoadedConfig, token_file: str | None) -> str | None:
-    if not token_file:
-        return None
-    path = Path(token_file)
-    if not path.is_absolute():
-        path = loaded.path.resolve().parent / path
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError([Problem(str(loaded.path), 0, 0, f"api.token_file: cannot read {path}: {exc.strerror}")]) from None
-    if len(token) < 16:
-        raise ConfigError([Problem(str(loaded.path), 0, 0, f"api.token_file: the token in {path} is shorter than 16 characters")])
-    register_secret(token)
-    return token
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:

@@ -23,6 +23,7 @@ from watchdog.config.schema import LoadedRule, Rule
 from watchdog.durations import format_duration
 from watchdog.engine import series_key
 from watchdog.errors import WatchdogError
+from watchdog.samples import format_labels
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, describe_threshold, judge_rule
 from watchdog.rules.state import Phase, SeriesState, step
 from watchdog.rules.templating import PLACEHOLDER, TemplateError, render, variables_for
@@ -281,7 +282,7 @@ def _state_text(s: dict[str, Any], action: str) -> str:
 
 
 def _labels(labels: dict[str, str]) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    return format_labels(tuple(sorted(labels.items())))
 
 
 def _value(value: Any) -> str:

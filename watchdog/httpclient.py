@@ -3,7 +3,8 @@
 One policy for both: TLS verified by default, no redirects followed (a redirected POST
 would silently become a GET), 2xx is success, 5xx/408/429 and network failures are
 retried with backoff, any other answer fails at once. Error messages carry the status, a
-short redacted excerpt of the answer and the redacted URL, never header values.
+short redacted excerpt of the answer and the URL as `scheme://host` only (its path may be
+the credential, as in Slack's), never header values.
 """
 
 from __future__ import annotations
@@ -64,13 +65,15 @@ def check_options(options: HttpOptions) -> None:
         raise ValueError("give ca_file or verify_tls: false, not both")
     if options.ca_file is not None and not os.path.isfile(options.ca_file):
         raise ValueError(f"ca_file {options.ca_file} does not exist")
-    # Options built in code (not by the config loader) must not leak headers either.
+    # Options built in code (not by the config loader) must not leak headers or userinfo either.
     for value in options.headers.values():
         redact.register_secret(value)
+    redact.register_url(options.url, secret=False)
 
 
 def describe(method: str, url: str) -> str:
-    return f"{method} {redact.redact_url(url)}"
+    """`POST https://host:port`: the path and userinfo of a webhook URL are often the credential."""
+    return f"{method} {redact.origin(url)}"
 
 
 def send_json(options: HttpOptions, *, method: str, payload: dict[str, Any], idempotency_key: str,
@@ -153,7 +156,8 @@ def _judge(response: requests.Response, url: str, deadline: httpbody.Deadline | 
 def _hint(response: requests.Response, url: str) -> str:
     status = response.status_code
     if 300 <= status < 400:
-        location = redact.redact_url(response.headers.get("Location", "?"))
+        location = response.headers.get("Location", "?")[:200]
+        location = redact.origin(location) if "://" in location else redact.redact(location)
         return f"redirected to {location}; configure the final URL, redirects are not followed"
     if status in (401, 403):
         return "check the credentials in headers"
@@ -169,10 +173,7 @@ def _excerpt(response: requests.Response, url: str, deadline: httpbody.Deadline 
         raw = httpbody.read_body(response, _EXCERPT * 4, deadline, truncate=True)
     except httpbody.BodyError:  # the body is only decoration for the message; its failure is not the news
         return ""
-    text = " ".join(raw.decode("utf-8", errors="replace").split())
-    if len(text) > _EXCERPT:
-        text = text[:_EXCERPT] + "…"
-    return _scrub(text, url)
+    return redact.excerpt(_scrub(raw.decode("utf-8", errors="replace"), url), _EXCERPT)
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -77,14 +77,24 @@ class Notifier:
         """After a reload: deliveries still queued go to the new alerters of the same name."""
         self._alerters = alerters
 
+    def detach_store(self) -> None:
+        """The store is lost (its file deleted or replaced): stop reading and writing its queue;
+        alerts from now on are delivered from memory. Deliveries still queued in the lost
+        store stay there, undelivered."""
+        if self._store is not None:
+            log.error("alert queue in the state store abandoned (store lost): alerts are delivered from memory")
+        self._store = None
+        self._wake.set()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
         self._thread.start()
 
     def notify(self, alerter_names: list[str], alert: Alert) -> None:
         log.info("alert %s %s: %s", alert.status, alert.dedup_key, alert.summary)
-        if self._store is not None:
-            enqueue(self._store, alerter_names, alert, self._clock())
+        store = self._store
+        if store is not None:
+            enqueue(store, alerter_names, alert, self._clock())
             self._wake.set()
             return
         for name in alerter_names:
@@ -119,19 +129,22 @@ class Notifier:
             while not (self._stop.is_set() and not self._closing.is_set()):
                 batch = self._claim()
                 if not batch:
-                    return
+                    break
                 for item in batch:
                     self._deliver(item)
-            return
+            if self._store is not None:
+                return
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None:
                 self._deliver(item)
 
     def _claim(self) -> list[_Delivery]:
-        assert self._store is not None
+        store = self._store
+        if store is None:  # detached meanwhile (store lost)
+            return []
         try:
-            rows = self._store.claim_alerts(self._claimant, self._clock(), stale_after=CLAIM_STALE_AFTER)
+            rows = store.claim_alerts(self._claimant, self._clock(), stale_after=CLAIM_STALE_AFTER)
         except StateError as exc:
             log.error("cannot read the alert queue: %s", exc)
             return []
@@ -145,10 +158,11 @@ class Notifier:
         return out
 
     def _done(self, queued_id: int | None) -> None:
-        if self._store is None or queued_id is None:
+        store = self._store
+        if store is None or queued_id is None:
             return
         try:
-            self._store.delete_alert(queued_id)
+            store.delete_alert(queued_id)
         except StateError as exc:
             log.error("cannot remove delivered alert %d from the queue: %s", queued_id, exc)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from watchdog.printable import one_line, quote_value
+
 Labels = tuple[tuple[str, str], ...]
 
 NAME = "__name__"
@@ -23,8 +25,9 @@ def without_name(labels: Labels) -> Labels:
 
 
 def format_labels(labels: Labels) -> str:
-    """`{code="500",model="fraud"}`; `{}` for no labels."""
-    return "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}"
+    """`{code="500",model="fraud"}`; `{}` for no labels. Values are escaped as Prometheus does
+    (`\\`, `\"`, `\n`) and so are control characters: a value cannot forge a log line."""
+    return "{" + ",".join(f'{one_line(k)}="{quote_value(v)}"' for k, v in labels) + "}"
 
 
 @dataclass(frozen=True)

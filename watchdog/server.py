@@ -1,20 +1,36 @@
-"""The daemon's HTTP server: a small routing table over the standard library's server.
+"""The daemon's HTTP server: a small routing table over an asyncio connection loop.
 
 Reads (/metrics, /healthz, /readyz, GET /api/v1/...) are open unless configured otherwise;
-every mutating endpoint needs `Authorization: Bearer <token>` with the token read from
-`api.token_file`, compared in constant time. Without a configured token, mutating endpoints
-are refused. Binds to 127.0.0.1 by default.
+every mutating endpoint needs `Authorization: Bearer <token>` with a token from `api.tokens`
+or `api.token_file`, compared in constant time; the token's name is the request's operator.
+Without a configured token, mutating endpoints are refused. Binds to 127.0.0.1 by default.
+
+Every peer is treated as hostile (see docs/security.md):
+- one event-loop thread owns all sockets; a request costs a handler thread only once it has
+  fully arrived, and there are `handler_threads` of those, so half-open connections cost a
+  socket and a small buffer, never a thread;
+- at most `max_connections` are open; at the limit the oldest connection still sending its
+  request is closed to make room (a slow client cannot lock the others out);
+- the request head is capped (64 KiB); `Content-Length` must be a plain decimal; the route
+  and the token are checked *before* any body byte is read; a body beyond `max_body` is 413;
+- each read waits at most `idle_timeout`; the whole request must arrive within
+  `request_timeout`; one request per connection (`Connection: close`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import queue
 import re
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -23,6 +39,9 @@ from watchdog.redact import redact
 
 log = logging.getLogger("watchdog.server")
 MAX_BODY = 1024 * 1024
+MAX_HEAD = 64 * 1024
+_LENGTH = re.compile(r"[0-9]{1,15}")
+_TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -33,6 +52,17 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one peer may cost the daemon (the `api.*` options of the same names)."""
+
+    max_body: int = MAX_BODY
+    idle_timeout: float = 10.0
+    request_timeout: float = 30.0
+    max_connections: int = 256
+    handler_threads: int = 8
+
+
+@dataclass(frozen=True)
 class Request:
     method: str
     path: str
@@ -40,6 +70,7 @@ class Request:
     query: dict[str, str]
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    operator: str | None = None  # the name of the token that authenticated the request
 
 
 @dataclass(frozen=True)
@@ -74,45 +105,109 @@ class Route:
         return {k: unquote(v) for k, v in m.groupdict().items()} if m else None
 
 
+SINGLE_TOKEN_NAME = "api"  # the operator name of the one token in `api.token_file`
+
+
 @dataclass(frozen=True)
 class AuthPolicy:
-    token: str | None
+    token: str | None = None  # `api.token_file`, recorded as operator "api"
     read_requires_token: bool = False
+    tokens: tuple[tuple[str, str], ...] = ()  # (name, token) from `api.tokens`
 
-    def allows(self, route: Route, authorization: str) -> tuple[bool, int, str]:
+    def named(self) -> list[tuple[str, str]]:
+        return ([(SINGLE_TOKEN_NAME, self.token)] if self.token else []) + list(self.tokens)
+
+    def authenticate(self, route: Route, authorization: str) -> tuple[int, str, str | None]:
+        """(200, "", token name or None) if the request may go on, else (status, reason, None)."""
         if not route.mutating and not self.read_requires_token:
-            return True, 200, ""
-        if self.token is None:
-            return False, 403, "this endpoint needs api.token_file in the config; none is configured"
+            return 200, "", None
+        known = self.named()
+        if not known:
+            return 403, "this endpoint needs api.tokens or api.token_file in the config; none is configured", None
         scheme, _, given = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token.encode()):
-            return False, 401, "missing or wrong bearer token"
-        return True, 200, ""
+        given_bytes = given.strip().encode("utf-8", "replace")
+        found = None
+        for name, token in known:  # every token is compared: the time does not tell which one matched
+            if hmac.compare_digest(given_bytes, token.encode()) and found is None:
+                found = name
+        if scheme.lower() != "bearer" or found is None:
+            return 401, "missing or wrong bearer token", None
+        return 200, "", found
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    route: Route
+    params: dict[str, str]
+    path: str
+    query: str
+    operator: str | None
 
 
 class ApiServer:
-    def __init__(self, listen: str, routes: list[Route], auth: AuthPolicy):
+    def __init__(self, listen: str, routes: list[Route], auth: AuthPolicy, limits: Limits | None = None):
         host, port = parse_listen(listen)
         self.routes = routes
         self.auth = auth
-        self._httpd = ThreadingHTTPServer((host, port), _handler_class(self))
-        self._httpd.daemon_threads = True
+        self.limits = limits or Limits()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.create_server((host, port), family=family, backlog=128)
+        self._sock.setblocking(False)
+        self._loop = asyncio.new_event_loop()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._open: dict[asyncio.Transport, bool] = {}  # open connections, oldest first → still receiving?
+        self._tasks: set[asyncio.Task[None]] = set()
         self._thread: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
+        self._last_limit_warning = 0.0
 
     @property
     def address(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        host, port = self._sock.getsockname()[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
+        self._workers = [threading.Thread(target=self._work, name=f"http-handler-{i}", daemon=True)
+                         for i in range(max(1, self.limits.handler_threads))]
+        for worker in self._workers:
+            worker.start()
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(started,), name="http", daemon=True)
         self._thread.start()
+        started.wait(10)
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._connection, sock=self._sock, limit=MAX_HEAD))
+        started.set()
+        self._loop.run_forever()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        if self._thread is not None and self._loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self._close_all(), self._loop).result(5)
+            except Exception:  # closing is best effort
+                log.debug("closing the HTTP connections failed", exc_info=True)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+        for _ in self._workers:
+            self._jobs.put(None)
+        if not self._loop.is_running():
+            self._loop.close()
+        self._sock.close()
 
-    def dispatch(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Response:
+    async def _close_all(self) -> None:
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- routing and authentication (no I/O) ------------------------------------------------------
+
+    def resolve(self, method: str, raw_path: str, headers: dict[str, str]) -> _Resolved | Response:
+        """The route for a request and the operator its token names, or the refusal to send.
+        Called before any body byte is read."""
         parts = urlsplit(raw_path)
         path = parts.path.rstrip("/") or "/"
         allowed_methods = set()
@@ -122,56 +217,236 @@ class ApiServer:
                 if route.match(route.method, path) is not None:
                     allowed_methods.add(route.method)
                 continue
-            ok, status, reason = self.auth.allows(route, headers.get("authorization", ""))
-            if not ok:
+            status, reason, operator = self.auth.authenticate(route, headers.get("authorization", ""))
+            if status != 200:
                 return Response(status, {"error": reason})
-            try:
-                data = json.loads(body) if body.strip() else {}
-            except ValueError as exc:
-                return Response(400, {"error": f"request body is not JSON: {exc}"})
-            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            try:
-                return route.handler(Request(method, path, params, query, data, headers))
-            except WatchdogError as exc:
-                return Response(400 if exc.exit_code in (1, 2) else 500, {"error": redact(str(exc))})
-            except Exception as exc:  # a handler bug must not take the server down
-                log.exception("HTTP %s %s failed", method, path)
-                return Response(500, {"error": redact(f"{type(exc).__name__}: {exc}")})
+            return _Resolved(route, params, path, parts.query, operator)
         if allowed_methods:
             return Response(405, {"error": f"method {method} not allowed; use {', '.join(sorted(allowed_methods))}"})
         return Response(404, {"error": "not found", "endpoints": sorted({f"{r.method} {r.pattern}" for r in self.routes})})
 
+    def handle(self, method: str, resolved: _Resolved, headers: dict[str, str], body: bytes) -> Response:
+        try:
+            data = json.loads(body) if body.strip() else {}
+        except ValueError as exc:
+            return Response(400, {"error": f"request body is not JSON: {exc}"})
+        if not isinstance(data, dict):
+            return Response(400, {"error": "request body must be a JSON object"})
+        query = {k: v[-1] for k, v in parse_qs(resolved.query).items()}
+        request = Request(method, resolved.path, resolved.params, query, data, headers, resolved.operator)
+        try:
+            return resolved.route.handler(request)
+        except WatchdogError as exc:
+            return Response(400 if exc.exit_code in (1, 2) else 500, {"error": redact(str(exc))})
+        except Exception as exc:  # a handler bug must not take the server down
+            log.exception("HTTP %s %s failed", method, resolved.path)
+            return Response(500, {"error": redact(f"{type(exc).__name__}: {exc}")})
 
-def _handler_class(server: ApiServer) -> type:
-    class HttpHandler(BaseHTTPRequestHandler):
-        server_version = "model-watchdog"
+    def dispatch(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Response:
+        resolved = self.resolve(method, raw_path, headers)
+        return resolved if isinstance(resolved, Response) else self.handle(method, resolved, headers, body)
 
-        def _serve(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                response = Response(413, {"error": f"request body larger than {MAX_BODY} bytes"})
-            else:
-                body = self.rfile.read(length) if length else b""
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                response = server.dispatch(method, self.path, headers, body)
-            payload = response.encoded()
-            self.send_response(response.status)
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if method != "HEAD":
-                self.wfile.write(payload)
+    # -- handler threads ----------------------------------------------------------------------------
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            self._serve("GET")
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            call, future = job
+            try:
+                result: Any = call()
+                done = _settle(future, result, None)
+            except BaseException as exc:  # handed to the connection, which answers 500
+                done = _settle(future, None, exc)
+            try:
+                self._loop.call_soon_threadsafe(done)
+            except RuntimeError:  # the loop is closed: the server stopped meanwhile
+                return
 
-        def do_POST(self) -> None:  # noqa: N802
-            self._serve("POST")
+    async def _in_thread(self, call: Callable[[], Any]) -> Any:
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._jobs.put((call, future))
+        return await future
 
-        def do_HEAD(self) -> None:  # noqa: N802
-            self._serve("GET")
+    # -- connections --------------------------------------------------------------------------------
 
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("http: " + format, *args)
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        transport = writer.transport
+        if not self._admit(transport):
+            transport.abort()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await _Exchange(self, reader, writer).run()
+        except (asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("HTTP connection failed")
+        finally:
+            self._tasks.discard(task)
+            self._open.pop(transport, None)
+            transport.abort()
 
-    return HttpHandler
+    def _admit(self, transport: asyncio.Transport) -> bool:
+        """Make room for a new connection by closing the oldest one still sending its request;
+        refuse the new one only if every open connection is being answered."""
+        if len(self._open) >= self.limits.max_connections:
+            oldest = next((t for t, receiving in self._open.items() if receiving), None)
+            if oldest is None:
+                self._warn_limit("refusing a new connection")
+                return False
+            self._warn_limit("closing the oldest connection that is still sending its request")
+            del self._open[oldest]
+            oldest.abort()
+        self._open[transport] = True
+        return True
+
+    def _received(self, transport: asyncio.Transport) -> None:
+        if transport in self._open:
+            self._open[transport] = False
+
+    def _warn_limit(self, what: str) -> None:
+        now = time.monotonic()
+        if now - self._last_limit_warning >= 60:
+            self._last_limit_warning = now
+            log.warning("HTTP: %d connections open (api.max_connections); %s", len(self._open), what)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> Callable[[], None]:
+    def done() -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+    return done
+
+
+class _Exchange:
+    """One request and its response on one connection."""
+
+    def __init__(self, server: ApiServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.server, self.reader, self.writer = server, reader, writer
+        self.limits = server.limits
+        self.loop = asyncio.get_running_loop()
+        self.deadline = self.loop.time() + self.limits.request_timeout
+        self.buffer = b""
+
+    async def run(self) -> None:
+        head = await self._read_head()
+        if head is None:
+            return
+        parsed = _parse_head(head)
+        if isinstance(parsed, Response):
+            return await self._reply(parsed, linger=True)
+        method, target, headers = parsed
+        routed = "GET" if method == "HEAD" else method
+        length = _body_length(headers)
+        if isinstance(length, Response):
+            return await self._reply(length, linger=True, head_only=method == "HEAD")
+        resolved = self.server.resolve(routed, target, headers)
+        if isinstance(resolved, Response):
+            return await self._reply(resolved, linger=length > 0, head_only=method == "HEAD")
+        if length > self.limits.max_body:
+            return await self._reply(Response(413, {"error": f"request body larger than {self.limits.max_body} bytes "
+                                                             "(api.max_body)"}), linger=True)
+        if length and headers.get("expect", "").lower() == "100-continue":
+            self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = await self._read_body(length)
+        self.server._received(self.writer.transport)
+        def work() -> tuple[Response, bytes]:  # in a handler thread: encoding a big page is work too
+            response = self.server.handle(routed, resolved, headers, body)
+            return response, response.encoded()
+
+        response, payload = await self.server._in_thread(work)
+        await self._reply(response, head_only=method == "HEAD", payload=payload)
+
+    async def _read_chunk(self) -> bytes:
+        wait = min(self.limits.idle_timeout, self.deadline - self.loop.time())
+        if wait <= 0:
+            raise asyncio.TimeoutError
+        chunk = await asyncio.wait_for(self.reader.read(16384), wait)
+        if not chunk:
+            raise asyncio.IncompleteReadError(self.buffer, None)
+        return chunk
+
+    async def _read_head(self) -> bytes | None:
+        while (end := self.buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)) < 0:
+            if len(self.buffer) > MAX_HEAD:
+                await self._reply(Response(431, {"error": f"request head larger than {MAX_HEAD} bytes"}), linger=True)
+                return None
+            self.buffer += await self._read_chunk()
+        head, self.buffer = self.buffer[:end], self.buffer[end + 4:]
+        return head
+
+    async def _read_body(self, length: int) -> bytes:
+        parts, have = [self.buffer[:length]], min(len(self.buffer), length)
+        while have < length:
+            chunk = await self._read_chunk()
+            parts.append(chunk[:length - have])
+            have += len(parts[-1])
+        return b"".join(parts)
+
+    async def _reply(self, response: Response, linger: bool = False, head_only: bool = False,
+                     payload: bytes | None = None) -> None:
+        payload = response.encoded() if payload is None else payload
+        try:
+            phrase = HTTPStatus(response.status).phrase
+        except ValueError:
+            phrase = ""
+        head = (f"HTTP/1.1 {response.status} {phrase}\r\nServer: model-watchdog\r\n"
+                f"Date: {formatdate(usegmt=True)}\r\nContent-Type: {response.content_type}\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode("latin-1")
+        transport = self.writer.transport
+        transport.set_write_buffer_limits(high=0)  # drain() returns only once the kernel has everything
+        self.writer.write(head if head_only else head + payload)
+        await asyncio.wait_for(self.writer.drain(), self.limits.idle_timeout)
+        if linger:
+            await self._discard_rest()
+
+    async def _discard_rest(self) -> None:
+        """After refusing a request whose body is still coming, stop writing and read (and drop)
+        a little of it, so that the client sees the answer rather than a connection reset."""
+        if self.writer.can_write_eof():
+            self.writer.write_eof()
+        until, dropped = self.loop.time() + 1.0, 0
+        while dropped < MAX_BODY and (left := until - self.loop.time()) > 0:
+            try:
+                chunk = await asyncio.wait_for(self.reader.read(65536), left)
+            except asyncio.TimeoutError:
+                return
+            if not chunk:
+                return
+            dropped += len(chunk)
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]] | Response:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not _TOKEN_CHARS.fullmatch(parts[0]):
+        return Response(400, {"error": "malformed request line"})
+    method, target, _ = parts
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not _TOKEN_CHARS.fullmatch(name):
+            return Response(400, {"error": "malformed header line"})
+        name, value = name.lower(), value.strip(" \t")
+        if name in headers:
+            if name in ("content-length", "authorization", "host"):
+                return Response(400, {"error": f"header {name} given twice"})
+            value = headers[name] + ", " + value
+        headers[name] = value
+    return method, target, headers
+
+
+def _body_length(headers: dict[str, str]) -> int | Response:
+    if "transfer-encoding" in headers:
+        return Response(411, {"error": "chunked request bodies are not accepted; send Content-Length"})
+    raw = headers.get("content-length")
+    if raw is None:
+        return 0
+    if not _LENGTH.fullmatch(raw):
+        return Response(400, {"error": f"invalid Content-Length {raw[:40]!r}"})
+    return int(raw)

@@ -118,7 +118,7 @@ def test_validation_error_is_an_alerter_error_and_not_retried(alertmanager: Aler
         alerter.send(make_alert(rule="p99-latency-d"), threading.Event())
 
     message = str(info.value)
-    assert message.startswith(f"alertmanager alerter 'am': POST {alertmanager.url}/api/v2/alerts failed: 400")
+    assert message.startswith(f"alertmanager alerter 'am': POST {alertmanager.url} failed: 400")
     assert 'invalid annotations: invalid name \\"bad-name\\"' in message and "not retried" in message
     assert "gave up" not in message
 

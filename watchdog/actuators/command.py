@@ -9,7 +9,9 @@ in the environment as `WATCHDOG_<NAME>` (e.g. `WATCHDOG_DECISION_ID`, which the 
 use to act once per decision: the same decision may be applied again after a restart).
 
 The program runs in its own process group; on timeout or shutdown the whole group gets
-SIGTERM and, 2 seconds later, SIGKILL, so helpers it started do not outlive it.
+SIGTERM and, 2 seconds later, SIGKILL, so helpers it started do not outlive it. The group is
+recorded in the action journal while it runs (`watchdog.state.processes`): if the daemon is
+killed meanwhile, the restarted daemon ends that group before it runs the step again.
 
 Optional read-back, with the same placeholders, environment, timeout and process handling:
 `verify_argv` — exit 0 means the rollback took effect; `current_argv` — prints the running
@@ -35,6 +37,7 @@ from watchdog.actuators.templating import unknown_placeholder as _unknown
 from watchdog.actuators.templating import values as _values
 from watchdog.config.fields import option
 from watchdog.errors import ActuatorError
+from watchdog.state import processes
 from watchdog.versions import shown
 
 __all__ = ["CommandActuator", "CommandActuatorOptions", "KNOWN_PLACEHOLDERS", "PLACEHOLDER",
@@ -112,12 +115,16 @@ class CommandActuator(Actuator):
         if stop.is_set():
             raise ActuatorError(f"interrupted by shutdown: {shown} was not started")
         proc = self._start(argv, context)
+        processes.child_started(proc.pid)  # in the journal: a restarted daemon ends it before re-running
         started = time.monotonic()
-        with _Tails(proc) as tails:
-            outcome = _wait(proc, stop, started + self.options.timeout)
-            if outcome != "exited":
-                _kill_group(proc)
-            code = proc.wait()
+        try:
+            with _Tails(proc) as tails:
+                outcome = _wait(proc, stop, started + self.options.timeout)
+                if outcome != "exited":
+                    _kill_group(proc)
+                code = proc.wait()
+        finally:
+            processes.child_ended(proc.pid)
         took = time.monotonic() - started
         if outcome == "stopped":
             raise ActuatorError(f"interrupted by shutdown: {shown} was terminated after {took:.1f}s")

@@ -5,7 +5,7 @@ The policy is `watchdog.httpclient`'s: TLS verified by default, redirects not fo
 `retrying.call_with_retries` (a server's Retry-After honoured), and `stop` ends a wait at
 once. httpclient delivers one document and only needs the status; here the caller gets the
 status *and* the parsed body of every other answer, because 400, 403, 404 and 409 mean
-different things to each API. Messages carry the method, the redacted URL and a redacted
+different things to each API. Messages carry the method, the URL's scheme://host and a redacted
 excerpt of the answer, never header values.
 """
 
@@ -59,7 +59,7 @@ class _Transient(Exception):
 
 
 def describe(method: str, url: str) -> str:
-    return f"{method} {redact.redact_url(url)}"
+    return f"{method} {redact.origin(url)}"
 
 
 def call(connection: Connection, method: str, url: str, *, stop: threading.Event,
@@ -142,10 +142,7 @@ def _json(content: bytes) -> Any:
 
 
 def _excerpt(raw: bytes, url: str) -> str:
-    text = " ".join(raw[:_EXCERPT * 4].decode("utf-8", errors="replace").split())
-    if len(text) > _EXCERPT:
-        text = text[:_EXCERPT] + "…"
-    return _scrub(text, url)
+    return redact.excerpt(_scrub(raw[:_EXCERPT * 4].decode("utf-8", errors="replace"), url), _EXCERPT)
 
 
 def field_at(document: Any, path: str) -> Any:

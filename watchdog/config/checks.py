@@ -10,7 +10,7 @@ from typing import Any
 
 from watchdog import plugins
 from watchdog.config.fields import Mark, PluginSpec
-from watchdog.config.schema import Compare, Config, LoadedRule, Rule, TargetConfig
+from watchdog.config.schema import ApiConfig, Compare, Config, LoadedRule, Rule, TargetConfig
 from watchdog.durations import parse_duration
 from watchdog.errors import PluginError, Problem, QueryError, WatchdogError
 from watchdog.rules.templating import BUILTIN, PLACEHOLDER, TemplateError, render
@@ -173,6 +173,22 @@ def check_references(config: Config, rules: list[LoadedRule], cfg_file: str, pro
         _check_target(name, target, config, sources, cfg_file, problems)
     for q in unbuilt:
         _check_query(sources, config, q.source, q.query, q.file, q.marks, q.where, problems, {})
+    check_api(config.api, cfg_file, problems)
+
+
+def check_api(api: ApiConfig, cfg_file: str, problems: list[Problem]) -> None:
+    """Token names and the HTTP limits (the token files themselves: watchdog.apitokens)."""
+    names: set[str] = set()
+    for i, entry in enumerate(api.tokens):
+        if not entry.name.strip() or any(c.isspace() or not c.isprintable() for c in entry.name):
+            problem(problems, cfg_file, entry.marks.get("@name"),
+                    f"api.tokens[{i}].name: give a plain name without spaces, got {entry.name!r}")
+        elif entry.name in names or entry.name == "api" and api.token_file:
+            problem(problems, cfg_file, entry.marks.get("@name"), f"api.tokens[{i}].name: '{entry.name}' is used twice")
+        names.add(entry.name)
+    for key in ("max_body", "idle_timeout", "request_timeout", "max_connections", "handler_threads"):
+        if getattr(api, key) <= 0:
+            problem(problems, cfg_file, api.marks.get("@" + key), f"api.{key}: must be more than 0")
 
 
 def _check_loaded_rule(lr: LoadedRule, config: Config, sources: dict[str, Any], cfg_file: str,

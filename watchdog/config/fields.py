@@ -24,10 +24,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Callable, Literal
 
 from watchdog import redact
-from watchdog.config.yamlnodes import Node
+from watchdog.config.yamlnodes import Node, read_capped
 from watchdog.durations import parse_duration
 from watchdog.errors import Problem
 from watchdog.sizes import parse_size
@@ -79,6 +80,8 @@ _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def interpolate(text: str, node: Node, ctx: BuildContext, secret_key: bool, what: str) -> str:
+    substituted: list[str] = []
+
     def replace(m: re.Match[str]) -> str:
         if m.group(0) == "$$":
             return "$"
@@ -91,9 +94,33 @@ def interpolate(text: str, node: Node, ctx: BuildContext, secret_key: bool, what
             value = default
         if secret_key or redact.looks_secret(name):
             redact.register_secret(value)
+        substituted.append(value)
         return value
 
-    return _ENV.sub(replace, text)
+    result = _ENV.sub(replace, text)
+    if substituted and _outside_host(text):
+        # `https://hooks.example/${HOOK}`: whatever the variable holds, the URL now carries it
+        # where a server echoes it back (path, query, userinfo): the URL is a secret.
+        for value in substituted:
+            redact.register_secret(value)
+        redact.register_url(result, secret=True)
+    return result
+
+
+_SENTINEL = "wdenvsentinel"
+
+
+def _outside_host(text: str) -> bool:
+    """Whether a URL template has a `${VAR}` anywhere but in its host and port."""
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+        return False
+    skeleton = _ENV.sub(lambda m: "$" if m.group(0) == "$$" else _SENTINEL, text)
+    try:
+        parts = urlsplit(skeleton)
+        userinfo = parts.netloc.rpartition("@")[0]
+    except ValueError:
+        return True
+    return any(_SENTINEL in piece for piece in (userinfo, parts.path, parts.query, parts.fragment))
 
 
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
@@ -179,11 +206,12 @@ def _read_secret_file(node: Node, ctx: BuildContext, what: str) -> str | None:
     path = Path(interpolate(node.value, node, ctx, False, what) if ctx.interpolate_env else node.value)
     if not path.is_absolute():
         path = ctx.base_dir / path
-    try:
-        secret = path.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        ctx.problem(node, f"{what}: cannot read secret file {path}: {exc.strerror}")
+    failed: list[Problem] = []
+    text = read_capped(path, failed)  # a regular file of at most 5 MiB: never a FIFO or /dev/zero
+    if text is None:
+        ctx.problem(node, f"{what}: cannot read secret file {path}: {failed[0].message.removeprefix('cannot read file: ')}")
         return None
+    secret = text.rstrip("\r\n")
     redact.register_secret(secret)
     return secret
 
@@ -291,6 +319,8 @@ def _scalar(tp: Any, node: Node, ctx: BuildContext, what: str, meta: typing.Mapp
         text = str(value)
         if meta.get("secret"):
             redact.register_secret(text)
+        elif "://" in text and "@" in text:
+            redact.register_url(text, secret=False)  # a URL's password, and its base64 form
         return text
     ctx.problem(node, f"{what}: expected {_type_name(tp, meta)}, got {node.describe()}")
     return _INVALID

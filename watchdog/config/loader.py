@@ -15,7 +15,7 @@ from typing import Mapping
 from watchdog import plugins
 from watchdog.config.fields import BuildContext, Mark, build, marks_field
 from watchdog.config.schema import Config, LoadedRule, Rule
-from watchdog.config.yamlnodes import Node, parse_yaml
+from watchdog.config.yamlnodes import Node, parse_yaml, read_capped
 from watchdog.config.checks import UnbuiltQuery, check_references, check_rule_shape, problem as _problem
 from watchdog.errors import ConfigError, Problem
 
@@ -61,13 +61,7 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> LoadedCo
 
 
 def _read(path: Path, problems: list[Problem]) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        problems.append(Problem(str(path), 0, 0, f"cannot read file: {exc.strerror or exc}"))
-    except UnicodeDecodeError as exc:
-        problems.append(Problem(str(path), 0, 0, f"not UTF-8 text: {exc.reason}"))
-    return None
+    return read_capped(path, problems)
 
 
 def _load_config(path: Path, problems: list[Problem], environ: Mapping[str, str] | None) -> Config | None:

@@ -23,9 +23,26 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class ApiToken:
+    """A named bearer token: requests made with it are recorded with `name` as the operator."""
+
+    name: str = option(help="the operator recorded in the history for requests with this token")
+    token_file: str = option(help="file holding the token (at least 16 characters, mode 0600)")
+    marks: dict[str, Mark] = marks_field()
+
+
+@dataclass(frozen=True)
 class ApiConfig:
-    token_file: str | None = option(None, help="file holding the bearer token for mutating endpoints")
+    token_file: str | None = option(None, help="file holding the bearer token for mutating endpoints (operator 'api')")
+    tokens: list[ApiToken] = option(default_factory=list, help="named tokens: [{name, token_file}, ...]")
     read_requires_token: bool = option(False, help="also require the token for read endpoints")
+    allow_insecure_token_file: bool = option(
+        False, help="start even if a token file is readable or writable by group/others (warns instead)")
+    max_body: int = option(1024 * 1024, help="largest request body in bytes; larger ones get 413")
+    idle_timeout: float = option(10.0, duration=True, help="a connection silent this long is closed")
+    request_timeout: float = option(30.0, duration=True, help="the whole request must arrive within this")
+    max_connections: int = option(256, help="open connections at most; beyond, the oldest still sending is closed")
+    handler_threads: int = option(8, help="requests handled at the same time")
     marks: dict[str, Mark] = marks_field()
 
 

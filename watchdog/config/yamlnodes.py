@@ -2,11 +2,21 @@
 
 Only `yaml.SafeLoader` is used: the document is composed into nodes (so positions are known)
 and scalars are constructed by the safe constructor. Nothing here interprets values.
+
+A YAML file is hostile input too. Before anything is composed, the event stream is checked:
+an alias inside its own anchor (`rules: &r [*r]`, a structure without end) is refused, and
+so is a document that, with every alias expanded, has more than MAX_NODES nodes (the
+"billion laughs" alias bomb: 491 bytes that expand to gigabytes) or is nested deeper than
+MAX_DEPTH. Files larger than MAX_FILE_BYTES are not read at all (`read_capped`). Each refusal
+is a problem at `file:line:column`.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -42,7 +52,88 @@ class Node:
         return f"{type(self.value).__name__} {self.value!r}"
 
 
+MAX_FILE_BYTES = 5 * 1024 * 1024
+MAX_NODES = 100_000
+MAX_DEPTH = 100
+
 _constructor = yaml.SafeLoader("")
+
+
+def read_capped(path: Path, problems: list[Problem]) -> str | None:
+    """The file's UTF-8 text, or None with a problem (unreadable, not UTF-8, or too large)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or a device would block or never end
+            problems.append(Problem(str(path), 0, 0, "cannot read file: not a regular file"))
+            return None
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        problems.append(Problem(str(path), 0, 0, f"cannot read file: {exc.strerror or exc}"))
+        return None
+    if len(raw) > MAX_FILE_BYTES:
+        line = raw.count(b"\n", 0, MAX_FILE_BYTES) + 1
+        column = MAX_FILE_BYTES - (raw.rfind(b"\n", 0, MAX_FILE_BYTES) + 1) + 1
+        problems.append(Problem(str(path), line, column, f"file is larger than {MAX_FILE_BYTES} bytes (5 MiB), "
+                                "the most a config or rule file may be; split it"))
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(str(path), 0, 0, f"not UTF-8 text: {exc.reason}"))
+        return None
+
+
+class _Refused(Exception):
+    def __init__(self, mark: yaml.Mark, message: str):
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
+@dataclass
+class _Open:
+    anchor: str | None
+    nodes_before: int
+    depth: int
+    deepest: int
+
+
+def _check_expansion(text: str) -> None:
+    """Walk the events once: refuse recursive aliases and documents whose expanded size or
+    depth passes the limits. Raises _Refused (or a YAML syntax error)."""
+    total = 0
+    expanded: dict[str, tuple[int, int]] = {}  # anchor → (nodes, depth) of what it stands for
+    stack: list[_Open] = []
+
+    def reach(depth: int, mark: yaml.Mark) -> None:
+        if depth > MAX_DEPTH:
+            raise _Refused(mark, f"nested deeper than {MAX_DEPTH} levels (aliases expanded)")
+        if stack:
+            stack[-1].deepest = max(stack[-1].deepest, depth)
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            if any(o.anchor == event.anchor for o in stack):
+                raise _Refused(event.start_mark, f"alias *{event.anchor} is inside its own anchor &{event.anchor}: "
+                                                 "a recursive structure is not accepted")
+            nodes, depth = expanded.get(event.anchor or "", (1, 1))
+            total += nodes
+            reach(len(stack) + depth, event.start_mark)
+        elif isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+            total += 1
+            reach(len(stack) + 1, event.start_mark)
+            if isinstance(event, yaml.CollectionStartEvent):
+                stack.append(_Open(event.anchor, total - 1, len(stack) + 1, len(stack) + 1))
+            elif event.anchor:
+                expanded[event.anchor] = (1, 1)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            done = stack.pop()
+            if done.anchor:
+                expanded[done.anchor] = (total - done.nodes_before, done.deepest - done.depth + 1)
+            if stack:
+                stack[-1].deepest = max(stack[-1].deepest, done.deepest)
+        if total > MAX_NODES:
+            raise _Refused(event.start_mark, f"more than {MAX_NODES} YAML nodes once aliases are expanded "
+                                             "(an alias bomb?); not loaded")
 
 
 def _convert(node: yaml.Node) -> Node:
@@ -57,8 +148,13 @@ def _convert(node: yaml.Node) -> Node:
 
 def parse_yaml(text: str, filename: str) -> tuple[Node | None, list[Problem]]:
     """Parse one YAML document. Returns (None, [problem]) on a syntax error."""
+    if len(text) > MAX_FILE_BYTES:
+        return None, [Problem(filename, 0, 0, f"file is larger than {MAX_FILE_BYTES} bytes (5 MiB)")]
     try:
+        _check_expansion(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except _Refused as exc:
+        return None, [Problem(filename, exc.mark.line + 1, exc.mark.column + 1, exc.message)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = " ".join(str(p) for p in (exc.context, exc.problem) if p)

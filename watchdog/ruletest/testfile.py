@@ -16,7 +16,7 @@ from pathlib import Path
 from watchdog.config.loader import load_rule_file
 from watchdog.config.fields import BuildContext, Mark, build, marks_field, option, suggest
 from watchdog.config.schema import LoadedRule, TargetConfig, VersionQuery
-from watchdog.config.yamlnodes import Node, parse_yaml
+from watchdog.config.yamlnodes import Node, parse_yaml, read_capped
 from watchdog.errors import ConfigError, Problem, QueryError
 from watchdog.promql import parse
 from watchdog.rules.templating import BUILTIN, PLACEHOLDER, names_in
@@ -139,10 +139,8 @@ def load_test_file(path: Path | str) -> RuleTestFile:
 
 
 def _read_spec(path: Path, ctx: BuildContext, problems: list[Problem]) -> FileSpec | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(str(path), 0, 0, f"cannot read file: {getattr(exc, 'strerror', None) or exc}"))
+    text = read_capped(path, problems)
+    if text is None:
         return None
     root, syntax = parse_yaml(text, str(path))
     problems.extend(syntax)

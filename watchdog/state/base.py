@@ -384,6 +384,21 @@ class StateStore(abc.ABC):
 
     # --- lifecycle ----------------------------------------------------------------------
 
+    def lock_for_daemon(self) -> None:
+        """Make this process the only daemon on the store; StateError if another one runs.
+
+        A store shared by replicas (PostgreSQL) allows many daemons and does nothing here;
+        a store kept in one file (SQLite) takes an exclusive lock, held until `close()`.
+        """
+
+    def lost(self) -> str:
+        """Why the store this object opened is no longer there (deleted, replaced), or "".
+
+        Cheap enough to call every tick. A store that is lost must not be acted on: its
+        writes would go nowhere (an unlinked file) and its reads describe a past.
+        """
+        return ""
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the store; further calls raise StateError. Closing twice is harmless."""

@@ -13,13 +13,20 @@ half-way through. Nested transactions are savepoints.
 SQLite means one daemon: target locks (`open_target_locks`) live in this process only, so
 this process owns every target, and a decision claimed by a replica of an earlier run can
 be claimed again (see `claim_decision`). Share state between replicas with PostgreSQL.
+`lock_for_daemon()` enforces this: the daemon holds an exclusive `flock` on `<file>.lock`
+(released by the kernel when the process dies, even by SIGKILL), and a second daemon on the
+same file is refused. CLI commands open the store without that lock.
+
+`lost()` notices the file being deleted or replaced under a running daemon by comparing the
+device and inode of the path with those of the file opened (and of the lock file).
 
 Faults become `StateError`s that name the file and what to do; nothing is ever reset.
 """
 
 from __future__ import annotations
 
-
+import errno
+import fcntl
 import os
 import sqlite3
 import threading
@@ -209,6 +216,8 @@ class SQLiteStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
         self._depth = 0  # transaction nesting; only touched while holding _lock
         self._conn: sqlite3.Connection | None = None
         self._target_locks = ProcessLockTable()
+        self._daemon_lock: int | None = None  # fd of `<file>.lock` while this process is the daemon
+        self._identity: dict[str, tuple[int, int]] = {}  # path -> (device, inode) when opened
         if self.path != ":memory:":
             _check_location(self.path)
         with self._errors():
@@ -218,6 +227,50 @@ class SQLiteStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
         except BaseException:
             self.close()
             raise
+        if self.path != ":memory:":
+            self._identity[self.path] = _file_identity(self.path) or (0, 0)
+
+    @property
+    def lock_path(self) -> str:
+        return self.path + ".lock"
+
+    def lock_for_daemon(self) -> None:
+        if self.path == ":memory:" or self._daemon_lock is not None:
+            return
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StateError(f"cannot create the lock file {self.lock_path}: {exc.strerror}; the state "
+                             "directory must be writable by the daemon's user") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_small(fd)
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StateError(f"cannot lock {self.lock_path}: {exc.strerror}") from None
+            raise StateError(
+                f"state file {self.path} is in use by another model-watchdog daemon"
+                f"{f' ({holder})' if holder else ''}: a SQLite state file serves exactly one daemon, "
+                "two would both guard the targets and act twice. To run replicas, share the state "
+                "in PostgreSQL (state: postgresql://…, see docs/replicas.md); otherwise stop the "
+                "other daemon or give this one its own state file") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}\n".encode())
+        self._daemon_lock = fd
+        self._identity[self.lock_path] = _file_identity(self.lock_path) or (0, 0)
+
+    def lost(self) -> str:
+        for path, opened in self._identity.items():
+            now = _file_identity(path)
+            what = "lock file" if path == self.lock_path else "state file"
+            if now is None:
+                return (f"{what} {path} was deleted while the daemon ran; nothing written since is "
+                        "kept. Restart the daemon (restore the file from a backup first)")
+            if now != opened:
+                return (f"{what} {path} was replaced by another file while the daemon ran; "
+                        "restart the daemon to use the new file")
+        return ""
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -632,9 +685,32 @@ class SQLiteStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
         self._target_locks.close_all()
         with self._lock:
             conn, self._conn = self._conn, None
-            if conn is not None:
-                with self._errors():
-                    conn.close()
+            try:
+                if conn is not None:
+                    with self._errors():
+                        conn.close()
+            finally:
+                fd, self._daemon_lock = self._daemon_lock, None
+                if fd is not None:
+                    os.close(fd)  # releases the flock; the file stays for the next daemon
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return (-1, -1)  # unreadable now: not the file we opened, as far as we can tell
+    return (st.st_dev, st.st_ino)
+
+
+def _read_small(fd: int) -> str:
+    try:
+        return os.pread(fd, 64, 0).decode("ascii", errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def _decision(row: tuple[Any, ...]) -> Decision:
