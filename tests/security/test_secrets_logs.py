@@ -172,3 +172,14 @@ def test_a_newline_in_a_logged_value_cannot_forge_a_log_record():
     lines = err.getvalue().splitlines()
     assert len(lines) == 2 and all(" watchdog.engine: " in line for line in lines)
     assert "\x1b" not in err.getvalue() and "\\n2026-12-03" in lines[0] and "\\x1b[2J" in lines[1]
+
+
+def test_a_source_error_excerpt_is_redacted_before_it_is_cut():
+    """A scrape target that echoes a secret across the 200-character cut shows none of it."""
+    from watchdog.sources.httpfetch import Fetched, body_hint
+
+    token = "src-" + "Q7" * 20
+    redact.register_secret(token)
+    answer = Fetched(500, {"Content-Type": "text/plain"}, ("x" * 190 + f" {token} " + "y" * 300).encode())
+    hint = body_hint(answer)
+    assert hint.startswith(": xxx") and "Q7Q7" not in hint and "src-Q" not in hint

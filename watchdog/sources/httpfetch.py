@@ -117,11 +117,10 @@ def is_html(response: Fetched) -> bool:
 
 
 def body_hint(response: Fetched) -> str:
-    """`: <first 200 characters of the body>` (redacted), or '' for an empty body."""
-    text = " ".join(response.content[:_EXCERPT * 4].decode("utf-8", errors="replace").split())
-    if len(text) > _EXCERPT:
-        text = text[:_EXCERPT] + "…"
-    return f": {redact.redact(text)}" if text else ""
+    """`: <first 200 characters of the body>` (redacted before it is cut, so a cut cannot leave
+    half a secret readable), or '' for an empty body."""
+    text = redact.excerpt(response.content[:_EXCERPT * 4].decode("utf-8", errors="replace"), _EXCERPT)
+    return f": {text}" if text else ""
 
 
 def html_error(response: Fetched, where: str, expected: str) -> SourceError:
