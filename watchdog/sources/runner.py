@@ -182,7 +182,9 @@ class SourceRunner:
         if not slot.acquire(timeout=max(0.0, until - time.monotonic())):
             return SourceError(f"source {name} is busy with earlier calls that have not finished", "timeout")
         try:
-            return self.sources[name].begin_tick(now)
+            source = self.sources[name]
+            within = getattr(source, "begin_tick_within", None)
+            return within(now, until) if within is not None else source.begin_tick(now)
         except Exception as exc:  # the interface says begin_tick does not raise; a plugin may
             log.exception("source %s: begin_tick raised", name)
             return SourceError(f"source {name}: begin_tick raised {type(exc).__name__}: {exc}", "internal")
