@@ -5,7 +5,7 @@
 One `scrape` source scrapes every model server (one HTTP server answering on many 127.0.x.y
 addresses, bench/fleetserver.py, so each is a distinct `instance`); the rule file lists every
 target under `targets:`, templated with `{{instance}}` (or, with --split-by, one query per rule
-split by the `model` label). The daemon is the real `model-watchdog run` process:
+split by the `instance` label). The daemon is the real `model-watchdog run` process:
 
 - ready: spawn → /readyz answers 200 (load, validate, first tick);
 - tick: the per-tick durations from model_watchdog_evaluation_duration_seconds (sum/count
@@ -52,17 +52,17 @@ RULES = [
     ("p90-latency", 'histogram_quantile(0.9, sum by (le) (rate(request_latency_seconds_bucket{{{sel}}}[1m])))',
      "above: 1.5", "alert"),
 ]
-SPLIT_QUERIES = {  # the same rules, once for the whole fleet: every series keeps its `model` label
-    "error-ratio": 'sum by (model) (rate(requests_total{status="error"}[1m])) / sum by (model) (rate(requests_total[1m]))',
-    "p99-latency": "histogram_quantile(0.99, sum by (model, le) (rate(request_latency_seconds_bucket[1m])))",
+SPLIT_QUERIES = {  # the same rules, once for the whole fleet: every series keeps its `instance` label
+    "error-ratio": 'sum by (instance) (rate(requests_total{status="error"}[1m])) / sum by (instance) (rate(requests_total[1m]))',
+    "p99-latency": "histogram_quantile(0.99, sum by (instance, le) (rate(request_latency_seconds_bucket[1m])))",
     "accuracy": "model_accuracy",
-    "up": 'label_replace_is_not_supported',
-    "traffic": "sum by (model) (rate(requests_total[1m]))",
+    "up": "up",
+    "traffic": "sum by (instance) (rate(requests_total[1m]))",
     "mean-latency": "rate(request_latency_seconds_sum[1m]) / rate(request_latency_seconds_count[1m])",
-    "p50-latency": "histogram_quantile(0.5, sum by (model, le) (rate(request_latency_seconds_bucket[1m])))",
-    "errors": 'sum by (model) (rate(requests_total{status="error"}[1m]))',
+    "p50-latency": "histogram_quantile(0.5, sum by (instance, le) (rate(request_latency_seconds_bucket[1m])))",
+    "errors": 'sum by (instance) (rate(requests_total{status="error"}[1m]))',
     "accuracy-1m": "avg_over_time(model_accuracy[1m])",
-    "p90-latency": "histogram_quantile(0.9, sum by (model, le) (rate(request_latency_seconds_bucket[1m])))",
+    "p90-latency": "histogram_quantile(0.9, sum by (instance, le) (rate(request_latency_seconds_bucket[1m])))",
 }
 
 
@@ -85,10 +85,10 @@ def write_config(directory: Path, targets: int, rules: int, interval: float, por
     for name, addr in zip(names, addrs):
         lines.append(f"  {name}: {{rollback: [hook], alert: [log], variables: {{instance: '{addr}:{port}'}}}}")
     (directory / "watchdog.yaml").write_text("\n".join(lines) + "\n")
-    chosen = [r for r in RULES if not (split_by and r[0] == "up")][:rules]
+    chosen = RULES[:rules]
     out = [f"targets: [{', '.join(names)}]"]
     if split_by:
-        out.append("split_by: model")
+        out.append("split_by: instance")  # each target's `instance` variable names its series
     out.append("rules:")
     for name, query, threshold, action in chosen:
         q = SPLIT_QUERIES[name] if split_by else query.format(sel='instance="{{instance}}"')
@@ -210,7 +210,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=15.0)
     parser.add_argument("--ticks", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=None, help="the scrape source's concurrency (default: its own)")
-    parser.add_argument("--split-by", action="store_true", help="fleet rules: one query per rule, split by `model`")
+    parser.add_argument("--split-by", action="store_true", help="fleet rules: one query per rule, split by `instance`")
     parser.add_argument("--quick", action="store_true", help="200 targets, 5 s interval, 4 ticks")
     args = parser.parse_args()
     if args.quick:

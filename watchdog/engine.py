@@ -27,6 +27,7 @@ from watchdog.rollback.coordinator import Rollbacks, TargetView
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import Phase as IncidentPhase
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, judge_rule
+from watchdog.rules.split import Router, target_key
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
 from watchdog.rules.stateindex import StateIndex
 from watchdog.rules.templating import TemplateError, bound_parameters, render, variables_for
@@ -44,6 +45,11 @@ StateKey = tuple[str, str, str]  # (target, rule, series key)
 
 def series_key(labels: Labels) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
+
+
+class TickAbandoned(Exception):
+    """Shutdown began during a tick: it stops at the next checkpoint. What it had not
+    committed is not written (a tick's rule states and history go in one transaction)."""
 
 
 @dataclass
@@ -74,6 +80,7 @@ class Engine:
             self._rule[(lr.target, lr.rule.name)] = lr
         self._rollback_rules = {t: {lr.rule.name for lr in rules if lr.rule.action == "rollback"}
                                 for t, rules in self._rules_of.items()}
+        self._router = Router(self._fetch)  # split_by rules: one query per tick, its series routed to targets
         self._known_versions: dict[str, list[VersionRecord]] = {}  # the store's, read once per target per tick
         self._pending_history: list[HistoryEvent] | None = None  # while set, history waits for the tick's commit
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
@@ -121,8 +128,10 @@ class Engine:
             self._retain_baselines(now)
         report.decisions.extend(self.executor.resume_unfinished(self.clock.now, may_run=lambda d: self._may_run(d, now)))
         self._known_versions.clear()
+        self._router.clear()
         self._refresh_sources(now, report)
         self._prefetch(now)
+        self._checkpoint()
         with self.store.transaction():  # one commit for every target's version, not one each
             for name, target in self.loaded.config.targets.items():
                 if name in self.owned:
@@ -130,6 +139,7 @@ class Engine:
         self._known_versions.clear()
         fired = self._evaluate_rules(now, report)
         for target in sorted(self.owned):
+            self._checkpoint()  # each target's incident is its own transaction: stopping between them is safe
             self._act(target, now, report, tuple(fired.get(target, ())))
             self.ledger.bake(target, now, firing=self._firing(target))
         self.metrics.evaluations.inc()
@@ -145,9 +155,12 @@ class Engine:
         fired: dict[str, list[str]] = {}
         self._pending_history = []
         try:
-            for lr in self.loaded.rules:
+            for n, lr in enumerate(self.loaded.rules):
+                if n % 64 == 0:
+                    self._checkpoint()
                 if lr.target in self.owned:
                     self._evaluate_rule(lr, now, report, upserts, deletes, fired)
+            self._checkpoint()
             history, self._pending_history = self._pending_history, None
             with self.store.transaction():
                 for event in history:
@@ -156,6 +169,10 @@ class Engine:
         finally:
             self._pending_history = None
         return fired
+
+    def _checkpoint(self) -> None:
+        if self.executor.stop_event.is_set():
+            raise TickAbandoned("shutting down")
 
     def _act(self, target: str, now: float, report: TickReport, newly_fired: tuple[str, ...]) -> None:
         """Tell the target's rollback incident what this tick saw (see watchdog.rollback)."""
@@ -219,7 +236,7 @@ class Engine:
             if lr.target not in self.owned:
                 continue
             variables = self.variables(lr.target)
-            params = bound_parameters(variables)
+            params = bound_parameters(variables) if lr.split_by is None else None  # split: one query for all
             for c in lr.rule.conditions():
                 try:
                     requests.append((c.source or lr.rule.source, render(c.query, variables), params))
@@ -255,7 +272,9 @@ class Engine:
                 return [Verdict((), Outcome.WARMING_UP, None,
                                 f"window still holds data from before version {self.versions.get(lr.target)}")]
         remembered = self.states.get((lr.target, lr.rule.name, series_key(())))
-        return judge_rule(lr.rule, Situation(self._fetch, now, self.variables(lr.target),
+        fetch = self._fetch if lr.split_by is None else self._router.fetch_for(lr.split_by, target_key(
+            lr.target, self.loaded.config.targets[lr.target].variables, lr.split_by))
+        return judge_rule(lr.rule, Situation(fetch, now, self.variables(lr.target),
                                              remembered.memory if remembered else None,
                                              self._previous_seen_at(lr.target)))
 

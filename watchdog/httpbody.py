@@ -142,7 +142,20 @@ class _Reaper:
             due._expire()
 
 
+    def abort_all(self) -> None:
+        with self._wake:
+            pending = [d for _, _, d in self._heap]
+        for deadline in pending:
+            deadline._expire()
+
+
 _REAPER = _Reaper()
+
+
+def abort_all() -> None:
+    """Expire every deadline now (shutdown): requests in flight on any thread end at once,
+    as if their time had run out."""
+    _REAPER.abort_all()
 
 
 def _shut(sock: socket.socket) -> None:
