@@ -132,7 +132,7 @@ def start_ours(directory: Path, model_url: str, receiver: int) -> subprocess.Pop
     (directory / "watchdog.yaml").write_text(f"""\
 interval: 1s
 state: state.db
-max_rollbacks: {count: 10000, window: 1h}   # every trial rolls back: lift the daemon-wide limit (10/h)
+max_rollbacks: {{count: 10000, window: 1h}}   # every trial rolls back: lift the daemon-wide limit (10/h)
 listen: 127.0.0.1:{free_port()}
 rule_files: [rules.yaml]
 sources:

@@ -54,7 +54,7 @@ def write_config(directory: Path, model_url: str, listen: int) -> None:
     (directory / "watchdog.yaml").write_text(f"""\
 interval: 1s
 state: state.db
-max_rollbacks: {count: 10000, window: 1h}   # every trial rolls back: lift the daemon-wide limit (10/h)
+max_rollbacks: {{count: 10000, window: 1h}}   # a rollback every other minute: lift the daemon-wide limit (10/h)
 listen: 127.0.0.1:{listen}
 rule_files: [rules.yaml]
 sources:
