@@ -107,7 +107,9 @@ def main() -> int:
                     requests.post(model.url + "/deploy", json={"version": f"v{flips + 2}"}, timeout=5)
                     if flips % 2:
                         requests.post(model.url + "/control", json={"mode": "degraded"}, timeout=5)
-                points.append((elapsed, rss_mb(daemon.pid)))
+                rss = rss_mb(daemon.pid)
+                if rss > 0 and elapsed >= 10:  # the first seconds are the start-up, not the soak
+                    points.append((elapsed, rss))
                 time.sleep(args.sample)
         finally:
             daemon.send_signal(signal.SIGTERM)
