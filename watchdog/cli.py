@@ -128,7 +128,20 @@ def cmd_validate(args: argparse.Namespace, out: Out, err: Out) -> int:
         raise ConfigError(tokens.problems)
     print(f"{loaded.path}: OK — {len(loaded.rules)} rules for {len(loaded.config.targets)} targets "
           f"in {len(loaded.rule_files)} rule files", file=out)
+    _explain_splits(loaded, out)
     return 0
+
+
+def _explain_splits(loaded: LoadedConfig, out: Out) -> None:
+    """For each `split_by` rule file: which target a series goes to."""
+    from watchdog.rules.split import explain
+    files: dict[tuple[str, str], dict[str, None]] = {}
+    for lr in loaded.rules:
+        if lr.split_by is not None:
+            files.setdefault((lr.file, lr.split_by), {})[lr.target] = None
+    for (file, label), targets in files.items():
+        routed = [(t, loaded.config.targets[t].variables) for t in targets if t in loaded.config.targets]
+        print(f"{file}: split_by {label}: {explain(label, routed)}", file=out)
 
 
 def cmd_check(args: argparse.Namespace, out: Out, err: Out) -> int:

@@ -11,13 +11,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from watchdog import plugins
+from watchdog import httpbody, plugins
 from watchdog.actions import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.drill import DrillMetrics
-from watchdog.engine import Engine, TickReport
+from watchdog.engine import Engine, TickAbandoned, TickReport
 from watchdog.config.loader import load
 from watchdog.errors import ConfigError, StateError
 from watchdog.metrics import DaemonMetrics
@@ -202,6 +202,9 @@ class Daemon:
                 return None
             try:
                 report = self.engine.tick(now)
+            except TickAbandoned:
+                log.info("evaluation at %s abandoned: shutting down (nothing of it was half-written)", rfc3339(now))
+                return None
             except Exception as exc:  # one bad tick must not end the daemon
                 self.metrics.evaluation_failures.inc()
                 self.last_error = redact(f"{type(exc).__name__}: {exc}")
@@ -333,6 +336,7 @@ class Daemon:
         self.engine.runner.close()
         for plugin in [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]:
             _close_quietly(plugin)
+        httpbody.abort_all()  # scrapes still in flight end now: their threads would hold the exit
         _close_quietly(self.owner)  # releases this replica's targets at once
         self.store.close()
 

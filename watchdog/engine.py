@@ -27,12 +27,14 @@ from watchdog.rollback.coordinator import Rollbacks, TargetView
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import Phase as IncidentPhase
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, judge_rule
+from watchdog.rules.split import Router, target_key
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
+from watchdog.rules.stateindex import StateIndex
 from watchdog.rules.templating import TemplateError, bound_parameters, render, variables_for
 from watchdog.samples import Labels, format_labels
 from watchdog.sources.base import QueryResult, Source
 from watchdog.sources.runner import RunnerSettings, SourceRunner
-from watchdog.state.base import Decision, HistoryEvent, StateStore
+from watchdog.state.base import Decision, HistoryEvent, StateStore, VersionRecord
 from watchdog.version_gate import VersionGate
 from watchdog.versions import previous_good
 
@@ -43,6 +45,11 @@ StateKey = tuple[str, str, str]  # (target, rule, series key)
 
 def series_key(labels: Labels) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
+
+
+class TickAbandoned(Exception):
+    """Shutdown began during a tick: it stops at the next checkpoint. What it had not
+    committed is not written (a tick's rule states and history go in one transaction)."""
 
 
 @dataclass
@@ -64,8 +71,18 @@ class Engine:
         self.notifier = notifier
         self.metrics = metrics
         self.clock = clock or SystemClock()
-        self.states: dict[StateKey, SeriesState] = {
-            k: SeriesState.from_json(v) for k, v in store.load_rule_states().items()}
+        self.states = StateIndex((k, SeriesState.from_json(v)) for k, v in store.load_rule_states().items())
+        # Rules by target and by (target, name), so nothing per target or per rule scans them all.
+        self._rules_of: dict[str, list[LoadedRule]] = {}
+        self._rule: dict[tuple[str, str], LoadedRule] = {}
+        for lr in loaded.rules:
+            self._rules_of.setdefault(lr.target, []).append(lr)
+            self._rule[(lr.target, lr.rule.name)] = lr
+        self._rollback_rules = {t: {lr.rule.name for lr in rules if lr.rule.action == "rollback"}
+                                for t, rules in self._rules_of.items()}
+        self._router = Router(self._fetch)  # split_by rules: one query per tick, its series routed to targets
+        self._known_versions: dict[str, list[VersionRecord]] = {}  # the store's, read once per target per tick
+        self._pending_history: list[HistoryEvent] | None = None  # while set, history waits for the tick's commit
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
         self.version_changed_at: dict[str, float] = {}
         self.version_gate = VersionGate(self._history, self.alert)  # versions are untrusted (watchdog/version_gate.py)
@@ -110,20 +127,19 @@ class Engine:
         if self._fixed_baselines:
             self._retain_baselines(now)
         report.decisions.extend(self.executor.resume_unfinished(self.clock.now, may_run=lambda d: self._may_run(d, now)))
+        self._known_versions.clear()
+        self._router.clear()
         self._refresh_sources(now, report)
         self._prefetch(now)
-        for name, target in self.loaded.config.targets.items():
-            if name in self.owned:
-                self._observe_version(name, target, now)
-        upserts: dict[StateKey, str] = {}
-        deletes: list[StateKey] = []
-        fired: dict[str, list[str]] = {}
-        for lr in self.loaded.rules:
-            if lr.target in self.owned:
-                self._evaluate_rule(lr, now, report, upserts, deletes, fired)
-        with self.store.transaction():
-            self.store.save_rule_states(upserts, deletes)
+        self._checkpoint()
+        with self.store.transaction():  # one commit for every target's version, not one each
+            for name, target in self.loaded.config.targets.items():
+                if name in self.owned:
+                    self._observe_version(name, target, now)
+        self._known_versions.clear()
+        fired = self._evaluate_rules(now, report)
         for target in sorted(self.owned):
+            self._checkpoint()  # each target's incident is its own transaction: stopping between them is safe
             self._act(target, now, report, tuple(fired.get(target, ())))
             self.ledger.bake(target, now, firing=self._firing(target))
         self.metrics.evaluations.inc()
@@ -131,14 +147,41 @@ class Engine:
         self.metrics.evaluation_duration.observe(time.perf_counter() - started)
         return report
 
+    def _evaluate_rules(self, now: float, report: TickReport) -> dict[str, list[str]]:
+        """Judge every owned rule; its states and history are written in ONE transaction at the
+        end (an abandoned tick writes nothing). Returns the rollback rules that fired, by target."""
+        upserts: dict[StateKey, str] = {}
+        deletes: list[StateKey] = []
+        fired: dict[str, list[str]] = {}
+        self._pending_history = []
+        try:
+            for n, lr in enumerate(self.loaded.rules):
+                if n % 64 == 0:
+                    self._checkpoint()
+                if lr.target in self.owned:
+                    self._evaluate_rule(lr, now, report, upserts, deletes, fired)
+            self._checkpoint()
+            history, self._pending_history = self._pending_history, None
+            with self.store.transaction():
+                for event in history:
+                    self.store.append(event)
+                self.store.save_rule_states(upserts, deletes)
+        finally:
+            self._pending_history = None
+        return fired
+
+    def _checkpoint(self) -> None:
+        if self.executor.stop_event.is_set():
+            raise TickAbandoned("shutting down")
+
     def _act(self, target: str, now: float, report: TickReport, newly_fired: tuple[str, ...]) -> None:
         """Tell the target's rollback incident what this tick saw (see watchdog.rollback)."""
-        rules = {lr.rule.name for lr in self.loaded.rules if lr.target == target and lr.rule.action == "rollback"}
+        rules = self._rollback_rules.get(target, set())
         view = TargetView(target, self.versions.get(target), self.previous_version(target),
-                          self.version_changed_at.get(target),
-                          {k: s for k, s in self.states.items() if k[0] == target and k[1] in rules}, newly_fired)
+                          self.version_changed_at.get(target), self.states.of_target(target, rules), newly_fired)
         before = self.desk.load(target).decision_id
         incident = self.rollbacks.tick(view, now)
+        self._known_versions.pop(target, None)  # a rollback may have marked a version bad
         decided = incident.decision_id if incident.decision_id != before else None
         if decided is None or incident.phase is IncidentPhase.CLEAR:
             return
@@ -160,7 +203,7 @@ class Engine:
 
     def _adopt(self, targets: set[str]) -> None:
         """Another replica guarded these until now: take over its rule states and versions."""
-        for key in [k for k in self.states if k[0] in targets]:
+        for key in [k for t in targets for k in self.states.keys_of_target(t)]:
             del self.states[key]
         for key, text in self.store.load_rule_states().items():
             if key[0] in targets:
@@ -193,7 +236,7 @@ class Engine:
             if lr.target not in self.owned:
                 continue
             variables = self.variables(lr.target)
-            params = bound_parameters(variables)
+            params = bound_parameters(variables) if lr.split_by is None else None  # split: one query for all
             for c in lr.rule.conditions():
                 try:
                     requests.append((c.source or lr.rule.source, render(c.query, variables), params))
@@ -229,7 +272,9 @@ class Engine:
                 return [Verdict((), Outcome.WARMING_UP, None,
                                 f"window still holds data from before version {self.versions.get(lr.target)}")]
         remembered = self.states.get((lr.target, lr.rule.name, series_key(())))
-        return judge_rule(lr.rule, Situation(self._fetch, now, self.variables(lr.target),
+        fetch = self._fetch if lr.split_by is None else self._router.fetch_for(lr.split_by, target_key(
+            lr.target, self.loaded.config.targets[lr.target].variables, lr.split_by))
+        return judge_rule(lr.rule, Situation(fetch, now, self.variables(lr.target),
                                              remembered.memory if remembered else None,
                                              self._previous_seen_at(lr.target)))
 
@@ -255,7 +300,7 @@ class Engine:
             report.verdicts.append((lr.target, rule.name, verdict, state))
             self._export(lr, verdict.labels, state)
         has_data = any(v.outcome not in (Outcome.NO_DATA, Outcome.WARMING_UP) for v in verdicts)
-        for key in [k for k in self.states if k[:2] == (lr.target, rule.name) and k not in seen]:
+        for key in [k for k in self.states.keys_of_rule(lr.target, rule.name) if k not in seen]:
             self._vanished(lr, key, has_data, now, upserts, deletes)
 
     def _vanished(self, lr: LoadedRule, key: StateKey, has_data: bool, now: float,
@@ -368,6 +413,7 @@ class Engine:
                           {"version": version, "previous": previous})
             self.ledger.discovered(name, target.version.component, version, now)
             self.versions[name] = version
+            self._known_versions.pop(name, None)
             if previous is not None:
                 self._on_new_version(name, version, now)
                 self.rollbacks.new_version(name, version, now)
@@ -377,9 +423,8 @@ class Engine:
         timers restart and firing series are re-judged (a new release that is just as bad
         is rolled back again)."""
         self.version_changed_at[target] = now
-        for key, state in list(self.states.items()):
-            if key[0] != target:
-                continue
+        for key in self.states.keys_of_target(target):
+            state = self.states[key]
             if state.phase is Phase.FIRING:
                 self._rejudge(key, state, version, now)
             if state.insufficient_alerted:
@@ -387,7 +432,7 @@ class Engine:
             self.states[key] = replace(reset_pending(self.states[key]), insufficient_since=None, insufficient_alerted=False)
 
     def _resolve_inconclusive(self, key: StateKey, why: str, now: float) -> None:
-        lr = next((lr for lr in self.loaded.rules if (lr.target, lr.rule.name) == key[:2]), None)
+        lr = self._rule.get((key[0], key[1]))
         if lr is None:
             return
         labels = tuple(sorted(json.loads(key[2]).items()))
@@ -397,7 +442,7 @@ class Engine:
             labels={**dict(labels), **lr.rule.labels}, version=self.versions.get(lr.target)), lr.rule.alert)
 
     def _rejudge(self, key: StateKey, state: SeriesState, version: str, now: float) -> None:
-        rule = next((lr for lr in self.loaded.rules if (lr.target, lr.rule.name) == key[:2]), None)
+        rule = self._rule.get((key[0], key[1]))
         self.states[key] = replace(state, phase=Phase.INACTIVE, pending_since=None, firing_since=None,
                                    decision_id=None, outcome="warming_up", reason=f"re-judging: version {version} is running")
         self._history(now, key[0], key[1], json.loads(key[2]), "state",
@@ -407,17 +452,24 @@ class Engine:
             self._alert_rule(rule, Verdict(labels, Outcome.WARMING_UP, None, f"version {version} is running; judged afresh"),
                              self.states[key], now, resolved=True)
 
+    def _versions_of(self, target: str) -> list[VersionRecord]:
+        """The store's versions of `target`, read once per tick (not once per rule)."""
+        known = self._known_versions.get(target)
+        if known is None:
+            known = self._known_versions[target] = self.store.versions(target)
+        return known
+
     def previous_version(self, target: str) -> str | None:
-        return previous_good(self.store.versions(target), self.versions.get(target))
+        return previous_good(self._versions_of(target), self.versions.get(target))
 
     def _previous_seen_at(self, target: str) -> float | None:
         previous = self.previous_version(target)
-        record = next((v for v in self.store.versions(target) if v.version == previous), None) if previous else None
+        record = next((v for v in self._versions_of(target) if v.version == previous), None) if previous else None
         return record.last_seen if record is not None else None
 
     def _firing(self, target: str) -> bool:
-        rollback_rules = {lr.rule.name for lr in self.loaded.rules if lr.target == target and lr.rule.action == "rollback"}
-        return any(k[0] == target and k[1] in rollback_rules and s.phase is Phase.FIRING for k, s in self.states.items())
+        rules = self._rollback_rules.get(target, set())
+        return any(s.phase is Phase.FIRING for s in self.states.of_target(target, rules).values())
 
     # -- alerts and history ---------------------------------------------------------------------------
 
@@ -448,5 +500,9 @@ class Engine:
 
     def _history(self, now: float, target: str, rule: str | None, labels: dict[str, str], kind: str,
                  message: str, data: dict) -> None:  # type: ignore[type-arg]
-        self.store.append(HistoryEvent(id=None, at=now, target=target, rule=rule, series=labels,
-                                       kind=kind, message=message, data=data))
+        event = HistoryEvent(id=None, at=now, target=target, rule=rule, series=labels, kind=kind, message=message,
+                             data=data)
+        if self._pending_history is not None:
+            self._pending_history.append(event)
+        else:
+            self.store.append(event)

@@ -4,8 +4,9 @@ Every answer from outside is hostile until read: a body may be endless, a small 
 may expand a thousandfold, a server may send one byte every half second for ever. So:
 
 - `Deadline(seconds)` is one wall-clock limit for the whole exchange (connect, headers,
-  body). Sessions from `session()` tell it which connection they use; when it expires, a
-  timer shuts that connection's socket down, so a read blocked on a trickle returns at once.
+  body). Sessions from `session()` tell it which connection they use; when it expires, one
+  shared reaper thread (not a thread per request: a fleet scrape sends a thousand) shuts that
+  connection's socket down, so a read blocked on a trickle returns at once.
 - `read_body(response, limit, deadline)` reads a `stream=True` response in chunks and
   decompresses gzip/deflate itself, counting bytes *after* decompression; it stops as soon
   as the body passes `limit` (or returns the first `limit` bytes with `truncate=True`, for
@@ -20,7 +21,9 @@ Failures are `BodyError`s whose `kind` says which limit was hit:
 
 from __future__ import annotations
 
+import heapq
 import io
+import itertools
 import socket
 import threading
 import time
@@ -68,7 +71,7 @@ class Deadline:
         self.expired = False
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
-        self._timer: threading.Timer | None = None
+        self._done = False
         self._outer: Deadline | None = None
 
     def remaining(self) -> float:
@@ -80,16 +83,13 @@ class Deadline:
     def __enter__(self) -> "Deadline":
         self._outer = getattr(_local, "deadline", None)
         _local.deadline = self
-        self._timer = threading.Timer(max(0.0, self.remaining()), self._expire)
-        self._timer.daemon = True
-        self._timer.start()
+        _REAPER.watch(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._timer is not None
-        self._timer.cancel()
         _local.deadline = self._outer
         with self._lock:
+            self._done = True
             self._socket = None
 
     def attach(self, connection: HTTPConnection) -> None:
@@ -106,10 +106,56 @@ class Deadline:
 
     def _expire(self) -> None:
         with self._lock:
+            if self._done:
+                return
             self.expired = True
             sock = self._socket
         if sock is not None:
             _shut(sock)
+
+
+class _Reaper:
+    """One daemon thread that expires every Deadline at its time (a heap ordered by `at`;
+    a deadline that ended first is skipped when its time comes)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: Deadline) -> None:
+        with self._wake:
+            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
+            if self._thread is None or not self._thread.is_alive():  # also after a fork
+                self._thread = threading.Thread(target=self._run, name="http-deadlines", daemon=True)
+                self._thread.start()
+            if self._heap[0][2] is deadline:
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._wake.wait(None if not self._heap else self._heap[0][0] - time.monotonic())
+                due = heapq.heappop(self._heap)[2]
+            due._expire()
+
+
+    def abort_all(self) -> None:
+        with self._wake:
+            pending = [d for _, _, d in self._heap]
+        for deadline in pending:
+            deadline._expire()
+
+
+_REAPER = _Reaper()
+
+
+def abort_all() -> None:
+    """Expire every deadline now (shutdown): requests in flight on any thread end at once,
+    as if their time had run out."""
+    _REAPER.abort_all()
 
 
 def _shut(sock: socket.socket) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -18,6 +19,7 @@ from watchdog.config.schema import Config, LoadedRule, Rule
 from watchdog.config.yamlnodes import Node, parse_yaml, read_capped
 from watchdog.config.checks import UnbuiltQuery, check_references, check_rule_shape, problem as _problem
 from watchdog.errors import ConfigError, Problem
+from watchdog.rules.templating import names_in
 
 ENV_CONFIG = "MODEL_WATCHDOG_CONFIG"
 
@@ -132,7 +134,24 @@ def load_rule_file(file: Path, problems: list[Problem], unbuilt: list[UnbuiltQue
     targets = ([head.target] if head.target else []) + list(head.targets or [])
     if bool(head.target) == bool(head.targets):
         _problem(problems, str(file), head.marks.get(""), "rule file: give either 'target: NAME' or 'targets: [NAME, ...]'")
-    return [LoadedRule(target=t, rule=rule, file=str(file)) for t in targets for rule in rules]
+    if head.split_by is not None:
+        _check_split(head.split_by, rules, str(file), head.marks.get("split_by"), problems)
+    return [LoadedRule(target=t, rule=rule, file=str(file), split_by=head.split_by) for t in targets for rule in rules]
+
+
+_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_split(label: str, rules: list[Rule], file: str, mark: Mark | None, problems: list[Problem]) -> None:
+    """A split file's query runs once for all its targets: nothing in it may differ by target."""
+    if not _LABEL_NAME.fullmatch(label):
+        _problem(problems, file, mark, f"split_by: {label!r} is not a label name")
+    for rule in rules:
+        for c in rule.conditions():
+            if names_in(c.query):
+                _problem(problems, file, c.marks.get("query", mark), f'rule "{rule.name}": query: '
+                         f"{{{{{sorted(names_in(c.query))[0]}}}}} cannot be used with split_by: the query runs "
+                         "once for every target; select all their series and let split_by route them")
 
 
 @dataclass(frozen=True)
@@ -141,6 +160,7 @@ class _RuleFileHead:
 
     target: str | None = None
     targets: list[str] | None = None
+    split_by: str | None = None
     rules: list[Node] = field(default_factory=list)
     marks: dict[str, Mark] = marks_field()
 

@@ -234,6 +234,8 @@ class Rule:
 class RuleFile:
     target: str | None = option(None, help="the target these rules guard")
     targets: list[str] | None = option(None, help="several targets sharing these rules (use {{target}} in queries)")
+    split_by: str | None = option(None, help="fleet rules: each query runs once for all targets; a series goes to "
+                                             "the target its LABEL names (the target's variable LABEL, else its name)")
     rules: list[Rule] = option(default_factory=list)
     marks: dict[str, Mark] = marks_field()
 
@@ -249,3 +251,4 @@ class LoadedRule:
     target: str
     rule: Rule
     file: str
+    split_by: str | None = None  # the rule file's: the label that routes one query's series to targets

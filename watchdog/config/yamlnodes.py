@@ -1,6 +1,7 @@
 """YAML loading that keeps the line and column of every key and value.
 
-Only `yaml.SafeLoader` is used: the document is composed into nodes (so positions are known)
+Only the safe loader is used (libyaml's `CSafeLoader` when PyYAML has it: ten times faster on a
+fleet's rule files; else `yaml.SafeLoader`): the document is composed into nodes (so positions are known)
 and scalars are constructed by the safe constructor. Nothing here interprets values.
 
 A YAML file is hostile input too. Before anything is composed, the event stream is checked:
@@ -57,6 +58,7 @@ MAX_NODES = 100_000
 MAX_DEPTH = 100
 
 _constructor = yaml.SafeLoader("")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def read_capped(path: Path, problems: list[Problem]) -> str | None:
@@ -97,7 +99,7 @@ class _Open:
     deepest: int
 
 
-def _check_expansion(text: str) -> None:
+def _check_expansion(text: str, loader: type = yaml.SafeLoader) -> None:
     """Walk the events once: refuse recursive aliases and documents whose expanded size or
     depth passes the limits. Raises _Refused (or a YAML syntax error)."""
     total = 0
@@ -110,7 +112,7 @@ def _check_expansion(text: str) -> None:
         if stack:
             stack[-1].deepest = max(stack[-1].deepest, depth)
 
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=loader):
         if isinstance(event, yaml.AliasEvent):
             if any(o.anchor == event.anchor for o in stack):
                 raise _Refused(event.start_mark, f"alias *{event.anchor} is inside its own anchor &{event.anchor}: "
@@ -150,9 +152,18 @@ def parse_yaml(text: str, filename: str) -> tuple[Node | None, list[Problem]]:
     """Parse one YAML document. Returns (None, [problem]) on a syntax error."""
     if len(text) > MAX_FILE_BYTES:
         return None, [Problem(filename, 0, 0, f"file is larger than {MAX_FILE_BYTES} bytes (5 MiB)")]
+    root, problems = _parse_with(text, filename, _LOADER)
+    if problems and _LOADER is not yaml.SafeLoader:
+        # A broken or hostile file: the pure-Python loader says exactly where and why (libyaml
+        # has limits and wording of its own, e.g. its own nesting limit before ours).
+        return _parse_with(text, filename, yaml.SafeLoader)
+    return root, problems
+
+
+def _parse_with(text: str, filename: str, loader: type) -> tuple[Node | None, list[Problem]]:
     try:
-        _check_expansion(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_expansion(text, loader)
+        root = yaml.compose(text, Loader=loader)
     except _Refused as exc:
         return None, [Problem(filename, exc.mark.line + 1, exc.mark.column + 1, exc.message)]
     except yaml.MarkedYAMLError as exc:

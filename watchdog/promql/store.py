@@ -4,6 +4,11 @@ Each series keeps two parallel lists, timestamps and values, appended in time
 order, so windows are found with bisect. A stale marker is stored as value
 `None` (Prometheus uses a special NaN): it ends the series for instant
 selectors and is skipped by range selectors.
+
+Series are found through an inverted index, as Prometheus' postings: for each label name and
+value, the series that carry it. A selector's equality matchers (`instance="a:1"`) intersect
+their postings, smallest first; only the series left are tested against the other matchers.
+So a query for one instance among a thousand reads that instance's series, not the fleet's.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 
-from watchdog.samples import NAME, Labels, Sample
+from watchdog.samples import Labels, Sample
 
 from .ast import Matcher
 
@@ -47,7 +52,8 @@ class SeriesStore:
     def __init__(self, lookback: float = DEFAULT_LOOKBACK) -> None:
         self.lookback = lookback
         self._series: dict[Labels, _Series] = {}
-        self._by_name: dict[str, dict[Labels, _Series]] = {}
+        # label name → label value → series (insertion-ordered dicts used as sets)
+        self._postings: dict[str, dict[str, dict[Labels, _Series]]] = {}
         self._last_scrape: dict[str, set[Labels]] = {}
 
     def __len__(self) -> int:
@@ -102,28 +108,43 @@ class SeriesStore:
                 out.append((series.labels, points))
         return out
 
-    def _select(self, matchers: Sequence[Matcher]) -> Iterable[_Series]:
-        candidates: Iterable[_Series] = self._series.values()
+    def _select(self, matchers: Sequence[Matcher]) -> list[_Series]:
+        """The series every matcher accepts, in the order they were first stored."""
+        lists = []
         for m in matchers:
-            if m.name == NAME and m.op == "=":
-                # The common case, a metric name, avoids scanning every series.
-                candidates = self._by_name.get(m.value, {}).values()
-                break
-        return [s for s in candidates if all(m.matches(s.label_map.get(m.name, "")) for m in matchers)]
+            if m.op == "=" and m.value != "":  # `x=""` also matches series without x: not in postings
+                found = self._postings.get(m.name, {}).get(m.value)
+                if not found:
+                    return []
+                lists.append(found)
+        if not lists:
+            candidates: Iterable[_Series] = self._series.values()
+        else:
+            lists.sort(key=len)
+            first, rest = lists[0], lists[1:]
+            candidates = [s for labels, s in first.items() if all(labels in other for other in rest)]
+        others = [m for m in matchers if not (m.op == "=" and m.value != "")]
+        if not others:
+            return list(candidates)
+        return [s for s in candidates if all(m.matches(s.label_map.get(m.name, "")) for m in others)]
 
     def _get_or_create(self, labels: Labels) -> _Series:
         series = self._series.get(labels)
         if series is None:
             series = self._series[labels] = _Series(labels)
-            self._by_name.setdefault(series.label_map.get(NAME, ""), {})[labels] = series
+            for name, value in labels:
+                self._postings.setdefault(name, {}).setdefault(value, {})[labels] = series
         return series
 
     def _forget(self, labels: Labels) -> None:
-        series = self._series.pop(labels)
-        name = series.label_map.get(NAME, "")
-        by_name = self._by_name.get(name, {})
-        by_name.pop(labels, None)
-        if not by_name:
-            self._by_name.pop(name, None)
+        self._series.pop(labels)
+        for name, value in labels:
+            values = self._postings.get(name, {})
+            members = values.get(value, {})
+            members.pop(labels, None)
+            if not members:
+                values.pop(value, None)
+                if not values:
+                    self._postings.pop(name, None)
         for seen in self._last_scrape.values():
             seen.discard(labels)

@@ -53,6 +53,10 @@ class Rollbacks:
         self.guards = Guards(loaded.config, store)
         self.new_id = new_id
         executor.on_finish = self.decision_finished
+        self._rollback_rules: dict[str, dict[str, LoadedRule]] = {}  # by target, in rule order
+        for lr in loaded.rules:
+            if lr.rule.action == "rollback":
+                self._rollback_rules.setdefault(lr.target, {})[lr.rule.name] = lr
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -100,7 +104,7 @@ class Rollbacks:
     # -- what the signals carry -----------------------------------------------------------------
 
     def _rules(self, target: str) -> dict[str, LoadedRule]:
-        return {lr.rule.name: lr for lr in self.loaded.rules if lr.target == target and lr.rule.action == "rollback"}
+        return self._rollback_rules.get(target, {})
 
     def _firing(self, view: TargetView, incident: Incident) -> tuple[tuple[StateKey, SeriesState], LoadedRule] | None:
         """The firing series to act on: the incident's rule if it still fires, else the first in rule order."""

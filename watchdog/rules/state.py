@@ -8,7 +8,7 @@ not in conditions. Time is always passed in.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from watchdog.config.schema import Rule
@@ -51,7 +51,8 @@ class SeriesState:
     insufficient_alerted: bool = False
 
     def to_json(self) -> str:
-        data = asdict(self)
+        # Every state is written on every tick: a flat copy, not asdict's recursive deep copy.
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         data["phase"] = self.phase.value
         if self.value is not None and self.value != self.value:
             data["value"] = None

@@ -23,6 +23,7 @@ sources take no placeholders at all (`validate` refuses them): their queries use
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Mapping
 
 from watchdog.versions import shown, version_problem
@@ -45,16 +46,32 @@ def names_in(text: str) -> set[str]:
 def render(text: str, values: Mapping[str, str | None]) -> str:
     """Replace every placeholder, escaped for the literal it stands in. An unknown name, an
     unknown value or a value that would leave its literal raises TemplateError."""
-    out: list[str] = []
+    pieces, placeholders = compile_template(text)
+    if not placeholders:
+        return text
+    out = [pieces[0]]
+    for (name, quote), piece in zip(placeholders, pieces[1:]):
+        out.append(_fill(name, values, quote))
+        out.append(piece)
+    return "".join(out)
+
+
+@lru_cache(maxsize=65536)
+def compile_template(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, str | None], ...]]:
+    """`text` taken apart once (a rule's query is rendered for every target on every tick):
+    the literal pieces around the placeholders, and each placeholder's name with the literal
+    it stands in (see `escape`)."""
+    pieces: list[str] = []
+    placeholders: list[tuple[str, str | None]] = []
     quote: str | None = None
     done = 0
     for m in PLACEHOLDER.finditer(text):
         quote = _literal_after(text[done:m.start()], quote)
-        out.append(text[done:m.start()])
-        out.append(_fill(m.group(1), values, quote))
+        pieces.append(text[done:m.start()])
+        placeholders.append((m.group(1), quote))
         done = m.end()
-    out.append(text[done:])
-    return "".join(out)
+    pieces.append(text[done:])
+    return tuple(pieces), tuple(placeholders)
 
 
 def _fill(name: str, values: Mapping[str, str | None], quote: str | None) -> str:

@@ -67,6 +67,12 @@ class Source(abc.ABC):
         """Refresh cached data for this tick; returns the failure instead of raising."""
         return None
 
+    def begin_tick_within(self, now: float, deadline: float) -> SourceError | None:
+        """`begin_tick`, to be over by `deadline` (a `time.monotonic()` instant): what the
+        engine's source runner calls. A source that waits on many things (a fleet scrape)
+        overrides it to cut each wait to the deadline; the default is `begin_tick`."""
+        return self.begin_tick(now)
+
     def window_of(self, query: str) -> float:
         """The longest time window (seconds) that `query` reads; 0 for instant values.
 

@@ -182,7 +182,9 @@ class SourceRunner:
         if not slot.acquire(timeout=max(0.0, until - time.monotonic())):
             return SourceError(f"source {name} is busy with earlier calls that have not finished", "timeout")
         try:
-            return self.sources[name].begin_tick(now)
+            source = self.sources[name]
+            within = getattr(source, "begin_tick_within", None)
+            return within(now, until) if within is not None else source.begin_tick(now)
         except Exception as exc:  # the interface says begin_tick does not raise; a plugin may
             log.exception("source %s: begin_tick raised", name)
             return SourceError(f"source {name}: begin_tick raised {type(exc).__name__}: {exc}", "internal")
@@ -285,14 +287,18 @@ class SourceRunner:
         until = time.monotonic() + self.settings.query_timeout
         return until if deadline is None else min(until, deadline)
 
-    @staticmethod
-    def _run_threads(jobs: list[tuple[str, Callable[[], None]]], until: float) -> None:
-        """Run each job on its own daemon thread; wait for them until `until`, not longer."""
+    def _run_threads(self, jobs: list[tuple[str, Callable[[], None]]], until: float) -> None:
+        """Run each job on its own daemon thread; wait for them until `until`, not longer, and
+        not at all once `stop` is set (shutdown: what has not finished is abandoned)."""
         threads = [threading.Thread(target=job, name=name, daemon=True) for name, job in jobs]
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(max(0.0, until - time.monotonic()) + 0.05)
+            while thread.is_alive() and not self.stop.is_set():
+                left = until + 0.05 - time.monotonic()
+                if left <= 0:
+                    break
+                thread.join(min(left, 0.1))
 
     def _abandon(self, name: str, what: str) -> SourceError:
         """A call not finished at its deadline: abandoned (a thread cannot be killed); its

@@ -5,10 +5,14 @@ for the longest window its rules use, and answers the PromQL subset of `watchdog
 over them. A failed scrape marks every series of that target stale at once, as Prometheus does.
 
 `url` scrapes one target, and its series keep exactly the labels the target exports.
-`urls` scrapes several targets concurrently, like one Prometheus job: each target's series
+`urls` scrapes several targets concurrently (`concurrency` at a time, 64 by default, so a
+fleet of a thousand loopback targets is scraped well within a second), like one Prometheus
+job: each target's series
 get an `instance` label (`host:port`; a target's own `instance` label is kept as
 `exported_instance`). Either way an `up` series per target (1 if its last scrape succeeded,
 0 if not; with an `instance` label under `urls`) can be queried, like Prometheus' `up`.
+Every scrape of a tick ends by the tick's deadline: a target's timeout is cut to what is left
+of the tick's budget, and a target not started by then fails as a timeout.
 
 A page is read within `max_body` and `timeout` (`sources.httpfetch`) and parsed by
 `sources.exposition`: UTF-8, at most `sample_limit` samples, and refused whole when malformed
@@ -17,6 +21,7 @@ A page is read within `max_body` and `timeout` (`sources.httpfetch`) and parsed 
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +37,7 @@ from watchdog.samples import NAME, Sample, labels_of
 from watchdog.sources import exposition, httpfetch
 from watchdog.sources.base import QueryResult, Source, SourceHealth, detached
 
-_MAX_PARALLEL = 8
+DEFAULT_CONCURRENCY = 64
 UP = "up"
 INSTANCE = "instance"
 
@@ -43,6 +48,7 @@ class ScrapeOptions:
     urls: list[str] = option(default_factory=list,
                              help="several endpoints, scraped concurrently; series get an instance label (host:port)")
     timeout: float = option(2.0, duration=True, help="per scrape: connect, headers and the whole page")
+    concurrency: int = option(DEFAULT_CONCURRENCY, help="urls: most scrapes in flight at once")
     scrape_interval: float | None = option(None, duration=True, help="scrape at most this often (default: every tick)")
     headers: dict[str, str] = option(default_factory=dict, secret_values=True, help="extra request headers")
     verify_tls: bool = option(True, help="verify the server's TLS certificate")
@@ -118,11 +124,14 @@ class ScrapeSource(Source):
     # -- scraping --------------------------------------------------------------------------------
 
     def begin_tick(self, now: float) -> SourceError | None:
+        return self.begin_tick_within(now, float("inf"))  # no tick's deadline: each scrape's own timeout
+
+    def begin_tick_within(self, now: float, deadline: float) -> SourceError | None:
         interval = self.options.scrape_interval
         if interval and self._last_scrape is not None and now - self._last_scrape < interval * 0.999:
             return None
         self._last_scrape = now
-        outcomes = self._scrape_all()
+        outcomes = self._scrape_all(deadline)
         failures: list[tuple[_Target, SourceError]] = []
         for target, outcome in zip(self.targets, outcomes):
             if isinstance(outcome, SourceError):
@@ -148,20 +157,27 @@ class ScrapeSource(Source):
             return PartialScrapeError(message, failures[0][1].kind)
         return SourceError(message, failures[0][1].kind)
 
-    def _scrape_all(self) -> list[list[Sample] | SourceError]:
+    def _scrape_all(self, deadline: float) -> list[list[Sample] | SourceError]:
         if len(self.targets) == 1:
-            return [self._scrape_one(self.targets[0])]
+            return [self._scrape_one(self.targets[0], deadline)]
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=min(_MAX_PARALLEL, len(self.targets)),
+            self._pool = ThreadPoolExecutor(max_workers=min(self.options.concurrency, len(self.targets)),
                                             thread_name_prefix=f"scrape-{self.name}")
-        return list(self._pool.map(self._scrape_one, self.targets))
+        return list(self._pool.map(lambda target: self._scrape_one(target, deadline), self.targets))
 
-    def _scrape_one(self, target: _Target) -> list[Sample] | SourceError:
+    def _scrape_one(self, target: _Target, deadline: float) -> list[Sample] | SourceError:
+        timeout = min(self.options.timeout, deadline - time.monotonic())
+        if timeout <= 0:
+            return SourceError(f"scrape of {target.where} not started: the tick's time for scraping ran out "
+                               f"({len(self.targets)} targets, concurrency {self.options.concurrency})", "timeout")
         try:
             if target.session is None:
                 target.session = httpfetch.make_session(self.options.verify_tls, self.options.ca_file)
+                # As Prometheus: no proxy or ~/.netrc credentials from the environment. (Looking
+                # them up was also a third of a scrape's cost: a file check per request.)
+                target.session.trust_env = False
             response = httpfetch.request(
-                target.session, "GET", target.url, timeout=self.options.timeout, what="scrape of",
+                target.session, "GET", target.url, timeout=timeout, what="scrape of",
                 max_body=self.options.max_body,
                 headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1", **self.options.headers})
             return [self._labelled(s, target) for s in self._parse(response, target.where)]
@@ -215,6 +231,8 @@ def _targets(options: ScrapeOptions) -> list[_Target]:
         raise ValueError("give exactly one of url (one target) or urls (several targets)")
     if options.timeout <= 0:
         raise ValueError("timeout must be greater than 0")
+    if options.concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
     if options.max_body <= 0:
         raise ValueError("max_body must be greater than 0")
     if options.sample_limit < 0:

@@ -1,0 +1,237 @@
+"""Benchmark: a fleet of scraped model servers guarded by one daemon.
+
+    .venv/bin/python bench/fleet.py [--targets 1000] [--rules 10] [--interval 15] [--ticks 8] [--quick] [--split-by]
+
+One `scrape` source scrapes every model server (one HTTP server answering on many 127.0.x.y
+addresses, bench/fleetserver.py, so each is a distinct `instance`); the rule file lists every
+target under `targets:`, templated with `{{instance}}` (or, with --split-by, one query per rule
+split by the `instance` label). The daemon is the real `model-watchdog run` process:
+
+- ready: spawn → /readyz answers 200 (load, validate, first tick);
+- tick: the per-tick durations from model_watchdog_evaluation_duration_seconds (sum/count
+  deltas, polled), mean and p99;
+- CPU per second of wall time and RSS (peak) of the daemon process, from /proc;
+- stop: SIGTERM sent in the middle of a tick → process exit.
+
+Prints a table and writes bench/results/fleet-<timestamp>.json. Goals (issue 13): mean tick
+≤ 1 s, ready ≤ 2 s, RSS ≤ 120 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # bench/ is not a package: fleetserver sits beside this file
+from fleetserver import addresses  # noqa: E402
+
+RULES = [
+    ("error-ratio", 'sum(rate(requests_total{{{sel},status="error"}}[1m])) / sum(rate(requests_total{{{sel}}}[1m]))',
+     "above: 0.05", "rollback"),
+    ("p99-latency", 'histogram_quantile(0.99, sum by (le) (rate(request_latency_seconds_bucket{{{sel}}}[1m])))',
+     "above: 2", "rollback"),
+    ("accuracy", "model_accuracy{{{sel}}}", "below: 0.5", "alert"),
+    ("up", "up{{{sel}}}", "below: 1", "alert"),
+    ("traffic", "sum(rate(requests_total{{{sel}}}[1m]))", "below: 1", "alert"),
+    ("mean-latency", "rate(request_latency_seconds_sum{{{sel}}}[1m]) / rate(request_latency_seconds_count{{{sel}}}[1m])",
+     "above: 1", "alert"),
+    ("p50-latency", 'histogram_quantile(0.5, sum by (le) (rate(request_latency_seconds_bucket{{{sel}}}[1m])))',
+     "above: 1", "alert"),
+    ("errors", 'sum(rate(requests_total{{{sel},status="error"}}[1m]))', "above: 1000", "alert"),
+    ("accuracy-1m", "avg_over_time(model_accuracy{{{sel}}}[1m])", "below: 0.5", "alert"),
+    ("p90-latency", 'histogram_quantile(0.9, sum by (le) (rate(request_latency_seconds_bucket{{{sel}}}[1m])))',
+     "above: 1.5", "alert"),
+]
+SPLIT_QUERIES = {  # the same rules, once for the whole fleet: every series keeps its `instance` label
+    "error-ratio": 'sum by (instance) (rate(requests_total{status="error"}[1m])) / sum by (instance) (rate(requests_total[1m]))',
+    "p99-latency": "histogram_quantile(0.99, sum by (instance, le) (rate(request_latency_seconds_bucket[1m])))",
+    "accuracy": "model_accuracy",
+    "up": "up",
+    "traffic": "sum by (instance) (rate(requests_total[1m]))",
+    "mean-latency": "rate(request_latency_seconds_sum[1m]) / rate(request_latency_seconds_count[1m])",
+    "p50-latency": "histogram_quantile(0.5, sum by (instance, le) (rate(request_latency_seconds_bucket[1m])))",
+    "errors": 'sum by (instance) (rate(requests_total{status="error"}[1m]))',
+    "accuracy-1m": "avg_over_time(model_accuracy[1m])",
+    "p90-latency": "histogram_quantile(0.9, sum by (instance, le) (rate(request_latency_seconds_bucket[1m])))",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(directory: Path, targets: int, rules: int, interval: float, port: int, listen: int,
+                 split_by: bool, concurrency: int | None) -> None:
+    addrs = addresses(targets)
+    names = [f"m{i:04d}" for i in range(targets)]
+    urls = ", ".join(f"http://{a}:{port}/metrics" for a in addrs)
+    extra = f"\n    concurrency: {concurrency}" if concurrency else ""
+    lines = [f"interval: {interval}s", "state: state.db", f"listen: 127.0.0.1:{listen}", "rule_files: [rules.yaml]",
+             "sources:", "  fleet:", "    type: scrape", f"    urls: [{urls}]", "    timeout: 2s" + extra,
+             "actuators:", "  hook: {type: webhook, url: 'http://127.0.0.1:9/rollback'}",
+             "alerters:", "  log: {type: log}", "targets:"]
+    for name, addr in zip(names, addrs):
+        lines.append(f"  {name}: {{rollback: [hook], alert: [log], variables: {{instance: '{addr}:{port}'}}}}")
+    (directory / "watchdog.yaml").write_text("\n".join(lines) + "\n")
+    chosen = RULES[:rules]
+    out = [f"targets: [{', '.join(names)}]"]
+    if split_by:
+        out.append("split_by: instance")  # each target's `instance` variable names its series
+    out.append("rules:")
+    for name, query, threshold, action in chosen:
+        q = SPLIT_QUERIES[name] if split_by else query.format(sel='instance="{{instance}}"')
+        out += [f"  - name: {name}", "    source: fleet", f"    query: '{q}'", f"    {threshold}",
+                f"    action: {action}", "    on_no_data: ignore"]
+    (directory / "rules.yaml").write_text("\n".join(out) + "\n")
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except OSError:
+        return 0, ""
+
+
+def duration_totals(text: str) -> tuple[float, float]:
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("model_watchdog_evaluation_duration_seconds_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith("model_watchdog_evaluation_duration_seconds_count"):
+            count = float(line.split()[-1])
+    return total, count
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    exe = str(Path(sys.executable).with_name("model-watchdog"))
+    port, listen = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        write_config(directory, args.targets, args.rules, args.interval, port, listen, args.split_by, args.concurrency)
+        server = subprocess.Popen([sys.executable, str(HERE / "fleetserver.py"), "--count", str(args.targets),
+                                   "--port", str(port)], stdout=subprocess.PIPE, text=True)
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        log = open(directory / "daemon.log", "w")
+        started = time.monotonic()
+        daemon = subprocess.Popen([exe, "-c", str(directory / "watchdog.yaml"), "--log-level", "warning", "run"],
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+        try:
+            return measure(args, daemon, listen, started, directory)
+        finally:
+            for proc in (daemon, server):
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            log.close()
+
+
+def measure(args: argparse.Namespace, daemon: subprocess.Popen, listen: int, started: float,  # type: ignore[type-arg]
+            directory: Path) -> dict:  # type: ignore[type-arg]
+    base = f"http://127.0.0.1:{listen}"
+    ready = None
+    while time.monotonic() - started < 120 and daemon.poll() is None:
+        if get(base + "/readyz")[0] == 200:
+            ready = time.monotonic() - started
+            break
+        time.sleep(0.05)
+    if ready is None:
+        raise SystemExit(f"daemon not ready: {(directory / 'daemon.log').read_text()[-2000:]}")
+    ticks: list[float] = []
+    last_sum, last_count = duration_totals(get(base + "/metrics")[1])
+    cpu0, wall0, peak = cpu_seconds(daemon.pid), time.monotonic(), rss_mb(daemon.pid)
+    deadline = time.monotonic() + args.interval * (args.ticks + 1) + 30
+    while len(ticks) < args.ticks and time.monotonic() < deadline:
+        # Not faster: rendering /metrics of 10,000 rules takes CPU from the daemon being measured.
+        time.sleep(1.0)
+        peak = max(peak, rss_mb(daemon.pid))
+        total, count = duration_totals(get(base + "/metrics")[1])
+        if count > last_count:
+            ticks.append((total - last_sum) / (count - last_count))
+            last_sum, last_count = total, count
+    cpu = (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - wall0)
+    # stop mid-tick: the next tick starts on the interval's boundary (scheduled ticks)
+    wait = args.interval - (time.time() % args.interval) + min(0.3, 0.3 * (sum(ticks) / max(1, len(ticks))))
+    time.sleep(wait)
+    t0 = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout=60)
+        stop = time.monotonic() - t0
+    except subprocess.TimeoutExpired:
+        stop = float("inf")
+    return {"targets": args.targets, "rules_per_target": args.rules, "rules": args.targets * args.rules,
+            "interval_s": args.interval, "split_by": args.split_by, "ticks_measured": len(ticks),
+            "ticks_expected": args.ticks, "tick_mean_s": sum(ticks) / len(ticks) if ticks else float("nan"),
+            "tick_p99_s": percentile(ticks, 0.99), "cpu_per_s": cpu, "rss_peak_mb": peak, "ready_s": ready,
+            "stop_s": stop, "exit_code": daemon.returncode}
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "?")
+    return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", type=int, default=1000)
+    parser.add_argument("--rules", type=int, default=10)
+    parser.add_argument("--interval", type=float, default=15.0)
+    parser.add_argument("--ticks", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=None, help="the scrape source's concurrency (default: its own)")
+    parser.add_argument("--split-by", action="store_true", help="fleet rules: one query per rule, split by `instance`")
+    parser.add_argument("--quick", action="store_true", help="200 targets, 5 s interval, 4 ticks")
+    args = parser.parse_args()
+    if args.quick:
+        args.targets, args.interval, args.ticks = min(args.targets, 200), 5.0, 4
+    result = {"benchmark": "fleet", "machine": machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              **run(args)}
+    goals = {"tick_mean_s": 1.0, "ready_s": 2.0, "rss_peak_mb": 120.0}
+    print(f"{'measure':<16}{'value':>12}{'goal':>10}")
+    for key in ("rules", "ticks_measured", "tick_mean_s", "tick_p99_s", "cpu_per_s", "rss_peak_mb", "ready_s", "stop_s",
+                "exit_code"):
+        value = result[key]
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"{key:<16}{shown:>12}{('≤ ' + str(goals[key])) if key in goals else '':>10}")
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"fleet-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"machine: {result['machine']}\nwritten: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The engine's rule states, indexed by (target, rule) and by target.
+
+A plain `dict[(target, rule, series key)] -> SeriesState` answers "the series of this rule"
+only by scanning every state: with 10,000 rules that scan, once per rule per tick, was the
+tick (O(rules²)). `StateIndex` is that dict (a MutableMapping, so callers keep indexing it by
+key) plus two secondary indexes kept in step on every write, so a rule's or a target's
+series are found in time proportional to their own number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, MutableMapping
+
+from watchdog.rules.state import SeriesState
+
+StateKey = tuple[str, str, str]  # (target, rule, series key)
+
+
+class StateIndex(MutableMapping[StateKey, SeriesState]):
+    def __init__(self, items: Iterable[tuple[StateKey, SeriesState]] = ()) -> None:
+        self._states: dict[StateKey, SeriesState] = {}
+        self._by_rule: dict[tuple[str, str], dict[StateKey, None]] = {}  # ordered sets
+        self._by_target: dict[str, dict[StateKey, None]] = {}
+        for key, state in items:
+            self[key] = state
+
+    def __getitem__(self, key: StateKey) -> SeriesState:
+        return self._states[key]
+
+    def __setitem__(self, key: StateKey, state: SeriesState) -> None:
+        if key not in self._states:
+            self._by_rule.setdefault((key[0], key[1]), {})[key] = None
+            self._by_target.setdefault(key[0], {})[key] = None
+        self._states[key] = state
+
+    def __delitem__(self, key: StateKey) -> None:
+        del self._states[key]
+        _discard(self._by_rule, (key[0], key[1]), key)
+        _discard(self._by_target, key[0], key)
+
+    def __iter__(self) -> Iterator[StateKey]:
+        return iter(self._states)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._states
+
+    def keys_of_rule(self, target: str, rule: str) -> list[StateKey]:
+        return list(self._by_rule.get((target, rule), ()))
+
+    def keys_of_target(self, target: str) -> list[StateKey]:
+        return list(self._by_target.get(target, ()))
+
+    def of_target(self, target: str, rules: Iterable[str] | None = None) -> dict[StateKey, SeriesState]:
+        """The target's series (of `rules` only, when given), in insertion order."""
+        wanted = None if rules is None else set(rules)
+        return {k: self._states[k] for k in self._by_target.get(target, ()) if wanted is None or k[1] in wanted}
+
+
+def _discard(index: dict, group: object, key: StateKey) -> None:  # type: ignore[type-arg]
+    members = index.get(group)
+    if members is not None:
+        members.pop(key, None)
+        if not members:
+            del index[group]
