@@ -29,7 +29,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from watchdog import plugins
 from watchdog.actions import RollbackExecutor
@@ -49,6 +49,7 @@ from watchdog.ruletest.synthetic import RecordingActuator, RecordingAlerter
 from watchdog.samples import Sample
 from watchdog.sources.base import QueryResult, Source
 from watchdog.sources.prometheus import PrometheusSource
+from watchdog.sources.runner import Request as SourceRequest, SourceRunner, invoke
 from watchdog.state import open_store
 
 log = logging.getLogger("watchdog.backtest")
@@ -169,6 +170,30 @@ def _sources(loaded: LoadedConfig, start: float, end: float, step: float) -> dic
     return out
 
 
+class InlineRunner(SourceRunner):
+    """The engine's source runner without threads, retries or circuit breaker: each distinct
+    query of a step is asked once, on the replaying thread (one query_range answers thousands
+    of steps, so the per-call machinery would cost more than the queries); an error is that
+    step's answer, and the rule takes its `on_no_data` path as in the daemon."""
+
+    def begin_tick(self, now: float, names: Iterable[str] | None = None,
+                   deadline: float | None = None) -> dict[str, SourceError | None]:
+        self._cache.clear()
+        return {}
+
+    def prefetch(self, requests: Sequence[SourceRequest], now: float, deadline: float | None = None) -> None:
+        for source, query, params in requests:
+            key = (source, query, now, tuple(sorted((params or {}).items())))
+            if key in self._cache:
+                continue
+            try:
+                self._cache[key] = invoke(self.sources[source], query, now, params)
+            except KeyError:
+                self._cache[key] = SourceError(f"unknown source {source!r}", "config")
+            except (SourceError, QueryError) as exc:
+                self._cache[key] = exc
+
+
 # -- what happened -----------------------------------------------------------------------------------
 
 @dataclass
@@ -238,7 +263,7 @@ def run(loaded: LoadedConfig, request: Request) -> dict[str, Any]:
     if request.rule_files:
         loaded = with_rule_files(loaded, request.rule_files)
     sources = _sources(loaded, request.start, request.end, step)
-    loaded, skipped = _replayable(loaded, request.targets, sources)
+    loaded, skipped = _replayable(loaded, request.targets, sources, step)
     try:
         recorder, engine, store = _replay(loaded, sources, request.start, step, count)
         report = _report(loaded, request, step, recorder, store, skipped)
@@ -261,7 +286,7 @@ def _replay(loaded: LoadedConfig, sources: dict[str, Source], start: float, step
     executor = RollbackExecutor(store, dict(actuators), metrics, stop)
     # A step's queries may start a query_range of many thousand points: give them time.
     engine = Engine(loaded, store, sources, executor, notifier, metrics, clock=clock, tick_budget=120.0)
-    engine.runner.settings = replace(engine.runner.settings, query_timeout=120.0)
+    engine.runner = InlineRunner(sources, metrics, clock, replace(engine.runner.settings, query_timeout=120.0), stop)
     for i in range(count):
         now = start + i * step
         clock.set(now)
@@ -288,8 +313,8 @@ def with_rule_files(loaded: LoadedConfig, patterns: tuple[str, ...]) -> LoadedCo
     return replace(loaded, rules=rules, rule_files=files)
 
 
-def _replayable(loaded: LoadedConfig, targets: tuple[str, ...],
-                sources: dict[str, Source]) -> tuple[LoadedConfig, dict[tuple[str, str], str]]:
+def _replayable(loaded: LoadedConfig, targets: tuple[str, ...], sources: dict[str, Source],
+                step: float) -> tuple[LoadedConfig, dict[tuple[str, str], str]]:
     """Only the chosen targets, only the rules whose sources keep history (the others: why not)."""
     known = loaded.config.targets
     unknown = [t for t in targets if t not in known]
@@ -312,6 +337,8 @@ def _replayable(loaded: LoadedConfig, targets: tuple[str, ...],
                         sources[target.version.source].why)  # type: ignore[attr-defined]
             chosen[name] = replace(target, version=None)
     config = replace(loaded.config, targets=chosen, state=":memory:")
+    if step != loaded.config.interval:  # evaluations a step apart are consecutive, not a gap
+        config = replace(config, interval=step)
     return replace(loaded, config=config, rules=rules, state_path=":memory:"), skipped
 
 

