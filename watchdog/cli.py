@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
                           help="YAML list of known bad periods {start, end, name, target, rules}: detection delay, "
                                "false positives, a suggested threshold")
     backtest.add_argument("--json", action="store_true", help="machine-readable output")
+    incidents = sub.add_parser("incidents", parents=[common],
+                               help="rollback incidents as timelines: breach, fired, acted, recovered")
+    incidents.add_argument("target", nargs="?", help="only this target")
+    incidents.add_argument("--limit", type=int, default=20, help="newest N incidents (default 20)")
+    incidents.add_argument("--json", action="store_true", help="machine-readable output")
     from watchdog.cli_operator import register
     COMMANDS.update(register(sub, common))
     return parser
@@ -283,6 +288,27 @@ def cmd_backtest(args: argparse.Namespace, out: Out, err: Out) -> int:
     return 1 if fired(report) else 0
 
 
+def cmd_incidents(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.timeline import as_json, incidents
+    loaded = _load(args)
+    store = _open_store(loaded)
+    try:
+        items = [as_json(i) for i in incidents(store, args.target, max(1, args.limit))]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(items, indent=2), file=out)
+        return 0
+    for i in items:
+        print(one_line(f"{i['target']}/{i['rule']} decision {i['decision_id']} ({i['status']})"), file=out)
+        for key in ("breach_started_at", "pending_at", "fired_at", "decided_at", "actuated_at", "verified_at",
+                    "recovered_at"):
+            print(f"  {key.removesuffix('_at'):<15} {i[key] or '-'}", file=out)
+        print("  " + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {_num(i[k])}s"
+                               for k in ("time_to_detect_s", "time_to_act_s", "time_to_recover_s")), file=out)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.demo.run import run_demo
     return run_demo(out, quiet=args.quiet)
@@ -291,7 +317,7 @@ def cmd_demo(args: argparse.Namespace, out: Out, err: Out) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Out, Out], int]] = {
     "run": cmd_run, "validate": cmd_validate, "check": cmd_check, "status": cmd_status,
     "history": cmd_history, "demo": cmd_demo, "test": cmd_test, "schema": cmd_schema, "explain": cmd_explain,
-    "backtest": cmd_backtest,
+    "backtest": cmd_backtest, "incidents": cmd_incidents,
 }
 
 
