@@ -57,7 +57,10 @@ def routes(daemon: "Daemon") -> list[Route]:
 
     def page(_: Request) -> Response:
         from watchdog.statuspage import render
-        return Response(200, render(daemon.status()), "text/html; charset=utf-8")
+        from watchdog.timeline import with_plots
+        thresholds = {(lr.target, lr.rule.name): lr.rule.threshold() for lr in daemon.loaded.rules}
+        incidents = with_plots(daemon.store, thresholds, time.time())
+        return Response(200, render(daemon.status(), incidents=incidents), "text/html; charset=utf-8")
 
     def history(req: Request) -> Response:
         limit = _limit_or_400(req)

@@ -60,3 +60,26 @@ def _between(start: float | None, end: float | None) -> float | None:
 def as_json(item: dict[str, Any]) -> dict[str, Any]:
     """Times as RFC 3339, for `incidents --json` and the API."""
     return {k: (rfc3339(v) if k in MARKS and v is not None else v) for k, v in item.items()}
+
+
+PAD = 600.0  # seconds shown before the breach and after recovery
+MAX_POINTS = 500  # history events plotted per incident
+
+
+def with_plots(store: StateStore, thresholds: dict[tuple[str, str], dict[str, float]], now: float,
+               limit: int = 5) -> list[dict[str, Any]]:
+    """The newest incidents, each with the rule's values around it from the history (every
+    evaluation that changed the rule's state, or its data) and the rule's threshold."""
+    out = []
+    for item in incidents(store, None, limit):
+        start = (item["breach_started_at"] or item["decided_at"]) - PAD
+        end = (item["recovered_at"] or now) + PAD
+        points = []
+        for event in store.history(item["target"], limit=MAX_POINTS, kinds=["state", "no_data"]):
+            value = event.data.get("value")
+            if event.rule == item["rule"] and start <= event.at <= end and isinstance(value, (int, float)):
+                points.append((event.at, float(value)))
+        item["plot"] = {"start": start, "end": min(end, max(now, start + 1)), "points": sorted(points),
+                        "threshold": thresholds.get((item["target"], item["rule"]), {})}
+        out.append(item)
+    return out

@@ -65,7 +65,8 @@ class Rollbacks:
 
     def _watch_recovery(self, view: TargetView, incident: Incident, now: float) -> None:
         """Mark `recovered_at` on the target's last acted-on decision once every rollback rule
-        of the target is inactive again (not firing, not pending)."""
+        of the target is inactive again and judged within its threshold (not firing, not
+        pending, not merely warming up)."""
         target = view.target
         if incident.decision_id and incident.decision_id not in self._seen:
             self._seen.add(incident.decision_id)
@@ -76,8 +77,8 @@ class Rollbacks:
                       if e.data.get("mark") == "recovered_at"}
             self._awaiting[target] = newest[0].id if newest and newest[0].id not in marked else None
         waiting = self._awaiting[target]
-        if waiting is None or any(s.phase is not RulePhase.INACTIVE for s in view.series.values()):
-            return
+        if waiting is None or not all(s.phase is RulePhase.INACTIVE and s.outcome == "ok" for s in view.series.values()):
+            return  # still breaching, pending, or not judged yet (warming up on the version rolled back to)
         decision = self.store.get_decision(waiting)
         if decision is not None and decision.status in ("pending", "running"):
             return  # not acted on yet
