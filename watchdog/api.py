@@ -129,6 +129,10 @@ def routes(daemon: "Daemon") -> list[Route]:
                                "note": r.note, "origin": r.origin}
                               for r in daemon.store.releases(req.params["target"], limit=limit)])
 
+    def drill(req: Request) -> Response:
+        done = daemon.drill_now(req.params["target"], who(req))
+        return Response(200, done.as_json())
+
     def reload(_: Request) -> Response:
         ok, message = daemon.reload()
         return Response(200 if ok else 422, {"reloaded": ok, "message": message})
@@ -143,6 +147,7 @@ def routes(daemon: "Daemon") -> list[Route]:
         Route("POST", "/api/v1/targets/{target}/pause", pause, mutating=True),
         Route("POST", "/api/v1/targets/{target}/resume", resume, mutating=True),
         Route("POST", "/api/v1/targets/{target}/rollback", rollback, mutating=True),
+        Route("POST", "/api/v1/targets/{target}/drill", drill, mutating=True),
         Route("POST", "/api/v1/decisions/{decision}/approve", approve, mutating=True),
         Route("POST", "/api/v1/decisions/{decision}/reject", reject, mutating=True),
         Route("POST", "/api/v1/reload", reload, mutating=True),
