@@ -146,3 +146,21 @@ def test_post_drill_runs_one_now_with_the_token(tmp_path, hook):
         assert nope.status_code == 400
     finally:
         daemon.shutdown()
+
+
+def test_a_drill_that_failed_before_a_restart_is_resolved_by_the_next_passing_one(tmp_path, hook):
+    daemon, clock = daemon_on(tmp_path, hook, drill="    drill: {every: 1h}")
+    hook.script(Reply(503, "down"))
+    ticks(daemon, clock, HOUR)  # one failed drill: alerted
+    daemon.close()
+    clock.advance(60)
+    daemon, _ = daemon_on(tmp_path, hook, drill="    drill: {every: 1h}", clock=clock)  # a restart
+    try:
+        daemon.notifier.drain(timeout=0)
+        assert [a for a in daemon.test_alerter.sent if a.kind == "drill_failed"] == []  # type: ignore[attr-defined]
+        assert gauge(daemon, "model_watchdog_drill_ready") == 0  # read back at the start
+        ticks(daemon, clock, HOUR)  # the next drill passes: the alert from before the restart resolves
+        sent = [a for a in daemon.test_alerter.sent if a.kind == "drill_failed"]  # type: ignore[attr-defined]
+        assert [(a.status, a.dedup_key) for a in sent] == [("resolved", "fraud-model/drill")]
+    finally:
+        daemon.close()
