@@ -61,7 +61,7 @@ def _setup(tmp_path: Path, rule_extra: str = "for: 2m", interval: str = "1m") ->
         alerters:
           ops: {{type: webhook, url: "http://127.0.0.1:9/alert"}}
         targets:
-          m: {{rollback: [deploy], alert: [ops]}}
+          m: {{rollback: [deploy], alert: [ops], version: {{source: page, query: model_info, label: version}}}}
         """))
     return tmp_path / "watchdog.yaml"
 
@@ -102,6 +102,7 @@ def test_nothing_fired_exits_0_with_a_text_report(tmp_path: Path) -> None:
     assert code == 0, err
     assert "rule err: 101 evaluations, 0 without data, 0 firing(s)" in out
     assert "rule live-only: not replayed: source page (scrape) keeps no history" in out
+    assert "note: target m: the running version is not replayed" in err and "page (scrape)" in err
 
 
 def test_rules_option_tries_undeployed_rule_files(tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import logging
 import os
 import re
 import threading
@@ -52,7 +51,6 @@ from watchdog.sources.prometheus import PrometheusSource
 from watchdog.sources.runner import Request as SourceRequest, SourceRunner, invoke
 from watchdog.state import open_store
 
-log = logging.getLogger("watchdog.backtest")
 
 MAX_STEPS = 2_000_000  # a year at 15s; beyond that the step is surely a typo
 RANGE_POINTS = 10_000  # points per query_range request (Prometheus refuses more than 11,000)
@@ -249,8 +247,9 @@ class Request:
     incidents: tuple["KnownIncident", ...] | None = None
 
 
-def run(loaded: LoadedConfig, request: Request) -> dict[str, Any]:
-    """Replay the engine; returns the report `--json` prints (times as RFC 3339)."""
+def run(loaded: LoadedConfig, request: Request, notes: list[str] | None = None) -> dict[str, Any]:
+    """Replay the engine; returns the report `--json` prints (times as RFC 3339). What was
+    left out of the replay, and why, is appended to `notes` (for stderr)."""
     step = request.step or loaded.config.interval
     if step <= 0:
         raise BacktestError("--step must be greater than 0")
@@ -263,7 +262,7 @@ def run(loaded: LoadedConfig, request: Request) -> dict[str, Any]:
     if request.rule_files:
         loaded = with_rule_files(loaded, request.rule_files)
     sources = _sources(loaded, request.start, request.end, step)
-    loaded, skipped = _replayable(loaded, request.targets, sources, step)
+    loaded, skipped = _replayable(loaded, request.targets, sources, step, notes if notes is not None else [])
     try:
         recorder, engine, store = _replay(loaded, sources, request.start, step, count)
         report = _report(loaded, request, step, recorder, store, skipped)
@@ -314,7 +313,7 @@ def with_rule_files(loaded: LoadedConfig, patterns: tuple[str, ...]) -> LoadedCo
 
 
 def _replayable(loaded: LoadedConfig, targets: tuple[str, ...], sources: dict[str, Source],
-                step: float) -> tuple[LoadedConfig, dict[tuple[str, str], str]]:
+                step: float, notes: list[str]) -> tuple[LoadedConfig, dict[tuple[str, str], str]]:
     """Only the chosen targets, only the rules whose sources keep history (the others: why not)."""
     known = loaded.config.targets
     unknown = [t for t in targets if t not in known]
@@ -333,8 +332,8 @@ def _replayable(loaded: LoadedConfig, targets: tuple[str, ...], sources: dict[st
             rules.append(lr)
     for name, target in list(chosen.items()):
         if target.version is not None and isinstance(sources[target.version.source], NoHistory):
-            log.warning("target %s: the running version is not replayed: %s", name,
-                        sources[target.version.source].why)  # type: ignore[attr-defined]
+            notes.append(f"target {name}: the running version is not replayed (rules run as if it were "
+                         f"unknown): {sources[target.version.source].why}")  # type: ignore[attr-defined]
             chosen[name] = replace(target, version=None)
     config = replace(loaded.config, targets=chosen, state=":memory:")
     if step != loaded.config.interval:  # evaluations a step apart are consecutive, not a gap

@@ -280,7 +280,10 @@ def cmd_backtest(args: argparse.Namespace, out: Out, err: Out) -> int:
                       incidents=load_incidents(args.incidents, now) if args.incidents else None)
     if not hasattr(args, "log_level"):  # the replayed engine's own log lines would drown the report
         logging.getLogger().setLevel(logging.ERROR)
-    report = run(loaded, request)
+    notes: list[str] = []
+    report = run(loaded, request, notes)
+    for note in notes:
+        print(f"note: {note}", file=err)
     if args.json:
         print(json.dumps(report, indent=2), file=out)
     else:
