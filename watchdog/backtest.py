@@ -25,10 +25,11 @@ import glob
 import os
 import re
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from watchdog import plugins
 from watchdog.actions import RollbackExecutor
@@ -49,7 +50,8 @@ from watchdog.samples import Sample
 from watchdog.sources.base import QueryResult, Source
 from watchdog.sources.prometheus import PrometheusSource
 from watchdog.sources.runner import Request as SourceRequest, SourceRunner, invoke
-from watchdog.state import open_store
+from watchdog.state.base import VersionRecord
+from watchdog.state.sqlite import SQLiteStateStore
 
 
 MAX_STEPS = 2_000_000  # a year at 15s; beyond that the step is surely a typo
@@ -192,6 +194,37 @@ class InlineRunner(SourceRunner):
                 self._cache[key] = exc
 
 
+class ReplayStore(SQLiteStateStore):
+    """The replay's in-memory store, keeping each target's versions between writes: the
+    engine reads them for every rule on every step. Forgotten on every write of versions and
+    at the end of every transaction (a rolled-back write must not linger)."""
+
+    def __init__(self) -> None:
+        self._versions: dict[str, list[VersionRecord]] = {}  # before the schema's transaction
+        super().__init__(":memory:")
+
+    def versions(self, target: str) -> list[VersionRecord]:
+        if target not in self._versions:
+            self._versions[target] = super().versions(target)
+        return list(self._versions[target])
+
+    def observe_version(self, target: str, version: str, now: float) -> bool:
+        self._versions.clear()
+        return super().observe_version(target, version, now)
+
+    def mark_bad(self, target: str, version: str, reason: str) -> None:
+        self._versions.clear()
+        super().mark_bad(target, version, reason)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        try:
+            with super().transaction():
+                yield
+        finally:
+            self._versions.clear()
+
+
 # -- what happened -----------------------------------------------------------------------------------
 
 @dataclass
@@ -274,7 +307,7 @@ def run(loaded: LoadedConfig, request: Request, notes: list[str] | None = None) 
 
 
 def _replay(loaded: LoadedConfig, sources: dict[str, Source], start: float, step: float, count: int):  # type: ignore[no-untyped-def]
-    store = open_store(":memory:")
+    store = ReplayStore()
     clock = FakeClock(start)
     metrics = DaemonMetrics()
     stop = threading.Event()
