@@ -80,7 +80,10 @@ def test_a_blocked_episode_counts_once_and_the_deferred_rollback_then_succeeds(t
     h.tick()
     assert h.rollbacks() == 1
     assert sample(h, "model_watchdog_decisions_total", {**TARGET, "outcome": "succeeded"}) == 1
-    assert sample(h, "model_watchdog_time_to_detect_seconds_sum") == decided - breach_start
+    # issue 15: detect = fired − breach started (`for: 30s`), act = last step done − fired:
+    # the time the guard held the decision back is acting time, not detection time
+    assert sample(h, "model_watchdog_time_to_detect_seconds_sum") == 30
+    assert sample(h, "model_watchdog_time_to_act_seconds_sum") == decided - (breach_start + 30)
 
 
 def test_an_expired_approval_counts_as_a_skipped_decision(tmp_path):

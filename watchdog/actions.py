@@ -42,6 +42,8 @@ class RollbackRequest:
     stack: dict[str, Any] | None = None  # stack rollbacks: {"from_release", "to_release", "from_components"}
     depth: int = 1  # 2 when a rollback that did not restore health is followed by another (max_depth)
     breach_started_at: float | None = None  # the first breaching evaluation (time to detect / to recover)
+    pending_at: float | None = None  # the rule went pending (the series' pending_since)
+    fired_at: float | None = None  # the rule fired (time to detect ends, time to act begins)
 
 
 AWAITING = "awaiting_approval"
@@ -64,6 +66,7 @@ def record_decision(store: StateStore, request: RollbackRequest, now: float, *, 
     details = {"context": context.as_json(), "plan": request.plan, "severity": request.severity,
                "requested_by": request.requested_by, AWAITING: awaiting_until is not None,
                "approve_by": awaiting_until, "depth": request.depth, "breach_started_at": request.breach_started_at,
+               "pending_at": request.pending_at, "fired_at": request.fired_at,
                **(request.stack or {})}
     decision = Decision(id=decision_id, target=request.target, rule=request.rule, action="rollback",
                         created_at=now, context=details, status="pending" if awaiting_until else "running")
@@ -195,8 +198,9 @@ class RollbackExecutor:
             self.on_finish(decision, status, now, message)
         # Where the actuators finish: the decision's outcome, and time to act when it succeeded.
         self._metrics.decisions.labels(decision.target, status).inc()
-        if status == "succeeded":
-            self._metrics.time_to_act.labels(decision.target).observe(max(0.0, now - decision.created_at))
+        if status == "succeeded":  # from the rule firing to the last step done (watchdog.timeline)
+            fired = decision.context.get("fired_at") or decision.created_at
+            self._metrics.time_to_act.labels(decision.target).observe(max(0.0, now - fired))
         log.log(logging.INFO if status == "succeeded" else logging.ERROR, "%s: %s", decision.target, message)
 
     def _component_versions(self, decision: Decision) -> dict[str, str]:

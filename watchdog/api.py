@@ -57,7 +57,10 @@ def routes(daemon: "Daemon") -> list[Route]:
 
     def page(_: Request) -> Response:
         from watchdog.statuspage import render
-        return Response(200, render(daemon.status()), "text/html; charset=utf-8")
+        from watchdog.timeline import with_plots
+        thresholds = {(lr.target, lr.rule.name): lr.rule.threshold() for lr in daemon.loaded.rules}
+        incidents = with_plots(daemon.store, thresholds, time.time())
+        return Response(200, render(daemon.status(), incidents=incidents), "text/html; charset=utf-8")
 
     def history(req: Request) -> Response:
         limit = _limit_or_400(req)
@@ -126,6 +129,10 @@ def routes(daemon: "Daemon") -> list[Route]:
                                "note": r.note, "origin": r.origin}
                               for r in daemon.store.releases(req.params["target"], limit=limit)])
 
+    def drill(req: Request) -> Response:
+        done = daemon.drill_now(req.params["target"], who(req))
+        return Response(200, done.as_json())
+
     def reload(_: Request) -> Response:
         ok, message = daemon.reload()
         return Response(200 if ok else 422, {"reloaded": ok, "message": message})
@@ -140,6 +147,7 @@ def routes(daemon: "Daemon") -> list[Route]:
         Route("POST", "/api/v1/targets/{target}/pause", pause, mutating=True),
         Route("POST", "/api/v1/targets/{target}/resume", resume, mutating=True),
         Route("POST", "/api/v1/targets/{target}/rollback", rollback, mutating=True),
+        Route("POST", "/api/v1/targets/{target}/drill", drill, mutating=True),
         Route("POST", "/api/v1/decisions/{decision}/approve", approve, mutating=True),
         Route("POST", "/api/v1/decisions/{decision}/reject", reject, mutating=True),
         Route("POST", "/api/v1/reload", reload, mutating=True),

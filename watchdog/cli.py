@@ -58,6 +58,24 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="machine-readable output")
     explain.add_argument("--gap", type=float, default=2.0,
                          help="seconds between the two fetches that give rates something to work with (default 2)")
+    backtest = sub.add_parser("backtest", parents=[common],
+                              help="replay the rules over the sources' history: what would have fired, and when")
+    backtest.add_argument("targets", nargs="*", metavar="TARGET", help="only these targets (default: all)")
+    backtest.add_argument("--from", dest="start", required=True, metavar="TIME",
+                          help="RFC 3339, 'now', or relative to now: --from -6h, --from -7d")
+    backtest.add_argument("--to", dest="end", default="now", metavar="TIME", help="as --from (default: now)")
+    backtest.add_argument("--step", metavar="DURATION", help="time between evaluations (default: the config's interval)")
+    backtest.add_argument("--rules", nargs="+", metavar="GLOB", default=(),
+                          help="rule files to try instead of the config's rule_files (e.g. not deployed yet)")
+    backtest.add_argument("--incidents", metavar="FILE",
+                          help="YAML list of known bad periods {start, end, name, target, rules}: detection delay, "
+                               "false positives, a suggested threshold")
+    backtest.add_argument("--json", action="store_true", help="machine-readable output")
+    incidents = sub.add_parser("incidents", parents=[common],
+                               help="rollback incidents as timelines: breach, fired, acted, recovered")
+    incidents.add_argument("target", nargs="?", help="only this target")
+    incidents.add_argument("--limit", type=int, default=20, help="newest N incidents (default 20)")
+    incidents.add_argument("--json", action="store_true", help="machine-readable output")
     from watchdog.cli_operator import register
     COMMANDS.update(register(sub, common))
     return parser
@@ -67,7 +85,7 @@ def main(argv: list[str] | None = None, out: Out | None = None, err: Out | None 
     # Whatever is printed, data from outside cannot send escape sequences to the terminal.
     out = SafeWriter(out or sys.stdout)  # type: ignore[assignment]
     err = SafeWriter(err or sys.stderr)  # type: ignore[assignment]
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_dash_values(sys.argv[1:] if argv is None else argv))
     _setup_logging(getattr(args, "log_level", "info" if args.command == "run" else "warning"), err)
     command: Callable[[argparse.Namespace, Out, Out], int] = COMMANDS[args.command]
     try:
@@ -82,6 +100,20 @@ def main(argv: list[str] | None = None, out: Out | None = None, err: Out | None 
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+_TIME_OPTIONS = ("--from", "--to")
+
+
+def _dash_values(argv: list[str]) -> list[str]:
+    """`--from -6h` as typed: a relative time after a time option is its value, not an option."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if i > 0 and argv[i - 1] in _TIME_OPTIONS and arg[:2].startswith("-") and arg[1:2].isdigit():
+            out[-1] = f"{argv[i - 1]}={arg}"
+            continue
+        out.append(arg)
+    return out
 
 
 def _setup_logging(level: str, err: Out) -> None:
@@ -244,6 +276,55 @@ def cmd_explain(args: argparse.Namespace, out: Out, err: Out) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace, out: Out, err: Out) -> int:
+    import time
+
+    from watchdog.backtest import Request, fired, format_text, load_incidents, parse_time, run
+    from watchdog.durations import parse_duration
+    loaded = _load(args)
+    now = time.time()
+    try:
+        step = parse_duration(args.step) if args.step else None
+    except ValueError as exc:
+        print(f"model-watchdog: error: --step {args.step!r}: {exc}", file=err)
+        return 2
+    request = Request(start=parse_time(args.start, now), end=parse_time(args.end, now), step=step,
+                      targets=tuple(args.targets), rule_files=tuple(args.rules),
+                      incidents=load_incidents(args.incidents, now) if args.incidents else None)
+    if not hasattr(args, "log_level"):  # the replayed engine's own log lines would drown the report
+        logging.getLogger().setLevel(logging.ERROR)
+    notes: list[str] = []
+    report = run(loaded, request, notes)
+    for note in notes:
+        print(f"note: {note}", file=err)
+    if args.json:
+        print(json.dumps(report, indent=2), file=out)
+    else:
+        print("\n".join(format_text(report)), file=out)
+    return 1 if fired(report) else 0
+
+
+def cmd_incidents(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.timeline import as_json, incidents
+    loaded = _load(args)
+    store = _open_store(loaded)
+    try:
+        items = [as_json(i) for i in incidents(store, args.target, max(1, args.limit))]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(items, indent=2), file=out)
+        return 0
+    for i in items:
+        print(one_line(f"{i['target']}/{i['rule']} decision {i['decision_id']} ({i['status']})"), file=out)
+        for key in ("breach_started_at", "pending_at", "fired_at", "decided_at", "actuated_at", "verified_at",
+                    "recovered_at"):
+            print(f"  {key.removesuffix('_at'):<15} {i[key] or '-'}", file=out)
+        print("  " + ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {_num(i[k])}s"
+                               for k in ("time_to_detect_s", "time_to_act_s", "time_to_recover_s")), file=out)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.demo.run import run_demo
     return run_demo(out, quiet=args.quiet)
@@ -252,6 +333,7 @@ def cmd_demo(args: argparse.Namespace, out: Out, err: Out) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Out, Out], int]] = {
     "run": cmd_run, "validate": cmd_validate, "check": cmd_check, "status": cmd_status,
     "history": cmd_history, "demo": cmd_demo, "test": cmd_test, "schema": cmd_schema, "explain": cmd_explain,
+    "backtest": cmd_backtest, "incidents": cmd_incidents,
 }
 
 

@@ -16,7 +16,8 @@ from watchdog.actions import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig
-from watchdog.drill import DrillMetrics
+from watchdog.drill import Drill, DrillMetrics, run_drill
+from watchdog.drills import DrillAlerts, DrillSchedule
 from watchdog.engine import Engine, TickAbandoned, TickReport
 from watchdog.config.loader import load
 from watchdog.errors import ConfigError, StateError
@@ -53,7 +54,8 @@ class Daemon:
         self._install(loaded)
         self.metrics.config_last_reload_success.set(1)
         self._reload_good()
-        self._drills = DrillMetrics(self.store, self.metrics)
+        self._drills = DrillMetrics(self.store, self.metrics, on_drill=DrillAlerts(self._alert_target).observe)
+        self._export_drills()  # the drills before this start: the gauges, and whether the last one failed
 
     def _install(self, loaded: LoadedConfig) -> None:
         """Build every plugin and the engine for `loaded` (at start and on reload)."""
@@ -75,6 +77,7 @@ class Daemon:
         self.owner.owned = set()  # a new engine adopts its targets' state on its first tick
         self.engine = Engine(loaded, self.store, self.sources, self.executor, self.notifier, self.metrics, self.owner,
                              clock=self.clock)
+        self.drill_schedule = DrillSchedule(loaded, self.store)
 
     def reload(self) -> tuple[bool, str]:
         """Re-read config and rule files; on any problem keep running the last good ones.
@@ -211,16 +214,30 @@ class Daemon:
                 log.exception("evaluation at %s failed: %s", rfc3339(now), self.last_error)
                 return None
             self.last_tick, self.last_report, self.last_error = now, report, ""
-            self._export_drills()
+            self._export_drills(now)
             return report
 
-    def _export_drills(self) -> None:
-        """Drills on /metrics as the history has them: the CLI or another replica may have run
-        them. (`model_watchdog_target_held` follows the store in the tick: Desk.sync.)"""
+    def _export_drills(self, now: float | None = None) -> None:
+        """Scheduled drills that are due (watchdog.drills), then drills on /metrics and their
+        alerts as the history has them: the CLI or another replica may have run them.
+        (`model_watchdog_target_held` follows the store in the tick: Desk.sync.)"""
         try:
+            if now is not None:
+                self.drill_schedule.run_due(now, self.engine.owned)
             self._drills.refresh()
         except StateError as exc:  # not worth failing a tick over
-            log.warning("cannot read drills from the state store: %s", exc)
+            log.warning("cannot run or read drills in the state store: %s", exc)
+
+    def drill_now(self, target: str, by: str) -> Drill:
+        """`POST /api/v1/targets/{t}/drill`: one drill now, exported at once."""
+        with self._tick_lock:
+            drill = run_drill(self.loaded, self.store, target, self.clock.now(), by)
+            self._export_drills()
+        return drill
+
+    def _alert_target(self, target: str, alert: Alert) -> None:
+        if target in self.loaded.config.targets:
+            self.notifier.notify(self.loaded.config.targets[target].alert, alert)
 
     def _store_is_lost(self, now: float) -> bool:
         """Check the state store is still the one opened; when it is gone, stop acting, alert once."""

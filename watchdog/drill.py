@@ -10,7 +10,7 @@ drills are on the audit record too.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from watchdog import plugins
 from watchdog.actions import RollbackRequest, step_context, step_of
@@ -116,13 +116,17 @@ class DrillMetrics:
     """Drills on /metrics (`model_watchdog_drill_ready`, `..._drill_last_success_timestamp_seconds`),
     read back from the history: whoever ran them (the CLI, another replica) recorded them there."""
 
-    def __init__(self, store: StateStore, metrics: DaemonMetrics):
+    def __init__(self, store: StateStore, metrics: DaemonMetrics,
+                 on_drill: Callable[[HistoryEvent, bool], None] | None = None):
         self._store = store
         self._metrics = metrics
         self._seen: int | None = None
+        # Told of each drill read back, and whether it is from before the first call (replayed).
+        self._on_drill = on_drill
 
     def refresh(self) -> None:
         """Export the drills recorded since the last call, oldest first (the newest wins)."""
+        replayed = self._seen is None
         events = self._store.history(kinds=["drill"], since_id=self._seen, limit=1000)
         for event in sorted(events, key=lambda e: e.id or 0):
             ready = bool((event.data.get("drill") or {}).get("ready"))
@@ -130,6 +134,10 @@ class DrillMetrics:
             if ready:
                 self._metrics.drill_last_success.labels(event.target).set(event.at)
             self._seen = max(self._seen or 0, event.id or 0)
+            if self._on_drill is not None:
+                self._on_drill(event, replayed)
+        if self._seen is None:
+            self._seen = 0  # nothing recorded yet: whatever comes next is new
 
 
 def _record(store: StateStore, drill: Drill, now: float, by: str) -> Drill:

@@ -53,13 +53,13 @@ class DaemonMetrics:
         self.decisions = Counter("model_watchdog_decisions", "Rollback decisions by outcome",
                                  ["target", "outcome"], registry=r)
         self.time_to_detect = Histogram(
-            "model_watchdog_time_to_detect_seconds", "From the first breaching evaluation to the rollback decision",
+            "model_watchdog_time_to_detect_seconds", "From the first breaching evaluation to the rule firing",
             ["target"], buckets=INCIDENT_BUCKETS, registry=r)
         self.time_to_act = Histogram(
-            "model_watchdog_time_to_act_seconds", "From the rollback decision to its last step done",
+            "model_watchdog_time_to_act_seconds", "From the rule firing to the rollback's last step done",
             ["target"], buckets=INCIDENT_BUCKETS, registry=r)
         self.time_to_recover = Histogram(
-            "model_watchdog_time_to_recover_seconds", "From the first breaching evaluation to the rule recovering after the rollback",
+            "model_watchdog_time_to_recover_seconds", "From the first breaching evaluation to every rollback rule of the target inactive again",
             ["target"], buckets=INCIDENT_BUCKETS, registry=r)
         # Rollback drills (`model-watchdog drill`) are read back from the history, whoever ran them.
         self.drill_ready = Gauge("model_watchdog_drill_ready", "1 if the latest rollback drill found the target ready, 0 if not",

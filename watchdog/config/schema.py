@@ -47,6 +47,14 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class DrillSchedule:
+    """Rollback drills (`model-watchdog drill`) run by the daemon itself, on a schedule."""
+
+    every: float = option(duration=True, help="time between drills, e.g. 24h (the first runs this long after the last one)")
+    marks: dict[str, Mark] = marks_field()
+
+
+@dataclass(frozen=True)
 class VersionQuery:
     """Where the running version of a target is read: a label of a series."""
 
@@ -87,6 +95,7 @@ class TargetConfig:
     approve_timeout: float = option(1800.0, duration=True, help="how long a decision waits for approval")
     mode: Mode = option("active", help="'shadow': evaluate and record 'would roll back', never act")
     variables: dict[str, str] = option(default_factory=dict, help="values for {{name}} placeholders in queries")
+    drill: DrillSchedule | None = option(None, help="scheduled rollback drills: {every: 24h} (default: the top-level drill)")
     marks: dict[str, Mark] = marks_field()
 
 
@@ -103,6 +112,7 @@ class Config:
     max_rollbacks: RateLimit | None = option(None, help="automatic rollbacks allowed per window across all targets (default 10 per 1h)")
     api: ApiConfig = option(default_factory=ApiConfig, help="HTTP API security")
     replica_id: str = option("", help="this replica's name with a shared PostgreSQL state (default: host-pid-random)")
+    drill: DrillSchedule | None = option(None, help="scheduled rollback drills for every target without its own: {every: 24h}")
     marks: dict[str, Mark] = marks_field()
 
 

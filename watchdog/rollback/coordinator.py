@@ -57,10 +57,41 @@ class Rollbacks:
         for lr in loaded.rules:
             if lr.rule.action == "rollback":
                 self._rollback_rules.setdefault(lr.target, {})[lr.rule.name] = lr
+        self._awaiting: dict[str, str | None] = {}  # target → decision whose recovery is awaited
+        self._seen: set[str] = set()
 
     # -- signals ------------------------------------------------------------------------------
 
     def tick(self, view: TargetView, now: float) -> Incident:
+        incident = self._tick(view, now)
+        self._watch_recovery(view, incident, now)
+        return incident
+
+    def _watch_recovery(self, view: TargetView, incident: Incident, now: float) -> None:
+        """Mark `recovered_at` on the target's last acted-on decision once every rollback rule
+        of the target is inactive again and judged within its threshold (not firing, not
+        pending, not merely warming up)."""
+        target = view.target
+        if incident.decision_id and incident.decision_id not in self._seen:
+            self._seen.add(incident.decision_id)
+            self._awaiting[target] = incident.decision_id
+        if target not in self._awaiting:  # after a start: the newest decision not yet recovered
+            newest = self.store.decisions(target=target, limit=1)
+            marked = {e.data.get("decision_id") for e in self.store.history(target, limit=50, kinds=["timeline"])
+                      if e.data.get("mark") == "recovered_at"}
+            self._awaiting[target] = newest[0].id if newest and newest[0].id not in marked else None
+        waiting = self._awaiting[target]
+        if waiting is None or not all(s.phase is RulePhase.INACTIVE and s.outcome == "ok" for s in view.series.values()):
+            return  # still breaching, pending, or not judged yet (warming up on the version rolled back to)
+        decision = self.store.get_decision(waiting)
+        if decision is not None and decision.status in ("pending", "running"):
+            return  # not acted on yet
+        self._awaiting[target] = None
+        if decision is not None and decision.status != "skipped" and "fired_at" in decision.context:
+            with self.store.transaction():
+                self.desk.mark(target, decision.rule, decision.id, "recovered_at", now)
+
+    def _tick(self, view: TargetView, now: float) -> Incident:
         incident = self.desk.load(view.target)
         for signal in due(incident, now):
             incident = self.desk.send(view.target, signal, now)
@@ -128,7 +159,8 @@ class Rollbacks:
             target=lr.target, rule=lr.rule.name, value=state.value, threshold=lr.rule.threshold(),
             labels=json.loads(key[2]), version=view.version, previous_version=view.previous_version,
             reason=state.reason, severity=lr.rule.severity, plan=list(target.rollback),
-            breach_started_at=state.pending_since)
+            breach_started_at=state.pending_since, pending_at=state.pending_since,
+            fired_at=state.firing_since)
 
     def _guards(self, lr: LoadedRule, request: RollbackRequest, view: TargetView, now: float) -> GuardVerdict:
         result = self.guards.check(Situation(

@@ -98,14 +98,10 @@ class Desk:
         for effect in effects:
             if isinstance(effect, Decide) and effect.depth == 1:
                 started = getattr(effect.request, "breach_started_at", None)
+                fired = getattr(effect.request, "fired_at", None) or now
                 if started is not None and not self._decided_before(target, effect.decision_id, started):
-                    # from the first breaching evaluation to the decision
-                    self.metrics.time_to_detect.labels(target).observe(max(0.0, now - started))
-            elif isinstance(effect, Restored):
-                decision = self.store.get_decision(effect.decision_id) if effect.decision_id else None
-                started = decision.context.get("breach_started_at") if decision is not None else None
-                if started is not None:  # from the first breaching evaluation to health restored
-                    self.metrics.time_to_recover.labels(target).observe(max(0.0, now - started))
+                    # from the first breaching evaluation to the rule firing
+                    self.metrics.time_to_detect.labels(target).observe(max(0.0, fired - started))
             elif isinstance(effect, SetDecision) and effect.status == "skipped":
                 # Expired, rejected, or overtaken by a new version / resume / a manual rollback.
                 self.metrics.decisions.labels(target, "skipped").inc()
@@ -139,7 +135,23 @@ class Desk:
             self._alert(incident, effect, now)
         elif isinstance(effect, ReleaseBad):
             self._release_bad(target, effect.decision_id)
+        elif isinstance(effect, Restored):
+            self.mark(target, incident.rule, effect.decision_id, "verified_at", now)
         return True
+
+    def mark(self, target: str, rule: str | None, decision_id: str, mark: str, now: float) -> None:
+        """The one place where a decision's later timeline marks (`verified_at`: the rule
+        recovered within verify_window; `recovered_at`: every rollback rule of the target
+        inactive again) are recorded: a `timeline` history event (read by watchdog.timeline)."""
+        what = {"verified_at": "verified: the rule recovered within verify_window",
+                "recovered_at": "recovered: every rollback rule of the target is inactive again"}[mark]
+        self.store.append(HistoryEvent(None, now, target, rule, {}, "timeline", f"rollback {decision_id} {what}",
+                                       {"decision_id": decision_id, "mark": mark}))
+        if mark == "recovered_at" and self.metrics is not None:
+            decision = self.store.get_decision(decision_id)
+            started = decision.context.get("breach_started_at") if decision is not None else None
+            if started is not None:  # from the first breaching evaluation to every rule inactive
+                self.metrics.time_to_recover.labels(target).observe(max(0.0, now - started))
 
     def _set_decision(self, target: str, effect: SetDecision, now: float) -> bool:
         decision = self.store.get_decision(effect.decision_id)

@@ -131,6 +131,38 @@ class PrometheusSource(Source):
         return httpfetch.request(self._http(), method, self.endpoint, timeout=self.options.timeout,
                                  max_body=self.options.max_body, what=f"Prometheus query {method}", **kwargs)
 
+    def query_range(self, query: str, start: float, end: float, step: float) -> dict[int, list[Sample]]:
+        """Evaluate `query` at start, start + step, … ≤ end with one `/api/v1/query_range`
+        request (what `query` would answer at each of those instants; `watchdog.backtest`).
+        Returns the samples by instant in milliseconds; an instant without any series is absent."""
+        params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:.3f}",
+                  "timeout": f"{self.options.timeout:g}"}
+        endpoint = self.endpoint[: -len(API_PATH)] + API_PATH + "_range"
+        response = httpfetch.request(self._http(), "POST", endpoint, timeout=self.options.timeout,
+                                     max_body=self.options.max_body, what="Prometheus query_range POST",
+                                     headers=self._headers, auth=self._auth, data=params)
+        if httpfetch.is_html(response):
+            raise httpfetch.html_error(response, self.where, "a Prometheus API answer")
+        doc = httpfetch.decode_json(response, self.where)
+        if not isinstance(doc, dict) or doc.get("status") != "success":
+            if isinstance(doc, dict) and doc.get("status") == "error":
+                raise self._api_error(doc, response.status_code)
+            raise self._http_error(response)
+        data = doc.get("data")
+        if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
+            raise SourceError(f"{self.where} answered query_range without a matrix", "parse")
+        out: dict[int, list[Sample]] = {}
+        for item in data["result"]:
+            if not isinstance(item, dict) or not isinstance(item.get("metric", {}), dict):
+                raise SourceError(f"{self.where} answered a matrix element that is not {{metric, values}}", "parse")
+            labels = labels_of(item.get("metric") or {})
+            for pair in item.get("values") or []:
+                if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], (int, float)):
+                    raise SourceError(f"{self.where} answered a point that is not [time, value]: {_short(repr(pair))}",
+                                      "parse")
+                out.setdefault(round(pair[0] * 1000), []).append(Sample(labels, self._value(pair)))
+        return out
+
     def _result(self, response: httpfetch.Fetched, query: str) -> QueryResult:
         status = response.status_code
         if httpfetch.is_html(response):
