@@ -44,6 +44,24 @@ ERROR_RATE_RULE = """\
 """
 
 
+ACCURACY_RULE = """\
+- name: accuracy
+  source: model
+  query: model_accuracy
+  below: 0.9
+  for: 2s
+  action: rollback
+"""
+
+
+def decisions(state_db: Path) -> list[tuple[str, str]]:
+    """(id, status) of every rollback decision in a SQLite state file."""
+    import sqlite3
+
+    with sqlite3.connect(state_db) as db:
+        return db.execute("SELECT id, status FROM decisions").fetchall()
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:

@@ -8,7 +8,6 @@ de-duplicates. The history tells the whole story and the target stays held.
 from __future__ import annotations
 
 import subprocess
-import sqlite3
 import sys
 
 import pytest
@@ -17,23 +16,10 @@ import requests
 from watchdog.demo.model_server import SimulatedModelServer
 
 from tests.http_receiver import Receiver
-from tests.integration.daemon_process import DaemonProcess, wait_until
+from tests.integration.daemon_process import ACCURACY_RULE as RULE, decisions, DaemonProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-RULE = """\
-- name: accuracy
-  source: model
-  query: model_accuracy
-  below: 0.9
-  for: 2s
-  action: rollback
-"""
-
-
-def decisions(state_db) -> list[tuple[str, str]]:
-    with sqlite3.connect(state_db) as db:
-        return db.execute("SELECT id, status FROM decisions").fetchall()
 
 
 def test_kill_9_while_the_rollback_webhook_is_in_flight(tmp_path):

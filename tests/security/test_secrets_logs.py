@@ -22,16 +22,8 @@ from watchdog.demo.model_server import SimulatedModelServer
 from watchdog.errors import ActuatorError
 
 from tests.http_receiver import Receiver, Reply, Request
-from tests.integration.daemon_process import DaemonProcess, wait_until
+from tests.integration.daemon_process import ACCURACY_RULE as RULE, DaemonProcess, wait_until
 
-RULE = """\
-- name: accuracy
-  source: model
-  query: model_accuracy
-  below: 0.9
-  for: 2s
-  action: rollback
-"""
 
 PASSWORD = "S3cret-Passw0rd"
 USERINFO = f"deployer:{PASSWORD}"

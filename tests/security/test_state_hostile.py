@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,23 +17,10 @@ import requests
 from watchdog.demo.model_server import SimulatedModelServer
 
 from tests.http_receiver import Receiver
-from tests.integration.daemon_process import DaemonProcess, free_port, wait_until
+from tests.integration.daemon_process import ACCURACY_RULE as RULE, decisions, DaemonProcess, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-RULE = """\
-- name: accuracy
-  source: model
-  query: model_accuracy
-  below: 0.9
-  for: 2s
-  action: rollback
-"""
-
-
-def decisions(state_db) -> list[tuple[str, str]]:
-    with sqlite3.connect(state_db) as db:
-        return db.execute("SELECT id, status FROM decisions").fetchall()
 
 
 def test_a_second_daemon_on_the_same_sqlite_file_exits_3_and_points_to_postgresql(tmp_path):
