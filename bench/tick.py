@@ -19,12 +19,12 @@ import threading
 import time
 from pathlib import Path
 
-from watchdog.actions import RollbackExecutor
+from watchdog.rollback.executor import RollbackExecutor
 from watchdog.clock import FakeClock
 from watchdog.config.loader import load
 from watchdog.engine import Engine
 from watchdog.metrics import DaemonMetrics
-from watchdog.notify import Notifier
+from watchdog.runtime.notify import Notifier
 from watchdog.promql import SeriesStore, evaluate, parse
 from watchdog.samples import NAME, Sample, labels_of
 from watchdog.sources.base import QueryResult, Source

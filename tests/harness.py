@@ -7,12 +7,12 @@ import threading
 import textwrap
 from pathlib import Path
 
-from watchdog.actions import RollbackExecutor
+from watchdog.rollback.executor import RollbackExecutor
 from watchdog.clock import FakeClock
 from watchdog.config.loader import load
 from watchdog.engine import Engine, TickReport
 from watchdog.metrics import DaemonMetrics
-from watchdog.notify import Notifier
+from watchdog.runtime.notify import Notifier
 from watchdog.state.sqlite import SQLiteStateStore
 from watchdog.testing import FakeActuator, FakeAlerter, FakeSource
 

@@ -166,8 +166,8 @@ def test_resume_lifts_the_hold(tmp_path):
     h = Harness(tmp_path, ERROR_RULE)
     h.source.set("error_ratio", 0.2)
     h.run_for(60)
-    from watchdog import operator
-    operator.resume(h.loaded, h.store, "fraud-model", "alice", "looked at it", h.clock.now())
+    from watchdog.rollback import manual
+    manual.resume(h.loaded, h.store, "fraud-model", "alice", "looked at it", h.clock.now())
     assert "fraud-model" not in h.store.holds()
     h.source.set("error_ratio", 0.01)
     h.run_for(20)

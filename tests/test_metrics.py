@@ -4,7 +4,7 @@ rollback drills — on the production engine with a fake clock (10 s ticks)."""
 from __future__ import annotations
 
 from watchdog.clock import FakeClock
-from watchdog.drill import DrillMetrics, run_drill
+from watchdog.rollback.drill import DrillMetrics, run_drill
 from watchdog.metrics import DaemonMetrics
 from watchdog.state.base import HistoryEvent
 
@@ -66,16 +66,16 @@ def test_a_shadow_rule_counts_a_shadow_decision(tmp_path):
 
 
 def test_a_blocked_episode_counts_once_and_the_deferred_rollback_then_succeeds(tmp_path):
-    from watchdog import operator
+    from watchdog.rollback import manual
 
     h = Harness(tmp_path, ERROR_RULE)
-    operator.pause(h.loaded, h.store, "fraud-model", "alice", "migration", h.clock.now())
+    manual.pause(h.loaded, h.store, "fraud-model", "alice", "migration", h.clock.now())
     breach_start = h.clock.now()
     h.source.set("error_ratio", 0.20)
     h.run_for(300)  # the guard is asked every tick: one blocked episode, counted once
     assert h.rollbacks() == 0
     assert sample(h, "model_watchdog_decisions_total", {**TARGET, "outcome": "blocked"}) == 1
-    operator.resume(h.loaded, h.store, "fraud-model", "alice", "done", h.clock.now())
+    manual.resume(h.loaded, h.store, "fraud-model", "alice", "done", h.clock.now())
     decided = h.clock.now()
     h.tick()
     assert h.rollbacks() == 1

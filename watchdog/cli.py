@@ -16,7 +16,7 @@ from watchdog import __version__
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig, default_config_path, load
 from watchdog.errors import ConfigError, WatchdogError
-from watchdog.printable import SafeWriter, one_line
+from watchdog.text.printable import SafeWriter, one_line
 from watchdog.redact import RedactingFilter, redact
 from watchdog.samples import format_labels
 
@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     incidents.add_argument("target", nargs="?", help="only this target")
     incidents.add_argument("--limit", type=int, default=20, help="newest N incidents (default 20)")
     incidents.add_argument("--json", action="store_true", help="machine-readable output")
-    from watchdog.cli_operator import register
+    from watchdog.commands.manual import register
     COMMANDS.update(register(sub, common))
     return parser
 
@@ -151,7 +151,7 @@ def cmd_run(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, out: Out, err: Out) -> int:
-    from watchdog.apitokens import read_tokens
+    from watchdog.web.apitokens import read_tokens
     loaded = _load(args)
     tokens = read_tokens(loaded)  # the checks the daemon makes at start-up: exists, readable, private
     for warning in tokens.warnings:
@@ -177,7 +177,7 @@ def _explain_splits(loaded: LoadedConfig, out: Out) -> None:
 
 
 def cmd_check(args: argparse.Namespace, out: Out, err: Out) -> int:
-    from watchdog.check import run_check
+    from watchdog.commands.check import run_check
     rows = run_check(_load(args), gap=args.gap)
     if args.json:
         print(json.dumps(rows, indent=2, default=str), file=out)
@@ -189,7 +189,7 @@ def cmd_check(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: Out, err: Out) -> int:
-    from watchdog.status import store_snapshot
+    from watchdog.web.status import store_snapshot
     loaded = _load(args)
     store = _open_store(loaded)
     try:
@@ -267,7 +267,7 @@ def cmd_schema(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 
 def cmd_explain(args: argparse.Namespace, out: Out, err: Out) -> int:
-    from watchdog.explain import format_text, run_explain
+    from watchdog.commands.explain import format_text, run_explain
     report = run_explain(_load(args), args.target, args.rule, gap=args.gap)
     if args.json:
         print(json.dumps(report, indent=2), file=out)
@@ -279,7 +279,7 @@ def cmd_explain(args: argparse.Namespace, out: Out, err: Out) -> int:
 def cmd_backtest(args: argparse.Namespace, out: Out, err: Out) -> int:
     import time
 
-    from watchdog.backtest import Request, fired, format_text, load_incidents, parse_time, run
+    from watchdog.commands.backtest import Request, fired, format_text, load_incidents, parse_time, run
     from watchdog.durations import parse_duration
     loaded = _load(args)
     now = time.time()
@@ -305,7 +305,7 @@ def cmd_backtest(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 
 def cmd_incidents(args: argparse.Namespace, out: Out, err: Out) -> int:
-    from watchdog.timeline import as_json, incidents
+    from watchdog.rollback.timeline import as_json, incidents
     loaded = _load(args)
     store = _open_store(loaded)
     try:

@@ -11,26 +11,27 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from watchdog import httpbody, plugins
-from watchdog.actions import RollbackExecutor
+from watchdog import httpbody
+from watchdog.config import plugins
+from watchdog.rollback.executor import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig
-from watchdog.drill import Drill, DrillMetrics, run_drill
-from watchdog.drills import DrillAlerts, DrillSchedule
+from watchdog.rollback.drill import Drill, DrillMetrics, run_drill
+from watchdog.rollback.drill_schedule import DrillAlerts, DrillSchedule
 from watchdog.engine import Engine, TickAbandoned, TickReport
 from watchdog.config.loader import load
 from watchdog.errors import ConfigError, StateError
 from watchdog.metrics import DaemonMetrics
-from watchdog.notify import Notifier
-from watchdog.ownership import Owner
+from watchdog.runtime.notify import Notifier
+from watchdog.runtime.ownership import Owner
 from watchdog.redact import redact
 from watchdog.state import open_store
 from watchdog.state.base import HistoryEvent, StateStore
 from watchdog.state.processes import ProcessJournal
 
 if TYPE_CHECKING:
-    from watchdog.server import AuthPolicy
+    from watchdog.web.server import AuthPolicy
 
 log = logging.getLogger("watchdog.daemon")
 
@@ -218,7 +219,7 @@ class Daemon:
             return report
 
     def _export_drills(self, now: float | None = None) -> None:
-        """Scheduled drills that are due (watchdog.drills), then drills on /metrics and their
+        """Scheduled drills that are due (watchdog.rollback.drill_schedule), then drills on /metrics and their
         alerts as the history has them: the CLI or another replica may have run them.
         (`model_watchdog_target_held` follows the store in the tick: Desk.sync.)"""
         try:
@@ -275,16 +276,16 @@ class Daemon:
         return True, "ok"
 
     def status(self) -> dict[str, Any]:
-        from watchdog.status import snapshot
+        from watchdog.web.status import snapshot
         return snapshot(self)
 
     # -- the long-running form ------------------------------------------------------------------------
 
     def start(self) -> str:
         """Start HTTP, alert delivery and the tick scheduler in the background; returns the URL."""
-        from watchdog.api import routes
-        from watchdog.scheduler import TickScheduler
-        from watchdog.server import ApiServer, Limits
+        from watchdog.web.api import routes
+        from watchdog.runtime.scheduler import TickScheduler
+        from watchdog.web.server import ApiServer, Limits
 
         api = self.loaded.config.api
         limits = Limits(max_body=api.max_body, idle_timeout=api.idle_timeout, request_timeout=api.request_timeout,
@@ -313,7 +314,7 @@ class Daemon:
             log.error("the evaluation in progress did not finish within %gs; exiting anyway", SHUTDOWN_GRACE)
 
     def serve(self) -> int:
-        from watchdog import systemd
+        from watchdog.runtime import systemd
 
         self._install_signals()
         address = self.start()
@@ -376,8 +377,8 @@ def scheduled_time(now: float, interval: float) -> float:
     return round(round(now / interval) * interval, 6)
 def _auth_policy(loaded: LoadedConfig) -> "AuthPolicy":
     """The API's tokens (ConfigError if a token file is missing, short or too open)."""
-    from watchdog.apitokens import require_tokens
-    from watchdog.server import AuthPolicy
+    from watchdog.web.apitokens import require_tokens
+    from watchdog.web.server import AuthPolicy
 
     tokens = require_tokens(loaded)
     return AuthPolicy(tokens.single, loaded.config.api.read_requires_token, tuple(tokens.named))

@@ -11,18 +11,18 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
-from watchdog.actions import RollbackExecutor
+from watchdog.rollback.executor import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, SystemClock, rfc3339
-from watchdog.config.checks import fixed_time
+from watchdog.config.validate import fixed_time
 from watchdog.config.loader import LoadedConfig
 from watchdog.config.schema import LoadedRule, TargetConfig
 from watchdog.durations import format_duration, parse_duration
 from watchdog.errors import WatchdogError
 from watchdog.metrics import DaemonMetrics
-from watchdog.notify import Notifier
-from watchdog.ownership import Owner
-from watchdog.releases import Ledger
+from watchdog.runtime.notify import Notifier
+from watchdog.runtime.ownership import Owner
+from watchdog.rollback.releases import Ledger
 from watchdog.rollback.coordinator import Rollbacks, TargetView
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import Phase as IncidentPhase
@@ -35,8 +35,8 @@ from watchdog.samples import Labels, format_labels
 from watchdog.sources.base import QueryResult, Source
 from watchdog.sources.runner import RunnerSettings, SourceRunner
 from watchdog.state.base import Decision, HistoryEvent, StateStore, VersionRecord
-from watchdog.version_gate import VersionGate
-from watchdog.versions import previous_good
+from watchdog.rollback.version_gate import VersionGate
+from watchdog.text.versions import previous_good
 
 log = logging.getLogger("watchdog.engine")
 
@@ -85,7 +85,7 @@ class Engine:
         self._pending_history: list[HistoryEvent] | None = None  # while set, history waits for the tick's commit
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
         self.version_changed_at: dict[str, float] = {}
-        self.version_gate = VersionGate(self._history, self.alert)  # versions are untrusted (watchdog/version_gate.py)
+        self.version_gate = VersionGate(self._history, self.alert)  # versions are untrusted (watchdog/rollback/version_gate.py)
         # Sources run concurrently, once per query per tick, behind per-source circuit breakers.
         interval = loaded.config.interval
         self.runner = SourceRunner(sources, metrics, clock, stop=executor.stop_event, settings=RunnerSettings(

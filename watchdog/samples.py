@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from watchdog.printable import one_line, quote_value
+from watchdog.text.printable import one_line, quote_value
 
 Labels = tuple[tuple[str, str], ...]
 

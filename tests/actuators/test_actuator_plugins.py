@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 
 from tests.actuators.kube_fixtures import make_context
-from watchdog import plugins
+from watchdog.config import plugins
 from watchdog.config.loader import load
 from watchdog.errors import ActuatorError, ConfigError
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.needs import require_module
-from watchdog import plugins, redact
+from watchdog import redact
+from watchdog.config import plugins
 from watchdog.config.loader import load
 from watchdog.errors import ConfigError
 

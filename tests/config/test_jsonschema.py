@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.needs import require_module
-from watchdog import plugins
+from watchdog.config import plugins
 from watchdog.config.jsonschema import config_schema, dump, rules_schema
 from watchdog.config.yamlnodes import parse_yaml
 

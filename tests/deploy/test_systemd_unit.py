@@ -80,7 +80,7 @@ def test_verify_would_notice_a_bad_key(tmp_path):
 
 def test_the_sandbox_keeps_what_the_daemon_needs():
     service = service_section(UNIT.read_text())
-    # Readiness and liveness through sd_notify (watchdog/systemd.py).
+    # Readiness and liveness through sd_notify (watchdog/runtime/systemd.py).
     assert service["Type"] == ["notify"] and service["NotifyAccess"] == ["main"]
     assert int(service["WatchdogSec"][0]) > 0
     # Its state directory, and nothing else writable.

@@ -5,7 +5,7 @@ The receiver is a local HTTP server (tests/http_receiver.py) playing a deploymen
 
 import pytest
 
-from watchdog.actions import RollbackExecutor
+from watchdog.rollback.executor import RollbackExecutor
 from watchdog.actuators.webhook import WebhookActuator
 from watchdog.config.fields import BuildContext, build
 from watchdog.config.yamlnodes import parse_yaml

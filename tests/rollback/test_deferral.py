@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watchdog import operator
+from watchdog.rollback import manual
 
 from tests.harness import DEFAULT_TARGET, Harness
 from tests.test_engine import ERROR_RULE
@@ -18,15 +18,15 @@ def decided_at(h: Harness) -> list[float]:
 
 def test_resume_while_the_rule_still_fires_rolls_back_on_the_next_tick(tmp_path):
     h = Harness(tmp_path, ERROR_RULE)
-    operator.pause(h.loaded, h.store, "fraud-model", "alice", "migration", h.clock.now())
+    manual.pause(h.loaded, h.store, "fraud-model", "alice", "migration", h.clock.now())
     h.source.set("error_ratio", 0.2)
     h.run_for(300)
     assert h.rollbacks() == 0
     (blocked,) = h.alerts(kind="rollback_blocked")  # one page for the whole episode
-    from watchdog.status import store_snapshot
+    from watchdog.web.status import store_snapshot
     incident = store_snapshot(h.loaded, h.store)["targets"]["fraud-model"]["incident"]
     assert incident["phase"] == "blocked" and incident["guard"] == "paused" and "paused by alice" in incident["reason"]
-    operator.resume(h.loaded, h.store, "fraud-model", "alice", "done", h.clock.now())
+    manual.resume(h.loaded, h.store, "fraud-model", "alice", "done", h.clock.now())
     resumed_at = h.clock.now()
     h.tick()
     assert h.rollbacks() == 1 and decided_at(h) == [resumed_at]
@@ -96,7 +96,7 @@ def test_target_held_follows_the_hold_through_resume_recovery_and_escalation(tmp
     (ineffective,) = h.alerts(kind="rollback_ineffective")
     assert held(h) == 1 and "fraud-model" in h.store.holds()
     # Resume from the CLI (another process): the daemon's gauge follows on its next tick.
-    operator.resume(h.loaded, h.store, "fraud-model", "alice", "fixed by hand", h.clock.now())
+    manual.resume(h.loaded, h.store, "fraud-model", "alice", "fixed by hand", h.clock.now())
     h.source.set("error_ratio", 0.01)
     h.tick()
     assert held(h) == 0 and "fraud-model" not in h.store.holds()

@@ -6,14 +6,14 @@ import threading
 
 import pytest
 
-from watchdog.actions import RollbackExecutor
+from watchdog.rollback.executor import RollbackExecutor
 from watchdog.cli import main
 from watchdog.clock import FakeClock
 from watchdog.config.loader import load
 from watchdog.engine import Engine
 from watchdog.errors import ConfigError
 from watchdog.metrics import DaemonMetrics
-from watchdog.notify import Notifier
+from watchdog.runtime.notify import Notifier
 from watchdog.state.sqlite import SQLiteStateStore
 from watchdog.testing import FakeAlerter, FakeSource, series
 

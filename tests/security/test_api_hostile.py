@@ -297,7 +297,7 @@ def test_validate_checks_that_token_files_exist_and_hold_a_real_token(tmp_path):
 # -- the server on its own, with small limits ---------------------------------------------------
 
 def _server(**limits: object):  # type: ignore[no-untyped-def]
-    from watchdog.server import ApiServer, AuthPolicy, Limits, Response, Route
+    from watchdog.web.server import ApiServer, AuthPolicy, Limits, Response, Route
 
     gate = threading.Event()
 

@@ -30,8 +30,8 @@ from watchdog.demo.model_server import SimulatedModelServer
 from watchdog.errors import ActuatorError
 from watchdog.promql.parser import parse
 from watchdog.rules.templating import TemplateError, bound_parameters, render
-from watchdog.version_gate import VersionGate
-from watchdog.versions import shown, version_problem
+from watchdog.rollback.version_gate import VersionGate
+from watchdog.text.versions import shown, version_problem
 
 from tests.http_receiver import Receiver
 from tests.integration.daemon_process import free_port, wait_until

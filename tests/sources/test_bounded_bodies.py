@@ -28,7 +28,7 @@ from watchdog.actuators import rest
 from watchdog.errors import ActuatorError, SourceError
 from watchdog.config.fields import BuildContext, build
 from watchdog.config.yamlnodes import parse_yaml
-from watchdog.sizes import SIZE_PATTERN, format_size, parse_size
+from watchdog.text.sizes import SIZE_PATTERN, format_size, parse_size
 from watchdog.sources.http_json import HttpJsonOptions, HttpJsonSource
 from watchdog.sources.prometheus import PrometheusOptions, PrometheusSource
 from watchdog.sources.runner import RunnerSettings, SourceRunner

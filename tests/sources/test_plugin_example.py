@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from watchdog import plugins
+from watchdog.config import plugins
 from watchdog.config.loader import load
 from watchdog.errors import ConfigError, PluginError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.needs import require_module
-from watchdog import plugins
+from watchdog.config import plugins
 from watchdog.config.loader import load
 
 ROOT = Path(__file__).resolve().parents[2]

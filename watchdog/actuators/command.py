@@ -38,7 +38,7 @@ from watchdog.actuators.templating import values as _values
 from watchdog.config.fields import option
 from watchdog.errors import ActuatorError
 from watchdog.state import processes
-from watchdog.versions import shown
+from watchdog.text.versions import shown
 
 __all__ = ["CommandActuator", "CommandActuatorOptions", "KNOWN_PLACEHOLDERS", "PLACEHOLDER",
            "placeholder_names", "render_argv"]

@@ -10,7 +10,7 @@ as an empty string; an unknown name is an error when the actuator is configured.
 `context.extra`, else `context.previous_version`; neither known is an `ActuatorError`.
 
 Versions are untrusted: a version placeholder (`version`, `previous_version`, `from_version`,
-`to_version`) whose value is not a valid version (`watchdog.versions`) is an `ActuatorError`,
+`to_version`) whose value is not a valid version (`watchdog.text.versions`) is an `ActuatorError`,
 and so is such a rollback target: nothing is run, written or sent with it.
 """
 
@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 from watchdog.actuators.base import ActionContext
 from watchdog.config.fields import suggest
 from watchdog.errors import ActuatorError
-from watchdog.versions import VERSION_NAMES, shown, version_problem
+from watchdog.text.versions import VERSION_NAMES, shown, version_problem
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # Filled by the engine through ActionContext.extra when it knows them.

@@ -31,7 +31,7 @@ from watchdog import redact
 from watchdog.config.yamlnodes import Node, read_capped
 from watchdog.durations import parse_duration
 from watchdog.errors import Problem
-from watchdog.sizes import parse_size
+from watchdog.text.sizes import parse_size
 
 Mark = tuple[int, int]
 

@@ -3,7 +3,7 @@
 The same field metadata that drives loading drives the schema, so the two cannot drift:
 YAML keys (`for`), durations (a string like `1m30s` or a number of seconds), `Literal`
 choices (enums), `help` (descriptions), secrets (`<key>_file` as the alternative), plugin
-groups (`oneOf` per plugin type, told apart by `type`, from `watchdog.plugins.available`).
+groups (`oneOf` per plugin type, told apart by `type`, from `watchdog.config.plugins.available`).
 Every object has `additionalProperties: false`, as the loader rejects unknown keys.
 
 `config_schema()` and `rules_schema()` return plain dicts; `dump()` gives the stable text of
@@ -18,11 +18,11 @@ import types
 import typing
 from typing import Any, Literal
 
-from watchdog import plugins
+from watchdog.config import plugins
 from watchdog.config.schema import Config, RuleFile
 from watchdog.config.yamlnodes import Node
 from watchdog.durations import format_duration
-from watchdog.sizes import SIZE_PATTERN, format_size
+from watchdog.text.sizes import SIZE_PATTERN, format_size
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DURATION_PATTERN = r"^(0|([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+)$"

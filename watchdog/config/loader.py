@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from watchdog import plugins
+from watchdog.config import plugins
 from watchdog.config.fields import BuildContext, Mark, build, marks_field
 from watchdog.config.schema import Config, LoadedRule, Rule
 from watchdog.config.yamlnodes import Node, parse_yaml, read_capped
-from watchdog.config.checks import UnbuiltQuery, check_references, check_rule_shape, problem as _problem
+from watchdog.config.validate import UnbuiltQuery, check_references, check_rule_shape, problem as _problem
 from watchdog.errors import ConfigError, Problem
 from watchdog.rules.templating import names_in
 

@@ -9,7 +9,7 @@ from .aggregate import aggregate
 from .ast import Aggregation, Binary, Call, Expr, MatrixSelector, NumberLiteral, Unary, VectorSelector
 from .binops import scalar_scalar, set_operation, vector_scalar, vector_vector
 from .catalogue import SET_OPS
-from .check import check
+from .typecheck import check
 from .instantfuncs import INSTANT_FUNCTIONS, Value
 from .rangefuncs import RANGE_FUNCTIONS
 from .store import SeriesStore

@@ -33,7 +33,7 @@ from .catalogue import (
     PROMETHEUS_ONLY_FUNCTIONS,
     supported_functions_text,
 )
-from .check import check
+from .typecheck import check
 from .literals import parse_duration, parse_number, unquote
 
 

@@ -14,11 +14,11 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from watchdog.actions import RollbackExecutor, RollbackRequest
+from watchdog.rollback.executor import RollbackExecutor, RollbackRequest
 from watchdog.config.loader import LoadedConfig
 from watchdog.config.schema import LoadedRule
-from watchdog.guards import Guards, Outcome, Situation
-from watchdog.releases import Ledger
+from watchdog.rollback.guards import Guards, Outcome, Situation
+from watchdog.rollback.releases import Ledger
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import (
     STICKY_GUARDS, DecisionFinished, GuardVerdict, Incident, NewVersion, Phase, RuleFiring, RuleRecovered, due,

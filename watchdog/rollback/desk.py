@@ -16,7 +16,7 @@ import logging
 from dataclasses import replace
 from typing import Callable
 
-from watchdog.actions import RollbackExecutor, mark_bad, record_decision
+from watchdog.rollback.executor import RollbackExecutor, mark_bad, record_decision
 from watchdog.alerters.base import Alert
 from watchdog.clock import rfc3339
 from watchdog.config.schema import Config
@@ -142,7 +142,7 @@ class Desk:
     def mark(self, target: str, rule: str | None, decision_id: str, mark: str, now: float) -> None:
         """The one place where a decision's later timeline marks (`verified_at`: the rule
         recovered within verify_window; `recovered_at`: every rollback rule of the target
-        inactive again) are recorded: a `timeline` history event (read by watchdog.timeline)."""
+        inactive again) are recorded: a `timeline` history event (read by watchdog.rollback.timeline)."""
         what = {"verified_at": "verified: the rule recovered within verify_window",
                 "recovered_at": "recovered: every rollback rule of the target is inactive again"}[mark]
         self.store.append(HistoryEvent(None, now, target, rule, {}, "timeline", f"rollback {decision_id} {what}",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, Callable, Mapping
 
-from watchdog.config.checks import parse_change
+from watchdog.config.validate import parse_change
 from watchdog.config.schema import Compare, Condition, Rule
 from watchdog.errors import WatchdogError
 from watchdog.rules.templating import TemplateError, bound_parameters, render

@@ -13,7 +13,7 @@ import math
 from typing import Any, Mapping
 
 from watchdog import stats
-from watchdog.config.checks import fixed_time, parse_change
+from watchdog.config.validate import fixed_time, parse_change
 from watchdog.config.schema import Compare, Drift, Rule
 from watchdog.durations import parse_duration
 from watchdog.errors import WatchdogError

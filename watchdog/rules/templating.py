@@ -13,7 +13,7 @@ spliced into the query's syntax:
 - inside a `` `…` `` literal, which has no escapes, a value holding `` ` `` or `\\` is refused;
 - outside any literal, a version (`version`, `previous_version`) must be a plain token of
   letters, digits, `_`, `:` and `.`;
-- `version` and `previous_version` must be valid versions (`watchdog.versions`).
+- `version` and `previous_version` must be valid versions (`watchdog.text.versions`).
 
 A refused value raises TemplateError: the rule gets no data, the query is never sent. SQL
 sources take no placeholders at all (`validate` refuses them): their queries use the bound
@@ -26,7 +26,7 @@ import re
 from functools import lru_cache
 from typing import Mapping
 
-from watchdog.versions import shown, version_problem
+from watchdog.text.versions import shown, version_problem
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 BUILTIN = ("target", "version", "previous_version")

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from watchdog.actions import RollbackExecutor
+from watchdog.rollback.executor import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.config.fields import PluginSpec
 from watchdog.config.loader import LoadedConfig
@@ -20,7 +20,7 @@ from watchdog.config.schema import Config, TargetConfig
 from watchdog.durations import format_duration
 from watchdog.engine import Engine, series_key
 from watchdog.metrics import DaemonMetrics
-from watchdog.notify import Notifier
+from watchdog.runtime.notify import Notifier
 from watchdog.rules.state import Phase, SeriesState
 from watchdog.ruletest.synthetic import (
     DEFAULT_ACTUATOR,

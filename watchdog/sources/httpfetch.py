@@ -27,7 +27,7 @@ from watchdog import httpbody, redact
 from watchdog.errors import SourceError
 from watchdog.httpbody import MAX_BODY
 from watchdog.httpclient import _reason
-from watchdog.sizes import format_size
+from watchdog.text.sizes import format_size
 
 _EXCERPT = 200
 

@@ -133,7 +133,7 @@ class PrometheusSource(Source):
 
     def query_range(self, query: str, start: float, end: float, step: float) -> dict[int, list[Sample]]:
         """Evaluate `query` at start, start + step, … ≤ end with one `/api/v1/query_range`
-        request (what `query` would answer at each of those instants; `watchdog.backtest`).
+        request (what `query` would answer at each of those instants; `watchdog.commands.backtest`).
         Returns the samples by instant in milliseconds; an instant without any series is absent."""
         params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:.3f}",
                   "timeout": f"{self.options.timeout:g}"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watchdog import operator
+from watchdog.rollback import manual
 
 from tests.harness import Harness
 from tests.test_engine import ERROR_RULE
@@ -28,7 +28,7 @@ def stack(tmp_path, extra: str = "") -> Harness:  # type: ignore[no-untyped-def]
 
 
 def release(h: Harness, components: dict[str, str]) -> None:
-    operator.record_release(h.loaded, h.store, "fraud-model", components, "ci", "", h.clock.now())
+    manual.record_release(h.loaded, h.store, "fraud-model", components, "ci", "", h.clock.now())
 
 
 def calls(h: Harness) -> list[tuple[str, str, str, str]]:
@@ -150,7 +150,7 @@ def test_manual_rollback_to_a_named_release(tmp_path):
     h = stack(tmp_path)
     release(h, V1)
     release(h, V2)
-    done = operator.manual_rollback(h.loaded, h.store, "fraud-model", "erin", "bad features", h.clock.now(), to_version="#1")
+    done = manual.manual_rollback(h.loaded, h.store, "fraud-model", "erin", "bad features", h.clock.now(), to_version="#1")
     h.tick()
     assert h.store.get_decision(done.decision_id).status == "succeeded"
     assert sorted(c[0] for c in calls(h)) == ["features", "schema"]

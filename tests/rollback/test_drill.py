@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import json
 
-from watchdog import operator
+from watchdog.rollback import manual
 from watchdog.cli import main
-from watchdog.drill import run_drill
+from watchdog.rollback.drill import run_drill
 
 from tests.harness import Harness
 from tests.test_engine import ERROR_RULE
-from tests.test_stack_rollback import STACK, V1, V2
+from tests.rollback.test_stack_rollback import STACK, V1, V2
 
 
 def test_a_drill_shows_the_plan_and_the_guards_and_acts_on_nothing(tmp_path):
@@ -32,8 +32,8 @@ def test_a_drill_shows_the_plan_and_the_guards_and_acts_on_nothing(tmp_path):
 
 def test_a_stack_drill_without_a_healthy_release_is_not_ready(tmp_path):
     h = Harness(tmp_path, ERROR_RULE, target=STACK)
-    operator.record_release(h.loaded, h.store, "fraud-model", V1, "ci", "", h.clock.now())
-    operator.record_release(h.loaded, h.store, "fraud-model", V2, "ci", "", h.clock.now())
+    manual.record_release(h.loaded, h.store, "fraud-model", V1, "ci", "", h.clock.now())
+    manual.record_release(h.loaded, h.store, "fraud-model", V2, "ci", "", h.clock.now())
     drill = run_drill(h.loaded, h.store, "fraud-model", h.clock.now(), "sre")
     assert not drill.ready and "no healthy release before #2" in drill.blocked
     h.store.set_release_state(1, "healthy")

@@ -12,16 +12,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from watchdog import plugins
-from watchdog.actions import RollbackRequest, step_context, step_of
+from watchdog.config import plugins
+from watchdog.rollback.executor import RollbackRequest, step_context, step_of
 from watchdog.actuators.base import ActionContext
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig
-from watchdog.guards import Guards, Situation
+from watchdog.rollback.guards import Guards, Situation
 from watchdog.metrics import DaemonMetrics
 from watchdog.redact import redact
 from watchdog.state.base import HistoryEvent, StateStore
-from watchdog.versions import previous_good
+from watchdog.text.versions import previous_good
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Drill:
 
 
 def run_drill(loaded: LoadedConfig, store: StateStore, target: str, now: float, by: str) -> Drill:
-    from watchdog.operator import OperatorError, stack_request
+    from watchdog.rollback.manual import OperatorError, stack_request
 
     if target not in loaded.config.targets:
         raise OperatorError(f"unknown target '{target}' (targets: {', '.join(loaded.config.targets)})")

@@ -14,10 +14,10 @@ import os
 import time
 from typing import Any
 
-from watchdog import plugins
+from watchdog.config import plugins
 from watchdog.clock import rfc3339
 from watchdog.config.fields import suggest
-from watchdog.check import ask_once
+from watchdog.commands.check import ask_once
 from watchdog.config.loader import LoadedConfig
 from watchdog.config.schema import LoadedRule, Rule
 from watchdog.durations import format_duration

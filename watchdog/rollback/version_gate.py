@@ -1,5 +1,5 @@
 """Where the engine first sees a running version (the target's `version:` query: a metric
-label or a registry): an invalid one (`watchdog.versions.version_problem`) is recorded in the
+label or a registry): an invalid one (`watchdog.text.versions.version_problem`) is recorded in the
 history and alerted once per episode, and the engine goes on as if no label had been there."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Callable
 
 from watchdog.alerters.base import Alert
 from watchdog.clock import rfc3339
-from watchdog.versions import shown, version_problem
+from watchdog.text.versions import shown, version_problem
 
 log = logging.getLogger("watchdog.versions")
 

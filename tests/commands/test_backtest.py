@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.backtest import BacktestError, parse_time
+from watchdog.commands.backtest import BacktestError, parse_time
 from watchdog.cli import _dash_values, main
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from watchdog import operator
-from watchdog.pauses import ALL
+from watchdog.rollback import manual
+from watchdog.rollback.pauses import ALL
 
 from tests.harness import DEFAULT_TARGET, Harness
 from tests.test_engine import ERROR_RULE
@@ -24,13 +24,13 @@ def last_decision_message(h: Harness) -> str:
 
 def test_a_paused_target_alerts_but_never_acts_until_resumed(tmp_path):
     h = Harness(tmp_path, ERROR_RULE)
-    operator.pause(h.loaded, h.store, "fraud-model", "alice", "feature store migration", h.clock.now())
+    manual.pause(h.loaded, h.store, "fraud-model", "alice", "feature store migration", h.clock.now())
     h.source.set("error_ratio", 0.2)
     h.run_for(60)
     assert h.rollbacks() == 0
     assert [a.kind for a in h.alerts(status="firing")] == ["rule", "rollback_blocked"]
     assert "paused by alice" in last_decision_message(h) and "feature store migration" in last_decision_message(h)
-    operator.resume(h.loaded, h.store, "fraud-model", "alice", "migration done", h.clock.now())
+    manual.resume(h.loaded, h.store, "fraud-model", "alice", "migration done", h.clock.now())
     h.source.set("error_ratio", 0.01)
     h.run_for(20)
     h.source.set("error_ratio", 0.2)
@@ -42,7 +42,7 @@ def test_a_paused_target_alerts_but_never_acts_until_resumed(tmp_path):
 
 def test_a_timed_pause_of_everything_expires_by_itself(tmp_path):
     h = Harness(tmp_path, ERROR_RULE)
-    operator.pause(h.loaded, h.store, ALL, "bob", "load test", h.clock.now(), duration=100)
+    manual.pause(h.loaded, h.store, ALL, "bob", "load test", h.clock.now(), duration=100)
     h.source.set("error_ratio", 0.2)
     h.run_for(60)
     assert h.rollbacks() == 0
@@ -109,9 +109,9 @@ def test_never_roll_back_to_a_version_marked_bad(tmp_path):
     breach_then_recover(h)
     # v1 is bad and nothing else is known: previous_version is unknown, the receiver decides.
     assert h.actuators["first"].calls[0].previous_version is None
-    operator.resume(h.loaded, h.store, "fraud-model", "alice", "", h.clock.now())
-    with pytest.raises(operator.OperatorError, match="v1 is marked bad"):
-        operator.manual_rollback(h.loaded, h.store, "fraud-model", "alice", "try v1", h.clock.now(), to_version="v1")
+    manual.resume(h.loaded, h.store, "fraud-model", "alice", "", h.clock.now())
+    with pytest.raises(manual.OperatorError, match="v1 is marked bad"):
+        manual.manual_rollback(h.loaded, h.store, "fraud-model", "alice", "try v1", h.clock.now(), to_version="v1")
 
 
 def test_approval_required_waits_for_a_human(tmp_path):
@@ -121,7 +121,7 @@ def test_approval_required_waits_for_a_human(tmp_path):
     assert h.rollbacks() == 0
     (page,) = h.alerts(kind="approval_required")
     assert f"model-watchdog approve {page.decision_id}" in page.summary
-    operator.approve(h.loaded, h.store, page.decision_id, "carol", h.clock.now())
+    manual.approve(h.loaded, h.store, page.decision_id, "carol", h.clock.now())
     h.tick()
     assert h.rollbacks() == 1 and h.actuators["first"].calls[0].decision_id == page.decision_id
     assert [v.version for v in h.store.versions("fraud-model") if v.bad] == ["v2"]
@@ -132,7 +132,7 @@ def test_a_rejected_approval_lifts_the_hold_and_does_nothing(tmp_path):
     h.source.set("error_ratio", 0.2)
     h.run_for(60)
     (page,) = h.alerts(kind="approval_required")
-    operator.reject(h.loaded, h.store, page.decision_id, "carol", "known noisy metric", h.clock.now())
+    manual.reject(h.loaded, h.store, page.decision_id, "carol", "known noisy metric", h.clock.now())
     h.run_for(60)
     assert h.rollbacks() == 0 and "fraud-model" not in h.store.holds()
     assert h.store.get_decision(page.decision_id).status == "skipped"
@@ -149,7 +149,7 @@ def test_an_unanswered_approval_times_out_and_a_still_firing_rule_asks_again(tmp
     # Asked again on the tick the first request expired, with a new decision.
     assert second.decision_id != first.decision_id and second.at == timed_out.at
     assert h.store.get_decision(first.decision_id).status == "skipped"
-    operator.approve(h.loaded, h.store, second.decision_id, "carol", h.clock.now())
+    manual.approve(h.loaded, h.store, second.decision_id, "carol", h.clock.now())
     h.tick()
     assert h.rollbacks() == 1 and h.actuators["first"].calls[0].decision_id == second.decision_id
 
@@ -161,15 +161,15 @@ def test_a_manual_rollback_goes_through_the_journal(tmp_path):
     h.version = "v2"
     h.source.set("error_ratio", 0.01)
     h.run_for(10)
-    done = operator.manual_rollback(h.loaded, h.store, "fraud-model", "dave", "customer complaints", h.clock.now())
+    done = manual.manual_rollback(h.loaded, h.store, "fraud-model", "dave", "customer complaints", h.clock.now())
     h.tick()
     (call,) = h.actuators["first"].calls
     assert call.decision_id == done.decision_id and call.previous_version == "v1"
     assert call.extra == {"from_version": "v2", "to_version": "v1"}
     assert "manual rollback by dave: customer complaints" in call.reason
     assert h.store.get_decision(done.decision_id).status == "succeeded"
-    with pytest.raises(operator.OperatorError, match="held"):
-        operator.manual_rollback(h.loaded, h.store, "fraud-model", "dave", "again", h.clock.now())
+    with pytest.raises(manual.OperatorError, match="held"):
+        manual.manual_rollback(h.loaded, h.store, "fraud-model", "dave", "again", h.clock.now())
 
 
 def test_an_actuator_that_sees_the_change_already_made_skips_its_write(tmp_path):

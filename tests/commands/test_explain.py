@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from watchdog.explain import ExplainError, explain_rule, find_rule, format_text
+from watchdog.commands.explain import ExplainError, explain_rule, find_rule, format_text
 from watchdog.testing import series
 
 from tests.harness import Harness

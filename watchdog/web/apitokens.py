@@ -17,7 +17,7 @@ from pathlib import Path
 from watchdog.config.loader import LoadedConfig
 from watchdog.errors import ConfigError, Problem
 from watchdog.redact import register_secret
-from watchdog.server import SINGLE_TOKEN_NAME
+from watchdog.web.server import SINGLE_TOKEN_NAME
 
 log = logging.getLogger("watchdog.apitokens")
 

@@ -14,7 +14,7 @@ from watchdog.cli import main
 from watchdog.errors import ConfigError
 from watchdog.ruletest import GAP, STALE, NotationError, load_test_file, parse_series, parse_values, run_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- the series notation -----------------------------------------------------------------------------

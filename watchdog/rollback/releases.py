@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from watchdog.clock import rfc3339
 from watchdog.config.schema import Config
-from watchdog.plans import PlanStep, rollback_plan
+from watchdog.rollback.plans import PlanStep, rollback_plan
 from watchdog.state.base import HistoryEvent, Release, StateStore
 
 

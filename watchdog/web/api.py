@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from watchdog import operator
+from watchdog.rollback import manual
 from watchdog.durations import parse_duration
-from watchdog.server import Request, Response, Route
+from watchdog.web.server import Request, Response, Route
 
 MAX_LIMIT = 1000  # the most history events / releases one request returns
 
@@ -56,8 +56,8 @@ def routes(daemon: "Daemon") -> list[Route]:
         return Response(200, daemon.status())
 
     def page(_: Request) -> Response:
-        from watchdog.statuspage import render
-        from watchdog.timeline import with_plots
+        from watchdog.web.statuspage import render
+        from watchdog.rollback.timeline import with_plots
         thresholds = {(lr.target, lr.rule.name): lr.rule.threshold() for lr in daemon.loaded.rules}
         incidents = with_plots(daemon.store, thresholds, time.time())
         return Response(200, render(daemon.status(), incidents=incidents), "text/html; charset=utf-8")
@@ -87,36 +87,36 @@ def routes(daemon: "Daemon") -> list[Route]:
             duration = parse_duration(str(req.body["for"])) if req.body.get("for") else None
         except ValueError as exc:
             return Response(400, {"error": f'"for": {exc}'})
-        done = operator.pause(daemon.loaded, daemon.store, req.params["target"], who(req),
+        done = manual.pause(daemon.loaded, daemon.store, req.params["target"], who(req),
                               why(req), time.time(), duration)
         return Response(200, {"message": done.message})
 
     def resume(req: Request) -> Response:
-        done = operator.resume(daemon.loaded, daemon.store, req.params["target"], who(req),
+        done = manual.resume(daemon.loaded, daemon.store, req.params["target"], who(req),
                                why(req), time.time())
         return Response(200, {"message": done.message})
 
     def rollback(req: Request) -> Response:
         if not isinstance(req.body.get("to"), (str, type(None))):
             return Response(400, {"error": '"to" must be a version string'})
-        done = operator.manual_rollback(daemon.loaded, daemon.store, req.params["target"], who(req),
+        done = manual.manual_rollback(daemon.loaded, daemon.store, req.params["target"], who(req),
                                         why(req), time.time(),
                                         req.body.get("to"), bool(req.body.get("force", False)))
         return Response(202, {"message": done.message, "decision_id": done.decision_id})
 
     def approve(req: Request) -> Response:
-        done = operator.approve(daemon.loaded, daemon.store, req.params["decision"], who(req), time.time())
+        done = manual.approve(daemon.loaded, daemon.store, req.params["decision"], who(req), time.time())
         return Response(200, {"message": done.message})
 
     def reject(req: Request) -> Response:
-        done = operator.reject(daemon.loaded, daemon.store, req.params["decision"], who(req), why(req), time.time())
+        done = manual.reject(daemon.loaded, daemon.store, req.params["decision"], who(req), why(req), time.time())
         return Response(200, {"message": done.message})
 
     def release(req: Request) -> Response:
         components = req.body.get("components")
         if not isinstance(components, dict) or not all(isinstance(v, (str, int)) for v in components.values()):
             return Response(400, {"error": 'body needs "components": {"name": "version", ...}'})
-        done = operator.record_release(daemon.loaded, daemon.store, req.params["target"],
+        done = manual.record_release(daemon.loaded, daemon.store, req.params["target"],
                                        {str(k): str(v) for k, v in components.items()}, who(req),
                                        why(req, "note"), time.time(), origin="api")
         return Response(201, {"message": done.message})

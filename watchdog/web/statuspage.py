@@ -109,7 +109,7 @@ def _plot(item: dict[str, Any]) -> str:
 
 
 def _incidents(items: list[dict[str, Any]]) -> str:
-    from watchdog.timeline import as_json
+    from watchdog.rollback.timeline import as_json
 
     if not items:
         return ""

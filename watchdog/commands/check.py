@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from watchdog import plugins
+from watchdog.config import plugins
 from watchdog.config.loader import LoadedConfig
 from watchdog.errors import QueryError, SourceError, WatchdogError
 from watchdog.rules.evaluate import Situation, describe_threshold, judge_rule

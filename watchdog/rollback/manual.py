@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from watchdog.actions import RollbackRequest, record_decision
+from watchdog.rollback.executor import RollbackRequest, record_decision
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.errors import WatchdogError
-from watchdog.guards import Guards, Outcome, Situation
-from watchdog.notify import enqueue
-from watchdog.pauses import ALL, Pause, clear_pause, set_pause
+from watchdog.rollback.guards import Guards, Outcome, Situation
+from watchdog.runtime.notify import enqueue
+from watchdog.rollback.pauses import ALL, Pause, clear_pause, set_pause
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import Approved, ManualRollback, Paused, Rejected, Resumed
 from watchdog.state.base import HistoryEvent, StateStore
-from watchdog.versions import previous_good, shown, version_problem
+from watchdog.text.versions import previous_good, shown, version_problem
 
 
 class OperatorError(WatchdogError):
@@ -43,7 +43,7 @@ def desk(loaded: LoadedConfig, store: StateStore, now: float) -> Desk:
 
 
 def _valid_version(store: StateStore, target: str, what: str, version: str, by: str, now: float, origin: str) -> None:
-    """Versions are untrusted (watchdog/versions.py): an invalid one is refused, and the
+    """Versions are untrusted (watchdog/text/versions.py): an invalid one is refused, and the
     attempt is recorded in the history."""
     why = version_problem(version)
     if why is None:
@@ -118,7 +118,7 @@ def stack_request(loaded: LoadedConfig, store: StateStore, request: RollbackRequ
                    to_version: str | None) -> RollbackRequest:
     from dataclasses import replace
 
-    from watchdog.releases import Ledger
+    from watchdog.rollback.releases import Ledger
 
     wanted = None
     if to_version:
@@ -193,7 +193,7 @@ def record_release(loaded: LoadedConfig, store: StateStore, target: str, compone
                             f"(components: {', '.join(declared)})")
     for component, version in sorted(components.items()):
         _valid_version(store, target, f"component {component}", version, by, now, origin)
-    from watchdog.releases import Ledger
+    from watchdog.rollback.releases import Ledger
 
     release = Ledger(store, loaded.config).record(target, components, now, note or f"recorded by {by}", origin)
     return Done(f"release #{release.id} of {target} recorded: "

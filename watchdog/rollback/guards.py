@@ -13,7 +13,7 @@ from enum import Enum
 from watchdog.clock import rfc3339
 from watchdog.config.schema import DEFAULT_DAEMON_LIMIT, DEFAULT_TARGET_LIMIT, Config, RateLimit, Rule
 from watchdog.durations import format_duration
-from watchdog.pauses import active_pause
+from watchdog.rollback.pauses import active_pause
 from watchdog.state.base import StateStore
 
 ACTED = ("running", "succeeded", "failed")  # decisions that did (or are doing) something

@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 import json
 
-from watchdog import operator
+from watchdog.rollback import manual
 from watchdog.cli import main
-from watchdog.timeline import KEYS, incidents
+from watchdog.rollback.timeline import KEYS, incidents
 
 from tests.harness import Harness
 from tests.test_engine import ERROR_RULE
@@ -28,11 +28,11 @@ def test_a_paused_rollback_has_every_moment_of_its_timeline(tmp_path):
     h.source.set("error_ratio", 0.01)
     h.source.set("latency", 0.5)
     h.run_for(30)
-    operator.pause(h.loaded, h.store, "fraud-model", "alice", "migration", h.clock.now())
+    manual.pause(h.loaded, h.store, "fraud-model", "alice", "migration", h.clock.now())
     breach = h.clock.now()
     h.source.set("error_ratio", 0.20)
     h.run_for(120)  # pending at once, fired 30 s later, held back by the pause
-    operator.resume(h.loaded, h.store, "fraud-model", "alice", "done", h.clock.now())
+    manual.resume(h.loaded, h.store, "fraud-model", "alice", "done", h.clock.now())
     decided = h.clock.now()
     h.tick()
     assert h.rollbacks() == 1

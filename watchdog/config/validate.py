@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from watchdog import plugins
+from watchdog.config import plugins
 from watchdog.config.fields import Mark, PluginSpec
 from watchdog.config.schema import ApiConfig, Compare, Config, LoadedRule, Rule, TargetConfig
 from watchdog.durations import parse_duration
@@ -177,7 +177,7 @@ def check_references(config: Config, rules: list[LoadedRule], cfg_file: str, pro
 
 
 def check_api(api: ApiConfig, cfg_file: str, problems: list[Problem]) -> None:
-    """Token names and the HTTP limits (the token files themselves: watchdog.apitokens)."""
+    """Token names and the HTTP limits (the token files themselves: watchdog.web.apitokens)."""
     names: set[str] = set()
     for i, entry in enumerate(api.tokens):
         if not entry.name.strip() or any(c.isspace() or not c.isprintable() for c in entry.name):
@@ -273,7 +273,7 @@ def _check_components(name: str, target: TargetConfig, config: Config, cfg_file:
             if dependency not in target.components:
                 problem(problems, cfg_file, spec.marks.get("depends_on"),
                         f"{where}.{component}: depends on unknown component '{dependency}'")
-    from watchdog.plans import CycleError, deploy_order
+    from watchdog.rollback.plans import CycleError, deploy_order
     try:
         deploy_order({c: spec.depends_on for c, spec in target.components.items()})
     except CycleError as exc:

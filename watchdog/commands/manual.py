@@ -1,5 +1,5 @@
 """Operator subcommands of `model-watchdog`: pause, resume, approve, reject, rollback,
-versions and reload. Parsing and printing only; the work is in watchdog.operator."""
+versions and reload. Parsing and printing only; the work is in watchdog.rollback.manual."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import os
 import time
 from typing import Any, Callable, TextIO
 
-from watchdog import operator
+from watchdog.rollback import manual
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig, default_config_path, load
 from watchdog.durations import parse_duration
-from watchdog.pauses import ALL
-from watchdog.printable import one_line
+from watchdog.rollback.pauses import ALL
+from watchdog.text.printable import one_line
 
 Out = TextIO
 
@@ -73,7 +73,7 @@ def operator_name() -> str:
         return "unknown"
 
 
-def _with_store(args: argparse.Namespace, work: Callable[[LoadedConfig, Any], operator.Done], out: Out) -> int:
+def _with_store(args: argparse.Namespace, work: Callable[[LoadedConfig, Any], manual.Done], out: Out) -> int:
     from watchdog.state import open_store
     loaded = load(default_config_path(getattr(args, "config", None)))
     store = open_store(loaded.state_path)
@@ -87,33 +87,33 @@ def _with_store(args: argparse.Namespace, work: Callable[[LoadedConfig, Any], op
 
 def _target(args: argparse.Namespace) -> str:
     if args.all == bool(args.target):
-        raise operator.OperatorError("name a target or give --all (not both)")
+        raise manual.OperatorError("name a target or give --all (not both)")
     return ALL if args.all else args.target
 
 
 def cmd_pause(args: argparse.Namespace, out: Out, err: Out) -> int:
     duration = parse_duration(args.duration) if args.duration else None
-    return _with_store(args, lambda loaded, store: operator.pause(
+    return _with_store(args, lambda loaded, store: manual.pause(
         loaded, store, _target(args), operator_name(), args.reason, time.time(), duration), out)
 
 
 def cmd_resume(args: argparse.Namespace, out: Out, err: Out) -> int:
-    return _with_store(args, lambda loaded, store: operator.resume(
+    return _with_store(args, lambda loaded, store: manual.resume(
         loaded, store, _target(args), operator_name(), args.reason, time.time()), out)
 
 
 def cmd_approve(args: argparse.Namespace, out: Out, err: Out) -> int:
-    return _with_store(args, lambda loaded, store: operator.approve(loaded, store, args.decision_id, operator_name(), time.time()), out)
+    return _with_store(args, lambda loaded, store: manual.approve(loaded, store, args.decision_id, operator_name(), time.time()), out)
 
 
 def cmd_reject(args: argparse.Namespace, out: Out, err: Out) -> int:
-    return _with_store(args, lambda loaded, store: operator.reject(
+    return _with_store(args, lambda loaded, store: manual.reject(
         loaded, store, args.decision_id, operator_name(), args.reason, time.time()), out)
 
 
 def cmd_rollback(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.state import open_store
-    code = _with_store(args, lambda loaded, store: _remember(args, operator.manual_rollback(
+    code = _with_store(args, lambda loaded, store: _remember(args, manual.manual_rollback(
         loaded, store, args.target, operator_name(), args.reason, time.time(), args.to_version, args.force)), out)
     if code or not args.wait:
         return code
@@ -133,7 +133,7 @@ def cmd_rollback(args: argparse.Namespace, out: Out, err: Out) -> int:
     return 2
 
 
-def _remember(args: argparse.Namespace, done: operator.Done) -> operator.Done:
+def _remember(args: argparse.Namespace, done: manual.Done) -> manual.Done:
     args.decision_id = done.decision_id
     return done
 
@@ -142,7 +142,7 @@ def cmd_versions(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.state import open_store
     loaded = load(default_config_path(getattr(args, "config", None)))
     if args.target not in loaded.config.targets:
-        raise operator.OperatorError(f"unknown target '{args.target}' (targets: {', '.join(loaded.config.targets)})")
+        raise manual.OperatorError(f"unknown target '{args.target}' (targets: {', '.join(loaded.config.targets)})")
     store = open_store(loaded.state_path)
     try:
         records = store.versions(args.target)
@@ -165,14 +165,14 @@ def cmd_reload(args: argparse.Namespace, out: Out, err: Out) -> int:
     import urllib.error
     import urllib.request
 
-    from watchdog.apitokens import read_tokens
-    from watchdog.server import parse_listen
+    from watchdog.web.apitokens import read_tokens
+    from watchdog.web.server import parse_listen
 
     loaded = load(default_config_path(getattr(args, "config", None)))
     host, port = parse_listen(loaded.config.listen)
     token = read_tokens(loaded).first()
     if token is None:
-        raise operator.OperatorError("reload over the API needs a readable api.tokens or api.token_file; "
+        raise manual.OperatorError("reload over the API needs a readable api.tokens or api.token_file; "
                                      "or send SIGHUP to the daemon (systemctl reload model-watchdog)")
     request = urllib.request.Request(f"http://{host}:{port}/api/v1/reload", data=b"{}", method="POST",
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
@@ -184,7 +184,7 @@ def cmd_reload(args: argparse.Namespace, out: Out, err: Out) -> int:
         print(body.get("message") or body.get("error") or f"HTTP {exc.code}", file=err)
         return 1
     except OSError as exc:
-        raise operator.OperatorError(f"cannot reach the daemon at {host}:{port}: {exc}") from None
+        raise manual.OperatorError(f"cannot reach the daemon at {host}:{port}: {exc}") from None
     print(body.get("message", "reloaded"), file=out)
     return 0
 
@@ -194,9 +194,9 @@ def cmd_release(args: argparse.Namespace, out: Out, err: Out) -> int:
     for item in args.component:
         name, sep, version = item.partition("=")
         if not sep or not name or not version:
-            raise operator.OperatorError(f"--component takes NAME=VERSION, got {item!r}")
+            raise manual.OperatorError(f"--component takes NAME=VERSION, got {item!r}")
         components[name.strip()] = version.strip()
-    return _with_store(args, lambda loaded, store: operator.record_release(
+    return _with_store(args, lambda loaded, store: manual.record_release(
         loaded, store, args.target, components, operator_name(), args.note, time.time()), out)
 
 
@@ -204,7 +204,7 @@ def cmd_releases(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.state import open_store
     loaded = load(default_config_path(getattr(args, "config", None)))
     if args.target not in loaded.config.targets:
-        raise operator.OperatorError(f"unknown target '{args.target}' (targets: {', '.join(loaded.config.targets)})")
+        raise manual.OperatorError(f"unknown target '{args.target}' (targets: {', '.join(loaded.config.targets)})")
     store = open_store(loaded.state_path)
     try:
         releases = store.releases(args.target, limit=args.limit)
@@ -225,7 +225,7 @@ def cmd_releases(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 
 def cmd_drill(args: argparse.Namespace, out: Out, err: Out) -> int:
-    from watchdog.drill import run_drill
+    from watchdog.rollback.drill import run_drill
     from watchdog.state import open_store
     loaded = load(default_config_path(getattr(args, "config", None)))
     store = open_store(loaded.state_path)

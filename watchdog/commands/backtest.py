@@ -31,18 +31,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from watchdog import plugins
-from watchdog.actions import RollbackExecutor
+from watchdog.config import plugins
+from watchdog.rollback.executor import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.clock import FakeClock, rfc3339
 from watchdog.config.loader import LoadedConfig, load_rule_file
-from watchdog.config.checks import check_references
+from watchdog.config.validate import check_references
 from watchdog.config.schema import LoadedRule
 from watchdog.durations import format_duration, parse_duration
 from watchdog.engine import Engine, TickReport, series_key
 from watchdog.errors import ConfigError, Problem, QueryError, SourceError, WatchdogError
 from watchdog.metrics import DaemonMetrics
-from watchdog.notify import Notifier
+from watchdog.runtime.notify import Notifier
 from watchdog.rules.evaluate import Outcome
 from watchdog.rules.state import Phase
 from watchdog.ruletest.synthetic import RecordingActuator, RecordingAlerter

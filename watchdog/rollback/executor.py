@@ -198,7 +198,7 @@ class RollbackExecutor:
             self.on_finish(decision, status, now, message)
         # Where the actuators finish: the decision's outcome, and time to act when it succeeded.
         self._metrics.decisions.labels(decision.target, status).inc()
-        if status == "succeeded":  # from the rule firing to the last step done (watchdog.timeline)
+        if status == "succeeded":  # from the rule firing to the last step done (watchdog.rollback.timeline)
             fired = decision.context.get("fired_at") or decision.created_at
             self._metrics.time_to_act.labels(decision.target).observe(max(0.0, now - fired))
         log.log(logging.INFO if status == "succeeded" else logging.ERROR, "%s: %s", decision.target, message)

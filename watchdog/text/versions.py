@@ -9,7 +9,7 @@ seen, by one pure function, `version_problem`:
 
 An invalid version is never the running version, never a rollback target and never pasted
 into a query: the engine treats an invalid version label like a missing one, records it in the
-history and alerts once per episode (`watchdog.version_gate`); the CLI and the API refuse it.
+history and alerts once per episode (`watchdog.rollback.version_gate`); the CLI and the API refuse it.
 Pure: no I/O, no imports from the rest of the package, so every layer may use it.
 """
 

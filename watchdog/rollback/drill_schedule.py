@@ -2,10 +2,10 @@
 top-level `drill:` for every target without its own), and the drill alert.
 
 `DrillSchedule.run_due(now)` runs, for each guarded target whose drill is due, the same drill
-as `model-watchdog drill` (watchdog.drill: plan, guards, each actuator's read-back). The first
+as `model-watchdog drill` (watchdog.rollback.drill: plan, guards, each actuator's read-back). The first
 is due `every` after the target's last recorded drill (by anyone), so a restart does not
 re-run one. The history is the record: `DrillAlerts.observe` is fed every drill event the
-daemon reads back (watchdog.drill.DrillMetrics), so a drill run from the CLI counts too. A
+daemon reads back (watchdog.rollback.drill.DrillMetrics), so a drill run from the CLI counts too. A
 drill that finds the target not ready fires a `drill_failed` alert (dedup key
 `TARGET/drill`); the next drill that passes resolves it.
 """
@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 from watchdog.alerters.base import Alert
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig
-from watchdog.drill import Drill, run_drill
+from watchdog.rollback.drill import Drill, run_drill
 from watchdog.state.base import HistoryEvent, StateStore
 
 log = logging.getLogger("watchdog.drills")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from watchdog.statuspage import render
+from watchdog.web.statuspage import render
 
 T = 1_700_000_000.0
 

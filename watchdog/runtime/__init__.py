@@ -1,0 +1,1 @@
+"""The running daemon's machinery: alert delivery, target ownership, scheduling, systemd."""

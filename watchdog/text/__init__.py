@@ -1,0 +1,1 @@
+"""Text from outside and text people write: printable output, version strings, byte sizes."""

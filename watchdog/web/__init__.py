@@ -1,0 +1,1 @@
+"""The HTTP side of the daemon: server, API routes, status snapshot and page, API tokens."""
