@@ -30,7 +30,7 @@ from watchdog.rules.evaluate import Outcome, Situation, Verdict, judge_rule
 from watchdog.rules.split import Router, target_key
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
 from watchdog.rules.stateindex import StateIndex
-from watchdog.rules.templating import TemplateError, bound_parameters, render, variables_for
+from watchdog.config.templating import TemplateError, bound_parameters, render, variables_for
 from watchdog.samples import Labels, format_labels
 from watchdog.sources.base import QueryResult, Source
 from watchdog.sources.runner import RunnerSettings, SourceRunner

@@ -42,3 +42,16 @@ class Sample:
             if k == name:
                 return v
         return None
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    samples: list[Sample]
+    # True while the source has not yet held data for as long as the query's range windows:
+    # an empty result then means "warming up", not "no data".
+    warming_up: bool = False
+    # Why the result may be empty (e.g. the last scrape failed), for decisions and logs.
+    note: str = ""
+    # Sample counts per series when the source knows them (a SQL `samples` column), so that
+    # `min_samples` needs no second query. Keys are the series labels (without __name__).
+    counts: dict[Labels, float] | None = None

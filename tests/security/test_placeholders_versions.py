@@ -29,7 +29,7 @@ from watchdog.cli import main
 from watchdog.demo.model_server import SimulatedModelServer
 from watchdog.errors import ActuatorError
 from watchdog.promql.parser import parse
-from watchdog.rules.templating import TemplateError, bound_parameters, render
+from watchdog.config.templating import TemplateError, bound_parameters, render
 from watchdog.rollback.version_gate import VersionGate
 from watchdog.text.versions import shown, version_problem
 

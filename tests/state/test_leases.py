@@ -26,7 +26,8 @@ from tests.state.contract import ROOT, T0, decision
 from watchdog.clock import FakeClock
 from watchdog.errors import StateError
 from watchdog.state import Decision, Replica, SQLiteStateStore, TargetLocks
-from watchdog.state.leases import TargetOwnership, lock_key
+from watchdog.state.leases import TargetOwnership
+from watchdog.state.locks import lock_key
 from watchdog.state.postgres import TAKEOVER_BOUND, PostgresStateStore, PostgresTargetLocks
 from watchdog.state.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
 

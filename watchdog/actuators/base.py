@@ -27,6 +27,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from watchdog.config.plugins import ACTUATORS
+
 
 @dataclass(frozen=True)
 class ActionContext:
@@ -66,6 +68,8 @@ class ActionContext:
 
 
 class Actuator(abc.ABC):
+    #: the entry-point group the registry (watchdog.config.plugins) finds this kind in
+    plugin_group: ClassVar[str] = ACTUATORS
     Options: ClassVar[type]
 
     def __init__(self, name: str, options: Any):

@@ -13,6 +13,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from watchdog.config.plugins import ALERTERS
+
 
 @dataclass(frozen=True)
 class Alert:
@@ -40,6 +42,8 @@ class Alert:
 
 
 class Alerter(abc.ABC):
+    #: the entry-point group the registry (watchdog.config.plugins) finds this kind in
+    plugin_group: ClassVar[str] = ALERTERS
     Options: ClassVar[type]
 
     def __init__(self, name: str, options: Any):

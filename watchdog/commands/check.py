@@ -9,7 +9,7 @@ from watchdog.config import plugins
 from watchdog.config.loader import LoadedConfig
 from watchdog.errors import QueryError, SourceError, WatchdogError
 from watchdog.rules.evaluate import Situation, describe_threshold, judge_rule
-from watchdog.rules.templating import variables_for
+from watchdog.config.templating import variables_for
 from watchdog.sources.base import QueryResult, Source
 from watchdog.sources.runner import invoke
 

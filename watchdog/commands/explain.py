@@ -26,7 +26,7 @@ from watchdog.errors import WatchdogError
 from watchdog.samples import format_labels
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, describe_threshold, judge_rule
 from watchdog.rules.state import Phase, SeriesState, step
-from watchdog.rules.templating import PLACEHOLDER, TemplateError, render, variables_for
+from watchdog.config.templating import PLACEHOLDER, TemplateError, render, variables_for
 from watchdog.sources.base import QueryResult, Source
 from watchdog.state.base import StateStore
 

@@ -19,7 +19,7 @@ from watchdog.config.schema import Config, LoadedRule, Rule
 from watchdog.config.yamlnodes import Node, parse_yaml, read_capped
 from watchdog.config.validate import UnbuiltQuery, check_references, check_rule_shape, problem as _problem
 from watchdog.errors import ConfigError, Problem
-from watchdog.rules.templating import names_in
+from watchdog.config.templating import names_in
 
 ENV_CONFIG = "MODEL_WATCHDOG_CONFIG"
 

@@ -57,15 +57,15 @@ _EXTRAS: dict[str, str] = {  # module prefix -> extra that provides its dependen
 }
 
 
-def _base_class(group: str) -> type:
-    if group == SOURCES:
-        from watchdog.sources.base import Source
-        return Source
-    if group == ACTUATORS:
-        from watchdog.actuators.base import Actuator
-        return Actuator
-    from watchdog.alerters.base import Alerter
-    return Alerter
+# Each plugin interface (watchdog.sources.base.Source, watchdog.actuators.base.Actuator,
+# watchdog.alerters.base.Alerter) names its group in `plugin_group`, which its subclasses
+# inherit: the registry checks that, and so needs none of the interfaces (they build on
+# config.fields, which sits below them).
+_BASES = {SOURCES: "Source", ACTUATORS: "Actuator", ALERTERS: "Alerter"}
+
+
+def _is_plugin(cls: Any, group: str) -> bool:
+    return isinstance(cls, type) and getattr(cls, "plugin_group", None) == group
 
 
 @lru_cache(maxsize=None)
@@ -99,9 +99,8 @@ def plugin_class(group: str, name: str) -> type:
         extra = next((e for prefix, e in _EXTRAS.items() if names[name].startswith(prefix)), None)
         fix = f"; install it with: pip install 'model-watchdog[{extra}]'" if extra else ""
         raise PluginError(f"{kind} type '{name}' cannot be loaded: {exc}{fix}") from exc
-    base = _base_class(group)
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise PluginError(f"{kind} type '{name}' ({names[name]}) is not a subclass of {base.__qualname__}")
+    if not _is_plugin(cls, group):
+        raise PluginError(f"{kind} type '{name}' ({names[name]}) is not a subclass of {_BASES[group]}")
     if not hasattr(cls, "Options"):
         raise PluginError(f"{kind} type '{name}' ({names[name]}) has no Options dataclass")
     return cls

@@ -6,14 +6,14 @@ Every problem is collected (never just the first) with the line of the offending
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from watchdog.config import plugins
 from watchdog.config.fields import Mark, PluginSpec
 from watchdog.config.schema import ApiConfig, Compare, Config, LoadedRule, Rule, TargetConfig
 from watchdog.durations import parse_duration
 from watchdog.errors import PluginError, Problem, QueryError, WatchdogError
-from watchdog.rules.templating import BUILTIN, PLACEHOLDER, TemplateError, render
+from watchdog.config.templating import BUILTIN, PLACEHOLDER, TemplateError, render
 
 
 @dataclass(frozen=True)
@@ -273,11 +273,36 @@ def _check_components(name: str, target: TargetConfig, config: Config, cfg_file:
             if dependency not in target.components:
                 problem(problems, cfg_file, spec.marks.get("depends_on"),
                         f"{where}.{component}: depends on unknown component '{dependency}'")
-    from watchdog.rollback.plans import CycleError, deploy_order
     try:
         deploy_order({c: spec.depends_on for c, spec in target.components.items()})
     except CycleError as exc:
         problem(problems, cfg_file, target.marks.get("components"), f"{where}: {exc}")
+
+
+class CycleError(ValueError):
+    pass
+
+
+def deploy_order(depends_on: Mapping[str, list[str]]) -> list[str]:
+    """Dependencies first; ties by name so plans are stable. Raises CycleError."""
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            raise CycleError("dependency cycle: " + " → ".join([*path, name]))
+        state[name] = "visiting"
+        for dependency in sorted(depends_on.get(name, [])):
+            if dependency in depends_on:
+                visit(dependency, [*path, name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in sorted(depends_on):
+        visit(name, [])
+    return order
 
 
 def _instantiate(group: str, section: str, specs: dict[str, PluginSpec], cfg_file: str,

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from watchdog.config.validate import CycleError, deploy_order
 
-class CycleError(ValueError):
-    pass
+__all__ = ["CycleError", "PlanStep", "deploy_order", "rollback_plan"]  # the order itself is checked at load: config.validate
 
 
 @dataclass(frozen=True)
@@ -26,28 +26,6 @@ class PlanStep:
     def as_json(self) -> dict[str, str | None]:
         return {"component": self.component, "actuator": self.actuator, "from_version": self.from_version,
                 "to_version": self.to_version, "on_failure": self.on_failure}
-
-
-def deploy_order(depends_on: Mapping[str, list[str]]) -> list[str]:
-    """Dependencies first; ties by name so plans are stable. Raises CycleError."""
-    order: list[str] = []
-    state: dict[str, str] = {}
-
-    def visit(name: str, path: list[str]) -> None:
-        if state.get(name) == "done":
-            return
-        if state.get(name) == "visiting":
-            raise CycleError("dependency cycle: " + " → ".join([*path, name]))
-        state[name] = "visiting"
-        for dependency in sorted(depends_on.get(name, [])):
-            if dependency in depends_on:
-                visit(dependency, [*path, name])
-        state[name] = "done"
-        order.append(name)
-
-    for name in sorted(depends_on):
-        visit(name, [])
-    return order
 
 
 def rollback_plan(current: Mapping[str, str], target: Mapping[str, str], depends_on: Mapping[str, list[str]],

@@ -10,54 +10,14 @@ means over time.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from enum import Enum
-from typing import Any, Callable, Mapping
+from dataclasses import replace
 
 from watchdog.config.validate import parse_change
 from watchdog.config.schema import Compare, Condition, Rule
 from watchdog.errors import WatchdogError
-from watchdog.rules.templating import TemplateError, bound_parameters, render
+from watchdog.rules.statistical import baseline_of, judge_statistical
+from watchdog.rules.verdict import RULE_LEVEL, Outcome, Situation, Verdict, fetch_rendered
 from watchdog.samples import Labels, Sample, format_labels, without_name
-from watchdog.sources.base import QueryResult
-
-# fetch(source, query, at, params): params carries bound values such as the version for SQL's
-# `:version` (never spliced into query text).
-Fetch = Callable[[str, str, float, "dict[str, str] | None"], "QueryResult | WatchdogError"]
-
-
-class Outcome(str, Enum):
-    OK = "ok"
-    BREACH = "breach"
-    NO_DATA = "no_data"
-    INSUFFICIENT = "insufficient"
-    WARMING_UP = "warming_up"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    labels: Labels
-    outcome: Outcome
-    value: float | None
-    reason: str
-    samples: float | None = None
-    baseline: float | None = None
-    details: dict[str, Any] | None = None  # e.g. a statistical test's numbers, for the history
-    memory: str | None = None  # state a sequential test carries to the next evaluation (JSON)
-
-
-@dataclass(frozen=True)
-class Situation:
-    """What a rule is judged against: how to fetch, when, and the placeholder values."""
-
-    fetch: Fetch
-    now: float
-    variables: Mapping[str, str | None]
-    memory: str | None = None  # what the rule-level verdict remembered last time
-    previous_seen_at: float | None = None  # when the previous version was last seen running
-
-
-RULE_LEVEL: Labels = ()  # the key of verdicts about the rule as a whole (no series at all)
 
 
 def is_breach(above: float | None, below: float | None, value: float) -> bool:
@@ -90,7 +50,6 @@ def describe_compare(compare: Compare) -> str:
 
 def judge_rule(rule: Rule, situation: Situation) -> list[Verdict]:
     if rule.is_statistical():
-        from watchdog.rules.statistical import judge_statistical
         verdicts = judge_statistical(rule, situation)
     elif rule.query is not None:
         main = Condition(query=rule.query, source=rule.source, above=rule.above, below=rule.below, compare=rule.compare)
@@ -101,16 +60,6 @@ def judge_rule(rule: Rule, situation: Situation) -> list[Verdict]:
     if rule.unless and any(v.outcome is Outcome.BREACH for v in verdicts):
         verdicts = _apply_unless(rule, verdicts, situation)
     return verdicts
-
-
-def fetch_rendered(situation: Situation, source: str, query: str, at: float,
-                   variables: Mapping[str, str | None] | None = None) -> QueryResult | WatchdogError:
-    try:
-        rendered = render(query, variables if variables is not None else situation.variables)
-    except TemplateError as exc:
-        return WatchdogError(f"cannot fill in the query: {exc}")
-    values = variables if variables is not None else situation.variables
-    return situation.fetch(source, rendered, at, bound_parameters(values))
 
 
 def judge_condition(condition: Condition, default_source: str, situation: Situation, name: str) -> list[Verdict]:
@@ -185,8 +134,6 @@ def _unversioned(labels: Labels) -> Labels:
 
 def _baselines(compare: Compare, source: str, query: str, situation: Situation) -> dict[Labels, float] | str:
     """The baseline value per series (labels without `version`), or why there is none."""
-    from watchdog.rules.statistical import baseline_of
-
     base = baseline_of(compare.baseline, situation)
     if isinstance(base, str):
         return base

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable
 from watchdog.errors import WatchdogError
 
 if TYPE_CHECKING:
-    from watchdog.sources.base import QueryResult
+    from watchdog.samples import QueryResult
 
 Fetch = Callable[[str, str, float, "dict[str, str] | None"], "QueryResult | WatchdogError"]
 

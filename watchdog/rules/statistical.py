@@ -13,11 +13,10 @@ import math
 from typing import Any, Mapping
 
 from watchdog import stats
-from watchdog.config.validate import fixed_time, parse_change
+from watchdog.config.validate import parse_change
 from watchdog.config.schema import Compare, Drift, Rule
-from watchdog.durations import parse_duration
 from watchdog.errors import WatchdogError
-from watchdog.rules.evaluate import RULE_LEVEL, Outcome, Situation, Verdict, fetch_rendered
+from watchdog.rules.verdict import RULE_LEVEL, Outcome, Situation, Verdict, baseline_of, fetch_rendered
 from watchdog.samples import without_name
 
 _OUTCOMES = {"breach": Outcome.BREACH, "ok": Outcome.OK, "inconclusive": Outcome.INSUFFICIENT}
@@ -25,19 +24,6 @@ _OUTCOMES = {"breach": Outcome.BREACH, "ok": Outcome.OK, "inconclusive": Outcome
 
 class _Missing(Exception):
     """A query gave nothing usable: the rule has no data this time."""
-
-
-def baseline_of(reference: str, situation: Situation) -> tuple[Mapping[str, str | None], float] | str:
-    """Where the baseline comes from: (placeholder values, time), or why there is none."""
-    if reference == "previous_version":
-        previous = situation.variables.get("previous_version")
-        if not previous:
-            return "no previous version known yet: nothing to compare with"
-        return {**situation.variables, "version": previous}, situation.now
-    fixed = fixed_time(reference)
-    if fixed is not None:  # a stored reference window: the same query as it answered then
-        return situation.variables, fixed
-    return situation.variables, situation.now - parse_duration(reference)
 
 
 def judge_statistical(rule: Rule, situation: Situation) -> list[Verdict]:

@@ -17,7 +17,7 @@ from watchdog.actuators.base import ActionContext, Actuator
 from watchdog.alerters.base import Alert, Alerter
 from watchdog.errors import QueryError, SourceError
 from watchdog.promql import Expr, SeriesStore, parse
-from watchdog.rules.templating import PLACEHOLDER
+from watchdog.config.templating import PLACEHOLDER
 from watchdog.ruletest.notation import GAP, STALE, Value
 from watchdog.samples import Labels, Sample, format_labels
 from watchdog.sources.scrape import answer

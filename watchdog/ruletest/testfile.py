@@ -19,7 +19,7 @@ from watchdog.config.schema import LoadedRule, TargetConfig, VersionQuery
 from watchdog.config.yamlnodes import Node, parse_yaml, read_capped
 from watchdog.errors import ConfigError, Problem, QueryError
 from watchdog.promql import parse
-from watchdog.rules.templating import BUILTIN, PLACEHOLDER, names_in
+from watchdog.config.templating import BUILTIN, PLACEHOLDER, names_in
 from watchdog.ruletest.expect import Expectation, ExpectSpec, expectation, resolve
 from watchdog.ruletest.notation import NotationError, parse_label_set, parse_series, parse_values
 from watchdog.ruletest.synthetic import DEFAULT_ACTUATOR, DEFAULT_ALERTER, InputSeries, ScriptedResult, query_pattern

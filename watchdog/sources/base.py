@@ -22,21 +22,11 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from watchdog.config.plugins import SOURCES
 from watchdog.errors import SourceError
-from watchdog.samples import Labels, Sample
+from watchdog.samples import QueryResult
 
-
-@dataclass(frozen=True)
-class QueryResult:
-    samples: list[Sample]
-    # True while the source has not yet held data for as long as the query's range windows:
-    # an empty result then means "warming up", not "no data".
-    warming_up: bool = False
-    # Why the result may be empty (e.g. the last scrape failed), for decisions and logs.
-    note: str = ""
-    # Sample counts per series when the source knows them (a SQL `samples` column), so that
-    # `min_samples` needs no second query. Keys are the series labels (without __name__).
-    counts: dict[Labels, float] | None = None
+__all__ = ["QueryResult", "Source", "SourceHealth", "detached"]  # QueryResult lives in watchdog.samples
 
 
 @dataclass(frozen=True)
@@ -48,10 +38,12 @@ class SourceHealth:
 
 
 class Source(abc.ABC):
+    #: the entry-point group the registry (watchdog.config.plugins) finds this kind in
+    plugin_group: ClassVar[str] = SOURCES
     #: the dataclass of this plugin's configuration keys (besides `type`)
     Options: ClassVar[type]
     #: whether `{{placeholders}}` may be filled into this source's query text (escaped for
-    #: string literals, see watchdog.rules.templating); False for languages that bind
+    #: string literals, see watchdog.config.templating); False for languages that bind
     #: parameters instead (SQL), where `validate` refuses any placeholder
     placeholders: ClassVar[bool] = True
 

@@ -19,23 +19,18 @@ docs/replicas.md. An unfinished decision moves between replicas with
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from watchdog.clock import Clock, SystemClock
 from watchdog.errors import StateError
+from watchdog.state import open_store
 from watchdog.state.base import Replica, StateStore, TargetLocks
 
 log = logging.getLogger("watchdog.state.leases")
-
-
-def lock_key(name: str) -> int:
-    """The stable signed 64-bit lock key of a target: the first 8 bytes of its sha256."""
-    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
 
 
 class TargetOwnership:
@@ -51,8 +46,6 @@ class TargetOwnership:
         if not replica_id:
             raise ValueError("replica_id must not be empty")
         if isinstance(store_or_dsn, str):
-            from watchdog.state import open_store  # the package imports this module
-
             self._store, self._owns_store = open_store(store_or_dsn), True
         else:
             self._store, self._owns_store = store_or_dsn, False
@@ -164,67 +157,3 @@ class TargetOwnership:
                 locks.close()
             except StateError:
                 pass  # the session is gone already; that was the point
-
-
-class ProcessLockTable:
-    """Target locks that exist only in this process: the single-process stores' (SQLite).
-
-    A lock ends with `unlock`, the session's `close`, or the process. Two sessions in one
-    process exclude each other like two replicas would.
-    """
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._holders: dict[str, ProcessTargetLocks] = {}
-        self._closed = False
-
-    def holder(self, target: str) -> str | None:
-        """The replica_id holding `target`, or None."""
-        with self._mutex:
-            session = self._holders.get(target)
-            return None if session is None else session.replica_id
-
-    def holders(self) -> dict[str, str]:
-        with self._mutex:
-            return {target: session.replica_id for target, session in sorted(self._holders.items())}
-
-    def session(self, replica_id: str, heartbeat: Callable[[float], None]) -> ProcessTargetLocks:
-        return ProcessTargetLocks(self, replica_id, heartbeat)
-
-    def close_all(self) -> None:
-        """End every session, as the end of the process would (the store is closing)."""
-        with self._mutex:
-            self._closed = True
-            self._holders.clear()
-
-
-class ProcessTargetLocks(TargetLocks):
-    def __init__(self, table: ProcessLockTable, replica_id: str, heartbeat: Callable[[float], None]):
-        self._table = table
-        self.replica_id = replica_id
-        self._heartbeat = heartbeat
-        self._closed = False
-
-    def try_lock(self, target: str) -> bool:
-        with self._table._mutex:
-            if self._closed or self._table._closed:
-                return False
-            holder = self._table._holders.setdefault(target, self)
-            return holder is self
-
-    def unlock(self, target: str) -> None:
-        with self._table._mutex:
-            if self._table._holders.get(target) is self:
-                del self._table._holders[target]
-
-    def alive(self) -> bool:
-        return not (self._closed or self._table._closed)
-
-    def heartbeat(self, now: float) -> None:
-        self._heartbeat(now)
-
-    def close(self) -> None:
-        with self._table._mutex:
-            self._closed = True
-            for target in [t for t, s in self._table._holders.items() if s is self]:
-                del self._table._holders[target]

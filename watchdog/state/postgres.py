@@ -57,7 +57,7 @@ from watchdog.state.base import (
     check_status,
     dump_json,
 )
-from watchdog.state.leases import lock_key
+from watchdog.state.locks import lock_key
 
 log = logging.getLogger("watchdog.state.postgres")
 

@@ -55,7 +55,7 @@ from watchdog.state.base import (
     dump_json,
     load_json,
 )
-from watchdog.state.leases import ProcessLockTable
+from watchdog.state.locks import ProcessLockTable
 
 
 def _sql_list(values: Sequence[str]) -> str:

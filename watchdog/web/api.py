@@ -7,12 +7,16 @@ request; the body's `by` (or an `X-Operator` header) is only a note next to the 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from watchdog.rollback import manual
+from watchdog.config.loader import LoadedConfig
 from watchdog.durations import parse_duration
+from watchdog.metrics import DaemonMetrics
+from watchdog.rollback import manual
+from watchdog.rollback.drill import Drill
+from watchdog.state.base import StateStore
 from watchdog.web.server import Request, Response, Route
 
 MAX_LIMIT = 1000  # the most history events / releases one request returns
@@ -38,11 +42,22 @@ def _limit_or_400(req: Request) -> int | Response:
     except BadLimit as exc:
         return Response(400, {"error": str(exc)})
 
-if TYPE_CHECKING:
-    from watchdog.daemon import Daemon
+class GuardingDaemon(Protocol):
+    """What the routes ask of the running daemon (watchdog.daemon.Daemon, which builds the
+    routes and so is not imported here)."""
+
+    metrics: DaemonMetrics
+    loaded: LoadedConfig
+    store: StateStore
+
+    def status(self) -> dict[str, Any]: ...
+    def drill_now(self, target: str, by: str) -> Drill: ...
+    def reload(self) -> tuple[bool, str]: ...
+    def health(self) -> tuple[bool, str]: ...
+    def ready(self) -> tuple[bool, str]: ...
 
 
-def routes(daemon: "Daemon") -> list[Route]:
+def routes(daemon: GuardingDaemon) -> list[Route]:
     def metrics(_: Request) -> Response:
         return Response(200, generate_latest(daemon.metrics.registry), CONTENT_TYPE_LATEST)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig
@@ -12,7 +12,20 @@ from watchdog.rules.state import SeriesState
 from watchdog.state.base import StateStore
 
 if TYPE_CHECKING:
-    from watchdog.daemon import Daemon
+    from watchdog.engine import Engine
+    from watchdog.runtime.ownership import Owner
+
+
+class RunningDaemon(Protocol):
+    """What the snapshot reads from the running daemon (watchdog.daemon.Daemon, which builds
+    the web side and so is not imported here)."""
+
+    loaded: LoadedConfig
+    store: StateStore
+    owner: Owner
+    engine: Engine
+    last_tick: float | None
+    last_error: str
 
 
 def _time(ts: float | None) -> str | None:
@@ -62,7 +75,7 @@ def _incident(incident: Incident | None) -> dict[str, Any]:
             "decision_id": incident.decision_id, "depth": incident.depth}
 
 
-def snapshot(daemon: "Daemon") -> dict[str, Any]:
+def snapshot(daemon: RunningDaemon) -> dict[str, Any]:
     data = store_snapshot(daemon.loaded, daemon.store)
     data["replica"] = {"id": daemon.owner.replica_id, "guards": sorted(daemon.engine.owned)}
     data["owners"] = daemon.store.target_owners()

@@ -1,0 +1,80 @@
+"""What a rule is judged against and what judging it gives: shared by the threshold judge
+(`rules.evaluate`) and the statistical one (`rules.statistical`), which both build on it.
+
+`Situation` says how to fetch, when, and the placeholder values; `fetch_rendered` fills a
+query's placeholders and asks; `baseline_of` says where a comparison's baseline comes from;
+a `Verdict` is the outcome for one series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable, Mapping
+
+from watchdog.config.templating import TemplateError, bound_parameters, render
+from watchdog.config.validate import fixed_time
+from watchdog.durations import parse_duration
+from watchdog.errors import WatchdogError
+from watchdog.samples import Labels, QueryResult
+
+# fetch(source, query, at, params): params carries bound values such as the version for SQL's
+# `:version` (never spliced into query text).
+Fetch = Callable[[str, str, float, "dict[str, str] | None"], "QueryResult | WatchdogError"]
+
+
+class Outcome(str, Enum):
+    OK = "ok"
+    BREACH = "breach"
+    NO_DATA = "no_data"
+    INSUFFICIENT = "insufficient"
+    WARMING_UP = "warming_up"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    labels: Labels
+    outcome: Outcome
+    value: float | None
+    reason: str
+    samples: float | None = None
+    baseline: float | None = None
+    details: dict[str, Any] | None = None  # e.g. a statistical test's numbers, for the history
+    memory: str | None = None  # state a sequential test carries to the next evaluation (JSON)
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What a rule is judged against: how to fetch, when, and the placeholder values."""
+
+    fetch: Fetch
+    now: float
+    variables: Mapping[str, str | None]
+    memory: str | None = None  # what the rule-level verdict remembered last time
+    previous_seen_at: float | None = None  # when the previous version was last seen running
+
+
+RULE_LEVEL: Labels = ()  # the key of verdicts about the rule as a whole (no series at all)
+
+
+def fetch_rendered(situation: Situation, source: str, query: str, at: float,
+                   variables: Mapping[str, str | None] | None = None) -> QueryResult | WatchdogError:
+    try:
+        rendered = render(query, variables if variables is not None else situation.variables)
+    except TemplateError as exc:
+        return WatchdogError(f"cannot fill in the query: {exc}")
+    values = variables if variables is not None else situation.variables
+    return situation.fetch(source, rendered, at, bound_parameters(values))
+
+
+def baseline_of(reference: str, situation: Situation) -> tuple[Mapping[str, str | None], float] | str:
+    """Where the baseline comes from: (placeholder values, time), or why there is none."""
+    if reference == "previous_version":
+        previous = situation.variables.get("previous_version")
+        if not previous:
+            return "no previous version known yet: nothing to compare with"
+        return {**situation.variables, "version": previous}, situation.now
+    fixed = fixed_time(reference)
+    if fixed is not None:  # a stored reference window: the same query as it answered then
+        return situation.variables, fixed
+    return situation.variables, situation.now - parse_duration(reference)
