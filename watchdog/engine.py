@@ -47,7 +47,7 @@ def series_key(labels: Labels) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
 
 
-class TickAbandoned(Exception):
+class TickAbandoned(WatchdogError):
     """Shutdown began during a tick: it stops at the next checkpoint. What it had not
     committed is not written (a tick's rule states and history go in one transaction)."""
 

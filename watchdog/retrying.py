@@ -15,11 +15,13 @@ from typing import Callable, TypeVar
 import tenacity
 from tenacity import RetryCallState
 
+from watchdog.errors import WatchdogError
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class Interrupted(Exception):
+class Interrupted(WatchdogError):
     """Retrying gave up because `stop` was set; `last_error` is the failure before that."""
 
     def __init__(self, describe: str, last_error: BaseException | None):

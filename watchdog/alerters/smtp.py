@@ -55,7 +55,7 @@ class EmailOptions:
     backoff: float = option(1.0, duration=True, help="first pause between attempts; doubles each time, up to 30s")
 
 
-class _Failure(Exception):
+class _Failure(AlerterError):
     def __init__(self, message: str, retryable: bool):
         super().__init__(message)
         self.retryable = retryable

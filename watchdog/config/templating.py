@@ -26,6 +26,7 @@ import re
 from functools import lru_cache
 from typing import Mapping
 
+from watchdog.errors import WatchdogError
 from watchdog.text.versions import shown, version_problem
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -35,7 +36,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9_:.]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class TemplateError(ValueError):
+class TemplateError(WatchdogError, ValueError):
     pass
 
 

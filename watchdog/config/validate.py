@@ -279,7 +279,7 @@ def _check_components(name: str, target: TargetConfig, config: Config, cfg_file:
         problem(problems, cfg_file, target.marks.get("components"), f"{where}: {exc}")
 
 
-class CycleError(ValueError):
+class CycleError(WatchdogError, ValueError):
     pass
 
 

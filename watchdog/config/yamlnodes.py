@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from watchdog.errors import Problem
+from watchdog.errors import Problem, WatchdogError
 
 
 @dataclass
@@ -85,7 +85,7 @@ def read_capped(path: Path, problems: list[Problem]) -> str | None:
         return None
 
 
-class _Refused(Exception):
+class _Refused(WatchdogError):
     def __init__(self, mark: yaml.Mark, message: str):
         super().__init__(message)
         self.mark, self.message = mark, message

@@ -49,6 +49,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from watchdog.errors import WatchdogError
 from watchdog.clock import SystemClock, rfc3339
 
 __all__ = ["Mode", "SimulatedModelServer", "main"]
@@ -199,7 +200,7 @@ class _ModelCollector:
         yield info
 
 
-class ClientError(Exception):
+class ClientError(WatchdogError):
     """A request the server refuses; carries the HTTP status to answer with."""
 
     def __init__(self, status: int, message: str):

@@ -22,7 +22,7 @@ from watchdog.samples import without_name
 _OUTCOMES = {"breach": Outcome.BREACH, "ok": Outcome.OK, "inconclusive": Outcome.INSUFFICIENT}
 
 
-class _Missing(Exception):
+class _Missing(WatchdogError):
     """A query gave nothing usable: the rule has no data this time."""
 
 

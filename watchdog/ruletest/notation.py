@@ -21,7 +21,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from watchdog.errors import QueryError
+from watchdog.errors import QueryError, WatchdogError
 from watchdog.promql import parse
 from watchdog.promql.ast import VectorSelector
 from watchdog.samples import NAME, Labels, labels_of
@@ -46,7 +46,7 @@ _GAPS = re.compile(r"_(?:x(?P<times>\d+))?")
 
 
 @dataclass(frozen=True)
-class NotationError(Exception):
+class NotationError(WatchdogError):
     """`column` is 0-based within the text."""
 
     message: str

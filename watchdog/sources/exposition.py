@@ -20,6 +20,7 @@ from typing import Iterator
 
 from prometheus_client.parser import text_fd_to_metric_families
 
+from watchdog.errors import WatchdogError
 from watchdog.samples import NAME, Labels, Sample, format_labels, labels_of, without_name
 
 # prometheus_client servers export a `*_created` series per counter/histogram; it is not a
@@ -29,7 +30,7 @@ _MONOTONIC = {"counter": ("",), "histogram": ("_bucket", "_count"), "summary": (
 _UNTYPED = ("untyped", "unknown")
 
 
-class PageError(ValueError):
+class PageError(WatchdogError, ValueError):
     def __init__(self, message: str, kind: str):
         super().__init__(message)
         self.kind = kind

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from watchdog.errors import WatchdogError
 from watchdog.config.loader import LoadedConfig
 from watchdog.durations import parse_duration
 from watchdog.metrics import DaemonMetrics
@@ -22,7 +23,7 @@ from watchdog.web.server import Request, Response, Route
 MAX_LIMIT = 1000  # the most history events / releases one request returns
 
 
-class BadLimit(ValueError):
+class BadLimit(WatchdogError, ValueError):
     pass
 
 
