@@ -13,10 +13,7 @@ import os
 import threading
 from dataclasses import dataclass
 
-from watchdog.actuators.base import ActionContext, Actuator
-from watchdog.actuators.templating import rollback_version
-from watchdog.config.fields import option
-from watchdog.errors import ActuatorError
+from watchdog.plugin import ActionContext, Actuator, ActuatorError, option, rollback_version
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from watchdog.config.fields import option
-from watchdog.errors import QueryError
-from watchdog.samples import Sample, labels_of
-from watchdog.sources.base import QueryResult, Source
+from watchdog.plugin import QueryError, QueryResult, Sample, Source, labels_of, option
 
 
 @dataclass(frozen=True)
