@@ -357,7 +357,9 @@ class PostgresStateStore(SQLStateStore):
                 raise self._translate(exc) from None
 
     def _insert(self, sql: str, params: Sequence[Any]) -> int:
-        return self._run(f"{sql} RETURNING id", params, lambda cursor: int(cursor.fetchone()[0]))
+        row = self._run(f"{sql} RETURNING id", params, lambda cursor: cursor.fetchone())
+        assert row is not None  # RETURNING yields the inserted row
+        return int(row[0])
 
     # --- schema and transactions ----------------------------------------------------------
 
