@@ -20,7 +20,24 @@ import pytest
 from tests.servers import postgres  # noqa: F401  (the session's PostgreSQL server)
 from tests.state.stores import ENGINES, ROOT, T0, Backend, decision, event, new_backend
 from watchdog.errors import StateError
-from watchdog.state import Decision, HistoryEvent, Hold, StateStore, open_store
+from watchdog.state import (
+    AlertQueue,
+    Decision,
+    History,
+    HistoryEvent,
+    Hold,
+    Holds,
+    Incidents,
+    Journal,
+    Meta,
+    Releases,
+    Replicas,
+    RuleStates,
+    SQLiteStateStore,
+    StateStore,
+    Versions,
+    open_store,
+)
 from watchdog.state import postgres as pg_module
 from watchdog.state import sqlite as sqlite_module
 from watchdog.state.base import Release, Step
@@ -56,6 +73,21 @@ def reopen(url: str) -> Iterator[Callable[[], StateStore]]:
     yield open_again
     for each in opened:
         each.close()
+
+
+# --- the parts of the interface -------------------------------------------------------
+
+
+def test_the_small_protocols_together_are_the_whole_store_without_overlap() -> None:
+    parts = [RuleStates, Holds, Versions, Journal, History, Releases, Replicas, Incidents,
+             AlertQueue, Meta]
+    methods = [name for part in parts for name in part.__abstractmethods__ - {"transaction"}]
+
+    assert len(methods) == len(set(methods)) == 34
+    assert set(methods) | {"transaction", "close"} == StateStore.__abstractmethods__
+    for store_class in (SQLiteStateStore, pg_module.PostgresStateStore):
+        assert set(parts) <= set(store_class.__mro__)
+        assert not store_class.__abstractmethods__
 
 
 # --- transactions ---------------------------------------------------------------------
