@@ -123,6 +123,34 @@ def test_a_full_disk_inside_a_nested_block_fails_the_whole_transaction(
     assert store.history() == []
 
 
+# --- one daemon per file ----------------------------------------------------------------
+
+
+def test_a_second_daemon_on_the_same_file_is_refused_until_the_first_closes(path: str) -> None:
+    first, second = SQLiteStateStore(path), SQLiteStateStore(path)
+    try:
+        first.lock_for_daemon()
+        with pytest.raises(StateError, match="in use by another model-watchdog daemon") as info:
+            second.lock_for_daemon()
+        assert f"pid {os.getpid()}" in str(info.value) and "PostgreSQL" in str(info.value)
+        second.set_meta("cli", "reads and writes")  # only daemons take the lock
+
+        first.close()  # the kernel frees the flock with the descriptor
+        second.lock_for_daemon()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_deleted_lock_or_state_file_is_noticed(path: str) -> None:
+    with SQLiteStateStore(path) as store:
+        store.lock_for_daemon()
+        assert store.lost() == ""
+
+        os.unlink(store.lock_path)
+        assert f"lock file {store.lock_path} was deleted" in store.lost()
+
+
 # --- open_store -------------------------------------------------------------------------
 
 
