@@ -157,6 +157,18 @@ def test_meta_round_trips_and_both_stores_share_schema_versions(store: StateStor
     assert store.get_meta("missing") is None
 
 
+def test_values_that_look_like_sql_are_bound_not_spliced(store: StateStore) -> None:
+    sly = "it's 100% ? %s done'); DROP TABLE holds; --"
+    store.set_meta(sly, sly)
+    store.put_hold(Hold(sly, T0, None, sly, sly))
+    store.append(HistoryEvent(None, T0, sly, sly, {sly: sly}, sly, sly, {"why": sly}))
+
+    assert store.get_meta(sly) == sly
+    assert store.holds() == {sly: Hold(sly, T0, None, sly, sly)}
+    assert [(e.target, e.series, e.data) for e in store.history(sly, kinds=[sly])] == [
+        (sly, {sly: sly}, {"why": sly})]
+
+
 # --- versions ---------------------------------------------------------------------------
 
 

@@ -180,9 +180,11 @@ def _parse(dsn: str) -> tuple[str, dict[str, str]]:
         shown = f"postgresql://{params.get('user', '')}@{host}:{params.get('port', 5432)}/{db}"
     return shown, params
 
+
 @functools.lru_cache(maxsize=256)
 def _placeholders(sql: str) -> str:
-    """psycopg's `%s` for the `?` of the shared SQL (which holds no `?` or `%` otherwise)."""
+    """The shared SQL in psycopg's style: `%s` for each `?` (the SQL has no other `?`; a
+    literal `%` is doubled). The values stay bound, never spliced."""
     return sql.replace("%", "%%").replace("?", "%s")
 
 
