@@ -1,6 +1,6 @@
 """Stories of target ownership: one live replica per target, and takeover when it dies.
 
-The stories shared by both stores (split, release, claims) are in contract.py; these are the
+The stories shared by both stores (split, release, claims) are in test_store_contract.py; these are the
 ones about real processes and sessions dying, which only PostgreSQL can tell.
 """
 
@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from tests.servers import PostgresServer, postgres  # noqa: F401
-from tests.state.contract import ROOT, T0, decision
+from tests.state.stores import ROOT, T0, decision
 from watchdog.clock import FakeClock
 from watchdog.errors import StateError
 from watchdog.state import Decision, Replica, SQLiteStateStore, TargetLocks

@@ -1,4 +1,4 @@
-"""Stories of the PostgreSQL state store; the shared ones (contract.py) run on both stores."""
+"""Stories only the PostgreSQL state store tells; the shared ones are in test_store_contract.py."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import psycopg
 import pytest
 
 from tests.servers import PostgresServer, free_port, postgres  # noqa: F401
-from tests.state.contract import *  # noqa: F401,F403  (the shared stories, on both stores)
-from tests.state.contract import T0, event
+from tests.state.stores import T0, event
 from watchdog.errors import StateError
 from watchdog.state import open_store
 from watchdog.state.postgres import SCHEMA_VERSION, PostgresStateStore
@@ -74,26 +73,6 @@ def test_three_replicas_creating_the_schema_at_once_all_succeed(dsn: str) -> Non
         thread.join()
 
     assert results == [str(SCHEMA_VERSION)] * 3
-
-
-def test_history_rows_cannot_be_rewritten_even_by_hand(
-    pg: PostgresStateStore, admin: psycopg.Connection
-) -> None:
-    pg.append(event("fraud", "alert"))
-
-    for statement in ("DELETE FROM history", "UPDATE history SET message = 'x'",
-                      "TRUNCATE history"):
-        with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
-            admin.execute(statement)
-    assert len(pg.history()) == 1
-
-
-def test_a_foreign_database_is_refused(dsn: str, admin: psycopg.Connection) -> None:
-    admin.execute("CREATE TABLE customers (id INTEGER)")
-
-    with pytest.raises(StateError, match="not a model-watchdog state database") as info:
-        PostgresStateStore(dsn)
-    assert "customers" in str(info.value)
 
 
 def test_a_connection_lost_between_transactions_is_reopened(

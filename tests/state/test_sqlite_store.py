@@ -1,29 +1,18 @@
-"""Stories of the SQLite state store: what is written survives, what fails leaves no trace."""
+"""Stories only the SQLite state store tells: a file, its locks, its faults.
+
+What every store does alike is in test_store_contract.py, run on this store too."""
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
+from tests.state.stores import event
 from watchdog.errors import StateError
-from watchdog.state import (
-    Decision,
-    HistoryEvent,
-    Hold,
-    SQLiteStateStore,
-    StateStore,
-    open_store,
-)
-from watchdog.state.sqlite import SCHEMA_VERSION
-
-T0 = 1_700_000_000.0
+from watchdog.state import SQLiteStateStore, open_store
 
 
 @pytest.fixture
@@ -37,238 +26,6 @@ def store(path: str):
         yield opened
 
 
-def decision(id_: str, created_at: float = T0, status: str = "pending") -> Decision:
-    return Decision(id_, "fraud", "p99-latency", "rollback", created_at, {"value": 0.9}, status)
-
-
-def event(target: str, kind: str, at: float = T0, **data: object) -> HistoryEvent:
-    return HistoryEvent(None, at, target, "p99", {"pod": "a"}, kind, f"{kind} happened", data)
-
-
-# --- transactions ---------------------------------------------------------------------
-
-
-def test_a_transaction_that_raises_leaves_nothing_written(store: StateStore) -> None:
-    with pytest.raises(RuntimeError):
-        with store.transaction():
-            store.save_rule_states({("fraud", "r", "{}"): '{"state": "firing"}'}, [])
-            store.create_decision(decision("d1"))
-            store.append(event("fraud", "decision"))
-            raise RuntimeError("boom")
-
-    assert store.load_rule_states() == {}
-    assert store.get_decision("d1") is None
-    assert store.history() == []
-
-
-def test_nested_transactions_join_the_outer_one(store: StateStore) -> None:
-    with store.transaction():
-        store.set_meta("kept", "1")
-        with pytest.raises(RuntimeError):
-            with store.transaction():
-                store.set_meta("undone", "1")
-                raise RuntimeError("inner fails, outer goes on")
-        with store.transaction():
-            store.set_meta("inner", "1")
-
-    assert store.get_meta("kept") == "1"
-    assert store.get_meta("inner") == "1"
-    assert store.get_meta("undone") is None
-
-
-# --- rule states, holds, meta -----------------------------------------------------------
-
-
-def test_rule_states_round_trip_and_delete(path: str) -> None:
-    a, b = ("fraud", "p99", '{"pod":"a"}'), ("fraud", "p99", '{"pod":"b"}')
-    with SQLiteStateStore(path) as store:
-        store.save_rule_states({a: '{"s": "pending"}', b: '{"s": "firing"}'}, [])
-        store.save_rule_states({a: '{"s": "firing"}'}, [b, ("nobody", "x", "")])
-
-    with SQLiteStateStore(path) as reopened:
-        assert reopened.load_rule_states() == {a: '{"s": "firing"}'}
-
-
-def test_holds_are_put_replaced_and_deleted(store: StateStore) -> None:
-    store.put_hold(Hold("fraud", T0, "d1", "v2", "rolled back"))
-    store.put_hold(Hold("fraud", T0 + 1, None, None, "operator hold"))
-
-    assert store.holds() == {"fraud": Hold("fraud", T0 + 1, None, None, "operator hold")}
-    assert store.delete_hold("fraud") == Hold("fraud", T0 + 1, None, None, "operator hold")
-    assert store.delete_hold("fraud") is None
-    assert store.holds() == {}
-
-
-def test_meta_round_trips_and_records_the_schema_version(store: StateStore) -> None:
-    store.set_meta("instance", "a")
-    store.set_meta("instance", "b")
-
-    assert store.get_meta("instance") == "b"
-    assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
-    assert store.get_meta("missing") is None
-
-
-# --- versions ---------------------------------------------------------------------------
-
-
-def test_observe_version_reports_changes_only(store: StateStore) -> None:
-    assert store.current_version("fraud") is None
-    assert store.observe_version("fraud", "v1", T0) is True  # first sighting
-    assert store.observe_version("fraud", "v1", T0 + 10) is False
-    assert store.observe_version("fraud", "v2", T0 + 20) is True
-    assert store.observe_version("fraud", "v1", T0 + 30) is True  # back to v1 is a change
-    assert store.observe_version("other", "v1", T0 + 30) is True  # targets are independent
-
-    assert store.current_version("fraud") == "v1"
-    v1 = store.versions("fraud")[0]
-    assert (v1.version, v1.first_seen, v1.last_seen) == ("v1", T0, T0 + 30)
-
-
-def test_mark_bad_shows_in_versions(store: StateStore) -> None:
-    store.observe_version("fraud", "v1", T0)
-    store.observe_version("fraud", "v2", T0 + 10)
-    store.mark_bad("fraud", "v2", "p99 latency 900ms > 500ms")
-
-    assert [(v.version, v.bad, v.bad_reason) for v in store.versions("fraud")] == [
-        ("v2", True, "p99 latency 900ms > 500ms"),
-        ("v1", False, ""),
-    ]
-    with pytest.raises(StateError, match="never observed"):
-        store.mark_bad("fraud", "v9", "unknown")
-
-
-# --- decisions and steps ----------------------------------------------------------------
-
-
-def test_decision_and_steps_survive_a_crash(path: str) -> None:
-    store = SQLiteStateStore(path)
-    store.create_decision(decision("d-old", T0))
-    store.create_decision(decision("d-new", T0 + 5))
-    store.create_decision(decision("d-done", T0 + 1))
-    store.set_decision_status("d-old", "running")
-    store.start_step("d-old", 0, "webhook", T0 + 1)
-    store.finish_step("d-old", 0, "failed", T0 + 2, "HTTP 503")
-    retried = store.start_step("d-old", 0, "webhook", T0 + 3)
-    store.set_decision_status("d-done", "succeeded", finished_at=T0 + 4)
-    store.close()  # "the crash": only what was committed is in the file
-
-    assert (retried.status, retried.attempts, retried.message) == ("started", 2, "")
-    with SQLiteStateStore(path) as reopened:
-        assert [d.id for d in reopened.unfinished_decisions()] == ["d-old", "d-new"]
-        assert reopened.get_decision("d-done") == Decision(
-            "d-done", "fraud", "p99-latency", "rollback", T0 + 1, {"value": 0.9},
-            "succeeded", T0 + 4,
-        )
-        [step] = reopened.steps("d-old")
-        assert (step.index, step.actuator, step.status) == (0, "webhook", "started")
-        assert step.attempts == 2
-        reopened.finish_step("d-old", 0, "succeeded", T0 + 6, "rolled back to v1")
-        assert reopened.steps("d-old")[0].finished_at == T0 + 6
-        assert [d.id for d in reopened.decisions()] == ["d-new", "d-done", "d-old"]
-        assert [d.id for d in reopened.decisions(target="nobody")] == []
-
-
-def test_an_uncommitted_transaction_is_gone_after_a_real_crash(path: str) -> None:
-    # The child commits d1, writes d2 inside an open transaction and dies without cleanup.
-    script = f"""
-import os
-from watchdog.state.base import Decision
-from watchdog.state.sqlite import SQLiteStateStore
-store = SQLiteStateStore({path!r})
-store.create_decision(Decision("d1", "fraud", "r", "rollback", 1.0, {{}}, "running"))
-with store.transaction():
-    store.create_decision(Decision("d2", "fraud", "r", "rollback", 2.0, {{}}, "pending"))
-    os._exit(17)
-"""
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    result = subprocess.run([sys.executable, "-c", script], env=env, timeout=30)
-    assert result.returncode == 17
-
-    with SQLiteStateStore(path) as reopened:
-        assert [d.id for d in reopened.unfinished_decisions()] == ["d1"]
-
-
-def test_decision_ids_are_unique_and_steps_need_a_decision(store: StateStore) -> None:
-    store.create_decision(decision("d1"))
-
-    with pytest.raises(StateError, match="already exists"):
-        store.create_decision(decision("d1"))
-    with pytest.raises(StateError, match="does not exist"):
-        store.start_step("nope", 0, "webhook", T0)
-    with pytest.raises(StateError, match="never started"):
-        store.finish_step("d1", 3, "succeeded", T0, "")
-    with pytest.raises(StateError, match="does not exist"):
-        store.set_decision_status("nope", "failed")
-    with pytest.raises(ValueError, match="unknown decision status"):
-        store.set_decision_status("d1", "exploded")
-
-
-# --- history ----------------------------------------------------------------------------
-
-
-def test_history_is_newest_first_and_filtered(store: StateStore) -> None:
-    ids = [
-        store.append(event("fraud", "state", T0)),
-        store.append(event("churn", "alert", T0 + 1)),
-        store.append(event("fraud", "decision", T0 + 2)),
-        store.append(event("fraud", "alert", T0 + 3)),
-    ]
-
-    assert ids == sorted(ids) and len(set(ids)) == 4
-    assert [e.id for e in store.history()] == ids[::-1]
-    assert [e.id for e in store.history(target="fraud")] == [ids[3], ids[2], ids[0]]
-    assert [e.id for e in store.history(kinds=["alert"])] == [ids[3], ids[1]]
-    fraud_alerts_and_states = store.history(target="fraud", kinds={"alert", "state"})
-    assert [e.id for e in fraud_alerts_and_states] == [ids[3], ids[0]]
-    assert [e.id for e in store.history(since_id=ids[1])] == [ids[3], ids[2]]
-    assert [e.id for e in store.history(limit=1)] == [ids[3]]
-    newest = store.history()[0]
-    assert newest == HistoryEvent(
-        ids[3], T0 + 3, "fraud", "p99", {"pod": "a"}, "alert", "alert happened", {}
-    )
-
-
-def test_nan_in_history_data_round_trips_as_null(store: StateStore) -> None:
-    store.append(event("fraud", "state", value=math.nan, window=[1.0, math.inf], note="x"))
-
-    [stored] = store.history()
-    assert stored.data == {"value": None, "window": [1.0, None], "note": "x"}
-
-
-def test_history_rows_cannot_be_rewritten_even_by_hand(store: StateStore, path: str) -> None:
-    store.append(event("fraud", "alert"))
-    other = sqlite3.connect(path)
-    try:
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            other.execute("DELETE FROM history")
-    finally:
-        other.close()
-
-
-def test_a_reader_thread_and_the_writer_do_not_trip_over_each_other(store: StateStore) -> None:
-    errors: list[BaseException] = []
-
-    def read() -> None:
-        try:
-            for _ in range(200):
-                store.history(limit=5)
-                store.unfinished_decisions()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    for n in range(200):
-        with store.transaction():
-            store.append(event("fraud", "state", T0 + n))
-            store.save_rule_states({("fraud", "r", str(n)): "{}"}, [])
-    reader.join()
-
-    assert errors == []
-    assert len(store.history(limit=1000)) == 200
-
-
 # --- faults -----------------------------------------------------------------------------
 
 
@@ -280,23 +37,6 @@ def test_a_corrupt_file_is_refused_not_reset(path: str, garbage: bytes) -> None:
         SQLiteStateStore(path)
     assert "Move it aside" in str(info.value)
     assert Path(path).read_bytes() == garbage
-
-
-def test_a_foreign_sqlite_database_is_refused(path: str) -> None:
-    other = sqlite3.connect(path)
-    other.execute("CREATE TABLE customers (id INTEGER)")
-    other.close()
-
-    with pytest.raises(StateError, match="not a model-watchdog state database"):
-        SQLiteStateStore(path)
-
-
-def test_a_newer_schema_is_refused(path: str) -> None:
-    with SQLiteStateStore(path) as store:
-        store.set_meta("schema_version", str(SCHEMA_VERSION + 1))
-
-    with pytest.raises(StateError, match="newer release"):
-        SQLiteStateStore(path)
 
 
 def test_a_store_locked_by_another_process_says_so(path: str) -> None:
@@ -383,12 +123,32 @@ def test_a_full_disk_inside_a_nested_block_fails_the_whole_transaction(
     assert store.history() == []
 
 
-def test_a_closed_store_says_so(store: StateStore) -> None:
-    store.close()
-    store.close()
+# --- one daemon per file ----------------------------------------------------------------
 
-    with pytest.raises(StateError, match="closed"):
-        store.history()
+
+def test_a_second_daemon_on_the_same_file_is_refused_until_the_first_closes(path: str) -> None:
+    first, second = SQLiteStateStore(path), SQLiteStateStore(path)
+    try:
+        first.lock_for_daemon()
+        with pytest.raises(StateError, match="in use by another model-watchdog daemon") as info:
+            second.lock_for_daemon()
+        assert f"pid {os.getpid()}" in str(info.value) and "PostgreSQL" in str(info.value)
+        second.set_meta("cli", "reads and writes")  # only daemons take the lock
+
+        first.close()  # the kernel frees the flock with the descriptor
+        second.lock_for_daemon()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_deleted_lock_or_state_file_is_noticed(path: str) -> None:
+    with SQLiteStateStore(path) as store:
+        store.lock_for_daemon()
+        assert store.lost() == ""
+
+        os.unlink(store.lock_path)
+        assert f"lock file {store.lock_path} was deleted" in store.lost()
 
 
 # --- open_store -------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from watchdog.rules.evaluate import Outcome, Situation, Verdict, describe_thresh
 from watchdog.rules.state import Phase, SeriesState, step
 from watchdog.config.templating import PLACEHOLDER, TemplateError, render, variables_for
 from watchdog.sources.base import QueryResult, Source
-from watchdog.state.base import StateStore
+from watchdog.state.base import StateStore, Versions
 
 
 class ExplainError(WatchdogError):
@@ -131,7 +131,7 @@ def _live_version(loaded: LoadedConfig, target: str, sources: dict[str, Source],
     return next((s.label(spec.label) for s in result.samples if s.label(spec.label)), None)
 
 
-def _variables(loaded: LoadedConfig, target: str, store: StateStore | None,
+def _variables(loaded: LoadedConfig, target: str, store: Versions | None,
                live: str | None = None) -> dict[str, str | None]:
     """The placeholder values the engine would use: the running and the previous good version
     (the running one read live, so `explain` works without the daemon's state file too)."""

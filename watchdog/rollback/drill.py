@@ -20,7 +20,7 @@ from watchdog.config.loader import LoadedConfig
 from watchdog.rollback.guards import Guards, Situation
 from watchdog.metrics import DaemonMetrics
 from watchdog.redact import redact
-from watchdog.state.base import HistoryEvent, StateStore
+from watchdog.state.base import History, HistoryEvent, StateStore
 from watchdog.text.versions import previous_good
 
 
@@ -116,7 +116,7 @@ class DrillMetrics:
     """Drills on /metrics (`model_watchdog_drill_ready`, `..._drill_last_success_timestamp_seconds`),
     read back from the history: whoever ran them (the CLI, another replica) recorded them there."""
 
-    def __init__(self, store: StateStore, metrics: DaemonMetrics,
+    def __init__(self, store: History, metrics: DaemonMetrics,
                  on_drill: Callable[[HistoryEvent, bool], None] | None = None):
         self._store = store
         self._metrics = metrics
@@ -140,7 +140,7 @@ class DrillMetrics:
             self._seen = 0  # nothing recorded yet: whatever comes next is new
 
 
-def _record(store: StateStore, drill: Drill, now: float, by: str) -> Drill:
+def _record(store: History, drill: Drill, now: float, by: str) -> Drill:
     outcome = "ready" if drill.ready else f"NOT ready: {drill.blocked or '; '.join(s.problem for s in drill.steps if s.problem)}"
     store.append(HistoryEvent(None, now, drill.target, None, {}, "drill",
                               f"rollback drill by {by}: {outcome}; guards: {drill.guard or '-'}",

@@ -20,7 +20,7 @@ from watchdog.clock import rfc3339
 from watchdog.errors import WatchdogError
 from watchdog.metrics import DaemonMetrics
 from watchdog.redact import redact
-from watchdog.state.base import Decision, HistoryEvent, StateStore
+from watchdog.state.base import Decision, HistoryEvent, StateStore, Versions
 
 log = logging.getLogger("watchdog.actions")
 
@@ -86,7 +86,7 @@ def record_decision(store: StateStore, request: RollbackRequest, now: float, *, 
     return decision_id
 
 
-def mark_bad(store: StateStore, target: str, version: str | None, reason: str) -> None:
+def mark_bad(store: Versions, target: str, version: str | None, reason: str) -> None:
     if version and any(v.version == version for v in store.versions(target)):
         store.mark_bad(target, version, reason)
 

@@ -18,7 +18,7 @@ from watchdog.runtime.notify import enqueue
 from watchdog.rollback.pauses import ALL, Pause, clear_pause, set_pause
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import Approved, ManualRollback, Paused, Rejected, Resumed
-from watchdog.state.base import HistoryEvent, StateStore
+from watchdog.state.base import History, HistoryEvent, Journal, StateStore
 from watchdog.text.versions import previous_good, shown, version_problem
 
 
@@ -32,7 +32,7 @@ class Done:
     decision_id: str | None = None
 
 
-def _record(store: StateStore, now: float, target: str, kind: str, message: str, data: dict) -> None:  # type: ignore[type-arg]
+def _record(store: History, now: float, target: str, kind: str, message: str, data: dict) -> None:  # type: ignore[type-arg]
     store.append(HistoryEvent(None, now, target, None, {}, kind, message, data))
 
 
@@ -134,7 +134,7 @@ def stack_request(loaded: LoadedConfig, store: StateStore, request: RollbackRequ
                           "from_components": plan.current.components, "to_components": plan.to.components})
 
 
-def _awaiting(store: StateStore, decision_id: str):  # type: ignore[no-untyped-def]
+def _awaiting(store: Journal, decision_id: str):  # type: ignore[no-untyped-def]
     decision = store.get_decision(decision_id)
     if decision is None:
         raise OperatorError(f"no decision {decision_id} (see `model-watchdog status` for pending approvals)")

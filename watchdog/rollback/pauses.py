@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from watchdog.state.base import StateStore
+from watchdog.state.base import Meta
 
 ALL = "*"
 
@@ -27,23 +27,23 @@ def _key(target: str) -> str:
     return f"pause:{target}"
 
 
-def set_pause(store: StateStore, pause: Pause) -> None:
+def set_pause(store: Meta, pause: Pause) -> None:
     store.set_meta(_key(pause.target), json.dumps(asdict(pause), sort_keys=True))
 
 
-def clear_pause(store: StateStore, target: str) -> Pause | None:
+def clear_pause(store: Meta, target: str) -> Pause | None:
     pause = get_pause(store, target)
     if pause is not None:
         store.set_meta(_key(target), "")
     return pause
 
 
-def get_pause(store: StateStore, target: str) -> Pause | None:
+def get_pause(store: Meta, target: str) -> Pause | None:
     raw = store.get_meta(_key(target))
     return Pause(**json.loads(raw)) if raw else None
 
 
-def active_pause(store: StateStore, target: str, now: float) -> Pause | None:
+def active_pause(store: Meta, target: str, now: float) -> Pause | None:
     """The pause that applies to `target` now: its own, else a pause of everything."""
     for key in (target, ALL):
         pause = get_pause(store, key)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from watchdog.clock import rfc3339
-from watchdog.state.base import Decision, StateStore
+from watchdog.state.base import Decision, Journal, StateStore
 
 MARKS = ("breach_started_at", "pending_at", "fired_at", "decided_at", "actuated_at", "verified_at", "recovered_at")
 DERIVED = ("time_to_detect_s", "time_to_act_s", "time_to_recover_s")
@@ -37,7 +37,7 @@ def incidents(store: StateStore, target: str | None = None, limit: int = 20) -> 
     return [timeline(d, store, marks.get(d.id, {})) for d in decisions]
 
 
-def timeline(decision: Decision, store: StateStore, marks: dict[str, float]) -> dict[str, Any]:
+def timeline(decision: Decision, store: Journal, marks: dict[str, float]) -> dict[str, Any]:
     ctx = decision.context
     steps = store.steps(decision.id)
     actuated = (max((s.finished_at for s in steps if s.finished_at is not None), default=None)

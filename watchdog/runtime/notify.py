@@ -25,7 +25,7 @@ from watchdog.clock import SystemClock
 from watchdog.errors import StateError, WatchdogError
 from watchdog.metrics import DaemonMetrics
 from watchdog.redact import redact
-from watchdog.state.base import StateStore
+from watchdog.state.base import AlertQueue
 
 log = logging.getLogger("watchdog.notify")
 
@@ -41,7 +41,7 @@ class _Delivery:
     queued_id: int | None = None
 
 
-def enqueue(store: StateStore, alerter_names: list[str], alert: Alert, now: float) -> None:
+def enqueue(store: AlertQueue, alerter_names: list[str], alert: Alert, now: float) -> None:
     """Queue `alert` for each alerter in the store (for a daemon's notifier to deliver)."""
     text = json.dumps(alert.as_json(), sort_keys=True)
     with store.transaction():
@@ -59,7 +59,7 @@ class Notifier:
     def __init__(self, alerters: dict[str, Alerter], metrics: DaemonMetrics, stop: threading.Event,
                  on_failure: Callable[[str, Alert, str], None] | None = None,
                  on_sent: Callable[[str, Alert], None] | None = None,
-                 store: StateStore | None = None, clock: Callable[[], float] | None = None):
+                 store: AlertQueue | None = None, clock: Callable[[], float] | None = None):
         self._alerters = alerters
         self._metrics = metrics
         self._stop = stop

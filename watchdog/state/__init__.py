@@ -1,5 +1,8 @@
 """Durable state: rule states, holds, versions, the action journal and the audit history.
 
+`StateStore` is every part at once; `RuleStates`, `Holds`, `Versions`, `Journal`, `History`,
+`Releases`, `Replicas`, `Incidents`, `AlertQueue` and `Meta` are the parts (base.py).
+
 `open_store(url_or_path)` picks the implementation:
 
     /var/lib/model-watchdog/state.db     SQLite file (relative paths are relative to the cwd)
@@ -15,31 +18,51 @@ from watchdog.errors import StateError
 from watchdog.state.base import (
     DECISION_STATUSES,
     STEP_STATUSES,
+    AlertQueue,
     Decision,
+    History,
     HistoryEvent,
     Hold,
+    Holds,
+    Incidents,
+    Journal,
+    Meta,
+    Releases,
     Replica,
+    Replicas,
     RuleStateKey,
+    RuleStates,
     StateStore,
     Step,
     TargetLocks,
     VersionRecord,
+    Versions,
 )
 from watchdog.state.sqlite import SQLiteStateStore
 
 __all__ = [
     "DECISION_STATUSES",
     "STEP_STATUSES",
+    "AlertQueue",
     "Decision",
+    "History",
     "HistoryEvent",
     "Hold",
+    "Holds",
+    "Incidents",
+    "Journal",
+    "Meta",
+    "Releases",
     "Replica",
+    "Replicas",
     "RuleStateKey",
+    "RuleStates",
     "SQLiteStateStore",
     "StateStore",
     "Step",
     "TargetLocks",
     "VersionRecord",
+    "Versions",
     "open_store",
 ]
 

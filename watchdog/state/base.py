@@ -24,19 +24,20 @@ locks on targets (wrapped by `watchdog.state.leases.TargetOwnership`), `target_o
 `replicas` show who holds what, and `claim_decision` hands an unfinished decision to exactly
 one replica. A store that cannot be shared between processes (SQLite) keeps the locks inside
 its own process: there, one daemon owns everything.
+
+`StateStore` is every part at once. Code that needs a few parts asks for their protocols
+(`RuleStates`, `Holds`, `Versions`, `Journal`, `History`, `Releases`, `Replicas`,
+`Incidents`, `AlertQueue`, `Meta`), so a test can hand it a small fake and a reader sees
+what it touches. Both SQL stores implement them in `watchdog.state.sql`.
 """
 
 from __future__ import annotations
 
 import abc
-import json
-import math
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
-from typing import Any
-
-from watchdog.errors import StateError
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 #: (target, rule, series_key) — the key of one rule state.
 RuleStateKey = tuple[str, str, str]
@@ -185,16 +186,19 @@ class TargetLocks(abc.ABC):
         """Release every lock and end the session; closing twice is harmless."""
 
 
-class StateStore(abc.ABC):
-    """Durable state of the daemon; see the module docstring for the contract."""
+# --- the store's parts: each consumer asks for the protocols it uses ---------------------
 
-    # --- transactions -------------------------------------------------------------------
+
+class Transactional(Protocol):
+    """Every part joins the store's transactions (see the module docstring)."""
 
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
         """Commit everything inside atomically; nested calls join the outer one."""
 
-    # --- rule states --------------------------------------------------------------------
+
+class RuleStates(Transactional, Protocol):
+    """The rule engine's per-series states, opaque JSON text."""
 
     @abc.abstractmethod
     def load_rule_states(self) -> dict[RuleStateKey, str]:
@@ -206,7 +210,9 @@ class StateStore(abc.ABC):
     ) -> None:
         """Insert or replace `upserts` and remove `deletes` (missing keys are ignored)."""
 
-    # --- holds --------------------------------------------------------------------------
+
+class Holds(Transactional, Protocol):
+    """Targets whose automatic actions are suspended."""
 
     @abc.abstractmethod
     def holds(self) -> dict[str, Hold]:
@@ -220,7 +226,9 @@ class StateStore(abc.ABC):
     def delete_hold(self, target: str) -> Hold | None:
         """Remove and return the hold of `target`; None if there was none."""
 
-    # --- versions -----------------------------------------------------------------------
+
+class Versions(Transactional, Protocol):
+    """The versions seen per target, and which of them are bad."""
 
     @abc.abstractmethod
     def observe_version(self, target: str, version: str, now: float) -> bool:
@@ -242,7 +250,9 @@ class StateStore(abc.ABC):
     def current_version(self, target: str) -> str | None:
         """The version observed last for `target`, or None."""
 
-    # --- decisions and steps (the action journal) ---------------------------------------
+
+class Journal(Transactional, Protocol):
+    """The action journal: decisions and their steps."""
 
     @abc.abstractmethod
     def create_decision(self, decision: Decision) -> None:
@@ -295,7 +305,9 @@ class StateStore(abc.ABC):
     def steps(self, decision_id: str) -> list[Step]:
         """Steps of a decision in index order."""
 
-    # --- history ------------------------------------------------------------------------
+
+class History(Transactional, Protocol):
+    """The append-only audit history."""
 
     @abc.abstractmethod
     def append(self, event: HistoryEvent) -> int:
@@ -311,7 +323,25 @@ class StateStore(abc.ABC):
     ) -> list[HistoryEvent]:
         """Events newest first, optionally only of `target`, of `kinds`, or after `since_id`."""
 
-    # --- replicas and target locks ------------------------------------------------------
+
+class Releases(Transactional, Protocol):
+    """What was deployed together, for whole-stack rollbacks."""
+
+    @abc.abstractmethod
+    def record_release(self, release: Release) -> Release:
+        """Append a release (its `id` is assigned); returns it as stored."""
+
+    @abc.abstractmethod
+    def releases(self, target: str, limit: int = 50) -> list[Release]:
+        """The target's releases, newest first (the first one is the current release)."""
+
+    @abc.abstractmethod
+    def set_release_state(self, release_id: int, state: str) -> None:
+        """Mark a release healthy or bad; raises StateError for an unknown id."""
+
+
+class Replicas(Protocol):
+    """Daemons sharing the store and the targets each of them locks (docs/replicas.md)."""
 
     @abc.abstractmethod
     def open_target_locks(self, replica: Replica) -> TargetLocks:
@@ -328,11 +358,13 @@ class StateStore(abc.ABC):
     def replicas(self) -> list[Replica]:
         """Every replica that ever registered, most recently seen first."""
 
-    # --- incidents and the alert queue ---------------------------------------------------
+
+class Incidents(Transactional, Protocol):
+    """Each target's rollback incident, JSON text owned by watchdog.rollback."""
 
     @abc.abstractmethod
     def incidents(self) -> dict[str, str]:
-        """Every target's rollback incident: target -> JSON text (owned by watchdog.rollback)."""
+        """Every target's rollback incident: target -> JSON text."""
 
     @abc.abstractmethod
     def incident(self, target: str, *, for_update: bool = False) -> str | None:
@@ -342,6 +374,10 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def save_incident(self, target: str, state: str, now: float) -> None:
         """Create or replace the incident of `target`."""
+
+
+class AlertQueue(Transactional, Protocol):
+    """Alert deliveries waiting in the store until delivered (they survive a restart)."""
 
     @abc.abstractmethod
     def enqueue_alert(self, alerter: str, alert: str, now: float) -> None:
@@ -358,21 +394,9 @@ class StateStore(abc.ABC):
     def delete_alert(self, alert_id: int) -> None:
         """Forget a delivery that was made (or given up); an unknown id is ignored."""
 
-    # --- meta ---------------------------------------------------------------------------
 
-    # -- releases -----------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def record_release(self, release: Release) -> Release:
-        """Append a release (its `id` is assigned); returns it as stored."""
-
-    @abc.abstractmethod
-    def releases(self, target: str, limit: int = 50) -> list[Release]:
-        """The target's releases, newest first (the first one is the current release)."""
-
-    @abc.abstractmethod
-    def set_release_state(self, release_id: int, state: str) -> None:
-        """Mark a release healthy or bad; raises StateError for an unknown id."""
+class Meta(Transactional, Protocol):
+    """Small named values (schema_version, pauses, step processes)."""
 
     @abc.abstractmethod
     def get_meta(self, key: str) -> str | None:
@@ -381,6 +405,12 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def set_meta(self, key: str, value: str) -> None:
         """Create or replace a named value."""
+
+
+class StateStore(RuleStates, Holds, Versions, Journal, History, Releases, Replicas, Incidents,
+                 AlertQueue, Meta, abc.ABC):
+    """Durable state of the daemon, every part at once; see the module docstring for the
+    contract. Code that needs only some parts asks for those protocols instead."""
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -408,125 +438,3 @@ class StateStore(abc.ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def check_status(status: str, allowed: tuple[str, ...], what: str) -> None:
-    """Raise ValueError for a status outside `allowed` (shared by all implementations)."""
-    if status not in allowed:
-        raise ValueError(f"unknown {what} status {status!r}; expected one of {', '.join(allowed)}")
-
-
-def _finite(value: Any) -> Any:
-    """`value` with every NaN/±Infinity float replaced by None, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
-def dump_json(value: Any, what: str) -> str:
-    """Canonical JSON for a dict column; non-finite floats become null (see module doc).
-
-    `allow_nan=False` after the clean-up guarantees the text is strict JSON that
-    PostgreSQL's jsonb (and any other reader) accepts. Raises StateError, naming `what`,
-    for values JSON cannot represent.
-    """
-    try:
-        return json.dumps(_finite(value), sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise StateError(f"cannot store {what}: not JSON-serialisable ({exc})") from exc
-
-
-def load_json(text: str | None) -> Any:
-    return {} if text is None else json.loads(text)
-
-
-class ReleaseLedgerSQL:
-    """The release methods of `StateStore`, written once for both SQL stores.
-
-    Expects `transaction()`, `_exec`, `_one` and `_all` from the store, and `_P`, the
-    driver's placeholder (`?` for sqlite3, `%s` for psycopg)."""
-
-    _P = "?"
-
-    def record_release(self, release: Release) -> Release:
-        check_status(release.state, RELEASE_STATES, "release")
-        components = dump_json(release.components, "a release's components")
-        p = self._P
-        with self.transaction():  # type: ignore[attr-defined]
-            self._exec(  # type: ignore[attr-defined]
-                f"INSERT INTO releases (target, created_at, components, note, origin, state) "
-                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
-                (release.target, release.created_at, components, release.note, release.origin, release.state),
-            )
-            row = self._one(f"SELECT MAX(id) FROM releases WHERE target = {p}", (release.target,))  # type: ignore[attr-defined]
-        return replace(release, id=int(row[0]))
-
-    def releases(self, target: str, limit: int = 50) -> list[Release]:
-        p = self._P
-        rows = self._all(  # type: ignore[attr-defined]
-            f"SELECT id, target, created_at, components, note, origin, state FROM releases "
-            f"WHERE target = {p} ORDER BY id DESC LIMIT {p}",
-            (target, limit),
-        )
-        return [Release(int(r[0]), r[1], r[2], load_json(r[3]) or {}, r[4], r[5], r[6]) for r in rows]
-
-    def set_release_state(self, release_id: int, state: str) -> None:
-        check_status(state, RELEASE_STATES, "release")
-        p = self._P
-        with self.transaction():  # type: ignore[attr-defined]
-            if self._one(f"SELECT 1 FROM releases WHERE id = {p}", (release_id,)) is None:  # type: ignore[attr-defined]
-                raise StateError(f"release {release_id} does not exist")
-            self._exec(f"UPDATE releases SET state = {p} WHERE id = {p}", (state, release_id))  # type: ignore[attr-defined]
-
-
-class IncidentSQL:
-    """The incident and alert-queue methods of `StateStore`, written once for both SQL
-    stores (same expectations as `ReleaseLedgerSQL`; `_FOR_UPDATE` is the row-lock clause)."""
-
-    _P = "?"
-    _FOR_UPDATE = ""
-    _SKIP_LOCKED = ""
-
-    def incidents(self) -> dict[str, str]:
-        return {r[0]: r[1] for r in self._all("SELECT target, state FROM incidents")}  # type: ignore[attr-defined]
-
-    def incident(self, target: str, *, for_update: bool = False) -> str | None:
-        lock = self._FOR_UPDATE if for_update else ""
-        row = self._one(f"SELECT state FROM incidents WHERE target = {self._P}{lock}", (target,))  # type: ignore[attr-defined]
-        return None if row is None else str(row[0])
-
-    def save_incident(self, target: str, state: str, now: float) -> None:
-        p = self._P
-        with self.transaction():  # type: ignore[attr-defined]
-            self._exec(  # type: ignore[attr-defined]
-                f"INSERT INTO incidents (target, state, updated_at) VALUES ({p}, {p}, {p}) "
-                "ON CONFLICT (target) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                (target, state, now))
-
-    def enqueue_alert(self, alerter: str, alert: str, now: float) -> None:
-        p = self._P
-        with self.transaction():  # type: ignore[attr-defined]
-            self._exec(f"INSERT INTO alert_queue (alerter, alert, queued_at) VALUES ({p}, {p}, {p})",  # type: ignore[attr-defined]
-                       (alerter, alert, now))
-
-    def claim_alerts(self, claimant: str, now: float, limit: int = 20,
-                     stale_after: float = 60.0) -> list[QueuedAlert]:
-        p = self._P
-        with self.transaction():  # type: ignore[attr-defined]
-            rows = self._all(  # type: ignore[attr-defined]
-                f"SELECT id, alerter, alert, queued_at FROM alert_queue "
-                f"WHERE claimed_at IS NULL OR claimed_at < {p} "
-                f"ORDER BY id LIMIT {p}{self._FOR_UPDATE}{self._SKIP_LOCKED}",
-                (now - stale_after, limit))
-            for row in rows:
-                self._exec(f"UPDATE alert_queue SET claimed_by = {p}, claimed_at = {p} WHERE id = {p}",  # type: ignore[attr-defined]
-                           (claimant, now, row[0]))
-        return [QueuedAlert(int(r[0]), r[1], r[2], r[3]) for r in rows]
-
-    def delete_alert(self, alert_id: int) -> None:
-        with self.transaction():  # type: ignore[attr-defined]
-            self._exec(f"DELETE FROM alert_queue WHERE id = {self._P}", (alert_id,))  # type: ignore[attr-defined]

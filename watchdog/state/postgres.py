@@ -1,6 +1,8 @@
 """The PostgreSQL state store: several replicas share one database.
 
-Same schema, semantics and messages as the SQLite store (sqlite.py), with these differences:
+The domain SQL and the transaction and migration skeleton are in sql.py, shared with the
+SQLite store; this module supplies the PostgreSQL dialect (connection, DDL, error
+translation, locks). Same schema, semantics and messages, with these differences:
 
 * One connection (autocommit; transactions issued explicitly) guarded by an RLock held from
   BEGIN to COMMIT; nested transactions are savepoints. A connection lost *between*
@@ -23,11 +25,11 @@ unnoticed. Faults become `StateError`s that name the database — never its pass
 from __future__ import annotations
 
 
+import functools
 import logging
 import math
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,32 +40,12 @@ from psycopg.pq import TransactionStatus
 
 from watchdog.errors import StateError
 from watchdog.redact import redact, redact_url
-from watchdog.state.base import (
-    DECISION_STATUSES,
-    STEP_END_STATUSES,
-    STEP_STATUSES,
-    UNFINISHED_STATUSES,
-    Decision,
-    HistoryEvent,
-    Hold,
-    IncidentSQL,
-    ReleaseLedgerSQL,
-    Replica,
-    RuleStateKey,
-    StateStore,
-    Step,
-    TargetLocks,
-    VersionRecord,
-    check_status,
-    dump_json,
-)
+from watchdog.state.base import DECISION_STATUSES, STEP_STATUSES, Replica, TargetLocks
 from watchdog.state.locks import lock_key
+from watchdog.state.sql import REPLICA_COLUMNS, R, SQLStateStore
+from watchdog.state.sql import sql_list as _sql_list
 
 log = logging.getLogger("watchdog.state.postgres")
-
-
-def _sql_list(values: Sequence[str]) -> str:
-    return ", ".join(f"'{value}'" for value in values)
 
 
 _TIME = "DOUBLE PRECISION"
@@ -145,16 +127,8 @@ _MIGRATION_LOCK = lock_key("\0model-watchdog:migrate")
 _HISTORY_LOCK = lock_key("\0model-watchdog:history")
 _REGISTER_LOCK = lock_key("\0model-watchdog:replicas")
 
-_DECISION = (
-    "id, target, rule, action, created_at, context, status, finished_at, claimed_by, claimed_at"
-)
-_STEP = "decision_id, step_index, actuator, status, started_at, finished_at, message, attempts"
-_HISTORY = "id, at, target, rule, series, kind, message, data"
-_VERSION = "target, version, first_seen, last_seen, bad, bad_reason"
-_HOLD = "target, since, decision_id, version, reason"
-_REPLICA = "replica_id, host, pid, started_at, last_seen"
-# A granted session-level advisory lock with a bigint key, in this database; %s are the two
-# 32-bit halves of the key (pg_locks shows them as classid and objid).
+# A granted session-level advisory lock with a bigint key, in this database; queries compare
+# the two 32-bit halves of the key (pg_locks shows them as classid and objid).
 _ADVISORY_IN_THIS_DB = (
     "l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -207,30 +181,38 @@ def _parse(dsn: str) -> tuple[str, dict[str, str]]:
     return shown, params
 
 
-class PostgresStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
+@functools.lru_cache(maxsize=256)
+def _placeholders(sql: str) -> str:
+    """The shared SQL in psycopg's style: `%s` for each `?` (the SQL has no other `?`; a
+    literal `%` is doubled). The values stay bound, never spliced."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresStateStore(SQLStateStore):
     """A StateStore in a PostgreSQL database that several replicas may share.
 
     `statement_timeout` (seconds) cancels a statement that runs or waits for a lock longer;
     `connect_timeout` bounds opening a connection. Raises StateError.
     """
 
-    _P = "%s"
+    MIGRATIONS = MIGRATIONS
     _FOR_UPDATE = " FOR UPDATE"
     _SKIP_LOCKED = " SKIP LOCKED"
+    _JSON = "CAST(? AS jsonb)"
+    _ROW_ORDER = "seq"  # insertion order, which SQLite has as rowid
 
     def __init__(self, dsn: str, *, statement_timeout: float = 10.0, connect_timeout: float = 5.0):
+        super().__init__()
         self.where, self._params = _parse(dsn)
         self._statement_timeout = statement_timeout
         self._connect_timeout = connect_timeout
-        self._lock = threading.RLock()
-        self._depth = 0  # transaction nesting; only touched while holding _lock
         self._closed = False
         self._conn: psycopg.Connection[Any] | None = self._connect("model-watchdog")
-        try:
-            self._migrate()
-        except BaseException:
-            self.close()
-            raise
+        self._open()
+
+    @property
+    def _name(self) -> str:
+        return f"state database {self.where}"
 
     # --- connections ----------------------------------------------------------------------
 
@@ -345,13 +327,14 @@ class PostgresStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
         log.warning("state database %s: reconnected", self.where)
         return self._conn
 
-    def _run(self, sql: str, params: Sequence[Any] | None = None) -> psycopg.Cursor[Any]:
+    def _run(self, sql: str, params: Sequence[Any], fetch: Callable[[psycopg.Cursor[Any]], R]) -> R:
         """Execute one statement. Outside a transaction (reads and BEGIN, never COMMIT) a
         connection found lost is reopened and the statement retried once."""
+        query = _placeholders(sql)
         with self._lock:
             conn = self._live()
             try:
-                return conn.execute(sql, params)
+                return fetch(conn.execute(query, params))
             except psycopg.OperationalError as exc:
                 if self._depth or not conn.broken:
                     raise self._translate(exc) from None
@@ -359,22 +342,9 @@ class PostgresStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
             except psycopg.Error as exc:
                 raise self._translate(exc) from None
             try:
-                return conn.execute(sql, params)
+                return fetch(conn.execute(query, params))
             except psycopg.Error as exc:
                 raise self._translate(exc) from None
-
-    def _exec(self, sql: str, params: Sequence[Any] | None = None) -> int:
-        with self._lock:
-            return self._run(sql, params).rowcount
-
-    def _all(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._run(sql, params).fetchall()
-
-    def _one(self, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
-        with self._lock:
-            row: tuple[Any, ...] | None = self._run(sql, params).fetchone()
-            return row
 
     def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
@@ -384,11 +354,16 @@ class PostgresStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
             conn = self._live()
             try:
                 with conn.cursor() as cursor:
-                    cursor.executemany(sql, rows)
+                    cursor.executemany(_placeholders(sql), rows)
             except psycopg.Error as exc:
                 raise self._translate(exc) from None
 
-    # --- schema ---------------------------------------------------------------------------
+    def _insert(self, sql: str, params: Sequence[Any]) -> int:
+        row = self._run(f"{sql} RETURNING id", params, lambda cursor: cursor.fetchone())
+        assert row is not None  # RETURNING yields the inserted row
+        return int(row[0])
+
+    # --- schema and transactions ----------------------------------------------------------
 
     def _not_ours(self, detail: str) -> StateError:
         return StateError(
@@ -397,56 +372,18 @@ class PostgresStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
             "options=-csearch_path=...)"
         )
 
-    def _schema_version(self) -> int:
-        tables = {row[0] for row in self._all(
+    def _tables(self) -> set[str]:
+        return {row[0] for row in self._all(
             "SELECT table_name FROM information_schema.tables "
             "WHERE table_schema = current_schema()")}
-        if not tables:
-            return 0
-        if "meta" not in tables:
-            raise self._not_ours(f"it holds other tables ({', '.join(sorted(tables))})")
-        row = self._one("SELECT value FROM meta WHERE key = 'schema_version'")
-        if row is None or not str(row[0]).isdigit():
-            raise self._not_ours("it has no schema_version")
-        version = int(row[0])
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"state database {self.where} has schema version {version}, but this "
-                f"model-watchdog knows versions up to {SCHEMA_VERSION}: it was written by a "
-                "newer release. Upgrade model-watchdog (downgrading is not supported)"
-            )
-        return version
 
-    def _migrate(self) -> None:
-        if self._schema_version() == SCHEMA_VERSION:
-            return
-        with self.transaction():
-            # Replicas starting together queue here; re-read once we are the only one.
-            self._exec("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            for number in range(self._schema_version(), SCHEMA_VERSION):
-                for statement in MIGRATIONS[number]:
-                    self._exec(statement)
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
+    def _lock_migration(self) -> None:
+        # Replicas starting together queue here; the migration re-reads the version after.
+        self._exec("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
 
-    # --- transactions ---------------------------------------------------------------------
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._lock:
-            savepoint = f"sp{self._depth}"
-            self._exec("BEGIN" if self._depth == 0 else f"SAVEPOINT {savepoint}")
-            self._depth += 1
-            try:
-                yield
-            except BaseException:
-                self._depth -= 1
-                self._undo(savepoint)
-                raise
-            self._depth -= 1
-            if self._depth:
-                self._exec(f"RELEASE SAVEPOINT {savepoint}")
-            else:
-                self._commit()
+    def _lock_history(self) -> None:
+        # Held to commit: ids are assigned in commit order (see the module docstring).
+        self._exec("SELECT pg_advisory_xact_lock(?)", (_HISTORY_LOCK,))
 
     def _commit(self) -> None:
         conn = self._conn
@@ -477,261 +414,29 @@ class PostgresStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
             self._undo("")  # PostgreSQL ends a failed COMMIT itself; make sure of it
             raise self._translate(exc) from None
 
-    def _undo(self, savepoint: str) -> None:
-        """Roll back the innermost transaction level; never masks the error in flight."""
+    def _in_transaction(self) -> bool:
         conn = self._conn
-        if conn is None or conn.broken or conn.info.transaction_status == TransactionStatus.IDLE:
-            return
+        return not (conn is None or conn.broken
+                    or conn.info.transaction_status == TransactionStatus.IDLE)
+
+    def _rollback(self, *statements: str) -> None:
         try:
-            if self._depth == 0:
-                conn.execute("ROLLBACK")
-            else:
-                conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
-                conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+            for statement in statements:
+                self._conn.execute(statement)  # type: ignore[union-attr]
         except psycopg.Error:
-            pass  # the outer level rolls back everything; the original error matters
+            pass
 
-    # --- rule states ----------------------------------------------------------------------
+    # --- replicas and target locks --------------------------------------------------------
 
-    def load_rule_states(self) -> dict[RuleStateKey, str]:
-        rows = self._all("SELECT target, rule, series_key, state FROM rule_states")
-        return {(target, rule, key): state for target, rule, key, state in rows}
-
-    def save_rule_states(
-        self, upserts: dict[RuleStateKey, str], deletes: Iterable[RuleStateKey]
-    ) -> None:
-        with self.transaction():
-            self._many(
-                "INSERT INTO rule_states (target, rule, series_key, state) "
-                "VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (target, rule, series_key) DO UPDATE SET state = excluded.state",
-                [(*key, state) for key, state in upserts.items()],
-            )
-            self._many(
-                "DELETE FROM rule_states WHERE target = %s AND rule = %s AND series_key = %s",
-                [tuple(key) for key in deletes],
-            )
-
-    # --- holds ----------------------------------------------------------------------------
-
-    def holds(self) -> dict[str, Hold]:
-        return {row[0]: Hold(*row) for row in self._all(f"SELECT {_HOLD} FROM holds")}
-
-    def put_hold(self, hold: Hold) -> None:
-        with self.transaction():
-            self._exec(
-                f"INSERT INTO holds ({_HOLD}) VALUES (%s, %s, %s, %s, %s) "
-                "ON CONFLICT (target) DO UPDATE SET since = excluded.since, "
-                "decision_id = excluded.decision_id, version = excluded.version, "
-                "reason = excluded.reason",
-                (hold.target, hold.since, hold.decision_id, hold.version, hold.reason),
-            )
-
-    def delete_hold(self, target: str) -> Hold | None:
-        with self.transaction():
-            row = self._one(f"DELETE FROM holds WHERE target = %s RETURNING {_HOLD}", (target,))
-        return None if row is None else Hold(*row)
-
-    # --- versions -------------------------------------------------------------------------
-
-    def observe_version(self, target: str, version: str, now: float) -> bool:
-        with self.transaction():
-            previous = self.current_version(target)
-            self._exec(
-                "INSERT INTO versions (target, version, first_seen, last_seen, seq) "
-                "VALUES (%(t)s, %(v)s, %(now)s, %(now)s, "
-                "  (SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE target = %(t)s)) "
-                "ON CONFLICT (target, version) DO UPDATE "
-                "SET last_seen = excluded.last_seen, seq = excluded.seq",
-                {"t": target, "v": version, "now": now},  # type: ignore[arg-type]
-            )
-        return previous != version
-
-    def mark_bad(self, target: str, version: str, reason: str) -> None:
-        with self.transaction():
-            changed = self._exec(
-                "UPDATE versions SET bad = TRUE, bad_reason = %s "
-                "WHERE target = %s AND version = %s",
-                (reason, target, version),
-            )
-            if changed == 0:
-                raise StateError(
-                    f"version {version!r} of target {target!r} was never observed; "
-                    "cannot mark it bad"
-                )
-
-    def versions(self, target: str) -> list[VersionRecord]:
-        rows = self._all(
-            f"SELECT {_VERSION} FROM versions WHERE target = %s "
-            "ORDER BY last_seen DESC, seq DESC",
-            (target,),
-        )
-        return [VersionRecord(*row[:4], bool(row[4]), row[5]) for row in rows]
-
-    def current_version(self, target: str) -> str | None:
-        row = self._one(
-            "SELECT version FROM versions WHERE target = %s ORDER BY seq DESC LIMIT 1", (target,)
-        )
-        return None if row is None else str(row[0])
-
-    # --- decisions ------------------------------------------------------------------------
-
-    def _require_decision(self, decision_id: str) -> None:
-        if self._one("SELECT 1 FROM decisions WHERE id = %s", (decision_id,)) is None:
-            raise StateError(f"decision {decision_id!r} does not exist")
-
-    def create_decision(self, decision: Decision) -> None:
-        check_status(decision.status, DECISION_STATUSES, "decision")
-        context = dump_json(decision.context, f"the context of decision {decision.id!r}")
-        with self.transaction():
-            # ON CONFLICT: a concurrent insert by another replica counts as "exists" too.
-            added = self._exec(
-                f"INSERT INTO decisions ({_DECISION}) "
-                "VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s) "
-                "ON CONFLICT (id) DO NOTHING",
-                (decision.id, decision.target, decision.rule, decision.action,
-                 decision.created_at, context, decision.status, decision.finished_at,
-                 decision.claimed_by, decision.claimed_at),
-            )
-            if added == 0:
-                raise StateError(f"decision {decision.id!r} already exists")
-
-    def get_decision(self, decision_id: str) -> Decision | None:
-        row = self._one(f"SELECT {_DECISION} FROM decisions WHERE id = %s", (decision_id,))
-        return None if row is None else Decision(*row)
-
-    def set_decision_status(
-        self, decision_id: str, status: str, finished_at: float | None = None
-    ) -> None:
-        check_status(status, DECISION_STATUSES, "decision")
-        with self.transaction():
-            changed = self._exec(
-                "UPDATE decisions SET status = %s, finished_at = %s WHERE id = %s",
-                (status, finished_at, decision_id),
-            )
-            if changed == 0:
-                raise StateError(f"decision {decision_id!r} does not exist")
-
-    def claim_decision(self, decision_id: str, replica_id: str, now: float) -> bool:
-        with self.transaction():
-            # FOR UPDATE: a second claimant waits here, then sees the first one's claim.
-            row = self._one(
-                "SELECT target, status FROM decisions WHERE id = %s FOR UPDATE", (decision_id,)
-            )
-            if row is None:
-                raise StateError(f"decision {decision_id!r} does not exist")
-            target, status = row
-            if status not in UNFINISHED_STATUSES or self._locked_by_other(target, replica_id):
-                return False
-            self._exec(
-                "UPDATE decisions SET claimed_by = %s, claimed_at = %s WHERE id = %s",
-                (replica_id, now, decision_id),
-            )
-            return True
-
-    def _locked_by_other(self, target: str, replica_id: str) -> bool:
+    def _held_by_other(self, target: str, replica_id: str) -> bool:
         """Whether a session other than `replica_id`'s lock session holds `target`."""
         row = self._one(
             f"SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE {_ADVISORY_IN_THIS_DB} "
-            "AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.pid IS DISTINCT FROM "
-            "(SELECT backend_pid FROM replicas WHERE replica_id = %s))",
+            "AND l.classid::bigint = ? AND l.objid::bigint = ? AND l.pid IS DISTINCT FROM "
+            "(SELECT backend_pid FROM replicas WHERE replica_id = ?))",
             (*_split_key(lock_key(target)), replica_id),
         )
         return bool(row and row[0])
-
-    def unfinished_decisions(self) -> list[Decision]:
-        rows = self._all(
-            f"SELECT {_DECISION} FROM decisions "
-            f"WHERE status IN ({_sql_list(UNFINISHED_STATUSES)}) ORDER BY created_at, seq"
-        )
-        return [Decision(*row) for row in rows]
-
-    def decisions(self, target: str | None = None, limit: int = 50) -> list[Decision]:
-        where, params = ("WHERE target = %s", [target]) if target is not None else ("", [])
-        rows = self._all(
-            f"SELECT {_DECISION} FROM decisions {where} "
-            "ORDER BY created_at DESC, seq DESC LIMIT %s",
-            (*params, limit),
-        )
-        return [Decision(*row) for row in rows]
-
-    # --- steps ----------------------------------------------------------------------------
-
-    def start_step(self, decision_id: str, index: int, actuator: str, now: float) -> Step:
-        with self.transaction():
-            self._require_decision(decision_id)
-            row = self._one(
-                f"INSERT INTO steps ({_STEP}) VALUES (%s, %s, %s, 'started', %s, NULL, '', 1) "
-                "ON CONFLICT (decision_id, step_index) DO UPDATE SET "
-                "actuator = excluded.actuator, status = 'started', "
-                "started_at = excluded.started_at, finished_at = NULL, message = '', "
-                f"attempts = steps.attempts + 1 RETURNING {_STEP}",
-                (decision_id, index, actuator, now),
-            )
-        assert row is not None  # RETURNING always yields the row
-        return Step(*row)
-
-    def finish_step(
-        self, decision_id: str, index: int, status: str, now: float, message: str
-    ) -> None:
-        check_status(status, STEP_END_STATUSES, "step end")
-        with self.transaction():
-            changed = self._exec(
-                "UPDATE steps SET status = %s, finished_at = %s, message = %s "
-                "WHERE decision_id = %s AND step_index = %s",
-                (status, now, message, decision_id, index),
-            )
-            if changed == 0:
-                raise StateError(f"step {index} of decision {decision_id!r} was never started")
-
-    def steps(self, decision_id: str) -> list[Step]:
-        rows = self._all(
-            f"SELECT {_STEP} FROM steps WHERE decision_id = %s ORDER BY step_index",
-            (decision_id,),
-        )
-        return [Step(*row) for row in rows]
-
-    # --- history --------------------------------------------------------------------------
-
-    def append(self, event: HistoryEvent) -> int:
-        series = dump_json(event.series, f"the series of a {event.kind!r} history event")
-        data = dump_json(event.data, f"the data of a {event.kind!r} history event")
-        with self.transaction():
-            # Held to commit: ids are assigned in commit order (see the module docstring).
-            self._exec("SELECT pg_advisory_xact_lock(%s)", (_HISTORY_LOCK,))
-            row = self._one(
-                "INSERT INTO history (at, target, rule, series, kind, message, data) "
-                "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s::jsonb) RETURNING id",
-                (event.at, event.target, event.rule, series, event.kind, event.message, data),
-            )
-        assert row is not None
-        return int(row[0])
-
-    def history(
-        self,
-        target: str | None = None,
-        limit: int = 50,
-        kinds: Iterable[str] | None = None,
-        since_id: int | None = None,
-    ) -> list[HistoryEvent]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if target is not None:
-            clauses.append("target = %s")
-            params.append(target)
-        if kinds is not None:
-            clauses.append("kind = ANY(%s::text[])")
-            params.append(list(kinds))
-        if since_id is not None:
-            clauses.append("id > %s")
-            params.append(since_id)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._all(
-            f"SELECT {_HISTORY} FROM history {where} ORDER BY id DESC LIMIT %s", (*params, limit)
-        )
-        return [HistoryEvent(*row) for row in rows]  # jsonb arrives as dicts already
-
-    # --- replicas and target locks --------------------------------------------------------
 
     def open_target_locks(self, replica: Replica) -> TargetLocks:
         if self._closed:
@@ -747,24 +452,6 @@ class PostgresStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
             f"WHERE {_ADVISORY_IN_THIS_DB} ORDER BY t.target"
         )
         return {target: replica_id for target, replica_id in rows}
-
-    def replicas(self) -> list[Replica]:
-        rows = self._all(f"SELECT {_REPLICA} FROM replicas ORDER BY last_seen DESC, replica_id")
-        return [Replica(*row) for row in rows]
-
-    # --- meta and lifecycle ---------------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        row = self._one("SELECT value FROM meta WHERE key = %s", (key,))
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self.transaction():
-            self._exec(
-                "INSERT INTO meta (key, value) VALUES (%s, %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
 
     def close(self) -> None:
         with self._lock:
@@ -833,7 +520,7 @@ class PostgresTargetLocks(TargetLocks):
                 conn.execute("UPDATE replicas SET backend_pid = NULL WHERE backend_pid = %s",
                              (pid,))
                 conn.execute(
-                    f"INSERT INTO replicas ({_REPLICA}, backend_pid) "
+                    f"INSERT INTO replicas ({REPLICA_COLUMNS}, backend_pid) "
                     "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (replica_id) DO UPDATE SET "
                     "host = excluded.host, pid = excluded.pid, started_at = excluded.started_at, "
                     "last_seen = excluded.last_seen, backend_pid = excluded.backend_pid",

@@ -1,5 +1,8 @@
 """The SQLite state store (the default): one file, WAL journal, full fsync on commit.
 
+The domain SQL and the transaction and migration skeleton are in sql.py; this module
+supplies the SQLite dialect: connection, DDL, error translation and locks.
+
 Threads: one connection (`check_same_thread=False`) guarded by an RLock that a transaction
 holds from BEGIN to COMMIT. A reader on another thread therefore waits for the scheduler's
 transaction to finish and can neither see nor join half of it; SQLite admits one writer at
@@ -29,37 +32,15 @@ import errno
 import fcntl
 import os
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from watchdog.errors import StateError
-from watchdog.state.base import (
-    DECISION_STATUSES,
-    STEP_END_STATUSES,
-    STEP_STATUSES,
-    UNFINISHED_STATUSES,
-    Decision,
-    HistoryEvent,
-    Hold,
-    IncidentSQL,
-    ReleaseLedgerSQL,
-    Replica,
-    RuleStateKey,
-    StateStore,
-    Step,
-    TargetLocks,
-    VersionRecord,
-    check_status,
-    dump_json,
-    load_json,
-)
+from watchdog.state.base import DECISION_STATUSES, STEP_STATUSES, Replica, TargetLocks
 from watchdog.state.locks import ProcessLockTable
-
-
-def _sql_list(values: Sequence[str]) -> str:
-    return ", ".join(f"'{value}'" for value in values)
+from watchdog.state.sql import REPLICA_COLUMNS, R, SQLStateStore
+from watchdog.state.sql import sql_list as _sql_list
 
 
 # MIGRATIONS[n] takes the schema from version n to n + 1; append, never edit a shipped entry.
@@ -132,16 +113,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_DECISION = (
-    "id, target, rule, action, created_at, context, status, finished_at, claimed_by, claimed_at"
-)
-_STEP = "decision_id, step_index, actuator, status, started_at, finished_at, message, attempts"
-_HISTORY = "id, at, target, rule, series, kind, message, data"
-_VERSION = "target, version, first_seen, last_seen, bad, bad_reason"
-_HOLD = "target, since, decision_id, version, reason"
-_REPLICA = "replica_id, host, pid, started_at, last_seen"
-
-
 def _not_ours(path: str, detail: str) -> StateError:
     return StateError(
         f"state file {path} is not a model-watchdog state database (or is corrupt): {detail}. "
@@ -200,20 +171,22 @@ def _check_location(path: str) -> None:
         raise StateError(f"state file {path} is not readable and writable by this user")
 
 
-class SQLiteStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
+class SQLiteStateStore(SQLStateStore):
     """A StateStore in one SQLite file (`":memory:"` for throw-away stores in tests).
 
     `busy_timeout` is how many seconds to wait for another process's lock before
     raising StateError.
     """
 
-    _P = "?"
+    MIGRATIONS = MIGRATIONS
+    # The write lock up front: a busy database fails at BEGIN after `busy_timeout`
+    # instead of half-way through a transaction.
+    _BEGIN = "BEGIN IMMEDIATE"
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0):
+        super().__init__()
         self.path = path if path == ":memory:" else os.path.abspath(path)
         self._busy_timeout = busy_timeout
-        self._lock = threading.RLock()
-        self._depth = 0  # transaction nesting; only touched while holding _lock
         self._conn: sqlite3.Connection | None = None
         self._target_locks = ProcessLockTable()
         self._daemon_lock: int | None = None  # fd of `<file>.lock` while this process is the daemon
@@ -222,13 +195,13 @@ class SQLiteStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
             _check_location(self.path)
         with self._errors():
             self._conn = self._connect()
-        try:
-            self._migrate()
-        except BaseException:
-            self.close()
-            raise
+        self._open()
         if self.path != ":memory:":
             self._identity[self.path] = _file_identity(self.path) or (0, 0)
+
+    @property
+    def _name(self) -> str:
+        return f"state file {self.path}"
 
     @property
     def lock_path(self) -> str:
@@ -272,7 +245,7 @@ class SQLiteStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
                         "restart the daemon to use the new file")
         return ""
 
-    # --- plumbing -----------------------------------------------------------------------
+    # --- connection -----------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: no implicit BEGINs; transaction() issues them explicitly.
@@ -324,72 +297,16 @@ class SQLiteStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
             )
         return conn
 
-    def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _run(self, sql: str, params: Sequence[Any], fetch: Callable[[sqlite3.Cursor], R]) -> R:
         with self._lock, self._errors():
-            return self._live().execute(sql, params)
-
-    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock, self._errors():
-            return self._live().execute(sql, params).fetchall()
-
-    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        with self._lock, self._errors():
-            row: tuple[Any, ...] | None = self._live().execute(sql, params).fetchone()
-            return row
+            return fetch(self._live().execute(sql, params))
 
     def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self._lock, self._errors():
             self._live().executemany(sql, rows)
 
-    # --- schema -------------------------------------------------------------------------
-
-    def _schema_version(self) -> int:
-        tables = {row[0] for row in self._all("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not tables:
-            return 0
-        if "meta" not in tables:
-            raise _not_ours(self.path, f"it holds other tables ({', '.join(sorted(tables))})")
-        row = self._one("SELECT value FROM meta WHERE key = 'schema_version'")
-        if row is None or not str(row[0]).isdigit():
-            raise _not_ours(self.path, "it has no schema_version")
-        version = int(row[0])
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"state file {self.path} has schema version {version}, but this model-watchdog "
-                f"knows versions up to {SCHEMA_VERSION}: it was written by a newer release. "
-                "Upgrade model-watchdog (downgrading the file is not supported)"
-            )
-        return version
-
-    def _migrate(self) -> None:
-        if self._schema_version() == SCHEMA_VERSION:
-            return  # the common case needs no write lock, so a CLI can open a busy store
-        with self.transaction():
-            # Re-read under the write lock: another process may have migrated meanwhile.
-            for number in range(self._schema_version(), SCHEMA_VERSION):
-                for statement in MIGRATIONS[number]:
-                    self._exec(statement)
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-
-    # --- transactions -------------------------------------------------------------------
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._lock:
-            savepoint = f"sp{self._depth}"
-            self._exec("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {savepoint}")
-            self._depth += 1
-            try:
-                yield
-            except BaseException:
-                self._depth -= 1
-                self._undo(savepoint)
-                raise
-            self._depth -= 1
-            if self._depth:
-                self._exec(f"RELEASE {savepoint}")
-            else:
-                self._commit()
+    def _insert(self, sql: str, params: Sequence[Any]) -> int:
+        return self._run(sql, params, lambda cursor: int(cursor.lastrowid or 0))
 
     def _commit(self) -> None:
         try:
@@ -398,256 +315,31 @@ class SQLiteStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
             self._undo("")  # e.g. disk full at COMMIT: leave no transaction open
             raise
 
-    def _undo(self, savepoint: str) -> None:
-        """Roll back the innermost transaction level; never masks the error in flight."""
-        conn = self._conn
-        # SQLite rolls back the whole transaction by itself after some errors (SQLITE_FULL,
-        # I/O errors); then there is nothing left to undo.
-        if conn is None or not conn.in_transaction:
-            return
+    def _in_transaction(self) -> bool:
+        return self._conn is not None and self._conn.in_transaction
+
+    def _rollback(self, *statements: str) -> None:
         try:
-            if self._depth == 0:
-                conn.execute("ROLLBACK")
-            else:
-                conn.execute(f"ROLLBACK TO {savepoint}")
-                conn.execute(f"RELEASE {savepoint}")
+            for statement in statements:
+                self._db.execute(statement)
         except sqlite3.Error:
-            pass  # the outer level rolls back everything; the original error matters
+            pass
 
-    # --- rule states --------------------------------------------------------------------
+    def _tables(self) -> set[str]:
+        return {row[0] for row in self._all("SELECT name FROM sqlite_master WHERE type='table'")}
 
-    def load_rule_states(self) -> dict[RuleStateKey, str]:
-        rows = self._all("SELECT target, rule, series_key, state FROM rule_states")
-        return {(target, rule, key): state for target, rule, key, state in rows}
+    def _not_ours(self, detail: str) -> StateError:
+        return _not_ours(self.path, detail)
 
-    def save_rule_states(
-        self, upserts: dict[RuleStateKey, str], deletes: Iterable[RuleStateKey]
-    ) -> None:
-        with self.transaction():
-            self._many(
-                "INSERT INTO rule_states (target, rule, series_key, state) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (target, rule, series_key) DO UPDATE SET state = excluded.state",
-                [(*key, state) for key, state in upserts.items()],
-            )
-            self._many(
-                "DELETE FROM rule_states WHERE target = ? AND rule = ? AND series_key = ?",
-                [tuple(key) for key in deletes],
-            )
+    # --- target locks: this process only --------------------------------------------------
 
-    # --- holds --------------------------------------------------------------------------
-
-    def holds(self) -> dict[str, Hold]:
-        return {row[0]: Hold(*row) for row in self._all(f"SELECT {_HOLD} FROM holds")}
-
-    def put_hold(self, hold: Hold) -> None:
-        with self.transaction():
-            self._exec(
-                f"INSERT OR REPLACE INTO holds ({_HOLD}) VALUES (?, ?, ?, ?, ?)",
-                (hold.target, hold.since, hold.decision_id, hold.version, hold.reason),
-            )
-
-    def delete_hold(self, target: str) -> Hold | None:
-        with self.transaction():
-            row = self._one(f"SELECT {_HOLD} FROM holds WHERE target = ?", (target,))
-            self._exec("DELETE FROM holds WHERE target = ?", (target,))
-        return None if row is None else Hold(*row)
-
-    # --- versions -----------------------------------------------------------------------
-
-    def observe_version(self, target: str, version: str, now: float) -> bool:
-        with self.transaction():
-            previous = self.current_version(target)
-            self._exec(
-                "INSERT INTO versions (target, version, first_seen, last_seen, seq) "
-                "VALUES (?1, ?2, ?3, ?3, "
-                "  (SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE target = ?1)) "
-                "ON CONFLICT (target, version) DO UPDATE "
-                "SET last_seen = excluded.last_seen, seq = excluded.seq",
-                (target, version, now),
-            )
-        return previous != version
-
-    def mark_bad(self, target: str, version: str, reason: str) -> None:
-        with self.transaction():
-            cursor = self._exec(
-                "UPDATE versions SET bad = 1, bad_reason = ? WHERE target = ? AND version = ?",
-                (reason, target, version),
-            )
-            if cursor.rowcount == 0:
-                raise StateError(
-                    f"version {version!r} of target {target!r} was never observed; "
-                    "cannot mark it bad"
-                )
-
-    def versions(self, target: str) -> list[VersionRecord]:
-        rows = self._all(
-            f"SELECT {_VERSION} FROM versions WHERE target = ? "
-            "ORDER BY last_seen DESC, seq DESC",
-            (target,),
-        )
-        return [VersionRecord(*row[:4], bool(row[4]), row[5]) for row in rows]
-
-    def current_version(self, target: str) -> str | None:
-        row = self._one(
-            "SELECT version FROM versions WHERE target = ? ORDER BY seq DESC LIMIT 1", (target,)
-        )
-        return None if row is None else str(row[0])
-
-    # --- decisions ----------------------------------------------------------------------
-
-    def _require_decision(self, decision_id: str) -> None:
-        if self._one("SELECT 1 FROM decisions WHERE id = ?", (decision_id,)) is None:
-            raise StateError(f"decision {decision_id!r} does not exist")
-
-    def create_decision(self, decision: Decision) -> None:
-        check_status(decision.status, DECISION_STATUSES, "decision")
-        context = dump_json(decision.context, f"the context of decision {decision.id!r}")
-        with self.transaction():
-            # Checked under the write lock, so no other writer can slip in between.
-            if self._one("SELECT 1 FROM decisions WHERE id = ?", (decision.id,)) is not None:
-                raise StateError(f"decision {decision.id!r} already exists")
-            self._exec(
-                f"INSERT INTO decisions ({_DECISION}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (decision.id, decision.target, decision.rule, decision.action,
-                 decision.created_at, context, decision.status, decision.finished_at,
-                 decision.claimed_by, decision.claimed_at),
-            )
-
-    def get_decision(self, decision_id: str) -> Decision | None:
-        row = self._one(f"SELECT {_DECISION} FROM decisions WHERE id = ?", (decision_id,))
-        return None if row is None else _decision(row)
-
-    def set_decision_status(
-        self, decision_id: str, status: str, finished_at: float | None = None
-    ) -> None:
-        check_status(status, DECISION_STATUSES, "decision")
-        with self.transaction():
-            cursor = self._exec(
-                "UPDATE decisions SET status = ?, finished_at = ? WHERE id = ?",
-                (status, finished_at, decision_id),
-            )
-            if cursor.rowcount == 0:
-                raise StateError(f"decision {decision_id!r} does not exist")
-
-    def claim_decision(self, decision_id: str, replica_id: str, now: float) -> bool:
-        with self.transaction():
-            row = self._one(
-                "SELECT target, status FROM decisions WHERE id = ?", (decision_id,)
-            )
-            if row is None:
-                raise StateError(f"decision {decision_id!r} does not exist")
-            target, status = row
-            if status not in UNFINISHED_STATUSES:
-                return False
-            if self._target_locks.holder(target) not in (None, replica_id):
-                return False
-            self._exec(
-                "UPDATE decisions SET claimed_by = ?, claimed_at = ? WHERE id = ?",
-                (replica_id, now, decision_id),
-            )
-            return True
-
-    def unfinished_decisions(self) -> list[Decision]:
-        rows = self._all(
-            f"SELECT {_DECISION} FROM decisions "
-            f"WHERE status IN ({_sql_list(UNFINISHED_STATUSES)}) ORDER BY created_at, rowid"
-        )
-        return [_decision(row) for row in rows]
-
-    def decisions(self, target: str | None = None, limit: int = 50) -> list[Decision]:
-        where, params = ("WHERE target = ?", [target]) if target is not None else ("", [])
-        rows = self._all(
-            f"SELECT {_DECISION} FROM decisions {where} "
-            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
-            (*params, limit),
-        )
-        return [_decision(row) for row in rows]
-
-    # --- steps --------------------------------------------------------------------------
-
-    def start_step(self, decision_id: str, index: int, actuator: str, now: float) -> Step:
-        with self.transaction():
-            self._require_decision(decision_id)
-            self._exec(
-                f"INSERT INTO steps ({_STEP}) VALUES (?, ?, ?, 'started', ?, NULL, '', 1) "
-                "ON CONFLICT (decision_id, step_index) DO UPDATE SET "
-                "actuator = excluded.actuator, status = 'started', "
-                "started_at = excluded.started_at, finished_at = NULL, message = '', "
-                "attempts = steps.attempts + 1",
-                (decision_id, index, actuator, now),
-            )
-            row = self._one(
-                f"SELECT {_STEP} FROM steps WHERE decision_id = ? AND step_index = ?",
-                (decision_id, index),
-            )
-        assert row is not None  # just written in the same transaction
-        return Step(*row)
-
-    def finish_step(
-        self, decision_id: str, index: int, status: str, now: float, message: str
-    ) -> None:
-        check_status(status, STEP_END_STATUSES, "step end")
-        with self.transaction():
-            cursor = self._exec(
-                "UPDATE steps SET status = ?, finished_at = ?, message = ? "
-                "WHERE decision_id = ? AND step_index = ?",
-                (status, now, message, decision_id, index),
-            )
-            if cursor.rowcount == 0:
-                raise StateError(f"step {index} of decision {decision_id!r} was never started")
-
-    def steps(self, decision_id: str) -> list[Step]:
-        rows = self._all(
-            f"SELECT {_STEP} FROM steps WHERE decision_id = ? ORDER BY step_index",
-            (decision_id,),
-        )
-        return [Step(*row) for row in rows]
-
-    # --- history ------------------------------------------------------------------------
-
-    def append(self, event: HistoryEvent) -> int:
-        series = dump_json(event.series, f"the series of a {event.kind!r} history event")
-        data = dump_json(event.data, f"the data of a {event.kind!r} history event")
-        with self.transaction():
-            cursor = self._exec(
-                "INSERT INTO history (at, target, rule, series, kind, message, data) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (event.at, event.target, event.rule, series, event.kind, event.message, data),
-            )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
-
-    def history(
-        self,
-        target: str | None = None,
-        limit: int = 50,
-        kinds: Iterable[str] | None = None,
-        since_id: int | None = None,
-    ) -> list[HistoryEvent]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if target is not None:
-            clauses.append("target = ?")
-            params.append(target)
-        if kinds is not None:
-            wanted = list(kinds)
-            clauses.append(f"kind IN ({', '.join('?' * len(wanted))})")
-            params.extend(wanted)
-        if since_id is not None:
-            clauses.append("id > ?")
-            params.append(since_id)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._all(
-            f"SELECT {_HISTORY} FROM history {where} ORDER BY id DESC LIMIT ?", (*params, limit)
-        )
-        return [_event(row) for row in rows]
-
-    # --- replicas and target locks ------------------------------------------------------
+    def _held_by_other(self, target: str, replica_id: str) -> bool:
+        return self._target_locks.holder(target) not in (None, replica_id)
 
     def open_target_locks(self, replica: Replica) -> TargetLocks:
         with self.transaction():
             self._exec(
-                f"INSERT OR REPLACE INTO replicas ({_REPLICA}, backend_pid) "
+                f"INSERT OR REPLACE INTO replicas ({REPLICA_COLUMNS}, backend_pid) "
                 "VALUES (?, ?, ?, ?, ?, NULL)",
                 (replica.replica_id, replica.host, replica.pid, replica.started_at,
                  replica.last_seen),
@@ -662,24 +354,6 @@ class SQLiteStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
 
     def target_owners(self) -> dict[str, str]:
         return self._target_locks.holders()
-
-    def replicas(self) -> list[Replica]:
-        rows = self._all(f"SELECT {_REPLICA} FROM replicas ORDER BY last_seen DESC, replica_id")
-        return [Replica(*row) for row in rows]
-
-    # --- meta and lifecycle -------------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self.transaction():
-            self._exec(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
 
     def close(self) -> None:
         self._target_locks.close_all()
@@ -711,15 +385,3 @@ def _read_small(fd: int) -> str:
         return os.pread(fd, 64, 0).decode("ascii", errors="replace").strip()
     except OSError:
         return ""
-
-
-def _decision(row: tuple[Any, ...]) -> Decision:
-    id_, target, rule, action, created_at, context, status, finished_at, by, at = row
-    return Decision(
-        id_, target, rule, action, created_at, load_json(context), status, finished_at, by, at
-    )
-
-
-def _event(row: tuple[Any, ...]) -> HistoryEvent:
-    id_, at, target, rule, series, kind, message, data = row
-    return HistoryEvent(id_, at, target, rule, load_json(series), kind, message, load_json(data))

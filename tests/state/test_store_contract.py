@@ -1,8 +1,8 @@
 """Stories every StateStore must tell alike, run on SQLite and on a real PostgreSQL.
 
-Imported by test_postgres_store.py (which collects them) and reused for fixtures by
-test_leases.py. Each test gets an empty store of its own: a fresh SQLite file or a fresh
-PostgreSQL database.
+Each test gets an empty store of its own: a fresh SQLite file or a fresh PostgreSQL
+database. Stories only one engine can tell (flock, a file replaced, advisory locks, lost
+connections) are in test_sqlite_store.py, test_postgres_store.py and test_leases.py.
 """
 
 from __future__ import annotations
@@ -12,36 +12,48 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.servers import postgres  # noqa: F401  (the session's PostgreSQL server)
+from tests.state.stores import ENGINES, ROOT, T0, Backend, decision, event, new_backend
 from watchdog.errors import StateError
-from watchdog.state import Decision, HistoryEvent, Hold, StateStore, open_store
+from watchdog.state import (
+    AlertQueue,
+    Decision,
+    History,
+    HistoryEvent,
+    Hold,
+    Holds,
+    Incidents,
+    Journal,
+    Meta,
+    Releases,
+    Replicas,
+    RuleStates,
+    SQLiteStateStore,
+    StateStore,
+    Versions,
+    open_store,
+)
 from watchdog.state import postgres as pg_module
 from watchdog.state import sqlite as sqlite_module
+from watchdog.state.base import Release, Step
 from watchdog.state.leases import TargetOwnership
-
-T0 = 1_700_000_000.0
-ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def new_database(request: pytest.FixtureRequest) -> str:
-    """The URL of a new, empty PostgreSQL database on the session's server."""
-    server = request.getfixturevalue("postgres")
-    return str(server.create_database(f"mw_{uuid.uuid4().hex[:16]}"))
+@pytest.fixture(params=ENGINES)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return new_backend(request.param, request, tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "state.db")
-    return new_database(request)
+@pytest.fixture
+def url(backend: Backend) -> str:
+    return backend.url
 
 
 @pytest.fixture
@@ -63,13 +75,19 @@ def reopen(url: str) -> Iterator[Callable[[], StateStore]]:
         each.close()
 
 
-def decision(id_: str, created_at: float = T0, status: str = "pending",
-             target: str = "fraud") -> Decision:
-    return Decision(id_, target, "p99-latency", "rollback", created_at, {"value": 0.9}, status)
+# --- the parts of the interface -------------------------------------------------------
 
 
-def event(target: str, kind: str, at: float = T0, **data: object) -> HistoryEvent:
-    return HistoryEvent(None, at, target, "p99", {"pod": "a"}, kind, f"{kind} happened", data)
+def test_the_small_protocols_together_are_the_whole_store_without_overlap() -> None:
+    parts = [RuleStates, Holds, Versions, Journal, History, Releases, Replicas, Incidents,
+             AlertQueue, Meta]
+    methods = [name for part in parts for name in part.__abstractmethods__ - {"transaction"}]
+
+    assert len(methods) == len(set(methods)) == 34
+    assert set(methods) | {"transaction", "close"} == StateStore.__abstractmethods__
+    for store_class in (SQLiteStateStore, pg_module.PostgresStateStore):
+        assert set(parts) <= set(store_class.__mro__)
+        assert not store_class.__abstractmethods__
 
 
 # --- transactions ---------------------------------------------------------------------
@@ -137,6 +155,18 @@ def test_meta_round_trips_and_both_stores_share_schema_versions(store: StateStor
     assert sqlite_module.SCHEMA_VERSION == pg_module.SCHEMA_VERSION
     assert store.get_meta("schema_version") == str(sqlite_module.SCHEMA_VERSION)
     assert store.get_meta("missing") is None
+
+
+def test_values_that_look_like_sql_are_bound_not_spliced(store: StateStore) -> None:
+    sly = "it's 100% ? %s done'); DROP TABLE holds; --"
+    store.set_meta(sly, sly)
+    store.put_hold(Hold(sly, T0, None, sly, sly))
+    store.append(HistoryEvent(None, T0, sly, sly, {sly: sly}, sly, sly, {"why": sly}))
+
+    assert store.get_meta(sly) == sly
+    assert store.holds() == {sly: Hold(sly, T0, None, sly, sly)}
+    assert [(e.target, e.series, e.data) for e in store.history(sly, kinds=[sly])] == [
+        (sly, {sly: sly}, {"why": sly})]
 
 
 # --- versions ---------------------------------------------------------------------------
@@ -258,6 +288,18 @@ def test_history_is_newest_first_and_filtered(store: StateStore) -> None:
     )
 
 
+def test_history_rows_cannot_be_rewritten_even_by_hand(store: StateStore, backend: Backend) -> None:
+    store.append(event("fraud", "alert"))
+    rewrites = ["DELETE FROM history", "UPDATE history SET message = 'x'"]
+    if backend.engine == "postgresql":
+        rewrites.append("TRUNCATE history")  # SQLite has no TRUNCATE
+
+    for statement in rewrites:
+        with pytest.raises(backend.refusal, match="append-only"):
+            backend.execute(statement)
+    assert len(store.history()) == 1
+
+
 def test_nan_round_trips_as_null(store: StateStore) -> None:
     store.append(event("fraud", "state", value=math.nan, window=[1.0, math.inf], note="x"))
     store.create_decision(Decision("d1", "fraud", "r", "rollback", T0, {"v": -math.inf}, "running"))
@@ -272,7 +314,7 @@ def test_a_reader_thread_and_the_writer_do_not_trip_over_each_other(store: State
 
     def read() -> None:
         try:
-            for _ in range(100):
+            for _ in range(200):
                 store.history(limit=5)
                 store.unfinished_decisions()
         except BaseException as exc:  # pragma: no cover - reported below
@@ -280,14 +322,14 @@ def test_a_reader_thread_and_the_writer_do_not_trip_over_each_other(store: State
 
     reader = threading.Thread(target=read)
     reader.start()
-    for n in range(100):
+    for n in range(200):
         with store.transaction():
             store.append(event("fraud", "state", T0 + n))
             store.save_rule_states({("fraud", "r", str(n)): "{}"}, [])
     reader.join()
 
     assert errors == []
-    assert len(store.history(limit=1000)) == 100
+    assert len(store.history(limit=1000)) == 200
 
 
 # --- faults and lifecycle ---------------------------------------------------------------
@@ -299,6 +341,14 @@ def test_a_newer_schema_is_refused(store: StateStore, reopen) -> None:
 
     with pytest.raises(StateError, match="newer release"):
         reopen()
+
+
+def test_a_foreign_database_is_refused(backend: Backend) -> None:
+    backend.execute("CREATE TABLE customers (id INTEGER)")
+
+    with pytest.raises(StateError, match="not a model-watchdog state database") as info:
+        open_store(backend.url)
+    assert "customers" in str(info.value)
 
 
 def test_a_closed_store_says_so(store: StateStore) -> None:
@@ -360,8 +410,6 @@ def test_two_ownerships_split_targets_and_report_owners(store: StateStore) -> No
 
 
 def test_releases_are_appended_newest_first_and_marked(store: StateStore) -> None:
-    from watchdog.state.base import Release
-
     first = store.record_release(Release(None, "fraud", T0, {"model": "fraud:6", "schema": "v13"}, "initial"))
     second = store.record_release(Release(None, "fraud", T0 + 60, {"model": "fraud:7", "schema": "v14"}, origin="api"))
     store.record_release(Release(None, "churn", T0 + 30, {"model": "churn:1"}))
@@ -402,3 +450,51 @@ def test_queued_alerts_survive_a_restart_and_go_to_one_claimant_at_a_time(store:
     store.delete_alert(rest[0].id)
     store.delete_alert(rest[0].id)  # twice is harmless
     assert store.claim_alerts("n3", T0 + 500, stale_after=60) == []
+
+
+# --- databases written by earlier releases ----------------------------------------------
+
+
+@pytest.mark.parametrize("schema_version", [1, 4])
+def test_a_database_an_earlier_release_wrote_opens_migrated_with_every_row(
+    backend: Backend, schema_version: int
+) -> None:
+    # Written by the code of that release (old_databases/make.py): schema 1 is the first
+    # release's, schema 4 the last one before both stores shared their SQL.
+    backend.load_old(schema_version)
+
+    with open_store(backend.url) as store:
+        assert store.get_meta("schema_version") == str(sqlite_module.SCHEMA_VERSION)
+        assert store.load_rule_states() == {("fraud", "p99", '{"pod":"a"}'): '{"state":"firing"}'}
+        assert store.holds() == {"fraud": Hold("fraud", T0, "d1", "v2", "rolled back")}
+        assert [(v.version, v.bad, v.bad_reason) for v in store.versions("fraud")] == [
+            ("v2", True, "p99 900ms"), ("v1", False, "")]
+        assert store.current_version("fraud") == "v2"
+        assert [d.id for d in store.unfinished_decisions()] == ["d1"]
+        assert store.get_decision("d0") == Decision(
+            "d0", "fraud", "p99", "rollback", T0 + 5, {}, "succeeded", T0 + 6)
+        assert store.get_decision("d1").context == {"value": 0.9}  # type: ignore[union-attr]
+        assert store.steps("d1") == [Step("d1", 0, "webhook", "started", T0 + 23, None, "", 2)]
+        [old_event] = store.history()
+        assert (old_event.series, old_event.message, old_event.data) == (
+            {"pod": "a"}, "rolling back", {"value": 0.9})
+        if schema_version == 4:
+            assert store.get_decision("d1").claimed_by == "mw-1"  # type: ignore[union-attr]
+            [release] = store.releases("fraud")
+            assert (release.components, release.state) == ({"model": "fraud:7"}, "bad")
+            assert store.incidents() == {"fraud": '{"phase": "acting"}'}
+            assert [r.replica_id for r in store.replicas()] == ["mw-1"]
+
+        # New rows go on where the old ones stop: ids and versions keep increasing.
+        assert store.observe_version("fraud", "v3", T0 + 30) is True
+        assert store.current_version("fraud") == "v3"
+        assert store.append(event("fraud", "state", T0 + 30)) > old_event.id  # type: ignore[operator]
+        store.create_decision(decision("d2", T0 + 30))
+        assert store.claim_decision("d2", "mw-2", T0 + 31) is True
+        assert [d.id for d in store.decisions()] == ["d2", "d1", "d0"]
+        added = store.record_release(Release(None, "fraud", T0 + 30, {"model": "fraud:8"}))
+        assert [r.id for r in store.releases("fraud")][0] == added.id
+        store.enqueue_alert("pager", '{"a": 2}', T0 + 30)
+        expected = ["ops", "pager"] if schema_version == 4 else ["pager"]
+        assert [q.alerter for q in store.claim_alerts("n1", T0 + 31)] == expected
+
