@@ -1,6 +1,12 @@
-import tests.fuzzing  # noqa: F401  (loads the Hypothesis profile before any test module is imported)
-from tests.http_receiver import receiver  # noqa: F401  (a shared fixture)
-from tests.servers import mlflow_server  # noqa: F401  (one real MLflow server per session)
+# Fixtures shared by the whole suite, registered as plugins (not imported by name into each module):
+# the Hypothesis profile (loaded before any test module), an HTTP receiver, and the session's real
+# PostgreSQL, MLflow and Kubernetes-API servers.
+pytest_plugins = [
+    "tests.fuzzing",
+    "tests.http_receiver",
+    "tests.servers",
+    "tests.actuators.kube_fixtures",
+]
 
 import pytest
 

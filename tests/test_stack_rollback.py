@@ -5,21 +5,7 @@ from __future__ import annotations
 from watchdog import operator
 
 from tests.harness import Harness
-from tests.test_engine import ERROR_RULE
-
-STACK = """\
-    alert: [ops]
-    components:
-      schema: {actuator: first}
-      features: {actuator: second, depends_on: [schema]}
-      model: {actuator: third, depends_on: [features]}
-    bake: 10m
-    verify_window: 2m
-"""
-
-V1 = {"schema": "v13", "features": "fp-1", "model": "fraud:6"}
-V2 = {"schema": "v14", "features": "fp-2", "model": "fraud:6"}  # schema and features changed
-
+from tests.fixtures.rules import ERROR_RULE, STACK, V1, V2
 
 def stack(tmp_path, extra: str = "") -> Harness:  # type: ignore[no-untyped-def]
     h = Harness(tmp_path, ERROR_RULE, target=STACK + extra)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import postgres  # noqa: F401  (the session's PostgreSQL server)
 from watchdog.errors import StateError
 from watchdog.state import Decision, HistoryEvent, Hold, StateStore, open_store
 from watchdog.state import postgres as pg_module

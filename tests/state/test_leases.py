@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.servers import PostgresServer, postgres  # noqa: F401
+from tests.servers import PostgresServer
 from tests.state.contract import ROOT, T0, decision
 from watchdog.clock import FakeClock
 from watchdog.errors import StateError
@@ -36,7 +36,7 @@ TAKEOVER_LIMIT = 15.0  # seconds; generous: locally a takeover takes well under 
 
 
 @pytest.fixture
-def dsn(postgres: PostgresServer) -> str:  # noqa: F811
+def dsn(postgres: PostgresServer) -> str:
     return postgres.create_database(f"mw_{uuid.uuid4().hex[:16]}")
 
 

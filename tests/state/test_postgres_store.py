@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.servers import PostgresServer, free_port, postgres  # noqa: F401
+from tests.servers import PostgresServer, free_port
 from tests.state.contract import *  # noqa: F401,F403  (the shared stories, on both stores)
 from tests.state.contract import T0, event
 from watchdog.errors import StateError
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def dsn(postgres: PostgresServer) -> str:  # noqa: F811
+def dsn(postgres: PostgresServer) -> str:
     return postgres.create_database(f"mw_{uuid.uuid4().hex[:16]}")
 
 
