@@ -129,7 +129,7 @@ def test_max_depth_two_rolls_back_one_release_further(tmp_path):
     h.run_for(400)
     decisions = h.store.decisions(target="fraud-model")
     assert len(decisions) == 2
-    assert decisions[0].context["to_components"] == v0 and decisions[0].context["depth"] == 2
+    assert decisions[0].context.stack.to_components == v0 and decisions[0].context.depth == 2
 
 
 def test_manual_rollback_to_a_named_release(tmp_path):

@@ -22,6 +22,7 @@ from watchdog.errors import StateError
 from watchdog.state import Decision, HistoryEvent, Hold, StateStore, open_store
 from watchdog.state import postgres as pg_module
 from watchdog.state import sqlite as sqlite_module
+from watchdog.state.decisions import DecisionContext
 from watchdog.state.leases import TargetOwnership
 
 T0 = 1_700_000_000.0
@@ -64,7 +65,7 @@ def reopen(url: str) -> Iterator[Callable[[], StateStore]]:
 
 def decision(id_: str, created_at: float = T0, status: str = "pending",
              target: str = "fraud") -> Decision:
-    return Decision(id_, target, "p99-latency", "rollback", created_at, {"value": 0.9}, status)
+    return Decision(id_, target, "p99-latency", "rollback", created_at, DecisionContext(severity="critical"), status)
 
 
 def event(target: str, kind: str, at: float = T0, **data: object) -> HistoryEvent:
@@ -186,7 +187,7 @@ def test_decision_and_steps_survive_a_restart(store: StateStore, reopen) -> None
     reopened = reopen()
     assert [d.id for d in reopened.unfinished_decisions()] == ["d-old", "d-new", "d-same-time"]
     assert reopened.get_decision("d-done") == Decision(
-        "d-done", "fraud", "p99-latency", "rollback", T0 + 1, {"value": 0.9}, "succeeded", T0 + 4
+        "d-done", "fraud", "p99-latency", "rollback", T0 + 1, DecisionContext(severity="critical"), "succeeded", T0 + 4
     )
     [step] = reopened.steps("d-old")
     assert (step.index, step.actuator, step.status, step.attempts) == (0, "webhook", "started", 2)
@@ -202,10 +203,11 @@ def test_an_uncommitted_transaction_is_gone_after_a_real_crash(url: str, reopen)
 import os
 from watchdog.state import open_store
 from watchdog.state.base import Decision
+from watchdog.state.decisions import DecisionContext
 store = open_store({url!r})
-store.create_decision(Decision("d1", "fraud", "r", "rollback", 1.0, {{}}, "running"))
+store.create_decision(Decision("d1", "fraud", "r", "rollback", 1.0, DecisionContext(), "running"))
 with store.transaction():
-    store.create_decision(Decision("d2", "fraud", "r", "rollback", 2.0, {{}}, "pending"))
+    store.create_decision(Decision("d2", "fraud", "r", "rollback", 2.0, DecisionContext(), "pending"))
     os._exit(17)
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -259,11 +261,11 @@ def test_history_is_newest_first_and_filtered(store: StateStore) -> None:
 
 def test_nan_round_trips_as_null(store: StateStore) -> None:
     store.append(event("fraud", "state", value=math.nan, window=[1.0, math.inf], note="x"))
-    store.create_decision(Decision("d1", "fraud", "r", "rollback", T0, {"v": -math.inf}, "running"))
+    store.create_decision(Decision("d1", "fraud", "r", "rollback", T0, DecisionContext(approve_by=-math.inf), "running"))
 
     [stored] = store.history()
     assert stored.data == {"value": None, "window": [1.0, None], "note": "x"}
-    assert store.get_decision("d1").context == {"v": None}  # type: ignore[union-attr]
+    assert store.get_decision("d1").context == DecisionContext(approve_by=None)  # type: ignore[union-attr]
 
 
 def test_a_reader_thread_and_the_writer_do_not_trip_over_each_other(store: StateStore) -> None:

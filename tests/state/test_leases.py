@@ -26,6 +26,7 @@ from tests.state.contract import ROOT, T0, decision
 from watchdog.clock import FakeClock
 from watchdog.errors import StateError
 from watchdog.state import Decision, Replica, SQLiteStateStore, TargetLocks
+from watchdog.state.decisions import DecisionContext
 from watchdog.state.leases import TargetOwnership, lock_key
 from watchdog.state.postgres import TAKEOVER_BOUND, PostgresStateStore, PostgresTargetLocks
 from watchdog.state.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
@@ -222,7 +223,7 @@ def test_a_version_1_sqlite_file_gains_claims_and_replicas(tmp_path: Path) -> No
     old.close()
 
     with SQLiteStateStore(path) as store:
-        assert store.get_decision("d1") == Decision("d1", "fraud", "r", "rollback", 1.0, {},
+        assert store.get_decision("d1") == Decision("d1", "fraud", "r", "rollback", 1.0, DecisionContext(timed=False),
                                                     "running")
         assert store.claim_decision("d1", "mw-a", T0) is True
         assert store.replicas() == []

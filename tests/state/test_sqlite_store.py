@@ -21,6 +21,7 @@ from watchdog.state import (
     StateStore,
     open_store,
 )
+from watchdog.state.decisions import DecisionContext
 from watchdog.state.sqlite import SCHEMA_VERSION
 
 T0 = 1_700_000_000.0
@@ -38,7 +39,7 @@ def store(path: str):
 
 
 def decision(id_: str, created_at: float = T0, status: str = "pending") -> Decision:
-    return Decision(id_, "fraud", "p99-latency", "rollback", created_at, {"value": 0.9}, status)
+    return Decision(id_, "fraud", "p99-latency", "rollback", created_at, DecisionContext(severity="critical"), status)
 
 
 def event(target: str, kind: str, at: float = T0, **data: object) -> HistoryEvent:
@@ -156,7 +157,7 @@ def test_decision_and_steps_survive_a_crash(path: str) -> None:
     with SQLiteStateStore(path) as reopened:
         assert [d.id for d in reopened.unfinished_decisions()] == ["d-old", "d-new"]
         assert reopened.get_decision("d-done") == Decision(
-            "d-done", "fraud", "p99-latency", "rollback", T0 + 1, {"value": 0.9},
+            "d-done", "fraud", "p99-latency", "rollback", T0 + 1, DecisionContext(severity="critical"),
             "succeeded", T0 + 4,
         )
         [step] = reopened.steps("d-old")
@@ -173,11 +174,12 @@ def test_an_uncommitted_transaction_is_gone_after_a_real_crash(path: str) -> Non
     script = f"""
 import os
 from watchdog.state.base import Decision
+from watchdog.state.decisions import DecisionContext
 from watchdog.state.sqlite import SQLiteStateStore
 store = SQLiteStateStore({path!r})
-store.create_decision(Decision("d1", "fraud", "r", "rollback", 1.0, {{}}, "running"))
+store.create_decision(Decision("d1", "fraud", "r", "rollback", 1.0, DecisionContext(), "running"))
 with store.transaction():
-    store.create_decision(Decision("d2", "fraud", "r", "rollback", 2.0, {{}}, "pending"))
+    store.create_decision(Decision("d2", "fraud", "r", "rollback", 2.0, DecisionContext(), "pending"))
     os._exit(17)
 """
     root = Path(__file__).resolve().parents[2]

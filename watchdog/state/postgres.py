@@ -38,6 +38,7 @@ from psycopg.pq import TransactionStatus
 
 from watchdog.errors import StateError
 from watchdog.redact import redact, redact_url
+from watchdog.state.decisions import DecisionContext
 from watchdog.state.base import (
     DECISION_STATUSES,
     STEP_END_STATUSES,
@@ -582,7 +583,7 @@ class PostgresStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
 
     def create_decision(self, decision: Decision) -> None:
         check_status(decision.status, DECISION_STATUSES, "decision")
-        context = dump_json(decision.context, f"the context of decision {decision.id!r}")
+        context = dump_json(decision.context.to_json(), f"the context of decision {decision.id!r}")
         with self.transaction():
             # ON CONFLICT: a concurrent insert by another replica counts as "exists" too.
             added = self._exec(
@@ -598,7 +599,7 @@ class PostgresStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
 
     def get_decision(self, decision_id: str) -> Decision | None:
         row = self._one(f"SELECT {_DECISION} FROM decisions WHERE id = %s", (decision_id,))
-        return None if row is None else Decision(*row)
+        return None if row is None else _decision(row)
 
     def set_decision_status(
         self, decision_id: str, status: str, finished_at: float | None = None
@@ -644,7 +645,7 @@ class PostgresStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
             f"SELECT {_DECISION} FROM decisions "
             f"WHERE status IN ({_sql_list(UNFINISHED_STATUSES)}) ORDER BY created_at, seq"
         )
-        return [Decision(*row) for row in rows]
+        return [_decision(row) for row in rows]
 
     def decisions(self, target: str | None = None, limit: int = 50) -> list[Decision]:
         where, params = ("WHERE target = %s", [target]) if target is not None else ("", [])
@@ -653,7 +654,7 @@ class PostgresStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
             "ORDER BY created_at DESC, seq DESC LIMIT %s",
             (*params, limit),
         )
-        return [Decision(*row) for row in rows]
+        return [_decision(row) for row in rows]
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -938,3 +939,8 @@ class PostgresTargetLocks(TargetLocks):
                 except psycopg.Error:
                     pass  # closing the connection below frees them too
             self._drop()
+
+
+def _decision(row: tuple[Any, ...]) -> Decision:
+    *head, context, status, finished_at, by, at = row  # psycopg reads the JSONB column as a dict
+    return Decision(*head, DecisionContext.from_json(context), status, finished_at, by, at)

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from watchdog.errors import StateError
+from watchdog.state.decisions import DecisionContext
 from watchdog.state.base import (
     DECISION_STATUSES,
     STEP_END_STATUSES,
@@ -501,7 +502,7 @@ class SQLiteStateStore(IncidentSQL, ReleaseLedgerSQL, StateStore):
 
     def create_decision(self, decision: Decision) -> None:
         check_status(decision.status, DECISION_STATUSES, "decision")
-        context = dump_json(decision.context, f"the context of decision {decision.id!r}")
+        context = dump_json(decision.context.to_json(), f"the context of decision {decision.id!r}")
         with self.transaction():
             # Checked under the write lock, so no other writer can slip in between.
             if self._one("SELECT 1 FROM decisions WHERE id = ?", (decision.id,)) is not None:
@@ -716,7 +717,7 @@ def _read_small(fd: int) -> str:
 def _decision(row: tuple[Any, ...]) -> Decision:
     id_, target, rule, action, created_at, context, status, finished_at, by, at = row
     return Decision(
-        id_, target, rule, action, created_at, load_json(context), status, finished_at, by, at
+        id_, target, rule, action, created_at, DecisionContext.from_json(load_json(context)), status, finished_at, by, at
     )
 
 
