@@ -14,10 +14,9 @@ from dataclasses import dataclass, field, replace
 from watchdog.actions import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, SystemClock, rfc3339
-from watchdog.config.checks import fixed_time
 from watchdog.config.loader import LoadedConfig
 from watchdog.config.schema import LoadedRule, TargetConfig
-from watchdog.durations import format_duration, parse_duration
+from watchdog.durations import format_duration
 from watchdog.errors import WatchdogError
 from watchdog.metrics import DaemonMetrics
 from watchdog.notify import Notifier
@@ -101,7 +100,7 @@ class Engine:
         self.owned: set[str] = set(loaded.config.targets) if owner is None else set()
         if owner is not None:
             executor.may_continue = owner.still_owned
-        self._fixed_baselines = any(c.compare is not None and fixed_time(c.compare.baseline) is not None
+        self._fixed_baselines = any(c.compare is not None and c.compare.baseline_value.kind == "at"
                                     for lr in loaded.rules for c in lr.rule.conditions())
         self._retain_baselines(self.clock.now())
 
@@ -111,10 +110,9 @@ class Engine:
         for lr in self.loaded.rules:
             window = self.window(lr)
             for c in lr.rule.conditions():
-                if c.compare is None or c.compare.baseline == "previous_version":
+                if c.compare is None or c.compare.baseline_value.kind == "previous_version":
                     continue
-                fixed = fixed_time(c.compare.baseline)
-                back = max(0.0, now - fixed) if fixed is not None else parse_duration(c.compare.baseline)
+                back = c.compare.baseline_value.lookback(now)
                 self.sources[c.source or lr.rule.source].retain(back + window)
 
     # -- the tick ---------------------------------------------------------------------------
