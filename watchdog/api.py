@@ -6,7 +6,6 @@ request; the body's `by` (or an `X-Operator` header) is only a note next to the 
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -59,7 +58,7 @@ def routes(daemon: "Daemon") -> list[Route]:
         from watchdog.statuspage import render
         from watchdog.timeline import with_plots
         thresholds = {(lr.target, lr.rule.name): lr.rule.threshold() for lr in daemon.loaded.rules}
-        incidents = with_plots(daemon.store, thresholds, time.time())
+        incidents = with_plots(daemon.store, thresholds, daemon.clock.now())
         return Response(200, render(daemon.status(), incidents=incidents), "text/html; charset=utf-8")
 
     def history(req: Request) -> Response:
@@ -88,28 +87,28 @@ def routes(daemon: "Daemon") -> list[Route]:
         except ValueError as exc:
             return Response(400, {"error": f'"for": {exc}'})
         done = operator.pause(daemon.loaded, daemon.store, req.params["target"], who(req),
-                              why(req), time.time(), duration)
+                              why(req), daemon.clock.now(), duration)
         return Response(200, {"message": done.message})
 
     def resume(req: Request) -> Response:
         done = operator.resume(daemon.loaded, daemon.store, req.params["target"], who(req),
-                               why(req), time.time())
+                               why(req), daemon.clock.now())
         return Response(200, {"message": done.message})
 
     def rollback(req: Request) -> Response:
         if not isinstance(req.body.get("to"), (str, type(None))):
             return Response(400, {"error": '"to" must be a version string'})
         done = operator.manual_rollback(daemon.loaded, daemon.store, req.params["target"], who(req),
-                                        why(req), time.time(),
+                                        why(req), daemon.clock.now(),
                                         req.body.get("to"), bool(req.body.get("force", False)))
         return Response(202, {"message": done.message, "decision_id": done.decision_id})
 
     def approve(req: Request) -> Response:
-        done = operator.approve(daemon.loaded, daemon.store, req.params["decision"], who(req), time.time())
+        done = operator.approve(daemon.loaded, daemon.store, req.params["decision"], who(req), daemon.clock.now())
         return Response(200, {"message": done.message})
 
     def reject(req: Request) -> Response:
-        done = operator.reject(daemon.loaded, daemon.store, req.params["decision"], who(req), why(req), time.time())
+        done = operator.reject(daemon.loaded, daemon.store, req.params["decision"], who(req), why(req), daemon.clock.now())
         return Response(200, {"message": done.message})
 
     def release(req: Request) -> Response:
@@ -118,7 +117,7 @@ def routes(daemon: "Daemon") -> list[Route]:
             return Response(400, {"error": 'body needs "components": {"name": "version", ...}'})
         done = operator.record_release(daemon.loaded, daemon.store, req.params["target"],
                                        {str(k): str(v) for k, v in components.items()}, who(req),
-                                       why(req, "note"), time.time(), origin="api")
+                                       why(req, "note"), daemon.clock.now(), origin="api")
         return Response(201, {"message": done.message})
 
     def releases(req: Request) -> Response:

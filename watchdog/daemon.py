@@ -8,7 +8,6 @@ import json
 import logging
 import signal
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from watchdog import httpbody, plugins
@@ -70,7 +69,7 @@ class Daemon:
             self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
                                      on_sent=self._alert_sent, store=self.store, clock=self.clock.now)
         self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self.stop)
-        self.executor.step_scope = ProcessJournal(self.store).step
+        self.executor.step_scope = ProcessJournal(self.store, clock=self.clock).step
         if not hasattr(self, "owner"):
             self.owner = Owner(self.store, loaded.config.replica_id or None,
                                live_window=max(30.0, 3 * loaded.config.interval))
@@ -292,6 +291,7 @@ class Daemon:
         self._server = ApiServer(self.loaded.config.listen, routes(self), _auth_policy(self.loaded), limits)
         self._server.start()
         self.notifier.start()
+        # APScheduler fires on the real wall clock: its grid is aligned on that one, not on self.clock.
         self._scheduler = TickScheduler(self.loaded.config.interval, self.run_once)
         self._scheduler.start()
         log.info("model-watchdog running: %d rules, %d targets, evaluating every %gs, listening on %s",
@@ -327,9 +327,9 @@ class Daemon:
                 ok, message = self.reload()
                 systemd.ready(message.splitlines()[0])
             # Keep-alive only while evaluations happen: a stuck engine gets restarted by systemd.
-            if ping_every and time.monotonic() - last_ping >= ping_every and self.health()[0]:
+            if ping_every and self.clock.monotonic() - last_ping >= ping_every and self.health()[0]:
                 systemd.ping()
-                last_ping = time.monotonic()
+                last_ping = self.clock.monotonic()
         log.info("shutting down: finishing the evaluation in progress")
         systemd.stopping()
         self.shutdown()
@@ -390,11 +390,12 @@ def _close_quietly(plugin: Any) -> None:
         log.debug("closing %s failed", plugin, exc_info=True)
 
 
-def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
+def wait_for(predicate: Any, timeout: float, interval: float = 0.05, clock: Clock | None = None) -> bool:
     """Poll `predicate` until true or `timeout` elapses (for the demo and tests)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    clock = clock or SystemClock()
+    deadline = clock.monotonic() + timeout
+    while clock.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(interval)
+        clock.sleep(interval)
     return bool(predicate())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field, replace
 
 from watchdog.actions import RollbackExecutor
@@ -118,7 +117,7 @@ class Engine:
     # -- the tick ---------------------------------------------------------------------------
 
     def tick(self, now: float) -> TickReport:
-        started = time.perf_counter()
+        started = self.clock.monotonic()
         report = TickReport(at=now)
         self._refresh_ownership(now)
         self.desk.sync(self.owned)
@@ -142,7 +141,7 @@ class Engine:
             self.ledger.bake(target, now, firing=self._firing(target))
         self.metrics.evaluations.inc()
         self.metrics.last_evaluation.set(now)
-        self.metrics.evaluation_duration.observe(time.perf_counter() - started)
+        self.metrics.evaluation_duration.observe(self.clock.monotonic() - started)
         return report
 
     def _evaluate_rules(self, now: float, report: TickReport) -> dict[str, list[str]]:
@@ -218,7 +217,7 @@ class Engine:
         used = {c.source or lr.rule.source for lr in self.loaded.rules if lr.target in self.owned
                 for c in lr.rule.conditions()}
         used |= {t.version.source for n, t in self.loaded.config.targets.items() if t.version and n in self.owned}
-        self._deadline = time.monotonic() + self.tick_budget
+        self._deadline = self.clock.monotonic() + self.tick_budget
         for name, error in self.runner.begin_tick(now, used, self._deadline).items():
             if error is not None:
                 report.source_errors[name] = str(error)
