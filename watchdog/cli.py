@@ -17,7 +17,7 @@ from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig, default_config_path, load
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.printable import SafeWriter, one_line
-from watchdog.redact import RedactingFilter, redact
+from watchdog.redact import RedactingFilter, Redactor, collecting, install, redact, uninstall
 from watchdog.samples import format_labels
 
 Out = TextIO
@@ -88,7 +88,18 @@ def main(argv: list[str] | None = None, out: Out | None = None, err: Out | None 
     err = SafeWriter(err or sys.stderr)  # type: ignore[assignment]
     args = _parser().parse_args(_dash_values(sys.argv[1:] if argv is None else argv))
     args.clock = clock or SystemClock()
-    _setup_logging(getattr(args, "log_level", "info" if args.command == "run" else "warning"), err)
+    # This run's secrets, and only they, are masked in what it prints and logs (the daemon's, for `run`).
+    args.redactor = Redactor()
+    previous = install(args.redactor)
+    try:
+        with collecting(args.redactor):  # the configuration's secrets, the API tokens', the plugins'
+            return _run(args, out, err)
+    finally:
+        uninstall(args.redactor, previous)
+
+
+def _run(args: argparse.Namespace, out: Out, err: Out) -> int:
+    _setup_logging(getattr(args, "log_level", "info" if args.command == "run" else "warning"), err, args.redactor)
     command: Callable[[argparse.Namespace, Out, Out], int] = COMMANDS[args.command]
     try:
         return command(args, out, err)
@@ -118,10 +129,10 @@ def _dash_values(argv: list[str]) -> list[str]:
     return out
 
 
-def _setup_logging(level: str, err: Out) -> None:
+def _setup_logging(level: str, err: Out, redactor: Redactor) -> None:
     handler = logging.StreamHandler(err)
     handler.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
+    handler.addFilter(RedactingFilter(redactor))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -149,7 +160,7 @@ def _open_store(loaded: LoadedConfig) -> Any:
 
 def cmd_run(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.daemon import Daemon
-    return Daemon(_load(args), clock=args.clock).serve()
+    return Daemon(_load(args), clock=args.clock, redactor=args.redactor).serve()
 
 
 def cmd_validate(args: argparse.Namespace, out: Out, err: Out) -> int:

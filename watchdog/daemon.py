@@ -23,7 +23,8 @@ from watchdog.errors import ConfigError, StateError
 from watchdog.metrics import DaemonMetrics
 from watchdog.notify import Notifier
 from watchdog.ownership import Owner
-from watchdog.redact import redact
+from watchdog import redact as redaction
+from watchdog.redact import Redactor
 from watchdog.state import open_store
 from watchdog.state.base import HistoryEvent, StateStore
 from watchdog.state.processes import ProcessJournal
@@ -39,8 +40,13 @@ SHUTDOWN_GRACE = 8.0  # seconds a tick in progress may take to finish after SIGT
 
 class Daemon:
     def __init__(self, loaded: LoadedConfig, clock: Clock | None = None, metrics: DaemonMetrics | None = None,
-                 store: StateStore | None = None):
+                 store: StateStore | None = None, redactor: Redactor | None = None):
         self.clock = clock or SystemClock()
+        # The secrets of the running configuration: the process's redactor while this daemon
+        # runs (plugins and the log filter use it), renewed on every reload.
+        self.redactor = redactor or Redactor()
+        self.redactor.update(loaded.secrets)
+        self._previous_redactor = redaction.install(self.redactor)
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
         self.metrics = metrics or DaemonMetrics()
@@ -90,6 +96,20 @@ class Daemon:
             return self._reload_failed(f"{type(exc).__name__}: {exc}")
 
     def _reload(self) -> tuple[bool, str]:
+        self.redactor.begin()  # the old secrets stay masked until the new configuration runs
+        try:
+            with redaction.collecting(self.redactor):  # the config's, the API tokens', the plugins'
+                ok, message = self._reload_locked()
+        except BaseException:
+            self.redactor.abort()
+            raise
+        if ok:
+            self.redactor.commit()  # secrets only the old configuration had are forgotten
+        else:
+            self.redactor.abort()
+        return ok, message
+
+    def _reload_locked(self) -> tuple[bool, str]:
         try:
             loaded = load(self.loaded.path)
             if loaded.state_path != self.loaded.state_path:
@@ -158,10 +178,10 @@ class Daemon:
         self.metrics.config_reloads.labels("failure").inc()
         self.metrics.config_last_reload_success.set(0)
         message = f"reload rejected, the previous configuration keeps running:\n{problems}"
-        log.error(redact(message))
+        log.error(self.redactor.redact(message))
         now = self.clock.now()
         try:
-            self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", redact(message), {}))
+            self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", self.redactor.redact(message), {}))
         except Exception:  # the alert below still goes out
             log.exception("cannot record the rejected reload")
         try:
@@ -169,12 +189,12 @@ class Daemon:
                 for target in self.loaded.config.targets:
                     self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
                                                     target=target, rule="", severity="warning",
-                                                    summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
+                                                    summary=self.redactor.redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
                                                     at=rfc3339(now)))
                 self.store.set_meta(RELOAD_FAILED, json.dumps(sorted(self.loaded.config.targets)))
         except Exception:  # a rejected reload never stops the daemon, whatever the store says
             log.exception("cannot queue the reload-failed alert")
-        return False, redact(message)
+        return False, self.redactor.redact(message)
 
     def _alert_sent(self, alerter: str, alert: Alert) -> None:
         self._record_alert(alert, f"{alert.status} alert sent to {alerter}: {alert.summary}")
@@ -209,7 +229,7 @@ class Daemon:
                 return None
             except Exception as exc:  # one bad tick must not end the daemon
                 self.metrics.evaluation_failures.inc()
-                self.last_error = redact(f"{type(exc).__name__}: {exc}")
+                self.last_error = self.redactor.redact(f"{type(exc).__name__}: {exc}")
                 log.exception("evaluation at %s failed: %s", rfc3339(now), self.last_error)
                 return None
             self.last_tick, self.last_report, self.last_error = now, report, ""
@@ -356,6 +376,7 @@ class Daemon:
         httpbody.abort_all()  # scrapes still in flight end now: their threads would hold the exit
         _close_quietly(self.owner)  # releases this replica's targets at once
         self.store.close()
+        redaction.uninstall(self.redactor, self._previous_redactor)
 
 
 def _open_exclusive(state_path: str) -> StateStore:
