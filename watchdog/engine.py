@@ -86,7 +86,7 @@ class Engine:
         self.version_gate = VersionGate(self._history, self.alert)  # versions are untrusted (watchdog/version_gate.py)
         # Sources run concurrently, once per query per tick, behind per-source circuit breakers.
         interval = loaded.config.interval
-        self.runner = SourceRunner(sources, metrics, clock, stop=executor.stop_event, settings=RunnerSettings(
+        self.runner = SourceRunner(sources, metrics, self.clock, stop=executor.stop_event, settings=RunnerSettings(
             # A dead source is skipped for a couple of ticks, not for a minute: recovery must
             # be noticed (and no-data alerts resolved) promptly.
             cooldown=min(60.0, max(5.0, 2 * interval)), query_timeout=max(2.0, 0.8 * interval)))
