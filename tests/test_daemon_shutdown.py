@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from tests.harness import Harness
-from tests.test_engine import ERROR_RULE
+from tests.fixtures.rules import ERROR_RULE
 from watchdog.config.loader import load
 from watchdog.daemon import Daemon
 from watchdog.state.sqlite import SQLiteStateStore

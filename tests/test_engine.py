@@ -7,17 +7,9 @@ import math
 from watchdog.errors import SourceError
 from watchdog.testing import series
 
+from tests.fixtures.rules import ERROR_RULE
 from tests.harness import Harness
 
-ERROR_RULE = """\
-- name: error-rate
-  source: model
-  query: error_ratio
-  above: 0.05
-  for: 30s
-  action: rollback
-  severity: critical
-"""
 
 
 def test_a_healthy_model_is_left_alone(tmp_path):

@@ -9,7 +9,7 @@ from watchdog.metrics import DaemonMetrics
 from watchdog.state.base import HistoryEvent
 
 from tests.harness import Harness
-from tests.test_engine import ERROR_RULE
+from tests.fixtures.rules import ERROR_RULE
 
 TARGET = {"target": "fraud-model"}
 

@@ -13,11 +13,11 @@ import sys
 from typing import Any, Callable, TextIO
 
 from watchdog import __version__
-from watchdog.clock import rfc3339
+from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig, default_config_path, load
 from watchdog.errors import ConfigError, WatchdogError
 from watchdog.text.printable import SafeWriter, one_line
-from watchdog.redact import RedactingFilter, redact
+from watchdog.redact import RedactingFilter, Redactor, collecting, install, redact, uninstall
 from watchdog.samples import format_labels
 
 Out = TextIO
@@ -81,12 +81,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, out: Out | None = None, err: Out | None = None) -> int:
+def main(argv: list[str] | None = None, out: Out | None = None, err: Out | None = None, clock: Clock | None = None) -> int:
+    """`clock`: what every command reads the time from (the daemon's, for `run`); tests pass a FakeClock."""
     # Whatever is printed, data from outside cannot send escape sequences to the terminal.
     out = SafeWriter(out or sys.stdout)  # type: ignore[assignment]
     err = SafeWriter(err or sys.stderr)  # type: ignore[assignment]
     args = _parser().parse_args(_dash_values(sys.argv[1:] if argv is None else argv))
-    _setup_logging(getattr(args, "log_level", "info" if args.command == "run" else "warning"), err)
+    args.clock = clock or SystemClock()
+    # This run's secrets, and only they, are masked in what it prints and logs (the daemon's, for `run`).
+    args.redactor = Redactor()
+    previous = install(args.redactor)
+    try:
+        with collecting(args.redactor):  # the configuration's secrets, the API tokens', the plugins'
+            return _run(args, out, err)
+    finally:
+        uninstall(args.redactor, previous)
+
+
+def _run(args: argparse.Namespace, out: Out, err: Out) -> int:
+    _setup_logging(getattr(args, "log_level", "info" if args.command == "run" else "warning"), err, args.redactor)
     command: Callable[[argparse.Namespace, Out, Out], int] = COMMANDS[args.command]
     try:
         return command(args, out, err)
@@ -116,10 +129,10 @@ def _dash_values(argv: list[str]) -> list[str]:
     return out
 
 
-def _setup_logging(level: str, err: Out) -> None:
+def _setup_logging(level: str, err: Out, redactor: Redactor) -> None:
     handler = logging.StreamHandler(err)
     handler.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
+    handler.addFilter(RedactingFilter(redactor))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -147,7 +160,7 @@ def _open_store(loaded: LoadedConfig) -> Any:
 
 def cmd_run(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.daemon import Daemon
-    return Daemon(_load(args)).serve()
+    return Daemon(_load(args), clock=args.clock, redactor=args.redactor).serve()
 
 
 def cmd_validate(args: argparse.Namespace, out: Out, err: Out) -> int:
@@ -178,7 +191,7 @@ def _explain_splits(loaded: LoadedConfig, out: Out) -> None:
 
 def cmd_check(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.commands.check import run_check
-    rows = run_check(_load(args), gap=args.gap)
+    rows = run_check(_load(args), gap=args.gap, clock=args.clock)
     if args.json:
         print(json.dumps(rows, indent=2, default=str), file=out)
     else:
@@ -268,7 +281,7 @@ def cmd_schema(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 def cmd_explain(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.commands.explain import format_text, run_explain
-    report = run_explain(_load(args), args.target, args.rule, gap=args.gap)
+    report = run_explain(_load(args), args.target, args.rule, gap=args.gap, clock=args.clock)
     if args.json:
         print(json.dumps(report, indent=2), file=out)
     else:
@@ -277,12 +290,10 @@ def cmd_explain(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace, out: Out, err: Out) -> int:
-    import time
-
     from watchdog.commands.backtest import Request, fired, format_text, load_incidents, parse_time, run
     from watchdog.durations import parse_duration
     loaded = _load(args)
-    now = time.time()
+    now = args.clock.now()
     try:
         step = parse_duration(args.step) if args.step else None
     except ValueError as exc:
@@ -327,7 +338,7 @@ def cmd_incidents(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 def cmd_demo(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.demo.run import run_demo
-    return run_demo(out, quiet=args.quiet)
+    return run_demo(out, quiet=args.quiet, clock=args.clock)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Out, Out], int]] = {

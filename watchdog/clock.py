@@ -1,7 +1,14 @@
 """The one place that reads the time.
 
-Everything else is handed `now` (seconds since the epoch, float) so that
-evaluation is pure and tests drive time with `FakeClock`.
+Everything else is handed `now` (seconds since the epoch, float) or a `Clock`, so that
+evaluation is pure and tests drive time with `FakeClock`: the daemon owns one clock and hands
+it to the engine, the API, the CLI commands and the source runner.
+
+`now()` is the wall clock (what rules are judged at, what the history records); `monotonic()`
+measures elapsed time for budgets and deadlines (the tick budget, waits for a rollback, the
+systemd keep-alive). Code that bounds real I/O with no clock handed to it (a socket timeout
+inside a plugin, a subprocess's kill grace) reads `time.monotonic()` itself: only real time
+bounds a real wait.
 """
 
 from __future__ import annotations
@@ -13,7 +20,13 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    def now(self) -> float: ...
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for deadlines and durations."""
+        ...
 
     def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
         """Sleep up to `seconds`; return True if `stop` was set meanwhile."""
@@ -24,6 +37,9 @@ class SystemClock:
     def now(self) -> float:
         return time.time()
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
     def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
         if stop is None:
             time.sleep(max(0.0, seconds))
@@ -32,16 +48,27 @@ class SystemClock:
 
 
 class FakeClock:
-    """A clock that moves only when told to; sleeping advances it instantly."""
+    """A wall clock that moves only when told to; sleeping advances it instantly.
+
+    Its `monotonic()` moves with every `advance` and `sleep` (a deadline passes without
+    waiting), never with `set` (a wall-clock jump, as a real monotonic clock ignores them),
+    and also with real time: threads doing real work under a fake clock (a source runner's
+    lanes) still reach their deadlines."""
 
     def __init__(self, start: float = 1_700_000_000.0):
         self._now = start
+        self._advanced = 0.0
+        self._real_start = time.monotonic()
 
     def now(self) -> float:
         return self._now
 
+    def monotonic(self) -> float:
+        return self._advanced + (time.monotonic() - self._real_start)
+
     def advance(self, seconds: float) -> None:
         self._now += seconds
+        self._advanced += max(0.0, seconds)
 
     def set(self, when: float) -> None:
         self._now = when
@@ -49,8 +76,14 @@ class FakeClock:
     def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
         if stop is not None and stop.is_set():
             return True
-        self._now += max(0.0, seconds)
+        self.advance(max(0.0, seconds))
         return False
+
+
+def real_deadline(clock: Clock, deadline: float) -> float:
+    """`deadline`, an instant of `clock.monotonic()`, as a `time.monotonic()` instant: for
+    plugins that bound real I/O with it (a socket timeout, a retry's last start)."""
+    return time.monotonic() + (deadline - clock.monotonic())
 
 
 def rfc3339(ts: float) -> str:

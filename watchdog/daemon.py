@@ -8,7 +8,6 @@ import json
 import logging
 import signal
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from watchdog import httpbody
@@ -25,7 +24,8 @@ from watchdog.errors import ConfigError, StateError
 from watchdog.metrics import DaemonMetrics
 from watchdog.runtime.notify import Notifier
 from watchdog.runtime.ownership import Owner
-from watchdog.redact import redact
+from watchdog import redact as redaction
+from watchdog.redact import Redactor
 from watchdog.state import open_store
 from watchdog.state.base import HistoryEvent, StateStore
 from watchdog.state.processes import ProcessJournal
@@ -41,8 +41,13 @@ SHUTDOWN_GRACE = 8.0  # seconds a tick in progress may take to finish after SIGT
 
 class Daemon:
     def __init__(self, loaded: LoadedConfig, clock: Clock | None = None, metrics: DaemonMetrics | None = None,
-                 store: StateStore | None = None):
+                 store: StateStore | None = None, redactor: Redactor | None = None):
         self.clock = clock or SystemClock()
+        # The secrets of the running configuration: the process's redactor while this daemon
+        # runs (plugins and the log filter use it), renewed on every reload.
+        self.redactor = redactor or Redactor()
+        self.redactor.update(loaded.secrets)
+        self._previous_redactor = redaction.install(self.redactor)
         self.stop = threading.Event()
         self.reload_requested = threading.Event()
         self.metrics = metrics or DaemonMetrics()
@@ -71,7 +76,7 @@ class Daemon:
             self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
                                      on_sent=self._alert_sent, store=self.store, clock=self.clock.now)
         self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self.stop)
-        self.executor.step_scope = ProcessJournal(self.store).step
+        self.executor.step_scope = ProcessJournal(self.store, clock=self.clock).step
         if not hasattr(self, "owner"):
             self.owner = Owner(self.store, loaded.config.replica_id or None,
                                live_window=max(30.0, 3 * loaded.config.interval))
@@ -92,6 +97,20 @@ class Daemon:
             return self._reload_failed(f"{type(exc).__name__}: {exc}")
 
     def _reload(self) -> tuple[bool, str]:
+        self.redactor.begin()  # the old secrets stay masked until the new configuration runs
+        try:
+            with redaction.collecting(self.redactor):  # the config's, the API tokens', the plugins'
+                ok, message = self._reload_locked()
+        except BaseException:
+            self.redactor.abort()
+            raise
+        if ok:
+            self.redactor.commit()  # secrets only the old configuration had are forgotten
+        else:
+            self.redactor.abort()
+        return ok, message
+
+    def _reload_locked(self) -> tuple[bool, str]:
         try:
             loaded = load(self.loaded.path)
             if loaded.state_path != self.loaded.state_path:
@@ -160,10 +179,10 @@ class Daemon:
         self.metrics.config_reloads.labels("failure").inc()
         self.metrics.config_last_reload_success.set(0)
         message = f"reload rejected, the previous configuration keeps running:\n{problems}"
-        log.error(redact(message))
+        log.error(self.redactor.redact(message))
         now = self.clock.now()
         try:
-            self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", redact(message), {}))
+            self.store.append(HistoryEvent(None, now, "*", None, {}, "reload", self.redactor.redact(message), {}))
         except Exception:  # the alert below still goes out
             log.exception("cannot record the rejected reload")
         try:
@@ -171,12 +190,12 @@ class Daemon:
                 for target in self.loaded.config.targets:
                     self.engine.alert(target, Alert(status="firing", kind="config_reload_failed", dedup_key=f"{target}/reload",
                                                     target=target, rule="", severity="warning",
-                                                    summary=redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
+                                                    summary=self.redactor.redact(message.splitlines()[0] + " " + problems.splitlines()[0]),
                                                     at=rfc3339(now)))
                 self.store.set_meta(RELOAD_FAILED, json.dumps(sorted(self.loaded.config.targets)))
         except Exception:  # a rejected reload never stops the daemon, whatever the store says
             log.exception("cannot queue the reload-failed alert")
-        return False, redact(message)
+        return False, self.redactor.redact(message)
 
     def _alert_sent(self, alerter: str, alert: Alert) -> None:
         self._record_alert(alert, f"{alert.status} alert sent to {alerter}: {alert.summary}")
@@ -211,7 +230,7 @@ class Daemon:
                 return None
             except Exception as exc:  # one bad tick must not end the daemon
                 self.metrics.evaluation_failures.inc()
-                self.last_error = redact(f"{type(exc).__name__}: {exc}")
+                self.last_error = self.redactor.redact(f"{type(exc).__name__}: {exc}")
                 log.exception("evaluation at %s failed: %s", rfc3339(now), self.last_error)
                 return None
             self.last_tick, self.last_report, self.last_error = now, report, ""
@@ -293,6 +312,7 @@ class Daemon:
         self._server = ApiServer(self.loaded.config.listen, routes(self), _auth_policy(self.loaded), limits)
         self._server.start()
         self.notifier.start()
+        # APScheduler fires on the real wall clock: its grid is aligned on that one, not on self.clock.
         self._scheduler = TickScheduler(self.loaded.config.interval, self.run_once)
         self._scheduler.start()
         log.info("model-watchdog running: %d rules, %d targets, evaluating every %gs, listening on %s",
@@ -328,9 +348,9 @@ class Daemon:
                 ok, message = self.reload()
                 systemd.ready(message.splitlines()[0])
             # Keep-alive only while evaluations happen: a stuck engine gets restarted by systemd.
-            if ping_every and time.monotonic() - last_ping >= ping_every and self.health()[0]:
+            if ping_every and self.clock.monotonic() - last_ping >= ping_every and self.health()[0]:
                 systemd.ping()
-                last_ping = time.monotonic()
+                last_ping = self.clock.monotonic()
         log.info("shutting down: finishing the evaluation in progress")
         systemd.stopping()
         self.shutdown()
@@ -357,6 +377,7 @@ class Daemon:
         httpbody.abort_all()  # scrapes still in flight end now: their threads would hold the exit
         _close_quietly(self.owner)  # releases this replica's targets at once
         self.store.close()
+        redaction.uninstall(self.redactor, self._previous_redactor)
 
 
 def _open_exclusive(state_path: str) -> StateStore:
@@ -391,11 +412,12 @@ def _close_quietly(plugin: Any) -> None:
         log.debug("closing %s failed", plugin, exc_info=True)
 
 
-def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
+def wait_for(predicate: Any, timeout: float, interval: float = 0.05, clock: Clock | None = None) -> bool:
     """Poll `predicate` until true or `timeout` elapses (for the demo and tests)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    clock = clock or SystemClock()
+    deadline = clock.monotonic() + timeout
+    while clock.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(interval)
+        clock.sleep(interval)
     return bool(predicate())

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field, replace
 
 from watchdog.rollback.executor import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, SystemClock, rfc3339
-from watchdog.config.validate import fixed_time
 from watchdog.config.loader import LoadedConfig
 from watchdog.config.schema import LoadedRule, TargetConfig
-from watchdog.durations import format_duration, parse_duration
+from watchdog.durations import format_duration
 from watchdog.errors import WatchdogError
 from watchdog.metrics import DaemonMetrics
 from watchdog.runtime.notify import Notifier
@@ -88,7 +86,7 @@ class Engine:
         self.version_gate = VersionGate(self._history, self.alert)  # versions are untrusted (watchdog/rollback/version_gate.py)
         # Sources run concurrently, once per query per tick, behind per-source circuit breakers.
         interval = loaded.config.interval
-        self.runner = SourceRunner(sources, metrics, clock, stop=executor.stop_event, settings=RunnerSettings(
+        self.runner = SourceRunner(sources, metrics, self.clock, stop=executor.stop_event, settings=RunnerSettings(
             # A dead source is skipped for a couple of ticks, not for a minute: recovery must
             # be noticed (and no-data alerts resolved) promptly.
             cooldown=min(60.0, max(5.0, 2 * interval)), query_timeout=max(2.0, 0.8 * interval)))
@@ -101,7 +99,7 @@ class Engine:
         self.owned: set[str] = set(loaded.config.targets) if owner is None else set()
         if owner is not None:
             executor.may_continue = owner.still_owned
-        self._fixed_baselines = any(c.compare is not None and fixed_time(c.compare.baseline) is not None
+        self._fixed_baselines = any(c.compare is not None and c.compare.baseline_value.kind == "at"
                                     for lr in loaded.rules for c in lr.rule.conditions())
         self._retain_baselines(self.clock.now())
 
@@ -111,16 +109,15 @@ class Engine:
         for lr in self.loaded.rules:
             window = self.window(lr)
             for c in lr.rule.conditions():
-                if c.compare is None or c.compare.baseline == "previous_version":
+                if c.compare is None or c.compare.baseline_value.kind == "previous_version":
                     continue
-                fixed = fixed_time(c.compare.baseline)
-                back = max(0.0, now - fixed) if fixed is not None else parse_duration(c.compare.baseline)
+                back = c.compare.baseline_value.lookback(now)
                 self.sources[c.source or lr.rule.source].retain(back + window)
 
     # -- the tick ---------------------------------------------------------------------------
 
     def tick(self, now: float) -> TickReport:
-        started = time.perf_counter()
+        started = self.clock.monotonic()
         report = TickReport(at=now)
         self._refresh_ownership(now)
         self.desk.sync(self.owned)
@@ -144,7 +141,7 @@ class Engine:
             self.ledger.bake(target, now, firing=self._firing(target))
         self.metrics.evaluations.inc()
         self.metrics.last_evaluation.set(now)
-        self.metrics.evaluation_duration.observe(time.perf_counter() - started)
+        self.metrics.evaluation_duration.observe(self.clock.monotonic() - started)
         return report
 
     def _evaluate_rules(self, now: float, report: TickReport) -> dict[str, list[str]]:
@@ -220,7 +217,7 @@ class Engine:
         used = {c.source or lr.rule.source for lr in self.loaded.rules if lr.target in self.owned
                 for c in lr.rule.conditions()}
         used |= {t.version.source for n, t in self.loaded.config.targets.items() if t.version and n in self.owned}
-        self._deadline = time.monotonic() + self.tick_budget
+        self._deadline = self.clock.monotonic() + self.tick_budget
         for name, error in self.runner.begin_tick(now, used, self._deadline).items():
             if error is not None:
                 report.source_errors[name] = str(error)

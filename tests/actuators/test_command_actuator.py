@@ -123,10 +123,8 @@ def test_non_zero_exit_reports_code_and_last_stderr_lines() -> None:
     assert "line 29\n" not in message and "line 0\n" not in message
 
 
-def test_stderr_excerpt_is_redacted() -> None:
-    from watchdog import redact
-
-    redact.register_secret("kube-token-9876543210")
+def test_stderr_excerpt_is_redacted(redactor) -> None:
+    redactor.register_secret("kube-token-9876543210")
     script = "import sys; print('auth failed for kube-token-9876543210', file=sys.stderr); sys.exit(1)"
 
     with pytest.raises(ActuatorError) as err:

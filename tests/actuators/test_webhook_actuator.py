@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.http_receiver import Receiver, Reply, receiver  # noqa: F401  (fixture)
+from tests.http_receiver import Receiver, Reply
 from watchdog.actuators.base import ActionContext
 from watchdog.actuators.webhook import WebhookActuator
 from watchdog.errors import ActuatorError

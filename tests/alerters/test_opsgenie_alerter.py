@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from tests.alerters.alerts import logged, make_alert
-from tests.http_receiver import Receiver, Reply, receiver  # noqa: F401  (fixture)
+from tests.http_receiver import Receiver, Reply
 from watchdog.alerters.opsgenie import OpsgenieAlerter, priority
 from watchdog.errors import AlerterError
 

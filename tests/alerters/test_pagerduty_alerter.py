@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from tests.alerters.alerts import logged, make_alert
-from tests.http_receiver import Receiver, Reply, receiver  # noqa: F401  (fixture)
+from tests.http_receiver import Receiver, Reply
 from watchdog.alerters.pagerduty import PagerDutyAlerter, severity
 from watchdog.errors import AlerterError
 

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from tests.http_receiver import Receiver, Reply, receiver  # noqa: F401  (fixture)
+from tests.http_receiver import Receiver, Reply
 from watchdog.alerters.base import Alert
 from watchdog.alerters.webhook import WebhookAlerter
 from watchdog.errors import AlerterError

@@ -12,7 +12,7 @@ from watchdog.config.yamlnodes import parse_yaml
 
 from tests.harness import Harness
 from tests.http_receiver import Receiver, Reply
-from tests.test_engine import ERROR_RULE
+from tests.fixtures.rules import ERROR_RULE
 
 pytestmark = pytest.mark.timeout(60)
 

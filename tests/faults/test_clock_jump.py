@@ -1,7 +1,7 @@
 """Fault: the wall clock jumps (NTP step, VM resume). No crash, no double action, no false fire."""
 
 from tests.harness import Harness
-from tests.test_engine import ERROR_RULE
+from tests.fixtures.rules import ERROR_RULE
 
 
 def test_a_backward_jump_neither_fires_early_nor_crashes(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from watchdog.errors import SourceError
 
 from tests.harness import Harness
-from tests.test_engine import ERROR_RULE
+from tests.fixtures.rules import ERROR_RULE
 
 
 def test_a_flapping_source_neither_rolls_back_nor_pages(tmp_path):

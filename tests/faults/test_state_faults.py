@@ -17,7 +17,7 @@ from watchdog.testing import series
 
 from tests.harness import Harness
 from tests.needs import missing
-from tests.test_engine import ERROR_RULE
+from tests.fixtures.rules import ERROR_RULE
 
 pytestmark = pytest.mark.timeout(60)
 

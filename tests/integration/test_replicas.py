@@ -13,7 +13,6 @@ import requests
 from watchdog.demo.model_server import SimulatedModelServer
 
 from tests.integration.daemon_process import DaemonProcess, free_port, wait_until
-from tests.servers import postgres  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -66,7 +65,7 @@ def calls(model: SimulatedModelServer) -> list[dict]:
     return requests.get(model.url + "/rollbacks", timeout=5).json()
 
 
-def test_replicas_split_targets_and_roll_back_exactly_once_across_a_kill_9(tmp_path, postgres):  # noqa: F811
+def test_replicas_split_targets_and_roll_back_exactly_once_across_a_kill_9(tmp_path, postgres):
     dsn = postgres.create_database(f"replicas_{uuid.uuid4().hex[:8]}")
     with SimulatedModelServer() as a, SimulatedModelServer() as b:
         replicas = [Replica(tmp_path / f"r{i}", dsn, a.url, b.url, f"replica-{i}") for i in range(3)]

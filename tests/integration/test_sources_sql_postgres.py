@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.needs import require_module
-from tests.servers import PostgresServer, postgres  # noqa: F401  (session fixture)
+from tests.servers import PostgresServer
 from tests.sources.helpers import options_from_yaml
 from watchdog.config.schema import MinSamples, Rule
 from watchdog.errors import QueryError, SourceError, WatchdogError
@@ -31,7 +31,7 @@ NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture(scope="module")
-def ml_db(postgres: PostgresServer) -> Iterator[str]:  # noqa: F811
+def ml_db(postgres: PostgresServer) -> Iterator[str]:
     dsn = postgres.create_database("ml_sources")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("""
@@ -166,7 +166,7 @@ def test_a_lost_connection_is_a_source_error_and_the_next_query_reconnects(ml_db
     assert again.value != pid.value and source.health().up
 
 
-def test_a_password_from_a_file_never_appears_in_errors_or_logs(postgres: PostgresServer, ml_db: str,  # noqa: F811
+def test_a_password_from_a_file_never_appears_in_errors_or_logs(postgres: PostgresServer, ml_db: str,
                                                                 tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "db-password").write_text("pg-Secret-4711\n")
     options = options_from_yaml(SqlOptions, f"""

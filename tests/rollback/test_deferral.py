@@ -5,7 +5,7 @@ from __future__ import annotations
 from watchdog.rollback import manual
 
 from tests.harness import DEFAULT_TARGET, Harness
-from tests.test_engine import ERROR_RULE
+from tests.fixtures.rules import ERROR_RULE
 
 def held(h: Harness) -> float:
     value = h.metrics.registry.get_sample_value("model_watchdog_target_held", {"target": "fraud-model"})

@@ -10,8 +10,8 @@ from watchdog.cli import main
 from watchdog.rollback.drill import run_drill
 
 from tests.harness import Harness
-from tests.test_engine import ERROR_RULE
-from tests.rollback.test_stack_rollback import STACK, V1, V2
+from tests.fixtures.rules import ERROR_RULE
+from tests.fixtures.rules import STACK, V1, V2
 
 
 def test_a_drill_shows_the_plan_and_the_guards_and_acts_on_nothing(tmp_path):

@@ -8,7 +8,7 @@ from watchdog.rollback import manual
 from watchdog.rollback.pauses import ALL
 
 from tests.harness import DEFAULT_TARGET, Harness
-from tests.test_engine import ERROR_RULE
+from tests.fixtures.rules import ERROR_RULE
 
 
 def breach_then_recover(h: Harness, breach_for: float = 60, recover_for: float = 20) -> None:

@@ -5,21 +5,7 @@ from __future__ import annotations
 from watchdog.rollback import manual
 
 from tests.harness import Harness
-from tests.test_engine import ERROR_RULE
-
-STACK = """\
-    alert: [ops]
-    components:
-      schema: {actuator: first}
-      features: {actuator: second, depends_on: [schema]}
-      model: {actuator: third, depends_on: [features]}
-    bake: 10m
-    verify_window: 2m
-"""
-
-V1 = {"schema": "v13", "features": "fp-1", "model": "fraud:6"}
-V2 = {"schema": "v14", "features": "fp-2", "model": "fraud:6"}  # schema and features changed
-
+from tests.fixtures.rules import ERROR_RULE, STACK, V1, V2
 
 def stack(tmp_path, extra: str = "") -> Harness:  # type: ignore[no-untyped-def]
     h = Harness(tmp_path, ERROR_RULE, target=STACK + extra)
@@ -143,7 +129,7 @@ def test_max_depth_two_rolls_back_one_release_further(tmp_path):
     h.run_for(400)
     decisions = h.store.decisions(target="fraud-model")
     assert len(decisions) == 2
-    assert decisions[0].context["to_components"] == v0 and decisions[0].context["depth"] == 2
+    assert decisions[0].context.stack.to_components == v0 and decisions[0].context.depth == 2
 
 
 def test_manual_rollback_to_a_named_release(tmp_path):

@@ -11,7 +11,7 @@ from watchdog.cli import main
 from watchdog.rollback.timeline import KEYS, incidents
 
 from tests.harness import Harness
-from tests.test_engine import ERROR_RULE
+from tests.fixtures.rules import ERROR_RULE
 
 SLOW_RULE = """\
 - name: latency

@@ -17,7 +17,7 @@ import threading
 import pytest
 import requests
 
-from watchdog import httpclient, redact
+from watchdog import httpclient
 from watchdog.demo.model_server import SimulatedModelServer
 from watchdog.errors import ActuatorError
 
@@ -90,11 +90,11 @@ def _history(daemon: DaemonProcess) -> str:
     return requests.get(daemon.url + "/api/v1/history?limit=500", timeout=5).text
 
 
-def test_an_excerpt_is_redacted_before_it_is_cut(receiver: Receiver):
+def test_an_excerpt_is_redacted_before_it_is_cut(receiver: Receiver, redactor):
     """A secret straddling the excerpt's length limit must not leave its first half readable."""
     token = "tok-" + "Z9" * 20
     url = f"{receiver.url('/hook')}/{token}"
-    redact.register_secret(url)  # as webhook_url_file does
+    redactor.register_secret(url)  # as webhook_url_file does
     receiver.script(Reply(400, "x" * 190 + f" {token} " + "y" * 300))  # the token spans character 200
     options = httpclient.HttpOptions(url=url, retries=0)
     with pytest.raises(ActuatorError) as err:
@@ -148,13 +148,14 @@ def test_a_newline_in_a_logged_value_cannot_forge_a_log_record():
     import logging
 
     from watchdog.cli import _setup_logging
+    from watchdog.redact import Redactor
     from watchdog.samples import format_labels
 
     err = io.StringIO()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        _setup_logging("info", err)
+        _setup_logging("info", err, Redactor())
         value = LABEL_ATTACKS["newline"]
         logging.getLogger("watchdog.engine").info("fraud-model/accuracy%s fired", format_labels((("model", value),)))
         logging.getLogger("watchdog.engine").warning("source said: %s", "oops\n2026-12-03 07:00:01 INFO forged \x1b[2J")
@@ -166,12 +167,12 @@ def test_a_newline_in_a_logged_value_cannot_forge_a_log_record():
     assert "\x1b" not in err.getvalue() and "\\n2026-12-03" in lines[0] and "\\x1b[2J" in lines[1]
 
 
-def test_a_source_error_excerpt_is_redacted_before_it_is_cut():
+def test_a_source_error_excerpt_is_redacted_before_it_is_cut(redactor):
     """A scrape target that echoes a secret across the 200-character cut shows none of it."""
     from watchdog.sources.httpfetch import Fetched, body_hint
 
     token = "src-" + "Q7" * 20
-    redact.register_secret(token)
+    redactor.register_secret(token)
     answer = Fetched(500, {"Content-Type": "text/plain"}, ("x" * 190 + f" {token} " + "y" * 300).encode())
     hint = body_hint(answer)
     assert hint.startswith(": xxx") and "Q7Q7" not in hint and "src-Q" not in hint

@@ -207,7 +207,7 @@ def test_the_state_lost_alert_goes_straight_to_the_alerters_not_into_the_lost_st
     from watchdog.testing import FakeAlerter
 
     from tests.harness import Harness
-    from tests.test_engine import ERROR_RULE
+    from tests.fixtures.rules import ERROR_RULE
 
     h = Harness(tmp_path, ERROR_RULE)
     h.source.set("error_ratio", 0.01)

@@ -20,7 +20,7 @@ import certifi
 import pytest
 
 from tests.fakes.kube_api import self_signed_cert
-from tests.http_receiver import Receiver, Reply, receiver  # noqa: F401  (fixture)
+from tests.http_receiver import Receiver, Reply
 from tests.security.hostile_server import HostileServer
 from tests.sources.helpers import options_from_yaml
 from watchdog import httpbody, httpclient
@@ -170,7 +170,7 @@ def test_prometheus_answers_are_bounded_too(hostile: HostileServer) -> None:
         assert err.value.kind == kind, err.value
 
 
-def test_http_json_answers_are_bounded_too(receiver: Receiver, hostile: HostileServer) -> None:  # noqa: F811
+def test_http_json_answers_are_bounded_too(receiver: Receiver, hostile: HostileServer) -> None:
     receiver.script(Reply(200, b'{"v": "' + b"x" * 5000 + b'"}', {"Content-Type": "application/json"}))
     source = HttpJsonSource("stats", HttpJsonOptions(url=receiver.url("/stats"), max_body=1024, retries=0))
     with pytest.raises(SourceError) as err:
@@ -234,14 +234,14 @@ def test_ca_file_is_used_even_when_requests_ca_bundle_is_set(tls_hostile: tuple[
 
 # -- the reader itself ---------------------------------------------------------------------------
 
-def _body(receiver: Receiver, payload: bytes, encoding: str, limit: int = MiB, truncate: bool = False) -> bytes:  # noqa: F811
+def _body(receiver: Receiver, payload: bytes, encoding: str, limit: int = MiB, truncate: bool = False) -> bytes:
     receiver.script(Reply(200, payload, {"Content-Encoding": encoding}))
     with httpbody.session() as session, httpbody.Deadline(5) as deadline:
         response = session.get(receiver.url("/b"), stream=True, timeout=5)
         return httpbody.read_body(response, limit, deadline, truncate=truncate)
 
 
-def test_gzip_deflate_and_identity_bodies_decode(receiver: Receiver) -> None:  # noqa: F811
+def test_gzip_deflate_and_identity_bodies_decode(receiver: Receiver) -> None:
     text = b"requests_total 1\n" * 1000
     raw_deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
     assert _body(receiver, gzip.compress(text), "gzip") == text
@@ -252,13 +252,13 @@ def test_gzip_deflate_and_identity_bodies_decode(receiver: Receiver) -> None:  #
     assert _body(receiver, gzip.compress(text), "gzip", limit=10, truncate=True) == text[:10]
 
 
-def test_an_encoding_the_reader_cannot_count_is_refused(receiver: Receiver) -> None:  # noqa: F811
+def test_an_encoding_the_reader_cannot_count_is_refused(receiver: Receiver) -> None:
     with pytest.raises(httpbody.BodyError, match="unsupported Content-Encoding 'br'"):
         _body(receiver, b"\x0b\x02\x80hello\x03", "br")
     with pytest.raises(httpbody.BodyError, match="cannot be decompressed"):
         _body(receiver, b"not gzip at all", "gzip")
 
 
-def test_requests_ask_only_for_encodings_the_reader_decompresses(receiver: Receiver) -> None:  # noqa: F811
+def test_requests_ask_only_for_encodings_the_reader_decompresses(receiver: Receiver) -> None:
     _body(receiver, b"x", "identity")
     assert receiver.requests[-1].headers["Accept-Encoding"] == "gzip, deflate"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.http_receiver import Receiver, Reply, receiver  # noqa: F401  (fixture)
+from tests.http_receiver import Receiver, Reply
 from tests.sources.helpers import options_from_yaml
 from watchdog.errors import QueryError, SourceError
 from watchdog.sources.http_json import HttpJsonOptions, HttpJsonSource

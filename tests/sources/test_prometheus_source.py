@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.http_receiver import Receiver, Reply, Request, receiver  # noqa: F401  (fixture)
+from tests.http_receiver import Receiver, Reply, Request
 from tests.sources.helpers import options_from_yaml
 from watchdog.errors import QueryError, SourceError
 from watchdog.sources.prometheus import PrometheusOptions, PrometheusSource

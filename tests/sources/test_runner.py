@@ -181,7 +181,7 @@ def test_the_ticks_deadline_bounds_the_wait_too(release: threading.Event) -> Non
     runner.begin_tick(NOW)
 
     started = time.monotonic()
-    runner.prefetch([("slow", "x", None)], NOW, deadline=time.monotonic() + 0.3)
+    runner.prefetch([("slow", "x", None)], NOW, deadline=runner.clock.monotonic() + 0.3)  # deadlines are on the runner's clock
 
     assert time.monotonic() - started < 2.0
     assert isinstance(runner.query("slow", "x", NOW), SourceError)

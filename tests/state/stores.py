@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from watchdog.state import Decision, HistoryEvent
+from watchdog.state.decisions import DecisionContext
 
 T0 = 1_700_000_000.0
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +61,7 @@ def new_backend(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
 
 def decision(id_: str, created_at: float = T0, status: str = "pending",
              target: str = "fraud") -> Decision:
-    return Decision(id_, target, "p99-latency", "rollback", created_at, {"value": 0.9}, status)
+    return Decision(id_, target, "p99-latency", "rollback", created_at, DecisionContext(severity="critical"), status)
 
 
 def event(target: str, kind: str, at: float = T0, **data: object) -> HistoryEvent:

@@ -25,6 +25,7 @@ from tests.servers import PostgresServer, postgres  # noqa: F401
 from tests.state.stores import ROOT, T0, decision
 from watchdog.clock import FakeClock
 from watchdog.errors import StateError
+from watchdog.state.decisions import DecisionContext
 from watchdog.state import Decision, Replica, SQLiteStateStore, TargetLocks
 from watchdog.state.leases import TargetOwnership
 from watchdog.state.locks import lock_key
@@ -37,7 +38,7 @@ TAKEOVER_LIMIT = 15.0  # seconds; generous: locally a takeover takes well under 
 
 
 @pytest.fixture
-def dsn(postgres: PostgresServer) -> str:  # noqa: F811
+def dsn(postgres: PostgresServer) -> str:
     return postgres.create_database(f"mw_{uuid.uuid4().hex[:16]}")
 
 
@@ -223,7 +224,7 @@ def test_a_version_1_sqlite_file_gains_claims_and_replicas(tmp_path: Path) -> No
     old.close()
 
     with SQLiteStateStore(path) as store:
-        assert store.get_decision("d1") == Decision("d1", "fraud", "r", "rollback", 1.0, {},
+        assert store.get_decision("d1") == Decision("d1", "fraud", "r", "rollback", 1.0, DecisionContext(timed=False),
                                                     "running")
         assert store.claim_decision("d1", "mw-a", T0) is True
         assert store.replicas() == []

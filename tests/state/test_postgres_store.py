@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def dsn(postgres: PostgresServer) -> str:  # noqa: F811
+def dsn(postgres: PostgresServer) -> str:
     return postgres.create_database(f"mw_{uuid.uuid4().hex[:16]}")
 
 

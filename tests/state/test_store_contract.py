@@ -41,6 +41,7 @@ from watchdog.state import (
 from watchdog.state import postgres as pg_module
 from watchdog.state import sqlite as sqlite_module
 from watchdog.state.base import Release, Step
+from watchdog.state.decisions import DecisionContext
 from watchdog.state.leases import TargetOwnership
 
 pytestmark = pytest.mark.timeout(60)
@@ -217,7 +218,7 @@ def test_decision_and_steps_survive_a_restart(store: StateStore, reopen) -> None
     reopened = reopen()
     assert [d.id for d in reopened.unfinished_decisions()] == ["d-old", "d-new", "d-same-time"]
     assert reopened.get_decision("d-done") == Decision(
-        "d-done", "fraud", "p99-latency", "rollback", T0 + 1, {"value": 0.9}, "succeeded", T0 + 4
+        "d-done", "fraud", "p99-latency", "rollback", T0 + 1, DecisionContext(severity="critical"), "succeeded", T0 + 4
     )
     [step] = reopened.steps("d-old")
     assert (step.index, step.actuator, step.status, step.attempts) == (0, "webhook", "started", 2)
@@ -233,10 +234,11 @@ def test_an_uncommitted_transaction_is_gone_after_a_real_crash(url: str, reopen)
 import os
 from watchdog.state import open_store
 from watchdog.state.base import Decision
+from watchdog.state.decisions import DecisionContext
 store = open_store({url!r})
-store.create_decision(Decision("d1", "fraud", "r", "rollback", 1.0, {{}}, "running"))
+store.create_decision(Decision("d1", "fraud", "r", "rollback", 1.0, DecisionContext(), "running"))
 with store.transaction():
-    store.create_decision(Decision("d2", "fraud", "r", "rollback", 2.0, {{}}, "pending"))
+    store.create_decision(Decision("d2", "fraud", "r", "rollback", 2.0, DecisionContext(), "pending"))
     os._exit(17)
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -302,11 +304,11 @@ def test_history_rows_cannot_be_rewritten_even_by_hand(store: StateStore, backen
 
 def test_nan_round_trips_as_null(store: StateStore) -> None:
     store.append(event("fraud", "state", value=math.nan, window=[1.0, math.inf], note="x"))
-    store.create_decision(Decision("d1", "fraud", "r", "rollback", T0, {"v": -math.inf}, "running"))
+    store.create_decision(Decision("d1", "fraud", "r", "rollback", T0, DecisionContext(approve_by=-math.inf), "running"))
 
     [stored] = store.history()
     assert stored.data == {"value": None, "window": [1.0, None], "note": "x"}
-    assert store.get_decision("d1").context == {"v": None}  # type: ignore[union-attr]
+    assert store.get_decision("d1").context == DecisionContext(approve_by=None)  # type: ignore[union-attr]
 
 
 def test_a_reader_thread_and_the_writer_do_not_trip_over_each_other(store: StateStore) -> None:
@@ -472,8 +474,8 @@ def test_a_database_an_earlier_release_wrote_opens_migrated_with_every_row(
         assert store.current_version("fraud") == "v2"
         assert [d.id for d in store.unfinished_decisions()] == ["d1"]
         assert store.get_decision("d0") == Decision(
-            "d0", "fraud", "p99", "rollback", T0 + 5, {}, "succeeded", T0 + 6)
-        assert store.get_decision("d1").context == {"value": 0.9}  # type: ignore[union-attr]
+            "d0", "fraud", "p99", "rollback", T0 + 5, DecisionContext.from_json({}), "succeeded", T0 + 6)
+        assert store.get_decision("d1").context == DecisionContext.from_json({"value": 0.9})  # type: ignore[union-attr]
         assert store.steps("d1") == [Step("d1", 0, "webhook", "started", T0 + 23, None, "", 2)]
         [old_event] = store.history()
         assert (old_event.series, old_event.message, old_event.data) == (

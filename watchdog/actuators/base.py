@@ -54,6 +54,14 @@ class ActionContext:
         data.update(extra)
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ActionContext:
+        """The inverse of `as_json`: keys that are not fields go back into `extra`."""
+        fields = cls.__dataclass_fields__
+        extra = {k: str(v) for k, v in data.items() if k not in fields}
+        known = {k: v for k, v in data.items() if k in fields and k != "extra"}
+        return cls(**known, extra=extra)
+
     def placeholders(self) -> dict[str, str]:
         """Values for `{{name}}` placeholders; unknown values render as empty strings."""
         out: dict[str, str] = {}

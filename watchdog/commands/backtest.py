@@ -387,7 +387,7 @@ def _report(loaded: LoadedConfig, request: Request, step: float, recorder: Recor
         for (t, name), why in skipped.items():
             if t == target:
                 rules[name] = {"skipped": why}
-        rollbacks = [{"at": rfc3339(d.created_at), "rule": d.rule, "value": d.context.get("context", {}).get("value")}
+        rollbacks = [{"at": rfc3339(d.created_at), "rule": d.rule, "value": d.context.action.value if d.context.action else None}
                      for d in sorted(store.decisions(target=target, limit=100_000), key=lambda d: d.created_at)]
         alerts = _alerts([(n, a) for n, a in deliveries if a.target == target])
         out["targets"][target] = {"rules": rules, "rollbacks": rollbacks, "alerts": alerts}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from watchdog.config import plugins
+from watchdog.clock import Clock, SystemClock
 from watchdog.config.loader import LoadedConfig
 from watchdog.errors import QueryError, SourceError, WatchdogError
 from watchdog.rules.evaluate import Situation, describe_threshold, judge_rule
@@ -14,7 +14,8 @@ from watchdog.sources.base import QueryResult, Source
 from watchdog.sources.runner import invoke
 
 
-def run_check(loaded: LoadedConfig, gap: float = 2.0) -> list[dict[str, Any]]:
+def run_check(loaded: LoadedConfig, gap: float = 2.0, clock: Clock | None = None) -> list[dict[str, Any]]:
+    clock = clock or SystemClock()
     sources: dict[str, Source] = {n: plugins.create(plugins.SOURCES, s) for n, s in loaded.config.sources.items()}
     try:
         used = {c.source or lr.rule.source for lr in loaded.rules for c in lr.rule.conditions()}
@@ -22,12 +23,12 @@ def run_check(loaded: LoadedConfig, gap: float = 2.0) -> list[dict[str, Any]]:
         needs_two = any(sources[c.source or lr.rule.source].window_of(c.query) > 0
                         for lr in loaded.rules for c in lr.rule.conditions() if "{{" not in c.query)
         for name in used:
-            sources[name].begin_tick(time.time())
+            sources[name].begin_tick(clock.now())
         if needs_two and gap > 0:
-            time.sleep(gap)
+            clock.sleep(gap)
             for name in used:
-                sources[name].begin_tick(time.time())
-        now = time.time()
+                sources[name].begin_tick(clock.now())
+        now = clock.now()
         return [row for lr in loaded.rules for row in _rows(lr, sources, loaded, now)]
     finally:
         for source in sources.values():

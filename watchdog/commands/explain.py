@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from typing import Any
 
 from watchdog.config import plugins
-from watchdog.clock import rfc3339
+from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.fields import suggest
 from watchdog.commands.check import ask_once
 from watchdog.config.loader import LoadedConfig
@@ -48,8 +47,9 @@ def find_rule(loaded: LoadedConfig, target: str, name: str) -> LoadedRule:
     raise ExplainError(f"target '{target}' has no rule '{name}'{hint}")
 
 
-def run_explain(loaded: LoadedConfig, target: str, name: str, gap: float = 2.0) -> dict[str, Any]:
+def run_explain(loaded: LoadedConfig, target: str, name: str, gap: float = 2.0, clock: Clock | None = None) -> dict[str, Any]:
     """Build the rule's sources, fetch (twice, `gap` apart, for windowed queries) and explain."""
+    clock = clock or SystemClock()
     lr = find_rule(loaded, target, name)
     version = loaded.config.targets[target].version
     names = sorted({c.source or lr.rule.source for c in lr.rule.conditions()} | {lr.rule.source}
@@ -58,14 +58,14 @@ def run_explain(loaded: LoadedConfig, target: str, name: str, gap: float = 2.0) 
     try:
         for source_name in names:
             sources[source_name] = plugins.create(plugins.SOURCES, loaded.config.sources[source_name])
-        errors = {n: s.begin_tick(time.time()) for n, s in sources.items()}
+        errors = {n: s.begin_tick(clock.now()) for n, s in sources.items()}
         windowed = any(_window(sources, lr, c) > 0 for c in lr.rule.conditions())
         if windowed and gap > 0:
-            time.sleep(gap)  # a rate needs two samples
-            errors = {n: s.begin_tick(time.time()) for n, s in sources.items()}
+            clock.sleep(gap)  # a rate needs two samples
+            errors = {n: s.begin_tick(clock.now()) for n, s in sources.items()}
         store = _open_store_if_present(loaded.state_path)
         try:
-            report = explain_rule(loaded, lr, sources, store, time.time())
+            report = explain_rule(loaded, lr, sources, store, clock.now())
         finally:
             if store is not None:
                 store.close()

@@ -7,7 +7,6 @@ import argparse
 import getpass
 import json
 import os
-import time
 from typing import Any, Callable, TextIO
 
 from watchdog.rollback import manual
@@ -94,32 +93,32 @@ def _target(args: argparse.Namespace) -> str:
 def cmd_pause(args: argparse.Namespace, out: Out, err: Out) -> int:
     duration = parse_duration(args.duration) if args.duration else None
     return _with_store(args, lambda loaded, store: manual.pause(
-        loaded, store, _target(args), operator_name(), args.reason, time.time(), duration), out)
+        loaded, store, _target(args), operator_name(), args.reason, args.clock.now(), duration), out)
 
 
 def cmd_resume(args: argparse.Namespace, out: Out, err: Out) -> int:
     return _with_store(args, lambda loaded, store: manual.resume(
-        loaded, store, _target(args), operator_name(), args.reason, time.time()), out)
+        loaded, store, _target(args), operator_name(), args.reason, args.clock.now()), out)
 
 
 def cmd_approve(args: argparse.Namespace, out: Out, err: Out) -> int:
-    return _with_store(args, lambda loaded, store: manual.approve(loaded, store, args.decision_id, operator_name(), time.time()), out)
+    return _with_store(args, lambda loaded, store: manual.approve(loaded, store, args.decision_id, operator_name(), args.clock.now()), out)
 
 
 def cmd_reject(args: argparse.Namespace, out: Out, err: Out) -> int:
     return _with_store(args, lambda loaded, store: manual.reject(
-        loaded, store, args.decision_id, operator_name(), args.reason, time.time()), out)
+        loaded, store, args.decision_id, operator_name(), args.reason, args.clock.now()), out)
 
 
 def cmd_rollback(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.state import open_store
     code = _with_store(args, lambda loaded, store: _remember(args, manual.manual_rollback(
-        loaded, store, args.target, operator_name(), args.reason, time.time(), args.to_version, args.force)), out)
+        loaded, store, args.target, operator_name(), args.reason, args.clock.now(), args.to_version, args.force)), out)
     if code or not args.wait:
         return code
     loaded = load(default_config_path(getattr(args, "config", None)))
-    deadline = time.monotonic() + args.wait
-    while time.monotonic() < deadline:
+    deadline = args.clock.monotonic() + args.wait
+    while args.clock.monotonic() < deadline:
         store = open_store(loaded.state_path)
         try:
             decision = store.get_decision(args.decision_id)
@@ -128,7 +127,7 @@ def cmd_rollback(args: argparse.Namespace, out: Out, err: Out) -> int:
         if decision is not None and decision.status in ("succeeded", "failed", "skipped"):
             print(f"rollback {decision.id}: {decision.status}", file=out)
             return 0 if decision.status == "succeeded" else 2
-        time.sleep(0.5)
+        args.clock.sleep(0.5)
     print(f"rollback {args.decision_id} not finished after {args.wait:g}s (is the daemon running?)", file=err)
     return 2
 
@@ -197,7 +196,7 @@ def cmd_release(args: argparse.Namespace, out: Out, err: Out) -> int:
             raise manual.OperatorError(f"--component takes NAME=VERSION, got {item!r}")
         components[name.strip()] = version.strip()
     return _with_store(args, lambda loaded, store: manual.record_release(
-        loaded, store, args.target, components, operator_name(), args.note, time.time()), out)
+        loaded, store, args.target, components, operator_name(), args.note, args.clock.now()), out)
 
 
 def cmd_releases(args: argparse.Namespace, out: Out, err: Out) -> int:
@@ -230,7 +229,7 @@ def cmd_drill(args: argparse.Namespace, out: Out, err: Out) -> int:
     loaded = load(default_config_path(getattr(args, "config", None)))
     store = open_store(loaded.state_path)
     try:
-        drill = run_drill(loaded, store, args.target, time.time(), operator_name())
+        drill = run_drill(loaded, store, args.target, args.clock.now(), operator_name())
     finally:
         store.close()
     if args.json:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import glob
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
 from watchdog.config import plugins
+from watchdog.redact import Redactor, collecting
 from watchdog.config.fields import BuildContext, Mark, build, marks_field
 from watchdog.config.schema import Config, LoadedRule, Rule
 from watchdog.config.yamlnodes import Node, parse_yaml, read_capped
@@ -31,6 +32,9 @@ class LoadedConfig:
     rules: list[LoadedRule]
     state_path: str
     rule_files: list[Path]
+    # The secrets found while loading (`*_file` values, secret options, `${VAR}`s that look secret):
+    # also registered in the process's redactor at once; a daemon keeps them in its own.
+    secrets: Redactor = field(default_factory=Redactor, compare=False, repr=False)
 
     def rules_of(self, target: str) -> list[Rule]:
         return [lr.rule for lr in self.rules if lr.target == target]
@@ -42,7 +46,12 @@ def default_config_path(explicit: str | None, environ: Mapping[str, str] | None 
 
 
 def load(path: Path | str, environ: Mapping[str, str] | None = None) -> LoadedConfig:
-    path = Path(path)
+    with collecting(Redactor()) as secrets:
+        loaded = _load(Path(path), environ)
+    return replace(loaded, secrets=secrets)
+
+
+def _load(path: Path, environ: Mapping[str, str] | None) -> LoadedConfig:
     problems: list[Problem] = []
     config = _load_config(path, problems, environ)
     if config is None:

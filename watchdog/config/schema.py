@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 from watchdog.config.fields import Mark, PluginSpec, marks_field, option, plugins_field
+from watchdog.config.values import Baseline, Change, baseline_or_none, change_or_none
 
 NoDataPolicy = Literal["ignore", "alert", "rollback"]
 Action = Literal["rollback", "alert"]
@@ -116,6 +117,16 @@ class Config:
     marks: dict[str, Mark] = marks_field()
 
 
+def parsed_field() -> Any:
+    """A value derived from the options when the object is built: not a YAML key, not compared."""
+    return field(init=False, default=None, compare=False, repr=False, metadata={"internal": True})
+
+
+def _set(obj: object, **values: object) -> None:
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)  # frozen: set once, in __post_init__
+
+
 @dataclass(frozen=True, kw_only=True)
 class MinSamples:
     query: str | None = option(None, help="query that counts the samples behind the rule's value "
@@ -145,6 +156,16 @@ class Compare:
     power: float = option(0.8, help="sequential: chance to detect an effect of min_effect")
     min_total: float = option(100.0, help="statistical tests: fewer observations than this: inconclusive")
     marks: dict[str, Mark] = marks_field()
+    # Parsed once, from the values above, when the rule is built (config/values.py); None only
+    # for a value that does not parse, which the loader reports (config/checks.py).
+    baseline_value: Baseline | None = parsed_field()
+    max_increase_value: Change | None = parsed_field()
+    max_decrease_value: Change | None = parsed_field()
+    min_effect_value: Change | None = parsed_field()
+
+    def __post_init__(self) -> None:
+        _set(self, baseline_value=baseline_or_none(self.baseline), max_increase_value=change_or_none(self.max_increase),
+             max_decrease_value=change_or_none(self.max_decrease), min_effect_value=change_or_none(self.min_effect))
 
 
 @dataclass(frozen=True)
@@ -159,6 +180,10 @@ class Drift:
     ks_above: float | None = option(None, help="breach when the largest CDF gap exceeds this")
     min_total: float = option(100.0, help="fewer observations than this on either side: inconclusive")
     marks: dict[str, Mark] = marks_field()
+    reference_value: Baseline | None = parsed_field()  # parsed once (see Compare)
+
+    def __post_init__(self) -> None:
+        _set(self, reference_value=baseline_or_none(self.reference))
 
 
 @dataclass(frozen=True)

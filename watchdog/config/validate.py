@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from watchdog.config import plugins
 from watchdog.config.fields import Mark, PluginSpec
 from watchdog.config.schema import ApiConfig, Compare, Config, LoadedRule, Rule, TargetConfig
-from watchdog.durations import parse_duration
+from watchdog.config.values import Baseline, Change
 from watchdog.errors import PluginError, Problem, QueryError, WatchdogError
 from watchdog.config.templating import BUILTIN, PLACEHOLDER, TemplateError, render
 
@@ -74,37 +74,11 @@ def _check_threshold(above: float | None, below: float | None, compare: Compare 
         _check_compare(compare, file, where, problems)
 
 
-def parse_change(text: str | float) -> tuple[float, bool]:
-    """'20%' → (0.2, relative); '0.02' → (0.02, absolute). Raises ValueError."""
-    raw = str(text).strip()
-    relative = raw.endswith("%")
-    value = float(raw[:-1]) / 100 if relative else float(raw)
-    if value < 0 or value != value:
-        raise ValueError(f"must be a non-negative number or percentage, got {text!r}")
-    return value, relative
-
-
-def fixed_time(value: str) -> float | None:
-    """'2026-11-20T12:00:00Z' → epoch seconds; None when `value` is not an RFC 3339 time."""
-    from datetime import datetime
-
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.timestamp() if parsed.tzinfo is not None else None
-
-
 def _check_baseline(value: str, key: str, marks: dict[str, Mark], file: str, where: str, problems: list[Problem]) -> None:
-    if value == "previous_version" or fixed_time(value) is not None:
-        return
     try:
-        if parse_duration(value) <= 0:
-            raise ValueError("offset must be positive")
-    except ValueError:
-        problem(problems, file, marks.get("@" + key.split(".")[-1]),
-                f"{where}: {key} must be 'previous_version', a time offset like 1d or an RFC 3339 time "
-                f"with a zone (2026-11-20T12:00:00Z), got {value!r}")
+        Baseline.parse(value)
+    except ValueError as exc:
+        problem(problems, file, marks.get("@" + key.split(".")[-1]), f"{where}: {key} {exc}")
 
 
 def _check_statistical(rule: Rule, file: str, where: str, problems: list[Problem]) -> None:
@@ -140,7 +114,7 @@ def _check_statistical(rule: Rule, file: str, where: str, problems: list[Problem
         problem(problems, file, c.marks.get(""), f"{where}: the sequential test needs min_effect (e.g. 50%)")
     if c.min_effect is not None:
         try:
-            parse_change(c.min_effect)
+            Change.parse(c.min_effect)
         except ValueError as exc:
             problem(problems, file, c.marks.get("@min_effect"), f"{where}: compare.min_effect {exc}")
 
@@ -153,7 +127,7 @@ def _check_compare(compare: Compare, file: str, where: str, problems: list[Probl
         value = getattr(compare, key)
         if value is not None:
             try:
-                parse_change(value)
+                Change.parse(value)
             except ValueError as exc:
                 problem(problems, file, compare.marks.get("@" + key), f"{where}: compare.{key} {exc}")
 

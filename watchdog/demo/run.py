@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import TextIO
 
 import requests
 
 import watchdog
-from watchdog.clock import rfc3339
+from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.loader import load
 from watchdog.daemon import Daemon
 from watchdog.demo.model_server import SimulatedModelServer
@@ -35,12 +34,13 @@ def rules_dir() -> Path:
 
 
 class _Printer:
-    def __init__(self, out: TextIO, start: float, quiet: bool):
-        self.out, self.start, self.quiet, self.last_id = out, start, quiet, 0
+    def __init__(self, out: TextIO, clock: Clock, quiet: bool):
+        self.out, self.clock, self.quiet, self.last_id = out, clock, quiet, 0
+        self.start = clock.now()
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            print(f"[{time.time() - self.start:5.1f}s] {text}", file=self.out, flush=True)
+            print(f"[{self.clock.now() - self.start:5.1f}s] {text}", file=self.out, flush=True)
 
     def new_events(self, daemon: Daemon) -> list[str]:
         events = daemon.store.history(limit=200, since_id=self.last_id)
@@ -64,14 +64,15 @@ def _values(daemon: Daemon) -> str:
     return "  ".join(parts) + f"  version={daemon.engine.versions.get('fraud-model')}"
 
 
-def run_demo(out: TextIO, quiet: bool = False) -> int:
-    start = time.time()
+def run_demo(out: TextIO, quiet: bool = False, clock: Clock | None = None) -> int:
+    clock = clock or SystemClock()
+    start = clock.now()
     with tempfile.TemporaryDirectory(prefix="model-watchdog-demo-") as tmp, \
             SimulatedModelServer(version="v2", previous_versions=("v1",)) as model:
         env = dict(os.environ, DEMO_MODEL_URL=model.url, DEMO_STATE=str(Path(tmp) / "state.db"))
         loaded = load(rules_dir() / "demo" / "watchdog.yaml", environ=env)
-        daemon = Daemon(loaded)
-        printer = _Printer(out, start, quiet)
+        daemon = Daemon(loaded, clock=clock)
+        printer = _Printer(out, clock, quiet)
         printer.say(f"simulated model server at {model.url} running version v2 (v1 before it); healthy")
         printer.say(f"daemon started: {len(loaded.rules)} rules, evaluating every {loaded.config.interval:g}s, "
                     f"status API at {daemon.start()}/api/v1/status")
@@ -81,7 +82,7 @@ def run_demo(out: TextIO, quiet: bool = False) -> int:
             daemon.shutdown()
         rollbacks = requests.get(model.url + "/rollbacks", timeout=5).json()
     effective = [r for r in rollbacks if r.get("effective")]
-    print(f"demo finished in {time.time() - start:.0f}s: {outcome}; the rollback hook was called "
+    print(f"demo finished in {clock.now() - start:.0f}s: {outcome}; the rollback hook was called "
           f"{len(rollbacks)} time(s), {len(effective)} effective.", file=out, flush=True)
     return 0 if outcome == "rolled back and recovered" and len(effective) == 1 else 1
 
@@ -89,20 +90,21 @@ def run_demo(out: TextIO, quiet: bool = False) -> int:
 def _story(daemon: Daemon, model_url: str, printer: _Printer) -> str:
     degraded = rolled_back = False
     last_values = 0.0
-    while time.time() - printer.start < DEADLINE:
-        time.sleep(0.25)
+    clock = printer.clock
+    while clock.now() - printer.start < DEADLINE:
+        clock.sleep(0.25)
         kinds = printer.new_events(daemon)
-        if time.time() - last_values >= 2.0:
-            last_values = time.time()
+        if clock.now() - last_values >= 2.0:
+            last_values = clock.now()
             printer.say(_values(daemon))
-        if not degraded and time.time() - printer.start >= HEALTHY_FOR:
+        if not degraded and clock.now() - printer.start >= HEALTHY_FOR:
             requests.post(model_url + "/control", json={"mode": "degraded"}, timeout=5)
             degraded = True
             printer.say("*** the model degrades: 20% errors, p99 latency 0.8s, accuracy 0.80 ***")
         rolled_back = rolled_back or any(k.startswith("decision:rollback completed") for k in kinds)
         if rolled_back and _all_quiet(daemon):
             printer.say(_values(daemon))
-            printer.say(f"all rules inactive again at {rfc3339(time.time())}: the target recovered")
+            printer.say(f"all rules inactive again at {rfc3339(clock.now())}: the target recovered")
             return "rolled back and recovered"
     return "rolled back but did not recover in time" if rolled_back else "no rollback happened"
 

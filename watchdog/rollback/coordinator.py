@@ -14,7 +14,8 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Callable
 
-from watchdog.rollback.executor import RollbackExecutor, RollbackRequest
+from watchdog.rollback.executor import RollbackExecutor, RollbackRequest, with_stack
+from watchdog.state.decisions import actuator_plan
 from watchdog.config.loader import LoadedConfig
 from watchdog.config.schema import LoadedRule
 from watchdog.rollback.guards import Guards, Outcome, Situation
@@ -87,7 +88,7 @@ class Rollbacks:
         if decision is not None and decision.status in ("pending", "running"):
             return  # not acted on yet
         self._awaiting[target] = None
-        if decision is not None and decision.status != "skipped" and "fired_at" in decision.context:
+        if decision is not None and decision.status != "skipped" and decision.context.timed:
             with self.store.transaction():
                 self.desk.mark(target, decision.rule, decision.id, "recovered_at", now)
 
@@ -123,7 +124,7 @@ class Rollbacks:
 
     def decision_finished(self, decision: Decision, status: str, now: float, message: str) -> None:
         """Inside the transaction that finishes a decision: the release ledger and the incident."""
-        to_release = decision.context.get("to_release")
+        to_release = decision.context.stack.to_release if decision.context.stack is not None else None
         if status == "succeeded" and to_release is not None:
             to = next((r for r in self.store.releases(decision.target, limit=200) if r.id == to_release), None)
             if to is not None:
@@ -158,7 +159,7 @@ class Rollbacks:
         return RollbackRequest(
             target=lr.target, rule=lr.rule.name, value=state.value, threshold=lr.rule.threshold(),
             labels=json.loads(key[2]), version=view.version, previous_version=view.previous_version,
-            reason=state.reason, severity=lr.rule.severity, plan=list(target.rollback),
+            reason=state.reason, severity=lr.rule.severity, plan=actuator_plan(target.rollback),
             breach_started_at=state.pending_since, pending_at=state.pending_since,
             fired_at=state.firing_since)
 
@@ -176,6 +177,4 @@ def stack(ledger: Ledger, request: RollbackRequest, to_release: int | None = Non
     plan = ledger.plan(request.target, to_release)
     if isinstance(plan, str):
         return plan
-    return replace(request, plan=[step.as_json() for step in plan.steps], to_version=f"release #{plan.to.id}",
-                   stack={"from_release": plan.current.id, "to_release": plan.to.id,
-                          "from_components": plan.current.components, "to_components": plan.to.components})
+    return with_stack(request, plan)

@@ -109,7 +109,7 @@ class Desk:
     def _decided_before(self, target: str, decision_id: str, started: float) -> bool:
         """An earlier decision on the same breach (an approval that expired, asked again): the
         breach was detected once."""
-        return any(d.id != decision_id and d.context.get("breach_started_at") == started
+        return any(d.id != decision_id and d.context.breach_started_at == started
                    for d in self.store.decisions(target=target, limit=5))
 
     # -- effects ------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ class Desk:
             request = replace(effect.request, depth=effect.depth)
             record_decision(self.store, request, now, awaiting_until=effect.awaiting_until, decision_id=effect.decision_id)
             if request.stack is not None and effect.awaiting_until is None:
-                self.store.set_release_state(request.stack["from_release"], "bad")
+                self.store.set_release_state(request.stack.from_release, "bad")
         elif isinstance(effect, PutHold):
             self.store.put_hold(Hold(target, now, incident.decision_id, incident.version, effect.reason))
         elif isinstance(effect, LiftHold):
@@ -149,7 +149,7 @@ class Desk:
                                        {"decision_id": decision_id, "mark": mark}))
         if mark == "recovered_at" and self.metrics is not None:
             decision = self.store.get_decision(decision_id)
-            started = decision.context.get("breach_started_at") if decision is not None else None
+            started = decision.context.breach_started_at if decision is not None else None
             if started is not None:  # from the first breaching evaluation to every rule inactive
                 self.metrics.time_to_recover.labels(target).observe(max(0.0, now - started))
 
@@ -174,10 +174,11 @@ class Desk:
     def _release_bad(self, target: str, decision_id: str) -> None:
         """The release a rollback went back to did not restore health (its copy is current)."""
         decision = self.store.get_decision(decision_id) if decision_id else None
-        if decision is None or decision.context.get("to_release") is None:
+        if decision is None or decision.context.stack is None:
             return
+        stack = decision.context.stack
         releases = self.store.releases(target, limit=200)
         for release in releases:
-            if release.id == decision.context["to_release"] or release.components == decision.context.get("to_components"):
+            if release.id == stack.to_release or release.components == stack.to_components:
                 if release.state != "bad":
                     self.store.set_release_state(release.id, "bad")  # type: ignore[arg-type]

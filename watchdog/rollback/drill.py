@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from watchdog.config import plugins
-from watchdog.rollback.executor import RollbackRequest, step_context, step_of
+from watchdog.rollback.executor import RollbackRequest, step_context
+from watchdog.state.decisions import PlannedStep, actuator_plan
 from watchdog.actuators.base import ActionContext
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig
@@ -64,7 +65,7 @@ def run_drill(loaded: LoadedConfig, store: StateStore, target: str, now: float, 
     previous = previous_good(versions, current)
     request = RollbackRequest(target=target, rule="drill", value=None, threshold={}, labels={}, version=current,
                               previous_version=previous, reason=f"rollback drill by {by}", severity="info",
-                              plan=list(config.rollback))
+                              plan=actuator_plan(config.rollback))
     drill = Drill(target=target, at=rfc3339(now), version=current, to=previous, guard="")
     if config.components:
         try:
@@ -84,14 +85,14 @@ def run_drill(loaded: LoadedConfig, store: StateStore, target: str, now: float, 
                             threshold={}, labels={}, version=current, previous_version=previous, fired_at=drill.at,
                             reason=request.reason, extra={"from_version": current or "", "to_version": previous or ""})
     for entry in request.plan:
-        drill.steps.append(_drill_step(loaded, step_of(entry), context))
+        drill.steps.append(_drill_step(loaded, entry, context))
     return _record(store, drill, now, by)
 
 
-def _drill_step(loaded: LoadedConfig, step: dict[str, Any], context: ActionContext) -> DrillStep:
-    name = step["actuator"]
-    out = DrillStep(actuator=name, plan="", component=step.get("component"), from_version=step.get("from_version"),
-                    to_version=step.get("to_version") or context.previous_version)
+def _drill_step(loaded: LoadedConfig, step: PlannedStep, context: ActionContext) -> DrillStep:
+    name = step.actuator
+    out = DrillStep(actuator=name, plan="", component=step.component, from_version=step.from_version,
+                    to_version=step.to_version or context.previous_version)
     spec = loaded.config.actuators.get(name)
     if spec is None:
         out.problem = f"actuator '{name}' is not configured"

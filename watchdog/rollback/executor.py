@@ -13,16 +13,18 @@ import threading
 import uuid
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Callable
 
 from watchdog.actuators.base import ActionContext, Actuator
 from watchdog.clock import rfc3339
 from watchdog.errors import WatchdogError
 from watchdog.metrics import DaemonMetrics
 from watchdog.redact import redact
+from watchdog.rollback.releases import StackPlan
 from watchdog.state.base import Decision, HistoryEvent, StateStore, Versions
+from watchdog.state.decisions import DecisionContext, PlannedStep, StackMove
 
-log = logging.getLogger("watchdog.actions")
+log = logging.getLogger("watchdog.rollback.executor")
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,10 @@ class RollbackRequest:
     previous_version: str | None
     reason: str
     severity: str
-    plan: list[Any]  # actuator names, or stack steps (PlanStep.as_json())
+    plan: tuple[PlannedStep, ...]  # actuators in order, or stack steps (watchdog.rollback.plans)
     to_version: str | None = None  # an explicit target version (manual `--to`); else previous_version
     requested_by: str | None = None  # the operator of a manual rollback; None when a rule fired
-    stack: dict[str, Any] | None = None  # stack rollbacks: {"from_release", "to_release", "from_components"}
+    stack: StackMove | None = None  # stack rollbacks: which release to which
     depth: int = 1  # 2 when a rollback that did not restore health is followed by another (max_depth)
     breach_started_at: float | None = None  # the first breaching evaluation (time to detect / to recover)
     pending_at: float | None = None  # the rule went pending (the series' pending_since)
@@ -63,11 +65,11 @@ def record_decision(store: StateStore, request: RollbackRequest, now: float, *, 
         version=request.version, previous_version=request.previous_version,
         fired_at=rfc3339(now), reason=request.reason,
         extra={"from_version": request.version or "", "to_version": to_version or ""})
-    details = {"context": context.as_json(), "plan": request.plan, "severity": request.severity,
-               "requested_by": request.requested_by, AWAITING: awaiting_until is not None,
-               "approve_by": awaiting_until, "depth": request.depth, "breach_started_at": request.breach_started_at,
-               "pending_at": request.pending_at, "fired_at": request.fired_at,
-               **(request.stack or {})}
+    details = DecisionContext(
+        action=context, plan=request.plan, severity=request.severity, requested_by=request.requested_by,
+        awaiting_approval=awaiting_until is not None, approve_by=awaiting_until, depth=request.depth,
+        breach_started_at=request.breach_started_at, pending_at=request.pending_at, fired_at=request.fired_at,
+        stack=request.stack)
     decision = Decision(id=decision_id, target=request.target, rule=request.rule, action="rollback",
                         created_at=now, context=details, status="pending" if awaiting_until else "running")
     who = f" by {request.requested_by}" if request.requested_by else ""
@@ -76,12 +78,12 @@ def record_decision(store: StateStore, request: RollbackRequest, now: float, *, 
         if awaiting_until is None:
             mark_bad(store, request.target, request.version, f"{request.rule}: {request.reason}")
         message = (f"rollback awaiting approval until {rfc3339(awaiting_until)}: {request.reason}" if awaiting_until
-                   else f"rollback decided{who}: {request.reason}; plan: {' → '.join(_describe(step_of(e)) for e in request.plan)}")
+                   else f"rollback decided{who}: {request.reason}; plan: {' → '.join(s.describe() for s in request.plan)}")
         store.append(HistoryEvent(id=None, at=now, target=request.target, rule=request.rule, series=request.labels,
                                   kind="decision", message=message,
                                   data={"decision_id": decision_id, "value": request.value, "threshold": request.threshold,
                                         "version": request.version, "previous_version": request.previous_version,
-                                        "to_version": to_version, "plan": request.plan,
+                                        "to_version": to_version, "plan": [s.to_json() for s in request.plan],
                                         "requested_by": request.requested_by}))
     return decision_id
 
@@ -117,7 +119,7 @@ class RollbackExecutor:
             raise WatchdogError(f"decision {decision_id} not found in the state store")
         context = _context_of(decision)
         done = {s.index for s in self._store.steps(decision_id) if s.status in ("succeeded", "skipped")}
-        steps = [step_of(entry) for entry in decision.context["plan"]]
+        steps = decision.context.plan
         for index, step in enumerate(steps):
             if index in done:
                 continue
@@ -129,13 +131,13 @@ class RollbackExecutor:
                 ran = self._run_step(decision, step_context(context, step), index, step, clock)
             if not ran:
                 return self._store.get_decision(decision_id).status  # type: ignore[union-attr]
-        shown = " → ".join(_describe(step) for step in steps)
+        shown = " → ".join(step.describe() for step in steps)
         self._finish(decision, context, "succeeded", clock(), f"rollback completed: {shown}")
         return "succeeded"
 
-    def _run_step(self, decision: Decision, context: ActionContext, index: int, step: dict[str, Any],
+    def _run_step(self, decision: Decision, context: ActionContext, index: int, step: PlannedStep,
                   clock: Callable[[], float]) -> bool:
-        name = step["actuator"]
+        name = step.actuator
         actuator = self._actuators.get(name)
         self._store.start_step(decision.id, index, name, clock())
         try:
@@ -145,8 +147,8 @@ class RollbackExecutor:
             if skip:
                 self._store.finish_step(decision.id, index, "skipped", clock(), skip)
                 self._history(clock(), decision.target, decision.rule, context.labels, "step",
-                              f"step {index + 1} ({_describe(step)}) skipped: {skip}",
-                              {"decision_id": decision.id, "actuator": name, "index": index, **_versions(step)})
+                              f"step {index + 1} ({step.describe()}) skipped: {skip}",
+                              {"decision_id": decision.id, "actuator": name, "index": index, **step.versions()})
                 return True
             message = actuator.apply(context, self._stop)
             verified = actuator.verify(context, self._stop)
@@ -159,32 +161,32 @@ class RollbackExecutor:
                 return False
             self._store.finish_step(decision.id, index, "failed", clock(), text)
             self._metrics.actions.labels(decision.target, name, "failed").inc()
-            restored = self._restore(decision, context, step, actuator, clock) if step.get("on_failure") == "restore" else ""
+            restored = self._restore(decision, context, step, actuator, clock) if step.on_failure == "restore" else ""
             self._finish(decision, context, "failed", clock(),
-                         f"rollback step {index + 1} ({_describe(step)}) failed: {text}{restored}")
+                         f"rollback step {index + 1} ({step.describe()}) failed: {text}{restored}")
             return False
         self._store.finish_step(decision.id, index, "succeeded", clock(), redact(message))
         self._metrics.actions.labels(decision.target, name, "succeeded").inc()
         self._history(clock(), decision.target, decision.rule, context.labels, "step",
-                      f"step {index + 1} ({_describe(step)}) succeeded: {redact(message)}",
-                      {"decision_id": decision.id, "actuator": name, "index": index, **_versions(step)})
+                      f"step {index + 1} ({step.describe()}) succeeded: {redact(message)}",
+                      {"decision_id": decision.id, "actuator": name, "index": index, **step.versions()})
         return True
 
-    def _restore(self, decision: Decision, context: ActionContext, step: dict[str, Any], actuator: Actuator | None,
+    def _restore(self, decision: Decision, context: ActionContext, step: PlannedStep, actuator: Actuator | None,
                  clock: Callable[[], float]) -> str:
         """Compensation (`on_failure: restore`): put the component back where it was."""
-        if actuator is None or not step.get("from_version"):
+        if actuator is None or not step.from_version:
             return "; nothing to restore"
-        back = replace(context, extra={**context.extra, "from_version": step["to_version"], "to_version": step["from_version"]})
+        back = replace(context, extra={**context.extra, "from_version": step.to_version or "", "to_version": step.from_version})
         try:
             actuator.apply(back, self._stop)
             actuator.verify(back, self._stop)
         except Exception as exc:  # report, never mask the original failure
-            outcome = f"; restoring {step['component']} to {step['from_version']} failed too: {redact(str(exc))}"
+            outcome = f"; restoring {step.component} to {step.from_version} failed too: {redact(str(exc))}"
         else:
-            outcome = f"; {step['component']} restored to {step['from_version']}"
+            outcome = f"; {step.component} restored to {step.from_version}"
         self._history(clock(), decision.target, decision.rule, context.labels, "step", outcome.lstrip("; "),
-                      {"decision_id": decision.id, "component": step.get("component")})
+                      {"decision_id": decision.id, "component": step.component})
         return outcome
 
     def _finish(self, decision: Decision, context: ActionContext, status: str, now: float, message: str) -> None:
@@ -199,23 +201,26 @@ class RollbackExecutor:
         # Where the actuators finish: the decision's outcome, and time to act when it succeeded.
         self._metrics.decisions.labels(decision.target, status).inc()
         if status == "succeeded":  # from the rule firing to the last step done (watchdog.rollback.timeline)
-            fired = decision.context.get("fired_at") or decision.created_at
+            fired = decision.context.fired_at or decision.created_at
             self._metrics.time_to_act.labels(decision.target).observe(max(0.0, now - fired))
         log.log(logging.INFO if status == "succeeded" else logging.ERROR, "%s: %s", decision.target, message)
 
     def _component_versions(self, decision: Decision) -> dict[str, str]:
         """Which version each component of a stack rollback is at, from the recorded steps."""
-        steps = [step_of(e) for e in decision.context["plan"]]
-        if not any("component" in s for s in steps):
+        steps = decision.context.plan
+        if not any(s.component is not None for s in steps):
             return {}
         outcome = {s.index: s for s in self._store.steps(decision.id)}
-        versions = dict(decision.context.get("from_components") or {})
+        stack = decision.context.stack
+        versions = dict(stack.from_components if stack is not None else {})
         for index, step in enumerate(steps):
             recorded = outcome.get(index)
+            if step.component is None:
+                continue
             if recorded is not None and recorded.status in ("succeeded", "skipped"):
-                versions[step["component"]] = step["to_version"]
-            elif "component" in step:
-                versions.setdefault(step["component"], step.get("from_version") or "unknown")
+                versions[step.component] = step.to_version  # type: ignore[assignment]
+            else:
+                versions.setdefault(step.component, step.from_version or "unknown")
         return dict(sorted(versions.items()))
 
     def resume_unfinished(self, clock: Callable[[], float],
@@ -243,26 +248,19 @@ class RollbackExecutor:
                                         kind=kind, message=message, data=data))
 
 
-def step_of(entry: str | dict[str, Any]) -> dict[str, Any]:
-    """A plan entry: an actuator name (classic targets) or a stack step (component targets)."""
-    return {"actuator": entry} if isinstance(entry, str) else dict(entry)
-
-
-def step_context(context: ActionContext, step: dict[str, Any]) -> ActionContext:
-    if "component" not in step:
+def step_context(context: ActionContext, step: PlannedStep) -> ActionContext:
+    if step.component is None:
         return context
-    return replace(context, extra={**context.extra, "component": step["component"],
-                                   "from_version": step.get("from_version") or "", "to_version": step["to_version"]})
+    return replace(context, extra={**context.extra, "component": step.component,
+                                   "from_version": step.from_version or "", "to_version": step.to_version or ""})
 
 
-def _describe(step: dict[str, Any]) -> str:
-    if "component" not in step:
-        return step["actuator"]
-    return f"{step['component']} {step.get('from_version') or '?'}→{step['to_version']} via {step['actuator']}"
-
-
-def _versions(step: dict[str, Any]) -> dict[str, Any]:
-    return {k: step[k] for k in ("component", "from_version", "to_version") if k in step}
+def with_stack(request: RollbackRequest, plan: StackPlan) -> RollbackRequest:
+    """A request for a target with components: the plan's steps, from its release to the other."""
+    return replace(request, plan=tuple(PlannedStep(s.actuator, s.component, s.from_version, s.to_version, s.on_failure)
+                                       for s in plan.steps),
+                   to_version=f"release #{plan.to.id}",
+                   stack=StackMove(plan.current.id, plan.to.id, dict(plan.current.components), dict(plan.to.components)))
 
 
 def _compare_and_set(actuator: Actuator, context: ActionContext) -> str:
@@ -280,8 +278,6 @@ def _compare_and_set(actuator: Actuator, context: ActionContext) -> str:
 
 
 def _context_of(decision: Decision) -> ActionContext:
-    data = dict(decision.context["context"])
-    fields = ActionContext.__dataclass_fields__
-    extra = {k: str(v) for k, v in data.items() if k not in fields}
-    known = {k: v for k, v in data.items() if k in fields and k != "extra"}
-    return ActionContext(**known, extra=extra)
+    if decision.context.action is None:
+        raise WatchdogError(f"decision {decision.id} has no action context in the state store")
+    return decision.context.action

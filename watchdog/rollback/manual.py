@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from watchdog.rollback.executor import RollbackRequest, record_decision
+from watchdog.rollback.executor import RollbackRequest, record_decision, with_stack
+from watchdog.state.decisions import actuator_plan
 from watchdog.clock import rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.errors import WatchdogError
@@ -116,8 +117,6 @@ def reject(loaded: LoadedConfig, store: StateStore, decision_id: str, by: str, r
 
 def stack_request(loaded: LoadedConfig, store: StateStore, request: RollbackRequest,
                    to_version: str | None) -> RollbackRequest:
-    from dataclasses import replace
-
     from watchdog.rollback.releases import Ledger
 
     wanted = None
@@ -129,16 +128,14 @@ def stack_request(loaded: LoadedConfig, store: StateStore, request: RollbackRequ
     plan = Ledger(store, loaded.config).plan(request.target, wanted)
     if isinstance(plan, str):
         raise OperatorError(f"not rolling back {request.target}: {plan}")
-    return replace(request, plan=[s.as_json() for s in plan.steps], to_version=f"release #{plan.to.id}",
-                   stack={"from_release": plan.current.id, "to_release": plan.to.id,
-                          "from_components": plan.current.components, "to_components": plan.to.components})
+    return with_stack(request, plan)
 
 
 def _awaiting(store: Journal, decision_id: str):  # type: ignore[no-untyped-def]
     decision = store.get_decision(decision_id)
     if decision is None:
         raise OperatorError(f"no decision {decision_id} (see `model-watchdog status` for pending approvals)")
-    if decision.status != "pending" or not decision.context.get("awaiting_approval"):
+    if decision.status != "pending" or not decision.context.awaiting_approval:
         raise OperatorError(f"decision {decision_id} is {decision.status}, not awaiting approval")
     return decision
 
@@ -170,7 +167,7 @@ def manual_rollback(loaded: LoadedConfig, store: StateStore, target: str, by: st
         raise OperatorError(f"target {target} has no rollback actuators")
     request = RollbackRequest(target=target, rule="manual", value=None, threshold={}, labels={}, version=current,
                               previous_version=previous, reason=f"manual rollback by {by}: {reason}",
-                              severity="critical", plan=list(config.rollback), to_version=to_version, requested_by=by)
+                              severity="critical", plan=actuator_plan(config.rollback), to_version=to_version, requested_by=by)
     if config.components:
         request = stack_request(loaded, store, request, to_version)
     with store.transaction():

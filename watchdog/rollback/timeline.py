@@ -43,8 +43,8 @@ def timeline(decision: Decision, store: Journal, marks: dict[str, float]) -> dic
     actuated = (max((s.finished_at for s in steps if s.finished_at is not None), default=None)
                 if decision.status == "succeeded" else None)
     times: dict[str, float | None] = {
-        "breach_started_at": ctx.get("breach_started_at"), "pending_at": ctx.get("pending_at"),
-        "fired_at": ctx.get("fired_at"), "decided_at": decision.created_at, "actuated_at": actuated,
+        "breach_started_at": ctx.breach_started_at, "pending_at": ctx.pending_at,
+        "fired_at": ctx.fired_at, "decided_at": decision.created_at, "actuated_at": actuated,
         "verified_at": marks.get("verified_at"), "recovered_at": marks.get("recovered_at")}
     return {"decision_id": decision.id, "target": decision.target, "rule": decision.rule, "status": decision.status,
             **times,

@@ -12,11 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from watchdog.config.validate import parse_change
 from watchdog.config.schema import Compare, Condition, Rule
 from watchdog.errors import WatchdogError
-from watchdog.rules.statistical import baseline_of, judge_statistical
-from watchdog.rules.verdict import RULE_LEVEL, Outcome, Situation, Verdict, fetch_rendered
+from watchdog.rules.statistical import judge_statistical
+from watchdog.rules.verdict import RULE_LEVEL, Outcome, Situation, Verdict, baseline_of, fetch_rendered
 from watchdog.samples import Labels, Sample, format_labels, without_name
 
 
@@ -115,14 +114,12 @@ def _judge_against_baseline(compare: Compare, sample: Sample, where: str, baseli
 def _departs(compare: Compare, value: float, base: float) -> tuple[bool, str]:
     limits = []
     breach = False
-    if compare.max_increase is not None:
-        amount, relative = parse_change(compare.max_increase)
-        ceiling = base * (1 + amount) if relative else base + amount
+    if compare.max_increase_value is not None:
+        ceiling = compare.max_increase_value.above(base)
         breach |= value > ceiling
         limits.append(f"≤ {ceiling:.6g}")
-    if compare.max_decrease is not None:
-        amount, relative = parse_change(compare.max_decrease)
-        floor = base * (1 - amount) if relative else base - amount
+    if compare.max_decrease_value is not None:
+        floor = compare.max_decrease_value.below(base)
         breach |= value < floor
         limits.append(f"≥ {floor:.6g}")
     return breach, " and ".join(limits)
@@ -132,14 +129,15 @@ def _unversioned(labels: Labels) -> Labels:
     return tuple(p for p in labels if p[0] != "version")
 
 
+
 def _baselines(compare: Compare, source: str, query: str, situation: Situation) -> dict[Labels, float] | str:
     """The baseline value per series (labels without `version`), or why there is none."""
-    base = baseline_of(compare.baseline, situation)
+    base = baseline_of(compare.baseline_value, situation)
     if isinstance(base, str):
         return base
     variables, at = base
     result = fetch_rendered(situation, source, query, at, variables)
-    if not isinstance(result, WatchdogError) and not result.samples and compare.baseline == "previous_version" \
+    if not isinstance(result, WatchdogError) and not result.samples and compare.baseline_value.kind == "previous_version" \
             and situation.previous_seen_at is not None:
         # The previous version no longer serves (a full replacement, not a canary): its
         # series as they were when it last ran are the baseline.

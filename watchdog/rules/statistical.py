@@ -13,8 +13,8 @@ import math
 from typing import Any, Mapping
 
 from watchdog import stats
-from watchdog.config.validate import parse_change
 from watchdog.config.schema import Compare, Drift, Rule
+from watchdog.config.values import Change
 from watchdog.errors import WatchdogError
 from watchdog.rules.verdict import RULE_LEVEL, Outcome, Situation, Verdict, baseline_of, fetch_rendered
 from watchdog.samples import without_name
@@ -42,11 +42,8 @@ def _verdict(rule: Rule, result: stats.StatResult, value: float | None, baseline
                    baseline=baseline, details={"test": result.to_dict()}, memory=memory)
 
 
-def _relative(value: str | float | None) -> float:
-    if value is None:
-        return 0.0
-    amount, _ = parse_change(value)
-    return amount
+def _relative(value: Change | None) -> float:
+    return 0.0 if value is None else value.amount
 
 
 # -- fetching ------------------------------------------------------------------------------------
@@ -107,7 +104,7 @@ def _classes(situation: Situation, source: str, query: str, variables: Mapping[s
 # -- the tests -----------------------------------------------------------------------------------
 
 def _compare(rule: Rule, c: Compare, situation: Situation) -> Verdict:
-    base = baseline_of(c.baseline, situation)
+    base = baseline_of(c.baseline_value, situation)
     if isinstance(base, str):
         return Verdict(RULE_LEVEL, Outcome.INSUFFICIENT, None, f"{rule.name}: {base}")
     base_vars, base_at = base
@@ -115,20 +112,20 @@ def _compare(rule: Rule, c: Compare, situation: Situation) -> Verdict:
         now_values = _observations(situation, rule.source, c.samples, situation.variables, situation.now)
         then_values = _observations(situation, rule.source, c.samples, base_vars, base_at)
         result = stats.mann_whitney_samples(now_values, then_values, confidence=c.confidence,
-                                            min_effect=_relative(c.min_effect), min_samples=int(c.min_total))
+                                            min_effect=_relative(c.min_effect_value), min_samples=int(c.min_total))
         return _verdict(rule, result, result.effect, None)
     if c.test == "mann_whitney":
         assert c.histogram
         current = _buckets(situation, rule.source, c.histogram, situation.variables, situation.now)
         reference = _buckets(situation, rule.source, c.histogram, base_vars, base_at)
-        result = stats.mann_whitney_buckets(current, reference, confidence=c.confidence, min_effect=_relative(c.min_effect),
+        result = stats.mann_whitney_buckets(current, reference, confidence=c.confidence, min_effect=_relative(c.min_effect_value),
                                             min_samples=int(c.min_total))
         return _verdict(rule, result, result.effect, None)
     current_counts = _counts(situation, rule, c, situation.variables, situation.now)
     baseline_counts = _counts(situation, rule, c, base_vars, base_at)
     if c.test == "proportion":
         result = stats.proportion_test(current_counts, baseline_counts, confidence=c.confidence,
-                                       min_effect=_relative(c.min_effect), min_total=c.min_total)
+                                       min_effect=_relative(c.min_effect_value), min_total=c.min_total)
         return _verdict(rule, result, current_counts.rate, baseline_counts.rate)
     return _sequential(rule, c, situation, current_counts, baseline_counts)
 
@@ -142,7 +139,7 @@ def _sequential(rule: Rule, c: Compare, situation: Situation, current: stats.Cou
     if not restart and stats.SprtState.from_json(memory["sprt"]).blocked and baseline.total >= c.min_total:
         restart = True  # the baseline was too small when the test started; it is big enough now
     if restart:
-        state = stats.sprt_start(baseline, min_effect=_relative(c.min_effect), confidence=c.confidence,
+        state = stats.sprt_start(baseline, min_effect=_relative(c.min_effect_value), confidence=c.confidence,
                                  power=c.power, min_baseline_total=c.min_total)
         last = [0.0, 0.0]
     else:
@@ -156,7 +153,7 @@ def _sequential(rule: Rule, c: Compare, situation: Situation, current: stats.Cou
 
 
 def _drift(rule: Rule, d: Drift, situation: Situation) -> Verdict:
-    base = baseline_of(d.reference, situation)
+    base = baseline_of(d.reference_value, situation)
     if isinstance(base, str):
         return Verdict(RULE_LEVEL, Outcome.INSUFFICIENT, None, f"{rule.name}: {base}")
     base_vars, base_at = base

@@ -13,8 +13,7 @@ from enum import Enum
 from typing import Any, Callable, Mapping
 
 from watchdog.config.templating import TemplateError, bound_parameters, render
-from watchdog.config.validate import fixed_time
-from watchdog.durations import parse_duration
+from watchdog.config.values import Baseline
 from watchdog.errors import WatchdogError
 from watchdog.samples import Labels, QueryResult
 
@@ -67,14 +66,12 @@ def fetch_rendered(situation: Situation, source: str, query: str, at: float,
     return situation.fetch(source, rendered, at, bound_parameters(values))
 
 
-def baseline_of(reference: str, situation: Situation) -> tuple[Mapping[str, str | None], float] | str:
-    """Where the baseline comes from: (placeholder values, time), or why there is none."""
-    if reference == "previous_version":
+def baseline_of(reference: Baseline, situation: Situation) -> tuple[Mapping[str, str | None], float] | str:
+    """Where the baseline comes from: (placeholder values, time), or why there is none.
+    A fixed time is a stored reference window: the same query as it answered then."""
+    if reference.kind == "previous_version":
         previous = situation.variables.get("previous_version")
         if not previous:
             return "no previous version known yet: nothing to compare with"
         return {**situation.variables, "version": previous}, situation.now
-    fixed = fixed_time(reference)
-    if fixed is not None:  # a stored reference window: the same query as it answered then
-        return situation.variables, fixed
-    return situation.variables, situation.now - parse_duration(reference)
+    return situation.variables, reference.when(situation.now)

@@ -19,21 +19,21 @@ The engine calls, once per tick:
   skipped for `cooldown` seconds (calls fail at once with SourceError kind `circuit_open`);
   then one call probes it (half-open): success closes the circuit, failure opens it again.
 
-Deadlines are `time.monotonic()` instants (real waiting); the breaker's cool-down is measured
-with the injected clock, so tests drive it with `FakeClock`.
+Deadlines are instants of the injected clock's `monotonic()` (the engine's tick budget is
+measured on it), the breaker's cool-down is measured with its `now()`; so tests drive both
+with `FakeClock`, whose monotonic time also passes while real calls run.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable, Iterable, Sequence, Union
 
-from watchdog.clock import Clock, SystemClock
+from watchdog.clock import Clock, SystemClock, real_deadline
 from watchdog.errors import QueryError, SourceError
 from watchdog.metrics import DaemonMetrics
 from watchdog.retrying import Interrupted, call_with_retries
@@ -137,7 +137,7 @@ class SourceRunner:
                    deadline: float | None = None) -> dict[str, SourceError | None]:
         """Start a tick: forget last tick's answers and run `begin_tick` of the sources in
         `names` (default: all) concurrently. Never raises; returns each source's failure.
-        `deadline` is a `time.monotonic()` instant (default: the query timeout from now)."""
+        `deadline` is a `clock.monotonic()` instant (default: the query timeout from now)."""
         with self._lock:
             self._cache.clear()
             self._failed_this_tick.clear()
@@ -179,12 +179,12 @@ class SourceRunner:
 
     def _begin_one(self, name: str, now: float, until: float) -> SourceError | None:
         slot = self._slots[name]
-        if not slot.acquire(timeout=max(0.0, until - time.monotonic())):
+        if not slot.acquire(timeout=max(0.0, until - self.clock.monotonic())):
             return SourceError(f"source {name} is busy with earlier calls that have not finished", "timeout")
         try:
             source = self.sources[name]
             within = getattr(source, "begin_tick_within", None)
-            return within(now, until) if within is not None else source.begin_tick(now)
+            return within(now, real_deadline(self.clock, until)) if within is not None else source.begin_tick(now)
         except Exception as exc:  # the interface says begin_tick does not raise; a plugin may
             log.exception("source %s: begin_tick raised", name)
             return SourceError(f"source {name}: begin_tick raised {type(exc).__name__}: {exc}", "internal")
@@ -235,7 +235,7 @@ class SourceRunner:
               results: dict[_Key, Answer], over: threading.Event) -> None:
         while True:
             with self._lock:
-                if over.is_set() or not queue or time.monotonic() >= until:
+                if over.is_set() or not queue or self.clock.monotonic() >= until:
                     return  # what is left is reported as not finished by its deadline
                 key, params = queue.popleft()
             answer = self._call(name, key[1], now, params, until)
@@ -250,17 +250,17 @@ class SourceRunner:
             circuit = self._circuits[name]
             if not circuit.allow(self.clock.now()):
                 return circuit.refusal(name, self.clock.now())
-        started = time.monotonic()
+        started = self.clock.monotonic()
         try:
             return self._attempts(name, self.sources[name], query, now, params, until)
         finally:
             if self.metrics is not None:
-                self.metrics.source_query_duration.labels(name).observe(time.monotonic() - started)
+                self.metrics.source_query_duration.labels(name).observe(self.clock.monotonic() - started)
 
     def _attempts(self, name: str, source: Source, query: str, now: float, params: Params,
                   until: float) -> Answer:
         slot = self._slots[name]
-        if not slot.acquire(timeout=max(0.0, until - time.monotonic())):
+        if not slot.acquire(timeout=max(0.0, until - self.clock.monotonic())):
             return SourceError(f"source {name} is busy: earlier calls have not finished within "
                                f"{self.settings.query_timeout:g}s", "timeout")
         options = getattr(source, "options", None)
@@ -270,7 +270,7 @@ class SourceRunner:
             return call_with_retries(
                 lambda: invoke(source, query, now, params), attempts=int(retries) + 1,
                 initial_wait=float(backoff), max_wait=self.settings.max_wait, stop=self.stop,
-                retry_on=_transient, describe=f"source {name}", deadline=until)
+                retry_on=_transient, describe=f"source {name}", deadline=real_deadline(self.clock, until))
         except (SourceError, QueryError) as exc:
             return detached(exc)  # kept in this tick's cache: without the frames of the failed call
         except Interrupted as exc:
@@ -284,7 +284,7 @@ class SourceRunner:
     # -- bookkeeping ---------------------------------------------------------------------------------
 
     def _until(self, deadline: float | None) -> float:
-        until = time.monotonic() + self.settings.query_timeout
+        until = self.clock.monotonic() + self.settings.query_timeout
         return until if deadline is None else min(until, deadline)
 
     def _run_threads(self, jobs: list[tuple[str, Callable[[], None]]], until: float) -> None:
@@ -295,7 +295,7 @@ class SourceRunner:
             thread.start()
         for thread in threads:
             while thread.is_alive() and not self.stop.is_set():
-                left = until + 0.05 - time.monotonic()
+                left = until + 0.05 - self.clock.monotonic()
                 if left <= 0:
                     break
                 thread.join(min(left, 0.1))

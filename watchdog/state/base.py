@@ -39,6 +39,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from watchdog.state.decisions import DecisionContext
+
 #: (target, rule, series_key) — the key of one rule state.
 RuleStateKey = tuple[str, str, str]
 
@@ -96,7 +98,7 @@ class Decision:
     rule: str
     action: str
     created_at: float
-    context: dict[str, Any]
+    context: DecisionContext  # JSON only in the store: to_json() / from_json()
     status: str
     finished_at: float | None = None
     #: the replica executing it (see `StateStore.claim_decision`) and since when

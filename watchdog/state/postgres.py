@@ -625,3 +625,4 @@ class PostgresTargetLocks(TargetLocks):
                 except psycopg.Error:
                     pass  # closing the connection below frees them too
             self._drop()
+

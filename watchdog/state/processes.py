@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
+from watchdog.clock import Clock, SystemClock
 from watchdog.errors import StateError
 from watchdog.state.base import HistoryEvent, StateStore
 
@@ -82,8 +83,9 @@ def child_ended(pgid: int) -> None:
 class ProcessJournal:
     """Records step process groups in `store` and ends the ones a dead daemon left behind."""
 
-    def __init__(self, store: StateStore, *, grace: float = GRACE):
+    def __init__(self, store: StateStore, *, grace: float = GRACE, clock: Clock | None = None):
         self._store = store
+        self._clock = clock or SystemClock()  # the history's times (the grace is real waiting: real time)
         self.grace = grace
 
     @contextmanager
@@ -162,7 +164,7 @@ class ProcessJournal:
         decision = self._store.get_decision(decision_id)
         if decision is None:
             return
-        self._store.append(HistoryEvent(None, time.time(), decision.target, decision.rule, {}, "step",
+        self._store.append(HistoryEvent(None, self._clock.now(), decision.target, decision.rule, {}, "step",
                                         f"step {index + 1}: {message}", {"decision_id": decision_id, "index": index}))
 
     def _clear(self, decision_id: str, index: int) -> None:

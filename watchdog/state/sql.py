@@ -32,6 +32,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from watchdog.errors import StateError
+from watchdog.state.decisions import DecisionContext
 from watchdog.state.base import (
     DECISION_STATUSES,
     RELEASE_STATES,
@@ -335,7 +336,7 @@ class SQLStateStore(StateStore):
 
     def create_decision(self, decision: Decision) -> None:
         check_status(decision.status, DECISION_STATUSES, "decision")
-        context = dump_json(decision.context, f"the context of decision {decision.id!r}")
+        context = dump_json(decision.context.to_json(), f"the context of decision {decision.id!r}")
         with self.transaction():
             # ON CONFLICT: a concurrent insert by another replica counts as "exists" too.
             added = self._exec(
@@ -576,7 +577,8 @@ class SQLStateStore(StateStore):
 def _decision(row: tuple[Any, ...]) -> Decision:
     id_, target, rule, action, created_at, context, status, finished_at, by, at = row
     return Decision(
-        id_, target, rule, action, created_at, load_json(context), status, finished_at, by, at
+        id_, target, rule, action, created_at, DecisionContext.from_json(load_json(context)), status, finished_at,
+        by, at
     )
 
 

@@ -6,7 +6,6 @@ request; the body's `by` (or an `X-Operator` header) is only a note next to the 
 
 from __future__ import annotations
 
-import time
 from typing import Any, Protocol
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -14,6 +13,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from watchdog.errors import WatchdogError
 from watchdog.config.loader import LoadedConfig
 from watchdog.durations import parse_duration
+from watchdog.clock import Clock
 from watchdog.metrics import DaemonMetrics
 from watchdog.rollback import manual
 from watchdog.rollback.drill import Drill
@@ -48,6 +48,7 @@ class GuardingDaemon(Protocol):
     routes and so is not imported here)."""
 
     metrics: DaemonMetrics
+    clock: Clock
     loaded: LoadedConfig
     store: StateStore
 
@@ -75,7 +76,7 @@ def routes(daemon: GuardingDaemon) -> list[Route]:
         from watchdog.web.statuspage import render
         from watchdog.rollback.timeline import with_plots
         thresholds = {(lr.target, lr.rule.name): lr.rule.threshold() for lr in daemon.loaded.rules}
-        incidents = with_plots(daemon.store, thresholds, time.time())
+        incidents = with_plots(daemon.store, thresholds, daemon.clock.now())
         return Response(200, render(daemon.status(), incidents=incidents), "text/html; charset=utf-8")
 
     def history(req: Request) -> Response:
@@ -104,28 +105,28 @@ def routes(daemon: GuardingDaemon) -> list[Route]:
         except ValueError as exc:
             return Response(400, {"error": f'"for": {exc}'})
         done = manual.pause(daemon.loaded, daemon.store, req.params["target"], who(req),
-                              why(req), time.time(), duration)
+                              why(req), daemon.clock.now(), duration)
         return Response(200, {"message": done.message})
 
     def resume(req: Request) -> Response:
         done = manual.resume(daemon.loaded, daemon.store, req.params["target"], who(req),
-                               why(req), time.time())
+                               why(req), daemon.clock.now())
         return Response(200, {"message": done.message})
 
     def rollback(req: Request) -> Response:
         if not isinstance(req.body.get("to"), (str, type(None))):
             return Response(400, {"error": '"to" must be a version string'})
         done = manual.manual_rollback(daemon.loaded, daemon.store, req.params["target"], who(req),
-                                        why(req), time.time(),
+                                        why(req), daemon.clock.now(),
                                         req.body.get("to"), bool(req.body.get("force", False)))
         return Response(202, {"message": done.message, "decision_id": done.decision_id})
 
     def approve(req: Request) -> Response:
-        done = manual.approve(daemon.loaded, daemon.store, req.params["decision"], who(req), time.time())
+        done = manual.approve(daemon.loaded, daemon.store, req.params["decision"], who(req), daemon.clock.now())
         return Response(200, {"message": done.message})
 
     def reject(req: Request) -> Response:
-        done = manual.reject(daemon.loaded, daemon.store, req.params["decision"], who(req), why(req), time.time())
+        done = manual.reject(daemon.loaded, daemon.store, req.params["decision"], who(req), why(req), daemon.clock.now())
         return Response(200, {"message": done.message})
 
     def release(req: Request) -> Response:
@@ -134,7 +135,7 @@ def routes(daemon: GuardingDaemon) -> list[Route]:
             return Response(400, {"error": 'body needs "components": {"name": "version", ...}'})
         done = manual.record_release(daemon.loaded, daemon.store, req.params["target"],
                                        {str(k): str(v) for k, v in components.items()}, who(req),
-                                       why(req, "note"), time.time(), origin="api")
+                                       why(req, "note"), daemon.clock.now(), origin="api")
         return Response(201, {"message": done.message})
 
     def releases(req: Request) -> Response:
