@@ -30,7 +30,7 @@ from watchdog.state.base import HistoryEvent, StateStore
 from watchdog.state.processes import ProcessJournal
 
 if TYPE_CHECKING:
-    from watchdog.server import AuthPolicy
+    from watchdog.server import ApiServer, AuthPolicy
 
 log = logging.getLogger("watchdog.daemon")
 
@@ -51,6 +51,7 @@ class Daemon:
         self.last_report: TickReport | None = None
         self.last_error = ""
         self.store_lost = ""  # why the state store is gone (deleted, replaced); "" while it is there
+        self._lost_lock = threading.Lock()  # the tick and API handler threads both check the store
         self._install(loaded)
         self.metrics.config_last_reload_success.set(1)
         self._reload_good()
@@ -239,13 +240,26 @@ class Daemon:
         if target in self.loaded.config.targets:
             self.notifier.notify(self.loaded.config.targets[target].alert, alert)
 
+    def writes_refused(self) -> str:
+        """Why the API must not change anything now (the state store is lost), or "".
+        Asked afresh before each mutating request, not only at the tick: a pause written to a
+        deleted file between two ticks would be acknowledged and vanish."""
+        return self.store_lost if self._store_is_lost(self.clock.now()) else ""
+
     def _store_is_lost(self, now: float) -> bool:
         """Check the state store is still the one opened; when it is gone, stop acting, alert once."""
         if self.store_lost:
             return True
-        reason = self.store.lost()
-        if not reason:
-            return False
+        with self._lost_lock:
+            if self.store_lost:
+                return True
+            reason = self.store.lost()
+            if not reason:
+                return False
+            self._lost(reason, now)
+            return True
+
+    def _lost(self, reason: str, now: float) -> None:
         self.store_lost = reason
         self.metrics.evaluation_failures.inc()
         log.critical("not evaluating or acting any more: %s", reason)
@@ -257,12 +271,11 @@ class Daemon:
             self.notifier.notify(settings.alert, Alert(
                 status="firing", kind="state_lost", dedup_key=f"{target}/state_lost", target=target, rule="",
                 severity="critical", summary=f"{target}: model-watchdog stopped guarding: {reason}", at=rfc3339(now)))
-        return True
 
     # -- health -------------------------------------------------------------------------------------
 
     def health(self) -> tuple[bool, str]:
-        if self.store_lost:
+        if self._store_is_lost(self.clock.now()):
             return False, self.store_lost
         interval = self.loaded.config.interval
         if self.last_tick is not None and self.clock.now() - self.last_tick > max(3 * interval, 30) + SHUTDOWN_GRACE:
@@ -282,14 +295,9 @@ class Daemon:
 
     def start(self) -> str:
         """Start HTTP, alert delivery and the tick scheduler in the background; returns the URL."""
-        from watchdog.api import routes
         from watchdog.scheduler import TickScheduler
-        from watchdog.server import ApiServer, Limits
 
-        api = self.loaded.config.api
-        limits = Limits(max_body=api.max_body, idle_timeout=api.idle_timeout, request_timeout=api.request_timeout,
-                        max_connections=api.max_connections, handler_threads=api.handler_threads)
-        self._server = ApiServer(self.loaded.config.listen, routes(self), _auth_policy(self.loaded), limits)
+        self._server = self.api_server()
         self._server.start()
         self.notifier.start()
         self._scheduler = TickScheduler(self.loaded.config.interval, self.run_once)
@@ -298,6 +306,19 @@ class Daemon:
                  len(self.loaded.rules), len(self.loaded.config.targets), self.loaded.config.interval,
                  self._server.address)
         return self._server.address
+
+    def api_server(self) -> "ApiServer":
+        """The HTTP API on `listen` (bound, not yet serving): mutating requests are refused
+        while the state store is lost; connections ended by a limit are counted."""
+        from watchdog.api import routes
+        from watchdog.server import ApiServer, Limits
+
+        api = self.loaded.config.api
+        limits = Limits(max_body=api.max_body, idle_timeout=api.idle_timeout, request_timeout=api.request_timeout,
+                        max_connections=api.max_connections, handler_threads=api.handler_threads)
+        rejected = self.metrics.api_connections_rejected
+        return ApiServer(self.loaded.config.listen, routes(self), _auth_policy(self.loaded), limits,
+                         on_reject=lambda reason: rejected.labels(reason).inc(), writes_refused=self.writes_refused)
 
     def shutdown(self) -> None:
         """Finish the tick in progress (retries are cut short by `stop`), then close everything."""
