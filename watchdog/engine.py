@@ -178,7 +178,8 @@ class Engine:
         """Tell the target's rollback incident what this tick saw (see watchdog.rollback)."""
         rules = self._rollback_rules.get(target, set())
         view = TargetView(target, self.versions.get(target), self.previous_version(target),
-                          self.version_changed_at.get(target), self.states.of_target(target, rules), newly_fired)
+                          self.version_changed_at.get(target), self.states.of_target(target, rules), newly_fired,
+                          version_problem=self.version_gate.invalid.get(target))
         before = self.desk.load(target).decision_id
         incident = self.rollbacks.tick(view, now)
         self._known_versions.pop(target, None)  # a rollback may have marked a version bad
