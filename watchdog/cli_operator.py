@@ -221,7 +221,7 @@ def _post_to_daemon(where: str, path: str, token: str, timeout: float) -> tuple[
         session.close()
     try:
         body = json.loads(raw or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
         raise operator.OperatorError(f"the answer from {where} (HTTP {response.status_code}) is not a JSON object: "

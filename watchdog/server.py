@@ -250,6 +250,8 @@ class ApiServer:
             data = json.loads(body) if body.strip() else {}
         except ValueError as exc:
             return Response(400, {"error": f"request body is not JSON: {exc}"})
+        except RecursionError:  # "[[[[…" a megabyte deep: the parser's recursion limit, not a server error
+            return Response(400, {"error": "request body is not JSON we accept: nested too deeply"})
         if not isinstance(data, dict):
             return Response(400, {"error": "request body must be a JSON object"})
         query = {k: v[-1] for k, v in parse_qs(resolved.query).items()}

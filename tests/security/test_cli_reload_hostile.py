@@ -138,7 +138,7 @@ def test_the_token_is_never_printed_even_when_the_endpoint_echoes_it(tmp_path):
     assert code == 1 and TOKEN not in out + err and err.startswith("no, ")
 
 
-@pytest.mark.parametrize("body", [b"[1, 2, 3]", b"<html>login</html>", b"\xff\xfe garbage"])
+@pytest.mark.parametrize("body", [b"[1, 2, 3]", b"<html>login</html>", b"\xff\xfe garbage", b"[" * 60_000])
 def test_an_answer_that_is_not_a_json_object_is_an_error_not_a_crash(tmp_path, body):
     code, _, err, _ = reload(tmp_path, respond(200, body))
     assert code == 2 and "is not a JSON object" in err
