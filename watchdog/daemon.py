@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -36,6 +37,7 @@ log = logging.getLogger("watchdog.daemon")
 
 RELOAD_FAILED = "reload_failed"  # meta: targets alerted on a rejected reload (JSON list), until a good one
 SHUTDOWN_GRACE = 8.0  # seconds a tick in progress may take to finish after SIGTERM
+LOST_MARKER = ".lost"  # beside a SQLite state file: the state_lost alerts sent, resolved by the next daemon on it
 
 
 class Daemon:
@@ -55,6 +57,7 @@ class Daemon:
         self._install(loaded)
         self.metrics.config_last_reload_success.set(1)
         self._reload_good()
+        self._resolve_state_lost()
         self._drills = DrillMetrics(self.store, self.metrics, on_drill=DrillAlerts(self._alert_target).observe)
         self._export_drills()  # the drills before this start: the gauges, and whether the last one failed
 
@@ -271,6 +274,51 @@ class Daemon:
             self.notifier.notify(settings.alert, Alert(
                 status="firing", kind="state_lost", dedup_key=f"{target}/state_lost", target=target, rule="",
                 severity="critical", summary=f"{target}: model-watchdog stopped guarding: {reason}", at=rfc3339(now)))
+        self._mark_state_lost(reason, now)
+
+    # The lost store cannot remember that `state_lost` fired, so a file beside it does: the next
+    # daemon on this path (after a restore and a restart) resolves those alerts and removes it.
+
+    def _lost_marker(self) -> str | None:
+        path = getattr(self.store, "path", None)
+        return path + LOST_MARKER if isinstance(path, str) and path != ":memory:" else None
+
+    def _mark_state_lost(self, reason: str, now: float) -> None:
+        marker = self._lost_marker()
+        if marker is None:
+            return
+        try:
+            with open(marker + ".tmp", "w", encoding="utf-8") as f:
+                json.dump({"at": rfc3339(now), "reason": reason, "targets": sorted(self.loaded.config.targets)}, f)
+            os.replace(marker + ".tmp", marker)
+        except OSError as exc:
+            log.warning("cannot write %s (the state_lost alerts will not be resolved by the next daemon): %s",
+                        marker, exc)
+
+    def _resolve_state_lost(self) -> None:
+        marker = self._lost_marker()
+        if marker is None or not os.path.isfile(marker):
+            return
+        try:
+            with open(marker, "rb") as f:
+                data = json.loads(f.read(65536))
+            targets = [t for t in data["targets"] if isinstance(t, str)]
+            reason = str(data.get("reason", ""))[:500]
+        except (OSError, ValueError, RecursionError, KeyError, TypeError) as exc:
+            log.warning("%s is unreadable (%s): resolving state_lost for every target", marker, exc)
+            targets, reason = list(self.loaded.config.targets), ""
+        now = self.clock.now()
+        with self.store.transaction():
+            for target in targets:
+                if target in self.loaded.config.targets:
+                    self.engine.alert(target, Alert(
+                        status="resolved", kind="state_lost", dedup_key=f"{target}/state_lost", target=target, rule="",
+                        severity="critical", summary=f"{target}: model-watchdog is guarding again (it had stopped: "
+                                                     f"{reason or 'state store lost'})", at=rfc3339(now)))
+        try:
+            os.unlink(marker)
+        except OSError as exc:
+            log.warning("cannot remove %s: %s", marker, exc)
 
     # -- health -------------------------------------------------------------------------------------
 

@@ -148,3 +148,35 @@ def test_retries_from_memory_run_in_the_worker_thread_and_stop_with_the_daemon()
         assert wait_for(lambda: alerter.sent, 10)  # the worker wakes for the retry by itself
     finally:
         notifier.drain(timeout=5)
+
+
+def test_the_next_daemon_on_the_state_file_resolves_the_state_lost_alerts(daemon, tmp_path):
+    d, _, h = daemon
+    os.unlink(tmp_path / "state.db")
+    h.clock.advance(10)
+    assert d.run_once() is None
+    d.notifier.drain(timeout=0)
+    marker = json.loads((tmp_path / "state.db.lost").read_text())
+    assert marker["targets"] == ["fraud-model"] and "was deleted" in marker["reason"]
+    d.close()
+
+    # Restored (here: a fresh file) and restarted: the page "stopped guarding" is closed.
+    again = Daemon(load(tmp_path / "watchdog.yaml"), clock=h.clock)
+    try:
+        alerter = FakeAlerter("ops")
+        again.notifier.replace_alerters({"ops": alerter})
+        again.notifier.drain(timeout=0)
+        (resolved,) = alerter.sent
+        assert (resolved.status, resolved.kind, resolved.dedup_key) == ("resolved", "state_lost", "fraud-model/state_lost")
+        assert "guarding again" in resolved.summary and "was deleted" in resolved.summary
+        assert not (tmp_path / "state.db.lost").exists()
+    finally:
+        again.close()
+    third = Daemon(load(tmp_path / "watchdog.yaml"), clock=h.clock)  # once only
+    try:
+        alerter = FakeAlerter("ops")
+        third.notifier.replace_alerters({"ops": alerter})
+        third.notifier.drain(timeout=0)
+        assert alerter.sent == []
+    finally:
+        third.close()
