@@ -76,9 +76,32 @@ def operator_name() -> str:
         return "unknown"
 
 
+def _refuse_on_lost_state(loaded: LoadedConfig) -> None:
+    """A daemon noticed its SQLite state file deleted or replaced and has not been restarted
+    since (it left `<state file>.lost`): a write here would go into a file it never reads."""
+    path = loaded.state_path
+    if path.startswith("sqlite:///"):
+        path = path[len("sqlite:///"):]  # as watchdog.state.open_store reads it
+    if "://" in path:
+        return
+    marker = os.path.abspath(path) + ".lost"
+    if not os.path.isfile(marker):
+        return
+    try:
+        with open(marker, "rb") as f:
+            reason = str(json.loads(f.read(65536)).get("reason", ""))[:500]
+    except (OSError, ValueError, RecursionError, AttributeError):
+        reason = ""
+    raise operator.OperatorError(
+        f"refused, nothing was changed: the daemon on {os.path.abspath(path)} lost that file"
+        f"{f' ({reason})' if reason else ''}; it does not read what this command would write. Restore the "
+        f"file and restart the daemon first ({marker} is removed when it starts)")
+
+
 def _with_store(args: argparse.Namespace, work: Callable[[LoadedConfig, Any], operator.Done], out: Out) -> int:
     from watchdog.state import open_store
     loaded = load(default_config_path(getattr(args, "config", None)))
+    _refuse_on_lost_state(loaded)
     store = open_store(loaded.state_path)
     try:
         done = work(loaded, store)
@@ -268,6 +291,7 @@ def cmd_drill(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.drill import run_drill
     from watchdog.state import open_store
     loaded = load(default_config_path(getattr(args, "config", None)))
+    _refuse_on_lost_state(loaded)
     store = open_store(loaded.state_path)
     try:
         drill = run_drill(loaded, store, args.target, time.time(), operator_name())

@@ -180,3 +180,25 @@ def test_the_next_daemon_on_the_state_file_resolves_the_state_lost_alerts(daemon
         assert alerter.sent == []
     finally:
         third.close()
+
+
+def test_cli_commands_that_write_refuse_while_the_daemon_has_lost_its_file(daemon, tmp_path):
+    import io
+
+    from watchdog.cli import main
+
+    d, _, h = daemon
+    os.unlink(tmp_path / "state.db")
+    h.clock.advance(10)
+    assert d.run_once() is None
+    config = str(tmp_path / "watchdog.yaml")
+    for argv in (["pause", "fraud-model", "--reason", "x"], ["resume", "fraud-model"], ["approve", "d1"],
+                 ["reject", "d1"], ["rollback", "fraud-model", "--reason", "x"],
+                 ["release", "fraud-model", "--component", "model=v3"], ["drill", "fraud-model"]):
+        out, err = io.StringIO(), io.StringIO()
+        assert main([*argv, "-c", config], out, err) == 2, argv
+        assert "refused, nothing was changed: the daemon on" in err.getvalue() and "was deleted" in err.getvalue()
+        assert not (tmp_path / "state.db").exists(), argv  # not even an empty file was made
+    os.unlink(tmp_path / "state.db.lost")  # what the restarted daemon does
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["pause", "fraud-model", "--reason", "x", "-c", config], out, err) == 0, err.getvalue()
