@@ -202,3 +202,13 @@ def test_cli_commands_that_write_refuse_while_the_daemon_has_lost_its_file(daemo
     os.unlink(tmp_path / "state.db.lost")  # what the restarted daemon does
     out, err = io.StringIO(), io.StringIO()
     assert main(["pause", "fraud-model", "--reason", "x", "-c", config], out, err) == 0, err.getvalue()
+
+
+def test_healthz_notices_the_lost_file_without_waiting_for_a_tick(daemon, tmp_path):
+    d, server, _ = daemon
+    assert d.health() == (True, "ok")
+    os.replace(tmp_path / "state.db", tmp_path / "aside.db")
+    health = server.dispatch("GET", "/healthz", {}, b"")
+    assert health.status == 503 and "state.db was deleted" in health.body
+    d.notifier.drain(timeout=0)
+    assert [a.kind for a in d.alerter.sent] == ["state_lost"]
