@@ -359,12 +359,14 @@ class Daemon:
         """The HTTP API on `listen` (bound, not yet serving): mutating requests are refused
         while the state store is lost; connections ended by a limit are counted."""
         from watchdog.api import routes
-        from watchdog.server import ApiServer, Limits
+        from watchdog.server import REJECT_REASONS, ApiServer, Limits
 
         api = self.loaded.config.api
         limits = Limits(max_body=api.max_body, idle_timeout=api.idle_timeout, request_timeout=api.request_timeout,
                         max_connections=api.max_connections, handler_threads=api.handler_threads)
         rejected = self.metrics.api_connections_rejected
+        for reason in REJECT_REASONS:  # every reason on /metrics from the start, at 0: rate() and alerts see them
+            rejected.labels(reason)
         return ApiServer(self.loaded.config.listen, routes(self), _auth_policy(self.loaded), limits,
                          on_reject=lambda reason: rejected.labels(reason).inc(), writes_refused=self.writes_refused)
 

@@ -156,3 +156,24 @@ def test_the_daemon_counts_its_api_rejections_on_metrics(tmp_path):
     finally:
         server.stop()
         daemon.close()
+
+
+def test_every_reason_is_on_metrics_at_zero_before_anything_happens(tmp_path):
+    from watchdog.config.loader import load
+    from watchdog.daemon import Daemon
+
+    from tests.harness import Harness
+    from tests.test_engine import ERROR_RULE
+
+    h = Harness(tmp_path, ERROR_RULE)
+    h.store.close()
+    config = tmp_path / "watchdog.yaml"
+    config.write_text(config.read_text().replace("rule_files:", "listen: 127.0.0.1:0\nrule_files:", 1))
+    daemon = Daemon(load(config), clock=h.clock)
+    server = daemon.api_server()
+    try:
+        assert {r: count(daemon.metrics, r) for r in REJECT_REASONS} == dict.fromkeys(REJECT_REASONS, 0.0)
+        assert all(daemon.metrics.registry.get_sample_value(METRIC, {"reason": r}) == 0.0 for r in REJECT_REASONS)
+    finally:
+        server.stop()
+        daemon.close()
