@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 from typing import TYPE_CHECKING, Any
@@ -31,12 +32,13 @@ from watchdog.state.base import HistoryEvent, StateStore
 from watchdog.state.processes import ProcessJournal
 
 if TYPE_CHECKING:
-    from watchdog.web.server import AuthPolicy
+    from watchdog.web.server import ApiServer, AuthPolicy
 
 log = logging.getLogger("watchdog.daemon")
 
 RELOAD_FAILED = "reload_failed"  # meta: targets alerted on a rejected reload (JSON list), until a good one
 SHUTDOWN_GRACE = 8.0  # seconds a tick in progress may take to finish after SIGTERM
+LOST_MARKER = ".lost"  # beside a SQLite state file: the state_lost alerts sent, resolved by the next daemon on it
 
 
 class Daemon:
@@ -57,9 +59,11 @@ class Daemon:
         self.last_report: TickReport | None = None
         self.last_error = ""
         self.store_lost = ""  # why the state store is gone (deleted, replaced); "" while it is there
+        self._lost_lock = threading.Lock()  # the tick and API handler threads both check the store
         self._install(loaded)
         self.metrics.config_last_reload_success.set(1)
         self._reload_good()
+        self._resolve_state_lost()
         self._drills = DrillMetrics(self.store, self.metrics, on_drill=DrillAlerts(self._alert_target).observe)
         self._export_drills()  # the drills before this start: the gauges, and whether the last one failed
 
@@ -259,13 +263,26 @@ class Daemon:
         if target in self.loaded.config.targets:
             self.notifier.notify(self.loaded.config.targets[target].alert, alert)
 
+    def writes_refused(self) -> str:
+        """Why the API must not change anything now (the state store is lost), or "".
+        Asked afresh before each mutating request, not only at the tick: a pause written to a
+        deleted file between two ticks would be acknowledged and vanish."""
+        return self.store_lost if self._store_is_lost(self.clock.now()) else ""
+
     def _store_is_lost(self, now: float) -> bool:
         """Check the state store is still the one opened; when it is gone, stop acting, alert once."""
         if self.store_lost:
             return True
-        reason = self.store.lost()
-        if not reason:
-            return False
+        with self._lost_lock:
+            if self.store_lost:
+                return True
+            reason = self.store.lost()
+            if not reason:
+                return False
+            self._lost(reason, now)
+            return True
+
+    def _lost(self, reason: str, now: float) -> None:
         self.store_lost = reason
         self.metrics.evaluation_failures.inc()
         log.critical("not evaluating or acting any more: %s", reason)
@@ -277,12 +294,56 @@ class Daemon:
             self.notifier.notify(settings.alert, Alert(
                 status="firing", kind="state_lost", dedup_key=f"{target}/state_lost", target=target, rule="",
                 severity="critical", summary=f"{target}: model-watchdog stopped guarding: {reason}", at=rfc3339(now)))
-        return True
+        self._mark_state_lost(reason, now)
+
+    # The lost store cannot remember that `state_lost` fired, so a file beside it does: the next
+    # daemon on this path (after a restore and a restart) resolves those alerts and removes it.
+
+    def _lost_marker(self) -> str | None:
+        path = getattr(self.store, "path", None)
+        return path + LOST_MARKER if isinstance(path, str) and path != ":memory:" else None
+
+    def _mark_state_lost(self, reason: str, now: float) -> None:
+        marker = self._lost_marker()
+        if marker is None:
+            return
+        try:
+            with open(marker + ".tmp", "w", encoding="utf-8") as f:
+                json.dump({"at": rfc3339(now), "reason": reason, "targets": sorted(self.loaded.config.targets)}, f)
+            os.replace(marker + ".tmp", marker)
+        except OSError as exc:
+            log.warning("cannot write %s (the state_lost alerts will not be resolved by the next daemon): %s",
+                        marker, exc)
+
+    def _resolve_state_lost(self) -> None:
+        marker = self._lost_marker()
+        if marker is None or not os.path.isfile(marker):
+            return
+        try:
+            with open(marker, "rb") as f:
+                data = json.loads(f.read(65536))
+            targets = [t for t in data["targets"] if isinstance(t, str)]
+            reason = str(data.get("reason", ""))[:500]
+        except (OSError, ValueError, RecursionError, KeyError, TypeError) as exc:
+            log.warning("%s is unreadable (%s): resolving state_lost for every target", marker, exc)
+            targets, reason = list(self.loaded.config.targets), ""
+        now = self.clock.now()
+        with self.store.transaction():
+            for target in targets:
+                if target in self.loaded.config.targets:
+                    self.engine.alert(target, Alert(
+                        status="resolved", kind="state_lost", dedup_key=f"{target}/state_lost", target=target, rule="",
+                        severity="critical", summary=f"{target}: model-watchdog is guarding again (it had stopped: "
+                                                     f"{reason or 'state store lost'})", at=rfc3339(now)))
+        try:
+            os.unlink(marker)
+        except OSError as exc:
+            log.warning("cannot remove %s: %s", marker, exc)
 
     # -- health -------------------------------------------------------------------------------------
 
     def health(self) -> tuple[bool, str]:
-        if self.store_lost:
+        if self._store_is_lost(self.clock.now()):
             return False, self.store_lost
         interval = self.loaded.config.interval
         if self.last_tick is not None and self.clock.now() - self.last_tick > max(3 * interval, 30) + SHUTDOWN_GRACE:
@@ -302,14 +363,9 @@ class Daemon:
 
     def start(self) -> str:
         """Start HTTP, alert delivery and the tick scheduler in the background; returns the URL."""
-        from watchdog.web.api import routes
         from watchdog.runtime.scheduler import TickScheduler
-        from watchdog.web.server import ApiServer, Limits
 
-        api = self.loaded.config.api
-        limits = Limits(max_body=api.max_body, idle_timeout=api.idle_timeout, request_timeout=api.request_timeout,
-                        max_connections=api.max_connections, handler_threads=api.handler_threads)
-        self._server = ApiServer(self.loaded.config.listen, routes(self), _auth_policy(self.loaded), limits)
+        self._server = self.api_server()
         self._server.start()
         self.notifier.start()
         # APScheduler fires on the real wall clock: its grid is aligned on that one, not on self.clock.
@@ -319,6 +375,21 @@ class Daemon:
                  len(self.loaded.rules), len(self.loaded.config.targets), self.loaded.config.interval,
                  self._server.address)
         return self._server.address
+
+    def api_server(self) -> "ApiServer":
+        """The HTTP API on `listen` (bound, not yet serving): mutating requests are refused
+        while the state store is lost; connections ended by a limit are counted."""
+        from watchdog.web.api import routes
+        from watchdog.web.server import REJECT_REASONS, ApiServer, Limits
+
+        api = self.loaded.config.api
+        limits = Limits(max_body=api.max_body, idle_timeout=api.idle_timeout, request_timeout=api.request_timeout,
+                        max_connections=api.max_connections, handler_threads=api.handler_threads)
+        rejected = self.metrics.api_connections_rejected
+        for reason in REJECT_REASONS:  # every reason on /metrics from the start, at 0: rate() and alerts see them
+            rejected.labels(reason)
+        return ApiServer(self.loaded.config.listen, routes(self), _auth_policy(self.loaded), limits,
+                         on_reject=lambda reason: rejected.labels(reason).inc(), writes_refused=self.writes_refused)
 
     def shutdown(self) -> None:
         """Finish the tick in progress (retries are cut short by `stop`), then close everything."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field, replace
+from typing import Iterable
 
 from watchdog.rollback.executor import RollbackExecutor
 from watchdog.alerters.base import Alert
@@ -82,7 +83,8 @@ class Engine:
         self._known_versions: dict[str, list[VersionRecord]] = {}  # the store's, read once per target per tick
         self._pending_history: list[HistoryEvent] | None = None  # while set, history waits for the tick's commit
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
-        self.version_changed_at: dict[str, float] = {}
+        self.version_changed_at: dict[str, float] = {}  # when the running version replaced another
+        self._recall_version_changes(loaded.config.targets)
         self.version_gate = VersionGate(self._history, self.alert)  # versions are untrusted (watchdog/rollback/version_gate.py)
         # Sources run concurrently, once per query per tick, behind per-source circuit breakers.
         interval = loaded.config.interval
@@ -175,7 +177,8 @@ class Engine:
         """Tell the target's rollback incident what this tick saw (see watchdog.rollback)."""
         rules = self._rollback_rules.get(target, set())
         view = TargetView(target, self.versions.get(target), self.previous_version(target),
-                          self.version_changed_at.get(target), self.states.of_target(target, rules), newly_fired)
+                          self.version_changed_at.get(target), self.states.of_target(target, rules), newly_fired,
+                          version_problem=self.version_gate.invalid.get(target))
         before = self.desk.load(target).decision_id
         incident = self.rollbacks.tick(view, now)
         self._known_versions.pop(target, None)  # a rollback may have marked a version bad
@@ -207,6 +210,22 @@ class Engine:
                 self.states[key] = SeriesState.from_json(text)
         for target in targets:
             self.versions[target] = self.store.current_version(target)
+        self._recall_version_changes(targets)
+
+    def _recall_version_changes(self, targets: Iterable[str]) -> None:
+        """After a start or a takeover: when each running version replaced another, as the store
+        has it (its first sighting). The initial delay and the warm-up of windows count from it,
+        so a restart in the middle of them does not end them early. (A version that returns,
+        e.g. after a rollback, was first seen long ago: it counts as settled, as it did before.)"""
+        for target in targets:
+            self.version_changed_at.pop(target, None)
+            version = self.versions.get(target)
+            if version is None or self.loaded.config.targets[target].version is None:
+                continue
+            records = self.store.versions(target)
+            current = next((r for r in records if r.version == version), None)
+            if current is not None and any(r.first_seen < current.first_seen for r in records if r is not current):
+                self.version_changed_at[target] = current.first_seen
 
     def _may_run(self, decision: Decision, now: float) -> bool:
         if decision.target not in self.owned:

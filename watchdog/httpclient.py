@@ -191,6 +191,12 @@ def _retry_after(response: requests.Response) -> float | None:
 _POOL_PREFIX = re.compile(r"^\w+\(host=[^)]*\):\s*")
 
 
+def failure_reason(exc: BaseException, url: str) -> str:
+    """The innermost cause of a requests/urllib3 error, without the pool's URL-bearing wrapper,
+    redacted (for messages about a request that failed)."""
+    return _reason(exc, url)
+
+
 def _reason(exc: BaseException, url: str) -> str:
     """The innermost cause of a requests/urllib3 error, without the pool's URL-bearing wrapper."""
     current: BaseException = exc

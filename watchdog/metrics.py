@@ -30,6 +30,10 @@ class DaemonMetrics:
                                ["target", "actuator", "outcome"], registry=r)
         self.alerts = Counter("model_watchdog_alerts", "Alert deliveries by outcome",
                               ["alerter", "outcome"], registry=r)
+        # Connections the API closed or refused by a limit (watchdog.web.server.REJECT_REASONS).
+        self.api_connections_rejected = Counter(
+            "model_watchdog_api_connections_rejected", "API connections closed or refused by a limit, by reason",
+            ["reason"], registry=r)
         self.source_errors = Counter("model_watchdog_source_errors", "Source failures by kind",
                                      ["source", "kind"], registry=r)
         self.source_last_success = Gauge("model_watchdog_source_last_success_timestamp_seconds",

@@ -11,7 +11,7 @@ from typing import Callable, Union
 
 from watchdog.actuators.base import ActionContext, Actuator
 from watchdog.alerters.base import Alert, Alerter
-from watchdog.errors import ActuatorError, SourceError
+from watchdog.errors import ActuatorError, AlerterError, SourceError
 from watchdog.samples import Sample, labels_of
 from watchdog.sources.base import QueryResult, Source
 
@@ -89,10 +89,16 @@ class FakeActuator(Actuator):
 
 @dataclass
 class FakeAlerter(Alerter):
+    """Records every alert delivered; the next `failures` sends fail (AlerterError)."""
+
     name: str = "fake"
     options: object = field(default_factory=FakeOptions)
     sent: list[Alert] = field(default_factory=list)
+    failures: int = 0
     Options = FakeOptions
 
     def send(self, alert: Alert, stop: threading.Event) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise AlerterError(f"{self.name}: simulated failure")
         self.sent.append(alert)

@@ -97,3 +97,18 @@ def test_command_readback_placeholders_are_checked() -> None:
         CommandActuator("s", CommandActuator.Options(argv=["true"], verify_argv=["check", "{{versoin}}"]))
     with pytest.raises(ValueError, match="current_argv must name a program"):
         CommandActuator("s", CommandActuator.Options(argv=["true"], current_argv=[]))
+
+
+def test_command_output_without_newlines_is_drained_in_bounded_memory() -> None:
+    """A program that writes 64 MB on one line (a binary, a runaway log) costs its tail, not 64 MB."""
+    import tracemalloc
+
+    act = CommandActuator("script", CommandActuator.Options(argv=["true"], current_argv=py(
+        "import sys; [sys.stdout.write('x' * 1048576) for _ in range(64)]; print(); print('v7')")))
+    tracemalloc.start()
+    try:
+        assert act.current_version(make_context()) == "v7"
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, peak

@@ -229,3 +229,16 @@ def test_wrong_password_fails_at_once_without_showing_it(tls_mailbox, tls_files,
 def test_password_is_never_sent_over_a_plain_connection() -> None:
     with pytest.raises(ValueError, match="refusing to send the password unencrypted"):
         make_alerter(25, username="watchdog", password=PASSWORD)
+
+
+def test_implicit_tls_with_ssl_true(tls_files) -> None:
+    _, cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    box = Mailbox()
+    controller = start(box, ssl_context=context)
+    try:
+        make_alerter(controller.port, ssl=True, ca_file=str(tls_files[0])).send(make_alert(), threading.Event())
+    finally:
+        controller.stop()
+    assert len(box.messages) == 1

@@ -78,12 +78,14 @@ def test_the_gate_records_and_alerts_once_per_episode_and_resolves():
 
 
 def test_an_invalid_running_version_is_never_a_rollback_target_nor_in_the_decision(tmp_path):
-    """The production engine on fakes: v1, then v2, then a forged label; the rule fires."""
-    from tests.harness import Harness
+    """The production engine on fakes: v1, then v2, then a forged label; the rule fires.
+    (`unknown_version: proceed`: by default the rollback waits for a valid version, see
+    tests/rollback/test_unknown_version_guard.py.)"""
+    from tests.harness import DEFAULT_TARGET, Harness
 
     h = Harness(tmp_path, """\
         - {name: error-rate, source: model, query: error_ratio, above: 0.05, action: rollback}
-        """)
+        """, target=DEFAULT_TARGET + "    unknown_version: proceed\n")
     h.source.set("error_ratio", 0.01)
     h.version = "v1"
     h.run_for(30)

@@ -45,6 +45,7 @@ __all__ = ["CommandActuator", "CommandActuatorOptions", "KNOWN_PLACEHOLDERS", "P
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 _POLL = 0.05  # how often a running command is checked against the timeout and `stop`
 _TAIL_LINES = 20
+_TAIL_LINE_BYTES = 16 * 1024  # a longer line is kept as pieces of this size (output without newlines stays bounded)
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,8 @@ def _describe_exit(code: int) -> str:
 
 class _Tails:
     """Drain stdout and stderr in the background (a full pipe would block the child) and keep
-    their last lines for error messages."""
+    their last lines for error messages: at most _TAIL_LINES pieces of _TAIL_LINE_BYTES each,
+    however much the program writes."""
 
     def __init__(self, proc: subprocess.Popen[bytes]):
         self.stdout: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
@@ -259,7 +261,7 @@ class _Tails:
         def run() -> None:
             assert pipe is not None
             with pipe:
-                for raw in pipe:
+                while raw := pipe.readline(_TAIL_LINE_BYTES):
                     lines.append(raw.decode("utf-8", errors="replace").rstrip())
 
         thread = threading.Thread(target=run, name="command-actuator-output", daemon=True)

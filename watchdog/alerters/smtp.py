@@ -7,6 +7,11 @@ TLS is on by default and verified against the system's CAs (or `ca_file`): START
 587, or implicit TLS with `ssl: true` (port 465). A password is never sent over a plain
 connection. Temporary failures (network errors, SMTP 4xx replies) are retried with backoff;
 permanent ones (5xx, failed login, TLS errors) fail at once with the server's reply.
+
+The server is a peer like any other: each attempt (greeting to QUIT) must end within
+`timeout` × CONVERSATION_STEPS in all — a server that answers every step just in time, or
+trickles a reply, is cut off there, and it holds up only this delivery, not the alerts behind
+it — and reads at most MAX_REPLIES bytes of replies (a reply may have any number of lines).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import email.policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from watchdog import redact
+from watchdog import httpbody, redact
 from watchdog.alerters import _common
 from watchdog.alerters.base import Alert, Alerter
 from watchdog.config.fields import option
@@ -31,6 +36,8 @@ from watchdog.retrying import Interrupted, call_with_retries
 log = logging.getLogger(__name__)
 _MAX_WAIT = 30.0
 _SUBJECT_LIMIT = 200
+CONVERSATION_STEPS = 6  # one attempt ends within this many `timeout`s, whatever the server does
+MAX_REPLIES = 64 * 1024  # bytes of server replies one attempt reads at most
 # Python folds a header longer than 78 characters right after "Subject:", which some readers
 # show as a leading space; our headers are short (RFC 5322 allows lines up to 998).
 _POLICY = email.policy.default.clone(max_line_length=998)
@@ -110,20 +117,73 @@ class EmailAlerter(Alerter):
     def _deliver(self, message: EmailMessage) -> None:
         o = self.options
         context = ssl.create_default_context(cafile=o.ca_file)
-        try:
-            smtp: smtplib.SMTP = (smtplib.SMTP_SSL(o.host, self._port, timeout=o.timeout, context=context) if o.ssl
-                                  else smtplib.SMTP(o.host, self._port, timeout=o.timeout))
-            with smtp:
-                if o.starttls and not o.ssl:
-                    smtp.starttls(context=context)
-                if o.username and o.password:
-                    smtp.login(o.username, o.password)
-                refused = smtp.send_message(message)
-        except Exception as exc:  # every smtplib/ssl/socket error becomes one described failure
-            raise _classify(exc) from None
+        within = o.timeout * CONVERSATION_STEPS
+        with httpbody.Deadline(within) as deadline:
+            try:
+                smtp: smtplib.SMTP = (_SMTPS(deadline, o.host, self._port, timeout=o.timeout, context=context) if o.ssl
+                                      else _SMTP(deadline, o.host, self._port, timeout=o.timeout))
+                with smtp:
+                    if o.starttls and not o.ssl:
+                        smtp.starttls(context=context)
+                    if o.username and o.password:
+                        smtp.login(o.username, o.password)
+                    refused = smtp.send_message(message)
+            except Exception as exc:  # every smtplib/ssl/socket error becomes one described failure
+                if deadline.passed():
+                    raise _Failure(f"no complete SMTP conversation within {within:g}s (timeout × "
+                                   f"{CONVERSATION_STEPS})", retryable=True) from None
+                raise _classify(exc) from None
         if refused:
             log.warning("SMTP %s:%s refused some recipients: %s", o.host, self._port,
                         redact.redact(", ".join(f"{rcpt} ({code})" for rcpt, (code, _) in refused.items())))
+
+
+class _Bounded:
+    """For smtplib.SMTP and SMTP_SSL: the conversation's socket is handed to `deadline` (shut
+    down when it passes, whatever step is blocked; again after STARTTLS replaces it), and the
+    replies are read through a budget of MAX_REPLIES bytes."""
+
+    sock: socket.socket | None
+    file: object
+
+    def __init__(self, deadline: httpbody.Deadline, *args: object, **kwargs: object):
+        self._deadline = deadline
+        self._left = MAX_REPLIES
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]  # connects and reads the greeting
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self.file is None and self.sock is not None:
+            self._deadline.attach(self)  # type: ignore[arg-type]
+            self.file = _Budgeted(self.sock.makefile("rb"), self)
+        return super().getreply()  # type: ignore[misc, no-any-return]
+
+    def spend(self, size: int) -> None:
+        self._left -= size
+        if self._left < 0:
+            raise OSError(f"the server's replies passed {MAX_REPLIES} bytes")
+
+
+class _Budgeted:
+    """The reply stream, charging every line to the conversation's budget."""
+
+    def __init__(self, raw: object, owner: _Bounded):
+        self._raw, self._owner = raw, owner
+
+    def readline(self, size: int = -1) -> bytes:
+        line: bytes = self._raw.readline(size)  # type: ignore[attr-defined]
+        self._owner.spend(len(line))
+        return line
+
+    def close(self) -> None:
+        self._raw.close()  # type: ignore[attr-defined]
+
+
+class _SMTP(_Bounded, smtplib.SMTP):
+    pass
+
+
+class _SMTPS(_Bounded, smtplib.SMTP_SSL):
+    pass
 
 
 def body(alert: Alert) -> str:

@@ -15,6 +15,7 @@ from watchdog.config.loader import LoadedConfig, default_config_path, load
 from watchdog.durations import parse_duration
 from watchdog.rollback.pauses import ALL
 from watchdog.text.printable import one_line
+from watchdog.redact import redact
 
 Out = TextIO
 
@@ -44,7 +45,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> dict[str, Callable[[a
     v = sub.add_parser("versions", parents=[common], help="versions seen for a target, with bad marks")
     v.add_argument("target")
     v.add_argument("--json", action="store_true")
-    sub.add_parser("reload", parents=[common], help="tell the running daemon to re-read its config and rule files")
+    reload = sub.add_parser("reload", parents=[common], help="tell the running daemon to re-read its config and rule files")
+    reload.add_argument("--timeout", type=float, default=ANSWER_TIMEOUT, metavar="SECONDS",
+                        help=f"wait at most this long for the daemon's answer (default {ANSWER_TIMEOUT:g})")
     rel = sub.add_parser("release", parents=[common], help="record what was deployed together (from CI/CD)")
     rel.add_argument("target")
     rel.add_argument("--component", action="append", default=[], metavar="NAME=VERSION", required=True,
@@ -72,9 +75,32 @@ def operator_name() -> str:
         return "unknown"
 
 
+def _refuse_on_lost_state(loaded: LoadedConfig) -> None:
+    """A daemon noticed its SQLite state file deleted or replaced and has not been restarted
+    since (it left `<state file>.lost`): a write here would go into a file it never reads."""
+    path = loaded.state_path
+    if path.startswith("sqlite:///"):
+        path = path[len("sqlite:///"):]  # as watchdog.state.open_store reads it
+    if "://" in path:
+        return
+    marker = os.path.abspath(path) + ".lost"
+    if not os.path.isfile(marker):
+        return
+    try:
+        with open(marker, "rb") as f:
+            reason = str(json.loads(f.read(65536)).get("reason", ""))[:500]
+    except (OSError, ValueError, RecursionError, AttributeError):
+        reason = ""
+    raise manual.OperatorError(
+        f"refused, nothing was changed: the daemon on {os.path.abspath(path)} lost that file"
+        f"{f' ({reason})' if reason else ''}; it does not read what this command would write. Restore the "
+        f"file and restart the daemon first ({marker} is removed when it starts)")
+
+
 def _with_store(args: argparse.Namespace, work: Callable[[LoadedConfig, Any], manual.Done], out: Out) -> int:
     from watchdog.state import open_store
     loaded = load(default_config_path(getattr(args, "config", None)))
+    _refuse_on_lost_state(loaded)
     store = open_store(loaded.state_path)
     try:
         done = work(loaded, store)
@@ -159,11 +185,15 @@ def cmd_versions(args: argparse.Namespace, out: Out, err: Out) -> int:
     return 0
 
 
-def cmd_reload(args: argparse.Namespace, out: Out, err: Out) -> int:
-    """POST /api/v1/reload on the running daemon (same as `kill -HUP`), with the API token."""
-    import urllib.error
-    import urllib.request
+#: the most of the daemon's answer `reload` reads, and how long it waits for all of it
+MAX_ANSWER = 64 * 1024
+ANSWER_TIMEOUT = 30.0
 
+
+def cmd_reload(args: argparse.Namespace, out: Out, err: Out) -> int:
+    """POST /api/v1/reload on the running daemon (same as `kill -HUP`), with the API token.
+    Whatever listens on the port is a peer like any other: its answer is read within one
+    deadline and a size cap, and shown redacted (it never echoes our token to the terminal)."""
     from watchdog.web.apitokens import read_tokens
     from watchdog.web.server import parse_listen
 
@@ -173,19 +203,52 @@ def cmd_reload(args: argparse.Namespace, out: Out, err: Out) -> int:
     if token is None:
         raise manual.OperatorError("reload over the API needs a readable api.tokens or api.token_file; "
                                      "or send SIGHUP to the daemon (systemctl reload model-watchdog)")
-    request = urllib.request.Request(f"http://{host}:{port}/api/v1/reload", data=b"{}", method="POST",
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
-        print(body.get("message") or body.get("error") or f"HTTP {exc.code}", file=err)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # a wildcard listen: ask locally
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    status, body = _post_to_daemon(where, "/api/v1/reload", token, args.timeout)
+    message = body.get("message") or body.get("error")
+    if status != 200:
+        print(redact(str(message or f"the daemon at {where} answered HTTP {status}")), file=err)
         return 1
-    except OSError as exc:
-        raise manual.OperatorError(f"cannot reach the daemon at {host}:{port}: {exc}") from None
-    print(body.get("message", "reloaded"), file=out)
+    print(redact(str(message or "reloaded")), file=out)
     return 0
+
+
+def _post_to_daemon(where: str, path: str, token: str, timeout: float) -> tuple[int, dict[str, Any]]:
+    """(status, JSON object) of a POST to the daemon's API at `where` (host:port), read within
+    `timeout` seconds in all and at most MAX_ANSWER bytes; OperatorError for anything else."""
+    import requests
+
+    from watchdog import httpbody
+
+    url = f"http://{where}{path}"
+    session = httpbody.session()
+    session.trust_env = False  # the daemon is local: no proxy or ~/.netrc from the environment
+    try:
+        with httpbody.Deadline(timeout) as deadline:
+            try:
+                response = session.post(url, data=b"{}", timeout=timeout, stream=True, allow_redirects=False,
+                                        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                raw = httpbody.read_all(response, MAX_ANSWER, deadline)
+            except httpbody.BodyTooLarge:
+                raise manual.OperatorError(f"the answer from {where} is larger than {MAX_ANSWER} bytes: "
+                                             "is it the model-watchdog daemon?") from None
+            except (httpbody.BodyError, requests.RequestException) as exc:
+                if deadline.passed() or isinstance(exc, requests.Timeout) or getattr(exc, "kind", "") == "timeout":
+                    raise manual.OperatorError(f"no complete answer from {where} within {timeout:g}s "
+                                                 "(--timeout); the reload may still happen") from None
+                from watchdog.httpclient import failure_reason
+                raise manual.OperatorError(f"cannot reach the daemon at {where}: {failure_reason(exc, url)}") from None
+    finally:
+        session.close()
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise manual.OperatorError(f"the answer from {where} (HTTP {response.status_code}) is not a JSON object: "
+                                     "is it the model-watchdog daemon?")
+    return response.status_code, body
 
 
 def cmd_release(args: argparse.Namespace, out: Out, err: Out) -> int:
@@ -227,6 +290,7 @@ def cmd_drill(args: argparse.Namespace, out: Out, err: Out) -> int:
     from watchdog.rollback.drill import run_drill
     from watchdog.state import open_store
     loaded = load(default_config_path(getattr(args, "config", None)))
+    _refuse_on_lost_state(loaded)
     store = open_store(loaded.state_path)
     try:
         drill = run_drill(loaded, store, args.target, args.clock.now(), operator_name())

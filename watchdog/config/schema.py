@@ -12,6 +12,7 @@ NoDataPolicy = Literal["ignore", "alert", "rollback"]
 Action = Literal["rollback", "alert"]
 Mode = Literal["active", "shadow"]
 Approval = Literal["none", "required"]
+UnknownVersion = Literal["defer", "proceed"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class TargetConfig:
     approve: Approval = option("none", help="'required': a firing rule pages a human and waits for approve/reject")
     approve_timeout: float = option(1800.0, duration=True, help="how long a decision waits for approval")
     mode: Mode = option("active", help="'shadow': evaluate and record 'would roll back', never act")
+    unknown_version: UnknownVersion = option(
+        "defer", help="while the target reports an invalid version: 'defer' rollbacks until a valid one is "
+                      "reported (guard version_unknown), or 'proceed' from the last valid version")
     variables: dict[str, str] = option(default_factory=dict, help="values for {{name}} placeholders in queries")
     drill: DrillSchedule | None = option(None, help="scheduled rollback drills: {every: 24h} (default: the top-level drill)")
     marks: dict[str, Mark] = marks_field()

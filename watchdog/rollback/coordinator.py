@@ -41,6 +41,7 @@ class TargetView:
     version_changed_at: float | None
     series: dict[StateKey, SeriesState]  # the target's rollback rules' series
     newly_fired: tuple[str, ...]  # rollback rules that became firing on this tick
+    version_problem: str | None = None  # the target reports an invalid version now (watchdog.rollback.version_gate)
 
 
 class Rollbacks:
@@ -166,7 +167,8 @@ class Rollbacks:
     def _guards(self, lr: LoadedRule, request: RollbackRequest, view: TargetView, now: float) -> GuardVerdict:
         result = self.guards.check(Situation(
             target=lr.target, rule=lr.rule, now=now, version=request.version,
-            to_version=request.to_version or request.previous_version, version_changed_at=view.version_changed_at))
+            to_version=request.to_version or request.previous_version, version_changed_at=view.version_changed_at,
+            version_problem=view.version_problem))
         if result.outcome is Outcome.ACT or result.outcome is Outcome.AWAIT_APPROVAL:
             return GuardVerdict(result.outcome.value)
         return GuardVerdict(result.outcome.value, result.guard, result.reason, result.until)

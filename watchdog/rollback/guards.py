@@ -1,8 +1,9 @@
 """Guards between a firing rule and an actuator: the reasons *not* to act now.
 
-In order: an operator pause, shadow mode, the initial delay after a new version, the
-cooldown, rate limits per target and for the whole daemon, a rollback target marked bad,
-and human approval. Each guard that stops an action says why, with the numbers.
+In order: an operator pause, shadow mode, a running version that is unknown (the target
+reports an invalid one), the initial delay after a new version, the cooldown, rate limits
+per target and for the whole daemon, a rollback target marked bad, and human approval.
+Each guard that stops an action says why, with the numbers.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Outcome(str, Enum):
 class GuardResult:
     outcome: Outcome
     reason: str = ""
-    guard: str = ""  # which guard: paused, shadow, initial_delay, cooldown, rate_limit, bad_target, approval
+    guard: str = ""  # which guard: paused, shadow, version_unknown, initial_delay, cooldown, rate_limit, bad_target, approval
     until: float | None = None  # when the guard lifts by itself, if it does
 
 
@@ -43,6 +44,7 @@ class Situation:
     to_version: str | None
     version_changed_at: float | None
     manual: bool = False
+    version_problem: str | None = None  # why the version the target reports now is unusable (invalid), if it is
 
 
 class Guards:
@@ -51,8 +53,8 @@ class Guards:
         self.store = store
 
     def check(self, s: Situation) -> GuardResult:
-        for guard in (self._paused, self._shadow, self._initial_delay, self._cooldown, self._limits,
-                      self._bad_target, self._approval):
+        for guard in (self._paused, self._shadow, self._unknown_version, self._initial_delay, self._cooldown,
+                      self._limits, self._bad_target, self._approval):
             result = guard(s)
             if result is not None:
                 return result
@@ -73,6 +75,17 @@ class Guards:
             return None
         mode = (s.rule.mode if s.rule and s.rule.mode else None) or self.config.targets[s.target].mode
         return GuardResult(Outcome.SHADOW, "shadow mode: would roll back", "shadow") if mode == "shadow" else None
+
+    def _unknown_version(self, s: Situation) -> GuardResult | None:
+        """The target reports an invalid version: what runs is unknown, and a rollback planned
+        from the last valid one may act on the wrong deployment. Deferred, not dropped: asked
+        again every tick, it acts once a valid version is reported (`unknown_version: proceed`
+        keeps the old way: roll back from the last valid version)."""
+        if s.manual or s.version_problem is None or self.config.targets[s.target].unknown_version == "proceed":
+            return None
+        return GuardResult(Outcome.BLOCKED, f"the running version is unknown: the target reports an invalid version "
+                           f"({s.version_problem}); the last valid one was {s.version or 'never seen'}; deferred until "
+                           "a valid version is reported", "version_unknown")
 
     def _initial_delay(self, s: Situation) -> GuardResult | None:
         if s.manual or s.version_changed_at is None:

@@ -8,10 +8,17 @@ With a state store, the queue *is* the store's alert queue: an alert is queued i
 transaction as the state change it reports, survives a restart until delivered, and an
 operator's CLI command (approve, resume, …) queues alerts that the running daemon delivers.
 Without one (rule tests, benchmarks) the queue lives in memory.
+
+When the store is lost (its file deleted or replaced, `detach_store`), alerts from then on —
+above all `state_lost` itself — are delivered from memory, and a delivery that fails is tried
+again (RETRY_FIRST, doubling up to RETRY_MAX) until it goes out or the daemon stops: there is
+no queue left to keep it for a later attempt.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import queue
@@ -32,6 +39,7 @@ log = logging.getLogger("watchdog.notify")
 #: a delivery claimed by a notifier that died is delivered by another after this long
 CLAIM_STALE_AFTER = 60.0
 POLL_SECONDS = 1.0  # how often the worker looks for alerts queued by other processes
+RETRY_FIRST, RETRY_MAX = 5.0, 300.0  # a failed delivery from memory (store lost) is tried again after these
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class _Delivery:
     alerter: str
     alert: Alert
     queued_id: int | None = None
+    attempt: int = 0  # failed attempts so far (deliveries from memory after the store was lost)
 
 
 def enqueue(store: AlertQueue, alerter_names: list[str], alert: Alert, now: float) -> None:
@@ -69,6 +78,10 @@ class Notifier:
         self._clock = clock or SystemClock().now
         self._claimant = f"notifier-{uuid.uuid4().hex[:12]}"
         self._queue: queue.Queue[_Delivery | None] = queue.Queue()
+        self._detached = False  # the store was lost: deliveries from memory are retried until they go out
+        self._later: list[tuple[float, int, _Delivery]] = []  # (due, order, delivery): retries, by due time
+        self._later_lock = threading.Lock()
+        self._order = itertools.count()
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,8 +95,10 @@ class Notifier:
         alerts from now on are delivered from memory. Deliveries still queued in the lost
         store stay there, undelivered."""
         if self._store is not None:
-            log.error("alert queue in the state store abandoned (store lost): alerts are delivered from memory")
+            log.error("alert queue in the state store abandoned (store lost): alerts are delivered from memory "
+                      "and retried until they go out; deliveries still queued in the lost store stay there")
         self._store = None
+        self._detached = True
         self._wake.set()
 
     def start(self) -> None:
@@ -113,10 +128,16 @@ class Notifier:
     def _run(self) -> None:
         while True:
             if self._store is None:
-                item = self._queue.get()
+                try:
+                    item = self._queue.get(timeout=self._until_retry())
+                except queue.Empty:
+                    self._retry_due()
+                    continue
                 if item is None:
+                    self._give_up_retries()
                     return
                 self._deliver(item)
+                self._retry_due()
                 continue
             self._deliver_all()
             if self._closing.is_set():
@@ -138,6 +159,38 @@ class Notifier:
             item = self._queue.get_nowait()
             if item is not None:
                 self._deliver(item)
+        self._retry_due()
+
+    # -- retries of deliveries from memory (the store is lost) ----------------------------------------
+
+    def _until_retry(self) -> float | None:
+        """Seconds until the next retry is due (None: no retry waits)."""
+        with self._later_lock:
+            if not self._later:
+                return None
+            return min(max(self._later[0][0] - self._clock(), 0.05), POLL_SECONDS)
+
+    def _retry_due(self) -> None:
+        while not self._stop.is_set():
+            with self._later_lock:
+                if not self._later or self._later[0][0] > self._clock():
+                    return
+                _, _, item = heapq.heappop(self._later)
+            self._deliver(item)
+
+    def _retry_later(self, item: _Delivery) -> float:
+        wait = min(RETRY_FIRST * 2 ** item.attempt, RETRY_MAX)
+        with self._later_lock:
+            heapq.heappush(self._later, (self._clock() + wait, next(self._order),
+                                         _Delivery(item.alerter, item.alert, None, item.attempt + 1)))
+        return wait
+
+    def _give_up_retries(self) -> None:
+        with self._later_lock:
+            left, self._later = self._later, []
+        for _, _, item in left:
+            log.error("alerter %s: %s alert %s not delivered before shutdown (the state store was lost, so it "
+                      "was not kept)", item.alerter, item.alert.status, item.alert.dedup_key)
 
     def _claim(self) -> list[_Delivery]:
         store = self._store
@@ -189,6 +242,11 @@ class Notifier:
         self._done(item.queued_id)  # the alerter retried already; the history says it failed
         message = redact(message)
         self._metrics.alerts.labels(item.alerter, "failed").inc()
-        log.error("alerter %s could not deliver %s: %s", item.alerter, item.alert.dedup_key, message)
-        if self._on_failure is not None:
+        if self._detached and not self._stop.is_set():  # no queue keeps it: try again from memory
+            wait = self._retry_later(item)
+            log.error("alerter %s could not deliver %s (attempt %d): %s; trying again in %gs", item.alerter,
+                      item.alert.dedup_key, item.attempt + 1, message, wait)
+        else:
+            log.error("alerter %s could not deliver %s: %s", item.alerter, item.alert.dedup_key, message)
+        if self._on_failure is not None and item.attempt == 0:
             self._on_failure(item.alerter, item.alert, message)

@@ -136,6 +136,8 @@ def decode_json(response: Fetched, where: str) -> Any:
     text = response.content.decode("utf-8", errors="replace")
     try:
         return json.loads(text)
+    except RecursionError:
+        raise SourceError(f"{where} returned JSON nested too deeply to read{body_hint(response)}", "parse") from None
     except ValueError as exc:
         pos = getattr(exc, "pos", None)
         if not text.strip():

@@ -15,6 +15,12 @@ Every peer is treated as hostile (see docs/security.md):
   and the token are checked *before* any body byte is read; a body beyond `max_body` is 413;
 - each read waits at most `idle_timeout`; the whole request must arrive within
   `request_timeout`; one request per connection (`Connection: close`).
+Each connection closed or refused by one of these limits is reported to `on_reject(reason)`
+(the daemon counts them in `model_watchdog_api_connections_rejected_total{reason}`), with
+the reasons in REJECT_REASONS.
+
+While `writes_refused()` names a reason (the daemon's state store is lost), every mutating
+route answers 503 with that reason and its handler is not called.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from watchdog.errors import WatchdogError
@@ -42,6 +48,9 @@ MAX_BODY = 1024 * 1024
 MAX_HEAD = 64 * 1024
 _LENGTH = re.compile(r"[0-9]{1,15}")
 _TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: why a connection was closed or refused by a limit (the `reason` label of the daemon's counter)
+REJECT_REASONS = ("evicted", "refused", "idle_timeout", "request_timeout", "head_too_large", "body_too_large",
+                  "malformed")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -144,12 +153,23 @@ class _Resolved:
     operator: str | None
 
 
+class _Rejected(WatchdogError):
+    """A connection ended by a limit (one of REJECT_REASONS)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class ApiServer:
-    def __init__(self, listen: str, routes: list[Route], auth: AuthPolicy, limits: Limits | None = None):
+    def __init__(self, listen: str, routes: list[Route], auth: AuthPolicy, limits: Limits | None = None, *,
+                 on_reject: Callable[[str], None] | None = None, writes_refused: Callable[[], str] | None = None):
         host, port = parse_listen(listen)
         self.routes = routes
         self.auth = auth
         self.limits = limits or Limits()
+        self.on_reject = on_reject
+        self.writes_refused = writes_refused
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.create_server((host, port), family=family, backlog=128)
         self._sock.setblocking(False)
@@ -230,11 +250,15 @@ class ApiServer:
             data = json.loads(body) if body.strip() else {}
         except ValueError as exc:
             return Response(400, {"error": f"request body is not JSON: {exc}"})
+        except RecursionError:  # "[[[[…" a megabyte deep: the parser's recursion limit, not a server error
+            return Response(400, {"error": "request body is not JSON we accept: nested too deeply"})
         if not isinstance(data, dict):
             return Response(400, {"error": "request body must be a JSON object"})
         query = {k: v[-1] for k, v in parse_qs(resolved.query).items()}
         request = Request(method, resolved.path, resolved.params, query, data, headers, resolved.operator)
         try:
+            if resolved.route.mutating and self.writes_refused is not None and (why := self.writes_refused()):
+                return Response(503, {"error": f"refused, nothing was changed: {redact(why)}", "state_lost": True})
             return resolved.route.handler(request)
         except WatchdogError as exc:
             return Response(400 if exc.exit_code in (1, 2) else 500, {"error": redact(str(exc))})
@@ -278,7 +302,11 @@ class ApiServer:
         self._tasks.add(task)
         try:
             await _Exchange(self, reader, writer).run()
-        except (asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+        except _Rejected as exc:
+            self._rejected(exc.reason)
+        except asyncio.TimeoutError:  # the client did not read the answer within idle_timeout
+            self._rejected("idle_timeout")
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         except Exception:
             log.exception("HTTP connection failed")
@@ -294,16 +322,25 @@ class ApiServer:
             oldest = next((t for t, receiving in self._open.items() if receiving), None)
             if oldest is None:
                 self._warn_limit("refusing a new connection")
+                self._rejected("refused")
                 return False
             self._warn_limit("closing the oldest connection that is still sending its request")
             del self._open[oldest]
             oldest.abort()
+            self._rejected("evicted")
         self._open[transport] = True
         return True
 
     def _received(self, transport: asyncio.Transport) -> None:
         if transport in self._open:
             self._open[transport] = False
+
+    def _rejected(self, reason: str) -> None:
+        if self.on_reject is not None:
+            try:
+                self.on_reject(reason)
+            except Exception:  # counting must never break serving
+                log.debug("on_reject failed", exc_info=True)
 
     def _warn_limit(self, what: str) -> None:
         now = time.monotonic()
@@ -335,22 +372,20 @@ class _Exchange:
 
     async def run(self) -> None:
         head = await self._read_head()
-        if head is None:
-            return
         parsed = _parse_head(head)
         if isinstance(parsed, Response):
-            return await self._reply(parsed, linger=True)
+            return await self._refuse(parsed, "malformed")
         method, target, headers = parsed
         routed = "GET" if method == "HEAD" else method
         length = _body_length(headers)
         if isinstance(length, Response):
-            return await self._reply(length, linger=True, head_only=method == "HEAD")
+            return await self._refuse(length, "malformed", head_only=method == "HEAD")
         resolved = self.server.resolve(routed, target, headers)
         if isinstance(resolved, Response):
             return await self._reply(resolved, linger=length > 0, head_only=method == "HEAD")
         if length > self.limits.max_body:
-            return await self._reply(Response(413, {"error": f"request body larger than {self.limits.max_body} bytes "
-                                                             "(api.max_body)"}), linger=True)
+            return await self._refuse(Response(413, {"error": f"request body larger than {self.limits.max_body} "
+                                                              "bytes (api.max_body)"}), "body_too_large")
         if length and headers.get("expect", "").lower() == "100-continue":
             self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = await self._read_body(length)
@@ -362,20 +397,32 @@ class _Exchange:
         response, payload = await self.server._in_thread(work)
         await self._reply(response, head_only=method == "HEAD", payload=payload)
 
+    async def _refuse(self, response: Response, reason: str, head_only: bool = False) -> NoReturn:
+        """Answer a request refused by a limit (best effort), then end the connection as `reason`."""
+        try:
+            await self._reply(response, linger=True, head_only=head_only)
+        except (ConnectionError, asyncio.TimeoutError):
+            pass
+        raise _Rejected(reason)
+
     async def _read_chunk(self) -> bytes:
-        wait = min(self.limits.idle_timeout, self.deadline - self.loop.time())
-        if wait <= 0:
-            raise asyncio.TimeoutError
-        chunk = await asyncio.wait_for(self.reader.read(16384), wait)
+        left = self.deadline - self.loop.time()
+        if left <= 0:
+            raise _Rejected("request_timeout")
+        wait = min(self.limits.idle_timeout, left)
+        try:
+            chunk = await asyncio.wait_for(self.reader.read(16384), wait)
+        except asyncio.TimeoutError:
+            raise _Rejected("request_timeout" if wait < self.limits.idle_timeout else "idle_timeout") from None
         if not chunk:
             raise asyncio.IncompleteReadError(self.buffer, None)
         return chunk
 
-    async def _read_head(self) -> bytes | None:
+    async def _read_head(self) -> bytes:
         while (end := self.buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)) < 0:
             if len(self.buffer) > MAX_HEAD:
-                await self._reply(Response(431, {"error": f"request head larger than {MAX_HEAD} bytes"}), linger=True)
-                return None
+                await self._refuse(Response(431, {"error": f"request head larger than {MAX_HEAD} bytes"}),
+                                   "head_too_large")
             self.buffer += await self._read_chunk()
         head, self.buffer = self.buffer[:end], self.buffer[end + 4:]
         return head
