@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import subprocess
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -20,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.servers import _stop, free_port, require, wait_for_port
+from tests.servers import backfilled_prometheus
 from watchdog.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -60,31 +56,9 @@ def _openmetrics(t0: float, span: float) -> str:
 
 @pytest.fixture(scope="module")
 def history() -> Iterator[History]:
-    binary = require(shutil.which("prometheus") or "/usr/bin/prometheus", "prometheus")
-    promtool = require(shutil.which("promtool") or "/usr/bin/promtool", "prometheus")
-    directory = Path(tempfile.mkdtemp(prefix="mw-backtest-"))
     t0 = float((int(time.time()) // DAY) * DAY - 8 * DAY)  # a week and a day ago, on a day boundary
-    (directory / "history.om").write_text(_openmetrics(t0, 7 * DAY))
-    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(directory / "history.om"),
-                    str(directory / "data")], check=True, capture_output=True, timeout=240)
-    (directory / "prometheus.yml").write_text("global: {}\n")
-    port = free_port()
-    log = directory / "prometheus.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([require(binary, "prometheus"), f"--config.file={directory / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={directory / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-                                 "--storage.tsdb.retention.time=30d"], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc, 60, log)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while requests.get(f"{url}/-/ready", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
-        yield History(url, t0)
-    finally:
-        _stop(proc)
-        shutil.rmtree(directory, ignore_errors=True)
+    with backfilled_prometheus(_openmetrics(t0, 7 * DAY), prefix="mw-backtest-") as server:
+        yield History(server.url, t0)
 
 
 def _config(tmp_path: Path, url: str, rules: str) -> Path:
