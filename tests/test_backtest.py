@@ -256,3 +256,11 @@ def test_quiet_steps_are_not_skipped_for_rules_with_a_failure_limit(tmp_path: Pa
     stats: dict[str, int] = {}
     backtest.run(loaded, Request(start=T0, end=T0 + 59 * MINUTE), stats=stats)
     assert stats["ticks"] == 60
+
+
+def test_a_source_that_answers_nothing_but_errors_is_an_error_not_a_calm_week(tmp_path: Path) -> None:
+    config = _setup(tmp_path)
+    (tmp_path / "m.db").unlink()
+    (tmp_path / "m.db").mkdir()  # SQLite cannot open a folder: every query fails
+    code, out, err = _run("-c", str(config), "--from", _at(0), "--to", _at(30 * MINUTE))
+    assert code == 2 and "source db: every query failed" in err, out + err

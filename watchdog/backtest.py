@@ -25,6 +25,7 @@ import glob
 import os
 import re
 import threading
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -184,6 +185,12 @@ class InlineRunner(SourceRunner):
     step's answer, and the rule takes its `on_no_data` path as in the daemon. Answers are kept
     until a later step begins (the quiet-step check asks a step before the engine does)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.first_error: dict[str, SourceError] = {}
+
     def begin_tick(self, now: float, names: Iterable[str] | None = None,
                    deadline: float | None = None) -> dict[str, SourceError | None]:
         for key in [k for k in self._cache if k[2] < now]:
@@ -201,12 +208,21 @@ class InlineRunner(SourceRunner):
             key = (source, query, now, tuple(sorted((params or {}).items())))
             if key in self._cache:
                 continue
+            self.asked[source] += 1
             try:
                 self._cache[key] = invoke(self.sources[source], query, now, params)
             except KeyError:
                 self._cache[key] = SourceError(f"unknown source {source!r}", "config")
             except (SourceError, QueryError) as exc:
                 self._cache[key] = exc
+                if isinstance(exc, SourceError):
+                    self.failed[source] += 1
+                    self.first_error.setdefault(source, exc)
+
+    def unreachable(self) -> dict[str, SourceError]:
+        """The sources that answered every query with an error (down, refused, wrong URL):
+        a replay of them says nothing, and must not pass for "nothing would have fired"."""
+        return {name: self.first_error[name] for name, n in self.asked.items() if n and self.failed[name] == n}
 
 
 class QuietSteps:
@@ -543,6 +559,10 @@ def _replay(loaded: LoadedConfig, sources: dict[str, Source], start: float, step
             if quiet is not None:
                 quiet.ticked()
     notifier.drain(timeout=0)
+    down = engine.runner.unreachable()  # type: ignore[attr-defined]
+    if down:
+        store.close()
+        raise BacktestError("; ".join(f"source {name}: every query failed, e.g. {error}" for name, error in down.items()))
     return recorder, ticks, store
 
 
