@@ -1,4 +1,7 @@
-"""Stories of the SQLite state store: what is written survives, what fails leaves no trace."""
+"""Stories of the SQLite state store: what is written survives, what fails leaves no trace.
+
+The stories both stores tell alike (contract.py) run on SQLite too, collected by
+test_postgres_store.py; this file keeps SQLite's own."""
 
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ from watchdog.errors import StateError
 from watchdog.state import (
     Decision,
     HistoryEvent,
-    Hold,
     SQLiteStateStore,
     StateStore,
     open_store,
@@ -48,19 +50,6 @@ def event(target: str, kind: str, at: float = T0, **data: object) -> HistoryEven
 # --- transactions ---------------------------------------------------------------------
 
 
-def test_a_transaction_that_raises_leaves_nothing_written(store: StateStore) -> None:
-    with pytest.raises(RuntimeError):
-        with store.transaction():
-            store.save_rule_states({("fraud", "r", "{}"): '{"state": "firing"}'}, [])
-            store.create_decision(decision("d1"))
-            store.append(event("fraud", "decision"))
-            raise RuntimeError("boom")
-
-    assert store.load_rule_states() == {}
-    assert store.get_decision("d1") is None
-    assert store.history() == []
-
-
 def test_nested_transactions_join_the_outer_one(store: StateStore) -> None:
     with store.transaction():
         store.set_meta("kept", "1")
@@ -89,16 +78,6 @@ def test_rule_states_round_trip_and_delete(path: str) -> None:
         assert reopened.load_rule_states() == {a: '{"s": "firing"}'}
 
 
-def test_holds_are_put_replaced_and_deleted(store: StateStore) -> None:
-    store.put_hold(Hold("fraud", T0, "d1", "v2", "rolled back"))
-    store.put_hold(Hold("fraud", T0 + 1, None, None, "operator hold"))
-
-    assert store.holds() == {"fraud": Hold("fraud", T0 + 1, None, None, "operator hold")}
-    assert store.delete_hold("fraud") == Hold("fraud", T0 + 1, None, None, "operator hold")
-    assert store.delete_hold("fraud") is None
-    assert store.holds() == {}
-
-
 def test_meta_round_trips_and_records_the_schema_version(store: StateStore) -> None:
     store.set_meta("instance", "a")
     store.set_meta("instance", "b")
@@ -122,19 +101,6 @@ def test_observe_version_reports_changes_only(store: StateStore) -> None:
     assert store.current_version("fraud") == "v1"
     v1 = store.versions("fraud")[0]
     assert (v1.version, v1.first_seen, v1.last_seen) == ("v1", T0, T0 + 30)
-
-
-def test_mark_bad_shows_in_versions(store: StateStore) -> None:
-    store.observe_version("fraud", "v1", T0)
-    store.observe_version("fraud", "v2", T0 + 10)
-    store.mark_bad("fraud", "v2", "p99 latency 900ms > 500ms")
-
-    assert [(v.version, v.bad, v.bad_reason) for v in store.versions("fraud")] == [
-        ("v2", True, "p99 latency 900ms > 500ms"),
-        ("v1", False, ""),
-    ]
-    with pytest.raises(StateError, match="never observed"):
-        store.mark_bad("fraud", "v9", "unknown")
 
 
 # --- decisions and steps ----------------------------------------------------------------
@@ -381,14 +347,6 @@ def test_a_full_disk_inside_a_nested_block_fails_the_whole_transaction(
     assert store.get_meta("outer") is None
     assert store.get_meta("after") is None
     assert store.history() == []
-
-
-def test_a_closed_store_says_so(store: StateStore) -> None:
-    store.close()
-    store.close()
-
-    with pytest.raises(StateError, match="closed"):
-        store.history()
 
 
 # --- open_store -------------------------------------------------------------------------
