@@ -54,21 +54,26 @@ def _setup(tmp_path: Path, rule_extra: str = "for: 2m", interval: str = "1m") ->
           query: up
           below: 1
         """))
-    (tmp_path / "watchdog.yaml").write_text(textwrap.dedent(f"""\
-        interval: {interval}
-        state: live.db
-        rule_files: [rules.yaml]
-        sources:
-          db: {{type: sql, dsn: "sqlite:///{tmp_path / 'm.db'}"}}
-          page: {{type: scrape, url: "http://127.0.0.1:9/metrics"}}
-        actuators:
-          deploy: {{type: webhook, url: "http://127.0.0.1:9/rollback"}}
-        alerters:
-          ops: {{type: webhook, url: "http://127.0.0.1:9/alert"}}
-        targets:
-          m: {{rollback: [deploy], alert: [ops], version: {{source: page, query: model_info, label: version}}}}
-        """))
+    _watchdog_yaml(tmp_path, interval, "version: {source: page, query: model_info, label: version}",
+                   '\n  page: {type: scrape, url: "http://127.0.0.1:9/metrics"}')
     return tmp_path / "watchdog.yaml"
+
+
+def _watchdog_yaml(tmp_path: Path, interval: str, target_extra: str, more_sources: str = "") -> None:
+    """watchdog.yaml: source `db` (tmp_path/m.db), target `m` rolling back through a webhook."""
+    (tmp_path / "watchdog.yaml").write_text(f"""\
+interval: {interval}
+state: live.db
+rule_files: [rules.yaml]
+sources:
+  db: {{type: sql, dsn: "sqlite:///{tmp_path / 'm.db'}"}}{more_sources}
+actuators:
+  deploy: {{type: webhook, url: "http://127.0.0.1:9/rollback"}}
+alerters:
+  ops: {{type: webhook, url: "http://127.0.0.1:9/alert"}}
+targets:
+  m: {{rollback: [deploy], alert: [ops], {target_extra}}}
+""")
 
 
 def _run(*argv: str) -> tuple[int, str, str]:
@@ -212,19 +217,7 @@ rules:
 def _differential_config(tmp_path: Path, seed: int, minutes: int) -> Path:
     _random_history(tmp_path / "m.db", seed, minutes)
     (tmp_path / "rules.yaml").write_text(RULES)
-    (tmp_path / "watchdog.yaml").write_text(textwrap.dedent(f"""\
-        interval: 1m
-        state: live.db
-        rule_files: [rules.yaml]
-        sources:
-          db: {{type: sql, dsn: "sqlite:///{tmp_path / 'm.db'}"}}
-        actuators:
-          deploy: {{type: webhook, url: "http://127.0.0.1:9/rollback"}}
-        alerters:
-          ops: {{type: webhook, url: "http://127.0.0.1:9/alert"}}
-        targets:
-          m: {{rollback: [deploy], alert: [ops], verify_window: 5m, max_rollbacks: {{count: 100, window: 1h}}}}
-        """))
+    _watchdog_yaml(tmp_path, "1m", "verify_window: 5m, max_rollbacks: {count: 100, window: 1h}")
     return tmp_path / "watchdog.yaml"
 
 
