@@ -102,6 +102,13 @@ class DaemonProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.log = directory / "daemon.log"
 
+    def roll_back_by_command(self, argv: list[str], timeout: str = "2m") -> None:
+        """Roll back through a `command` actuator running `argv` instead of the webhook."""
+        self.config.write_text(self.config.read_text().replace(
+            "  rollback-hook: {type: webhook",
+            f"  rollback-cmd: {{type: command, argv: [{', '.join(argv)}], timeout: {timeout}}}\n"
+            "  rollback-hook: {type: webhook").replace("rollback: [rollback-hook]", "rollback: [rollback-cmd]"))
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
