@@ -20,19 +20,16 @@ Prints a table and writes bench/results/fleet-<timestamp>.json. Goals (issue 13)
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # bench/ is not a package: fleetserver sits beside this file
+from common import cpu_seconds, free_port, get, machine, percentile, rss_mb, start_daemon, write_result  # noqa: E402
 from fleetserver import addresses  # noqa: E402
 
 RULES = [
@@ -66,12 +63,6 @@ SPLIT_QUERIES = {  # the same rules, once for the whole fleet: every series keep
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def write_config(directory: Path, targets: int, rules: int, interval: float, port: int, listen: int,
                  split_by: bool, concurrency: int | None) -> None:
     addrs = addresses(targets)
@@ -97,16 +88,6 @@ def write_config(directory: Path, targets: int, rules: int, interval: float, por
     (directory / "rules.yaml").write_text("\n".join(out) + "\n")
 
 
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, ""
-    except OSError:
-        return 0, ""
-
-
 def duration_totals(text: str) -> tuple[float, float]:
     total = count = 0.0
     for line in text.splitlines():
@@ -117,25 +98,7 @@ def duration_totals(text: str) -> tuple[float, float]:
     return total, count
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
-
-
 def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
-    exe = str(Path(sys.executable).with_name("model-watchdog"))
     port, listen = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -145,8 +108,7 @@ def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         log = open(directory / "daemon.log", "w")
         started = time.monotonic()
-        daemon = subprocess.Popen([exe, "-c", str(directory / "watchdog.yaml"), "--log-level", "warning", "run"],
-                                  stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+        daemon = start_daemon(directory, log)
         try:
             return measure(args, daemon, listen, started, directory)
         finally:
@@ -198,12 +160,6 @@ def measure(args: argparse.Namespace, daemon: subprocess.Popen, listen: int, sta
             "stop_s": stop, "exit_code": daemon.returncode}
 
 
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "?")
-    return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", type=int, default=1000)
@@ -225,10 +181,7 @@ def main() -> int:
         value = result[key]
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"{key:<16}{shown:>12}{('≤ ' + str(goals[key])) if key in goals else '':>10}")
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"fleet-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result("fleet", result)
     print(f"machine: {result['machine']}\nwritten: {path}")
     return 0
 

@@ -22,7 +22,6 @@ bench/results/latency-<timestamp>.json. Goal (issue 13): ours median ≤ 3.2 s, 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import signal
@@ -41,7 +40,7 @@ from watchdog.demo.model_server import SimulatedModelServer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from fleet import free_port, machine, percentile  # noqa: E402
+from common import free_port, machine, percentile, start_daemon, wait_port, write_result  # noqa: E402
 
 EXPR = 'sum(rate(requests_total{status="error"}[5s])) / sum(rate(requests_total[5s]))'
 
@@ -74,17 +73,6 @@ class Receiver:
 
     def first(self, path: str, after: float) -> float | None:
         return next((t for p, t in list(self.hits) if p == path and t >= after), None)
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    import socket
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
 
 
 def start_stack(directory: Path, model_port: int, receiver: int) -> list[subprocess.Popen]:  # type: ignore[type-arg]
@@ -160,9 +148,7 @@ rules:
     for: 2s
     action: rollback
 """)
-    exe = str(Path(sys.executable).with_name("model-watchdog"))
-    return subprocess.Popen([exe, "-c", str(directory / "watchdog.yaml"), "--log-level", "warning", "run"],
-                            stdout=open(directory / "daemon.log", "w"), stderr=subprocess.STDOUT, cwd=directory)
+    return start_daemon(directory, open(directory / "daemon.log", "w"))
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -224,10 +210,7 @@ def main() -> int:
         print(f"{name:<28}{s['median']:>8.2f}{s['p95']:>8.2f}{s['max']:>8.2f}{result[missed]:>8}")
     r = result["ratio_theirs_over_ours"]
     print(f"{'per-trial ratio theirs/ours':<28}{r['median']:>8.2f}{r['p95']:>8.2f}{r['max']:>8.2f}")
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"latency-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result("latency", result)
     print(f"goal: ours median ≤ 3.2 s, p95 ≤ 3.6 s\nmachine: {result['machine']}\nwritten: {path}")
     return 0
 

@@ -12,7 +12,6 @@ run should be ≈ 0. Prints a table and writes bench/results/soak-<timestamp>.js
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from watchdog.demo.model_server import SimulatedModelServer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from fleet import free_port, machine, rss_mb  # noqa: E402
+from common import free_port, machine, rss_mb, start_daemon, write_result  # noqa: E402
 
 RULES = """\
 target: demo
@@ -88,14 +87,12 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--sample", type=float, default=5.0)
     args = parser.parse_args()
-    exe = str(Path(sys.executable).with_name("model-watchdog"))
     points: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp, SimulatedModelServer(version="v2", previous_versions=("v1",)) as model:
         directory, listen = Path(tmp), free_port()
         write_config(directory, model.url, listen)
         log = open(directory / "daemon.log", "w")
-        daemon = subprocess.Popen([exe, "-c", str(directory / "watchdog.yaml"), "--log-level", "warning", "run"],
-                                  stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+        daemon = start_daemon(directory, log)
         start = time.monotonic()
         end = start + args.minutes * 60
         flips = 0
@@ -129,10 +126,7 @@ def main() -> int:
                 "slope_mb_per_h_second_half", "exit_code"):
         value = result[key]
         print(f"{key:<28}{(f'{value:.2f}' if isinstance(value, float) else str(value)):>12}")
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result("soak", result)
     print(f"machine: {result['machine']}\nwritten: {path}")
     return 0 if os.environ.get("SOAK_STRICT") is None or result["slope_mb_per_h_second_half"] < 5 else 1
 

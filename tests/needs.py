@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
+import sys
+from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
 
@@ -33,3 +36,15 @@ def require_module(name: str, install: str = "-e '.[test]'") -> ModuleType:
         return importlib.import_module(name)
     except ImportError as exc:
         missing(f"{name} is not importable ({exc}); pip install {install}")
+
+
+def require_executable(name: str, install: str) -> str:
+    """The path of executable `name` — beside this Python first (a console script of the test
+    extra), then on PATH — or skip (fail under CI) saying `install`."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found:
+        return found
+    missing(f"{name} is not installed ({install})")

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -150,6 +151,42 @@ scrape_configs:
                                  f"--web.listen-address=127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT)
     wait_for_port(port, proc, 60, log)
     return PrometheusServer(url=f"http://127.0.0.1:{port}", proc=proc, directory=directory)
+
+
+@contextmanager
+def backfilled_prometheus(openmetrics: str, prefix: str = "mw-backfill-",
+                          timeout: float = 240) -> Iterator[PrometheusServer]:
+    """A Prometheus serving `openmetrics` (text ending in `# EOF`), backfilled with `promtool tsdb
+    create-blocks-from openmetrics` into a fresh data directory; ready (`/-/ready`) when yielded,
+    stopped and removed after. Keep the samples within the last 30 days (the retention)."""
+    binary = require(shutil.which("prometheus") or "/usr/bin/prometheus", "prometheus")
+    promtool = require(shutil.which("promtool") or "/usr/bin/promtool", "prometheus")
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        (directory / "history.om").write_text(openmetrics)
+        subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(directory / "history.om"),
+                        str(directory / "data")], check=True, capture_output=True, timeout=timeout)
+        (directory / "prometheus.yml").write_text("global: {}\n")
+        port = free_port()
+        log = directory / "prometheus.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([binary, f"--config.file={directory / 'prometheus.yml'}",
+                                     f"--storage.tsdb.path={directory / 'data'}",
+                                     f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=30d"],
+                                    stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(port, proc, 60, log)
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while requests.get(f"{url}/-/ready", timeout=5).status_code != 200:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Prometheus not ready within 60s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.1)
+            yield PrometheusServer(url=url, proc=proc, directory=directory)
+        finally:
+            _stop(proc)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @dataclass

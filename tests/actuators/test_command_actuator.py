@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.actuators.background import apply_in_background
 from watchdog.actuators.base import ActionContext
 from watchdog.actuators.command import KNOWN_PLACEHOLDERS, CommandActuator
 from watchdog.errors import ActuatorError
@@ -150,16 +151,7 @@ def test_stop_terminates_the_command_promptly(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     actuator = make_actuator(python(SPAWN_AND_SLEEP, str(pid_file), "polite"), timeout=60.0)
     stop = threading.Event()
-    outcome: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            actuator.apply(make_context(), stop)
-        except BaseException as exc:  # noqa: BLE001  (handed to the test thread)
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, outcome = apply_in_background(actuator, make_context(), stop)
     grandchild = int(wait_for_file(pid_file))
     stopped_at = time.monotonic()
     stop.set()

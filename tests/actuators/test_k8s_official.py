@@ -7,9 +7,7 @@ like `aws eks get-token`; the API server is the fake of tests/fakes/kube_api.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import sys
 import threading
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 
 from tests.actuators.kube_fixtures import make_context
 from tests.fakes.kube_api import FakeKube, deployment
+from tests.needs import require_module
 from watchdog.actuators import k8s_client
 from watchdog.actuators.k8s_client import Access, KubeClient
 from watchdog.actuators.kubernetes import KubernetesActuator
@@ -44,11 +43,7 @@ print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exe
 
 
 def official_client_installed() -> None:
-    if importlib.util.find_spec("kubernetes") is None:
-        message = "the official kubernetes client is not installed (pip install -e '.[test]')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_module("kubernetes")
 
 
 def exec_kubeconfig(folder: Path, server: str, lifetime: int = 3600, fail: bool = False) -> Path:

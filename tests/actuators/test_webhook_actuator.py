@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.http_receiver import Receiver, Reply
+from tests.actuators.background import apply_in_background
+from tests.http_receiver import Receiver, Reply, receiver  # noqa: F401  (fixture)
 from watchdog.actuators.base import ActionContext
 from watchdog.actuators.webhook import WebhookActuator
 from watchdog.errors import ActuatorError
@@ -123,16 +124,7 @@ def test_stop_during_backoff_ends_apply_promptly(receiver: Receiver) -> None:
     receiver.script(*[503] * 10)
     stop = threading.Event()
     actuator = make_actuator(receiver.url(), backoff=20.0, retries=5)
-    outcome: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            actuator.apply(make_context(), stop)
-        except BaseException as exc:  # noqa: BLE001  (handed to the test thread)
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, outcome = apply_in_background(actuator, make_context(), stop)
     receiver.wait_for(1)
     time.sleep(0.1)  # now in the 20s backoff
     stopped_at = time.monotonic()

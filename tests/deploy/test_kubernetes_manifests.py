@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.needs import require_executable
 from watchdog.actuators.kubernetes import GET_DEPLOYMENT, LIST_REPLICASETS, PATCH_DEPLOYMENT
 from watchdog.config.loader import load
 
@@ -26,14 +26,7 @@ KUBE_ACTUATORS = {"kubernetes", "argo-rollouts", "kserve"}
 
 
 def kubernetes_validate() -> str:
-    binary = Path(sys.executable).parent / "kubernetes-validate"
-    if binary.exists():
-        return str(binary)
-    message = "kubernetes-validate is not installed (pip install -e '.[test]')"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-    raise AssertionError("unreachable")
+    return require_executable("kubernetes-validate", "pip install -e '.[test]'")
 
 
 def validate(*paths: Path, version: str | None = None) -> subprocess.CompletedProcess[str]:

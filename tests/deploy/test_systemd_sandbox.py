@@ -18,7 +18,6 @@ without them, a failure under CI=true."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import stat
 import subprocess
@@ -31,6 +30,7 @@ import requests
 from watchdog.demo.model_server import SimulatedModelServer
 
 from tests.http_receiver import Receiver
+from tests.needs import missing, require_executable
 from tests.integration.daemon_process import ERROR_RATE_RULE, DaemonProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,12 +42,6 @@ MOUNTS = ('umask 0077; mount --bind "$1" "$1"; mount -t tmpfs -o size=16m,mode=1
           'mount -o remount,bind,ro /; shift 2; exec "$@"')
 
 
-def unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 def sandboxed(argv: list[str], state: Path, tmp: Path) -> list[str]:
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-ec", MOUNTS, "sh", str(state), str(tmp),
             "setpriv", "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--",
@@ -57,12 +51,11 @@ def sandboxed(argv: list[str], state: Path, tmp: Path) -> list[str]:
 @pytest.fixture
 def sandbox_ready(tmp_path):
     if os.geteuid() != 0:
-        unavailable("the unit's sandbox needs root here (mount namespace, setpriv); CI runs as root")
+        missing("the unit's sandbox needs root here (mount namespace, setpriv); CI runs as root")
     for tool, package in (("systemd-analyze", "systemd"), ("unshare", "util-linux"), ("setpriv", "util-linux")):
-        if not shutil.which(tool):
-            unavailable(f"{tool} is not installed (apt-get install {package})")
+        require_executable(tool, f"apt-get install {package}")
     if subprocess.run([SYSTEM_PYTHON, "-c", "import seccomp"], capture_output=True).returncode != 0:
-        unavailable("libseccomp's Python binding is not installed (apt-get install python3-seccomp); .ci/run installs it")
+        missing("libseccomp's Python binding is not installed (apt-get install python3-seccomp); .ci/run installs it")
     state, tmp = tmp_path / "probe-state", tmp_path / "probe-tmp"
     state.mkdir()
     tmp.mkdir()

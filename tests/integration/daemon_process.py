@@ -1,4 +1,9 @@
-"""The real daemon as a child process, and the config it runs on, for end-to-end tests."""
+"""The real daemon as a child process, the config it runs on, and the model server and alert
+receiver around it, for end-to-end tests.
+
+The fixtures `model`, `alerts` and `daemons` are imported by the test modules that use them
+(`from tests.integration.daemon_process import alerts, daemons, model  # noqa: F401`).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,14 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+import pytest
 import requests
+
+from watchdog.demo.model_server import SimulatedModelServer
+
+from tests.http_receiver import Receiver
 
 CONFIG = """\
 interval: 1s
@@ -92,6 +102,13 @@ class DaemonProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.log = directory / "daemon.log"
 
+    def roll_back_by_command(self, argv: list[str], timeout: str = "2m") -> None:
+        """Roll back through a `command` actuator running `argv` instead of the webhook."""
+        self.config.write_text(self.config.read_text().replace(
+            "  rollback-hook: {type: webhook",
+            f"  rollback-cmd: {{type: command, argv: [{', '.join(argv)}], timeout: {timeout}}}\n"
+            "  rollback-hook: {type: webhook").replace("rollback: [rollback-hook]", "rollback: [rollback-cmd]"))
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -156,3 +173,47 @@ class DaemonProcess:
         self.kill()
         if hasattr(self, "_log_file"):
             self._log_file.close()
+
+
+# -- the model server, the alert receiver and the daemons of one test ----------------------------
+
+@pytest.fixture
+def model() -> Iterator[SimulatedModelServer]:
+    with SimulatedModelServer(version="v2", previous_versions=("v1",)) as server:
+        yield server
+
+
+@pytest.fixture
+def alerts() -> Iterator[Receiver]:
+    receiver = Receiver()
+    receiver.start()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def daemons(tmp_path: Path, model: SimulatedModelServer, alerts: Receiver) -> Iterator[Callable[..., DaemonProcess]]:
+    """make(rules=ERROR_RATE_RULE, with_version=True, target_extra="") → a daemon on `model`
+    alerting to `alerts`, not started yet; every one made is closed after the test."""
+    made: list[DaemonProcess] = []
+
+    def make(rules: str = ERROR_RATE_RULE, with_version: bool = True, target_extra: str = "") -> DaemonProcess:
+        d = DaemonProcess(tmp_path, model.url, alerts.url("/alert"), rules, with_version, target_extra=target_extra)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.close()
+
+
+def set_mode(model: SimulatedModelServer, mode: str) -> None:
+    requests.post(model.url + "/control", json={"mode": mode}, timeout=5).raise_for_status()
+
+
+def deploy(model: SimulatedModelServer, version: str) -> None:
+    requests.post(model.url + "/deploy", json={"version": version}, timeout=5).raise_for_status()
+
+
+def rollback_calls(model: SimulatedModelServer) -> list[dict[str, Any]]:
+    return requests.get(model.url + "/rollbacks", timeout=5).json()

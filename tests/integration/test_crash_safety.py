@@ -68,11 +68,7 @@ def test_kill_9_while_a_rollback_command_sleeps(tmp_path):
     (tmp_path / "rollback.py").write_text(SCRIPT)
     with SimulatedModelServer() as model, Receiver() as alerts:
         daemon = DaemonProcess(tmp_path, model.url, alerts.url("/alert"), RULE, with_version=False)
-        config = daemon.config.read_text().replace(
-            "  rollback-hook: {type: webhook",
-            f"  rollback-cmd: {{type: command, argv: [{sys.executable}, {tmp_path / 'rollback.py'}, {work}], timeout: 2m}}\n"
-            "  rollback-hook: {type: webhook").replace("rollback: [rollback-hook]", "rollback: [rollback-cmd]")
-        daemon.config.write_text(config)
+        daemon.roll_back_by_command([sys.executable, str(tmp_path / "rollback.py"), str(work)])
         try:
             daemon.start()
             requests.post(model.url + "/control", json={"mode": "degraded"}, timeout=5)

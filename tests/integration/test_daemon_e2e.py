@@ -10,50 +10,17 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 
-from watchdog.demo.model_server import SimulatedModelServer
-
-from tests.http_receiver import Receiver
-from tests.integration.daemon_process import ERROR_RATE_RULE, DaemonProcess, wait_until
+from tests.integration.daemon_process import (  # noqa: F401 (alerts, daemons, model: fixtures)
+    ERROR_RATE_RULE, alerts, daemons, model, rollback_calls, set_mode, wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
-def model():
-    with SimulatedModelServer(version="v2", previous_versions=("v1",)) as server:
-        yield server
-
-
-@pytest.fixture
-def alerts():
-    receiver = Receiver()
-    receiver.start()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def daemon_factory(tmp_path, model, alerts):
-    made: list[DaemonProcess] = []
-
-    def make(rules: str = ERROR_RATE_RULE, with_version: bool = True) -> DaemonProcess:
-        d = DaemonProcess(tmp_path, model.url, alerts.url("/alert"), rules, with_version)
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.close()
-
-
-def set_mode(model: SimulatedModelServer, mode: str) -> None:
-    requests.post(model.url + "/control", json={"mode": mode}, timeout=5).raise_for_status()
-
-
-def rollback_calls(model: SimulatedModelServer) -> list[dict]:
-    return requests.get(model.url + "/rollbacks", timeout=5).json()
+def daemon_factory(daemons):
+    return daemons
 
 
 def test_healthy_model_no_action_then_sustained_breach_rolls_back_exactly_once(daemon_factory, model, alerts):

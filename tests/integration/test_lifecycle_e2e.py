@@ -10,65 +10,22 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-import requests
-
-from watchdog.demo.model_server import SimulatedModelServer
 
 from tests.http_receiver import Receiver
-from tests.integration.daemon_process import ERROR_RATE_RULE, DaemonProcess, wait_until
+from tests.integration.daemon_process import (  # noqa: F401 (alerts, daemons, model: fixtures)
+    ACCURACY_RULE, ERROR_RATE_RULE, DaemonProcess, alerts, daemons, deploy, model, rollback_calls, set_mode, wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-ACCURACY = """\
-- name: accuracy
-  source: model
-  query: model_accuracy
-  below: 0.9
-  for: 2s
-  action: {action}
-"""
-
-
 @pytest.fixture
-def model():
-    with SimulatedModelServer(version="v2", previous_versions=("v1",)) as server:
-        yield server
-
-
-@pytest.fixture
-def alerts():
-    receiver = Receiver()
-    receiver.start()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def daemon_factory(tmp_path, model, alerts):
-    made: list[DaemonProcess] = []
-
+def daemon_factory(daemons):
     def make(action: str = "rollback", target_extra: str = "", with_version: bool = True,
              rules: str | None = None) -> DaemonProcess:
-        d = DaemonProcess(tmp_path, model.url, alerts.url("/alert"), rules or ACCURACY.format(action=action),
-                          with_version, target_extra=target_extra)
-        made.append(d)
-        return d.start()
+        accuracy = ACCURACY_RULE.replace("action: rollback", f"action: {action}")
+        return daemons(rules or accuracy, with_version, target_extra=target_extra).start()
 
-    yield make
-    for d in made:
-        d.close()
-
-
-def set_mode(model: SimulatedModelServer, mode: str) -> None:
-    requests.post(model.url + "/control", json={"mode": mode}, timeout=5).raise_for_status()
-
-
-def deploy(model: SimulatedModelServer, version: str) -> None:
-    requests.post(model.url + "/deploy", json={"version": version}, timeout=5).raise_for_status()
-
-
-def rollback_calls(model: SimulatedModelServer) -> list[dict[str, Any]]:
-    return requests.get(model.url + "/rollbacks", timeout=5).json()
+    return make
 
 
 def sent(alerts: Receiver, kind: str, status: str | None = None) -> list[dict[str, Any]]:

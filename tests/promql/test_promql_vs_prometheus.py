@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +22,7 @@ import pytest
 import requests
 
 from tests.promql.differential import BEFORE_2_51, SPAN, corpus, openmetrics, queries, series_store
-from tests.servers import _stop, free_port, require, wait_for_port
+from tests.servers import backfilled_prometheus
 from watchdog.errors import PromQLError
 from watchdog.promql import SeriesStore, evaluate, parse
 from watchdog.promql.catalogue import ValueType
@@ -55,35 +52,13 @@ class Backfilled:
 
 @pytest.fixture(scope="module")
 def prometheus() -> Iterator[Backfilled]:
-    binary = require(shutil.which("prometheus") or "/usr/bin/prometheus", "prometheus")
-    promtool = require(shutil.which("promtool") or "/usr/bin/promtool", "prometheus")
-    directory = Path(tempfile.mkdtemp(prefix="mw-promdiff-"))
     # Recent enough that retention keeps it; on the hour so blocks align.
     t0 = float((int(time.time()) // 3600) * 3600 - 3 * 3600)
     series = corpus(t0)
-    (directory / "corpus.om").write_text(openmetrics(series))
-    subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(directory / "corpus.om"),
-                    str(directory / "data")], check=True, capture_output=True, timeout=120)
-    (directory / "prometheus.yml").write_text("global: {}\n")
-    port = free_port()
-    log = directory / "prometheus.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([binary, f"--config.file={directory / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={directory / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-                                 "--storage.tsdb.retention.time=30d"], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc, 60, log)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while requests.get(f"{url}/-/ready", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
-        build = requests.get(f"{url}/api/v1/status/buildinfo", timeout=5).json()["data"]["version"]
+    with backfilled_prometheus(openmetrics(series), prefix="mw-promdiff-", timeout=120) as server:
+        build = requests.get(f"{server.url}/api/v1/status/buildinfo", timeout=5).json()["data"]["version"]
         major, minor = (int(x) for x in build.split(".")[:2])
-        yield Backfilled(url, t0, series_store(series), (major, minor))
-    finally:
-        _stop(proc)
-        shutil.rmtree(directory, ignore_errors=True)
+        yield Backfilled(server.url, t0, series_store(series), (major, minor))
 
 
 def theirs(session: requests.Session, url: str, query: str, at: float) -> Result:

@@ -112,10 +112,7 @@ def test_kill_9_mid_command_ends_the_old_process_group_before_the_step_runs_agai
     (tmp_path / "rollback.py").write_text(SCRIPT)
     with SimulatedModelServer() as model, Receiver() as alerts:
         daemon = DaemonProcess(tmp_path, model.url, alerts.url("/alert"), RULE, with_version=False)
-        daemon.config.write_text(daemon.config.read_text().replace(
-            "  rollback-hook: {type: webhook",
-            f"  rollback-cmd: {{type: command, argv: [{sys.executable}, {tmp_path / 'rollback.py'}, {work}], timeout: 2m}}\n"
-            "  rollback-hook: {type: webhook").replace("rollback: [rollback-hook]", "rollback: [rollback-cmd]"))
+        daemon.roll_back_by_command([sys.executable, str(tmp_path / "rollback.py"), str(work)])
         old_pids: list[int] = []
         try:
             daemon.start()

@@ -25,6 +25,7 @@ import glob
 import os
 import re
 import threading
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -39,14 +40,16 @@ from watchdog.config.loader import LoadedConfig, load_rule_file
 from watchdog.config.validate import check_references
 from watchdog.config.schema import LoadedRule
 from watchdog.durations import format_duration, parse_duration
-from watchdog.engine import Engine, TickReport, series_key
+from watchdog.engine import Engine, StateKey, TickReport, series_key
 from watchdog.errors import ConfigError, Problem, QueryError, SourceError, WatchdogError
 from watchdog.metrics import DaemonMetrics
 from watchdog.runtime.notify import Notifier
-from watchdog.rules.evaluate import Outcome
-from watchdog.rules.state import Phase
+from watchdog.rollback.incident import Incident
+from watchdog.rules.evaluate import Outcome, is_breach
+from watchdog.config.templating import TemplateError, bound_parameters, render
+from watchdog.rules.state import Phase, SeriesState
 from watchdog.ruletest.synthetic import RecordingActuator, RecordingAlerter
-from watchdog.samples import Sample
+from watchdog.samples import Labels, Sample, without_name
 from watchdog.sources.base import QueryResult, Source
 from watchdog.sources.prometheus import PrometheusSource
 from watchdog.sources.runner import Request as SourceRequest, SourceRunner, invoke
@@ -99,7 +102,9 @@ class PrometheusHistory(Source):
         super().__init__(inner.name, inner.options)
         self.inner, self.start, self.end, self.step = inner, start, end, step
         self._cache: dict[str, dict[int, list[Sample]]] = {}
-        self._covered: dict[str, list[tuple[int, int]]] = {}
+        self._covered: dict[str, tuple[int, int]] = {}  # the instants (ms) the query's chunk answers
+        self._start_ms = round(start * 1000)
+        self._step_ms = round(step * 1000) if abs(step * 1000 - round(step * 1000)) < 1e-6 else 0
         self._lock = threading.Lock()
         self.range_queries = 0
 
@@ -111,18 +116,20 @@ class PrometheusHistory(Source):
 
     def query(self, query: str, now: float) -> QueryResult:
         at = round(now * 1000)
-        on_grid = abs(((now - self.start) / self.step) - round((now - self.start) / self.step)) < 1e-6
-        if not on_grid:
+        off = (at - self._start_ms) % self._step_ms if self._step_ms else 1
+        if 1 < off < self._step_ms - 1:  # off the grid (a millisecond either way is on it)
             return self.inner.query(query, now)
         with self._lock:
-            covered = any(a <= at <= b for a, b in self._covered.get(query, ()))
-        if not covered:
+            first, last = self._covered.get(query, (1, 0))
+        if not first <= at <= last:
             self._fill(query, now)
         with self._lock:
-            samples = self._cache.get(query, {}).pop(at, [])
-        return QueryResult(samples)
+            samples = self._cache[query].get(at, ())
+        return QueryResult(list(samples))
 
     def _fill(self, query: str, now: float) -> None:
+        """The chunk of up to RANGE_POINTS steps from `now` (replacing the query's last one: an
+        instant before it, e.g. a baseline, is asked again)."""
         end = max(now, min(self.end, now + self.step * (RANGE_POINTS - 1)))
         try:
             points = self.inner.query_range(query, now, end, self.step)
@@ -132,8 +139,8 @@ class PrometheusHistory(Source):
             raise
         self.range_queries += 1
         with self._lock:
-            self._cache.setdefault(query, {}).update(points)
-            self._covered.setdefault(query, []).append((round(now * 1000), round(end * 1000)))
+            self._cache[query] = points
+            self._covered[query] = (round(now * 1000), round(end * 1000))
 
     def close(self) -> None:
         self.inner.close()
@@ -158,11 +165,12 @@ class NoHistory(Source):
         raise SourceError(self.why, "no_history")
 
 
-def _sources(loaded: LoadedConfig, start: float, end: float, step: float) -> dict[str, Source]:
+def _sources(loaded: LoadedConfig, start: float, end: float, step: float, query_range: bool) -> dict[str, Source]:
     out: dict[str, Source] = {}
     for name, spec in loaded.config.sources.items():
         if spec.type == "prometheus":
-            out[name] = PrometheusHistory(plugins.create(plugins.SOURCES, spec), start, end, step)
+            inner = plugins.create(plugins.SOURCES, spec)
+            out[name] = PrometheusHistory(inner, start, end, step) if query_range else inner
         elif spec.type == "sql":
             out[name] = plugins.create(plugins.SOURCES, spec)
         else:
@@ -174,24 +182,215 @@ class InlineRunner(SourceRunner):
     """The engine's source runner without threads, retries or circuit breaker: each distinct
     query of a step is asked once, on the replaying thread (one query_range answers thousands
     of steps, so the per-call machinery would cost more than the queries); an error is that
-    step's answer, and the rule takes its `on_no_data` path as in the daemon."""
+    step's answer, and the rule takes its `on_no_data` path as in the daemon. Answers are kept
+    until a later step begins (the quiet-step check asks a step before the engine does)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.first_error: dict[str, SourceError] = {}
 
     def begin_tick(self, now: float, names: Iterable[str] | None = None,
                    deadline: float | None = None) -> dict[str, SourceError | None]:
-        self._cache.clear()
+        for key in [k for k in self._cache if k[2] < now]:
+            del self._cache[key]
         return {}
+
+    def query(self, source: str, query: str, now: float, params: dict[str, str] | None = None) -> Any:
+        key = (source, query, now, tuple(sorted(params.items())) if params else ())
+        if key not in self._cache:
+            self.prefetch([(source, query, params)], now)
+        return self._cache[key]
 
     def prefetch(self, requests: Sequence[SourceRequest], now: float, deadline: float | None = None) -> None:
         for source, query, params in requests:
             key = (source, query, now, tuple(sorted((params or {}).items())))
             if key in self._cache:
                 continue
+            self.asked[source] += 1
             try:
                 self._cache[key] = invoke(self.sources[source], query, now, params)
             except KeyError:
                 self._cache[key] = SourceError(f"unknown source {source!r}", "config")
             except (SourceError, QueryError) as exc:
                 self._cache[key] = exc
+                if isinstance(exc, SourceError):
+                    self.failed[source] += 1
+                    self.first_error.setdefault(source, exc)
+
+    def unreachable(self) -> dict[str, SourceError]:
+        """The sources that answered every query with an error (down, refused, wrong URL):
+        a replay of them says nothing, and must not pass for "nothing would have fired"."""
+        return {name: self.first_error[name] for name, n in self.asked.items() if n and self.failed[name] == n}
+
+
+class QuietSteps:
+    """The steps the engine need not tick, and what ticking them would have done.
+
+    A step is quiet when, with the engine's state exactly as after the previous step, ticking
+    would change nothing but the fields every evaluation overwrites (`evaluated_at`, `value`,
+    `outcome`, `reason`): every series of every rule is inactive with no count running (no
+    errors, no-data or inconclusive episode, breaches, sequential memory), each rule judges
+    the same series OK, no target's version changes, and no incident would move or awaits
+    recovery. "Judges OK" is the engine's own `_verdicts`, except for a rule judged by one
+    query against its threshold alone, where it is what `judge_rule` does for one (every
+    value not NaN and not `is_breach`) without building verdicts. Most of a week is quiet; the replay ticks the engine
+    only on the other steps and on the step before each of them (so the overwritten fields
+    are exact again), and does the rest of a quiet tick itself: the version observation and
+    the release bake. Rules with a baseline or a failure limit, and several owners, are never
+    skipped. tests/commands/test_backtest.py and tests/integration/test_backtest_prometheus.py compare
+    the reports with and without skipping."""
+
+    def __init__(self, engine: Engine, loaded: LoadedConfig) -> None:
+        self.engine, self.loaded = engine, loaded
+        self.enabled = engine.owner is None and all(
+            lr.rule.failure_limit is None and all(c.compare is None for c in lr.rule.conditions())
+            for lr in loaded.rules)
+        self.skipped = 0
+        self._incidents: dict[str, Incident] = {}
+        self._releases: dict[str, bool] = {}
+        self._plains: dict[tuple[str, str], tuple[str, str, dict[str, str] | None] | None] = {}
+        self._keysets: dict[tuple[str, str], set[StateKey]] = {}
+        self._keys: dict[tuple[str, str, bool], dict[Labels, StateKey]] = {}
+        self._versioned = any(t.version is not None for t in loaded.config.targets.values())
+
+    def values(self, now: float) -> dict[tuple[str, str], list[float]] | None:
+        """Each rule's values at `now` when the step is quiet, else None."""
+        engine = self.engine
+        if not self.enabled:
+            return None
+        targets = self.loaded.config.targets
+        if not all(engine.rollbacks.at_rest(name, now, engine.versions.get(name), self._incident(name))
+                   for name in targets):
+            return None
+        engine.runner.begin_tick(now)  # the inline runner asks a source when first asked: no prefetch
+        engine._known_versions.clear()
+        engine._router.clear()
+        for name, target in targets.items():
+            if target.version is not None and self._version(name, now) != engine.versions.get(name):
+                return None
+        out: dict[tuple[str, str], list[float]] = {}
+        for lr in self.loaded.rules:
+            plain = self._plain(lr)
+            values = self._threshold_values(lr, plain, now) if plain else self._judged_values(lr, now)
+            if values is None:
+                return None
+            out[(lr.target, lr.rule.name)] = values
+        return out
+
+    def _judged_values(self, lr: LoadedRule, now: float) -> list[float] | None:
+        """By the engine's own judgement: each series OK, remembering nothing, at rest."""
+        keys = set()
+        values = []
+        for verdict in self.engine._verdicts(lr, now):
+            key = self._key(lr, verdict.labels)
+            if verdict.outcome is not Outcome.OK or verdict.memory is not None \
+                    or not _at_rest(self.engine.states.get(key)):
+                return None
+            keys.add(key)
+            if verdict.value is not None:
+                values.append(verdict.value)
+        return values if keys and keys == self._rule_keys(lr) else None
+
+    def _threshold_values(self, lr: LoadedRule, plain: tuple[str, str, dict[str, str] | None], now: float
+                          ) -> list[float] | None:
+        """A rule judged by its threshold alone (see `_plain`): what `judge_rule` would judge
+        OK — a series without __name__, its value not NaN and not a breach — without building
+        its verdicts."""
+        result = self.engine.runner.query(*plain[:2], now, plain[2])
+        if isinstance(result, WatchdogError) or not result.samples:
+            return None  # no data or warming up
+        rule, states = lr.rule, self.engine.states
+        keys = set()
+        values = []
+        for sample in result.samples:
+            value = sample.value
+            if value != value or is_breach(rule.above, rule.below, value):
+                return None
+            key = self._key(lr, sample.labels, name=True)
+            if not _at_rest(states.get(key)):
+                return None
+            keys.add(key)
+            values.append(value)
+        return values if keys == self._rule_keys(lr) else None
+
+    def _plain(self, lr: LoadedRule) -> tuple[str, str, dict[str, str] | None] | None:
+        """(source, rendered query, bound parameters) of a rule that `judge_rule` judges by one
+        query against `above`/`below` alone (no baseline, statistics, composition, sample
+        count, split or version warm-up), else None. Between ticks the variables stay."""
+        rid = (lr.target, lr.rule.name)
+        if rid not in self._plains:
+            rule, engine = lr.rule, self.engine
+            plain = None
+            if rule.query is not None and not rule.is_statistical() and rule.compare is None \
+                    and rule.min_samples is None and not rule.all and not rule.any and lr.split_by is None:
+                variables = engine.variables(lr.target)
+                try:
+                    plain = (rule.source, render(rule.query, variables), bound_parameters(variables))
+                except TemplateError:
+                    plain = None
+            self._plains[rid] = plain
+        if self.engine.version_changed_at.get(lr.target) is not None:
+            return None  # _verdicts may answer "warming up": let it
+        return self._plains[rid]
+
+    def _key(self, lr: LoadedRule, labels: Labels, name: bool = False) -> StateKey:
+        cache = self._keys.setdefault((lr.target, lr.rule.name, name), {})
+        if labels not in cache:
+            cache[labels] = (lr.target, lr.rule.name, series_key(without_name(labels) if name else labels))
+        return cache[labels]
+
+    def _rule_keys(self, lr: LoadedRule) -> set[StateKey]:
+        rid = (lr.target, lr.rule.name)
+        if rid not in self._keysets:  # a quiet step keeps every series: only a tick adds or drops one
+            self._keysets[rid] = set(self.engine.states.keys_of_rule(*rid))
+        return self._keysets[rid]
+
+    def ticked(self) -> None:
+        """The engine ticked: what it may have changed is read again."""
+        self._incidents.clear()
+        self._releases.clear()
+        self._plains.clear()
+        self._keysets.clear()
+
+    def _released(self, target: str) -> bool:
+        if target not in self._releases:  # releases are recorded on ticks only (a version change, a rollback)
+            self._releases[target] = self.engine.ledger.current(target) is not None
+        return self._releases[target]
+
+    def _incident(self, target: str) -> Incident:
+        if target not in self._incidents:  # only a tick changes it (a quiet step changes no version)
+            self._incidents[target] = self.engine.desk.load(target)
+        return self._incidents[target]
+
+    def _version(self, name: str, now: float) -> str | None:
+        spec = self.loaded.config.targets[name].version
+        assert spec is not None
+        result = self.engine.runner.query(spec.source, spec.query, now)
+        if isinstance(result, WatchdogError):
+            return None
+        return next((s.label(spec.label) for s in result.samples if s.label(spec.label)), None)
+
+    def skip(self, now: float) -> None:
+        """What the engine's tick does on a quiet step besides judging: observe the versions
+        and bake the releases (nothing fires)."""
+        engine = self.engine
+        if self._versioned:
+            with engine.store.transaction():
+                for name, target in self.loaded.config.targets.items():
+                    engine._observe_version(name, target, now)
+            engine._known_versions.clear()
+        for name in sorted(engine.owned):
+            if self._released(name):  # else baking does nothing
+                engine.ledger.bake(name, now, firing=False)
+        self.skipped += 1
+
+
+def _at_rest(state: SeriesState | None) -> bool:
+    return state is not None and state.phase is Phase.INACTIVE and not state.errors and state.no_data_since is None \
+        and state.insufficient_since is None and not state.insufficient_alerted and not state.breaches \
+        and state.memory is None and state.pending_since is None
 
 
 class ReplayStore(SQLiteStateStore):
@@ -236,14 +435,17 @@ class RuleLog:
     open: dict[str, dict[str, Any]] = field(default_factory=dict)  # series key → its firing, while it fires
     values: list[tuple[float, float]] = field(default_factory=list)  # (time, the most breaching value)
 
+    @property
+    def lower_is_worse(self) -> bool:
+        return "below" in self.threshold and "above" not in self.threshold
+
     def record(self, now: float, verdicts: list[tuple[Any, Any]]) -> None:
         self.evaluations += 1
         if all(v.outcome in (Outcome.NO_DATA, Outcome.WARMING_UP) for v, _ in verdicts):
             self.no_data += 1
         values = [v.value for v, _ in verdicts if v.value is not None]
         if values:
-            self.values.append((now, min(values) if "below" in self.threshold and "above" not in self.threshold
-                                else max(values)))
+            self.values.append((now, min(values) if self.lower_is_worse else max(values)))
         for verdict, state in verdicts:
             key = series_key(verdict.labels)
             if state.phase is Phase.FIRING and key not in self.open:
@@ -267,6 +469,14 @@ class Recorder:
         for key, verdicts in by_rule.items():
             self.rules[key].record(report.at, verdicts)
 
+    def quiet(self, at: float, judged: dict[tuple[str, str], list[float]]) -> None:
+        """A quiet step: every series judged OK and inactive (none was firing)."""
+        for key, values in judged.items():
+            rule_log = self.rules[key]
+            rule_log.evaluations += 1
+            if values:
+                rule_log.values.append((at, min(values) if rule_log.lower_is_worse else max(values)))
+
 
 # -- the run ------------------------------------------------------------------------------------------
 
@@ -280,9 +490,14 @@ class Request:
     incidents: tuple["KnownIncident", ...] | None = None
 
 
-def run(loaded: LoadedConfig, request: Request, notes: list[str] | None = None) -> dict[str, Any]:
+def run(loaded: LoadedConfig, request: Request, notes: list[str] | None = None, *,
+        exact: bool = False, stats: dict[str, int] | None = None) -> dict[str, Any]:
     """Replay the engine; returns the report `--json` prints (times as RFC 3339). What was
-    left out of the replay, and why, is appended to `notes` (for stderr)."""
+    left out of the replay, and why, is appended to `notes` (for stderr).
+
+    `exact=True` is the reference the fast path is tested against: one instant query per
+    step (no query_range) and the engine ticked on every step (no quiet steps skipped).
+    `stats`, when given, receives the counts of steps, engine ticks and query_range calls."""
     step = request.step or loaded.config.interval
     if step <= 0:
         raise BacktestError("--step must be greater than 0")
@@ -294,19 +509,23 @@ def run(loaded: LoadedConfig, request: Request, notes: list[str] | None = None) 
                             f"more than {MAX_STEPS}; use a longer --step")
     if request.rule_files:
         loaded = with_rule_files(loaded, request.rule_files)
-    sources = _sources(loaded, request.start, request.end, step)
+    sources = _sources(loaded, request.start, request.end, step, query_range=not exact)
     loaded, skipped = _replayable(loaded, request.targets, sources, step, notes if notes is not None else [])
     try:
-        recorder, engine, store = _replay(loaded, sources, request.start, step, count)
+        recorder, ticks, store = _replay(loaded, sources, request.start, step, count, skip_quiet=not exact)
         report = _report(loaded, request, step, recorder, store, skipped)
         store.close()
     finally:
         for source in sources.values():
             source.close()
+    if stats is not None:
+        stats.update(steps=count, ticks=ticks, range_queries=sum(
+            s.range_queries for s in sources.values() if isinstance(s, PrometheusHistory)))
     return report
 
 
-def _replay(loaded: LoadedConfig, sources: dict[str, Source], start: float, step: float, count: int):  # type: ignore[no-untyped-def]
+def _replay(loaded: LoadedConfig, sources: dict[str, Source], start: float, step: float, count: int,
+            skip_quiet: bool = True) -> tuple[Recorder, int, ReplayStore]:
     store = ReplayStore()
     clock = FakeClock(start)
     metrics = DaemonMetrics()
@@ -319,12 +538,32 @@ def _replay(loaded: LoadedConfig, sources: dict[str, Source], start: float, step
     # A step's queries may start a query_range of many thousand points: give them time.
     engine = Engine(loaded, store, sources, executor, notifier, metrics, clock=clock, tick_budget=120.0)
     engine.runner = InlineRunner(sources, metrics, clock, replace(engine.runner.settings, query_timeout=120.0), stop)
+    quiet = QuietSteps(engine, loaded) if skip_quiet else None
+    ahead: dict[tuple[str, str], list[float]] | None = None  # the next step's values, when it is quiet
+    ticks = 0
     for i in range(count):
         now = start + i * step
         clock.set(now)
-        recorder.tick(engine.tick(now))
+        values, ahead = ahead, None
+        if quiet is not None and 0 < i < count - 1:
+            values = values if values is not None else quiet.values(now)
+            # the step before one that is not quiet is ticked: its overwritten fields are exact again
+            ahead = quiet.values(now + step) if values is not None else None
+        if values is not None and ahead is not None:
+            quiet.skip(now)  # type: ignore[union-attr]
+            recorder.quiet(now, values)
+        else:
+            ahead = None
+            recorder.tick(engine.tick(now))
+            ticks += 1
+            if quiet is not None:
+                quiet.ticked()
     notifier.drain(timeout=0)
-    return recorder, engine, store
+    down = engine.runner.unreachable()  # type: ignore[attr-defined]
+    if down:
+        store.close()
+        raise BacktestError("; ".join(f"source {name}: every query failed, e.g. {error}" for name, error in down.items()))
+    return recorder, ticks, store
 
 
 def with_rule_files(loaded: LoadedConfig, patterns: tuple[str, ...]) -> LoadedConfig:

@@ -22,7 +22,8 @@ from watchdog.rollback.guards import Guards, Outcome, Situation
 from watchdog.rollback.releases import Ledger
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import (
-    STICKY_GUARDS, DecisionFinished, GuardVerdict, Incident, NewVersion, Phase, RuleFiring, RuleRecovered, due,
+    STICKY_GUARDS, DecisionFinished, GuardVerdict, Incident, NewVersion, Phase, RuleFiring, RuleRecovered, advance,
+    due,
 )
 from watchdog.rules.state import Phase as RulePhase
 from watchdog.rules.state import SeriesState
@@ -68,6 +69,19 @@ class Rollbacks:
         incident = self._tick(view, now)
         self._watch_recovery(view, incident, now)
         return incident
+
+    def at_rest(self, target: str, now: float, version: str | None, incident: Incident | None = None) -> bool:
+        """Whether a tick at `now` on which no rollback rule of `target` fires or is pending
+        would change nothing here: no deadline of its incident passed, no recovery awaited,
+        and the incident stays as it is, healthy or not (the backtest skips such ticks).
+        `incident`: the target's, when the caller knows it is current."""
+        incident = incident or self.desk.load(target)
+        if due(incident, now) or target not in self._awaiting or self._awaiting[target] is not None:
+            return False
+        settings = self.desk.settings(target)
+        return incident == Incident(target, Phase.CLEAR, since=incident.since) or all(
+            advance(incident, RuleRecovered(healthy=h, version=version), now, settings) == (incident, [])
+            for h in (True, False))
 
     def _watch_recovery(self, view: TargetView, incident: Incident, now: float) -> None:
         """Mark `recovered_at` on the target's last acted-on decision once every rollback rule
