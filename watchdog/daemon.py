@@ -153,6 +153,9 @@ class Daemon:
             del self.engine.states[key]
         with self.store.transaction():
             self.store.save_rule_states({}, doomed)
+        # their series' metrics go with their state (a changed rule's come back at its next tick)
+        self.metrics.rules.retain_rules(set(new_rules) - stale)
+        self.metrics.forget_targets({t for t, _ in old_rules} - set(self.loaded.config.targets))
         return [f"{t}/{r}" for t, r in sorted(stale)]
 
     def _reload_failed(self, problems: str) -> tuple[bool, str]:
