@@ -11,7 +11,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from watchdog import httpbody, plugins
+from watchdog import plugins
+from watchdog.http import body as httpbody
 from watchdog.actions import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, SystemClock, rfc3339
