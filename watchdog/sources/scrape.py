@@ -31,7 +31,7 @@ from watchdog.config.fields import option
 from watchdog.errors import PromQLError, QueryError, SourceError
 from watchdog.promql import Expr, SeriesStore, evaluate, parse
 from watchdog.redact import redact_url
-from watchdog.samples import NAME, Sample, labels_of
+from watchdog.samples import NAME, Labels, Sample, labels_of
 from watchdog.http import fetch as httpfetch
 from watchdog.sources import exposition
 from watchdog.sources.base import QueryResult, Source, SourceHealth, detached
@@ -72,6 +72,9 @@ class _Target:
     last_error: str = ""
     last_success: float | None = None
     scraped: bool = field(default=False)
+    # the instance-labelled label set of each series of the last page: a page repeats its
+    # series, so relabelling is a look-up (rebuilt every scrape: it holds one page's series)
+    relabelled: dict[Labels, Labels] = field(default_factory=dict, repr=False)
 
     @property
     def where(self) -> str:
@@ -177,7 +180,7 @@ class ScrapeSource(Source):
                 target.session, "GET", target.url, timeout=timeout, what="scrape of",
                 max_body=self.options.max_body,
                 headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1", **self.options.headers})
-            return [self._labelled(s, target) for s in self._parse(response, target.where)]
+            return self._labelled_page(self._parse(response, target.where), target)
         except SourceError as exc:
             return detached(exc)
 
@@ -192,12 +195,23 @@ class ScrapeSource(Source):
         except exposition.PageError as exc:
             raise SourceError(f"{where} {exc}", exc.kind) from None
 
-    def _labelled(self, sample: Sample, target: _Target) -> Sample:
+    def _labelled_page(self, samples: list[Sample], target: _Target) -> list[Sample]:
         if not target.instance:
-            return sample
-        labels = {("exported_instance" if k == INSTANCE else k): v for k, v in sample.labels}
-        labels[INSTANCE] = target.instance
-        return Sample(labels_of(labels), sample.value)
+            return samples
+        last, now = target.relabelled, {}
+        out = []
+        for sample in samples:
+            labels = last.get(sample.labels) or self._labelled(sample.labels, target)
+            now[sample.labels] = labels
+            out.append(Sample(labels, sample.value))
+        target.relabelled = now
+        return out
+
+    @staticmethod
+    def _labelled(labels: Labels, target: _Target) -> Labels:
+        relabelled = {("exported_instance" if k == INSTANCE else k): v for k, v in labels}
+        relabelled[INSTANCE] = target.instance
+        return labels_of(relabelled)
 
     def _up(self, target: _Target, value: float) -> Sample:
         labels = {NAME: UP, INSTANCE: target.instance} if target.instance else {NAME: UP}
