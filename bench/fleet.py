@@ -145,16 +145,32 @@ def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         log = open(directory / "daemon.log", "w")
         started = time.monotonic()
+        env = {**os.environ, "PYTHONPATH": args.code} if args.code else None
         daemon = subprocess.Popen([exe, "-c", str(directory / "watchdog.yaml"), "--log-level", "warning", "run"],
-                                  stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=tmp, env=env)
+        spy = profile(args, daemon.pid)
         try:
             return measure(args, daemon, listen, started, directory)
         finally:
-            for proc in (daemon, server):
+            for proc in (daemon, server, spy):
+                if proc is None:
+                    continue
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
             log.close()
+
+
+def profile(args: argparse.Namespace, pid: int) -> subprocess.Popen | None:  # type: ignore[type-arg]
+    """py-spy on the daemon from its start (load, first tick, ticks) into `--profile` (collapsed
+    stacks, CPU only: idle threads left out); summarise with bench/pyspy_top.py."""
+    if not args.profile:
+        return None
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    seconds = int(args.interval * (args.ticks + 1) + 30)
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "50", "--nonblocking", "--threads",
+                             "--format", "raw", "--duration", str(seconds), "-o", args.profile],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def measure(args: argparse.Namespace, daemon: subprocess.Popen, listen: int, started: float,  # type: ignore[type-arg]
@@ -212,11 +228,14 @@ def main() -> int:
     parser.add_argument("--ticks", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=None, help="the scrape source's concurrency (default: its own)")
     parser.add_argument("--split-by", action="store_true", help="fleet rules: one query per rule, split by `instance`")
+    parser.add_argument("--profile", metavar="PATH", help="record the daemon with py-spy into PATH (collapsed stacks)")
+    parser.add_argument("--code", metavar="DIR", help="run the daemon on the watchdog package in DIR (PYTHONPATH), "
+                                                      "e.g. `git archive main` unpacked, for a baseline in the same run")
     parser.add_argument("--quick", action="store_true", help="200 targets, 5 s interval, 4 ticks")
     args = parser.parse_args()
     if args.quick:
         args.targets, args.interval, args.ticks = min(args.targets, 200), 5.0, 4
-    result = {"benchmark": "fleet", "machine": machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    result = {"benchmark": "fleet", "machine": machine(), "code": args.code or "this tree", "load": os.getloadavg(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               **run(args)}
     goals = {"tick_mean_s": 1.0, "ready_s": 2.0, "rss_peak_mb": 120.0}
     print(f"{'measure':<16}{'value':>12}{'goal':>10}")
