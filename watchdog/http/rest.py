@@ -33,7 +33,7 @@ class Connection:
     timeout: float = 10.0
     retries: int = 3
     backoff: float = 1.0
-    verify: bool | str = True  # True (system CAs), a CA bundle path, or False (only if configured so)
+    verify: bool | str = True  # True (certifi's CAs, or REQUESTS_CA_BUNDLE), a CA bundle path, or False (only if configured so)
     cert: tuple[str, str] | None = None  # client certificate and key files
     headers: Mapping[str, str] = field(default_factory=dict)
     tls_hint: str = "if the server uses a private CA, set ca_file to its PEM bundle"
