@@ -46,11 +46,11 @@ def get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-def start_daemon(directory: Path, log: IO[str]) -> subprocess.Popen:  # type: ignore[type-arg]
+def start_daemon(directory: Path, log: IO[str], env: dict[str, str] | None = None) -> subprocess.Popen:  # type: ignore[type-arg]
     """`model-watchdog -c DIRECTORY/watchdog.yaml --log-level warning run`, in DIRECTORY, output to `log`."""
     exe = str(Path(sys.executable).with_name("model-watchdog"))
     return subprocess.Popen([exe, "-c", str(directory / "watchdog.yaml"), "--log-level", "warning", "run"],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=directory)
+                            stdout=log, stderr=subprocess.STDOUT, cwd=directory, env=env)
 
 
 def cpu_seconds(pid: int) -> float:

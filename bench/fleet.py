@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import signal
 import subprocess
+import os
 import sys
 import tempfile
 import time
@@ -108,15 +109,31 @@ def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         log = open(directory / "daemon.log", "w")
         started = time.monotonic()
-        daemon = start_daemon(directory, log)
+        env = {**os.environ, "PYTHONPATH": args.code} if args.code else None
+        daemon = start_daemon(directory, log, env=env)
+        spy = profile(args, daemon.pid)
         try:
             return measure(args, daemon, listen, started, directory)
         finally:
-            for proc in (daemon, server):
+            for proc in (daemon, server, spy):
+                if proc is None:
+                    continue
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
             log.close()
+
+
+def profile(args: argparse.Namespace, pid: int) -> subprocess.Popen | None:  # type: ignore[type-arg]
+    """py-spy on the daemon from its start (load, first tick, ticks) into `--profile` (collapsed
+    stacks, CPU only: idle threads left out); summarise with bench/pyspy_top.py."""
+    if not args.profile:
+        return None
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    seconds = int(args.interval * (args.ticks + 1) + 30)
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "50", "--nonblocking", "--threads",
+                             "--format", "raw", "--duration", str(seconds), "-o", args.profile],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def measure(args: argparse.Namespace, daemon: subprocess.Popen, listen: int, started: float,  # type: ignore[type-arg]
@@ -135,8 +152,10 @@ def measure(args: argparse.Namespace, daemon: subprocess.Popen, listen: int, sta
     cpu0, wall0, peak = cpu_seconds(daemon.pid), time.monotonic(), rss_mb(daemon.pid)
     deadline = time.monotonic() + args.interval * (args.ticks + 1) + 30
     while len(ticks) < args.ticks and time.monotonic() < deadline:
-        # Not faster: rendering /metrics of 10,000 rules takes CPU from the daemon being measured.
-        time.sleep(1.0)
+        # Not faster: rendering /metrics of 10,000 rules takes CPU from the daemon being measured
+        # (polled every second, the renders took about half of its CPU); a Prometheus scraping
+        # the daemon every 15 s renders it less often still.
+        time.sleep(args.poll or max(1.0, args.interval / 3))
         peak = max(peak, rss_mb(daemon.pid))
         total, count = duration_totals(get(base + "/metrics")[1])
         if count > last_count:
@@ -154,7 +173,7 @@ def measure(args: argparse.Namespace, daemon: subprocess.Popen, listen: int, sta
     except subprocess.TimeoutExpired:
         stop = float("inf")
     return {"targets": args.targets, "rules_per_target": args.rules, "rules": args.targets * args.rules,
-            "interval_s": args.interval, "split_by": args.split_by, "ticks_measured": len(ticks),
+            "interval_s": args.interval, "poll_s": args.poll or max(1.0, args.interval / 3), "split_by": args.split_by, "ticks_measured": len(ticks),
             "ticks_expected": args.ticks, "tick_mean_s": sum(ticks) / len(ticks) if ticks else float("nan"),
             "tick_p99_s": percentile(ticks, 0.99), "cpu_per_s": cpu, "rss_peak_mb": peak, "ready_s": ready,
             "stop_s": stop, "exit_code": daemon.returncode}
@@ -168,11 +187,16 @@ def main() -> int:
     parser.add_argument("--ticks", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=None, help="the scrape source's concurrency (default: its own)")
     parser.add_argument("--split-by", action="store_true", help="fleet rules: one query per rule, split by `instance`")
+    parser.add_argument("--poll", type=float, default=None,
+                        help="seconds between two reads of /metrics (default: a third of the interval)")
+    parser.add_argument("--profile", metavar="PATH", help="record the daemon with py-spy into PATH (collapsed stacks)")
+    parser.add_argument("--code", metavar="DIR", help="run the daemon on the watchdog package in DIR (PYTHONPATH), "
+                                                      "e.g. `git archive main` unpacked, for a baseline in the same run")
     parser.add_argument("--quick", action="store_true", help="200 targets, 5 s interval, 4 ticks")
     args = parser.parse_args()
     if args.quick:
         args.targets, args.interval, args.ticks = min(args.targets, 200), 5.0, 4
-    result = {"benchmark": "fleet", "machine": machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    result = {"benchmark": "fleet", "machine": machine(), "code": args.code or "this tree", "load": os.getloadavg(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               **run(args)}
     goals = {"tick_mean_s": 1.0, "ready_s": 2.0, "rss_peak_mb": 120.0}
     print(f"{'measure':<16}{'value':>12}{'goal':>10}")

@@ -7,6 +7,8 @@ at a known instant; the rule is `sum(rate(errors[5s])) / sum(rate(all[5s])) > 0.
 Watching the SAME flips (paired trials):
 
 - model-watchdog (`model-watchdog run`, embedded `scrape`, 1 s interval, webhook actuator);
+- model-watchdog on the `prometheus` source (a second daemon, the same rule, querying the
+  Prometheus below instead of scraping; unless --no-prometheus-source);
 - Prometheus (1 s scrape and evaluation, the same rule as an alerting rule) + Alertmanager
   (`group_wait: 0s`, `group_interval: 1s`, webhook receiver) — the Debian packages
   `prometheus` and `prometheus-alertmanager`, started here on 127.0.0.1: their tightest
@@ -75,7 +77,7 @@ class Receiver:
         return next((t for p, t in list(self.hits) if p == path and t >= after), None)
 
 
-def start_stack(directory: Path, model_port: int, receiver: int) -> list[subprocess.Popen]:  # type: ignore[type-arg]
+def start_stack(directory: Path, model_port: int, receiver: int) -> tuple[list[subprocess.Popen], int]:  # type: ignore[type-arg]
     prom_bin = shutil.which("prometheus") or "/usr/bin/prometheus"
     am_bin = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
     am_port, prom_port = free_port(), free_port()
@@ -115,10 +117,15 @@ scrape_configs:
                              "--rules.alert.resend-delay=1s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(am_port)
     wait_port(prom_port)
-    return [am, prom]
+    return [am, prom], prom_port
 
 
-def start_ours(directory: Path, model_url: str, receiver: int) -> subprocess.Popen:  # type: ignore[type-arg]
+def start_ours(directory: Path, model_url: str, receiver: int, prometheus: str = "") -> subprocess.Popen:  # type: ignore[type-arg]
+    """Our daemon on `scrape` (or, given a Prometheus URL, on the `prometheus` source), in its own directory."""
+    directory = directory / ("ours-prometheus" if prometheus else "ours")
+    directory.mkdir()
+    source = f'{{type: prometheus, url: "{prometheus}", timeout: 1s}}' if prometheus else f'{{type: scrape, url: "{model_url}/metrics"}}'
+    path = "/ours-prometheus" if prometheus else "/ours"
     (directory / "watchdog.yaml").write_text(f"""\
 interval: 1s
 state: state.db
@@ -126,9 +133,9 @@ max_rollbacks: {{count: 10000, window: 1h}}   # every trial rolls back: lift the
 listen: 127.0.0.1:{free_port()}
 rule_files: [rules.yaml]
 sources:
-  model: {{type: scrape, url: "{model_url}/metrics"}}
+  model: {source}
 actuators:
-  hook: {{type: webhook, url: "http://127.0.0.1:{receiver}/ours"}}
+  hook: {{type: webhook, url: "http://127.0.0.1:{receiver}{path}"}}
 alerters:
   log: {{type: log}}
 targets:
@@ -162,14 +169,18 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--settle", type=float, default=10.0, help="seconds healthy before each flip")
     parser.add_argument("--give-up", type=float, default=20.0, help="seconds to wait for a webhook")
+    parser.add_argument("--no-prometheus-source", action="store_true", help="leave out model-watchdog on the prometheus source")
     args = parser.parse_args()
     receiver = Receiver()
     trials: list[dict[str, float | None]] = []
     with tempfile.TemporaryDirectory() as tmp, SimulatedModelServer(version="v2", previous_versions=("v1",)) as model:
         directory = Path(tmp)
-        procs = start_stack(directory, model.port, receiver.port)
-        ours = start_ours(directory, model.url, receiver.port)
-        procs.append(ours)
+        procs, prom_port = start_stack(directory, model.port, receiver.port)
+        procs.append(start_ours(directory, model.url, receiver.port))
+        paths = {"ours": "/ours", "prometheus_alertmanager": "/am"}
+        if not args.no_prometheus_source:
+            procs.append(start_ours(directory, model.url, receiver.port, f"http://127.0.0.1:{prom_port}"))
+            paths["ours_prometheus_source"] = "/ours-prometheus"
         try:
             time.sleep(args.settle)
             for n in range(args.trials):
@@ -179,13 +190,13 @@ def main() -> int:
                 flip = time.time()
                 requests.post(model.url + "/control", json={"mode": "degraded"}, timeout=5).raise_for_status()
                 end = time.monotonic() + args.give_up
-                while time.monotonic() < end and (receiver.first("/ours", flip) is None or receiver.first("/am", flip) is None):
+                while time.monotonic() < end and any(receiver.first(p, flip) is None for p in paths.values()):
                     time.sleep(0.02)
-                mine, theirs = receiver.first("/ours", flip), receiver.first("/am", flip)
-                trial = {"ours": None if mine is None else mine - flip, "prometheus_alertmanager": None if theirs is None else theirs - flip}
+                hits = {key: receiver.first(p, flip) for key, p in paths.items()}
+                trial = {key: None if at is None else at - flip for key, at in hits.items()}
                 trials.append(trial)
-                print(f"trial {n + 1:>2}: ours {trial['ours'] or float('nan'):.2f} s, "
-                      f"Prometheus+Alertmanager {trial['prometheus_alertmanager'] or float('nan'):.2f} s", flush=True)
+                print(f"trial {n + 1:>2}: " + ", ".join(f"{k} {v if v is not None else float('nan'):.2f} s"
+                                                          for k, v in trial.items()), flush=True)
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
@@ -194,6 +205,7 @@ def main() -> int:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+    via_prom = [t["ours_prometheus_source"] for t in trials if t.get("ours_prometheus_source") is not None]
     ours_s = [t["ours"] for t in trials if t["ours"] is not None]
     theirs_s = [t["prometheus_alertmanager"] for t in trials if t["prometheus_alertmanager"] is not None]
     ratios = [t["prometheus_alertmanager"] / t["ours"] for t in trials  # type: ignore[operator]
@@ -202,9 +214,14 @@ def main() -> int:
               "trials": len(trials), "missed_ours": len(trials) - len(ours_s),
               "missed_prometheus_alertmanager": len(trials) - len(theirs_s), "ours": summary(ours_s),
               "prometheus_alertmanager": summary(theirs_s), "ratio_theirs_over_ours": summary(ratios),
+              "ours_prometheus_source": summary(via_prom), "missed_ours_prometheus_source": len(trials) - len(via_prom),
+              "ratio_theirs_over_ours_prometheus_source": summary(
+                  [t["prometheus_alertmanager"] / t["ours_prometheus_source"] for t in trials  # type: ignore[operator]
+                   if t.get("ours_prometheus_source") and t["prometheus_alertmanager"]]),
               "per_trial": trials}
     print(f"\n{'system':<28}{'median':>8}{'p95':>8}{'max':>8}{'missed':>8}")
     for name, key, missed in (("model-watchdog (scrape)", "ours", "missed_ours"),
+                              ("model-watchdog (prometheus)", "ours_prometheus_source", "missed_ours_prometheus_source"),
                               ("Prometheus + Alertmanager", "prometheus_alertmanager", "missed_prometheus_alertmanager")):
         s = result[key]
         print(f"{name:<28}{s['median']:>8.2f}{s['p95']:>8.2f}{s['max']:>8.2f}{result[missed]:>8}")

@@ -90,8 +90,8 @@ def test_the_tick_budget_is_measured_on_the_engines_clock(tmp_path) -> None:
 ALLOWED = {
     "clock.py": {"*"},  # the one place that reads the time
     "retrying.py": {"time.monotonic"},  # tenacity's stop: no attempt starts after a real deadline
-    "httpclient.py": {"time.monotonic", "time.time"},  # socket timeouts; Retry-After dates are wall-clock dates
-    "httpbody.py": {"time.monotonic"},  # reading a body: real socket deadlines
+    "client.py": {"time.monotonic", "time.time"},  # http/client.py: socket timeouts; Retry-After dates are wall-clock dates
+    "body.py": {"time.monotonic"},  # http/body.py: reading a body: real socket deadlines
     "rest.py": {"time.monotonic"},  # an actuator's HTTP call within its real deadline
     "scrape.py": {"time.monotonic"},  # a scrape's socket timeout within the tick's (real) deadline
     "sql.py": {"time.monotonic"},  # SQLite's progress handler interrupts a query at a real deadline

@@ -18,10 +18,6 @@ from watchdog.errors import WatchdogError
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "watchdog"
 MAX_TOP_LEVEL = 12
-# The HTTP transport moves into the watchdog/http/ package (issue 12, branch perf); until
-# then these modules are not counted, and their private exceptions are perf's to re-base.
-BECOMING_HTTP = {"httpclient", "httpbody"}
-HTTP_FILES = {"watchdog.httpclient", "watchdog.httpbody", "watchdog.actuators.rest", "watchdog.sources.httpfetch"}
 
 
 def modules(package: Path = PACKAGE) -> dict[str, Path]:
@@ -99,8 +95,7 @@ def cycles(edges: Mapping[str, set[str]]) -> list[list[str]]:
 
 def test_at_most_twelve_modules_at_the_top():
     top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
-    counted = [m for m in top if m not in BECOMING_HTTP]
-    assert len(counted) <= MAX_TOP_LEVEL, counted
+    assert len(top) <= MAX_TOP_LEVEL, top
 
 
 def test_the_import_graph_has_no_cycle():
@@ -132,8 +127,6 @@ def test_every_top_level_piece_is_in_the_layers_contract():
 def test_every_exception_joins_the_tree_of_watchdog_errors():
     strays = []
     for info in pkgutil.walk_packages(watchdog.__path__, "watchdog."):
-        if info.name in HTTP_FILES:
-            continue
         try:
             module = importlib.import_module(info.name)
         except ImportError:  # an optional extra that is not installed

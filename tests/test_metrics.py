@@ -176,3 +176,36 @@ def test_held_targets_are_exported_from_the_store_after_a_restart_and_a_resume_e
         assert held("model_watchdog_target_held", {"target": "fraud-model"}) == 0
     finally:
         daemon.close()
+
+
+RELOAD_CONFIG = DAEMON_CONFIG.replace("targets:", "rule_files: [rules.yaml]\ntargets:")
+RELOAD_RULES = """\
+targets: [fraud-model, churn-model]
+rules:
+  - {name: accuracy, source: model, query: model_accuracy, below: 0.9, action: alert}
+  - {name: latency, source: model, query: latency_p99, above: 0.5, action: alert}
+"""
+
+
+def test_a_reload_drops_the_rule_metrics_of_removed_targets_and_rules(tmp_path):
+    from watchdog.daemon import Daemon
+    from watchdog.config.loader import load
+
+    (tmp_path / "watchdog.yaml").write_text(RELOAD_CONFIG)
+    (tmp_path / "rules.yaml").write_text(RELOAD_RULES)
+    daemon = Daemon(load(tmp_path / "watchdog.yaml"), clock=FakeClock())
+    try:
+        daemon.run_once()
+        value = daemon.metrics.registry.get_sample_value
+        churn_latency = {"target": "churn-model", "rule": "latency", "bound": "above"}
+        assert value("model_watchdog_rule_threshold", churn_latency) == 0.5
+        (tmp_path / "watchdog.yaml").write_text(RELOAD_CONFIG.replace("  churn-model: {rollback: [hook]}\n", ""))
+        (tmp_path / "rules.yaml").write_text(RELOAD_RULES.replace(", churn-model", "").split("  - {name: latency")[0])
+        assert daemon.reload()[0] is True
+        daemon.run_once()
+
+        labelled = {s.labels.get("target") + "/" + s.labels.get("rule") for m in daemon.metrics.registry.collect()
+                    if m.name.startswith("model_watchdog_rule_") for s in m.samples}
+        assert labelled == {"fraud-model/accuracy"}
+    finally:
+        daemon.close()

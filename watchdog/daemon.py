@@ -11,8 +11,8 @@ import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
-from watchdog import httpbody
 from watchdog.config import plugins
+from watchdog.http import body as httpbody
 from watchdog.rollback.executor import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, SystemClock, rfc3339
@@ -177,6 +177,9 @@ class Daemon:
             del self.engine.states[key]
         with self.store.transaction():
             self.store.save_rule_states({}, doomed)
+        # their series' metrics go with their state (a changed rule's come back at its next tick)
+        self.metrics.rules.retain_rules(set(new_rules) - stale)
+        self.metrics.forget_targets({t for t, _ in old_rules} - set(self.loaded.config.targets))
         return [f"{t}/{r}" for t, r in sorted(stale)]
 
     def _reload_failed(self, problems: str) -> tuple[bool, str]:

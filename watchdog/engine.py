@@ -317,7 +317,7 @@ class Engine:
             seen.add(key)
             prev = self.states.get(key, SeriesState())
             state, events = step(prev, verdict, rule, now, max_gap=max_gap)
-            self.metrics.rule_outcomes.labels(lr.target, rule.name, verdict.outcome.value).inc()
+            self.metrics.rules.count_outcome(lr.target, rule.name, verdict.outcome.value)
             state = self._handle_events(lr, verdict, prev, state, events, now)
             if Event.FIRED in events and rule.action == "rollback":
                 fired.setdefault(lr.target, []).append(rule.name)
@@ -352,9 +352,9 @@ class Engine:
         shown = format_labels(labels)
         self.metrics.set_phase(lr.target, lr.rule.name, shown, state.phase.value)
         for bound, threshold in lr.rule.threshold().items():
-            self.metrics.rule_threshold.labels(lr.target, lr.rule.name, bound).set(threshold)
+            self.metrics.rules.set_threshold(lr.target, lr.rule.name, bound, threshold)
         if state.value is not None:
-            self.metrics.rule_value.labels(lr.target, lr.rule.name, shown).set(state.value)
+            self.metrics.rules.set_value(lr.target, lr.rule.name, shown, state.value)
 
     # -- events -----------------------------------------------------------------------------------
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 PHASES = ("inactive", "pending", "firing")
 # Incident timings run from seconds (detection at a short interval) to hours (a slow recovery).
@@ -18,14 +22,10 @@ class DaemonMetrics:
         self.evaluation_duration = Histogram(
             "model_watchdog_evaluation_duration_seconds", "Time one evaluation tick took",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
-        self.rule_value = Gauge("model_watchdog_rule_value", "Last value of a rule per series",
-                                ["target", "rule", "series"], registry=r)
-        self.rule_threshold = Gauge("model_watchdog_rule_threshold", "A rule's threshold, per bound (above, below)",
-                                    ["target", "rule", "bound"], registry=r)
-        self.rule_state = Gauge("model_watchdog_rule_state", "1 for the rule's current phase per series",
-                                ["target", "rule", "series", "state"], registry=r)
-        self.rule_outcomes = Counter("model_watchdog_rule_outcomes", "Verdicts by outcome",
-                                     ["target", "rule", "outcome"], registry=r)
+        # model_watchdog_rule_value/_threshold/_state and _rule_outcomes: per rule and series,
+        # so plain dicts rendered at scrape time (RuleMetrics), not a client child per label set.
+        self.rules = RuleMetrics()
+        r.register(self.rules)
         self.actions = Counter("model_watchdog_actions", "Actuator steps by outcome",
                                ["target", "actuator", "outcome"], registry=r)
         self.alerts = Counter("model_watchdog_alerts", "Alert deliveries by outcome",
@@ -72,16 +72,97 @@ class DaemonMetrics:
                                         "Time of the latest rollback drill that found the target ready", ["target"], registry=r)
 
     def set_phase(self, target: str, rule: str, series: str, phase: str) -> None:
-        for p in PHASES:
-            self.rule_state.labels(target, rule, series, p).set(1 if p == phase else 0)
+        self.rules.set_phase(target, rule, series, phase)
 
     def forget_series(self, target: str, rule: str, series: str) -> None:
-        for p in PHASES:
-            try:
-                self.rule_state.remove(target, rule, series, p)
-            except KeyError:
-                pass
-        try:
-            self.rule_value.remove(target, rule, series)
-        except KeyError:
-            pass
+        self.rules.forget_series(target, rule, series)
+
+    def forget_targets(self, targets: Iterable[str]) -> None:
+        """Drop the per-target children of targets that are no longer configured."""
+        families = (self.target_held, self.time_to_detect, self.time_to_act, self.time_to_recover,
+                    self.drill_ready, self.drill_last_success)
+        for target in targets:
+            for family in families:
+                try:
+                    family.remove(target)
+                except KeyError:
+                    pass
+
+
+Key = tuple[str, str, str]  # (target, rule, series | bound | outcome)
+
+
+class RuleMetrics:
+    """The per-rule families, one entry per label set in a plain dict (a prometheus_client
+    child is a locked object of its own: ~60,000 of them at 10,000 rules cost ~250 MB and
+    most of a /metrics render). Entries of a series that vanished, and of targets and rules
+    that a reload removed (`retain_rules`), are dropped, so the label sets stay bounded by
+    what is configured and observed now."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values: dict[Key, float] = {}
+        self.phases: dict[Key, str] = {}
+        self.thresholds: dict[Key, float] = {}
+        self.outcomes: dict[Key, float] = {}
+
+    def set_phase(self, target: str, rule: str, series: str, phase: str) -> None:
+        self.phases[(target, rule, series)] = phase
+
+    def set_value(self, target: str, rule: str, series: str, value: float) -> None:
+        self.values[(target, rule, series)] = value
+
+    def set_threshold(self, target: str, rule: str, bound: str, value: float) -> None:
+        self.thresholds[(target, rule, bound)] = value
+
+    def count_outcome(self, target: str, rule: str, outcome: str) -> None:
+        key = (target, rule, outcome)
+        with self._lock:
+            self.outcomes[key] = self.outcomes.get(key, 0.0) + 1
+
+    def forget_series(self, target: str, rule: str, series: str) -> None:
+        with self._lock:
+            self.phases.pop((target, rule, series), None)
+            self.values.pop((target, rule, series), None)
+
+    def retain_rules(self, rules: Iterable[tuple[str, str]]) -> int:
+        """Drop every entry of a (target, rule) not in `rules`; returns how many went."""
+        keep = set(rules)
+        dropped = 0
+        with self._lock:
+            for table in (self.values, self.phases, self.thresholds, self.outcomes):
+                doomed = [k for k in table if (k[0], k[1]) not in keep]
+                for k in doomed:
+                    del table[k]
+                dropped += len(doomed)
+        return dropped
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:  # a consistent copy; the tick goes on while it is rendered
+            values, phases = list(self.values.items()), list(self.phases.items())
+            thresholds, outcomes = list(self.thresholds.items()), list(self.outcomes.items())
+        value, threshold, state, outcome = self._families()
+        for key, v in values:
+            value.add_metric(key, v)
+        for key, v in thresholds:
+            threshold.add_metric(key, v)
+        for key, phase in phases:
+            for p in PHASES:
+                state.add_metric((*key, p), 1.0 if p == phase else 0.0)
+        for key, v in outcomes:
+            outcome.add_metric(key, v)
+        return iter((value, threshold, state, outcome))
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily]:
+        return (GaugeMetricFamily("model_watchdog_rule_value", "Last value of a rule per series",
+                                  labels=["target", "rule", "series"]),
+                GaugeMetricFamily("model_watchdog_rule_threshold", "A rule's threshold, per bound (above, below)",
+                                  labels=["target", "rule", "bound"]),
+                GaugeMetricFamily("model_watchdog_rule_state", "1 for the rule's current phase per series",
+                                  labels=["target", "rule", "series", "state"]),
+                CounterMetricFamily("model_watchdog_rule_outcomes", "Verdicts by outcome",
+                                    labels=["target", "rule", "outcome"]))

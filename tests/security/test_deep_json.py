@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from watchdog.actuators import rest
+from watchdog.http import rest
 from watchdog.errors import SourceError
 from watchdog.web.server import ApiServer, AuthPolicy, Response, Route
-from watchdog.sources import httpfetch
+from watchdog.http import fetch as httpfetch
 
 DEEP = b"[" * 200_000
 TOKEN = "deep-json-token-0123456789"

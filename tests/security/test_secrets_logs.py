@@ -17,7 +17,7 @@ import threading
 import pytest
 import requests
 
-from watchdog import httpclient
+from watchdog.http import client as httpclient
 from watchdog.demo.model_server import SimulatedModelServer
 from watchdog.errors import ActuatorError
 
@@ -169,7 +169,7 @@ def test_a_newline_in_a_logged_value_cannot_forge_a_log_record():
 
 def test_a_source_error_excerpt_is_redacted_before_it_is_cut(redactor):
     """A scrape target that echoes a secret across the 200-character cut shows none of it."""
-    from watchdog.sources.httpfetch import Fetched, body_hint
+    from watchdog.http.fetch import Fetched, body_hint
 
     token = "src-" + "Q7" * 20
     redactor.register_secret(token)

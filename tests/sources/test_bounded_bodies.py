@@ -23,8 +23,8 @@ from tests.fakes.kube_api import self_signed_cert
 from tests.http_receiver import Receiver, Reply
 from tests.security.hostile_server import HostileServer
 from tests.sources.helpers import options_from_yaml
-from watchdog import httpbody, httpclient
-from watchdog.actuators import rest
+from watchdog.http import body as httpbody, client as httpclient
+from watchdog.http import rest
 from watchdog.errors import ActuatorError, SourceError
 from watchdog.config.fields import BuildContext, build
 from watchdog.config.yamlnodes import parse_yaml

@@ -36,7 +36,8 @@ from urllib.parse import quote
 import yaml
 
 from watchdog import redact
-from watchdog.actuators import k8s_official, rest
+from watchdog.actuators import k8s_official
+from watchdog.http import rest
 from watchdog.errors import ActuatorError
 
 log = logging.getLogger(__name__)

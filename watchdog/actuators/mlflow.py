@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from watchdog import redact
-from watchdog.actuators import rest
+from watchdog.http import rest
 from watchdog.actuators.base import ActionContext, Actuator
 from watchdog.actuators.templating import rollback_version
 from watchdog.config.fields import option

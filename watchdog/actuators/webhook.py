@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
-from watchdog import httpclient, redact
-from watchdog.actuators import rest
+from watchdog import redact
+from watchdog.http import client as httpclient
+from watchdog.http import rest
 from watchdog.actuators.base import ActionContext, Actuator
 from watchdog.actuators.templating import PLACEHOLDER, check_template, render, rollback_version
 from watchdog.config.fields import option

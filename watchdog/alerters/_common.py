@@ -10,7 +10,7 @@ import hashlib
 import math
 from typing import Any
 
-from watchdog import httpclient
+from watchdog.http import client as httpclient
 from watchdog.alerters.base import Alert
 
 ELLIPSIS = "…"

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from watchdog import httpclient
+from watchdog.http import client as httpclient
 from watchdog.alerters import _common
 from watchdog.alerters.base import Alert, Alerter
 from watchdog.clock import SystemClock, rfc3339

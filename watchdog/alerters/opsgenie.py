@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
-from watchdog import httpclient, redact
+from watchdog import redact
+from watchdog.http import client as httpclient
 from watchdog.alerters import _common
 from watchdog.alerters.base import Alert, Alerter
 from watchdog.config.fields import option

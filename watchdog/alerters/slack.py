@@ -17,7 +17,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from watchdog import httpclient, redact
+from watchdog import redact
+from watchdog.http import client as httpclient
 from watchdog.alerters import _common
 from watchdog.alerters.base import Alert, Alerter
 from watchdog.config.fields import option

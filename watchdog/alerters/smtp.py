@@ -26,7 +26,8 @@ import email.policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from watchdog import httpbody, redact
+from watchdog import redact
+from watchdog.http import body as httpbody
 from watchdog.alerters import _common
 from watchdog.alerters.base import Alert, Alerter
 from watchdog.config.fields import option

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from watchdog import httpclient
+from watchdog.http import client as httpclient
 from watchdog.alerters.base import Alert, Alerter
 from watchdog.errors import AlerterError
 

@@ -219,7 +219,7 @@ def _post_to_daemon(where: str, path: str, token: str, timeout: float) -> tuple[
     `timeout` seconds in all and at most MAX_ANSWER bytes; OperatorError for anything else."""
     import requests
 
-    from watchdog import httpbody
+    from watchdog.http import body as httpbody
 
     url = f"http://{where}{path}"
     session = httpbody.session()
@@ -237,7 +237,7 @@ def _post_to_daemon(where: str, path: str, token: str, timeout: float) -> tuple[
                 if deadline.passed() or isinstance(exc, requests.Timeout) or getattr(exc, "kind", "") == "timeout":
                     raise manual.OperatorError(f"no complete answer from {where} within {timeout:g}s "
                                                  "(--timeout); the reload may still happen") from None
-                from watchdog.httpclient import failure_reason
+                from watchdog.http.transport import reason as failure_reason
                 raise manual.OperatorError(f"cannot reach the daemon at {where}: {failure_reason(exc, url)}") from None
     finally:
         session.close()

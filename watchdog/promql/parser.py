@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
-from watchdog.errors import PromQLError
+from watchdog.errors import PromQLError, WatchdogError
 
 from .ast import (
     Aggregation,
@@ -44,6 +45,96 @@ def _lark() -> Lark:
 
 
 def parse(text: str) -> Expr:
+    """Parse a PromQL expression of the supported subset (`_parse`), through a cache of
+    skeletons: queries that differ only in their string literals (a templated rule for a
+    thousand targets) are parsed once; each gets the skeleton's tree with its own strings.
+    Anything unusual takes the full parse, so results and errors are the same."""
+    if isinstance(text, str):
+        expr = _from_skeleton(text)
+        if expr is not None:
+            return expr
+    return _parse(text)
+
+
+# A string literal exactly as the grammar's STRING token reads one.
+_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`[^`]*`')
+_MARK = "\x01"  # never in a real query's strings (and so never in a parsed tree's names)
+_SKELETONS: dict[str, Expr | None] = {}
+_MAX_SKELETONS = 4096
+
+
+def _from_skeleton(text: str) -> Expr | None:
+    """The tree of `text` built from its skeleton's, or None to parse it in full. Each
+    string literal of 8+ characters becomes a placeholder of the *same length*, so every
+    node's position is the one the full parse would give."""
+    values: dict[str, str] = {}
+
+    def placeholder(match: re.Match[str]) -> str:
+        literal = match.group()
+        mark = f"{_MARK}{len(values)}{_MARK}"
+        if len(literal) < len(mark) + 2:
+            return literal
+        try:
+            value = unquote(literal)
+        except ValueError:
+            raise _FullParse from None
+        mark = mark.ljust(len(literal) - 2, _MARK)
+        values[mark] = value
+        return f'"{mark}"'
+
+    if _MARK in text:
+        return None
+    try:
+        skeleton = _STRING.sub(placeholder, text)
+    except _FullParse:
+        return None
+    if not values:
+        return None
+    if skeleton not in _SKELETONS:
+        if len(_SKELETONS) >= _MAX_SKELETONS:
+            _SKELETONS.clear()
+        try:
+            _SKELETONS[skeleton] = _parse(skeleton)
+        except (PromQLError, RecursionError):
+            _SKELETONS[skeleton] = None
+    tree = _SKELETONS[skeleton]
+    if tree is None:
+        return None
+    try:
+        expr = _fill(tree, values)
+        check(expr)
+    except Exception:  # noqa: BLE001 — a value the skeleton did not have to judge: the full parse says it
+        return None
+    return expr
+
+
+class _FullParse(WatchdogError):
+    pass
+
+
+def _fill(node: Any, values: dict[str, str]) -> Any:
+    """`node` with every placeholder string replaced by its value (nodes rebuilt through their
+    constructors, so a Matcher compiles its regex and checks its operator again)."""
+    if isinstance(node, str):
+        return values.get(node, node)
+    if isinstance(node, tuple):
+        return tuple(_fill(item, values) for item in node)
+    if isinstance(node, list):
+        return [_fill(item, values) for item in node]
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        changes = {}
+        for f in dataclasses.fields(node):
+            if not f.init:
+                continue
+            old = getattr(node, f.name)
+            new = _fill(old, values)
+            if new is not old:
+                changes[f.name] = new
+        return dataclasses.replace(node, **changes) if changes else node
+    return node
+
+
+def _parse(text: str) -> Expr:
     """Parse a PromQL expression of the supported subset.
 
     Raises PromQLError naming what is wrong or unsupported; its `position` is the

@@ -26,15 +26,14 @@ from typing import Any, Literal
 
 import jmespath
 import jmespath.exceptions
-import requests
 
 from watchdog import redact
 from watchdog.config.fields import option
 from watchdog.config.yamlnodes import Node
 from watchdog.errors import QueryError, SourceError
-from watchdog.httpclient import HttpOptions, check_options
+from watchdog.http.client import HttpOptions, check_options
 from watchdog.samples import Labels, Sample, labels_of
-from watchdog.sources import httpfetch
+from watchdog.http import fetch as httpfetch
 from watchdog.sources.base import QueryResult, Source, SourceHealth
 
 VALUE, SAMPLES = "value", "samples"
@@ -70,7 +69,7 @@ class HttpJsonSource(Source):
         if self._body is not None:
             self._headers["Content-Type"] = "application/json"
         self._compiled: dict[str, Any] = {}
-        self._session: requests.Session | None = None
+        self._session: httpfetch.Transport | None = None
         self._tick: float | None = None
         # This tick's document, or its failure and the query whose fetch failed (that query
         # asking again is a retry and fetches again; other queries fail fast with the same error).

@@ -25,15 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import requests
 
 from watchdog import redact
 from watchdog.config.fields import option
 from watchdog.durations import parse_duration
 from watchdog.errors import QueryError, SourceError
-from watchdog.httpclient import HttpOptions, check_options
+from watchdog.http.client import HttpOptions, check_options
 from watchdog.samples import Sample, labels_of
-from watchdog.sources import httpfetch
+from watchdog.http import fetch as httpfetch
 from watchdog.sources.base import QueryResult, Source, SourceHealth
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ class PrometheusSource(Source):
         self._headers = {"Accept": "application/json",
                          **httpfetch.auth_headers(options.headers, options.bearer_token)}
         self._auth = (basic.username, basic.password) if basic is not None else None
-        self._session: requests.Session | None = None
+        self._session: httpfetch.Transport | None = None
         self._last_success: float | None = None
         self._last_error = ""
 
@@ -235,7 +234,7 @@ class PrometheusSource(Source):
         return SourceError(f"{self.where} answered HTTP {status}{httpfetch.body_hint(response)}{hint}",
                            httpfetch.status_kind(status))
 
-    def _http(self) -> requests.Session:
+    def _http(self) -> httpfetch.Transport:
         if self._session is None:
             self._session = httpfetch.make_session(self.options.verify_tls, self.options.ca_file)
         return self._session

@@ -14,7 +14,7 @@ get an `instance` label (`host:port`; a target's own `instance` label is kept as
 Every scrape of a tick ends by the tick's deadline: a target's timeout is cut to what is left
 of the tick's budget, and a target not started by then fails as a timeout.
 
-A page is read within `max_body` and `timeout` (`sources.httpfetch`) and parsed by
+A page is read within `max_body` and `timeout` (`http.fetch`) and parsed by
 `sources.exposition`: UTF-8, at most `sample_limit` samples, and refused whole when malformed
 (a negative counter, a series twice), so such a page is no data rather than a counter reset.
 """
@@ -27,14 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
 from watchdog.config.fields import option
 from watchdog.errors import PromQLError, QueryError, SourceError
 from watchdog.promql import Expr, SeriesStore, evaluate, parse
 from watchdog.redact import redact_url
-from watchdog.samples import NAME, Sample, labels_of
-from watchdog.sources import exposition, httpfetch
+from watchdog.samples import NAME, Labels, Sample, labels_of
+from watchdog.http import fetch as httpfetch
+from watchdog.sources import exposition
 from watchdog.sources.base import QueryResult, Source, SourceHealth, detached
 
 DEFAULT_CONCURRENCY = 64
@@ -69,10 +68,13 @@ class PartialScrapeError(SourceError):
 class _Target:
     url: str
     instance: str  # "" for a single `url` source: its series get no instance label
-    session: requests.Session | None = None
+    session: httpfetch.Transport | None = None  # its connection kept alive between scrapes
     last_error: str = ""
     last_success: float | None = None
     scraped: bool = field(default=False)
+    # the instance-labelled label set of each series of the last page: a page repeats its
+    # series, so relabelling is a look-up (rebuilt every scrape: it holds one page's series)
+    relabelled: dict[Labels, Labels] = field(default_factory=dict, repr=False)
 
     @property
     def where(self) -> str:
@@ -172,15 +174,13 @@ class ScrapeSource(Source):
                                f"({len(self.targets)} targets, concurrency {self.options.concurrency})", "timeout")
         try:
             if target.session is None:
-                target.session = httpfetch.make_session(self.options.verify_tls, self.options.ca_file)
-                # As Prometheus: no proxy or ~/.netrc credentials from the environment. (Looking
-                # them up was also a third of a scrape's cost: a file check per request.)
-                target.session.trust_env = False
+                # As Prometheus: no proxy or CA bundle from the environment.
+                target.session = httpfetch.make_session(self.options.verify_tls, self.options.ca_file, trust_env=False)
             response = httpfetch.request(
                 target.session, "GET", target.url, timeout=timeout, what="scrape of",
                 max_body=self.options.max_body,
                 headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1", **self.options.headers})
-            return [self._labelled(s, target) for s in self._parse(response, target.where)]
+            return self._labelled_page(self._parse(response, target.where), target)
         except SourceError as exc:
             return detached(exc)
 
@@ -195,12 +195,23 @@ class ScrapeSource(Source):
         except exposition.PageError as exc:
             raise SourceError(f"{where} {exc}", exc.kind) from None
 
-    def _labelled(self, sample: Sample, target: _Target) -> Sample:
+    def _labelled_page(self, samples: list[Sample], target: _Target) -> list[Sample]:
         if not target.instance:
-            return sample
-        labels = {("exported_instance" if k == INSTANCE else k): v for k, v in sample.labels}
-        labels[INSTANCE] = target.instance
-        return Sample(labels_of(labels), sample.value)
+            return samples
+        last, now = target.relabelled, {}
+        out = []
+        for sample in samples:
+            labels = last.get(sample.labels) or self._labelled(sample.labels, target)
+            now[sample.labels] = labels
+            out.append(Sample(labels, sample.value))
+        target.relabelled = now
+        return out
+
+    @staticmethod
+    def _labelled(labels: Labels, target: _Target) -> Labels:
+        relabelled = {("exported_instance" if k == INSTANCE else k): v for k, v in labels}
+        relabelled[INSTANCE] = target.instance
+        return labels_of(relabelled)
 
     def _up(self, target: _Target, value: float) -> Sample:
         labels = {NAME: UP, INSTANCE: target.instance} if target.instance else {NAME: UP}

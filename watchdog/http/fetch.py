@@ -1,4 +1,5 @@
-"""One HTTP GET/POST for the sources that read over HTTP (scrape, prometheus, http_json).
+"""One HTTP GET/POST for the sources that read over HTTP (scrape, prometheus, http_json),
+through the shared `http.transport`.
 
 Every failure becomes a `SourceError` whose message says what and where (the URL redacted)
 and whose `kind` is a short label for /metrics:
@@ -18,24 +19,20 @@ Header and token values never appear in messages: they are registered as secrets
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-import requests
-
-from watchdog import httpbody, redact
+from watchdog import redact
 from watchdog.errors import SourceError
-from watchdog.httpbody import MAX_BODY
-from watchdog.httpclient import _reason
+from watchdog.http.body import MAX_BODY
+from watchdog.http.transport import Fetched, HttpFailure, Transport, excerpt
 from watchdog.text.sizes import format_size
 
-_EXCERPT = 200
+__all__ = ["MAX_BODY", "Fetched", "Transport", "make_session", "request"]
 
 
-def make_session(verify_tls: bool, ca_file: str | None) -> requests.Session:
-    session = httpbody.session()
-    session.verify = ca_file or verify_tls
-    return session
+def make_session(verify_tls: bool, ca_file: str | None, *, trust_env: bool = True) -> Transport:
+    """The transport of one source (its connections kept alive between ticks)."""
+    return Transport(verify=ca_file or verify_tls, trust_env=trust_env)
 
 
 def auth_headers(headers: dict[str, str], bearer_token: str | None) -> dict[str, str]:
@@ -58,47 +55,24 @@ def check_auth(headers: dict[str, str], bearer_token: str | None, basic: bool = 
         raise ValueError(f"give only one of {', '.join(given)}: each sets the Authorization header")
 
 
-@dataclass(frozen=True)
-class Fetched:
-    """An answer read whole, within the limits: status, headers and the decompressed body."""
-
-    status_code: int
-    headers: Mapping[str, str]
-    content: bytes
-
-
-def request(session: requests.Session, method: str, url: str, *, timeout: float, what: str,
+def request(session: Transport, method: str, url: str, *, timeout: float, what: str,
             max_body: int = MAX_BODY, **kwargs: Any) -> Fetched:
     """Send one request and read its answer, all within `timeout` seconds of wall-clock time
     and at most `max_body` bytes of (decompressed) body. Failures become SourceError;
     `what` names the request in messages."""
-    where = redact.redact_url(url)
-    with httpbody.Deadline(timeout) as deadline:
-        try:
-            # verify given per request: requests would let REQUESTS_CA_BUNDLE override the session's ca_file
-            response = session.request(method, url, timeout=timeout, allow_redirects=False, stream=True,
-                                       verify=session.verify, **kwargs)
-            content = httpbody.read_all(response, max_body, deadline)
-            return Fetched(response.status_code, response.headers, content)
-        except (httpbody.BodyError, requests.RequestException) as exc:
-            raise _failure(exc, f"{what} {where}", url, timeout, max_body, deadline.passed()) from None
+    try:
+        return session.send(method, url, timeout=timeout, max_body=max_body, **kwargs)
+    except HttpFailure as exc:
+        raise _failure(exc, f"{what} {redact.redact_url(url)}", timeout, max_body) from None
 
 
-def _failure(exc: Exception, what: str, url: str, timeout: float, max_body: int, late: bool) -> SourceError:
-    """The SourceError for a failed request; `late`: its deadline had passed (whatever broke)."""
-    if isinstance(exc, httpbody.BodyTooLarge):
+def _failure(exc: HttpFailure, what: str, timeout: float, max_body: int) -> SourceError:
+    if exc.kind == "too_large":
         return SourceError(f"{what} refused: {exc} (max_body {format_size(max_body)}; raise the source's "
                            "max_body if the page is really that large)", "too_large")
-    if late or isinstance(exc, requests.Timeout) or getattr(exc, "kind", "") == "timeout":
+    if exc.kind == "timeout":
         return _timed_out(what, timeout)
-    if isinstance(exc, httpbody.BodyError):
-        return SourceError(f"{what} failed: {exc}", exc.kind)
-    if isinstance(exc, requests.exceptions.SSLError):
-        return SourceError(f"{what} failed: TLS error: {_reason(exc, url)}; if the server uses a private CA, "
-                           "set ca_file to its PEM bundle", "tls")
-    if isinstance(exc, requests.ConnectionError):
-        return SourceError(f"{what} failed: cannot connect: {_reason(exc, url)}", "connection")
-    return SourceError(f"{what} failed: {_reason(exc, url)}", "http")
+    return SourceError(f"{what} failed: {exc}", exc.kind)
 
 
 def _timed_out(what: str, timeout: float) -> SourceError:
@@ -119,7 +93,7 @@ def is_html(response: Fetched) -> bool:
 def body_hint(response: Fetched) -> str:
     """`: <first 200 characters of the body>` (redacted before it is cut, so a cut cannot leave
     half a secret readable), or '' for an empty body."""
-    text = redact.excerpt(response.content[:_EXCERPT * 4].decode("utf-8", errors="replace"), _EXCERPT)
+    text = excerpt(response.content)
     return f": {text}" if text else ""
 
 

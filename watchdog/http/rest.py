@@ -1,9 +1,9 @@
 """JSON over HTTP for actuators that read back what they change (MLflow, Kubernetes, verify URLs).
 
-The policy is `watchdog.httpclient`'s: TLS verified by default, redirects not followed,
+The policy is `watchdog.http.client`'s, over the same `http.transport`: TLS verified by default, redirects not followed,
 5xx/408/429, timeouts and network errors retried with exponential backoff and jitter through
 `retrying.call_with_retries` (a server's Retry-After honoured), and `stop` ends a wait at
-once. httpclient delivers one document and only needs the status; here the caller gets the
+once. `http.client` delivers one document and only needs the status; here the caller gets the
 status *and* the parsed body of every other answer, because 400, 403, 404 and 409 mean
 different things to each API. Messages carry the method, the URL's scheme://host and a redacted
 excerpt of the answer, never header values.
@@ -17,15 +17,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import requests
-
-from watchdog import __version__, httpbody, redact
-from watchdog.errors import ActuatorError
-from watchdog.httpclient import MAX_WAIT, _reason, _retry_after, _scrub  # one policy, one implementation
+from watchdog import redact
+from watchdog.errors import ActuatorError, WatchdogError
+from watchdog.http.client import MAX_WAIT, retry_after  # one policy, one implementation
+from watchdog.http.transport import HttpFailure, Transport, excerpt
 from watchdog.retrying import Interrupted, call_with_retries
 
 _RETRYABLE_STATUS = frozenset({408, 429})
-_EXCERPT = 200
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class Connection:
     timeout: float = 10.0
     retries: int = 3
     backoff: float = 1.0
-    verify: bool | str = True  # True (system CAs), a CA bundle path, or False (only if configured so)
+    verify: bool | str = True  # True (certifi's CAs, or REQUESTS_CA_BUNDLE), a CA bundle path, or False (only if configured so)
     cert: tuple[str, str] | None = None  # client certificate and key files
     headers: Mapping[str, str] = field(default_factory=dict)
     tls_hint: str = "if the server uses a private CA, set ca_file to its PEM bundle"
@@ -52,7 +50,7 @@ class Answer:
         return 200 <= self.status < 300
 
 
-class _Transient(Exception):
+class _Transient(WatchdogError):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
@@ -72,8 +70,7 @@ def call(connection: Connection, method: str, url: str, *, stop: threading.Event
     `deadline` is a `time.monotonic()` instant after which no new attempt starts.
     """
     shown = describe(method, url)
-    sent = {**connection.headers, **(headers or {}), "Accept": "application/json",
-            "User-Agent": f"model-watchdog/{__version__}"}
+    sent = {**connection.headers, **(headers or {}), "Accept": "application/json"}
     data = None
     if json_body is not None:
         data = json.dumps(json_body).encode()
@@ -102,33 +99,23 @@ def call(connection: Connection, method: str, url: str, *, stop: threading.Event
 def _attempt(connection: Connection, method: str, url: str, params: Mapping[str, str] | None,
              data: bytes | None, headers: dict[str, str], timeout: float) -> Answer:
     # One wall-clock deadline for the whole answer, and at most MAX_BODY bytes of it.
-    with httpbody.session() as session, httpbody.Deadline(timeout) as deadline:
-        try:
-            response = session.request(method, url, params=params, data=data, headers=headers, timeout=timeout,
-                                       verify=connection.verify, cert=connection.cert, allow_redirects=False,
-                                       stream=True)
-            content = httpbody.read_all(response, httpbody.MAX_BODY, deadline)
-        except httpbody.BodyError as exc:
-            if exc.kind in ("timeout", "connection"):
-                raise _Transient(f"reading the answer failed: {exc}") from None
-            raise ActuatorError(f"{describe(method, url)} failed: {exc}") from None
-        except requests.exceptions.SSLError as exc:
-            if deadline.passed():
-                raise _Transient(f"timed out: no complete answer within {timeout:g}s") from None
-            raise ActuatorError(f"{describe(method, url)} failed: TLS error: {_reason(exc, url)}; "
-                                f"{connection.tls_hint}") from None
-        except requests.exceptions.Timeout:
-            raise _Transient(f"timed out: no complete answer within {timeout:g}s") from None
-        except requests.exceptions.ConnectionError as exc:
-            if deadline.passed():
-                raise _Transient(f"timed out: no complete answer within {timeout:g}s") from None
-            raise _Transient(f"cannot connect: {_reason(exc, url)}") from None
-        except requests.exceptions.RequestException as exc:
-            raise ActuatorError(f"{describe(method, url)} failed: {_reason(exc, url)}") from None
-    answer = Answer(response.status_code, _json(content), _excerpt(content, url))
+    transport = Transport(verify=connection.verify, cert=connection.cert)
+    try:
+        fetched = transport.send(method, url, params=params, data=data, headers=headers, timeout=timeout)
+    except HttpFailure as exc:
+        if exc.transient:
+            raise _Transient(str(exc) if exc.kind != "connection" or str(exc).startswith("cannot connect")
+                             else f"reading the answer failed: {exc}") from None
+        if exc.kind == "tls":
+            raise ActuatorError(f"{describe(method, url)} failed: {exc}".replace(
+                "if the server uses a private CA, set ca_file to its PEM bundle", connection.tls_hint)) from None
+        raise ActuatorError(f"{describe(method, url)} failed: {exc}") from None
+    finally:
+        transport.close()
+    answer = Answer(fetched.status_code, _json(fetched.content), excerpt(fetched.content, url))
     if answer.status >= 500 or answer.status in _RETRYABLE_STATUS:
-        text = f"{answer.status} {response.reason or ''}".rstrip()
-        raise _Transient(f"{text}: {answer.excerpt}" if answer.excerpt else text, _retry_after(response))
+        text = f"{answer.status} {fetched.reason}".rstrip()
+        raise _Transient(f"{text}: {answer.excerpt}" if answer.excerpt else text, retry_after(fetched.headers))
     return answer
 
 
@@ -139,10 +126,6 @@ def _json(content: bytes) -> Any:
         return json.loads(content)
     except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return None
-
-
-def _excerpt(raw: bytes, url: str) -> str:
-    return redact.excerpt(_scrub(raw[:_EXCERPT * 4].decode("utf-8", errors="replace"), url), _EXCERPT)
 
 
 def field_at(document: Any, path: str) -> Any:

@@ -4,7 +4,8 @@ Every answer from outside is hostile until read: a body may be endless, a small 
 may expand a thousandfold, a server may send one byte every half second for ever. So:
 
 - `Deadline(seconds)` is one wall-clock limit for the whole exchange (connect, headers,
-  body). Sessions from `session()` tell it which connection they use; when it expires, one
+  body). Connections of `Pool`/`TLSPool` (the transport's) and of `session()` tell it
+  which socket they use; when it expires, one
   shared reaper thread (not a thread per request: a fleet scrape sends a thousand) shuts that
   connection's socket down, so a read blocked on a trickle returns at once.
 - `read_body(response, limit, deadline)` reads a `stream=True` response in chunks and
@@ -35,15 +36,19 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
+from urllib3.response import HTTPResponse
+
+from watchdog.errors import WatchdogError
 
 MAX_BODY = 32 * 1024 * 1024  # the default limit of a body, after decompression
 CHUNK = 64 * 1024
 ACCEPT_ENCODING = "gzip, deflate"  # what read_body can decompress; sent on every request
 
 _local = threading.local()
+Response = requests.Response | HTTPResponse  # a requests response (stream=True) or urllib3's (preload_content=False)
 
 
-class BodyError(Exception):
+class BodyError(WatchdogError):
     def __init__(self, message: str, kind: str = "parse"):
         super().__init__(message)
         self.kind = kind
@@ -62,7 +67,7 @@ class BodyTimeout(BodyError):
 # -- the deadline ----------------------------------------------------------------------------------
 
 class Deadline:
-    """`with Deadline(seconds) as d:` — requests sent on this thread through a `session()` end
+    """`with Deadline(seconds) as d:` — requests sent on this thread through a `Pool` or a `session()` end
     when `seconds` have passed, wherever they are (connect, headers, body)."""
 
     def __init__(self, seconds: float):
@@ -191,11 +196,13 @@ class _TLSConnection(_Watched, HTTPSConnection):
     pass
 
 
-class _Pool(HTTPConnectionPool):
+class Pool(HTTPConnectionPool):
+    """A urllib3 pool whose connections tell the thread's Deadline which socket to shut down."""
+
     ConnectionCls = _Connection
 
 
-class _TLSPool(HTTPSConnectionPool):
+class TLSPool(HTTPSConnectionPool):
     ConnectionCls = _TLSConnection
 
 
@@ -204,12 +211,12 @@ class _Adapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+        self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **kwargs)
         if not proxy.lower().startswith("socks"):
-            manager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+            manager.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
         return manager
 
 
@@ -226,19 +233,27 @@ def session() -> requests.Session:
 
 # -- the body --------------------------------------------------------------------------------------
 
-def read_all(response: requests.Response, limit: int, deadline: Deadline | None = None) -> bytes:
-    """`read_body`, then hand the connection back for reuse; on any failure close it (what
-    is left of a hostile answer is never read)."""
+def read_all(response: Response, limit: int, deadline: Deadline | None = None, *, truncate: bool = False) -> bytes:
+    """`read_body`, then hand the connection back for reuse; on any failure, or a body cut
+    at `limit`, close it (what is left of a hostile answer is never read)."""
+    raw = _raw(response)
     try:
-        content = read_body(response, limit, deadline)
+        content = read_body(response, limit, deadline, truncate=truncate)
     except BaseException:
         response.close()
         raise
-    response.raw.release_conn()
+    if truncate and len(content) >= limit:
+        response.close()
+    else:
+        raw.release_conn()
     return content
 
 
-def read_body(response: requests.Response, limit: int, deadline: Deadline | None = None, *,
+def _raw(response: Response) -> HTTPResponse:
+    return response.raw if isinstance(response, requests.Response) else response
+
+
+def read_body(response: Response, limit: int, deadline: Deadline | None = None, *,
               truncate: bool = False) -> bytes:
     """The body of a `stream=True` response, decompressed, at most `limit` bytes.
 
@@ -272,11 +287,12 @@ def read_body(response: requests.Response, limit: int, deadline: Deadline | None
         out.close()
 
 
-def _raw_chunks(response: requests.Response, deadline: Deadline | None) -> Iterator[bytes]:
+def _raw_chunks(response: Response, deadline: Deadline | None) -> Iterator[bytes]:
+    raw = _raw(response)
     while True:
         if deadline is not None and deadline.passed():
             raise _timeout(deadline)
-        chunk = response.raw.read(CHUNK, decode_content=False)
+        chunk = raw.read(CHUNK, decode_content=False)
         if not chunk:
             if deadline is not None and deadline.expired:  # the timer shut the socket down
                 raise _timeout(deadline)
