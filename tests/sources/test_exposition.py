@@ -86,7 +86,7 @@ def test_sample_limit_counts_samples_not_comments_and_fails_one_past_it() -> Non
 def test_a_million_series_fail_fast_without_being_built() -> None:
     body = b"# TYPE many gauge\n" + b"".join(b'many{i="%d"} 1\n' % i for i in range(1_000_000))
     tracemalloc.start()
-    started = time.monotonic()
+    started = time.process_time()  # this process's CPU: the parser's own work, not the machine's load
     try:
         with pytest.raises(PageError, match="sample limit exceeded"):
             samples(body, 50_000)
@@ -94,7 +94,7 @@ def test_a_million_series_fail_fast_without_being_built() -> None:
     finally:
         tracemalloc.stop()
 
-    assert time.monotonic() - started < 10
+    assert time.process_time() - started < 10
     assert peak < 150 * 1024 * 1024  # 50,000 samples, not 1,000,000 (about 1 GB in the old parser)
 
 
