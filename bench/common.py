@@ -53,6 +53,30 @@ def start_daemon(directory: Path, log: IO[str], env: dict[str, str] | None = Non
                             stdout=log, stderr=subprocess.STDOUT, cwd=directory, env=env)
 
 
+def demo_config(source: str, hook_url: str, listen: int, target_extra: str = "") -> str:
+    """watchdog.yaml for one `demo` target watched every second and rolled back through a webhook.
+    Every trial or cycle rolls back, so the rollback limits (10/h by default) are lifted."""
+    return f"""\
+interval: 1s
+state: state.db
+max_rollbacks: {{count: 10000, window: 1h}}
+listen: 127.0.0.1:{listen}
+rule_files: [rules.yaml]
+sources:
+  model: {source}
+actuators:
+  hook: {{type: webhook, url: "{hook_url}"}}
+alerters:
+  log: {{type: log}}
+targets:
+  demo:
+    version: {{source: model, query: model_info, label: version}}
+    rollback: [hook]
+    alert: [log]
+    max_rollbacks: {{count: 10000, window: 1h}}
+{target_extra}"""
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -42,7 +42,7 @@ from watchdog.demo.model_server import SimulatedModelServer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import free_port, machine, percentile, start_daemon, wait_port, write_result  # noqa: E402
+from common import demo_config, free_port, machine, percentile, start_daemon, wait_port, write_result  # noqa: E402
 
 EXPR = 'sum(rate(requests_total{status="error"}[5s])) / sum(rate(requests_total[5s]))'
 
@@ -126,25 +126,7 @@ def start_ours(directory: Path, model_url: str, receiver: int, prometheus: str =
     directory.mkdir()
     source = f'{{type: prometheus, url: "{prometheus}", timeout: 1s}}' if prometheus else f'{{type: scrape, url: "{model_url}/metrics"}}'
     path = "/ours-prometheus" if prometheus else "/ours"
-    (directory / "watchdog.yaml").write_text(f"""\
-interval: 1s
-state: state.db
-max_rollbacks: {{count: 10000, window: 1h}}   # every trial rolls back: lift the daemon-wide limit (10/h)
-listen: 127.0.0.1:{free_port()}
-rule_files: [rules.yaml]
-sources:
-  model: {source}
-actuators:
-  hook: {{type: webhook, url: "http://127.0.0.1:{receiver}{path}"}}
-alerters:
-  log: {{type: log}}
-targets:
-  demo:
-    version: {{source: model, query: model_info, label: version}}
-    rollback: [hook]
-    alert: [log]
-    max_rollbacks: {{count: 10000, window: 1h}}
-""")
+    (directory / "watchdog.yaml").write_text(demo_config(source, f"http://127.0.0.1:{receiver}{path}", free_port()))
     (directory / "rules.yaml").write_text(f"""\
 target: demo
 rules:

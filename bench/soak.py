@@ -26,7 +26,7 @@ from watchdog.demo.model_server import SimulatedModelServer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import free_port, machine, rss_mb, start_daemon, write_result  # noqa: E402
+from common import demo_config, free_port, machine, rss_mb, start_daemon, write_result  # noqa: E402
 
 RULES = """\
 target: demo
@@ -50,26 +50,8 @@ rules:
 
 
 def write_config(directory: Path, model_url: str, listen: int) -> None:
-    (directory / "watchdog.yaml").write_text(f"""\
-interval: 1s
-state: state.db
-max_rollbacks: {{count: 10000, window: 1h}}   # a rollback every other minute: lift the daemon-wide limit (10/h)
-listen: 127.0.0.1:{listen}
-rule_files: [rules.yaml]
-sources:
-  model: {{type: scrape, url: "{model_url}/metrics"}}
-actuators:
-  hook: {{type: webhook, url: "{model_url}/rollback"}}
-alerters:
-  log: {{type: log}}
-targets:
-  demo:
-    version: {{source: model, query: model_info, label: version}}
-    rollback: [hook]
-    alert: [log]
-    max_rollbacks: {{count: 10000, window: 1h}}
-    verify_window: 30s
-""")
+    (directory / "watchdog.yaml").write_text(demo_config(f'{{type: scrape, url: "{model_url}/metrics"}}', f"{model_url}/rollback",
+                                                         listen, target_extra="    verify_window: 30s\n"))
     (directory / "rules.yaml").write_text(RULES)
 
 
