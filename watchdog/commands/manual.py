@@ -217,38 +217,32 @@ def cmd_reload(args: argparse.Namespace, out: Out, err: Out) -> int:
 def _post_to_daemon(where: str, path: str, token: str, timeout: float) -> tuple[int, dict[str, Any]]:
     """(status, JSON object) of a POST to the daemon's API at `where` (host:port), read within
     `timeout` seconds in all and at most MAX_ANSWER bytes; OperatorError for anything else."""
-    import requests
-
-    from watchdog.http import body as httpbody
+    from watchdog.http.transport import HttpFailure, Transport
 
     url = f"http://{where}{path}"
-    session = httpbody.session()
-    session.trust_env = False  # the daemon is local: no proxy or ~/.netrc from the environment
+    transport = Transport(trust_env=False)  # the daemon is local: no proxy from the environment
     try:
-        with httpbody.Deadline(timeout) as deadline:
-            try:
-                response = session.post(url, data=b"{}", timeout=timeout, stream=True, allow_redirects=False,
-                                        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-                raw = httpbody.read_all(response, MAX_ANSWER, deadline)
-            except httpbody.BodyTooLarge:
-                raise manual.OperatorError(f"the answer from {where} is larger than {MAX_ANSWER} bytes: "
-                                             "is it the model-watchdog daemon?") from None
-            except (httpbody.BodyError, requests.RequestException) as exc:
-                if deadline.passed() or isinstance(exc, requests.Timeout) or getattr(exc, "kind", "") == "timeout":
-                    raise manual.OperatorError(f"no complete answer from {where} within {timeout:g}s "
-                                                 "(--timeout); the reload may still happen") from None
-                from watchdog.http.transport import reason as failure_reason
-                raise manual.OperatorError(f"cannot reach the daemon at {where}: {failure_reason(exc, url)}") from None
+        answer = transport.send("POST", url, timeout=timeout, data=b"{}", max_body=MAX_ANSWER,
+                                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    except HttpFailure as exc:
+        if exc.kind == "too_large":
+            raise manual.OperatorError(f"the answer from {where} is larger than {MAX_ANSWER} bytes: "
+                                         "is it the model-watchdog daemon?") from None
+        if exc.kind == "timeout":
+            raise manual.OperatorError(f"no complete answer from {where} within {timeout:g}s "
+                                         "(--timeout); the reload may still happen") from None
+        raise manual.OperatorError(f"cannot reach the daemon at {where}: {redact(str(exc))}") from None
     finally:
-        session.close()
+        transport.close()
+    raw = answer.content
     try:
         body = json.loads(raw or b"{}")
     except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
-        raise manual.OperatorError(f"the answer from {where} (HTTP {response.status_code}) is not a JSON object: "
+        raise manual.OperatorError(f"the answer from {where} (HTTP {answer.status_code}) is not a JSON object: "
                                      "is it the model-watchdog daemon?")
-    return response.status_code, body
+    return answer.status_code, body
 
 
 def cmd_release(args: argparse.Namespace, out: Out, err: Out) -> int:
