@@ -34,9 +34,12 @@ from watchdog.errors import QueryError, SourceError
 from watchdog.http.client import HttpOptions, check_options
 from watchdog.samples import Labels, Sample, labels_of
 from watchdog.http import fetch as httpfetch
+from watchdog.sources import jsonlimits
 from watchdog.sources.base import QueryResult, Source, SourceHealth
 
 VALUE, SAMPLES = "value", "samples"
+VALUE_LIMIT = 500_000
+SERIES_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class HttpJsonOptions(HttpOptions):
     bearer_token: str | None = option(None, secret=True, help="sent as Authorization: Bearer; or bearer_token_file: PATH")
     max_body: int = option(httpfetch.MAX_BODY, size=True,
                            help="largest answer accepted, after decompression (e.g. 32MiB); a larger one is no data")
+    value_limit: int = option(VALUE_LIMIT, help="most JSON values the answer may hold: objects, arrays, keys, "
+                              "strings, numbers (0: no limit); counted before it is decoded, a larger one is no data")
+    series_limit: int = option(SERIES_LIMIT, help="most series one rule's JMESPath may give (0: no limit)")
 
 
 class HttpJsonSource(Source):
@@ -59,6 +65,9 @@ class HttpJsonSource(Source):
         check_options(options)
         if options.max_body <= 0:
             raise ValueError("max_body must be greater than 0")
+        for key in ("value_limit", "series_limit"):
+            if getattr(options, key) < 0:
+                raise ValueError(f"{key} must not be negative (0: no limit)")
         httpfetch.check_auth(options.headers, options.bearer_token)
         super().__init__(name, options)
         self.where = redact.redact_url(options.url)
@@ -144,7 +153,7 @@ class HttpJsonSource(Source):
             hint = " (check bearer_token or headers)" if response.status_code in (401, 403) else ""
             raise SourceError(f"{options.method} {self.where} answered HTTP {response.status_code}"
                               f"{httpfetch.body_hint(response)}{hint}", httpfetch.status_kind(response.status_code))
-        return httpfetch.decode_json(response, self.where)
+        return jsonlimits.load_values(response, self.where, options.value_limit)
 
     # -- JMESPath result → series ----------------------------------------------------------------
 
@@ -159,6 +168,10 @@ class HttpJsonSource(Source):
             raise self._type_error(query, found, "a number, an object with \"value\" or a list of such objects")
         if not found:
             return QueryResult([])
+        limit = self.options.series_limit
+        if limit and len(found) > limit:
+            raise SourceError(f"{self.where}: JMESPath {query!r} gave {len(found)} items, more than series_limit "
+                              f"{limit} (raise the source's series_limit if that is expected)", "series_limit")
         if all(_is_number(x) for x in found):
             if len(found) == 1:
                 return QueryResult([Sample((), float(found[0]))])

@@ -33,11 +33,14 @@ from watchdog.errors import QueryError, SourceError
 from watchdog.http.client import HttpOptions, check_options
 from watchdog.samples import Sample, labels_of
 from watchdog.http import fetch as httpfetch
+from watchdog.sources import jsonlimits
 from watchdog.sources.base import QueryResult, Source, SourceHealth
 
 log = logging.getLogger(__name__)
 
 API_PATH = "/api/v1/query"
+SERIES_LIMIT = 10_000
+SAMPLE_LIMIT = 500_000
 LONG_QUERY = 2000  # characters of encoded parameters above which the query is POSTed
 _KNOWN_ERRORS = ("execution", "timeout", "canceled", "internal", "not_found", "not_acceptable", "unavailable")
 _HINTS = {
@@ -65,6 +68,10 @@ class PrometheusOptions(HttpOptions):
     basic_auth: BasicAuth | None = option(None, help="{username, password or password_file}")
     max_body: int = option(httpfetch.MAX_BODY, size=True,
                            help="largest answer accepted, after decompression (e.g. 32MiB); a larger one is no data")
+    series_limit: int = option(SERIES_LIMIT, help="most series one answer may have (0: no limit); an answer with "
+                               "more is no data, counted before it is decoded")
+    sample_limit: int = option(SAMPLE_LIMIT, help="most samples one answer may have (0: no limit): one per series "
+                               "of an instant query, one per step and series of a query_range (backtest)")
 
 
 class PrometheusSource(Source):
@@ -76,6 +83,9 @@ class PrometheusSource(Source):
         check_options(options)
         if options.max_body <= 0:
             raise ValueError("max_body must be greater than 0")
+        for key in ("series_limit", "sample_limit"):
+            if getattr(options, key) < 0:
+                raise ValueError(f"{key} must not be negative (0: no limit)")
         basic = options.basic_auth
         httpfetch.check_auth(options.headers, options.bearer_token, basic is not None)
         if basic is not None:
@@ -87,6 +97,7 @@ class PrometheusSource(Source):
         self._headers = {"Accept": "application/json",
                          **httpfetch.auth_headers(options.headers, options.bearer_token)}
         self._auth = (basic.username, basic.password) if basic is not None else None
+        self._caps = jsonlimits.PrometheusCaps(options.series_limit, options.sample_limit)
         self._session: httpfetch.Transport | None = None
         self._last_success: float | None = None
         self._last_error = ""
@@ -142,7 +153,7 @@ class PrometheusSource(Source):
                                      headers=self._headers, auth=self._auth, data=params)
         if httpfetch.is_html(response):
             raise httpfetch.html_error(response, self.where, "a Prometheus API answer")
-        doc = httpfetch.decode_json(response, self.where)
+        doc = self._decode(response)
         if not isinstance(doc, dict) or doc.get("status") != "success":
             if isinstance(doc, dict) and doc.get("status") == "error":
                 raise self._api_error(doc, response.status_code)
@@ -167,9 +178,9 @@ class PrometheusSource(Source):
         if httpfetch.is_html(response):
             raise httpfetch.html_error(response, self.where, "a Prometheus API answer")
         try:
-            doc = httpfetch.decode_json(response, self.where)
-        except SourceError:
-            if status >= 300:
+            doc = self._decode(response)
+        except SourceError as exc:
+            if status >= 300 and exc.kind == "parse":
                 raise self._http_error(response) from None
             raise
         if not isinstance(doc, dict) or doc.get("status") not in ("success", "error"):
@@ -185,6 +196,10 @@ class PrometheusSource(Source):
         samples = self._samples(doc.get("data"), query)
         note = f"Prometheus warnings: {'; '.join(warnings)}" if warnings else ""
         return QueryResult(samples=samples, note=redact.redact(note))
+
+    def _decode(self, response: httpfetch.Fetched) -> Any:
+        """The answer as JSON, once it is known to be within series_limit and sample_limit."""
+        return jsonlimits.load_prometheus(response, self.where, self._caps)
 
     def _samples(self, data: Any, query: str) -> list[Sample]:
         if not isinstance(data, dict) or "resultType" not in data:
