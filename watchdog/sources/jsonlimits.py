@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import ijson
 
-from watchdog.errors import SourceError
+from watchdog.errors import SourceError, WatchdogError
 from watchdog.http import fetch as httpfetch
 
 #: labels one series of a Prometheus answer may carry (Prometheus' own `label_limit` idea;
@@ -53,7 +53,7 @@ class PrometheusCaps:
     sample_limit: int  # 0: none
 
 
-class _Invalid(Exception):
+class _Invalid(WatchdogError):
     """The body is not JSON (found while counting); json.loads says why."""
 
 
