@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from watchdog.config import plugins
 from watchdog.http import body as httpbody
@@ -17,8 +17,8 @@ from watchdog.rollback.executor import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig
-from watchdog.rollback.drill import Drill, DrillMetrics, run_drill
-from watchdog.rollback.drill_schedule import DrillAlerts, DrillSchedule
+from watchdog.rollback.drill import Drill, DrillMetrics, prepare_drill, probe_drill, record_drill
+from watchdog.rollback.drill_schedule import DrillAlerts, DrillJob, DrillSchedule, DrillWorker
 from watchdog.engine import Engine, TickAbandoned, TickReport
 from watchdog.config.loader import load
 from watchdog.errors import ConfigError, StateError
@@ -65,6 +65,7 @@ class Daemon:
         self._reload_good()
         self._resolve_state_lost()
         self._drills = DrillMetrics(self.store, self.metrics, on_drill=DrillAlerts(self._alert_target).observe)
+        self.drill_worker = DrillWorker()  # scheduled drills run there, off the tick thread
         self._export_drills()  # the drills before this start: the gauges, and whether the last one failed
 
     def _install(self, loaded: LoadedConfig) -> None:
@@ -241,25 +242,40 @@ class Daemon:
                 log.exception("evaluation at %s failed: %s", rfc3339(now), self.last_error)
                 return None
             self.last_tick, self.last_report, self.last_error = now, report, ""
-            self._export_drills(now)
-            return report
+            jobs = self._export_drills(now)
+            schedule = self.drill_schedule
+        for job in jobs:  # their actuator reads must not hold the tick lock (a slow API would stall ticks)
+            self.drill_worker.submit(lambda job=job: schedule.run(job, self._record_drill))
+        return report
 
-    def _export_drills(self, now: float | None = None) -> None:
-        """Scheduled drills that are due (watchdog.rollback.drill_schedule), then drills on /metrics and their
-        alerts as the history has them: the CLI or another replica may have run them.
+    def _export_drills(self, now: float | None = None) -> list[DrillJob]:
+        """The scheduled drills due at `now` (watchdog.rollback.drill_schedule), then drills on /metrics and
+        their alerts as the history has them: the CLI or another replica may have run them.
         (`model_watchdog_target_held` follows the store in the tick: Desk.sync.)"""
+        jobs: list[DrillJob] = []
         try:
             if now is not None:
-                self.drill_schedule.run_due(now, self.engine.owned)
+                jobs = self.drill_schedule.due(now, self.engine.owned, self.engine.version_gate.invalid.get)
             self._drills.refresh()
         except StateError as exc:  # not worth failing a tick over
             log.warning("cannot run or read drills in the state store: %s", exc)
+        return jobs
+
+    def _record_drill(self, write: Callable[[], None]) -> None:
+        """A drill's record, under the tick lock (its reads happened without it), exported at once."""
+        with self._tick_lock:
+            if self.store_lost:
+                return
+            write()
+            self._export_drills()
 
     def drill_now(self, target: str, by: str) -> Drill:
-        """`POST /api/v1/targets/{t}/drill`: one drill now, exported at once."""
-        with self._tick_lock:
-            drill = run_drill(self.loaded, self.store, target, self.clock.now(), by)
-            self._export_drills()
+        """`POST /api/v1/targets/{t}/drill`: one drill now, exported at once. The store and
+        actuator reads happen outside the tick lock; only the record takes it."""
+        now, loaded = self.clock.now(), self.loaded
+        prepared = prepare_drill(loaded, self.store, target, now, by, self.engine.version_gate.invalid.get(target))
+        drill = probe_drill(loaded, prepared)
+        self._record_drill(lambda: record_drill(self.store, drill, now, by))
         return drill
 
     def _alert_target(self, target: str, alert: Alert) -> None:
@@ -445,6 +461,7 @@ class Daemon:
         signal.signal(signal.SIGHUP, hup)
 
     def close(self) -> None:
+        self.drill_worker.close()
         self.engine.runner.close()
         for plugin in [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]:
             _close_quietly(plugin)

@@ -4,6 +4,7 @@ resolves on the next one that passes, and `POST /api/v1/targets/{t}/drill`."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -69,6 +70,7 @@ def daemon_on(tmp_path, hook, drill: str = "    drill: {every: 6h}", default: st
 def ticks(daemon: Daemon, clock: FakeClock, seconds: float) -> None:
     for _ in range(int(seconds // 10)):
         daemon.run_once()
+        assert daemon.drill_worker.wait(10)  # the drills due on that tick ran (off the tick thread)
         daemon.notifier.drain(timeout=0)
         clock.advance(10)
 
@@ -163,4 +165,58 @@ def test_a_drill_that_failed_before_a_restart_is_resolved_by_the_next_passing_on
         sent = [a for a in daemon.test_alerter.sent if a.kind == "drill_failed"]  # type: ignore[attr-defined]
         assert [(a.status, a.dedup_key) for a in sent] == [("resolved", "fraud-model/drill")]
     finally:
+        daemon.close()
+
+
+def blocking_current(hook) -> threading.Event:  # type: ignore[no-untyped-def]
+    """The actuator's read-back (`/current`) hangs until the returned event is set."""
+    release = threading.Event()
+
+    def answer(request):  # type: ignore[no-untyped-def]
+        if request.path == "/current":
+            release.wait(30)
+        return Reply(200, {"version": "v1"})
+
+    hook.default = answer
+    return release
+
+
+def returns_within(seconds: float, call) -> bool:  # type: ignore[no-untyped-def]
+    done = threading.Event()
+    threading.Thread(target=lambda: (call(), done.set()), daemon=True).start()
+    return done.wait(seconds)
+
+
+def test_a_slow_actuator_read_in_a_scheduled_drill_does_not_delay_the_ticks(tmp_path, hook):
+    daemon, clock = daemon_on(tmp_path, hook, drill="    drill: {every: 1h}")
+    release = blocking_current(hook)
+    try:
+        assert returns_within(5, daemon.run_once)  # the tick that makes the drill due
+        clock.advance(10)
+        assert returns_within(5, daemon.run_once)  # the next tick, while the read still hangs
+        assert daemon.last_tick == clock.now() and drills(daemon) == []
+        release.set()
+        assert daemon.drill_worker.wait(10)
+        (event,) = drills(daemon)
+        assert "rollback drill by schedule: ready" in event.message and event.at == clock.now() - 10
+        assert gauge(daemon, "model_watchdog_drill_ready") == 1
+    finally:
+        release.set()
+        daemon.close()
+
+
+def test_a_slow_actuator_read_in_an_api_drill_does_not_hold_the_tick_lock(tmp_path, hook):
+    daemon, clock = daemon_on(tmp_path, hook, drill="")
+    release = blocking_current(hook)
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(daemon.drill_now("fraud-model", "api")), daemon=True)
+    try:
+        worker.start()
+        hook.wait_for(1, timeout=5)  # the read-back has been asked
+        assert returns_within(5, daemon.run_once)
+        release.set()
+        worker.join(10)
+        assert done and done[0].ready and len(drills(daemon)) == 1
+    finally:
+        release.set()
         daemon.close()

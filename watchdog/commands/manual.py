@@ -281,13 +281,14 @@ def cmd_releases(args: argparse.Namespace, out: Out, err: Out) -> int:
 
 
 def cmd_drill(args: argparse.Namespace, out: Out, err: Out) -> int:
-    from watchdog.rollback.drill import run_drill
+    from watchdog.rollback.drill import run_drill, unknown_version
     from watchdog.state import open_store
     loaded = load(default_config_path(getattr(args, "config", None)))
     _refuse_on_lost_state(loaded)
     store = open_store(loaded.state_path)
     try:
-        drill = run_drill(loaded, store, args.target, args.clock.now(), operator_name())
+        problem = unknown_version(store, args.target) if args.target in loaded.config.targets else None
+        drill = run_drill(loaded, store, args.target, args.clock.now(), operator_name(), problem)
     finally:
         store.close()
     if args.json:
@@ -297,7 +298,10 @@ def cmd_drill(args: argparse.Namespace, out: Out, err: Out) -> int:
                    f"would go to {drill.to or 'the previous version (unknown here)'}"), file=out)
     if drill.blocked:
         print(f"  blocked: {one_line(drill.blocked)}", file=out)
-    print(f"  guards now: {drill.guard}", file=out)
+    print(f"  guards now: {one_line(drill.guard)}", file=out)
+    if drill.deferred:
+        print(f"deferred: {one_line(drill.deferred)} (a rollback is deferred too; nothing was read)", file=out)
+        return 1
     for i, step in enumerate(drill.steps, 1):
         what = f"{step.component} {step.from_version or '?'}→{step.to_version} via {step.actuator}" if step.component \
             else step.actuator

@@ -45,16 +45,42 @@ class Drill:
     guard: str
     steps: list[DrillStep] = field(default_factory=list)
     blocked: str = ""
+    # Why the drill did not read or plan anything: a guard that defers rollbacks too
+    # (version_unknown: what runs is unknown, so a plan from the last valid version may be wrong).
+    deferred: str = ""
 
     @property
     def ready(self) -> bool:
-        return not self.blocked and not any(s.problem for s in self.steps)
+        return not self.blocked and not self.deferred and not any(s.problem for s in self.steps)
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "ready": self.ready}
 
 
-def run_drill(loaded: LoadedConfig, store: StateStore, target: str, now: float, by: str) -> Drill:
+@dataclass
+class PreparedDrill:
+    """A drill whose request, guards and plan are known (read from the store), its actuator
+    reads not yet done: `probe_drill` does those, without the store."""
+
+    drill: Drill
+    plan: list[PlannedStep]
+    context: ActionContext | None
+
+
+def run_drill(loaded: LoadedConfig, store: StateStore, target: str, now: float, by: str,
+              version_problem: str | None = None) -> Drill:
+    """Prepare, probe and record one drill (the CLI's; the daemon does the three apart, the
+    actuator reads outside its tick lock). `version_problem`: why the version the target
+    reports now is invalid, if it is (the engine knows; the CLI reads it from the history)."""
+    prepared = prepare_drill(loaded, store, target, now, by, version_problem)
+    return record_drill(store, probe_drill(loaded, prepared), now, by)
+
+
+def prepare_drill(loaded: LoadedConfig, store: StateStore, target: str, now: float, by: str,
+                  version_problem: str | None = None) -> PreparedDrill:
+    """The request a firing rule would make and the guards' verdict on it. The guards that defer
+    a rollback because what runs is unknown (version_unknown, unless the target's
+    `unknown_version: proceed`) defer the drill too: nothing is planned or read."""
     from watchdog.rollback.manual import OperatorError, stack_request
 
     if target not in loaded.config.targets:
@@ -73,20 +99,43 @@ def run_drill(loaded: LoadedConfig, store: StateStore, target: str, now: float, 
             drill.to = request.to_version
         except OperatorError as exc:
             drill.blocked = str(exc)
-            return _record(store, drill, now, by)
+            return PreparedDrill(drill, [], None)
     verdict = Guards(loaded.config, store).check(Situation(target=target, rule=None, now=now, version=current,
                                                              to_version=request.to_version or previous,
-                                                             version_changed_at=None))
+                                                             version_changed_at=None, version_problem=version_problem))
     drill.guard = verdict.outcome.value + (f": {verdict.reason}" if verdict.reason else "")
+    if verdict.guard == "version_unknown":
+        drill.deferred = verdict.reason
+        return PreparedDrill(drill, [], None)
     hold = store.holds().get(target)
     if hold is not None:
         drill.guard += f"; held by decision {hold.decision_id} (an automatic rollback would not run)"
     context = ActionContext(decision_id="drill", target=target, rule="drill", action="rollback", value=None,
                             threshold={}, labels={}, version=current, previous_version=previous, fired_at=drill.at,
                             reason=request.reason, extra={"from_version": current or "", "to_version": previous or ""})
-    for entry in request.plan:
-        drill.steps.append(_drill_step(loaded, entry, context))
-    return _record(store, drill, now, by)
+    return PreparedDrill(drill, list(request.plan), context)
+
+
+def probe_drill(loaded: LoadedConfig, prepared: PreparedDrill) -> Drill:
+    """Ask each actuator for its plan and the version it sees (may be slow: network, APIs).
+    Touches neither the store nor the engine, so it runs outside the daemon's tick lock."""
+    if prepared.context is not None:
+        for entry in prepared.plan:
+            prepared.drill.steps.append(_drill_step(loaded, entry, prepared.context))
+    return prepared.drill
+
+
+def unknown_version(store: StateStore, target: str) -> str | None:
+    """Why the target's running version is unknown, as the history tells it (for a drill run
+    outside the daemon): the newest invalid version recorded, unless a valid version was seen
+    after it."""
+    recorded = store.history(target, limit=1, kinds=["version"])
+    if not recorded or "invalid_version" not in recorded[0].data:
+        return None
+    seen = [v.last_seen for v in store.versions(target)]
+    if seen and max(seen) > recorded[0].at:
+        return None
+    return str(recorded[0].data.get("reason") or "an invalid version was reported")
 
 
 def _drill_step(loaded: LoadedConfig, step: PlannedStep, context: ActionContext) -> DrillStep:
@@ -141,7 +190,14 @@ class DrillMetrics:
             self._seen = 0  # nothing recorded yet: whatever comes next is new
 
 
-def _record(store: History, drill: Drill, now: float, by: str) -> Drill:
+def record_drill(store: History, drill: Drill, now: float, by: str) -> Drill:
+    """One history entry: kind `drill`, or `drill_deferred` for a drill a guard deferred (not
+    a drill that ran: the schedule, the gauges and the drill alert do not count it)."""
+    if drill.deferred:
+        store.append(HistoryEvent(None, now, drill.target, None, {}, "drill_deferred",
+                                  f"rollback drill by {by} deferred: {drill.deferred}",
+                                  {"drill": drill.as_json(), "guard": "version_unknown"}))
+        return drill
     outcome = "ready" if drill.ready else f"NOT ready: {drill.blocked or '; '.join(s.problem for s in drill.steps if s.problem)}"
     store.append(HistoryEvent(None, now, drill.target, None, {}, "drill",
                               f"rollback drill by {by}: {outcome}; guards: {drill.guard or '-'}",
