@@ -77,9 +77,11 @@ class Daemon:
         self.alerters = {n: plugins.create(plugins.ALERTERS, s) for n, s in cfg.alerters.items()}
         if hasattr(self, "notifier"):
             self.notifier.replace_alerters(self.alerters)
+            self.notifier.max_age = cfg.alert_max_age
         else:
             self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
-                                     on_sent=self._alert_sent, store=self.store, clock=self.clock.now)
+                                     on_sent=self._alert_sent, store=self.store, clock=self.clock.now,
+                                     on_expired=self._alert_expired, max_age=cfg.alert_max_age)
         self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self.stop)
         self.executor.step_scope = ProcessJournal(self.store, clock=self.clock).step
         if not hasattr(self, "owner"):
@@ -209,15 +211,19 @@ class Daemon:
         self._record_alert(alert, f"{alert.status} alert sent to {alerter}: {alert.summary}")
 
     def _alert_failed(self, alerter: str, alert: Alert, message: str) -> None:
-        self._record_alert(alert, f"alerter {alerter} could not deliver {alert.status} alert: {message}")
+        self._record_alert(alert, f"alerter {alerter} could not deliver {alert.status} alert: {message} "
+                           "(kept and retried)")
 
-    def _record_alert(self, alert: Alert, message: str) -> None:
+    def _alert_expired(self, alerter: str, alert: Alert, why: str) -> None:
+        self._record_alert(alert, f"alerter {alerter}: {alert.status} alert not delivered, {why}", "alert_expired")
+
+    def _record_alert(self, alert: Alert, message: str, kind: str = "alert") -> None:
         if self.store_lost:  # the file is gone: a write would vanish with it
             log.info("not recorded (state store lost): %s", message)
             return
         try:
             self.store.append(HistoryEvent(None, self.clock.now(), alert.target, alert.rule or None, alert.labels,
-                                           "alert", message, {"dedup_key": alert.dedup_key, "status": alert.status,
+                                           kind, message, {"dedup_key": alert.dedup_key, "status": alert.status,
                                                               "decision_id": alert.decision_id}))
         except StateError as exc:
             log.error("cannot record alert delivery: %s", exc)

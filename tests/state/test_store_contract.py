@@ -84,7 +84,7 @@ def test_the_small_protocols_together_are_the_whole_store_without_overlap() -> N
              AlertQueue, Meta]
     methods = [name for part in parts for name in part.__abstractmethods__ - {"transaction"}]
 
-    assert len(methods) == len(set(methods)) == 34
+    assert len(methods) == len(set(methods)) == 35
     assert set(methods) | {"transaction", "close"} == StateStore.__abstractmethods__
     for store_class in (SQLiteStateStore, pg_module.PostgresStateStore):
         assert set(parts) <= set(store_class.__mro__)
@@ -452,6 +452,45 @@ def test_queued_alerts_survive_a_restart_and_go_to_one_claimant_at_a_time(store:
     store.delete_alert(rest[0].id)
     store.delete_alert(rest[0].id)  # twice is harmless
     assert store.claim_alerts("n3", T0 + 500, stale_after=60) == []
+
+
+FIRING, RESOLVED = '{"status": "firing"}', '{"status": "resolved"}'
+
+
+def test_a_failed_delivery_waits_for_its_retry_and_keeps_its_key_in_order_across_a_restart(
+        store: StateStore, reopen) -> None:
+    store.enqueue_alert("ops", FIRING, T0, "fraud/p99")
+    store.enqueue_alert("ops", RESOLVED, T0 + 1, "fraud/p99")
+    store.enqueue_alert("pager", FIRING, T0 + 1, "fraud/p99")  # another alerter: its own order
+    store.enqueue_alert("ops", FIRING, T0 + 1, "churn/p99")  # another key: not held back
+    claimed = store.claim_alerts("n1", T0 + 2)
+    assert [(q.alerter, q.alert, q.attempts) for q in claimed] == [
+        ("ops", FIRING, 0), ("pager", FIRING, 0), ("ops", FIRING, 0)]  # the resolve waits behind its firing
+    firing = claimed[0]
+    for q in claimed[1:]:
+        store.delete_alert(q.id)
+    store.retry_alert(firing.id, T0 + 30, "503 Service Unavailable")
+    again = reopen()  # a restart between two attempts
+    assert again.claim_alerts("n2", T0 + 29) == []  # not due yet, and the resolve may not overtake it
+    [retried] = again.claim_alerts("n2", T0 + 30)
+    assert (retried.id, retried.attempts, retried.queued_at) == (firing.id, 1, T0)
+    again.delete_alert(retried.id)
+    assert [q.alert for q in again.claim_alerts("n2", T0 + 31)] == [RESOLVED]
+
+
+def test_a_retry_is_replaced_by_a_newer_alert_of_its_key_with_the_same_status(store: StateStore) -> None:
+    store.enqueue_alert("ops", FIRING, T0, "fraud/p99")
+    [first] = store.claim_alerts("n1", T0 + 1)
+    store.retry_alert(first.id, T0 + 60, "timeout")
+    store.enqueue_alert("ops", '{"status": "firing", "value": 2}', T0 + 10, "fraud/p99")  # newer news
+    store.enqueue_alert("ops", RESOLVED, T0 + 11, "fraud/p99")
+    store.enqueue_alert("ops", FIRING, T0 + 12, "fraud/p99")  # firing, resolved, firing: all three stay
+    claimed = store.claim_alerts("n1", T0 + 13)
+    assert [q.alert for q in claimed] == ['{"status": "firing", "value": 2}']
+    store.delete_alert(claimed[0].id)
+    [resolved] = store.claim_alerts("n1", T0 + 14)
+    store.delete_alert(resolved.id)
+    assert [q.alert for q in store.claim_alerts("n1", T0 + 15)] == [FIRING]
 
 
 # --- databases written by earlier releases ----------------------------------------------

@@ -118,6 +118,8 @@ class Config:
     api: ApiConfig = option(default_factory=ApiConfig, help="HTTP API security")
     replica_id: str = option("", help="this replica's name with a shared PostgreSQL state (default: host-pid-random)")
     drill: DrillSchedule | None = option(None, help="scheduled rollback drills for every target without its own: {every: 24h}")
+    alert_max_age: float = option(86400.0, duration=True, help="a failed alert delivery is retried (with backoff) "
+                                  "until it is this old, then given up and recorded (0: give up at once)")
     marks: dict[str, Mark] = marks_field()
 
 

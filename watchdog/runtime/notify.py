@@ -9,6 +9,15 @@ transaction as the state change it reports, survives a restart until delivered, 
 operator's CLI command (approve, resume, …) queues alerts that the running daemon delivers.
 Without one (rule tests, benchmarks) the queue lives in memory.
 
+A delivery that still fails after the alerter's own retries stays in the store's queue and is
+tried again by the worker, after RETRY_FIRST doubling up to RETRY_MAX, until it goes out or
+is `max_age` old (`alert_max_age`, default 24h): then it is given up, counted as
+`model_watchdog_alerts_total{outcome="expired"}` and reported through `on_expired` (the
+daemon's history, kind `alert_expired`). It survives a restart like any queued alert. The
+deliveries of one alerter and dedup key go out in the order queued: a resolve waits behind
+its firing, even while the firing waits for a retry; a retry with the same status as a newer
+alert of its key is replaced by the newer one.
+
 When the store is lost (its file deleted or replaced, `detach_store`), alerts from then on —
 above all `state_lost` itself — are delivered from memory, and a delivery that fails is tried
 again (RETRY_FIRST, doubling up to RETRY_MAX) until it goes out or the daemon stops: there is
@@ -29,6 +38,7 @@ from typing import Callable
 
 from watchdog.alerters.base import Alert, Alerter
 from watchdog.clock import SystemClock
+from watchdog.durations import format_duration
 from watchdog.errors import StateError, WatchdogError
 from watchdog.metrics import DaemonMetrics
 from watchdog.redact import redact
@@ -39,7 +49,8 @@ log = logging.getLogger("watchdog.notify")
 #: a delivery claimed by a notifier that died is delivered by another after this long
 CLAIM_STALE_AFTER = 60.0
 POLL_SECONDS = 1.0  # how often the worker looks for alerts queued by other processes
-RETRY_FIRST, RETRY_MAX = 5.0, 300.0  # a failed delivery from memory (store lost) is tried again after these
+RETRY_FIRST, RETRY_MAX = 5.0, 300.0  # a failed delivery is tried again after these (doubling)
+MAX_AGE = 24 * 3600.0  # a failed delivery is given up when it is this old (`alert_max_age`)
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,8 @@ class _Delivery:
     alerter: str
     alert: Alert
     queued_id: int | None = None
-    attempt: int = 0  # failed attempts so far (deliveries from memory after the store was lost)
+    attempt: int = 0  # failed attempts so far
+    queued_at: float | None = None  # in the store's queue since (None: from memory)
 
 
 def enqueue(store: AlertQueue, alerter_names: list[str], alert: Alert, now: float) -> None:
@@ -55,7 +67,7 @@ def enqueue(store: AlertQueue, alerter_names: list[str], alert: Alert, now: floa
     text = json.dumps(alert.as_json(), sort_keys=True)
     with store.transaction():
         for name in alerter_names:
-            store.enqueue_alert(name, text, now)
+            store.enqueue_alert(name, text, now, alert.dedup_key)
 
 
 def _alert_of(text: str) -> Alert:
@@ -68,8 +80,11 @@ class Notifier:
     def __init__(self, alerters: dict[str, Alerter], metrics: DaemonMetrics, stop: threading.Event,
                  on_failure: Callable[[str, Alert, str], None] | None = None,
                  on_sent: Callable[[str, Alert], None] | None = None,
-                 store: AlertQueue | None = None, clock: Callable[[], float] | None = None):
+                 store: AlertQueue | None = None, clock: Callable[[], float] | None = None,
+                 on_expired: Callable[[str, Alert, str], None] | None = None, max_age: float = MAX_AGE):
         self._alerters = alerters
+        self._on_expired = on_expired
+        self.max_age = max_age  # a reload may change it
         self._metrics = metrics
         self._stop = stop
         self._on_failure = on_failure
@@ -204,7 +219,7 @@ class Notifier:
         out = []
         for row in rows:
             try:
-                out.append(_Delivery(row.alerter, _alert_of(row.alert), row.id))
+                out.append(_Delivery(row.alerter, _alert_of(row.alert), row.id, row.attempts, row.queued_at))
             except (ValueError, TypeError) as exc:  # a row nobody can deliver: drop it, say so
                 log.error("dropping unreadable queued alert %d: %s", row.id, exc)
                 self._done(row.id)
@@ -239,14 +254,39 @@ class Notifier:
     def _failed(self, item: _Delivery, message: str) -> None:
         if self._stop.is_set() and self._store is not None:
             return  # cut short by shutdown: stays queued, delivered after the restart
-        self._done(item.queued_id)  # the alerter retried already; the history says it failed
         message = redact(message)
         self._metrics.alerts.labels(item.alerter, "failed").inc()
-        if self._detached and not self._stop.is_set():  # no queue keeps it: try again from memory
+        if item.queued_id is not None and self._store is not None:
+            self._keep(item, message)  # the queue keeps it for a later attempt
+        elif self._detached and not self._stop.is_set():  # no queue keeps it: try again from memory
+            self._done(item.queued_id)
             wait = self._retry_later(item)
             log.error("alerter %s could not deliver %s (attempt %d): %s; trying again in %gs", item.alerter,
                       item.alert.dedup_key, item.attempt + 1, message, wait)
         else:
+            self._done(item.queued_id)
             log.error("alerter %s could not deliver %s: %s", item.alerter, item.alert.dedup_key, message)
         if self._on_failure is not None and item.attempt == 0:
             self._on_failure(item.alerter, item.alert, message)
+
+    def _keep(self, item: _Delivery, message: str) -> None:
+        """Retry a queued delivery later, or give it up when it is `max_age` old."""
+        assert item.queued_id is not None and self._store is not None
+        now = self._clock()
+        age = now - (item.queued_at if item.queued_at is not None else now)
+        wait = min(RETRY_FIRST * 2 ** item.attempt, RETRY_MAX)
+        if age + wait > self.max_age:
+            self._done(item.queued_id)
+            self._metrics.alerts.labels(item.alerter, "expired").inc()
+            why = (f"given up after {item.attempt + 1} attempts over {format_duration(age)} (alert_max_age "
+                   f"{format_duration(self.max_age)}); last error: {message}")
+            log.error("alerter %s: %s alert %s %s", item.alerter, item.alert.status, item.alert.dedup_key, why)
+            if self._on_expired is not None:
+                self._on_expired(item.alerter, item.alert, why)
+            return
+        try:
+            self._store.retry_alert(item.queued_id, now + wait, message)
+        except StateError as exc:  # stays claimed: another attempt once the claim is stale
+            log.error("cannot keep failed alert %d for a retry: %s", item.queued_id, exc)
+        log.error("alerter %s could not deliver %s (attempt %d): %s; trying again in %gs", item.alerter,
+                  item.alert.dedup_key, item.attempt + 1, message, wait)

@@ -145,6 +145,7 @@ class QueuedAlert:
     alerter: str
     alert: str  # JSON of watchdog.alerters.base.Alert
     queued_at: float
+    attempts: int = 0  # failed deliveries so far (retry_alert)
 
 
 @dataclass(frozen=True)
@@ -382,15 +383,22 @@ class AlertQueue(Transactional, Protocol):
     """Alert deliveries waiting in the store until delivered (they survive a restart)."""
 
     @abc.abstractmethod
-    def enqueue_alert(self, alerter: str, alert: str, now: float) -> None:
-        """Queue one delivery (alerter name, alert JSON) until `delete_alert` confirms it."""
+    def enqueue_alert(self, alerter: str, alert: str, now: float, dedup_key: str = "") -> None:
+        """Queue one delivery (alerter name, alert JSON) until `delete_alert` confirms it.
+        Deliveries of one (alerter, `dedup_key`) are claimed in the order queued; a delivery
+        of that key waiting for a retry with the same status is replaced by this one."""
 
     @abc.abstractmethod
     def claim_alerts(self, claimant: str, now: float, limit: int = 20,
                      stale_after: float = 60.0) -> list[QueuedAlert]:
         """Oldest first, up to `limit` queued deliveries nobody else is delivering (unclaimed,
-        or claimed more than `stale_after` seconds ago: its claimant died), now claimed by
-        `claimant`. Two claimants never get the same delivery at once."""
+        or claimed more than `stale_after` seconds ago: its claimant died), due (a retry's
+        `next_at` reached) and first of their (alerter, dedup_key) still queued, now claimed
+        by `claimant`. Two claimants never get the same delivery at once."""
+
+    @abc.abstractmethod
+    def retry_alert(self, alert_id: int, next_at: float, error: str) -> None:
+        """A claimed delivery failed: count the attempt, keep it unclaimed until `next_at`."""
 
     @abc.abstractmethod
     def delete_alert(self, alert_id: int) -> None:

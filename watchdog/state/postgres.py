@@ -119,6 +119,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, alerter TEXT NOT NULL, alert TEXT NOT NULL,
             queued_at {_TIME} NOT NULL, claimed_by TEXT, claimed_at {_TIME})""",
     ),
+    (
+        # Failed alert deliveries are kept and retried (watchdog.runtime.notify): attempts so
+        # far, when the next is due, the last error; dedup_key keeps one incident's events in order.
+        "ALTER TABLE alert_queue ADD COLUMN dedup_key TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE alert_queue ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        f"ALTER TABLE alert_queue ADD COLUMN next_at {_TIME}",
+        "ALTER TABLE alert_queue ADD COLUMN last_error TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX alert_queue_by_key ON alert_queue (alerter, dedup_key, id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -537,23 +537,42 @@ class SQLStateStore(StateStore):
                 (target, state, now),
             )
 
-    def enqueue_alert(self, alerter: str, alert: str, now: float) -> None:
+    def enqueue_alert(self, alerter: str, alert: str, now: float, dedup_key: str = "") -> None:
         with self.transaction():
-            self._exec("INSERT INTO alert_queue (alerter, alert, queued_at) VALUES (?, ?, ?)",
-                       (alerter, alert, now))
+            if dedup_key:
+                self._supersede_retry(alerter, alert, dedup_key)
+            self._exec("INSERT INTO alert_queue (alerter, alert, queued_at, dedup_key) VALUES (?, ?, ?, ?)",
+                       (alerter, alert, now, dedup_key))
+
+    def _supersede_retry(self, alerter: str, alert: str, dedup_key: str) -> None:
+        """The key's newest delivery, when it waits for a retry with the same status as `alert`,
+        is old news: the new one replaces it (firing, resolved, firing stay three)."""
+        row = self._one(f"SELECT id, alert, attempts, claimed_at FROM alert_queue WHERE alerter = ? AND dedup_key = ? "
+                        f"ORDER BY id DESC LIMIT 1{self._FOR_UPDATE}", (alerter, dedup_key))
+        if row is not None and row[2] > 0 and row[3] is None and _status(row[1]) == _status(alert):
+            self._exec("DELETE FROM alert_queue WHERE id = ?", (row[0],))
 
     def claim_alerts(self, claimant: str, now: float, limit: int = 20,
                      stale_after: float = 60.0) -> list[QueuedAlert]:
         with self.transaction():
+            # Due, not claimed by a live claimant, and the oldest of its (alerter, dedup_key):
+            # a resolve never overtakes its firing, even while the firing waits for a retry.
             rows = self._all(
-                "SELECT id, alerter, alert, queued_at FROM alert_queue "
-                "WHERE claimed_at IS NULL OR claimed_at < ? "
-                f"ORDER BY id LIMIT ?{self._FOR_UPDATE}{self._SKIP_LOCKED}",
-                (now - stale_after, limit),
+                "SELECT q.id, q.alerter, q.alert, q.queued_at, q.attempts FROM alert_queue q "
+                "WHERE (q.claimed_at IS NULL OR q.claimed_at < ?) AND (q.next_at IS NULL OR q.next_at <= ?) "
+                "AND NOT EXISTS (SELECT 1 FROM alert_queue o WHERE o.alerter = q.alerter "
+                "AND o.dedup_key = q.dedup_key AND q.dedup_key <> '' AND o.id < q.id) "
+                f"ORDER BY q.id LIMIT ?{self._FOR_UPDATE}{self._SKIP_LOCKED}",
+                (now - stale_after, now, limit),
             )
             self._many("UPDATE alert_queue SET claimed_by = ?, claimed_at = ? WHERE id = ?",
                        [(claimant, now, row[0]) for row in rows])
-        return [QueuedAlert(int(r[0]), r[1], r[2], r[3]) for r in rows]
+        return [QueuedAlert(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
+
+    def retry_alert(self, alert_id: int, next_at: float, error: str) -> None:
+        with self.transaction():
+            self._exec("UPDATE alert_queue SET attempts = attempts + 1, next_at = ?, last_error = ?, "
+                       "claimed_by = NULL, claimed_at = NULL WHERE id = ?", (next_at, error, alert_id))
 
     def delete_alert(self, alert_id: int) -> None:
         with self.transaction():
@@ -585,3 +604,12 @@ def _decision(row: tuple[Any, ...]) -> Decision:
 def _event(row: tuple[Any, ...]) -> HistoryEvent:
     id_, at, target, rule, series, kind, message, data = row
     return HistoryEvent(id_, at, target, rule, load_json(series), kind, message, load_json(data))
+
+
+def _status(alert: str) -> object:
+    """The `status` of a queued alert's JSON (None when it cannot be read)."""
+    try:
+        data = json.loads(alert)
+    except ValueError:
+        return None
+    return data.get("status") if isinstance(data, dict) else None

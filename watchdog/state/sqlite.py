@@ -110,6 +110,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             id INTEGER PRIMARY KEY AUTOINCREMENT, alerter TEXT NOT NULL, alert TEXT NOT NULL,
             queued_at REAL NOT NULL, claimed_by TEXT, claimed_at REAL)""",
     ),
+    (
+        # Failed alert deliveries are kept and retried (watchdog.runtime.notify): attempts so
+        # far, when the next is due, the last error; dedup_key keeps one incident's events in order.
+        "ALTER TABLE alert_queue ADD COLUMN dedup_key TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE alert_queue ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE alert_queue ADD COLUMN next_at REAL",
+        "ALTER TABLE alert_queue ADD COLUMN last_error TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX alert_queue_by_key ON alert_queue (alerter, dedup_key, id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
