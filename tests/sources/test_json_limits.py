@@ -33,8 +33,10 @@ def http_json(receiver: Receiver, **options: object) -> HttpJsonSource:
                                                    **options))  # type: ignore[arg-type]
 
 
-def vector_body(series: int, labels: int = 1) -> bytes:
-    result = [{"metric": {f"l{j}": f"{i}-{j}" for j in range(labels)}, "value": [NOW, "1"]} for i in range(series)]
+def vector_body(series: int, labels: int = 1, pad: int = 0) -> bytes:
+    """`series` series of `labels` labels, each value `pad` characters longer than needed."""
+    result = [{"metric": {f"l{j}": f"{i}-{j}" + "x" * pad for j in range(labels)}, "value": [NOW, "1"]}
+              for i in range(series)]
     return json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
 
 
@@ -61,11 +63,13 @@ def test_a_prometheus_answer_over_series_limit_is_no_data_naming_the_cap(receive
 
 
 def test_a_prometheus_answer_within_its_caps_is_read_whole(receiver: Receiver) -> None:
-    receiver.script(Reply(200, vector_body(3, labels=4), JSON), Reply(200, tiny_series(2 * MiB), JSON))
+    large = vector_body(1000, labels=4, pad=300)  # over 1 MiB: counted before it is decoded
+    assert len(large) > jsonlimits.SMALL
+    receiver.script(Reply(200, vector_body(3, labels=4), JSON), Reply(200, large, JSON))
     prom = prometheus(receiver, series_limit=3)
 
     assert len(prom.query("up", NOW).samples) == 3
-    assert len(prometheus(receiver, series_limit=0, sample_limit=0).query("up", NOW).samples) > 60_000
+    assert len(prometheus(receiver, series_limit=1000).query("up", NOW).samples) == 1000
 
 
 @pytest.mark.parametrize("big", [False, True], ids=["small", "large"])
@@ -83,7 +87,7 @@ def test_a_query_range_answer_over_sample_limit_is_refused(receiver: Receiver, b
 
 @pytest.mark.parametrize("big", [False, True], ids=["small", "large"])
 def test_a_series_with_too_many_labels_is_refused(receiver: Receiver, big: bool) -> None:
-    body = vector_body(1 if not big else 20_000, labels=jsonlimits.LABEL_LIMIT + 1)
+    body = vector_body(1, labels=jsonlimits.LABEL_LIMIT + 1, pad=0 if not big else 20_000)
     receiver.script(Reply(200, body, JSON))
 
     with pytest.raises(SourceError) as refused:
@@ -157,7 +161,16 @@ def test_negative_caps_are_refused() -> None:
 
 
 def test_a_large_body_that_is_not_json_is_a_parse_error_without_being_built() -> None:
-    body = b"[" + b"0," * MiB + b"nope]"
+    body = b"[" + (b'"' + b"x" * 1000 + b'",') * 1100 + b"nope]"  # over 1 MiB, 1,100 values
     with pytest.raises(SourceError) as refused:
         jsonlimits.load_values(httpfetch.Fetched(200, JSON, body), "x", 10 * MiB)
     assert refused.value.kind == "parse" and "invalid JSON" in str(refused.value)
+
+
+def test_a_list_where_a_series_has_its_labels_is_counted_too() -> None:
+    pad = b"0," * MiB
+    body = (b'{"status":"success","data":{"resultType":"vector","result":[{"metric":[' + pad + b'0],'
+            b'"value":[1,"1"]}]}}')
+    with pytest.raises(SourceError) as refused:
+        jsonlimits.load_prometheus(httpfetch.Fetched(200, JSON, body), "prom", jsonlimits.PrometheusCaps(0, 0))
+    assert refused.value.kind == "label_limit"

@@ -105,11 +105,11 @@ def _values(doc: Any, limit: int) -> int:
 def count_prometheus(content: bytes, where: str, caps: PrometheusCaps) -> None:
     """Raise SourceError when a Prometheus API answer (vector, matrix or scalar) has more
     series, samples, labels on one series, or other values than allowed."""
-    series = samples = labels = other = items = 0
+    series = samples = labels = values = other = items = 0
     try:
         for prefix, event in _events(content, where):
             if prefix == "data.result.item" and event == "start_map":
-                series, labels = series + 1, 0
+                series, labels, values = series + 1, 0, 0
                 _check(series, caps.series_limit, "series_limit", where, "series")
             elif event == "start_array" and prefix in _SAMPLES:
                 samples, items = samples + 1, 0
@@ -124,6 +124,8 @@ def count_prometheus(content: bytes, where: str, caps: PrometheusCaps) -> None:
             elif prefix.startswith("data.result.item.metric."):
                 if event in _OPEN:
                     raise SourceError(f"{where} answered a label value that is not a string", "parse")
+                values += 1  # one per label in an object; a list under "metric" has no keys to count
+                _check(values, LABEL_LIMIT, "label_limit", where, "labels on one series")
             elif event not in _CLOSE and event != "map_key" and prefix not in _SERIES_PARTS:
                 other += 1
                 _check(other, OTHER_LIMIT, "value_limit", where, "values besides its series")
