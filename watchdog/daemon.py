@@ -270,7 +270,7 @@ class Daemon:
     def _record_drill(self, write: Callable[[], None]) -> None:
         """A drill's record, under the tick lock (its reads happened without it), exported at once."""
         with self._tick_lock:
-            if self.store_lost:
+            if self.store_lost or self.stop.is_set():  # not recorded: due again after the restart
                 return
             write()
             self._export_drills()
