@@ -9,46 +9,15 @@ import socket
 import threading
 import time
 import tracemalloc
-from typing import Callable
 
 import pytest
 
 from tests.alerters.alerts import make_alert
+from tests.raw_server import RawServer
 from watchdog.alerters.smtp import CONVERSATION_STEPS, MAX_REPLIES, EmailAlerter
 from watchdog.errors import AlerterError
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Server:
-    def __init__(self, talk: Callable[[socket.socket, threading.Event], None]):
-        self.talk = talk
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.closing = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                self.talk(conn, self.closing)
-            except OSError:  # the alerter hung up: what the tests want
-                pass
-
-    def __enter__(self) -> "Server":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.closing.set()
-        self.sock.close()
 
 
 def alerter(port: int, timeout: float) -> EmailAlerter:
@@ -64,7 +33,7 @@ def test_a_greeting_trickled_line_by_line_is_cut_off_at_the_conversation_deadlin
             if closing.wait(0.1):
                 return
 
-    with Server(trickle) as server:
+    with RawServer(trickle) as server:
         started = time.monotonic()
         with pytest.raises(AlerterError) as failed:
             alerter(server.port, timeout=0.3).send(make_alert(), threading.Event())
@@ -81,7 +50,7 @@ def test_an_endless_multi_line_reply_is_refused_past_the_budget():
                 return
             conn.sendall(line)
 
-    with Server(flood) as server:
+    with RawServer(flood) as server:
         tracemalloc.start()
         try:
             with pytest.raises(AlerterError) as failed:

@@ -127,7 +127,10 @@ def test_the_connection_limit_counts_evictions_and_refusals(api):
     assert count(metrics, "evicted") == 1
 
 
-def test_the_daemon_counts_its_api_rejections_on_metrics(tmp_path):
+@pytest.fixture
+def daemon(tmp_path):  # type: ignore[no-untyped-def]
+    """The real daemon (on the harness's config, listening on an ephemeral port) and its API
+    server, bound but not yet serving."""
     from watchdog.config.loader import load
     from watchdog.daemon import Daemon
 
@@ -140,40 +143,30 @@ def test_the_daemon_counts_its_api_rejections_on_metrics(tmp_path):
     config.write_text(config.read_text().replace("rule_files:", "listen: 127.0.0.1:0\nrule_files:", 1))
     daemon = Daemon(load(config), clock=h.clock)
     server = daemon.api_server()
+    try:
+        yield daemon, server
+    finally:
+        server.stop()
+        daemon.close()
+
+
+def test_the_daemon_counts_its_api_rejections_on_metrics(daemon):  # type: ignore[no-untyped-def]
+    daemon, server = daemon
     server.start()
-    try:
-        with connect(server) as sock:
-            sock.sendall(b"GARBAGE\r\n\r\n")
-            assert closed(sock)
-        assert wait_for(lambda: count(daemon.metrics, "malformed") == 1, 5)
-        with connect(server) as sock:
-            sock.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
-            sock.settimeout(5)
-            page = b""
-            while chunk := sock.recv(65536):
-                page += chunk
-        assert f'{METRIC}{{reason="malformed"}} 1.0'.encode() in page
-    finally:
-        server.stop()
-        daemon.close()
+    with connect(server) as sock:
+        sock.sendall(b"GARBAGE\r\n\r\n")
+        assert closed(sock)
+    assert wait_for(lambda: count(daemon.metrics, "malformed") == 1, 5)
+    with connect(server) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+        sock.settimeout(5)
+        page = b""
+        while chunk := sock.recv(65536):
+            page += chunk
+    assert f'{METRIC}{{reason="malformed"}} 1.0'.encode() in page
 
 
-def test_every_reason_is_on_metrics_at_zero_before_anything_happens(tmp_path):
-    from watchdog.config.loader import load
-    from watchdog.daemon import Daemon
-
-    from tests.harness import Harness
-    from tests.test_engine import ERROR_RULE
-
-    h = Harness(tmp_path, ERROR_RULE)
-    h.store.close()
-    config = tmp_path / "watchdog.yaml"
-    config.write_text(config.read_text().replace("rule_files:", "listen: 127.0.0.1:0\nrule_files:", 1))
-    daemon = Daemon(load(config), clock=h.clock)
-    server = daemon.api_server()
-    try:
-        assert {r: count(daemon.metrics, r) for r in REJECT_REASONS} == dict.fromkeys(REJECT_REASONS, 0.0)
-        assert all(daemon.metrics.registry.get_sample_value(METRIC, {"reason": r}) == 0.0 for r in REJECT_REASONS)
-    finally:
-        server.stop()
-        daemon.close()
+def test_every_reason_is_on_metrics_at_zero_before_anything_happens(daemon):  # type: ignore[no-untyped-def]
+    daemon, _server = daemon
+    assert {r: count(daemon.metrics, r) for r in REJECT_REASONS} == dict.fromkeys(REJECT_REASONS, 0.0)
+    assert all(daemon.metrics.registry.get_sample_value(METRIC, {"reason": r}) == 0.0 for r in REJECT_REASONS)

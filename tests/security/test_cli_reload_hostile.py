@@ -17,6 +17,7 @@ import pytest
 from watchdog.cli import main
 
 from tests.harness import Harness
+from tests.raw_server import RawServer, read_head
 from tests.test_engine import ERROR_RULE
 
 pytestmark = pytest.mark.timeout(60)
@@ -24,41 +25,13 @@ pytestmark = pytest.mark.timeout(60)
 TOKEN = "reload-cli-token-0123456789"
 
 
-class Peer:
-    """Answers each connection with `answer(sock)` after reading the request head."""
-
-    def __init__(self, answer: Callable[[socket.socket, bytes], None]):
-        self.answer = answer
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.closing = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.closing.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        with conn:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                request += chunk
-            try:
-                self.answer(conn, request)
-            except OSError:  # the CLI hung up: what the tests want
-                pass
-
-    def close(self) -> None:
-        self.closing.set()
-        self.sock.close()
+def answering(answer: Callable[[socket.socket, bytes], None]) -> RawServer:
+    """A peer that answers each connection with `answer(sock, request head)`."""
+    def talk(conn: socket.socket, _closing: threading.Event) -> None:
+        request = read_head(conn)
+        if request is not None:
+            answer(conn, request)
+    return RawServer(talk)
 
 
 def config_for(tmp_path, port: int) -> str:  # type: ignore[no-untyped-def]
@@ -72,7 +45,7 @@ def config_for(tmp_path, port: int) -> str:  # type: ignore[no-untyped-def]
 
 
 def reload(tmp_path, answer, *extra: str) -> tuple[int, str, str, float]:  # type: ignore[no-untyped-def]
-    peer = Peer(answer)
+    peer = answering(answer)
     try:
         out, err = io.StringIO(), io.StringIO()
         started = time.monotonic()

@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.servers import PostgresServer, postgres  # noqa: F401
+from tests.servers import PostgresServer
 from tests.state.stores import ROOT, T0, decision
 from watchdog.clock import FakeClock
 from watchdog.errors import StateError

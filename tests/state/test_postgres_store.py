@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.servers import PostgresServer, free_port, postgres  # noqa: F401
+from tests.servers import PostgresServer, free_port
 from tests.state.stores import T0, event
 from watchdog.errors import StateError
 from watchdog.state import open_store

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import postgres  # noqa: F401  (the session's PostgreSQL server)
 from tests.state.stores import ENGINES, ROOT, T0, Backend, decision, event, new_backend
 from watchdog.errors import StateError
 from watchdog.state import (
