@@ -174,3 +174,22 @@ def test_a_list_where_a_series_has_its_labels_is_counted_too() -> None:
     with pytest.raises(SourceError) as refused:
         jsonlimits.load_prometheus(httpfetch.Fetched(200, JSON, body), "prom", jsonlimits.PrometheusCaps(0, 0))
     assert refused.value.kind == "label_limit"
+
+
+def test_an_answer_over_the_cap_is_no_data_for_the_rule_never_a_breach(tmp_path, receiver: Receiver) -> None:
+    """Four series, each far over the threshold: read, they would roll back after `for`;
+    over series_limit 3, the rule has no data (alerted as such) and nothing is rolled back."""
+    from tests.fixtures.rules import ERROR_RULE
+    from tests.harness import Harness
+    from watchdog.engine import Engine
+
+    receiver.default = Reply(200, vector_body(4), JSON)
+    h = Harness(tmp_path, ERROR_RULE)
+    prom = prometheus(receiver, series_limit=3)
+    h.engine = Engine(h.loaded, h.store, {"model": prom}, h.executor, h.notifier, h.metrics, clock=h.clock)
+    h.run_for(120)
+    assert h.rollbacks() == 0
+    [no_data] = h.alerts(kind="no_data")
+    assert no_data.status == "firing"
+    assert "series_limit" in prom.health().last_error
+    prom.close()
