@@ -14,10 +14,8 @@ A body up to `SMALL` (1 MiB) is decoded at once and its counts checked on what w
 (json.loads of 1 MiB peaks at ~16 MB; counting first would cost more time than it saves).
 
 A cap passed is a `SourceError` whose kind names the cap (`series_limit`, `sample_limit`,
-`label_limit`, `value_limit`): no data, never a breach. A syntax error found while counting
-is left for `json.loads` to report (its messages say where and whether the body was cut),
-but only for a small body or after everything before the error was within the caps; the
-rest of a large invalid body is never built.
+`label_limit`, `value_limit`): no data, never a breach. A large body that is not JSON is
+refused (kind `parse`) at the first error the count meets; the rest of it is never built.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from typing import Any, Iterator
 
 import ijson
 
-from watchdog.errors import SourceError, WatchdogError
+from watchdog.errors import SourceError
 from watchdog.http import fetch as httpfetch
 
 #: labels one series of a Prometheus answer may carry (Prometheus' own `label_limit` idea;
@@ -37,7 +35,7 @@ LABEL_LIMIT = 64
 OTHER_LIMIT = 10_000
 #: deeper than this is not an answer of ours (json.loads would say "nested too deeply")
 DEPTH_LIMIT = 64
-#: an invalid body up to this size is handed to json.loads for its exact message
+#: a body up to this size is decoded at once, then counted
 SMALL = 1024 * 1024
 
 _OPEN = ("start_map", "start_array")
@@ -51,10 +49,6 @@ _SERIES_PARTS = ("data.result.item.metric", "data.result.item.values")
 class PrometheusCaps:
     series_limit: int  # 0: none
     sample_limit: int  # 0: none
-
-
-class _Invalid(WatchdogError):
-    """The body is not JSON (found while counting); json.loads says why."""
 
 
 def load_prometheus(response: httpfetch.Fetched, where: str, caps: PrometheusCaps) -> Any:
@@ -73,7 +67,7 @@ def load_prometheus(response: httpfetch.Fetched, where: str, caps: PrometheusCap
         _check(samples, caps.sample_limit, "sample_limit", where, "samples")
         labels = max((len(s["metric"]) for s in result if isinstance(s, dict) and isinstance(s.get("metric"), dict)),
                      default=0)
-        _check(labels, LABEL_LIMIT, "label_limit", where, "labels on one series")
+        _check(labels, LABEL_LIMIT, "label_limit", where, "labels on one series", fixed=True)
     return doc
 
 
@@ -106,31 +100,28 @@ def count_prometheus(content: bytes, where: str, caps: PrometheusCaps) -> None:
     """Raise SourceError when a Prometheus API answer (vector, matrix or scalar) has more
     series, samples, labels on one series, or other values than allowed."""
     series = samples = labels = values = other = items = 0
-    try:
-        for prefix, event in _events(content, where):
-            if prefix == "data.result.item" and event == "start_map":
-                series, labels, values = series + 1, 0, 0
-                _check(series, caps.series_limit, "series_limit", where, "series")
-            elif event == "start_array" and prefix in _SAMPLES:
-                samples, items = samples + 1, 0
-                _check(samples, caps.sample_limit, "sample_limit", where, "samples")
-            elif prefix in _SAMPLE_ITEMS:
-                items += 1
-                if items > 2 or event in _OPEN:
-                    raise SourceError(f"{where} answered a sample that is not [timestamp, \"number\"]", "parse")
-            elif event == "map_key" and prefix == "data.result.item.metric":
-                labels += 1
-                _check(labels, LABEL_LIMIT, "label_limit", where, "labels on one series")
-            elif prefix.startswith("data.result.item.metric."):
-                if event in _OPEN:
-                    raise SourceError(f"{where} answered a label value that is not a string", "parse")
-                values += 1  # one per label in an object; a list under "metric" has no keys to count
-                _check(values, LABEL_LIMIT, "label_limit", where, "labels on one series")
-            elif event not in _CLOSE and event != "map_key" and prefix not in _SERIES_PARTS:
-                other += 1
-                _check(other, OTHER_LIMIT, "value_limit", where, "values besides its series")
-    except _Invalid:
-        return  # json.loads reports it
+    for prefix, event in _events(content, where):
+        if prefix == "data.result.item" and event == "start_map":
+            series, labels, values = series + 1, 0, 0
+            _check(series, caps.series_limit, "series_limit", where, "series")
+        elif event == "start_array" and prefix in _SAMPLES:
+            samples, items = samples + 1, 0
+            _check(samples, caps.sample_limit, "sample_limit", where, "samples")
+        elif prefix in _SAMPLE_ITEMS:
+            items += 1
+            if items > 2 or event in _OPEN:
+                raise SourceError(f"{where} answered a sample that is not [timestamp, \"number\"]", "parse")
+        elif event == "map_key" and prefix == "data.result.item.metric":
+            labels += 1
+            _check(labels, LABEL_LIMIT, "label_limit", where, "labels on one series", fixed=True)
+        elif prefix.startswith("data.result.item.metric."):
+            if event in _OPEN:
+                raise SourceError(f"{where} answered a label value that is not a string", "parse")
+            values += 1  # one per label in an object; a list under "metric" has no keys to count
+            _check(values, LABEL_LIMIT, "label_limit", where, "labels on one series", fixed=True)
+        elif event not in _CLOSE and event != "map_key" and prefix not in _SERIES_PARTS:
+            other += 1
+            _check(other, OTHER_LIMIT, "value_limit", where, "values besides its series", fixed=True)
 
 
 def count_values(content: bytes, where: str, limit: int) -> None:
@@ -139,13 +130,10 @@ def count_values(content: bytes, where: str, limit: int) -> None:
     if not limit:
         return
     values = 0
-    try:
-        for _, event in _events(content, where):
-            if event not in _CLOSE:
-                values += 1
-                _check(values, limit, "value_limit", where, "JSON values")
-    except _Invalid:
-        return
+    for _, event in _events(content, where):
+        if event not in _CLOSE:
+            values += 1
+            _check(values, limit, "value_limit", where, "JSON values")
 
 
 def _events(content: bytes, where: str) -> Iterator[tuple[str, str]]:
@@ -161,16 +149,16 @@ def _events(content: bytes, where: str) -> Iterator[tuple[str, str]]:
                 depth -= 1
             yield prefix, event
     except ijson.JSONError as exc:
-        if len(content) <= SMALL:
-            raise _Invalid() from None
         raise SourceError(f"{where} returned invalid JSON ({_first_line(exc)}); the rest of the "
                           f"{len(content)}-byte body was not read", "parse") from None
 
 
-def _check(count: int, limit: int, kind: str, where: str, what: str) -> None:
+def _check(count: int, limit: int, kind: str, where: str, what: str, *, fixed: bool = False) -> None:
+    """SourceError(kind) when `count` passed `limit` (0: none); `fixed`: not an option to raise."""
     if limit and count > limit:
-        raise SourceError(f"{where} answered more than {limit} {what} ({kind}; raise the source's {kind} "
-                          "if such answers are expected); the answer is refused whole", kind)
+        hint = "a fixed cap" if fixed else f"raise the source's {kind} if such answers are expected"
+        raise SourceError(f"{where} answered more than {limit} {what} ({kind}: {hint}); the answer is refused whole",
+                          kind)
 
 
 def _first_line(exc: Exception) -> str:
