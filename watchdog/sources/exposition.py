@@ -264,7 +264,7 @@ def _sample(line: str, known: dict[str, _Series], now: dict[str, _Series]) -> tu
         series = _new_series(line, head, rest, brace >= 0)
     now[head] = series
     token = rest.lstrip()
-    if not token or " " in token or "\t" in token or "_" in token:
+    if not token or len(token) > 24 or " " in token or "\t" in token or "_" in token:
         return series, _value(rest)
     try:
         return series, float(token)
