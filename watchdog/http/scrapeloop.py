@@ -264,6 +264,8 @@ class ScrapeClient:
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._in_flight.difference_update(tasks)
+            if not self._in_flight:
+                _LOOP.clients.discard(self)
         for i, task in enumerate(tasks):  # aborted (shutdown) while waiting or scraping
             if task.cancelled() and results[i] is None:
                 results[i] = HttpFailure(_timed_out(timeout), "timeout")
