@@ -287,6 +287,9 @@ class ScrapeClient:
         except BodyError as exc:
             self._drop(target)
             return HttpFailure(scrub(str(exc), target.url), exc.kind)
+        except Exception as exc:  # noqa: BLE001 - anything else asyncio raises is this target's failure
+            self._drop(target)
+            return HttpFailure(f"request failed: {reason(exc, target.url)}", "http")
         if not reader.keep_alive or reader.leftover:
             self._drop(target)
         return Fetched(reader.status, reader.headers, reader.body, reader.reason)

@@ -25,6 +25,7 @@ unknown or broken encoding) or kind `connection` (not HTTP, broken framing, a bo
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Mapping
 
@@ -64,7 +65,7 @@ class ResponseReader:
     """One answer to one request; `started` once any byte of it arrived."""
 
     __slots__ = ("max_body", "status", "reason", "headers", "keep_alive", "started", "_state", "_buf",
-                 "_left", "_pieces", "_size", "_decoder", "_interim", "_trailer_bytes", "_trailers")
+                 "_left", "_first", "_more", "_size", "_decoder", "_interim", "_trailer_bytes", "_trailers")
 
     def __init__(self, max_body: int):
         self.max_body = max_body
@@ -76,7 +77,8 @@ class ResponseReader:
         self._state = _HEAD
         self._buf = b""
         self._left = 0
-        self._pieces: list[bytes] = []
+        self._first = b""  # the body while it is one piece (a page in one read), then in _more
+        self._more: io.BytesIO | None = None
         self._size = 0
         self._decoder = decoder("")
         self._interim = 0
@@ -89,7 +91,7 @@ class ResponseReader:
 
     @property
     def body(self) -> bytes:
-        return b"".join(self._pieces)
+        return self._first if self._more is None else self._more.getvalue()
 
     @property
     def leftover(self) -> bool:
@@ -291,9 +293,17 @@ class ResponseReader:
             return
         self._size += len(piece)
         if self._size > self.max_body:
-            self._pieces.clear()
+            self._first, self._more = b"", None
             raise BodyTooLarge(f"the body is larger than {self.max_body} bytes{after_decoding(self._decoder)}")
-        self._pieces.append(piece)
+        if self._more is not None:
+            self._more.write(piece)
+        elif not self._first:
+            self._first = piece
+        else:  # one copy of the body as it grows (getvalue() shares it), not pieces and a join
+            self._more = io.BytesIO()
+            self._more.write(self._first)
+            self._more.write(piece)
+            self._first = b""
 
     def _finish(self) -> None:
         self._keep(self._decoder.finish())
