@@ -126,7 +126,7 @@ _SKIP = ("skip", "", "")
 Relabel = Callable[[Labels], Labels]
 
 
-class _Unusual(Exception):
+class _Unusual(WatchdogError):
     """The fast path does not read this page as the reference would: read it with the reference."""
 
 
