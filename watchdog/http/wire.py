@@ -320,7 +320,9 @@ def _field(line: bytes, headers: Headers, what: str) -> None:
         raise _broken(f"the answer has an invalid {what} line {_shown(line, len(line))}")
     key = name.decode("ascii").lower()
     text = value.strip(b" \t").decode("latin-1")
-    headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    if dict.__contains__(headers, key):
+        text = f"{dict.__getitem__(headers, key)}, {text}"
+    dict.__setitem__(headers, key, text)
 
 
 def _shown(data: bytes, end: int) -> str:

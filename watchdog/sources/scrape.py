@@ -79,6 +79,7 @@ class _Target:
     last_error: str = ""
     last_success: float | None = None
     scraped: bool = field(default=False)
+    up_labels: Labels = ()  # its `up` series, made once
     # reads its pages, keeping the parsed (and instance-labelled) series of the last one
     reader: exposition.PageReader = field(default_factory=exposition.PageReader, repr=False)
 
@@ -205,20 +206,20 @@ class ScrapeSource(Source):
             return detached(exc)
 
     def _parse(self, response: httpfetch.Fetched, target: _Target) -> list[Sample]:
-        where = target.where
         if response.status_code != 200:
-            raise SourceError(f"{where} answered HTTP {response.status_code}{httpfetch.body_hint(response)}",
+            raise SourceError(f"{target.where} answered HTTP {response.status_code}{httpfetch.body_hint(response)}",
                               httpfetch.status_kind(response.status_code))
         if httpfetch.is_html(response):
-            raise httpfetch.html_error(response, where, "metrics")
+            raise httpfetch.html_error(response, target.where, "metrics")
         try:
             return target.reader.samples(response.content, self.options.sample_limit)
         except exposition.PageError as exc:
-            raise SourceError(f"{where} {exc}", exc.kind) from None
+            raise SourceError(f"{target.where} {exc}", exc.kind) from None
 
     def _up(self, target: _Target, value: float) -> Sample:
-        labels = {NAME: UP, INSTANCE: target.instance} if target.instance else {NAME: UP}
-        return Sample(labels_of(labels), value)
+        if not target.up_labels:
+            target.up_labels = labels_of({NAME: UP, INSTANCE: target.instance} if target.instance else {NAME: UP})
+        return Sample(target.up_labels, value)
 
     def health(self) -> SourceHealth:
         details: dict[str, Any]
