@@ -103,6 +103,10 @@ body.on_abort(_LOOP.abort_all)
 
 # -- one connection --------------------------------------------------------------------------------
 
+class _Aborted(HttpFailure):
+    """A scrape ended by `abort_all()`: its lane takes no further target."""
+
+
 class _Dropped(HttpFailure):
     """A kept-alive connection ended before any byte of the answer: worth one retry."""
 
@@ -249,26 +253,29 @@ class ScrapeClient:
                      max_body: int) -> list[Fetched | HttpFailure | None]:
         _LOOP.clients.add(self)
         results: list[Fetched | HttpFailure | None] = [None] * len(targets)
-        slots = asyncio.Semaphore(concurrency)
+        pending = iter(range(len(targets)))
+        aborted = False
 
-        async def one(i: int) -> None:
-            async with slots:
+        async def lane() -> None:  # `concurrency` lanes take the targets in turn: no task per target
+            nonlocal aborted
+            for i in pending:
                 left = min(timeout, deadline - time.monotonic())
-                if left <= 0:
+                if left <= 0 or aborted:
                     return
                 results[i] = await self._scrape(targets[i], left, max_body)
+                if isinstance(results[i], _Aborted):
+                    aborted = True
 
-        tasks = [asyncio.ensure_future(one(i)) for i in range(len(targets))]
-        self._in_flight.update(tasks)
+        lanes = [asyncio.ensure_future(lane()) for _ in range(min(concurrency, len(targets)))]
+        self._in_flight.update(lanes)
         try:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*lanes, return_exceptions=True)
         finally:
-            self._in_flight.difference_update(tasks)
+            self._in_flight.difference_update(lanes)
             if not self._in_flight:
                 _LOOP.clients.discard(self)
-        for i, task in enumerate(tasks):  # aborted (shutdown) while waiting or scraping
-            if task.cancelled() and results[i] is None:
-                results[i] = HttpFailure(_timed_out(timeout), "timeout")
+        if aborted:  # shutdown: what was not started is not started
+            return [HttpFailure(str(r), r.kind) if isinstance(r, _Aborted) else r for r in results]
         return results
 
     async def _scrape(self, target: Target, timeout: float, max_body: int) -> Fetched | HttpFailure:
@@ -278,9 +285,9 @@ class ScrapeClient:
         except TimeoutError:
             self._drop(target)
             return HttpFailure(_timed_out(timeout), "timeout")
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # abort_all (shutdown)
             self._drop(target)
-            return HttpFailure(_timed_out(timeout), "timeout")
+            return _Aborted(_timed_out(timeout), "timeout")
         except HttpFailure as exc:
             self._drop(target)
             return HttpFailure(scrub(str(exc), target.url), exc.kind)
