@@ -31,7 +31,7 @@ from typing import Mapping
 
 from watchdog.http.body import BodyError, BodyTooLarge, after_decoding, decoder
 
-MAX_LINE = 8 * 1024  # a status line, a header line, a chunk-size line
+MAX_LINE = 8 * 1024  # a status line, a chunk-size line, a trailer line (header lines: within MAX_HEAD)
 MAX_HEAD = 64 * 1024  # all header lines of one answer (and, apart, its trailers)
 MAX_HEADERS = 100  # header fields of one answer (and, apart, its trailers)
 MAX_INTERIM = 8  # 1xx answers before the real one
