@@ -77,3 +77,19 @@ def test_scrapes_end_by_the_ticks_deadline(slow_fleet):
 def test_concurrency_must_be_positive():
     with pytest.raises(ValueError, match="concurrency"):
         ScrapeSource("fleet", ScrapeOptions(urls=["http://127.0.0.1:9/m", "http://127.0.0.1:10/m"], concurrency=0))
+
+
+def test_a_round_still_running_holds_the_next_one_off_its_connections(slow_fleet):
+    # The runner may give up on a begin_tick and start the next while it runs: the second
+    # round must not send on the first one's connections (or parse with its readers).
+    source = ScrapeSource("fleet", ScrapeOptions(urls=slow_fleet[:2], timeout=5.0))
+    first = threading.Thread(target=source.begin_tick, args=(1000.0,))
+    first.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    error = source.begin_tick_within(1001.0, time.monotonic() + 0.1)
+    assert time.monotonic() - started < 1.0
+    assert error is not None and error.kind == "timeout" and "still running" in str(error)
+    first.join()
+    assert source.begin_tick(1002.0) is None
+    source.close()

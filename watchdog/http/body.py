@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 import zlib
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -157,10 +157,20 @@ class _Reaper:
 _REAPER = _Reaper()
 
 
+_ABORT_HOOKS: list[Callable[[], None]] = []
+
+
+def on_abort(hook: Callable[[], None]) -> None:
+    """Call `hook` on `abort_all()`: clients with deadlines of their own (the scrape loop) end too."""
+    _ABORT_HOOKS.append(hook)
+
+
 def abort_all() -> None:
     """Expire every deadline now (shutdown): requests in flight on any thread end at once,
     as if their time had run out."""
     _REAPER.abort_all()
+    for hook in _ABORT_HOOKS:
+        hook()
 
 
 def _shut(sock: socket.socket) -> None:
@@ -314,6 +324,14 @@ class _Identity:
     def pieces(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         return chunks
 
+    def feed(self, data: bytes) -> Iterator[bytes] | tuple[bytes]:
+        """The decoded pieces of the next raw bytes (each at most CHUNK bytes when decoding)."""
+        return (data,)
+
+    def finish(self) -> bytes:
+        """What is left once the raw body has ended."""
+        return b""
+
 
 class _Inflate(_Identity):
     """gzip (several members too) or deflate (zlib-wrapped or raw), never more than CHUNK
@@ -329,6 +347,12 @@ class _Inflate(_Identity):
         for chunk in chunks:
             yield from self._feed(chunk)
         yield self._z.flush()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        return self._feed(data)
+
+    def finish(self) -> bytes:
+        return self._z.flush()
 
     def _feed(self, data: bytes) -> Iterator[bytes]:
         while True:
@@ -352,6 +376,16 @@ class _Inflate(_Identity):
                 continue
             if not data and len(out) < CHUNK:
                 return
+
+
+def after_decoding(decoder: _Identity) -> str:
+    """` after gzip decompression` for a message, or '' for an identity body."""
+    return _after(decoder)
+
+
+def decoder(content_encoding: str) -> _Identity:
+    """The decoder of a Content-Encoding (`feed`/`finish`); BodyError for one we cannot count."""
+    return _decoder(content_encoding)
 
 
 def _decoder(content_encoding: str) -> _Identity:

@@ -66,6 +66,11 @@ def request(session: Transport, method: str, url: str, *, timeout: float, what: 
         raise _failure(exc, f"{what} {redact.redact_url(url)}", timeout, max_body) from None
 
 
+def source_error(exc: HttpFailure, what: str, timeout: float, max_body: int) -> SourceError:
+    """The SourceError of a failed exchange (`what` names it: `scrape of <url>`)."""
+    return _failure(exc, what, timeout, max_body)
+
+
 def _failure(exc: HttpFailure, what: str, timeout: float, max_body: int) -> SourceError:
     if exc.kind == "too_large":
         return SourceError(f"{what} refused: {exc} (max_body {format_size(max_body)}; raise the source's "

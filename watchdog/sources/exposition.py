@@ -11,14 +11,27 @@
   name and labels) or a counter (or a histogram's buckets and count, a summary's count) is
   negative: such values are not counter resets to compute rates from.   kind malformed
 - Text that is not the format at all, or not UTF-8.        kind parse
+
+`PageReader` reads the pages of one target and is what the scrape source uses: a target sends
+the same series every scrape, only their values change, so the labels parsed from a line's
+series part (`name{labels}`, the text before the value) are kept from one page to the next
+and a known series costs a dict look-up and a float(). The first sight of a series part, every
+comment line and every line of an unusual shape are read by prometheus_client's own line
+functions, and any page the fast path finds wrong or unusual is read again whole by
+`reference_samples` (prometheus_client's parser), so the answer, or the error, is always the
+reference's (tests/sources/test_exposition_fast.py compares them on random pages). The
+kept series parts are those of the last page only: at most `sample_limit` of them.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Iterator
+import re
+from typing import Callable, Iterator
 
 from prometheus_client.parser import text_fd_to_metric_families
+from prometheus_client.parser import (  # the reference's own line functions, so a line reads as it would
+    _is_valid_legacy_metric_name, _parse_sample, _parse_value_and_timestamp, _split_quoted, _unquote_unescape)
 
 from watchdog.errors import WatchdogError
 from watchdog.samples import NAME, Labels, Sample, format_labels, labels_of, without_name
@@ -36,7 +49,8 @@ class PageError(WatchdogError, ValueError):
         self.kind = kind
 
 
-def samples(body: bytes, sample_limit: int) -> list[Sample]:
+def reference_samples(body: bytes, sample_limit: int) -> list[Sample]:
+    """prometheus_client's parser, family by family: the reference the fast path is tested against."""
     out: list[Sample] = []
     seen: set[Labels] = set()
     families = text_fd_to_metric_families(_lines(body, sample_limit))  # type: ignore[arg-type]
@@ -52,7 +66,11 @@ def samples(body: bytes, sample_limit: int) -> list[Sample]:
         for s in family.samples:
             if s.name.endswith(_SKIP_SUFFIXES):
                 continue
-            sample = Sample(labels_of({**s.labels, NAME: s.name}), float(s.value))
+            try:
+                value = float(s.value)
+            except OverflowError:  # an integer of hundreds of digits
+                raise PageError(f"returned a value too large for a float in series {s.name}", "parse") from None
+            sample = Sample(labels_of({**s.labels, NAME: s.name}), value)
             _check(sample, s.name, family.type, seen)
             out.append(sample)
 
@@ -68,8 +86,7 @@ def _lines(body: bytes, sample_limit: int) -> Iterator[str]:
         if text and not text.startswith("#"):
             count += 1
             if sample_limit and count > sample_limit:
-                raise PageError(f"sample limit exceeded: the page has more than {sample_limit} samples "
-                                "(sample_limit; the whole scrape is refused, as Prometheus does)", "sample_limit")
+                raise _limit_error(sample_limit)
         yield line
 
 
@@ -92,3 +109,222 @@ def _monotonic(name: str, family_type: str) -> bool:
 def _shown(sample: Sample, name: str) -> str:
     labels = without_name(sample.labels)
     return f"{name}{format_labels(labels) if labels else ''}"
+
+
+
+# -- the fast path -------------------------------------------------------------------------------
+
+# A series part whose end the reference finds where we do: a legacy metric name, then labels
+# `name="value"` (escapes inside the quotes) separated by commas, then the closing brace.
+_HEAD = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*,?)?)\}')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"')  # in a head without backslashes
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_ALLOWED = {"counter": ("",), "gauge": ("",), "untyped": ("",), "unknown": ("",),
+            "summary": ("_count", "_sum", ""), "histogram": ("_count", "_sum", "_bucket")}
+_SMALL_PAGE = 1 << 20  # decoded whole below this; larger pages line by line (no second copy)
+_SKIP = ("skip", "", "")
+Relabel = Callable[[Labels], Labels]
+
+
+class _Unusual(WatchdogError):
+    """The fast path does not read this page as the reference would: read it with the reference."""
+
+
+class _Series:
+    """What the fast path keeps of one series part: the reference's name and labels, and the
+    label set last made of them (for the sample name the family gave)."""
+
+    __slots__ = ("name", "labels", "out_name", "out")
+
+    def __init__(self, name: str, labels: dict[str, str]):
+        self.name = name
+        self.labels = labels
+        self.out_name = ""
+        self.out: Labels = ()
+
+
+class PageReader:
+    """The pages of one target, read into samples; `relabel` maps each series' label set
+    (e.g. adds `instance`) and its result is kept with the series part too."""
+
+    def __init__(self, relabel: Relabel | None = None):
+        self.relabel = relabel
+        self._series: dict[str, _Series] = {}
+        self._comments: dict[str, tuple[str, str, str]] = {}
+
+    def samples(self, body: bytes, sample_limit: int) -> list[Sample]:
+        """The page's samples, as `reference_samples` reads them (relabelled); raises PageError."""
+        try:
+            return self._fast(body, sample_limit)
+        except _Unusual:
+            pass
+        except PageError as exc:
+            if exc.kind == "sample_limit":
+                raise
+        self._series, self._comments = {}, {}
+        page = reference_samples(body, sample_limit)
+        if self.relabel is None:
+            return page
+        return [Sample(self.relabel(s.labels), s.value) for s in page]
+
+    def _fast(self, body: bytes, sample_limit: int) -> list[Sample]:
+        known, comments, relabel = self._series, self._comments, self.relabel
+        now: dict[str, _Series] = {}
+        seen: set[Labels] = set()
+        out: list[Sample] = []
+        family, family_type, allowed = "", "untyped", ()  # the reference's state between lines
+        rename = False  # a counter family whose samples the reference renames to `<name>_total`
+        members = 0  # samples of the current family so far
+        count = 0
+        for line in _decoded_lines(body):
+            line = line.strip()
+            if not line:
+                continue
+            if line[0] == "#":
+                action = comments.get(line)
+                if action is None:
+                    action = comments[line] = _comment(line)
+                kind, name, typ = action
+                if kind == "skip":
+                    continue
+                if name != family:
+                    family, family_type, allowed, members = name, "untyped", (name,), 0
+                if kind == "type":
+                    if members:  # the reference types the family by its last TYPE line: not ours to guess
+                        raise _Unusual()
+                    family_type = typ
+                    allowed = tuple(name + suffix for suffix in _ALLOWED[typ])
+                rename = family_type == "counter" and not family.endswith("_total")
+                continue
+            count += 1
+            if sample_limit and count > sample_limit:
+                raise _limit_error(sample_limit)
+            series, value = _sample(line, known, now)
+            name = series.name
+            if name in allowed:
+                members += 1
+                sample_type = family_type
+                if rename:
+                    name += "_total"
+            else:  # the reference makes it a family of its own and forgets the current one
+                family, family_type, allowed, rename = "", "untyped", (), False
+                sample_type = "untyped"
+            if name.endswith(_SKIP_SUFFIXES):
+                continue
+            if series.out_name != name:
+                pairs = [*series.labels.items(), (NAME, name)]  # as labels_of({**labels, NAME: name})
+                pairs.sort()
+                labels = tuple(pairs)
+                series.out_name, series.out = name, relabel(labels) if relabel is not None else labels
+            labels = series.out
+            if labels in seen or (value < 0 and _monotonic(name, sample_type)):
+                raise _Unusual()  # a malformed page: the reference says how
+            seen.add(labels)
+            out.append(Sample(labels, value))
+        self._series = now
+        if len(comments) > 4 * len(now) + 64:  # comments of pages long gone
+            self._comments = {}
+        return out
+
+
+def samples(body: bytes, sample_limit: int) -> list[Sample]:
+    """One page, read by a fresh `PageReader` (nothing kept)."""
+    return PageReader().samples(body, sample_limit)
+
+
+def _decoded_lines(body: bytes) -> Iterator[str] | list[str]:
+    try:
+        if len(body) <= _SMALL_PAGE:
+            return body.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise _Unusual() from None  # the reference names the line and byte
+    return _lines_of(body)
+
+
+def _lines_of(body: bytes) -> Iterator[str]:
+    for raw in io.BytesIO(body):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Unusual() from None
+
+
+def _sample(line: str, known: dict[str, _Series], now: dict[str, _Series]) -> tuple[_Series, float]:
+    """The series of a sample line and its value, as the reference's `_parse_sample` reads them."""
+    brace = line.find("{")
+    if brace >= 0:
+        end = line.rfind("}") + 1
+        head, rest = line[:end], line[end:]
+    elif "\t" not in line:
+        head, _, rest = line.partition(" ")
+    else:
+        head, rest = "", ""
+    series = now.get(head) or known.get(head)
+    if series is None:
+        series = _new_series(line, head, rest, brace >= 0)
+    now[head] = series
+    token = rest.lstrip()
+    if not token or len(token) > 24 or " " in token or "\t" in token or "_" in token:
+        return series, _value(rest)
+    try:
+        return series, float(token)
+    except ValueError:
+        raise _Unusual() from None
+
+
+def _new_series(line: str, head: str, rest: str, braces: bool) -> _Series:
+    """A series part seen for the first time: its name and labels, as the reference reads them."""
+    if not head or not rest:
+        return _odd(line)[0]
+    if not braces:
+        if not _NAME.fullmatch(head):
+            return _odd(line)[0]
+        return _Series(head, {})
+    match = _HEAD.fullmatch(head)
+    if match is None:
+        return _odd(line)[0]
+    if "\\" in head:  # escapes: the reference unescapes
+        return _odd(line)[0]
+    pairs = _LABEL.findall(match.group(2))
+    labels = dict(pairs)
+    if len(labels) != len(pairs) or any(k.startswith("__") for k in labels):
+        raise _Unusual()  # a label twice, a reserved name: the reference says what is wrong
+    return _Series(match.group(1), labels)
+
+
+def _odd(line: str) -> tuple[_Series, float]:
+    """A line of a shape the fast path does not cache: the reference reads it."""
+    try:
+        parsed = _parse_sample(line)
+        return _Series(parsed.name, parsed.labels), float(parsed.value)
+    except Exception:  # noqa: BLE001
+        raise _Unusual() from None
+
+
+def _value(rest: str) -> float:
+    try:
+        return float(_parse_value_and_timestamp(rest)[0])
+    except Exception:  # noqa: BLE001
+        raise _Unusual() from None
+
+
+def _comment(line: str) -> tuple[str, str, str]:
+    """What a comment line does to the reference's family state: skip, help NAME, type NAME TYPE."""
+    parts = _split_quoted(line, None, 3)
+    if len(parts) < 2 or parts[1] not in ("TYPE", "HELP"):
+        return _SKIP
+    if len(parts) < 3:
+        raise _Unusual()
+    name, quoted = _unquote_unescape(parts[2])
+    if quoted or not _is_valid_legacy_metric_name(name):
+        raise _Unusual()
+    if parts[1] == "HELP":
+        return "help", name, ""
+    if len(parts) < 4 or parts[3] not in _ALLOWED or (parts[3] == "counter" and name == "_total"):
+        raise _Unusual()
+    return "type", name, parts[3]
+
+
+def _limit_error(sample_limit: int) -> PageError:
+    return PageError(f"sample limit exceeded: the page has more than {sample_limit} samples "
+                     "(sample_limit; the whole scrape is refused, as Prometheus does)", "sample_limit")

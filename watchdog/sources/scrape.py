@@ -14,15 +14,19 @@ get an `instance` label (`host:port`; a target's own `instance` label is kept as
 Every scrape of a tick ends by the tick's deadline: a target's timeout is cut to what is left
 of the tick's budget, and a target not started by then fails as a timeout.
 
-A page is read within `max_body` and `timeout` (`http.fetch`) and parsed by
-`sources.exposition`: UTF-8, at most `sample_limit` samples, and refused whole when malformed
-(a negative counter, a series twice), so such a page is no data rather than a counter reset.
+A page is read within `max_body` and `timeout` by `http.scrapeloop` (one event loop for all
+scrape sources, one kept-alive HTTP/1.1 connection per target, a strict bounded reader; no
+thread per scrape) and parsed by the target's `exposition.PageReader`: UTF-8, at most
+`sample_limit` samples, and refused whole when malformed (a negative counter, a series twice),
+so such a page is no data rather than a counter reset. The reader keeps the parsed, instance-
+labelled series of the target's last page, so a page that repeats its series (they all do)
+costs a look-up and a float() per line.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,10 +37,13 @@ from watchdog.promql import Expr, SeriesStore, evaluate, parse
 from watchdog.redact import redact_url
 from watchdog.samples import NAME, Labels, Sample, labels_of
 from watchdog.http import fetch as httpfetch
+from watchdog.http.scrapeloop import ScrapeClient, Target as WireTarget
+from watchdog.http.transport import HttpFailure
 from watchdog.sources import exposition
 from watchdog.sources.base import QueryResult, Source, SourceHealth, detached
 
 DEFAULT_CONCURRENCY = 64
+ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 UP = "up"
 INSTANCE = "instance"
 
@@ -68,13 +75,13 @@ class PartialScrapeError(SourceError):
 class _Target:
     url: str
     instance: str  # "" for a single `url` source: its series get no instance label
-    session: httpfetch.Transport | None = None  # its connection kept alive between scrapes
+    wire: WireTarget | None = field(default=None, repr=False)  # its request and kept-alive connection
     last_error: str = ""
     last_success: float | None = None
     scraped: bool = field(default=False)
-    # the instance-labelled label set of each series of the last page: a page repeats its
-    # series, so relabelling is a look-up (rebuilt every scrape: it holds one page's series)
-    relabelled: dict[Labels, Labels] = field(default_factory=dict, repr=False)
+    up_labels: Labels = ()  # its `up` series, made once
+    # reads its pages, keeping the parsed (and instance-labelled) series of the last one
+    reader: exposition.PageReader = field(default_factory=exposition.PageReader, repr=False)
 
     @property
     def where(self) -> str:
@@ -88,11 +95,19 @@ class ScrapeSource(Source):
         super().__init__(name, options)
         self.targets = _targets(options)
         httpfetch.auth_headers(options.headers, None)  # registers header values as secrets
+        # As Prometheus: no proxy or CA bundle from the environment.
+        self._client = ScrapeClient(verify_tls=options.verify_tls, ca_file=options.ca_file,
+                                    headers=options.headers, accept=ACCEPT)
+        for target in self.targets:
+            try:
+                target.wire = self._client.target(target.url)
+            except ValueError as exc:
+                raise ValueError(f"cannot scrape {target.where}: {exc}") from None
         self.store = SeriesStore()
         self._parsed: dict[str, Expr] = {}
         self._retention = 300.0
-        self._pool: ThreadPoolExecutor | None = None
         self._last_scrape: float | None = None
+        self._busy = threading.Lock()
         self._first_success: float | None = None
         self._last_success: float | None = None
         self._last_error = ""
@@ -160,62 +175,51 @@ class ScrapeSource(Source):
         return SourceError(message, failures[0][1].kind)
 
     def _scrape_all(self, deadline: float) -> list[list[Sample] | SourceError]:
-        if len(self.targets) == 1:
-            return [self._scrape_one(self.targets[0], deadline)]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=min(self.options.concurrency, len(self.targets)),
-                                            thread_name_prefix=f"scrape-{self.name}")
-        return list(self._pool.map(lambda target: self._scrape_one(target, deadline), self.targets))
+        # One round at a time: a round the runner gave up on may still be running, and it uses
+        # the same connections and page readers. The next one waits for it within its own time.
+        timeout = self.options.timeout
+        shown = min(timeout, deadline - time.monotonic())  # the longest a scrape of this round may take
+        if not self._busy.acquire(timeout=max(shown, 0.0)):
+            return [SourceError(f"scrape of {t.where} not started: the previous scrape of this source is still "
+                                "running", "timeout") for t in self.targets]
+        try:
+            return self._round(deadline, timeout, shown)
+        finally:
+            self._busy.release()
 
-    def _scrape_one(self, target: _Target, deadline: float) -> list[Sample] | SourceError:
-        timeout = min(self.options.timeout, deadline - time.monotonic())
-        if timeout <= 0:
+    def _round(self, deadline: float, timeout: float, shown: float) -> list[list[Sample] | SourceError]:
+        answers = self._client.fetch_all([t.wire for t in self.targets if t.wire is not None], timeout=timeout,
+                                         deadline=deadline, concurrency=self.options.concurrency,
+                                         max_body=self.options.max_body)
+        return [self._outcome(target, answer, shown) for target, answer in zip(self.targets, answers)]
+
+    def _outcome(self, target: _Target, answer: httpfetch.Fetched | HttpFailure | None,
+                 timeout: float) -> list[Sample] | SourceError:
+        if answer is None:
             return SourceError(f"scrape of {target.where} not started: the tick's time for scraping ran out "
                                f"({len(self.targets)} targets, concurrency {self.options.concurrency})", "timeout")
         try:
-            if target.session is None:
-                # As Prometheus: no proxy or CA bundle from the environment.
-                target.session = httpfetch.make_session(self.options.verify_tls, self.options.ca_file, trust_env=False)
-            response = httpfetch.request(
-                target.session, "GET", target.url, timeout=timeout, what="scrape of",
-                max_body=self.options.max_body,
-                headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1", **self.options.headers})
-            return self._labelled_page(self._parse(response, target.where), target)
+            if isinstance(answer, HttpFailure):
+                raise httpfetch.source_error(answer, f"scrape of {target.where}", timeout, self.options.max_body)
+            return self._parse(answer, target)
         except SourceError as exc:
             return detached(exc)
 
-    def _parse(self, response: httpfetch.Fetched, where: str) -> list[Sample]:
+    def _parse(self, response: httpfetch.Fetched, target: _Target) -> list[Sample]:
         if response.status_code != 200:
-            raise SourceError(f"{where} answered HTTP {response.status_code}{httpfetch.body_hint(response)}",
+            raise SourceError(f"{target.where} answered HTTP {response.status_code}{httpfetch.body_hint(response)}",
                               httpfetch.status_kind(response.status_code))
         if httpfetch.is_html(response):
-            raise httpfetch.html_error(response, where, "metrics")
+            raise httpfetch.html_error(response, target.where, "metrics")
         try:
-            return exposition.samples(response.content, self.options.sample_limit)
+            return target.reader.samples(response.content, self.options.sample_limit)
         except exposition.PageError as exc:
-            raise SourceError(f"{where} {exc}", exc.kind) from None
-
-    def _labelled_page(self, samples: list[Sample], target: _Target) -> list[Sample]:
-        if not target.instance:
-            return samples
-        last, now = target.relabelled, {}
-        out = []
-        for sample in samples:
-            labels = last.get(sample.labels) or self._labelled(sample.labels, target)
-            now[sample.labels] = labels
-            out.append(Sample(labels, sample.value))
-        target.relabelled = now
-        return out
-
-    @staticmethod
-    def _labelled(labels: Labels, target: _Target) -> Labels:
-        relabelled = {("exported_instance" if k == INSTANCE else k): v for k, v in labels}
-        relabelled[INSTANCE] = target.instance
-        return labels_of(relabelled)
+            raise SourceError(f"{target.where} {exc}", exc.kind) from None
 
     def _up(self, target: _Target, value: float) -> Sample:
-        labels = {NAME: UP, INSTANCE: target.instance} if target.instance else {NAME: UP}
-        return Sample(labels_of(labels), value)
+        if not target.up_labels:
+            target.up_labels = labels_of({NAME: UP, INSTANCE: target.instance} if target.instance else {NAME: UP})
+        return Sample(target.up_labels, value)
 
     def health(self) -> SourceHealth:
         details: dict[str, Any]
@@ -228,13 +232,14 @@ class ScrapeSource(Source):
                             last_success=self._last_success, last_error=self._last_error, details=details)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-        for target in self.targets:
-            if target.session is not None:
-                target.session.close()
-                target.session = None
+        self._client.close()
+
+
+def _labelled(labels: Labels, instance: str) -> Labels:
+    """A target's series under `urls`: its `instance` label kept as `exported_instance`, ours added."""
+    relabelled = {("exported_instance" if k == INSTANCE else k): v for k, v in labels}
+    relabelled[INSTANCE] = instance
+    return labels_of(relabelled)
 
 
 def _targets(options: ScrapeOptions) -> list[_Target]:
@@ -256,6 +261,8 @@ def _targets(options: ScrapeOptions) -> list[_Target]:
     if options.url is not None:
         return [_Target(url=options.url, instance="")]
     targets = [_Target(url=u, instance=urlsplit(u).netloc.rpartition("@")[2]) for u in urls]
+    for t in targets:
+        t.reader = exposition.PageReader(relabel=lambda labels, instance=t.instance: _labelled(labels, instance))
     seen: dict[str, str] = {}
     for t in targets:
         if t.instance in seen:

@@ -1,0 +1,273 @@
+"""The scrape loop's client against hostile and forgetful servers on 127.0.0.1 (raw sockets)."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import ssl
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.fakes.kube_api import self_signed_cert
+from watchdog.http import body as httpbody
+from watchdog.http.scrapeloop import ScrapeClient
+from watchdog.http.transport import Fetched, HttpFailure
+
+pytestmark = pytest.mark.timeout(30)
+
+PAGE = b"up_metric 1\n"
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(PAGE), PAGE)
+
+Handler = Callable[[socket.socket, int], None]
+
+
+class RawServer:
+    """Each accepted connection is handed to `handler(connection, index)` in its own thread."""
+
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None):
+        self.handler = handler
+        self.accepted = 0
+        self.requests: list[bytes] = []
+        self.stop = threading.Event()
+        self._tls = tls
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, path: str = "/metrics", userinfo: str = "") -> str:
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{userinfo}127.0.0.1:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            index, self.accepted = self.accepted, self.accepted + 1
+            threading.Thread(target=self._serve, args=(conn, index), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, index: int) -> None:
+        try:
+            if self._tls is not None:
+                conn = self._tls.wrap_socket(conn, server_side=True)
+            self.handler(conn, index)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+    def read_request(self, conn: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            piece = conn.recv(4096)
+            if not piece:
+                return b""
+            data += piece
+        self.requests.append(data)
+        return data
+
+    def close(self) -> None:
+        self.stop.set()
+        self._sock.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., RawServer]]:
+    servers: list[RawServer] = []
+
+    def make(handler: Callable[[RawServer, socket.socket, int], None], tls: ssl.SSLContext | None = None) -> RawServer:
+        server = RawServer(lambda conn, i: handler(server, conn, i), tls)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def fetch(client: ScrapeClient, url: str, timeout: float = 2.0, max_body: int = 1 << 20) -> Fetched | HttpFailure:
+    [answer] = client.fetch_all([client.target(url)], timeout=timeout, deadline=time.monotonic() + 10,
+                                concurrency=4, max_body=max_body)
+    assert answer is not None
+    return answer
+
+
+def keep_alive(server: RawServer, conn: socket.socket, index: int) -> None:
+    while server.read_request(conn):
+        conn.sendall(ANSWER)
+
+
+def test_one_connection_is_kept_alive_across_scrapes(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve(keep_alive)
+    client = ScrapeClient()
+    target = client.target(server.url())
+    for _ in range(3):
+        [answer] = client.fetch_all([target], timeout=2, deadline=time.monotonic() + 5, concurrency=1, max_body=1000)
+        assert isinstance(answer, Fetched) and answer.status_code == 200 and answer.content == PAGE
+    client.close()
+    assert server.accepted == 1
+
+
+def test_a_server_that_closes_between_scrapes_is_reconnected_not_an_error(serve) -> None:  # type: ignore[no-untyped-def]
+    def one_then_close(server: RawServer, conn: socket.socket, index: int) -> None:
+        server.read_request(conn)
+        conn.sendall(ANSWER)  # keep-alive by default in HTTP/1.1, then closed anyway
+
+    server = serve(one_then_close)
+    client = ScrapeClient()
+    target = client.target(server.url())
+    for _ in range(3):
+        [answer] = client.fetch_all([target], timeout=2, deadline=time.monotonic() + 5, concurrency=1, max_body=1000)
+        assert isinstance(answer, Fetched) and answer.content == PAGE, answer
+        time.sleep(0.05)  # the close arrives while the connection is idle
+    client.close()
+    assert server.accepted == 3
+
+
+def test_a_connection_closed_as_the_request_is_sent_is_retried_once(serve) -> None:  # type: ignore[no-untyped-def]
+    def answers_once(server: RawServer, conn: socket.socket, index: int) -> None:
+        server.read_request(conn)
+        conn.sendall(ANSWER)
+        if index == 0:
+            server.read_request(conn)  # the second request on this connection: closed unanswered
+            return
+        keep_alive(server, conn, index)
+
+    server = serve(answers_once)
+    client = ScrapeClient()
+    target = client.target(server.url())
+    for _ in range(2):
+        [answer] = client.fetch_all([target], timeout=2, deadline=time.monotonic() + 5, concurrency=1, max_body=1000)
+        assert isinstance(answer, Fetched) and answer.content == PAGE, answer
+    client.close()
+    assert server.accepted == 2 and len(server.requests) == 3
+
+
+def test_a_new_connection_closed_without_an_answer_is_an_error(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve(lambda server, conn, i: server.read_request(conn))
+    answer = fetch(ScrapeClient(), server.url())
+    assert isinstance(answer, HttpFailure) and answer.kind == "connection"
+    assert "without an answer" in str(answer)
+    assert server.accepted == 1  # no retry on a fresh connection
+
+
+def test_a_stalled_body_ends_at_the_deadline(serve) -> None:  # type: ignore[no-untyped-def]
+    def stall(server: RawServer, conn: socket.socket, index: int) -> None:
+        server.read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nup_metric")
+        server.stop.wait(10)
+
+    server = serve(stall)
+    started = time.monotonic()
+    answer = fetch(ScrapeClient(), server.url(), timeout=0.3)
+    assert isinstance(answer, HttpFailure) and answer.kind == "timeout"
+    assert time.monotonic() - started < 2
+
+
+def test_a_connection_reset_mid_body_is_a_connection_error(serve) -> None:  # type: ignore[no-untyped-def]
+    def reset(server: RawServer, conn: socket.socket, index: int) -> None:
+        server.read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nup_metric 1\n")
+        time.sleep(0.05)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+
+    server = serve(reset)
+    answer = fetch(ScrapeClient(headers={"Authorization": "Bearer s3cr3t-t0ken"}), server.url())
+    assert isinstance(answer, HttpFailure) and answer.kind == "connection"
+    assert "while reading the body" in str(answer) and "s3cr3t" not in str(answer)
+
+
+@pytest.mark.parametrize("answer, kind, words", [
+    (b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(500)) + b"\r\n", "connection",
+     "more than 100 header fields"),
+    (b"SSH-2.0-OpenSSH_9.2\r\n", "connection", "not HTTP/1.x"),
+    (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(gzip.compress(b"\0" * (4 << 20))), gzip.compress(b"\0" * (4 << 20))), "too_large",
+     "larger than 1048576 bytes after gzip decompression"),
+    (b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 3\r\n\r\nabc", "parse", "unsupported Content-Encoding"),
+])
+def test_hostile_answers_are_refused(serve, answer: bytes, kind: str, words: str) -> None:  # type: ignore[no-untyped-def]
+    def hostile(server: RawServer, conn: socket.socket, index: int) -> None:
+        server.read_request(conn)
+        conn.sendall(answer)
+        server.stop.wait(5)
+
+    result = fetch(ScrapeClient(), serve(hostile).url())
+    assert isinstance(result, HttpFailure) and result.kind == kind and words in str(result), result
+
+
+def test_an_endless_chunked_body_stops_at_max_body(serve) -> None:  # type: ignore[no-untyped-def]
+    def endless(server: RawServer, conn: socket.socket, index: int) -> None:
+        server.read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while not server.stop.is_set():
+            conn.sendall(b"1000\r\n" + b"#" * 4096 + b"\r\n")
+
+    result = fetch(ScrapeClient(), serve(endless).url(), max_body=64 * 1024)
+    assert isinstance(result, HttpFailure) and result.kind == "too_large"
+
+
+def test_credentials_are_sent_as_configured(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve(keep_alive)
+    client = ScrapeClient(headers={"X-Token": "abc"}, accept="text/plain")
+    assert isinstance(fetch(client, server.url("/m?x=1", userinfo="user:p%40ss@")), Fetched)
+    request = server.requests[-1].decode()
+    assert request.startswith("GET /m?x=1 HTTP/1.1\r\n")
+    assert f"\r\nHost: 127.0.0.1:{server.port}\r\n" in request
+    assert "\r\nAuthorization: Basic dXNlcjpwQHNz\r\n" in request  # user:p@ss
+    assert "\r\nX-Token: abc\r\n" in request and "\r\nAccept: text/plain\r\n" in request
+    assert "\r\nAccept-Encoding: gzip, deflate\r\n" in request
+    with pytest.raises(ValueError, match="cannot be sent"):
+        ScrapeClient(headers={"X-Bad": "a\r\nInjected: 1"}).target(server.url())
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+def test_tls_is_verified_by_default_and_ca_file_is_trusted(serve, tls_files: tuple[Path, Path]) -> None:  # type: ignore[no-untyped-def]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
+    server = serve(keep_alive, tls=context)
+
+    refused = fetch(ScrapeClient(), server.url())
+    assert isinstance(refused, HttpFailure) and refused.kind == "tls" and "ca_file" in str(refused)
+    trusted = fetch(ScrapeClient(ca_file=str(tls_files[0])), server.url())
+    assert isinstance(trusted, Fetched) and trusted.content == PAGE
+    unverified = fetch(ScrapeClient(verify_tls=False), server.url())
+    assert isinstance(unverified, Fetched)
+
+
+def test_abort_all_ends_scrapes_in_flight_at_once(serve) -> None:  # type: ignore[no-untyped-def]
+    def stall(server: RawServer, conn: socket.socket, index: int) -> None:
+        server.read_request(conn)
+        server.stop.wait(10)
+
+    server = serve(stall)
+    client = ScrapeClient()
+    timer = threading.Timer(0.3, httpbody.abort_all)
+    timer.start()
+    started = time.monotonic()
+    answer = fetch(client, server.url(), timeout=20)
+    assert isinstance(answer, HttpFailure) and answer.kind == "timeout"
+    assert time.monotonic() - started < 3
+
+
+def test_targets_not_started_by_the_deadline_are_none(serve) -> None:  # type: ignore[no-untyped-def]
+    def stall(server: RawServer, conn: socket.socket, index: int) -> None:
+        server.read_request(conn)
+        server.stop.wait(10)
+
+    server = serve(stall)
+    client = ScrapeClient()
+    targets = [client.target(server.url(f"/{i}")) for i in range(2)]
+    answers = client.fetch_all(targets, timeout=5, deadline=time.monotonic() + 0.3, concurrency=1, max_body=1000)
+    assert isinstance(answers[0], HttpFailure) and answers[0].kind == "timeout"
+    assert answers[1] is None
