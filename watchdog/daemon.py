@@ -71,9 +71,13 @@ class Daemon:
         """Build every plugin and the engine for `loaded` (at start and on reload)."""
         cfg = loaded.config
         self.loaded = loaded
-        self.sources = {n: plugins.create(plugins.SOURCES, s) for n, s in cfg.sources.items()}
-        self.actuators = {n: plugins.create(plugins.ACTUATORS, s) for n, s in cfg.actuators.items()}
-        self.alerters = {n: plugins.create(plugins.ALERTERS, s) for n, s in cfg.alerters.items()}
+        built = loaded.take_plugins()  # the instances validation built, if no one took them yet
+        if built is not None:
+            self.sources, self.actuators, self.alerters = built.sources, built.actuators, built.alerters
+        else:
+            self.sources = {n: plugins.create(plugins.SOURCES, s) for n, s in cfg.sources.items()}
+            self.actuators = {n: plugins.create(plugins.ACTUATORS, s) for n, s in cfg.actuators.items()}
+            self.alerters = {n: plugins.create(plugins.ALERTERS, s) for n, s in cfg.alerters.items()}
         if hasattr(self, "notifier"):
             self.notifier.replace_alerters(self.alerters)
         else:
