@@ -81,6 +81,8 @@ _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def interpolate(text: str, node: Node, ctx: BuildContext, secret_key: bool, what: str) -> str:
+    if "$" not in text:  # most values (a fleet's thousand URLs and names): nothing to substitute
+        return text
     substituted: list[str] = []
 
     def replace(m: re.Match[str]) -> str:
