@@ -130,7 +130,7 @@ class RuleMetrics:
         value, threshold, state, outcome = self._families()
         self._value_lines = _Lines(value, "model_watchdog_rule_value", "rule", "series", "target")
         self._threshold_lines = _Lines(threshold, "model_watchdog_rule_threshold", "bound", "rule", "target")
-        self._state_lines = _StateLines(state, "model_watchdog_rule_state", "rule", "series", "target")
+        self._state_lines = _StateLines(state, "model_watchdog_rule_state", "rule", "series", "state", "target")
         self._outcome_lines = _Lines(outcome, "model_watchdog_rule_outcomes_total", "outcome", "rule", "target")
 
     def set_phase(self, target: str, rule: str, series: str, phase: str) -> None:
@@ -251,6 +251,10 @@ class _Lines:
         pairs = ",".join(f'{name}="{escape_label_value(key[i])}"' for name, i in zip(self.labels, self.order))
         return f"{self.sample}{{{pairs}}} "
 
+    @staticmethod
+    def same(a: object, b: object) -> bool:
+        return _same(a, b)
+
     def line(self, key: Key, value: object, previous: str | None) -> str:
         prefix = previous[:previous.rindex(" ") + 1] if previous is not None else self.prefix(key)
         return f"{prefix}{_go(value)}\n"
@@ -260,7 +264,7 @@ class _Lines:
         out = []
         for key, value in items:
             cached = old.get(key)
-            if cached is None or not _same(cached[0], value):
+            if cached is None or not self.same(cached[0], value):
                 cached = (value, self.line(key, value, cached[1] if cached is not None else None))
             new[key] = cached
             out.append(cached[1])
@@ -271,19 +275,11 @@ class _Lines:
 class _StateLines(_Lines):
     """model_watchdog_rule_state: one line per phase (1 for the current one), labels rule, series, state, target."""
 
+    @staticmethod
+    def same(a: object, b: object) -> bool:
+        return a == b
+
     def line(self, key: Key, value: object, previous: str | None) -> str:
         rule, series, target = (escape_label_value(key[i]) for i in (1, 2, 0))
         return "".join(f'{self.sample}{{rule="{rule}",series="{series}",state="{p}",target="{target}"}} '
                        f'{"1.0" if p == value else "0.0"}\n' for p in PHASES)
-
-    def render(self, items: list[tuple[Key, object]]) -> list[str]:
-        old, new = self.cache, {}
-        out = []
-        for key, phase in items:
-            cached = old.get(key)
-            if cached is None or cached[0] != phase:
-                cached = (phase, self.line(key, phase, None))
-            new[key] = cached
-            out.append(cached[1])
-        self.cache = new
-        return out
