@@ -103,3 +103,30 @@ def test_a_rejected_config_closes_the_plugins_it_built(tmp_path, counting):
         load(tmp_path / "watchdog.yaml")
     assert (counting["source built"], counting["actuator built"], counting["alerter built"]) == (1, 1, 1)
     assert (counting["source closed"], counting["actuator closed"], counting["alerter closed"]) == (1, 1, 1)
+
+
+HEAVY = ("psycopg", "mlflow", "kubernetes", "scipy", "numpy", "jinja2", "matplotlib",
+         "watchdog.state.postgres", "watchdog.sources.sql", "watchdog.web.statuspage", "watchdog.actuators.mlflow")
+START = """
+import sys
+from watchdog.config.loader import load
+from watchdog.daemon import Daemon
+daemon = Daemon(load(sys.argv[1]))
+daemon.api_server()
+print(" ".join(sorted(m for m in {heavy!r} if m in sys.modules)))
+daemon.close()
+"""
+
+
+def test_a_daemon_on_scrape_webhook_log_and_sqlite_imports_no_heavy_module(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "watchdog.yaml").write_text(
+        "state: state.db\nlisten: 127.0.0.1:0\nsources: {model: {type: scrape, url: 'http://127.0.0.1:9/metrics'}}\n"
+        "actuators: {hook: {type: webhook, url: 'http://127.0.0.1:9/rollback'}}\nalerters: {log: {type: log}}\n"
+        "targets: {fraud-model: {rollback: [hook], alert: [log]}}\n")
+    done = subprocess.run([sys.executable, "-c", START.format(heavy=HEAVY), str(tmp_path / "watchdog.yaml")],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []  # the PostgreSQL driver, mlflow, the status page... only when used
