@@ -131,6 +131,10 @@ state: state.db
 listen: 127.0.0.1:0
 sources:
   model: {type: scrape, url: "http://127.0.0.1:9/metrics"}
+  old: {type: scrape, url: "http://127.0.0.1:9/metrics"}
+alerters:
+  log: {type: log}
+  pager: {type: log}
 actuators:
   hook: {type: webhook, url: "http://127.0.0.1:9/rollback"}
 targets:
@@ -139,7 +143,7 @@ targets:
 """
 
 
-def test_a_reload_drops_every_per_target_child_of_a_removed_target(tmp_path):
+def test_a_reload_drops_every_child_of_a_removed_target_source_or_alerter(tmp_path):
     from watchdog.config.loader import load
     from watchdog.daemon import Daemon
 
@@ -152,10 +156,23 @@ def test_a_reload_drops_every_per_target_child_of_a_removed_target(tmp_path):
             m.decisions.labels(target, "blocked").inc()
             m.actions.labels(target, "hook", "succeeded").inc()
             m.time_to_detect.labels(target).observe(30)
-        (tmp_path / "watchdog.yaml").write_text(RELOAD_CONFIG.replace("  churn-model: {rollback: [hook]}\n", ""))
+        for source in ("model", "old"):
+            m.source_errors.labels(source, "timeout").inc()
+            m.source_up.labels(source).set(1)
+            m.source_last_success.labels(source).set(1.0)
+            m.source_query_duration.labels(source).observe(0.1)
+        for alerter in ("log", "pager"):
+            m.alerts.labels(alerter, "sent").inc()
+        removed = ("  churn-model:", "  old:", "  pager:")
+        (tmp_path / "watchdog.yaml").write_text("".join(line for line in RELOAD_CONFIG.splitlines(True)
+                                                        if not line.startswith(removed)))
         assert daemon.reload()[0] is True
         targets = {s.labels["target"] for f in m.registry.collect() for s in f.samples if "target" in s.labels}
         assert targets == {"fraud-model"}
+        sources = {s.labels["source"] for f in m.registry.collect() for s in f.samples if "source" in s.labels}
+        assert sources == {"model"}
+        alerters = {s.labels["alerter"] for f in m.registry.collect() for s in f.samples if "alerter" in s.labels}
+        assert alerters == {"log"}
         value = m.registry.get_sample_value
         assert value("model_watchdog_decisions_total", {"target": "fraud-model", "outcome": "blocked"}) == 1
         assert value("model_watchdog_actions_total", {"target": "fraud-model", "actuator": "hook",

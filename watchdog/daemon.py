@@ -129,6 +129,7 @@ class Daemon:
         with self._tick_lock:
             old_rules = {(lr.target, lr.rule.name): lr.rule for lr in self.loaded.rules}
             old_targets = set(self.loaded.config.targets)
+            old_names = (set(self.sources), set(self.alerters))
             old_plugins = [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]
             installed = {k: getattr(self, k) for k in ("loaded", "sources", "actuators", "alerters", "executor", "engine")}
             try:
@@ -143,6 +144,7 @@ class Daemon:
                 return self._reload_failed(f"{type(exc).__name__}: {exc}")
             try:
                 changed = self._forget_changed_rules(old_rules, old_targets)
+                self.metrics.forget_plugins(old_names[0] - set(self.sources), old_names[1] - set(self.alerters))
             except Exception:  # the new rules run; only their state could not be reset
                 log.exception("configuration reloaded, but resetting the state of changed rules failed")
                 changed = []

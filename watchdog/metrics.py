@@ -100,6 +100,14 @@ class DaemonMetrics:
             for family in families:
                 family.remove_by_labels({"target": target})
 
+    def forget_plugins(self, sources: Iterable[str], alerters: Iterable[str]) -> None:
+        """Drop the children of sources and alerters that are no longer configured."""
+        for source in sources:
+            for family in (self.source_errors, self.source_up, self.source_last_success, self.source_query_duration):
+                family.remove_by_labels({"source": source})
+        for alerter in alerters:
+            self.alerts.remove_by_labels({"alerter": alerter})
+
 
 class _Delegate:
     """A registry seen as one collector of another (no `describe`: its names are its own registry's)."""
