@@ -72,6 +72,17 @@ def test_render_equals_generate_latest_for_random_and_hostile_labels_across_read
             assert families(ours.decode()) == families(reference.decode()), seed
 
 
+def test_a_metric_registered_on_the_registry_by_anyone_is_served_too():
+    from prometheus_client import Gauge
+
+    metrics = DaemonMetrics()
+    Gauge("model_watchdog_something_new", "Added later, elsewhere", registry=metrics.registry).set(7)
+    metrics.rules.set_value("t", "r", "{}", 1.0)
+    served = {s.name: s.value for f in text_string_to_metric_families(metrics.render().decode()) for s in f.samples}
+    assert served["model_watchdog_something_new"] == 7 and served["model_watchdog_rule_value"] == 1
+    assert metrics.registry.get_sample_value("model_watchdog_rule_value", {"target": "t", "rule": "r", "series": "{}"}) == 1
+
+
 def test_hostile_label_values_come_back_as_they_were():
     metrics = DaemonMetrics()
     for i, hostile in enumerate(HOSTILE):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from contextlib import contextmanager
 from typing import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -18,24 +19,17 @@ INCIDENT_BUCKETS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
 class DaemonMetrics:
     """Everything on `registry` (tests read it with `get_sample_value`); `/metrics` is `render()`:
-    the client's families through `generate_latest`, the per-rule ones rendered by RuleMetrics."""
+    the registry through `generate_latest` but for the per-rule families, which RuleMetrics
+    renders itself (registered last, so the text is byte for byte `generate_latest(registry)`'s)."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
-        # The client's own metrics live on a registry of their own, seen through `registry`
-        # first, then the per-rule families: render() gives byte for byte what generate_latest(registry) gives.
-        self.standard = CollectorRegistry()
-        self.registry.register(_Delegate(self.standard))
-        r = self.standard
+        r = self.registry
         self.evaluations = Counter("model_watchdog_evaluations", "Evaluation ticks run", registry=r)
         self.evaluation_failures = Counter("model_watchdog_evaluation_failures", "Evaluation ticks that raised", registry=r)
         self.evaluation_duration = Histogram(
             "model_watchdog_evaluation_duration_seconds", "Time one evaluation tick took",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
-        # model_watchdog_rule_value/_threshold/_state and _rule_outcomes: per rule and series,
-        # so plain dicts rendered at scrape time (RuleMetrics), not a client child per label set.
-        self.rules = RuleMetrics()
-        self.registry.register(self.rules)
         self.actions = Counter("model_watchdog_actions", "Actuator steps by outcome",
                                ["target", "actuator", "outcome"], registry=r)
         self.alerts = Counter("model_watchdog_alerts", "Alert deliveries by outcome",
@@ -80,10 +74,16 @@ class DaemonMetrics:
                                  ["target"], registry=r)
         self.drill_last_success = Gauge("model_watchdog_drill_last_success_timestamp_seconds",
                                         "Time of the latest rollback drill that found the target ready", ["target"], registry=r)
+        # model_watchdog_rule_value/_threshold/_state and _rule_outcomes: per rule and series,
+        # so plain dicts rendered at scrape time (RuleMetrics), not a client child per label set.
+        self.rules = RuleMetrics()
+        r.register(self.rules)
 
     def render(self) -> bytes:
         """The text exposition (format 0.0.4) of every metric, as `/metrics` serves it."""
-        return generate_latest(self.standard) + self.rules.render().encode("utf-8")
+        with self.rules.left_out():  # this thread's generate_latest skips them: rendered below
+            standard = generate_latest(self.registry)
+        return standard + self.rules.render().encode("utf-8")
 
     def set_phase(self, target: str, rule: str, series: str, phase: str) -> None:
         self.rules.set_phase(target, rule, series, phase)
@@ -109,16 +109,6 @@ class DaemonMetrics:
             self.alerts.remove_by_labels({"alerter": alerter})
 
 
-class _Delegate:
-    """A registry seen as one collector of another (no `describe`: its names are its own registry's)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-
-    def collect(self) -> Iterator[Metric]:
-        return self._registry.collect()
-
-
 Key = tuple[str, str, str]  # (target, rule, series | bound | outcome)
 
 
@@ -131,6 +121,7 @@ class RuleMetrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._left_out = threading.local()
         self.values: dict[Key, float] = {}
         self.phases: dict[Key, str] = {}
         self.thresholds: dict[Key, float] = {}
@@ -175,7 +166,18 @@ class RuleMetrics:
     def describe(self) -> Iterator[Metric]:
         yield from self._families()
 
+    @contextmanager
+    def left_out(self) -> Iterator[None]:
+        """While inside, `collect()` on this thread yields nothing (render() writes these families)."""
+        self._left_out.on = True
+        try:
+            yield
+        finally:
+            self._left_out.on = False
+
     def collect(self) -> Iterator[Metric]:
+        if getattr(self._left_out, "on", False):
+            return iter(())
         with self._lock:  # a consistent copy; the tick goes on while it is rendered
             values, phases = list(self.values.items()), list(self.phases.items())
             thresholds, outcomes = list(self.thresholds.items()), list(self.outcomes.items())
