@@ -72,9 +72,13 @@ class Daemon:
         """Build every plugin and the engine for `loaded` (at start and on reload)."""
         cfg = loaded.config
         self.loaded = loaded
-        self.sources = {n: plugins.create(plugins.SOURCES, s) for n, s in cfg.sources.items()}
-        self.actuators = {n: plugins.create(plugins.ACTUATORS, s) for n, s in cfg.actuators.items()}
-        self.alerters = {n: plugins.create(plugins.ALERTERS, s) for n, s in cfg.alerters.items()}
+        built = loaded.take_plugins()  # the instances validation built, if no one took them yet
+        if built is not None:
+            self.sources, self.actuators, self.alerters = built.sources, built.actuators, built.alerters
+        else:
+            self.sources = {n: plugins.create(plugins.SOURCES, s) for n, s in cfg.sources.items()}
+            self.actuators = {n: plugins.create(plugins.ACTUATORS, s) for n, s in cfg.actuators.items()}
+            self.alerters = {n: plugins.create(plugins.ALERTERS, s) for n, s in cfg.alerters.items()}
         if hasattr(self, "notifier"):
             self.notifier.replace_alerters(self.alerters)
             self.notifier.max_age = cfg.alert_max_age
@@ -127,6 +131,8 @@ class Daemon:
             return self._reload_failed(str(exc))
         with self._tick_lock:
             old_rules = {(lr.target, lr.rule.name): lr.rule for lr in self.loaded.rules}
+            old_targets = set(self.loaded.config.targets)
+            old_names = (set(self.sources), set(self.alerters))
             old_plugins = [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]
             installed = {k: getattr(self, k) for k in ("loaded", "sources", "actuators", "alerters", "executor", "engine")}
             try:
@@ -140,7 +146,8 @@ class Daemon:
                 self.notifier.replace_alerters(self.alerters)
                 return self._reload_failed(f"{type(exc).__name__}: {exc}")
             try:
-                changed = self._forget_changed_rules(old_rules)
+                changed = self._forget_changed_rules(old_rules, old_targets)
+                self.metrics.forget_plugins(old_names[0] - set(self.sources), old_names[1] - set(self.alerters))
             except Exception:  # the new rules run; only their state could not be reset
                 log.exception("configuration reloaded, but resetting the state of changed rules failed")
                 changed = []
@@ -172,7 +179,7 @@ class Daemon:
                         at=rfc3339(now)))
             self.store.set_meta(RELOAD_FAILED, "")
 
-    def _forget_changed_rules(self, old_rules: dict[tuple[str, str], object]) -> list[str]:
+    def _forget_changed_rules(self, old_rules: dict[tuple[str, str], object], old_targets: set[str]) -> list[str]:
         new_rules = {(lr.target, lr.rule.name): lr.rule for lr in self.loaded.rules}
         stale = {key for key, rule in old_rules.items() if new_rules.get(key) != rule}
         doomed = [k for k in self.engine.states if (k[0], k[1]) in stale]
@@ -182,7 +189,8 @@ class Daemon:
             self.store.save_rule_states({}, doomed)
         # their series' metrics go with their state (a changed rule's come back at its next tick)
         self.metrics.rules.retain_rules(set(new_rules) - stale)
-        self.metrics.forget_targets({t for t, _ in old_rules} - set(self.loaded.config.targets))
+        # every removed target's children, rules or not (a rollback by hand leaves decisions of its own)
+        self.metrics.forget_targets((old_targets | {t for t, _ in old_rules}) - set(self.loaded.config.targets))
         return [f"{t}/{r}" for t, r in sorted(stale)]
 
     def _reload_failed(self, problems: str) -> tuple[bool, str]:

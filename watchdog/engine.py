@@ -119,10 +119,11 @@ class Engine:
         """Let sources size their sample buffers to the rules' windows and baselines (a fixed
         time lies further back with every tick)."""
         for lr in self.loaded.rules:
-            window = self.window(lr)
+            window = None  # worked out only for a rule that has such a baseline (at 10,000 rules, few do)
             for c in lr.rule.conditions():
                 if c.compare is None or c.compare.baseline_value.kind == "previous_version":
                     continue
+                window = self.window(lr) if window is None else window
                 back = c.compare.baseline_value.lookback(now)
                 self.sources[c.source or lr.rule.source].retain(back + window)
 

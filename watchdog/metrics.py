@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import threading
+from contextlib import contextmanager
 from typing import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.utils import floatToGoString
 
 PHASES = ("inactive", "pending", "firing")
 # Incident timings run from seconds (detection at a short interval) to hours (a slow recovery).
@@ -14,6 +18,10 @@ INCIDENT_BUCKETS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
 
 class DaemonMetrics:
+    """Everything on `registry` (tests read it with `get_sample_value`); `/metrics` is `render()`:
+    the registry through `generate_latest` but for the per-rule families, which RuleMetrics
+    renders itself (registered last, so the text is byte for byte `generate_latest(registry)`'s)."""
+
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
@@ -22,10 +30,6 @@ class DaemonMetrics:
         self.evaluation_duration = Histogram(
             "model_watchdog_evaluation_duration_seconds", "Time one evaluation tick took",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
-        # model_watchdog_rule_value/_threshold/_state and _rule_outcomes: per rule and series,
-        # so plain dicts rendered at scrape time (RuleMetrics), not a client child per label set.
-        self.rules = RuleMetrics()
-        r.register(self.rules)
         self.actions = Counter("model_watchdog_actions", "Actuator steps by outcome",
                                ["target", "actuator", "outcome"], registry=r)
         self.alerts = Counter("model_watchdog_alerts", "Alert deliveries by outcome",
@@ -70,6 +74,16 @@ class DaemonMetrics:
                                  ["target"], registry=r)
         self.drill_last_success = Gauge("model_watchdog_drill_last_success_timestamp_seconds",
                                         "Time of the latest rollback drill that found the target ready", ["target"], registry=r)
+        # model_watchdog_rule_value/_threshold/_state and _rule_outcomes: per rule and series,
+        # so plain dicts rendered at scrape time (RuleMetrics), not a client child per label set.
+        self.rules = RuleMetrics()
+        r.register(self.rules)
+
+    def render(self) -> bytes:
+        """The text exposition (format 0.0.4) of every metric, as `/metrics` serves it."""
+        with self.rules.left_out():  # this thread's generate_latest skips them: rendered below
+            standard = generate_latest(self.registry)
+        return standard + self.rules.render().encode("utf-8")
 
     def set_phase(self, target: str, rule: str, series: str, phase: str) -> None:
         self.rules.set_phase(target, rule, series, phase)
@@ -78,15 +92,21 @@ class DaemonMetrics:
         self.rules.forget_series(target, rule, series)
 
     def forget_targets(self, targets: Iterable[str]) -> None:
-        """Drop the per-target children of targets that are no longer configured."""
+        """Drop the per-target children (every family with a `target` label) of targets that
+        are no longer configured."""
         families = (self.target_held, self.time_to_detect, self.time_to_act, self.time_to_recover,
-                    self.drill_ready, self.drill_last_success)
+                    self.drill_ready, self.drill_last_success, self.decisions, self.actions)
         for target in targets:
             for family in families:
-                try:
-                    family.remove(target)
-                except KeyError:
-                    pass
+                family.remove_by_labels({"target": target})
+
+    def forget_plugins(self, sources: Iterable[str], alerters: Iterable[str]) -> None:
+        """Drop the children of sources and alerters that are no longer configured."""
+        for source in sources:
+            for family in (self.source_errors, self.source_up, self.source_last_success, self.source_query_duration):
+                family.remove_by_labels({"source": source})
+        for alerter in alerters:
+            self.alerts.remove_by_labels({"alerter": alerter})
 
 
 Key = tuple[str, str, str]  # (target, rule, series | bound | outcome)
@@ -101,10 +121,16 @@ class RuleMetrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._left_out = threading.local()
         self.values: dict[Key, float] = {}
         self.phases: dict[Key, str] = {}
         self.thresholds: dict[Key, float] = {}
         self.outcomes: dict[Key, float] = {}
+        value, threshold, state, outcome = self._families()
+        self._value_lines = _Lines(value, "model_watchdog_rule_value", "rule", "series", "target")
+        self._threshold_lines = _Lines(threshold, "model_watchdog_rule_threshold", "bound", "rule", "target")
+        self._state_lines = _StateLines(state, "model_watchdog_rule_state", "rule", "series", "state", "target")
+        self._outcome_lines = _Lines(outcome, "model_watchdog_rule_outcomes_total", "outcome", "rule", "target")
 
     def set_phase(self, target: str, rule: str, series: str, phase: str) -> None:
         self.phases[(target, rule, series)] = phase
@@ -140,7 +166,18 @@ class RuleMetrics:
     def describe(self) -> Iterator[Metric]:
         yield from self._families()
 
+    @contextmanager
+    def left_out(self) -> Iterator[None]:
+        """While inside, `collect()` on this thread yields nothing (render() writes these families)."""
+        self._left_out.on = True
+        try:
+            yield
+        finally:
+            self._left_out.on = False
+
     def collect(self) -> Iterator[Metric]:
+        if getattr(self._left_out, "on", False):
+            return iter(())
         with self._lock:  # a consistent copy; the tick goes on while it is rendered
             values, phases = list(self.values.items()), list(self.phases.items())
             thresholds, outcomes = list(self.thresholds.items()), list(self.outcomes.items())
@@ -156,6 +193,21 @@ class RuleMetrics:
             outcome.add_metric(key, v)
         return iter((value, threshold, state, outcome))
 
+    def render(self) -> str:
+        """The four families as text exposition (format 0.0.4), exactly as `generate_latest`
+        renders `collect()` (labels sorted by name), from lines cached per entry: only the
+        entries whose value changed since the last render are formatted again. Safe to call
+        from several threads (each render swaps in its own cache)."""
+        with self._lock:
+            values, phases = list(self.values.items()), list(self.phases.items())
+            thresholds, outcomes = list(self.thresholds.items()), list(self.outcomes.items())
+        out: list[str] = []
+        for lines, items in ((self._value_lines, values), (self._threshold_lines, thresholds),
+                             (self._state_lines, phases), (self._outcome_lines, outcomes)):
+            out.append(lines.head)
+            out.extend(lines.render(items))
+        return "".join(out)
+
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily]:
         return (GaugeMetricFamily("model_watchdog_rule_value", "Last value of a rule per series",
@@ -166,3 +218,78 @@ class RuleMetrics:
                                   labels=["target", "rule", "series", "state"]),
                 CounterMetricFamily("model_watchdog_rule_outcomes", "Verdicts by outcome",
                                     labels=["target", "rule", "outcome"]))
+
+
+def escape_label_value(value: str) -> str:
+    """A label value as the text format quotes it: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _head(family: Metric) -> str:
+    name = family.name + ("_total" if family.type == "counter" else "")
+    doc = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
+    return f"# HELP {name} {doc}\n# TYPE {name} {family.type}\n"
+
+
+def _go(value: object) -> str:
+    """floatToGoString (what generate_latest writes), its common case first: a finite value
+    below 1e6 is Python's repr (Go switches to exponents from 1e6 up, and names ±Inf, NaN)."""
+    v = float(value)  # type: ignore[arg-type]
+    if -1e6 < v < 1e6:
+        return repr(v)
+    return floatToGoString(v)
+
+
+def _same(a: object, b: object) -> bool:
+    """Would `a` and `b` render the same (equal, and for zero the same sign)? NaN never is: re-rendered."""
+    return a == b and (bool(a) or math.copysign(1.0, a) == math.copysign(1.0, b))  # type: ignore[arg-type]
+
+
+class _Lines:
+    """One family's sample lines by key (target, rule, x). The label names are given in sorted
+    order, as generate_latest writes them; `order` maps them to the key's positions."""
+
+    def __init__(self, family: Metric, sample: str, *labels: str) -> None:
+        self.head = _head(family)
+        self.sample = sample
+        self.labels = labels
+        # key = (target, rule, third): the position in the key of each label, in sorted label order
+        self.order = tuple({"target": 0, "rule": 1}.get(name, 2) for name in labels)
+        self.cache: dict[Key, tuple[object, str]] = {}
+
+    def prefix(self, key: Key) -> str:
+        pairs = ",".join(f'{name}="{escape_label_value(key[i])}"' for name, i in zip(self.labels, self.order))
+        return f"{self.sample}{{{pairs}}} "
+
+    @staticmethod
+    def same(a: object, b: object) -> bool:
+        return _same(a, b)
+
+    def line(self, key: Key, value: object, previous: str | None) -> str:
+        prefix = previous[:previous.rindex(" ") + 1] if previous is not None else self.prefix(key)
+        return f"{prefix}{_go(value)}\n"
+
+    def render(self, items: list[tuple[Key, object]]) -> list[str]:
+        old, new = self.cache, {}
+        out = []
+        for key, value in items:
+            cached = old.get(key)
+            if cached is None or not self.same(cached[0], value):
+                cached = (value, self.line(key, value, cached[1] if cached is not None else None))
+            new[key] = cached
+            out.append(cached[1])
+        self.cache = new  # entries gone from `items` are gone from the cache
+        return out
+
+
+class _StateLines(_Lines):
+    """model_watchdog_rule_state: one line per phase (1 for the current one), labels rule, series, state, target."""
+
+    @staticmethod
+    def same(a: object, b: object) -> bool:
+        return a == b
+
+    def line(self, key: Key, value: object, previous: str | None) -> str:
+        rule, series, target = (escape_label_value(key[i]) for i in (1, 2, 0))
+        return "".join(f'{self.sample}{{rule="{rule}",series="{series}",state="{p}",target="{target}"}} '
+                       f'{"1.0" if p == value else "0.0"}\n' for p in PHASES)

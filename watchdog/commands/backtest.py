@@ -578,7 +578,7 @@ def with_rule_files(loaded: LoadedConfig, patterns: tuple[str, ...]) -> LoadedCo
     rules: list[LoadedRule] = []
     for file in files:
         rules.extend(load_rule_file(file, problems))
-    check_references(loaded.config, rules, str(loaded.path), problems, [])
+    check_references(loaded.config, rules, str(loaded.path), problems, []).close()  # only the checks
     if problems:
         raise ConfigError(problems)
     return replace(loaded, rules=rules, rule_files=files)

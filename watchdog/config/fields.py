@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 import re
 import types
@@ -80,6 +81,8 @@ _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def interpolate(text: str, node: Node, ctx: BuildContext, secret_key: bool, what: str) -> str:
+    if "$" not in text:  # most values (a fleet's thousand URLs and names): nothing to substitute
+        return text
     substituted: list[str] = []
 
     def replace(m: re.Match[str]) -> str:
@@ -141,9 +144,7 @@ def build(cls: type, node: Node, ctx: BuildContext, what: str) -> Any:
     if node.kind != "map":
         ctx.problem(node, f"{what}: expected a mapping, got {node.describe()}")
         return None
-    hints = typing.get_type_hints(cls)
-    fields = {_key_of(f): f for f in _public_fields(cls)}
-    secret_files = {f"{k}_file": k for k, f in fields.items() if f.metadata.get("secret")}
+    hints, fields, secret_files, has_marks = _shape(cls)
     values: dict[str, Any] = {}
     marks: dict[str, Mark] = {"": (node.line, node.column)}
     seen: set[str] = set()
@@ -194,9 +195,19 @@ def build(cls: type, node: Node, ctx: BuildContext, what: str) -> Any:
             ok = False
     if not ok:
         return None
-    if any(f.name == "marks" for f in dataclasses.fields(cls)):
+    if has_marks:
         values["marks"] = marks
     return cls(**values)
+
+
+@functools.lru_cache(maxsize=None)
+def _shape(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]], dict[str, str], bool]:
+    """What `build` needs to know of a dataclass, worked out once per class (resolving the
+    type hints is most of the cost of building a small object: 1,000 targets build 1,000 each)."""
+    hints = typing.get_type_hints(cls)
+    fields = {_key_of(f): f for f in _public_fields(cls)}
+    secret_files = {f"{k}_file": k for k, f in fields.items() if f.metadata.get("secret")}
+    return hints, fields, secret_files, any(f.name == "marks" for f in dataclasses.fields(cls))
 
 
 def _read_secret_file(node: Node, ctx: BuildContext, what: str) -> str | None:

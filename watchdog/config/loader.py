@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
@@ -18,7 +19,8 @@ from watchdog.redact import Redactor, collecting
 from watchdog.config.fields import BuildContext, Mark, build, marks_field
 from watchdog.config.schema import Config, LoadedRule, Rule
 from watchdog.config.yamlnodes import Node, parse_yaml, read_capped
-from watchdog.config.validate import UnbuiltQuery, check_references, check_rule_shape, problem as _problem
+from watchdog.config.validate import (BuiltPlugins, UnbuiltQuery, check_references, check_rule_shape,
+                                      problem as _problem)
 from watchdog.errors import ConfigError, Problem
 from watchdog.config.templating import names_in
 
@@ -35,9 +37,29 @@ class LoadedConfig:
     # The secrets found while loading (`*_file` values, secret options, `${VAR}`s that look secret):
     # also registered in the process's redactor at once; a daemon keeps them in its own.
     secrets: Redactor = field(default_factory=Redactor, compare=False, repr=False)
+    # The plugin instances validation built: the first daemon to run this configuration takes them.
+    plugins: "PluginHandoff" = field(default_factory=lambda: PluginHandoff(None), compare=False, repr=False)
 
     def rules_of(self, target: str) -> list[Rule]:
         return [lr.rule for lr in self.rules if lr.target == target]
+
+    def take_plugins(self) -> BuiltPlugins | None:
+        """The plugins built while validating, once (None after that, or if none were kept):
+        the daemon uses them rather than building each plugin again."""
+        return self.plugins.take()
+
+
+class PluginHandoff:
+    """Plugin instances handed from validation to the one daemon that runs the configuration."""
+
+    def __init__(self, built: BuiltPlugins | None):
+        self._built = built
+        self._lock = threading.Lock()
+
+    def take(self) -> BuiltPlugins | None:
+        with self._lock:
+            built, self._built = self._built, None
+        return built
 
 
 def default_config_path(explicit: str | None, environ: Mapping[str, str] | None = None) -> Path:
@@ -62,13 +84,15 @@ def _load(path: Path, environ: Mapping[str, str] | None) -> LoadedConfig:
     unbuilt: list[UnbuiltQuery] = []
     for file in files:
         rules.extend(load_rule_file(file, problems, unbuilt))
-    check_references(config, rules, str(path), problems, unbuilt)
+    built = check_references(config, rules, str(path), problems, unbuilt)
     if problems:
+        built.close()
         raise ConfigError(problems)
     state = config.state
     if "://" not in state and not Path(state).is_absolute():
         state = str(base / state)
-    return LoadedConfig(path=path, config=config, rules=rules, state_path=state, rule_files=files)
+    return LoadedConfig(path=path, config=config, rules=rules, state_path=state, rule_files=files,
+                        plugins=PluginHandoff(built))
 
 
 def _read(path: Path, problems: list[Problem]) -> str | None:

@@ -134,20 +134,41 @@ def _check_compare(compare: Compare, file: str, where: str, problems: list[Probl
 
 # -- references across files --------------------------------------------------------------------
 
+@dataclass
+class BuiltPlugins:
+    """The plugin instances validation built (a constructor checks its plugin's options, e.g.
+    unknown {{placeholders}}; a source checks queries): the daemon that runs the configuration
+    takes them (`LoadedConfig.take_plugins`) instead of building every plugin a second time."""
+
+    sources: dict[str, Any]
+    actuators: dict[str, Any]
+    alerters: dict[str, Any]
+
+    def close(self) -> None:
+        for plugin in (*self.sources.values(), *self.actuators.values(), *self.alerters.values()):
+            try:
+                plugin.close()
+            except Exception:  # noqa: BLE001 — closing is best effort
+                pass
+
+
 def check_references(config: Config, rules: list[LoadedRule], cfg_file: str, problems: list[Problem],
-                     unbuilt: list[UnbuiltQuery]) -> None:
-    sources = _instantiate(plugins.SOURCES, "sources", config.sources, cfg_file, problems)
-    # Actuators and alerters check their own options (e.g. unknown {{placeholders}}) when built.
-    _instantiate(plugins.ACTUATORS, "actuators", config.actuators, cfg_file, problems)
-    _instantiate(plugins.ALERTERS, "alerters", config.alerters, cfg_file, problems)
+                     unbuilt: list[UnbuiltQuery]) -> BuiltPlugins:
+    """Cross references and queries; returns the plugins built on the way (each exactly once)."""
+    built = BuiltPlugins(_instantiate(plugins.SOURCES, "sources", config.sources, cfg_file, problems),
+                         _instantiate(plugins.ACTUATORS, "actuators", config.actuators, cfg_file, problems),
+                         _instantiate(plugins.ALERTERS, "alerters", config.alerters, cfg_file, problems))
+    sources = built.sources
     seen: dict[tuple[str, str], str] = {}
+    checked: dict[tuple[int, str, tuple[str, ...]], list[Problem]] = {}
     for lr in rules:
-        _check_loaded_rule(lr, config, sources, cfg_file, seen, problems)
+        _check_loaded_rule(lr, config, sources, cfg_file, seen, problems, checked)
     for name, target in config.targets.items():
         _check_target(name, target, config, sources, cfg_file, problems)
     for q in unbuilt:
         _check_query(sources, config, q.source, q.query, q.file, q.marks, q.where, problems, {})
     check_api(config.api, cfg_file, problems)
+    return built
 
 
 def check_api(api: ApiConfig, cfg_file: str, problems: list[Problem]) -> None:
@@ -166,7 +187,8 @@ def check_api(api: ApiConfig, cfg_file: str, problems: list[Problem]) -> None:
 
 
 def _check_loaded_rule(lr: LoadedRule, config: Config, sources: dict[str, Any], cfg_file: str,
-                       seen: dict[tuple[str, str], str], problems: list[Problem]) -> None:
+                       seen: dict[tuple[str, str], str], problems: list[Problem],
+                       checked: dict[tuple[int, str, tuple[str, ...]], list[Problem]] | None = None) -> None:
     rule, file = lr.rule, lr.file
     where = f'rule "{rule.name}"'
     target = config.targets.get(lr.target)
@@ -185,6 +207,21 @@ def _check_loaded_rule(lr: LoadedRule, config: Config, sources: dict[str, Any], 
     for alerter in rule.alert or []:
         if alerter not in config.alerters:
             problem(problems, file, rule.marks.get("alert"), f"{where}: unknown alerter '{alerter}'")
+    # The queries are checked rendered with "x" for every variable: the same rule object (a
+    # rule file's rule, shared by all its `targets:`) with the same variable names gives the
+    # same problems, so a templated rule is checked once, not once per target.
+    key = (id(rule), file, tuple(sorted(target.variables)))
+    found = checked.get(key) if checked is not None else None
+    if found is None:
+        found = []
+        _check_rule_queries(rule, file, where, config, sources, target, found)
+        if checked is not None:
+            checked[key] = found
+    problems.extend(found)
+
+
+def _check_rule_queries(rule: Rule, file: str, where: str, config: Config, sources: dict[str, Any],
+                        target: TargetConfig, problems: list[Problem]) -> None:
     values = {name: "x" for name in (*BUILTIN, *target.variables)}
     _check_sequential_counters(rule, sources, file, values, problems)
     for c in rule.conditions():
@@ -292,8 +329,6 @@ def _instantiate(group: str, section: str, specs: dict[str, PluginSpec], cfg_fil
             problem(problems, cfg_file, spec.marks.get(""), f"{section}.{name}: {exc}")
             continue
         out[name] = plugin
-        if group != plugins.SOURCES:
-            plugin.close()
     return out
 
 

@@ -59,7 +59,8 @@ def parse(text: str) -> Expr:
 # A string literal exactly as the grammar's STRING token reads one.
 _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`[^`]*`')
 _MARK = "\x01"  # never in a real query's strings (and so never in a parsed tree's names)
-_SKELETONS: dict[str, Expr | None] = {}
+# skeleton text -> (its tree, the ids of the tree's parts that hold a placeholder), or None
+_SKELETONS: dict[str, tuple[Expr, dict[int, tuple[Any, ...]]] | None] = {}
 _MAX_SKELETONS = 4096
 
 
@@ -94,14 +95,17 @@ def _from_skeleton(text: str) -> Expr | None:
         if len(_SKELETONS) >= _MAX_SKELETONS:
             _SKELETONS.clear()
         try:
-            _SKELETONS[skeleton] = _parse(skeleton)
+            tree = _parse(skeleton)
+            holes: dict[int, tuple[Any, ...]] = {}
+            _find_holes(tree, holes)
+            _SKELETONS[skeleton] = (tree, holes)
         except (PromQLError, RecursionError):
             _SKELETONS[skeleton] = None
-    tree = _SKELETONS[skeleton]
-    if tree is None:
+    entry = _SKELETONS[skeleton]
+    if entry is None:
         return None
     try:
-        expr = _fill(tree, values)
+        expr = _fill(entry[0], values, entry[1])
         check(expr)
     except Exception:  # noqa: BLE001 — a value the skeleton did not have to judge: the full parse says it
         return None
@@ -112,26 +116,42 @@ class _FullParse(WatchdogError):
     pass
 
 
-def _fill(node: Any, values: dict[str, str]) -> Any:
+@functools.cache
+def _init_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
+
+def _find_holes(node: Any, holes: dict[int, tuple[Any, ...]]) -> bool:
+    """Map in `holes` the id of every list, tuple and node of the skeleton's tree that holds a
+    placeholder string, however deep, to the fields (or indexes) that do; True if `node`
+    holds one. `_fill` rebuilds those parts only."""
+    if isinstance(node, str):
+        return _MARK in node
+    if isinstance(node, (tuple, list)):
+        inside = tuple(i for i, item in enumerate(node) if _find_holes(item, holes))
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        inside = tuple(name for name in _init_fields(type(node)) if _find_holes(getattr(node, name), holes))
+    else:
+        return False
+    if inside:
+        holes[id(node)] = inside
+    return bool(inside)
+
+
+def _fill(node: Any, values: dict[str, str], holes: dict[int, tuple[Any, ...]]) -> Any:
     """`node` with every placeholder string replaced by its value (nodes rebuilt through their
-    constructors, so a Matcher compiles its regex and checks its operator again)."""
+    constructors, so a Matcher compiles its regex and checks its operator again). Only the
+    parts that hold a placeholder (`holes`, from `_find_holes`) are rebuilt; the others are
+    the skeleton's own, shared (the tree is immutable)."""
     if isinstance(node, str):
         return values.get(node, node)
-    if isinstance(node, tuple):
-        return tuple(_fill(item, values) for item in node)
-    if isinstance(node, list):
-        return [_fill(item, values) for item in node]
-    if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        changes = {}
-        for f in dataclasses.fields(node):
-            if not f.init:
-                continue
-            old = getattr(node, f.name)
-            new = _fill(old, values)
-            if new is not old:
-                changes[f.name] = new
-        return dataclasses.replace(node, **changes) if changes else node
-    return node
+    inside = holes[id(node)]
+    if isinstance(node, (tuple, list)):
+        items = list(node)
+        for i in inside:
+            items[i] = _fill(items[i], values, holes)
+        return tuple(items) if isinstance(node, tuple) else items
+    return dataclasses.replace(node, **{name: _fill(getattr(node, name), values, holes) for name in inside})
 
 
 def _parse(text: str) -> Expr:

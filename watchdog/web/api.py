@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from watchdog.errors import WatchdogError
 from watchdog.config.loader import LoadedConfig
@@ -61,7 +61,9 @@ class GuardingDaemon(Protocol):
 
 def routes(daemon: GuardingDaemon) -> list[Route]:
     def metrics(_: Request) -> Response:
-        return Response(200, generate_latest(daemon.metrics.registry), CONTENT_TYPE_LATEST)
+        # Text format only, whatever the Accept header asks (no OpenMetrics negotiation): the
+        # per-rule families are rendered from cached lines (DaemonMetrics.render).
+        return Response(200, daemon.metrics.render(), CONTENT_TYPE_LATEST)
 
     def probe(check):  # type: ignore[no-untyped-def]
         def handler(_: Request) -> Response:
