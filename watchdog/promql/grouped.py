@@ -33,6 +33,7 @@ from watchdog.samples import NAME, Labels, Sample, without_name
 
 from .ast import Aggregation, Binary, Call, Expr, MatrixSelector, NumberLiteral, Unary, VectorMatching, VectorSelector
 from .evaluator import _Evaluator, evaluate
+from .instantfuncs import Value
 from .rangefuncs import RANGE_FUNCTIONS
 from .store import SeriesStore
 from .typecheck import check
@@ -62,8 +63,9 @@ def evaluate_many(exprs: Sequence[Expr], store: SeriesStore, now: float) -> Iter
             alone.append(index)
             continue
         groups.setdefault((best[1], id(best[2])), (best[2], []))[1].append((index, best[3]))
+    memo: dict[tuple[str, frozenset[str], Expr], Value] = {}  # subtrees templates share (p50/p90/p99 of one histogram)
     for (label, _), (shape, members) in groups.items():
-        answers = _evaluate_group(exprs[members[0][0]], shape, label, members, store, now)
+        answers = _evaluate_group(exprs[members[0][0]], shape, label, members, store, now, memo)
         if answers is None:  # an error somewhere: each query alone gives its own answer or error
             alone.extend(index for index, _ in members)
             continue
@@ -81,10 +83,10 @@ def _alone(expr: Expr, store: SeriesStore, now: float) -> Answer:
 
 
 def _evaluate_group(first: Expr, shape: Expr, label: str, members: list[tuple[int, str]], store: SeriesStore,
-                    now: float) -> dict[str, list[Sample]] | None:
+                    now: float, memo: dict[tuple[str, frozenset[str], Expr], Value]) -> dict[str, list[Sample]] | None:
     try:
         check(first)  # the members differ only in a matcher value: one check stands for all
-        result = _GroupedEvaluator(store, now, label, {value for _, value in members}).eval(shape)
+        result = _GroupedEvaluator(store, now, label, frozenset(value for _, value in members), memo).eval(shape)
     except (PromQLError, RecursionError):
         return None
     if isinstance(result, float):  # cannot happen: a qualifying query selects series
@@ -101,15 +103,28 @@ def _evaluate_group(first: Expr, shape: Expr, label: str, members: list[tuple[in
 
 
 class _GroupedEvaluator(_Evaluator):
-    def __init__(self, store: SeriesStore, now: float, label: str, values: set[str]) -> None:
-        super().__init__(store, now)
-        self.label, self.values = label, values
+    """Evaluates a template (see `_template`) over the parts L = each of `values`. Every
+    subtree's value is kept in `memo` for the other templates of the batch: values are never
+    changed in place (every operation builds new lists and samples), so sharing them is safe."""
 
-    def eval(self, expr: Expr):  # type: ignore[no-untyped-def]
-        if isinstance(expr, VectorSelector):
-            return [Sample(hidden, s.value) for s in self.store.instant(expr.all_matchers, self.now)
-                    if (hidden := self._hidden(s.labels)) is not None]
-        return super().eval(expr)
+    def __init__(self, store: SeriesStore, now: float, label: str, values: frozenset[str],
+                 memo: dict[tuple[str, frozenset[str], Expr], Value]) -> None:
+        super().__init__(store, now)
+        self.label, self.values, self.memo = label, values, memo
+
+    def eval(self, expr: Expr) -> Value:
+        if isinstance(expr, NumberLiteral):
+            return float(expr.value)
+        key = (self.label, self.values, expr)
+        found = self.memo.get(key)
+        if found is None:
+            if isinstance(expr, VectorSelector):
+                found = [Sample(hidden, s.value) for s in self.store.instant(expr.all_matchers, self.now)
+                         if (hidden := self._hidden(s.labels)) is not None]
+            else:
+                found = super().eval(expr)
+            self.memo[key] = found
+        return found
 
     def _range_call(self, call: Call) -> list[Sample]:
         matrix = call.args[0]

@@ -51,14 +51,27 @@ def judge_rule(rule: Rule, situation: Situation) -> list[Verdict]:
     if rule.is_statistical():
         verdicts = judge_statistical(rule, situation)
     elif rule.query is not None:
-        main = Condition(query=rule.query, source=rule.source, above=rule.above, below=rule.below, compare=rule.compare)
-        verdicts = judge_condition(main, rule.source, situation, rule.name)
+        verdicts = judge_condition(_main_condition(rule), rule.source, situation, rule.name)
         verdicts = _apply_min_samples(rule, verdicts, situation)
     else:
         verdicts = _apply_min_samples(rule, [_combine(rule, situation)], situation)
     if rule.unless and any(v.outcome is Outcome.BREACH for v in verdicts):
         verdicts = _apply_unless(rule, verdicts, situation)
     return verdicts
+
+
+_MAIN: dict[int, tuple[Rule, Condition]] = {}  # by id(rule), the rule kept so that the id stays its own
+
+
+def _main_condition(rule: Rule) -> Condition:
+    """The rule's own query and threshold as a condition (built once per rule, not per tick)."""
+    found = _MAIN.get(id(rule))
+    if found is None or found[0] is not rule:
+        if len(_MAIN) > 100_000:
+            _MAIN.clear()
+        found = _MAIN[id(rule)] = (rule, Condition(query=rule.query, source=rule.source, above=rule.above,
+                                                   below=rule.below, compare=rule.compare))
+    return found[1]
 
 
 def judge_condition(condition: Condition, default_source: str, situation: Situation, name: str) -> list[Verdict]:

@@ -51,6 +51,10 @@ class Situation:
     variables: Mapping[str, str | None]
     memory: str | None = None  # what the rule-level verdict remembered last time
     previous_seen_at: float | None = None  # when the previous version was last seen running
+    # query → (rendered text or the error, bound parameters) for `variables`, filled as asked:
+    # the engine keeps one per target while its variables stay the same (a query is rendered
+    # once, not once per tick)
+    rendered: dict[str, tuple[str | WatchdogError, dict[str, str] | None]] | None = None
 
 
 RULE_LEVEL: Labels = ()  # the key of verdicts about the rule as a whole (no series at all)
@@ -58,12 +62,28 @@ RULE_LEVEL: Labels = ()  # the key of verdicts about the rule as a whole (no ser
 
 def fetch_rendered(situation: Situation, source: str, query: str, at: float,
                    variables: Mapping[str, str | None] | None = None) -> QueryResult | WatchdogError:
+    if variables is None and situation.rendered is not None:
+        found = situation.rendered.get(query)
+        if found is None:
+            found = situation.rendered[query] = render_query(query, situation.variables)
+        text, params = found
+        return text if isinstance(text, WatchdogError) else situation.fetch(source, text, at, params)
     try:
         rendered = render(query, variables if variables is not None else situation.variables)
     except TemplateError as exc:
         return WatchdogError(f"cannot fill in the query: {exc}")
     values = variables if variables is not None else situation.variables
     return situation.fetch(source, rendered, at, bound_parameters(values))
+
+
+def render_query(query: str, variables: Mapping[str, str | None]) -> tuple[str | WatchdogError, dict[str, str] | None]:
+    """What `fetch_rendered` asks for `query` with `variables`: the text (or why there is none)
+    and the bound parameters."""
+    try:
+        text: str | WatchdogError = render(query, variables)
+    except TemplateError as exc:
+        text = WatchdogError(f"cannot fill in the query: {exc}")
+    return text, bound_parameters(variables)
 
 
 def baseline_of(reference: Baseline, situation: Situation) -> tuple[Mapping[str, str | None], float] | str:
