@@ -27,7 +27,7 @@ from watchdog.rollback.coordinator import Rollbacks, TargetView
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import Phase as IncidentPhase
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, judge_rule
-from watchdog.rules.verdict import render_query
+from watchdog.rules.verdict import render_query, shown_labels
 from watchdog.rules.split import Router, target_key
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
 from watchdog.rules.stateindex import StateIndex
@@ -115,6 +115,7 @@ class Engine:
         # Each rule's queries and (split rules) routing key, worked out once, not per tick.
         self._queries = {id(lr): [(c.source or lr.rule.source, c.query) for c in lr.rule.conditions()]
                          for lr in loaded.rules}
+        self._thresholds = {id(lr): list(lr.rule.threshold().items()) for lr in loaded.rules}
         self._split_keys = {id(lr): target_key(lr.target, loaded.config.targets[lr.target].variables, lr.split_by)
                             for lr in loaded.rules if lr.split_by is not None}
         self._router = Router(self._fetch)  # split_by rules: one query per tick, its series routed to targets
@@ -441,9 +442,9 @@ class Engine:
         upserts[key] = state.to_json()
 
     def _export(self, lr: LoadedRule, labels: Labels, state: SeriesState) -> None:
-        shown = format_labels(labels)
+        shown = shown_labels(labels)
         self.metrics.set_phase(lr.target, lr.rule.name, shown, state.phase.value)
-        for bound, threshold in lr.rule.threshold().items():
+        for bound, threshold in self._thresholds[id(lr)]:
             self.metrics.rules.set_threshold(lr.target, lr.rule.name, bound, threshold)
         if state.value is not None:
             self.metrics.rules.set_value(lr.target, lr.rule.name, shown, state.value)

@@ -164,3 +164,16 @@ def test_an_error_in_one_part_gives_each_query_its_own_answer() -> None:
     answers = dict(evaluate_many([parse(q) for q in queries], store, T0))
     assert answers[0] == [Sample((("k", "1"),), 3.0)]
     assert isinstance(answers[1], PromQLError) and "many-to-many" in str(answers[1])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_queries_of_the_whole_fleet_share_their_common_subtrees_exactly(seed: int) -> None:
+    """split_by queries (no instance matcher) are evaluated alone, subtrees shared by the batch."""
+    rng = random.Random(1000 + seed)
+    store = random_store(rng)
+    queries = [vector(rng, rng.randrange(1, 4)).replace('instance="{V}"', 'job!="zz"') for _ in range(8)]
+    queries += queries[:3]  # the same query twice, as two rules may ask
+    now = T0 + 15 * 7
+    answers = dict(evaluate_many([parse(q) for q in queries], store, now))
+    for i, query in enumerate(queries):
+        assert same(answers[i], alone(query, store, now)), query

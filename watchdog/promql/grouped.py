@@ -32,7 +32,7 @@ from watchdog.errors import PromQLError
 from watchdog.samples import NAME, Labels, Sample, without_name
 
 from .ast import Aggregation, Binary, Call, Expr, MatrixSelector, NumberLiteral, Unary, VectorMatching, VectorSelector
-from .evaluator import _Evaluator, evaluate
+from .evaluator import _Evaluator
 from .instantfuncs import Value
 from .rangefuncs import RANGE_FUNCTIONS
 from .store import SeriesStore
@@ -49,6 +49,7 @@ def evaluate_many(exprs: Sequence[Expr], store: SeriesStore, now: float) -> Iter
     """(index, answer) for every expression, in no particular order: the answer `evaluate`
     gives (its samples, or the PromQLError it raises). Queries of one template that differ
     only in one label's matcher value are evaluated together (see the module's text)."""
+    memo: dict[tuple[str, frozenset[str], Expr], Value] = {}  # subtrees shared by templates or queries
     candidates = [_candidates(e) for e in exprs]
     counts: dict[tuple[str, int], int] = {}  # templates are interned: counted by identity
     for found in candidates:
@@ -63,7 +64,6 @@ def evaluate_many(exprs: Sequence[Expr], store: SeriesStore, now: float) -> Iter
             alone.append(index)
             continue
         groups.setdefault((best[1], id(best[2])), (best[2], []))[1].append((index, best[3]))
-    memo: dict[tuple[str, frozenset[str], Expr], Value] = {}  # subtrees templates share (p50/p90/p99 of one histogram)
     for (label, _), (shape, members) in groups.items():
         answers = _evaluate_group(exprs[members[0][0]], shape, label, members, store, now, memo)
         if answers is None:  # an error somewhere: each query alone gives its own answer or error
@@ -72,14 +72,22 @@ def evaluate_many(exprs: Sequence[Expr], store: SeriesStore, now: float) -> Iter
         for index, value in members:
             yield index, answers.get(value, [])
     for index in alone:
-        yield index, _alone(exprs[index], store, now)
+        yield index, _alone(exprs[index], store, now, memo)
 
 
-def _alone(expr: Expr, store: SeriesStore, now: float) -> Answer:
+def _alone(expr: Expr, store: SeriesStore, now: float, memo: dict[tuple[str, frozenset[str], Expr], Value]) -> Answer:
+    """What `evaluate` gives, with the subtrees equal to other queries' of the batch evaluated
+    once (split_by queries: p50/p90/p99 over one histogram)."""
     try:
-        return evaluate(expr, store, now)
+        check(expr)
+        value = _GroupedEvaluator(store, now, "", frozenset(), memo).eval(expr)
+    except RecursionError:
+        return PromQLError("expression is nested too deeply; split it into smaller rules", 0)
     except PromQLError as exc:
         return exc
+    if isinstance(value, float):
+        return [Sample((), value)]
+    return sorted(value, key=lambda s: s.labels)
 
 
 def _evaluate_group(first: Expr, shape: Expr, label: str, members: list[tuple[int, str]], store: SeriesStore,
@@ -118,7 +126,9 @@ class _GroupedEvaluator(_Evaluator):
         key = (self.label, self.values, expr)
         found = self.memo.get(key)
         if found is None:
-            if isinstance(expr, VectorSelector):
+            if not self.label:  # a query evaluated alone: only the memo is added
+                found = super().eval(expr)
+            elif isinstance(expr, VectorSelector):
                 found = [Sample(hidden, s.value) for s in self.store.instant(expr.all_matchers, self.now)
                          if (hidden := self._hidden(s.labels)) is not None]
             else:
@@ -127,6 +137,8 @@ class _GroupedEvaluator(_Evaluator):
         return found
 
     def _range_call(self, call: Call) -> list[Sample]:
+        if not self.label:
+            return super()._range_call(call)
         matrix = call.args[0]
         assert isinstance(matrix, MatrixSelector)
         func = RANGE_FUNCTIONS[call.func]

@@ -9,13 +9,14 @@ a `Verdict` is the outcome for one series.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import Enum
 from typing import Any, Callable, Mapping
 
 from watchdog.config.templating import TemplateError, bound_parameters, render
 from watchdog.config.values import Baseline
 from watchdog.errors import WatchdogError
-from watchdog.samples import Labels, QueryResult
+from watchdog.samples import Labels, QueryResult, format_labels, without_name
 
 # fetch(source, query, at, params): params carries bound values such as the version for SQL's
 # `:version` (never spliced into query text).
@@ -58,6 +59,16 @@ class Situation:
 
 
 RULE_LEVEL: Labels = ()  # the key of verdicts about the rule as a whole (no series at all)
+
+
+@lru_cache(maxsize=65536)  # the same series every tick: formatted once, not once per rule and tick
+def shown_labels(labels: Labels) -> str:
+    return format_labels(labels)
+
+
+@lru_cache(maxsize=65536)
+def unnamed(labels: Labels) -> Labels:
+    return without_name(labels)
 
 
 def fetch_rendered(situation: Situation, source: str, query: str, at: float,
