@@ -166,7 +166,7 @@ class Engine:
         if self._fixed_baselines:
             self._retain_baselines(now)
         report.decisions.extend(self.executor.resume_unfinished(self.clock.now, may_run=lambda d: self._may_run(d, now)))
-        self._known_versions.clear()
+        self._read_versions()
         self._router.clear()
         self._refresh_sources(now, report)
         self._prefetch(now)
@@ -175,7 +175,7 @@ class Engine:
             for name, target in self.loaded.config.targets.items():
                 if name in self.owned:
                     self._observe_version(name, target, now)
-        self._known_versions.clear()
+        self._read_versions()
         fired = self._evaluate_rules(now, report)
         for target in sorted(self.owned):
             self._checkpoint()  # each target's incident is its own transaction: stopping between them is safe
@@ -570,6 +570,11 @@ class Engine:
             labels = tuple(sorted(json.loads(key[2]).items()))
             self._alert_rule(rule, Verdict(labels, Outcome.WARMING_UP, None, f"version {version} is running; judged afresh"),
                              self.states[key], now, resolved=True)
+
+    def _read_versions(self) -> None:
+        """Forget the versions read so far and read the owned targets' afresh, all at once."""
+        self._known_versions.clear()
+        self._known_versions.update(self.store.versions_of(sorted(self.owned)))
 
     def _versions_of(self, target: str) -> list[VersionRecord]:
         """The store's versions of `target`, read once per tick (not once per rule)."""
