@@ -108,7 +108,8 @@ def measure(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             outcomes[verdict.outcome.value] = outcomes.get(verdict.outcome.value, 0) + 1
         daemon.close()
     rules = args.targets * args.rules
-    return {"rules": rules, "verdicts": verdicts, "outcomes": outcomes, "ticks": args.ticks,
+    import resource
+    return {"rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rules": rules, "verdicts": verdicts, "outcomes": outcomes, "ticks": args.ticks,
             "cpu_per_tick_s": statistics.median(cpu), "cpu_min_s": min(cpu), "wall_per_tick_s": statistics.median(wall),
             "us_per_rule": 1e6 * statistics.median(cpu) / rules}
 
@@ -152,9 +153,10 @@ def main() -> None:
     summary = {name: min(results, key=lambda r: r["cpu_per_tick_s"]) for name, results in runs.items()}
     print(f"{args.targets} targets × {args.rules} rules{' (split_by)' if args.split_by else ''}, "
           f"{args.ticks} ticks each, CPU per tick (median over ticks, best of runs)")
-    print(f"{'tree':<12} {'CPU/tick':>10} {'µs/rule':>9} {'wall/tick':>10}  outcomes")
+    print(f"{'tree':<12} {'CPU/tick':>10} {'µs/rule':>9} {'wall/tick':>10} {'peak RSS':>9}  outcomes")
     for name, r in summary.items():
-        print(f"{name:<12} {r['cpu_per_tick_s']:>9.3f}s {r['us_per_rule']:>9.1f} {r['wall_per_tick_s']:>9.3f}s  {r['outcomes']}")
+        print(f"{name:<12} {r['cpu_per_tick_s']:>9.3f}s {r['us_per_rule']:>9.1f} {r['wall_per_tick_s']:>9.3f}s "
+              f"{r['rss_peak_mb']:>6.0f} MB  {r['outcomes']}")
     if "baseline" in summary:
         ratio = summary["baseline"]["cpu_per_tick_s"] / summary["this tree"]["cpu_per_tick_s"]
         print(f"ratio baseline / this tree: {ratio:.2f}×")

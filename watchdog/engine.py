@@ -113,9 +113,10 @@ class Engine:
         self._rollback_rules = {t: {lr.rule.name for lr in rules if lr.rule.action == "rollback"}
                                 for t, rules in self._rules_of.items()}
         # Each rule's queries and (split rules) routing key, worked out once, not per tick.
-        self._queries = {id(lr): [(c.source or lr.rule.source, c.query) for c in lr.rule.conditions()]
+        # (Templated rules share one Rule: these are per Rule, not per target.)
+        self._queries = {id(lr.rule): [(c.source or lr.rule.source, c.query) for c in lr.rule.conditions()]
                          for lr in loaded.rules}
-        self._thresholds = {id(lr): list(lr.rule.threshold().items()) for lr in loaded.rules}
+        self._thresholds = {id(lr.rule): list(lr.rule.threshold().items()) for lr in loaded.rules}
         self._split_keys = {id(lr): target_key(lr.target, loaded.config.targets[lr.target].variables, lr.split_by)
                             for lr in loaded.rules if lr.split_by is not None}
         self._router = Router(self._fetch)  # split_by rules: one query per tick, its series routed to targets
@@ -313,7 +314,7 @@ class Engine:
         return self.owner is None or self.store.claim_decision(decision.id, self.owner.replica_id, now)
 
     def _refresh_sources(self, now: float, report: TickReport) -> None:
-        used = {source for lr in self.loaded.rules if lr.target in self.owned for source, _ in self._queries[id(lr)]}
+        used = {source for lr in self.loaded.rules if lr.target in self.owned for source, _ in self._queries[id(lr.rule)]}
         used |= {t.version.source for n, t in self.loaded.config.targets.items() if t.version and n in self.owned}
         self._deadline = self.clock.monotonic() + self.tick_budget
         for name, error in self.runner.begin_tick(now, used, self._deadline).items():
@@ -332,10 +333,10 @@ class Engine:
                 continue
             context = self._context(lr.target)
             rendered, variables = context.rendered, context.variables  # the cache judging reads too
-            for source, query in self._queries[id(lr)]:
+            for source, query in self._queries[id(lr.rule)]:
                 found = rendered.get(query)
                 if found is None:
-                    found = rendered[query] = render_query(query, variables)
+                    found = rendered[query] = render_query(query, variables, rendered)
                 text, params = found
                 if isinstance(text, str):
                     requests.append((source, text, params if lr.split_by is None else None))  # split: one query for all
@@ -444,7 +445,7 @@ class Engine:
     def _export(self, lr: LoadedRule, labels: Labels, state: SeriesState) -> None:
         shown = shown_labels(labels)
         self.metrics.set_phase(lr.target, lr.rule.name, shown, state.phase.value)
-        for bound, threshold in self._thresholds[id(lr)]:
+        for bound, threshold in self._thresholds[id(lr.rule)]:
             self.metrics.rules.set_threshold(lr.target, lr.rule.name, bound, threshold)
         if state.value is not None:
             self.metrics.rules.set_value(lr.target, lr.rule.name, shown, state.value)

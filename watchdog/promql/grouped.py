@@ -53,17 +53,23 @@ def evaluate_many(exprs: Sequence[Expr], store: SeriesStore, now: float) -> Iter
     candidates = [_candidates(e) for e in exprs]
     counts: dict[tuple[str, int], int] = {}  # templates are interned: counted by identity
     for found in candidates:
-        for label, (shape, _value) in (found or {}).items():
+        for label, shape, _value in found:
             counts[(label, id(shape))] = counts.get((label, id(shape)), 0) + 1
     groups: dict[tuple[str, int], tuple[Expr, list[tuple[int, str]]]] = {}
     alone: list[int] = []
     for index, found in enumerate(candidates):
-        best = max(((counts[(label, id(shape))], label, shape, value) for label, (shape, value) in found.items()),
+        best = max(((counts[(label, id(shape))], label, shape, value) for label, shape, value in found),
                    key=lambda c: c[0], default=None) if found else None
         if best is None or best[0] < 2:
             alone.append(index)
             continue
         groups.setdefault((best[1], id(best[2])), (best[2], []))[1].append((index, best[3]))
+    shared = _Shared()  # subtrees asked for more than once in this batch: evaluated once
+    for (label, _), (shape, members) in groups.items():
+        shared.count(label, frozenset(value for _, value in members), shape)
+    for index in alone:
+        shared.count("", frozenset(), exprs[index])
+    memo.update(shared.memo)
     for (label, _), (shape, members) in groups.items():
         answers = _evaluate_group(exprs[members[0][0]], shape, label, members, store, now, memo)
         if answers is None:  # an error somewhere: each query alone gives its own answer or error
@@ -110,6 +116,29 @@ def _evaluate_group(first: Expr, shape: Expr, label: str, members: list[tuple[in
     return parts
 
 
+class _Shared:
+    """Counts the subtrees of a batch's evaluations; `memo` gets a slot for each one asked for
+    more than once: only those are kept (for the batch), not every subtree's value."""
+
+    def __init__(self) -> None:
+        self.uses: dict[tuple[str, frozenset[str], Expr], int] = {}
+        self.memo: dict[tuple[str, frozenset[str], Expr], Value] = {}
+
+    def count(self, label: str, values: frozenset[str], expr: Expr) -> None:
+        if isinstance(expr, NumberLiteral):
+            return
+        key = (label, values, expr)
+        self.uses[key] = self.uses.get(key, 0) + 1
+        if self.uses[key] == 2:
+            self.memo[key] = _UNSET
+        if self.uses[key] == 1:
+            for child in (expr.selector,) if isinstance(expr, MatrixSelector) else expr.children():
+                self.count(label, values, child)
+
+
+_UNSET: list[Sample] = []  # a memo slot not filled yet
+
+
 class _GroupedEvaluator(_Evaluator):
     """Evaluates a template (see `_template`) over the parts L = each of `values`. Every
     subtree's value is kept in `memo` for the other templates of the batch: values are never
@@ -125,16 +154,18 @@ class _GroupedEvaluator(_Evaluator):
             return float(expr.value)
         key = (self.label, self.values, expr)
         found = self.memo.get(key)
-        if found is None:
-            if not self.label:  # a query evaluated alone: only the memo is added
-                found = super().eval(expr)
-            elif isinstance(expr, VectorSelector):
-                found = [Sample(hidden, s.value) for s in self.store.instant(expr.all_matchers, self.now)
-                         if (hidden := self._hidden(s.labels)) is not None]
-            else:
-                found = super().eval(expr)
-            self.memo[key] = found
-        return found
+        if found is not None and found is not _UNSET:
+            return found
+        if not self.label:  # a query evaluated alone: only the memo is added
+            value = super().eval(expr)
+        elif isinstance(expr, VectorSelector):
+            value = [Sample(hidden, s.value) for s in self.store.instant(expr.all_matchers, self.now)
+                     if (hidden := self._hidden(s.labels)) is not None]
+        else:
+            value = super().eval(expr)
+        if found is _UNSET:
+            self.memo[key] = value
+        return value
 
     def _range_call(self, call: Call) -> list[Sample]:
         if not self.label:
@@ -154,17 +185,11 @@ class _GroupedEvaluator(_Evaluator):
 
     def _hidden(self, labels: Labels) -> Labels | None:
         """`labels` with H = its L value first, or None when L is not a requested value."""
-        key = (self.label, labels)
-        found = _hidden_cache.get(key)
-        if found is None:
-            value = next((v for k, v in labels if k == self.label), "")
-            found = _hidden_cache[key] = (value, ((GROUP, value), *labels))
-            if len(_hidden_cache) > 4 * _MAX_CACHED:
-                _hidden_cache.clear()
-        return found[1] if found[0] in self.values else None
-
-
-_hidden_cache: dict[tuple[str, Labels], tuple[str, Labels]] = {}
+        label = self.label
+        for k, v in labels:
+            if k == label:
+                return ((GROUP, v), *labels) if v in self.values else None
+        return None
 
 
 # -- which queries qualify, and their template ------------------------------------------------------
@@ -173,48 +198,35 @@ class _NotGroupable(Exception):
     pass
 
 
-def _candidates(expr: Expr) -> dict[str, tuple[Expr, str]] | None:
-    """For each label L by which `expr` can be grouped: (its template, its value of L)."""
-    key = _Identity(expr)
-    if key in _identity_cache:
-        return _identity_cache[key]
-    found: dict[str, tuple[Expr, str]] | None = None
+Candidates = tuple[tuple[str, Expr, str], ...]  # (label L, template, the query's value of L)
+
+
+def _candidates(expr: Expr) -> Candidates:
+    """Each label L by which `expr` can be grouped, with its template and its value of L.
+    Kept by the tree's identity (sources keep one tree per query text): hashing a tree by
+    value walks it, which costs what the analysis saves."""
+    cached = _by_tree.get(id(expr))
+    if cached is not None and cached[0] is expr:
+        return cached[1]
+    found: list[tuple[str, Expr, str]] = []
     try:
         selectors = list(_selectors(expr))
-        if selectors:
-            found = {}
-            for label in _equal_labels(selectors):
-                value = next(m.value for m in selectors[0].matchers if m.name == label)
-                if _named_elsewhere(expr, label):
-                    continue
-                template = _template(expr, label)
-                found[label] = (_interned.setdefault(template, template), value)
+        for label in _equal_labels(selectors) if selectors else ():
+            value = next(m.value for m in selectors[0].matchers if m.name == label)
+            if _named_elsewhere(expr, label):
+                continue
+            template = _template(expr, label)
+            found.append((label, _interned.setdefault(template, template), value))
     except _NotGroupable:
-        found = None
-    if len(_identity_cache) > _MAX_CACHED:
-        _identity_cache.clear()
+        found = []
+    if len(_by_tree) > _MAX_CACHED:
+        _by_tree.clear()
         _interned.clear()
-    _identity_cache[key] = found or None
-    return found or None
+    _by_tree[id(expr)] = (expr, tuple(found))  # the tree is kept: its id stays its own
+    return tuple(found)
 
 
-class _Identity:
-    """A tree as a cache key by identity (sources keep one tree per query text): hashing a
-    tree by value walks it, which costs what the analysis saves."""
-
-    __slots__ = ("expr",)
-
-    def __init__(self, expr: Expr) -> None:
-        self.expr = expr
-
-    def __hash__(self) -> int:
-        return id(self.expr)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Identity) and other.expr is self.expr
-
-
-_identity_cache: dict[_Identity, dict[str, tuple[Expr, str]] | None] = {}
+_by_tree: dict[int, tuple[Expr, Candidates]] = {}
 _interned: dict[Expr, Expr] = {}  # one object per distinct template
 
 

@@ -76,7 +76,7 @@ def fetch_rendered(situation: Situation, source: str, query: str, at: float,
     if variables is None and situation.rendered is not None:
         found = situation.rendered.get(query)
         if found is None:
-            found = situation.rendered[query] = render_query(query, situation.variables)
+            found = situation.rendered[query] = render_query(query, situation.variables, situation.rendered)
         text, params = found
         return text if isinstance(text, WatchdogError) else situation.fetch(source, text, at, params)
     try:
@@ -87,14 +87,18 @@ def fetch_rendered(situation: Situation, source: str, query: str, at: float,
     return situation.fetch(source, rendered, at, bound_parameters(values))
 
 
-def render_query(query: str, variables: Mapping[str, str | None]) -> tuple[str | WatchdogError, dict[str, str] | None]:
+def render_query(query: str, variables: Mapping[str, str | None],
+                 cache: Mapping[str, tuple[str | WatchdogError, dict[str, str] | None]] | None = None,
+                 ) -> tuple[str | WatchdogError, dict[str, str] | None]:
     """What `fetch_rendered` asks for `query` with `variables`: the text (or why there is none)
-    and the bound parameters."""
+    and the bound parameters (those of another entry of `cache`, made for the same variables,
+    when there is one: one dict for all of a target's queries)."""
     try:
         text: str | WatchdogError = render(query, variables)
     except TemplateError as exc:
         text = WatchdogError(f"cannot fill in the query: {exc}")
-    return text, bound_parameters(variables)
+    other = next(iter(cache.values()), None) if cache else None
+    return text, other[1] if other is not None else bound_parameters(variables)
 
 
 def baseline_of(reference: Baseline, situation: Situation) -> tuple[Mapping[str, str | None], float] | str:
