@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 
-from watchdog.errors import PromQLError
+from watchdog.errors import PromQLError, WatchdogError
 from watchdog.samples import NAME, Labels, Sample, without_name
 
 from .ast import Aggregation, Binary, Call, Expr, MatrixSelector, NumberLiteral, Unary, VectorMatching, VectorSelector
@@ -194,8 +194,8 @@ class _GroupedEvaluator(_Evaluator):
 
 # -- which queries qualify, and their template ------------------------------------------------------
 
-class _NotGroupable(Exception):
-    pass
+class _NotGroupable(WatchdogError):
+    """Internal: the query cannot be evaluated grouped (it is evaluated alone)."""
 
 
 Candidates = tuple[tuple[str, Expr, str], ...]  # (label L, template, the query's value of L)
