@@ -71,6 +71,8 @@ class Daemon:
     def _install(self, loaded: LoadedConfig) -> None:
         """Build every plugin and the engine for `loaded` (at start and on reload)."""
         cfg = loaded.config
+        if hasattr(self, "engine") and not self.store_lost:
+            self.engine.flush_states()  # the quiet states' last values, before the new engine reads them
         self.loaded = loaded
         built = loaded.take_plugins()  # the instances validation built, if no one took them yet
         if built is not None:
@@ -477,12 +479,21 @@ class Daemon:
     def close(self) -> None:
         self.drill_worker.close()
         self.engine.runner.close()
+        if not self.store_lost:
+            _flush_quietly(self.engine)
         for plugin in [*self.sources.values(), *self.actuators.values(), *self.alerters.values()]:
             _close_quietly(plugin)
         httpbody.abort_all()  # scrapes still in flight end now: their threads would hold the exit
         _close_quietly(self.owner)  # releases this replica's targets at once
         self.store.close()
         redaction.uninstall(self.redactor, self._previous_redactor)
+
+
+def _flush_quietly(engine: Engine) -> None:
+    try:
+        engine.flush_states()
+    except Exception:  # closing goes on: the store has every state's course already
+        log.exception("could not write the quiet rule states at close")
 
 
 def _open_exclusive(state_path: str) -> StateStore:

@@ -27,10 +27,11 @@ from watchdog.rollback.coordinator import Rollbacks, TargetView
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import Phase as IncidentPhase
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, judge_rule
+from watchdog.rules.verdict import render_query, shown_labels
 from watchdog.rules.split import Router, target_key
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
 from watchdog.rules.stateindex import StateIndex
-from watchdog.config.templating import TemplateError, bound_parameters, render, variables_for
+from watchdog.config.templating import TemplateError, render, variables_for
 from watchdog.samples import Labels, format_labels
 from watchdog.sources.base import QueryResult, Source
 from watchdog.sources.runner import RunnerSettings, SourceRunner
@@ -41,6 +42,7 @@ from watchdog.text.versions import previous_good
 log = logging.getLogger("watchdog.engine")
 
 StateKey = tuple[str, str, str]  # (target, rule, series key)
+FLUSH_TICKS = 20  # a quiet series' overwritten fields (value, reason, …) reach the store within this many ticks
 
 
 def series_key(labels: Labels) -> str:
@@ -53,6 +55,22 @@ def series_key(labels: Labels) -> str:
 @functools.lru_cache(maxsize=8192)  # the same label sets every tick; json.dumps was ~15 % of a replayed tick
 def _series_key(labels: Labels) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class _TargetContext:
+    """A target's placeholder values, kept while its versions stay the same, with the queries
+    rendered for them (see `Situation.rendered`)."""
+
+    key: tuple[str | None, str | None]  # (version, previous version)
+    variables: dict[str, str | None]
+    rendered: dict = field(default_factory=dict)  # type: ignore[type-arg]
+    versions: list[VersionRecord] | None = None  # the store's list (read once per tick) these were checked against
+    previous_seen_at: float | None = None
+
+
+_RULE_LEVEL_KEY = json.dumps({}, sort_keys=True, separators=(",", ":"))
+_NO_STATE = SeriesState()
 
 
 class TickAbandoned(WatchdogError):
@@ -80,6 +98,12 @@ class Engine:
         self.metrics = metrics
         self.clock = clock or SystemClock()
         self.states = StateIndex((k, SeriesState.from_json(v)) for k, v in store.load_rule_states().items())
+        # What the store holds of each state, as far as an inactive series' course goes: a quiet
+        # series (inactive, judged OK again) is written only when that changes, and its
+        # overwritten fields every FLUSH_TICKS ticks (`_unsaved`, oldest first) and on close.
+        self._persisted: dict[StateKey, SeriesState] = dict(self.states.items())
+        self._unsaved: dict[StateKey, None] = {}
+        self._contexts: dict[str, _TargetContext] = {}
         # Rules by target and by (target, name), so nothing per target or per rule scans them all.
         self._rules_of: dict[str, list[LoadedRule]] = {}
         self._rule: dict[tuple[str, str], LoadedRule] = {}
@@ -88,6 +112,13 @@ class Engine:
             self._rule[(lr.target, lr.rule.name)] = lr
         self._rollback_rules = {t: {lr.rule.name for lr in rules if lr.rule.action == "rollback"}
                                 for t, rules in self._rules_of.items()}
+        # Each rule's queries and (split rules) routing key, worked out once, not per tick.
+        # (Templated rules share one Rule: these are per Rule, not per target.)
+        self._queries = {id(lr.rule): [(c.source or lr.rule.source, c.query) for c in lr.rule.conditions()]
+                         for lr in loaded.rules}
+        self._thresholds = {id(lr.rule): list(lr.rule.threshold().items()) for lr in loaded.rules}
+        self._split_keys = {id(lr): target_key(lr.target, loaded.config.targets[lr.target].variables, lr.split_by)
+                            for lr in loaded.rules if lr.split_by is not None}
         self._router = Router(self._fetch)  # split_by rules: one query per tick, its series routed to targets
         self._known_versions: dict[str, list[VersionRecord]] = {}  # the store's, read once per target per tick
         self._previous: dict[str, tuple[list[VersionRecord], str | None, str | None]] = {}
@@ -137,7 +168,7 @@ class Engine:
         if self._fixed_baselines:
             self._retain_baselines(now)
         report.decisions.extend(self.executor.resume_unfinished(self.clock.now, may_run=lambda d: self._may_run(d, now)))
-        self._known_versions.clear()
+        self._read_versions()
         self._router.clear()
         self._refresh_sources(now, report)
         self._prefetch(now)
@@ -146,7 +177,7 @@ class Engine:
             for name, target in self.loaded.config.targets.items():
                 if name in self.owned:
                     self._observe_version(name, target, now)
-        self._known_versions.clear()
+        self._read_versions()
         fired = self._evaluate_rules(now, report)
         for target in sorted(self.owned):
             self._checkpoint()  # each target's incident is its own transaction: stopping between them is safe
@@ -171,14 +202,50 @@ class Engine:
                 if lr.target in self.owned:
                     self._evaluate_rule(lr, now, report, upserts, deletes, fired)
             self._checkpoint()
+            self._flush_some(upserts, max(1, -(-len(self.states) // FLUSH_TICKS)))
             history, self._pending_history = self._pending_history, None
             with self.store.transaction():
                 for event in history:
                     self.store.append(event)
                 self.store.save_rule_states(upserts, deletes)
+            self._saved(upserts, deletes)
         finally:
             self._pending_history = None
         return fired
+
+    def _saved(self, upserts: dict[StateKey, str], deletes: Iterable[StateKey]) -> None:
+        """These states are in the store now (the transaction committed)."""
+        for key in upserts:
+            state = self.states.get(key)
+            if state is not None:
+                self._persisted[key] = state
+            self._unsaved.pop(key, None)
+        for key in deletes:
+            self._persisted.pop(key, None)
+            self._unsaved.pop(key, None)
+
+    def _flush_some(self, upserts: dict[StateKey, str], count: int | None) -> None:
+        """Add the `count` (None: all) longest-unsaved quiet states of owned targets to `upserts`."""
+        taken = 0
+        for key in list(self._unsaved):
+            if count is not None and taken >= count:
+                break
+            state = self.states.get(key)
+            if state is None or key[0] not in self.owned:
+                del self._unsaved[key]  # gone, or another replica's now: not ours to write
+                continue
+            if key not in upserts:
+                upserts[key] = state.to_json()
+                taken += 1
+
+    def flush_states(self) -> None:
+        """Write every quiet state's overwritten fields (at shutdown and before a reload)."""
+        upserts: dict[StateKey, str] = {}
+        self._flush_some(upserts, None)
+        if upserts:
+            with self.store.transaction():
+                self.store.save_rule_states(upserts, [])
+            self._saved(upserts, [])
 
     def _checkpoint(self) -> None:
         if self.executor.stop_event.is_set():
@@ -200,8 +267,10 @@ class Engine:
         changed = {k: replace(s, decision_id=decided) for k, s in view.series.items()
                    if k[1] == incident.rule and s.phase is Phase.FIRING}
         self.states.update(changed)
+        written = {k: s.to_json() for k, s in changed.items()}
         with self.store.transaction():
-            self.store.save_rule_states({k: s.to_json() for k, s in changed.items()}, [])
+            self.store.save_rule_states(written, [])
+        self._saved(written, [])
 
     # -- ownership (several replicas on one PostgreSQL) -------------------------------------------
 
@@ -216,9 +285,11 @@ class Engine:
         """Another replica guarded these until now: take over its rule states and versions."""
         for key in [k for t in targets for k in self.states.keys_of_target(t)]:
             del self.states[key]
+            self._persisted.pop(key, None)
+            self._unsaved.pop(key, None)
         for key, text in self.store.load_rule_states().items():
             if key[0] in targets:
-                self.states[key] = SeriesState.from_json(text)
+                self.states[key] = self._persisted[key] = SeriesState.from_json(text)
         for target in targets:
             self.versions[target] = self.store.current_version(target)
         self._recall_version_changes(targets)
@@ -244,8 +315,7 @@ class Engine:
         return self.owner is None or self.store.claim_decision(decision.id, self.owner.replica_id, now)
 
     def _refresh_sources(self, now: float, report: TickReport) -> None:
-        used = {c.source or lr.rule.source for lr in self.loaded.rules if lr.target in self.owned
-                for c in lr.rule.conditions()}
+        used = {source for lr in self.loaded.rules if lr.target in self.owned for source, _ in self._queries[id(lr.rule)]}
         used |= {t.version.source for n, t in self.loaded.config.targets.items() if t.version and n in self.owned}
         self._deadline = self.clock.monotonic() + self.tick_budget
         for name, error in self.runner.begin_tick(now, used, self._deadline).items():
@@ -262,13 +332,15 @@ class Engine:
         for lr in self.loaded.rules:
             if lr.target not in self.owned:
                 continue
-            variables = self.variables(lr.target)
-            params = bound_parameters(variables) if lr.split_by is None else None  # split: one query for all
-            for c in lr.rule.conditions():
-                try:
-                    requests.append((c.source or lr.rule.source, render(c.query, variables), params))
-                except TemplateError:
-                    continue
+            context = self._context(lr.target)
+            rendered, variables = context.rendered, context.variables  # the cache judging reads too
+            for source, query in self._queries[id(lr.rule)]:
+                found = rendered.get(query)
+                if found is None:
+                    found = rendered[query] = render_query(query, variables, rendered)
+                text, params = found
+                if isinstance(text, str):
+                    requests.append((source, text, params if lr.split_by is None else None))  # split: one query for all
         self.runner.prefetch(requests, now, self._deadline)
 
     # -- rules ----------------------------------------------------------------------------------
@@ -277,8 +349,22 @@ class Engine:
         return self.runner.query(source, query, at, params)
 
     def variables(self, target: str) -> dict[str, str | None]:
-        return variables_for(target, self.loaded.config.targets[target].variables,
-                             self.versions.get(target), self.previous_version(target))
+        """The target's placeholder values (one dict while they stay the same: do not change it)."""
+        return self._context(target).variables
+
+    def _context(self, target: str) -> _TargetContext:
+        versions = self._known_versions.get(target)
+        context = self._contexts.get(target)
+        if versions is not None and context is not None and context.versions is versions \
+                and context.key[0] == self.versions.get(target):
+            return context  # asked again in the same tick: nothing it depends on changed
+        key = (self.versions.get(target), self.previous_version(target))
+        if context is None or context.key != key:
+            context = self._contexts[target] = _TargetContext(key, variables_for(
+                target, self.loaded.config.targets[target].variables, *key))
+        context.versions = self._versions_of(target)
+        context.previous_seen_at = self._previous_seen_at(target)
+        return context
 
     def window(self, lr: LoadedRule) -> float:
         """The longest time window any query of the rule reads."""
@@ -298,12 +384,12 @@ class Engine:
             if window > 0 and now - changed_at < window:
                 return [Verdict((), Outcome.WARMING_UP, None,
                                 f"window still holds data from before version {self.versions.get(lr.target)}")]
-        remembered = self.states.get((lr.target, lr.rule.name, series_key(())))
-        fetch = self._fetch if lr.split_by is None else self._router.fetch_for(lr.split_by, target_key(
-            lr.target, self.loaded.config.targets[lr.target].variables, lr.split_by))
-        return judge_rule(lr.rule, Situation(fetch, now, self.variables(lr.target),
+        remembered = self.states.get((lr.target, lr.rule.name, _RULE_LEVEL_KEY))
+        fetch = self._fetch if lr.split_by is None else self._router.fetch_for(lr.split_by, self._split_keys[id(lr)])
+        context = self._context(lr.target)
+        return judge_rule(lr.rule, Situation(fetch, now, context.variables,
                                              remembered.memory if remembered else None,
-                                             self._previous_seen_at(lr.target)))
+                                             context.previous_seen_at, context.rendered))
 
     def _evaluate_rule(self, lr: LoadedRule, now: float, report: TickReport, upserts: dict[StateKey, str],
                        deletes: list[StateKey], fired: dict[str, list[str]]) -> None:
@@ -313,21 +399,29 @@ class Engine:
         # Evaluations more than two intervals apart (a stopped process, a clock jump) did not
         # observe the breach in between: a pending timer starts again.
         max_gap = 2 * self.loaded.config.interval
+        states, persisted = self.states, self._persisted
         for verdict in verdicts:
             key = (lr.target, rule.name, series_key(verdict.labels))
             seen.add(key)
-            prev = self.states.get(key, SeriesState())
+            prev = states.get(key) or _NO_STATE
             state, events = step(prev, verdict, rule, now, max_gap=max_gap)
             self.metrics.rules.count_outcome(lr.target, rule.name, verdict.outcome.value)
-            state = self._handle_events(lr, verdict, prev, state, events, now)
-            if Event.FIRED in events and rule.action == "rollback":
-                fired.setdefault(lr.target, []).append(rule.name)
-            self.states[key] = state
-            upserts[key] = state.to_json()
+            if events:
+                state = self._handle_events(lr, verdict, prev, state, events, now)
+                if Event.FIRED in events and rule.action == "rollback":
+                    fired.setdefault(lr.target, []).append(rule.name)
+            states[key] = state
+            written = persisted.get(key)
+            if state.phase is Phase.INACTIVE and written is not None and state.same_course(written):
+                self._unsaved[key] = None  # quiet: its overwritten fields are written later (_flush_some)
+            else:
+                upserts[key] = state.to_json()
             report.verdicts.append((lr.target, rule.name, verdict, state))
             self._export(lr, verdict.labels, state)
+        if states.count_of_rule(lr.target, rule.name) == len(seen):
+            return  # no series vanished
         has_data = any(v.outcome not in (Outcome.NO_DATA, Outcome.WARMING_UP) for v in verdicts)
-        for key in [k for k in self.states.keys_of_rule(lr.target, rule.name) if k not in seen]:
+        for key in [k for k in states.keys_of_rule(lr.target, rule.name) if k not in seen]:
             self._vanished(lr, key, has_data, now, upserts, deletes)
 
     def _vanished(self, lr: LoadedRule, key: StateKey, has_data: bool, now: float,
@@ -350,9 +444,9 @@ class Engine:
         upserts[key] = state.to_json()
 
     def _export(self, lr: LoadedRule, labels: Labels, state: SeriesState) -> None:
-        shown = format_labels(labels)
+        shown = shown_labels(labels)
         self.metrics.set_phase(lr.target, lr.rule.name, shown, state.phase.value)
-        for bound, threshold in lr.rule.threshold().items():
+        for bound, threshold in self._thresholds[id(lr.rule)]:
             self.metrics.rules.set_threshold(lr.target, lr.rule.name, bound, threshold)
         if state.value is not None:
             self.metrics.rules.set_value(lr.target, lr.rule.name, shown, state.value)
@@ -478,6 +572,11 @@ class Engine:
             labels = tuple(sorted(json.loads(key[2]).items()))
             self._alert_rule(rule, Verdict(labels, Outcome.WARMING_UP, None, f"version {version} is running; judged afresh"),
                              self.states[key], now, resolved=True)
+
+    def _read_versions(self) -> None:
+        """Forget the versions read so far and read the owned targets' afresh, all at once."""
+        self._known_versions.clear()
+        self._known_versions.update(self.store.versions_of(sorted(self.owned)))
 
     def _versions_of(self, target: str) -> list[VersionRecord]:
         """The store's versions of `target`, read once per tick (not once per rule)."""

@@ -185,6 +185,14 @@ def test_observe_version_reports_changes_only(store: StateStore) -> None:
     assert (v1.version, v1.first_seen, v1.last_seen) == ("v1", T0, T0 + 30)
 
 
+def test_versions_of_many_targets_read_at_once_equal_each_read_alone(store: StateStore) -> None:
+    for i, (target, version) in enumerate([("fraud", "v1"), ("fraud", "v2"), ("b", "x"), ("fraud", "v1"),
+                                           ("c", "y"), ("b", "z"), ("b", "x")]):
+        store.observe_version(target, version, T0 + 10 * (i // 2))  # equal times: the order falls to seq
+    store.mark_bad("b", "z", "why")
+    assert store.versions_of(["fraud", "b", "none"]) == {t: store.versions(t) for t in ("fraud", "b", "none")}
+
+
 def test_mark_bad_shows_in_versions(store: StateStore) -> None:
     store.observe_version("fraud", "v1", T0)
     store.observe_version("fraud", "v2", T0 + 10)

@@ -114,6 +114,10 @@ class Expr:
 
     def max_range(self) -> float:
         """Longest range window (seconds) anywhere in the expression; 0.0 if none."""
+        return self._max_range
+
+    @cached_property
+    def _max_range(self) -> float:  # asked for every query of every tick: the tree does not change
         return max((c.max_range() for c in self.children()), default=0.0)
 
     def precedence(self) -> int:

@@ -15,8 +15,8 @@ from dataclasses import replace
 from watchdog.config.schema import Compare, Condition, Rule
 from watchdog.errors import WatchdogError
 from watchdog.rules.statistical import judge_statistical
-from watchdog.rules.verdict import RULE_LEVEL, Outcome, Situation, Verdict, baseline_of, fetch_rendered
-from watchdog.samples import Labels, Sample, format_labels, without_name
+from watchdog.rules.verdict import RULE_LEVEL, Outcome, Situation, Verdict, baseline_of, fetch_rendered, shown_labels, unnamed
+from watchdog.samples import Labels, Sample, without_name
 
 
 def is_breach(above: float | None, below: float | None, value: float) -> bool:
@@ -51,8 +51,7 @@ def judge_rule(rule: Rule, situation: Situation) -> list[Verdict]:
     if rule.is_statistical():
         verdicts = judge_statistical(rule, situation)
     elif rule.query is not None:
-        main = Condition(query=rule.query, source=rule.source, above=rule.above, below=rule.below, compare=rule.compare)
-        verdicts = judge_condition(main, rule.source, situation, rule.name)
+        verdicts = judge_condition(_main_condition(rule), rule.source, situation, rule.name)
         verdicts = _apply_min_samples(rule, verdicts, situation)
     else:
         verdicts = _apply_min_samples(rule, [_combine(rule, situation)], situation)
@@ -61,12 +60,26 @@ def judge_rule(rule: Rule, situation: Situation) -> list[Verdict]:
     return verdicts
 
 
+_MAIN: dict[int, tuple[Rule, Condition]] = {}  # by id(rule), the rule kept so that the id stays its own
+
+
+def _main_condition(rule: Rule) -> Condition:
+    """The rule's own query and threshold as a condition (built once per rule, not per tick)."""
+    found = _MAIN.get(id(rule))
+    if found is None or found[0] is not rule:
+        if len(_MAIN) > 100_000:
+            _MAIN.clear()
+        found = _MAIN[id(rule)] = (rule, Condition(query=rule.query, source=rule.source, above=rule.above,
+                                                   below=rule.below, compare=rule.compare))
+    return found[1]
+
+
 def judge_condition(condition: Condition, default_source: str, situation: Situation, name: str) -> list[Verdict]:
     source = condition.source or default_source
     result = fetch_rendered(situation, source, condition.query, situation.now)
     if isinstance(result, WatchdogError):
         return [Verdict(RULE_LEVEL, Outcome.NO_DATA, None, f"query failed: {result}")]
-    samples = [Sample(without_name(s.labels), s.value) for s in result.samples]
+    samples = [Sample(unnamed(s.labels), s.value) for s in result.samples]
     if not samples:
         if result.warming_up:
             return [Verdict(RULE_LEVEL, Outcome.WARMING_UP, None, "warming up: the query's window is not filled yet")]
@@ -83,7 +96,7 @@ def _judge_series(condition: Condition, sample: Sample, baselines: dict[Labels, 
     n = counts.get(sample.labels) if counts else None
     if math.isnan(value):
         return Verdict(sample.labels, Outcome.NO_DATA, None, "value is NaN (e.g. 0/0: no traffic)", n)
-    where = name + (format_labels(sample.labels) if sample.labels else "")
+    where = name + (shown_labels(sample.labels) if sample.labels else "")
     if is_breach(condition.above, condition.below, value):
         return Verdict(sample.labels, Outcome.BREACH, value, f"{where} = {value:.6g} is {describe_threshold(_plain(condition))}", n)
     if condition.compare is None:

@@ -35,7 +35,7 @@ class Router:
 
     def __init__(self, fetch: Fetch):
         self.fetch = fetch
-        self._grouped: dict[tuple[str, str, float, str], tuple[QueryResult, dict[str, list]]] = {}  # type: ignore[type-arg]
+        self._grouped: dict[tuple[str, str, float, str], tuple[QueryResult, dict[str | None, QueryResult]]] = {}
 
     def clear(self) -> None:
         self._grouped.clear()
@@ -48,10 +48,14 @@ class Router:
             if isinstance(grouped, WatchdogError):
                 return grouped
             result, by_key = grouped
-            return replace(result, samples=by_key.get(key, []))
+            mine = by_key.get(key)
+            if mine is None:
+                mine = by_key[key] = replace(result, samples=[])
+            return mine
         return fetch
 
-    def _group(self, source: str, query: str, at: float, label: str) -> tuple[QueryResult, dict[str, list]] | WatchdogError:  # type: ignore[type-arg]
+    def _group(self, source: str, query: str, at: float, label: str
+               ) -> tuple[QueryResult, dict[str | None, QueryResult]] | WatchdogError:
         cache_key = (source, query, at, label)
         found = self._grouped.get(cache_key)
         if found is not None:
@@ -59,9 +63,11 @@ class Router:
         result = self.fetch(source, query, at, None)
         if isinstance(result, WatchdogError):
             return result
-        by_key: dict[str, list] = {}  # type: ignore[type-arg]
+        parts: dict[str | None, list] = {}  # type: ignore[type-arg]
         for sample in result.samples:
-            by_key.setdefault(sample.label(label), []).append(sample)
+            parts.setdefault(sample.label(label), []).append(sample)
+        # each target's result built once per (query, time), not once per rule asking
+        by_key = {k: replace(result, samples=samples) for k, samples in parts.items()}
         self._grouped[cache_key] = (result, by_key)
         return result, by_key
 

@@ -50,6 +50,16 @@ class SeriesState:
     insufficient_since: float | None = None  # start of a run of inconclusive / too-few-samples verdicts
     insufficient_alerted: bool = False
 
+    def same_course(self, other: "SeriesState") -> bool:
+        """Equal but for the fields every evaluation overwrites (`evaluated_at`, `value`,
+        `outcome`, `reason`): what an inactive series must keep across a restart."""
+        return (self.phase is other.phase and self.pending_since == other.pending_since
+                and self.firing_since == other.firing_since and self.no_data_since == other.no_data_since
+                and self.decision_id == other.decision_id and self.errors == other.errors
+                and self.breaches == other.breaches and self.memory == other.memory
+                and self.insufficient_since == other.insufficient_since
+                and self.insufficient_alerted == other.insufficient_alerted)
+
     def to_json(self) -> str:
         # Every state is written on every tick: a flat copy, not asdict's recursive deep copy.
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -79,6 +89,23 @@ def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float,
 
     A breach must be observed continuously for `for`: when the previous evaluation is more
     than `max_gap` ago (the process stopped, the clock jumped), a pending timer restarts."""
+    if verdict.outcome is Outcome.OK and prev.phase is Phase.INACTIVE and not prev.errors \
+            and prev.no_data_since is None and prev.insufficient_since is None and not prev.insufficient_alerted \
+            and not prev.breaches:
+        # Most series of a fleet, most of the time: a quiet series judged OK again. Only the
+        # fields every evaluation overwrites change (what `_step` gives, in one construction;
+        # tests/rules/test_state_fast_path.py compares the two on random inputs).
+        return SeriesState(
+            phase=prev.phase, pending_since=prev.pending_since, firing_since=prev.firing_since, no_data_since=None,
+            value=verdict.value if verdict.value is not None else prev.value, outcome=verdict.outcome.value,
+            reason=verdict.reason, evaluated_at=now, decision_id=prev.decision_id, errors=prev.errors, breaches=(),
+            memory=verdict.memory if verdict.memory is not None else prev.memory, insufficient_since=None,
+            insufficient_alerted=False), []
+    return _step(prev, verdict, rule, now, max_gap)
+
+
+def _step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float,
+          max_gap: float | None = None) -> tuple[SeriesState, list[Event]]:
     events: list[Event] = []
     if max_gap is not None and prev.phase is Phase.PENDING and prev.evaluated_at is not None \
             and now - prev.evaluated_at > max_gap:

@@ -47,6 +47,12 @@ class StateIndex(MutableMapping[StateKey, SeriesState]):
     def __contains__(self, key: object) -> bool:
         return key in self._states
 
+    def get(self, key: StateKey, default: SeriesState | None = None) -> SeriesState | None:  # type: ignore[override]
+        return self._states.get(key, default)  # Mapping.get goes through __getitem__ and a KeyError
+
+    def count_of_rule(self, target: str, rule: str) -> int:
+        return len(self._by_rule.get((target, rule), ()))
+
     def keys_of_rule(self, target: str, rule: str) -> list[StateKey]:
         return list(self._by_rule.get((target, rule), ()))
 

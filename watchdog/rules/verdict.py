@@ -9,13 +9,14 @@ a `Verdict` is the outcome for one series.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from enum import Enum
 from typing import Any, Callable, Mapping
 
 from watchdog.config.templating import TemplateError, bound_parameters, render
 from watchdog.config.values import Baseline
 from watchdog.errors import WatchdogError
-from watchdog.samples import Labels, QueryResult
+from watchdog.samples import Labels, QueryResult, format_labels, without_name
 
 # fetch(source, query, at, params): params carries bound values such as the version for SQL's
 # `:version` (never spliced into query text).
@@ -51,19 +52,53 @@ class Situation:
     variables: Mapping[str, str | None]
     memory: str | None = None  # what the rule-level verdict remembered last time
     previous_seen_at: float | None = None  # when the previous version was last seen running
+    # query → (rendered text or the error, bound parameters) for `variables`, filled as asked:
+    # the engine keeps one per target while its variables stay the same (a query is rendered
+    # once, not once per tick)
+    rendered: dict[str, tuple[str | WatchdogError, dict[str, str] | None]] | None = None
 
 
 RULE_LEVEL: Labels = ()  # the key of verdicts about the rule as a whole (no series at all)
 
 
+@lru_cache(maxsize=65536)  # the same series every tick: formatted once, not once per rule and tick
+def shown_labels(labels: Labels) -> str:
+    return format_labels(labels)
+
+
+@lru_cache(maxsize=65536)
+def unnamed(labels: Labels) -> Labels:
+    return without_name(labels)
+
+
 def fetch_rendered(situation: Situation, source: str, query: str, at: float,
                    variables: Mapping[str, str | None] | None = None) -> QueryResult | WatchdogError:
+    if variables is None and situation.rendered is not None:
+        found = situation.rendered.get(query)
+        if found is None:
+            found = situation.rendered[query] = render_query(query, situation.variables, situation.rendered)
+        text, params = found
+        return text if isinstance(text, WatchdogError) else situation.fetch(source, text, at, params)
     try:
         rendered = render(query, variables if variables is not None else situation.variables)
     except TemplateError as exc:
         return WatchdogError(f"cannot fill in the query: {exc}")
     values = variables if variables is not None else situation.variables
     return situation.fetch(source, rendered, at, bound_parameters(values))
+
+
+def render_query(query: str, variables: Mapping[str, str | None],
+                 cache: Mapping[str, tuple[str | WatchdogError, dict[str, str] | None]] | None = None,
+                 ) -> tuple[str | WatchdogError, dict[str, str] | None]:
+    """What `fetch_rendered` asks for `query` with `variables`: the text (or why there is none)
+    and the bound parameters (those of another entry of `cache`, made for the same variables,
+    when there is one: one dict for all of a target's queries)."""
+    try:
+        text: str | WatchdogError = render(query, variables)
+    except TemplateError as exc:
+        text = WatchdogError(f"cannot fill in the query: {exc}")
+    other = next(iter(cache.values()), None) if cache else None
+    return text, other[1] if other is not None else bound_parameters(variables)
 
 
 def baseline_of(reference: Baseline, situation: Situation) -> tuple[Mapping[str, str | None], float] | str:

@@ -15,6 +15,9 @@ The engine calls, once per tick:
 - transient failures (timeouts, lost connections, 5xx) are retried with exponential backoff
   and jitter (`watchdog.retrying`), `options.retries` times when the source has that option,
   never starting an attempt after the call's deadline;
+- an in-process source (one with `query_many(queries, now)`, e.g. `scrape`, whose queries
+  are evaluated over samples it holds) gets a tick's requests in ONE call: no thread, retry
+  and bookkeeping per query, and queries of one template are evaluated as one;
 - a per-source circuit breaker: after `failure_threshold` consecutive failures the source is
   skipped for `cooldown` seconds (calls fail at once with SourceError kind `circuit_open`);
   then one call probes it (half-open): success closes the circuit, failure opens it again.
@@ -233,17 +236,82 @@ class SourceRunner:
 
     def _lane(self, name: str, queue: deque[tuple[_Key, Params]], now: float, until: float,
               results: dict[_Key, Answer], over: threading.Event) -> None:
+        many = getattr(self.sources[name], "query_many", None)
         while True:
             with self._lock:
                 if over.is_set() or not queue or self.clock.monotonic() >= until:
                     return  # what is left is reported as not finished by its deadline
-                key, params = queue.popleft()
+                if many is not None:
+                    batch = list(queue)
+                    queue.clear()
+                else:
+                    key, params = queue.popleft()
+            if many is not None:
+                self._call_many(name, many, batch, now, until, results, over)
+                continue
             answer = self._call(name, key[1], now, params, until)
             with self._lock:
                 if over.is_set():
                     return  # abandoned: counted as a timeout already; this late answer is dropped
                 results[key] = answer
                 self._record_query(name, answer, now)
+
+    def _call_many(self, name: str, many: Callable[[list[str], float], Iterable[tuple[int, Answer]]],
+                   batch: list[tuple[_Key, Params]], now: float, until: float, results: dict[_Key, Answer],
+                   over: threading.Event) -> None:
+        """All of a tick's requests to an in-process source (one with `query_many`, e.g.
+        `scrape`: no I/O, so no retries) in one call, under the same breaker and slot; each
+        answer is kept as it comes, so what finished before the deadline counts."""
+        with self._lock:
+            circuit = self._circuits[name]
+            refusal = None if circuit.allow(self.clock.now()) else circuit.refusal(name, self.clock.now())
+        if refusal is not None:
+            with self._lock:
+                for key, _ in batch:
+                    if not over.is_set():
+                        results[key] = refusal
+                        self._record_query(name, refusal, now)
+            return
+        started = self.clock.monotonic()
+        slot = self._slots[name]
+        if not slot.acquire(timeout=max(0.0, until - self.clock.monotonic())):
+            busy = SourceError(f"source {name} is busy: earlier calls have not finished within "
+                               f"{self.settings.query_timeout:g}s", "timeout")
+            with self._lock:
+                for key, _ in batch:
+                    if not over.is_set():
+                        results[key] = busy
+                self._record_query(name, busy, now)
+            return
+        answered: set[int] = set()
+        success: Answer | None = None
+        try:
+            for index, answer in many([key[1] for key, _ in batch], now):
+                with self._lock:
+                    if over.is_set():
+                        return  # abandoned at the deadline: what is left is counted as timed out
+                    results[batch[index][0]] = answer
+                    answered.add(index)
+                    if isinstance(answer, (SourceError, QueryError)):
+                        self._record_query(name, answer, now)
+                    else:
+                        success = answer
+            if success is not None:  # the breaker and `up` once for every good answer
+                with self._lock:
+                    self._record_query(name, success, now)
+        except Exception as exc:  # a plugin bug must not take the tick down
+            log.exception("source %s: query_many raised", name)
+            error = SourceError(f"source {name}: {type(exc).__name__}: {exc}", "internal")
+            with self._lock:
+                if not over.is_set():
+                    for index, (key, _) in enumerate(batch):
+                        if index not in answered:
+                            results[key] = error
+                    self._record_query(name, error, now)
+        finally:
+            slot.release()
+            if self.metrics is not None:
+                self.metrics.source_query_duration.labels(name).observe(self.clock.monotonic() - started)
 
     def _call(self, name: str, query: str, now: float, params: Params, until: float) -> Answer:
         with self._lock:

@@ -28,12 +28,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from watchdog.config.fields import option
 from watchdog.errors import PromQLError, QueryError, SourceError
 from watchdog.promql import Expr, SeriesStore, evaluate, parse
+from watchdog.promql.grouped import evaluate_many
 from watchdog.redact import redact_url
 from watchdog.samples import NAME, Labels, Sample, labels_of
 from watchdog.http import fetch as httpfetch
@@ -137,6 +138,20 @@ class ScrapeSource(Source):
     def query(self, query: str, now: float) -> QueryResult:
         note = f"last scrape failed: {self._last_error}" if self._last_error else ""
         return answer(self.name, self._expr(query), self.store, now, self._first_success, note)
+
+    def query_many(self, queries: list[str], now: float) -> Iterator[tuple[int, QueryResult | QueryError]]:
+        """A tick's queries at once (the runner's batch for in-process sources): the answer or
+        error `query` gives for each, those of one template evaluated as one (promql.grouped)."""
+        note = f"last scrape failed: {self._last_error}" if self._last_error else ""
+        exprs, index = [], []
+        for i, query in enumerate(queries):
+            try:
+                exprs.append(self._expr(query))
+                index.append(i)
+            except QueryError as exc:
+                yield i, detached(exc)
+        for j, found in evaluate_many(exprs, self.store, now):
+            yield index[j], _result(self.name, exprs[j], found, now, self._first_success, note)
 
     # -- scraping --------------------------------------------------------------------------------
 
@@ -279,6 +294,15 @@ def answer(name: str, expr: Expr, store: SeriesStore, now: float, data_since: fl
         samples = evaluate(expr, store, now)
     except PromQLError as exc:
         raise QueryError(f"source {name}: {exc.message}") from exc
+    result = _result(name, expr, samples, now, data_since, note)
+    assert isinstance(result, QueryResult)
+    return result
+
+
+def _result(name: str, expr: Expr, found: list[Sample] | PromQLError, now: float, data_since: float | None,
+            note: str) -> QueryResult | QueryError:
+    if isinstance(found, PromQLError):
+        return QueryError(f"source {name}: {found.message}")
     window = expr.max_range()
     warming = window > 0 and (data_since is None or now - data_since < window)
-    return QueryResult(samples=samples, warming_up=warming, note=note)
+    return QueryResult(samples=found, warming_up=warming, note=note)

@@ -249,6 +249,10 @@ class Versions(Transactional, Protocol):
     def versions(self, target: str) -> list[VersionRecord]:
         """Versions seen for `target`, newest `last_seen` first."""
 
+    def versions_of(self, targets: Iterable[str]) -> dict[str, list[VersionRecord]]:
+        """`versions(t)` for each of `targets` (a store may read them all at once)."""
+        return {target: self.versions(target) for target in targets}
+
     @abc.abstractmethod
     def current_version(self, target: str) -> str | None:
         """The version observed last for `target`, or None."""

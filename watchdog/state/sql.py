@@ -326,6 +326,16 @@ class SQLStateStore(StateStore):
         )
         return [VersionRecord(*row[:4], bool(row[4]), row[5]) for row in rows]
 
+    def versions_of(self, targets: Iterable[str]) -> dict[str, list[VersionRecord]]:
+        """One read for a fleet's versions (the engine asks at every tick), not one per target."""
+        wanted = set(targets)
+        out: dict[str, list[VersionRecord]] = {target: [] for target in wanted}
+        rows = self._all(f"SELECT {_VERSION} FROM versions ORDER BY target, last_seen DESC, seq DESC", ())
+        for row in rows:
+            if row[0] in wanted:
+                out[row[0]].append(VersionRecord(*row[:4], bool(row[4]), row[5]))
+        return out
+
     def current_version(self, target: str) -> str | None:
         row = self._one(
             "SELECT version FROM versions WHERE target = ? ORDER BY seq DESC LIMIT 1", (target,)

@@ -1,0 +1,306 @@
+"""Many queries of one template evaluated as one: `evaluate_many`.
+
+A rule templated for a thousand targets asks a thousand queries that differ only in one
+label's matcher value — `rate(x{instance="10.0.0.7:8080"}[1m])` for each instance. Each
+such query selects exactly the series whose label L equals its value v, so its answer is the
+template's answer over the part of the store where L = v. `evaluate_many` evaluates the
+template once over every requested part at the same time, each series carrying its part in a
+hidden label H (named so that no query can name it, and sorting before every real label):
+
+- selectors drop their `L="v"` matcher and keep the series whose L is one of the requested
+  values, each labelled H = its L value;
+- `by (…)` and `on (…)` get H added; `without`, `ignoring`, functions and arithmetic keep
+  it already (they drop only the labels they name, `__name__`, or `le`);
+
+so every operation works within each part exactly as it does on that part alone (sums add the
+same values in the same order: a part's series come in the order the store selects them for
+the single query), and the answer of query v is the series with H = v, H removed, sorted as
+`evaluate` sorts. A query qualifies only when every selector has a metric name and exactly
+one matcher on L, `L="v"` with the same non-empty v, L appears nowhere else in the query,
+and it uses only per-series functions (not `vector`/`scalar`). When a grouped evaluation
+fails (an error in any part, e.g. a many-to-many match in one), every query of the group is
+evaluated alone, so each gets its own answer or error. tests/promql/test_grouped.py checks
+the equality against `evaluate` on random stores and queries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+from watchdog.errors import PromQLError, WatchdogError
+from watchdog.samples import NAME, Labels, Sample, without_name
+
+from .ast import Aggregation, Binary, Call, Expr, MatrixSelector, NumberLiteral, Unary, VectorMatching, VectorSelector
+from .evaluator import _Evaluator
+from .instantfuncs import Value
+from .rangefuncs import RANGE_FUNCTIONS
+from .store import SeriesStore
+from .typecheck import check
+
+GROUP = "\x00group"  # the hidden label: no query can name it, and it sorts before every label name
+_PER_SERIES = frozenset({*RANGE_FUNCTIONS, "histogram_quantile", "abs", "clamp_min", "clamp_max"})
+_MAX_CACHED = 50_000
+
+Answer = list[Sample] | PromQLError
+
+
+def evaluate_many(exprs: Sequence[Expr], store: SeriesStore, now: float) -> Iterator[tuple[int, Answer]]:
+    """(index, answer) for every expression, in no particular order: the answer `evaluate`
+    gives (its samples, or the PromQLError it raises). Queries of one template that differ
+    only in one label's matcher value are evaluated together (see the module's text)."""
+    memo: dict[tuple[str, frozenset[str], Expr], Value] = {}  # subtrees shared by templates or queries
+    candidates = [_candidates(e) for e in exprs]
+    counts: dict[tuple[str, int], int] = {}  # templates are interned: counted by identity
+    for found in candidates:
+        for label, shape, _value in found:
+            counts[(label, id(shape))] = counts.get((label, id(shape)), 0) + 1
+    groups: dict[tuple[str, int], tuple[Expr, list[tuple[int, str]]]] = {}
+    alone: list[int] = []
+    for index, found in enumerate(candidates):
+        best = max(((counts[(label, id(shape))], label, shape, value) for label, shape, value in found),
+                   key=lambda c: c[0], default=None) if found else None
+        if best is None or best[0] < 2:
+            alone.append(index)
+            continue
+        groups.setdefault((best[1], id(best[2])), (best[2], []))[1].append((index, best[3]))
+    shared = _Shared()  # subtrees asked for more than once in this batch: evaluated once
+    for (label, _), (shape, members) in groups.items():
+        shared.count(label, frozenset(value for _, value in members), shape)
+    for index in alone:
+        shared.count("", frozenset(), exprs[index])
+    memo.update(shared.memo)
+    for (label, _), (shape, members) in groups.items():
+        answers = _evaluate_group(exprs[members[0][0]], shape, label, members, store, now, memo)
+        if answers is None:  # an error somewhere: each query alone gives its own answer or error
+            alone.extend(index for index, _ in members)
+            continue
+        for index, value in members:
+            yield index, answers.get(value, [])
+    for index in alone:
+        yield index, _alone(exprs[index], store, now, memo)
+
+
+def _alone(expr: Expr, store: SeriesStore, now: float, memo: dict[tuple[str, frozenset[str], Expr], Value]) -> Answer:
+    """What `evaluate` gives, with the subtrees equal to other queries' of the batch evaluated
+    once (split_by queries: p50/p90/p99 over one histogram)."""
+    try:
+        check(expr)
+        value = _GroupedEvaluator(store, now, "", frozenset(), memo).eval(expr)
+    except RecursionError:
+        return PromQLError("expression is nested too deeply; split it into smaller rules", 0)
+    except PromQLError as exc:
+        return exc
+    if isinstance(value, float):
+        return [Sample((), value)]
+    return sorted(value, key=lambda s: s.labels)
+
+
+def _evaluate_group(first: Expr, shape: Expr, label: str, members: list[tuple[int, str]], store: SeriesStore,
+                    now: float, memo: dict[tuple[str, frozenset[str], Expr], Value]) -> dict[str, list[Sample]] | None:
+    try:
+        check(first)  # the members differ only in a matcher value: one check stands for all
+        result = _GroupedEvaluator(store, now, label, frozenset(value for _, value in members), memo).eval(shape)
+    except (PromQLError, RecursionError):
+        return None
+    if isinstance(result, float):  # cannot happen: a qualifying query selects series
+        return None
+    parts: dict[str, list[Sample]] = {}
+    for sample in result:
+        hidden, rest = sample.labels[0], sample.labels[1:]
+        if hidden[0] != GROUP:
+            return None
+        parts.setdefault(hidden[1], []).append(Sample(rest, sample.value))
+    for samples in parts.values():
+        samples.sort(key=lambda s: s.labels)
+    return parts
+
+
+class _Shared:
+    """Counts the subtrees of a batch's evaluations; `memo` gets a slot for each one asked for
+    more than once: only those are kept (for the batch), not every subtree's value."""
+
+    def __init__(self) -> None:
+        self.uses: dict[tuple[str, frozenset[str], Expr], int] = {}
+        self.memo: dict[tuple[str, frozenset[str], Expr], Value] = {}
+
+    def count(self, label: str, values: frozenset[str], expr: Expr) -> None:
+        if isinstance(expr, NumberLiteral):
+            return
+        key = (label, values, expr)
+        self.uses[key] = self.uses.get(key, 0) + 1
+        if self.uses[key] == 2:
+            self.memo[key] = _UNSET
+        if self.uses[key] == 1:
+            for child in (expr.selector,) if isinstance(expr, MatrixSelector) else expr.children():
+                self.count(label, values, child)
+
+
+_UNSET: list[Sample] = []  # a memo slot not filled yet
+
+
+class _GroupedEvaluator(_Evaluator):
+    """Evaluates a template (see `_template`) over the parts L = each of `values`. Every
+    subtree's value is kept in `memo` for the other templates of the batch: values are never
+    changed in place (every operation builds new lists and samples), so sharing them is safe."""
+
+    def __init__(self, store: SeriesStore, now: float, label: str, values: frozenset[str],
+                 memo: dict[tuple[str, frozenset[str], Expr], Value]) -> None:
+        super().__init__(store, now)
+        self.label, self.values, self.memo = label, values, memo
+
+    def eval(self, expr: Expr) -> Value:
+        if isinstance(expr, NumberLiteral):
+            return float(expr.value)
+        key = (self.label, self.values, expr)
+        found = self.memo.get(key)
+        if found is not None and found is not _UNSET:
+            return found
+        if not self.label:  # a query evaluated alone: only the memo is added
+            value = super().eval(expr)
+        elif isinstance(expr, VectorSelector):
+            value = [Sample(hidden, s.value) for s in self.store.instant(expr.all_matchers, self.now)
+                     if (hidden := self._hidden(s.labels)) is not None]
+        else:
+            value = super().eval(expr)
+        if found is _UNSET:
+            self.memo[key] = value
+        return value
+
+    def _range_call(self, call: Call) -> list[Sample]:
+        if not self.label:
+            return super()._range_call(call)
+        matrix = call.args[0]
+        assert isinstance(matrix, MatrixSelector)
+        func = RANGE_FUNCTIONS[call.func]
+        out = []
+        for labels, points in self.store.window(matrix.selector.all_matchers, self.now - matrix.range, self.now):
+            hidden = self._hidden(labels)
+            if hidden is None:
+                continue
+            value = func(points, self.now, matrix.range)
+            if value is not None:
+                out.append(Sample(without_name(hidden), value))
+        return out
+
+    def _hidden(self, labels: Labels) -> Labels | None:
+        """`labels` with H = its L value first, or None when L is not a requested value."""
+        label = self.label
+        for k, v in labels:
+            if k == label:
+                return ((GROUP, v), *labels) if v in self.values else None
+        return None
+
+
+# -- which queries qualify, and their template ------------------------------------------------------
+
+class _NotGroupable(WatchdogError):
+    """Internal: the query cannot be evaluated grouped (it is evaluated alone)."""
+
+
+Candidates = tuple[tuple[str, Expr, str], ...]  # (label L, template, the query's value of L)
+
+
+def _candidates(expr: Expr) -> Candidates:
+    """Each label L by which `expr` can be grouped, with its template and its value of L.
+    Kept by the tree's identity (sources keep one tree per query text): hashing a tree by
+    value walks it, which costs what the analysis saves."""
+    cached = _by_tree.get(id(expr))
+    if cached is not None and cached[0] is expr:
+        return cached[1]
+    found: list[tuple[str, Expr, str]] = []
+    try:
+        selectors = list(_selectors(expr))
+        for label in _equal_labels(selectors) if selectors else ():
+            value = next(m.value for m in selectors[0].matchers if m.name == label)
+            if _named_elsewhere(expr, label):
+                continue
+            template = _template(expr, label)
+            found.append((label, _interned.setdefault(template, template), value))
+    except _NotGroupable:
+        found = []
+    if len(_by_tree) > _MAX_CACHED:
+        _by_tree.clear()
+        _interned.clear()
+    _by_tree[id(expr)] = (expr, tuple(found))  # the tree is kept: its id stays its own
+    return tuple(found)
+
+
+_by_tree: dict[int, tuple[Expr, Candidates]] = {}
+_interned: dict[Expr, Expr] = {}  # one object per distinct template
+
+
+def _selectors(expr: Expr) -> Iterator[VectorSelector]:
+    match expr:
+        case NumberLiteral():
+            return
+        case VectorSelector():
+            if expr.name is None:
+                raise _NotGroupable
+            yield expr
+        case MatrixSelector():
+            yield from _selectors(expr.selector)
+        case Call():
+            if expr.func not in _PER_SERIES:
+                raise _NotGroupable
+            for arg in expr.args:
+                yield from _selectors(arg)
+        case Aggregation() | Unary():
+            yield from _selectors(expr.expr)
+        case Binary():
+            yield from _selectors(expr.lhs)
+            yield from _selectors(expr.rhs)
+        case _:
+            raise _NotGroupable
+
+
+def _equal_labels(selectors: list[VectorSelector]) -> list[str]:
+    """Labels that every selector matches with exactly one matcher, `=` the same non-empty value."""
+    def equal(sel: VectorSelector) -> dict[str, str]:
+        on: dict[str, list[tuple[str, str]]] = {}
+        for m in sel.matchers:
+            on.setdefault(m.name, []).append((m.op, m.value))
+        return {name: ms[0][1] for name, ms in on.items()
+                if name != NAME and len(ms) == 1 and ms[0][0] == "=" and ms[0][1] != ""}
+
+    first = equal(selectors[0])
+    for sel in selectors[1:]:
+        other = equal(sel)
+        first = {k: v for k, v in first.items() if other.get(k) == v}
+    return sorted(first)
+
+
+def _named_elsewhere(expr: Expr, label: str) -> bool:
+    match expr:
+        case Aggregation():
+            return label in expr.grouping or _named_elsewhere(expr.expr, label)
+        case Binary():
+            named = expr.matching is not None and label in expr.matching.labels
+            return named or _named_elsewhere(expr.lhs, label) or _named_elsewhere(expr.rhs, label)
+        case _:
+            return any(_named_elsewhere(child, label) for child in expr.children())
+
+
+def _template(expr: Expr, label: str) -> Expr:
+    """`expr` without its `label="v"` matchers, with H added to every `by` and `on`."""
+    match expr:
+        case VectorSelector():
+            kept = tuple(m for m in expr.matchers if m.name != label)
+            return VectorSelector(expr.name, kept, pos=expr.pos)
+        case MatrixSelector():
+            return dataclasses.replace(expr, selector=_template(expr.selector, label))
+        case Call():
+            return dataclasses.replace(expr, args=tuple(_template(a, label) for a in expr.args))
+        case Aggregation():
+            grouping = expr.grouping if expr.without else (*expr.grouping, GROUP)
+            return dataclasses.replace(expr, expr=_template(expr.expr, label), grouping=grouping)
+        case Unary():
+            return dataclasses.replace(expr, expr=_template(expr.expr, label))
+        case Binary():
+            matching = expr.matching
+            if matching is not None and matching.on:
+                matching = VectorMatching(True, (*matching.labels, GROUP))
+            return dataclasses.replace(expr, lhs=_template(expr.lhs, label), rhs=_template(expr.rhs, label),
+                                       matching=matching)
+    return expr
+
