@@ -94,7 +94,7 @@ ALLOWED = {
     "body.py": {"time.monotonic"},  # http/body.py: reading a body: real socket deadlines
     "rest.py": {"time.monotonic"},  # an actuator's HTTP call within its real deadline
     "scrape.py": {"time.monotonic"},  # a scrape's socket timeout within the tick's (real) deadline
-    "scrapeloop.py": {"time.monotonic"},  # http/scrapeloop.py: each scrape's socket deadline (min of timeout and the tick's real deadline)  # a scrape's socket timeout within the tick's (real) deadline
+    "scrapeloop.py": {"time.monotonic"},  # http/scrapeloop.py: each scrape's socket deadline (min of timeout and the tick's real deadline)
     "sql.py": {"time.monotonic"},  # SQLite's progress handler interrupts a query at a real deadline
     "command.py": {"time.monotonic", "time.sleep"},  # waiting for a child process to exit
     "kubernetes.py": {"time.monotonic"},  # waiting for a rollout (a watch with real timeouts)
