@@ -19,12 +19,21 @@ healthy version, let both settle (plus a random fraction of a second, so flips f
 every phase of the 1 s ticks), flip to degraded, wait for both webhooks, heal. Prints
 median/p95/max per system and the per-trial ratio (theirs / ours), writes
 bench/results/latency-<timestamp>.json. Goal (issue 13): ours median ≤ 3.2 s, p95 ≤ 3.6 s.
+
+With --trace, our daemons log at debug level and each trial of ours is taken apart: flip →
+the tick that first saw the breach (the rule's pending tick) → the tick that fired (its
+scheduled time, from the decision in the state file) → that tick's real start (its debug log
+line) → our scrape of the model server (timestamped by the model server) → the rollback
+executor's start (debug log line) → the webhook's arrival; medians/p95s of each step.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import re
+import sqlite3
 import shutil
 import signal
 import statistics
@@ -38,6 +47,7 @@ from pathlib import Path
 
 import requests
 
+from watchdog.demo import model_server as simulated
 from watchdog.demo.model_server import SimulatedModelServer
 
 HERE = Path(__file__).resolve().parent
@@ -120,7 +130,8 @@ scrape_configs:
     return [am, prom], prom_port
 
 
-def start_ours(directory: Path, model_url: str, receiver: int, prometheus: str = "") -> subprocess.Popen:  # type: ignore[type-arg]
+def start_ours(directory: Path, model_url: str, receiver: int, prometheus: str = "",  # type: ignore[type-arg]
+               level: str = "warning") -> subprocess.Popen:
     """Our daemon on `scrape` (or, given a Prometheus URL, on the `prometheus` source), in its own directory."""
     directory = directory / ("ours-prometheus" if prometheus else "ours")
     directory.mkdir()
@@ -137,7 +148,89 @@ rules:
     for: 2s
     action: rollback
 """)
-    return start_daemon(directory, open(directory / "daemon.log", "w"))
+    return start_daemon(directory, open(directory / "daemon.log", "w"), level=level)
+
+
+class ScrapeLog:
+    """When the model server answered each `/metrics` GET, by client (ours or Prometheus):
+    wraps the simulated server's route (in this process) for --trace."""
+
+    def __init__(self) -> None:
+        self.ours: list[float] = []
+        self.prometheus: list[float] = []
+        route = simulated._ROUTES[("GET", "/metrics")]
+
+        def timed(handler, model):  # type: ignore[no-untyped-def]
+            at = time.time()
+            agent = handler.headers.get("User-Agent") or ""
+            (self.ours if agent.startswith("model-watchdog") else self.prometheus).append(at)
+            route(handler, model)
+
+        simulated._ROUTES[("GET", "/metrics")] = timed
+
+    @staticmethod
+    def first(times: list[float], after: float) -> float | None:
+        return next((t for t in times if t >= after), None)
+
+
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) DEBUG (\S+): (.*)$")
+
+
+def daemon_events(directory: Path) -> tuple[dict[float, float], dict[str, float]]:
+    """From a daemon's debug log: {scheduled tick: when it started}, {decision id: when the
+    executor started it} (wall-clock times of the log records)."""
+    ticks: dict[float, float] = {}
+    executions: dict[str, float] = {}
+    for line in (directory / "daemon.log").read_text(errors="replace").splitlines():
+        m = LOG_LINE.match(line)
+        if not m:
+            continue
+        at = time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S")) + int(m.group(1)[20:]) / 1000
+        tick = re.match(r"tick ([\d.]+): starting", m.group(3))
+        if tick:
+            ticks[round(float(tick.group(1)), 3)] = at
+        run = re.match(r"rollback (\w+) of \S+: carrying out", m.group(3))
+        if run:
+            executions.setdefault(run.group(1), at)
+    return ticks, executions
+
+
+def decisions(directory: Path) -> list[dict[str, float | str | None]]:
+    with sqlite3.connect(f"file:{directory / 'state.db'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT id, created_at, context FROM decisions ORDER BY created_at").fetchall()
+    return [{"id": i, "created_at": c, **{k: json.loads(ctx).get(k) for k in ("pending_at", "fired_at", "breach_started_at")}}
+            for i, c, ctx in rows]
+
+
+def trace(directory: Path, flips: list[float], webhook: list[float | None], scrapes: list[float] | None) -> list[dict]:  # type: ignore[type-arg]
+    """Each trial of one of our daemons taken apart (see the module docstring)."""
+    ticks, executions = daemon_events(directory)
+    made = decisions(directory)
+    out = []
+    for flip, hook in zip(flips, webhook):
+        d = next((d for d in made if d["created_at"] >= flip - 1), None)  # type: ignore[operator]
+        if d is None or hook is None:
+            out.append({})
+            continue
+        decided, pending = float(d["created_at"]), float(d["pending_at"] or d["created_at"])  # type: ignore[arg-type]
+        began = ticks.get(round(decided, 3))
+        executed = executions.get(str(d["id"]))
+        step = {"flip_to_pending_tick": pending - flip, "pending_to_decision_tick": decided - pending,
+                "fired_to_decision_tick": decided - float(d["fired_at"] or decided),  # type: ignore[arg-type]
+                "tick_start_late": None if began is None else began - decided}
+        scraped = ScrapeLog.first(scrapes, began) if scrapes is not None and began is not None else None
+        if scraped is not None:
+            step["tick_start_to_scrape"] = scraped - began  # type: ignore[operator]
+        step["tick_start_to_executor"] = None if began is None or executed is None else executed - began
+        step["executor_to_webhook"] = None if executed is None else hook - executed
+        step["decision_tick_to_webhook"] = hook - decided
+        out.append(step)
+    return out
+
+
+def trace_summary(rows: list[dict]) -> dict[str, dict[str, float]]:  # type: ignore[type-arg]
+    keys = [k for row in rows for k in row]
+    return {k: summary([row[k] for row in rows if row.get(k) is not None]) for k in dict.fromkeys(keys)}
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -152,16 +245,21 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds healthy before each flip")
     parser.add_argument("--give-up", type=float, default=20.0, help="seconds to wait for a webhook")
     parser.add_argument("--no-prometheus-source", action="store_true", help="leave out model-watchdog on the prometheus source")
+    parser.add_argument("--trace", action="store_true", help="take each of our trials apart into its steps (debug logs)")
     args = parser.parse_args()
     receiver = Receiver()
+    scrapes = ScrapeLog() if args.trace else None
+    level = "debug" if args.trace else "warning"
+    flips: list[float] = []
+    traced: dict[str, list[dict]] = {}  # type: ignore[type-arg]
     trials: list[dict[str, float | None]] = []
     with tempfile.TemporaryDirectory() as tmp, SimulatedModelServer(version="v2", previous_versions=("v1",)) as model:
         directory = Path(tmp)
         procs, prom_port = start_stack(directory, model.port, receiver.port)
-        procs.append(start_ours(directory, model.url, receiver.port))
+        procs.append(start_ours(directory, model.url, receiver.port, level=level))
         paths = {"ours": "/ours", "prometheus_alertmanager": "/am"}
         if not args.no_prometheus_source:
-            procs.append(start_ours(directory, model.url, receiver.port, f"http://127.0.0.1:{prom_port}"))
+            procs.append(start_ours(directory, model.url, receiver.port, f"http://127.0.0.1:{prom_port}", level=level))
             paths["ours_prometheus_source"] = "/ours-prometheus"
         try:
             time.sleep(args.settle)
@@ -170,6 +268,7 @@ def main() -> int:
                 # a random phase against the 1 s ticks and scrapes, as a real regression has
                 time.sleep(args.settle + random.uniform(0.0, 1.0))
                 flip = time.time()
+                flips.append(flip)
                 requests.post(model.url + "/control", json={"mode": "degraded"}, timeout=5).raise_for_status()
                 end = time.monotonic() + args.give_up
                 while time.monotonic() < end and any(receiver.first(p, flip) is None for p in paths.values()):
@@ -187,6 +286,14 @@ def main() -> int:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        if args.trace:
+            traced["ours"] = trace(directory / "ours", flips, [t.get("ours") and flips[i] + t["ours"]  # type: ignore[operator]
+                                                             for i, t in enumerate(trials)], scrapes.ours if scrapes else None)
+            if not args.no_prometheus_source:
+                traced["ours_prometheus_source"] = trace(
+                    directory / "ours-prometheus", flips,
+                    [t.get("ours_prometheus_source") and flips[i] + t["ours_prometheus_source"]  # type: ignore[operator]
+                     for i, t in enumerate(trials)], None)
     via_prom = [t["ours_prometheus_source"] for t in trials if t.get("ours_prometheus_source") is not None]
     ours_s = [t["ours"] for t in trials if t["ours"] is not None]
     theirs_s = [t["prometheus_alertmanager"] for t in trials if t["prometheus_alertmanager"] is not None]
@@ -201,6 +308,8 @@ def main() -> int:
                   [t["prometheus_alertmanager"] / t["ours_prometheus_source"] for t in trials  # type: ignore[operator]
                    if t.get("ours_prometheus_source") and t["prometheus_alertmanager"]]),
               "per_trial": trials}
+    if args.trace:
+        result["trace"] = {name: {"steps": trace_summary(rows), "per_trial": rows} for name, rows in traced.items()}
     print(f"\n{'system':<28}{'median':>8}{'p95':>8}{'max':>8}{'missed':>8}")
     for name, key, missed in (("model-watchdog (scrape)", "ours", "missed_ours"),
                               ("model-watchdog (prometheus)", "ours_prometheus_source", "missed_ours_prometheus_source"),
@@ -209,6 +318,10 @@ def main() -> int:
         print(f"{name:<28}{s['median']:>8.2f}{s['p95']:>8.2f}{s['max']:>8.2f}{result[missed]:>8}")
     r = result["ratio_theirs_over_ours"]
     print(f"{'per-trial ratio theirs/ours':<28}{r['median']:>8.2f}{r['p95']:>8.2f}{r['max']:>8.2f}")
+    for name, data in result.get("trace", {}).items():
+        print(f"\n{name}: steps of a trial{'median':>18}{'p95':>8}{'max':>8}")
+        for step, st in data["steps"].items():
+            print(f"  {step:<34}{st['median']:>8.3f}{st['p95']:>8.3f}{st['max']:>8.3f}")
     path = write_result("latency", result)
     print(f"goal: ours median ≤ 3.2 s, p95 ≤ 3.6 s\nmachine: {result['machine']}\nwritten: {path}")
     return 0

@@ -1,42 +1,92 @@
-"""APScheduler wiring, and nothing else: run `job` every `interval` seconds.
+"""The tick schedule: run `job(at)` at every point `at = offset + k·interval` of a fixed grid.
 
-`coalesce` and `max_instances=1` mean a slow tick (a rollback in flight) delays the next one
-instead of stacking evaluations on top of each other.
+Each run is handed the grid time it stands for (the engine judges rules at it), so the
+evaluation time never comes from a jittery wall-clock read, and the grid never drifts however
+long the ticks take (as Prometheus' rule groups). A tick that overran the next slot leaves it
+to run at once if that slot is at most `interval / 4` old, else it is skipped and the schedule
+goes on at the next point of the grid: ticks never stack (one at a time), and a tick that
+overruns its slot by a few milliseconds does not cost a whole interval.
+
+`offset` shifts the grid (e.g. to evaluate just after Prometheus scrapes the targets); 0 puts
+the ticks on multiples of the interval.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timezone
+import threading
 from typing import Callable
-
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from watchdog.clock import Clock, SystemClock
 
 log = logging.getLogger("watchdog.scheduler")
 
+LATE_SHARE = 0.25  # a slot missed by at most this share of the interval still runs (late)
+FIRST_AT_ONCE = 0.5  # seconds: a first slot further away than this gets a tick at once (ready sooner)
+
 
 class TickScheduler:
-    def __init__(self, interval: float, job: Callable[[], None], clock: Clock | None = None):
-        clock = clock or SystemClock()  # the clock APScheduler runs on (the system's, unless testing this class)
-        self._scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
-            "coalesce": True, "max_instances": 1, "misfire_grace_time": max(1, int(interval))})
-        # Ticks on the grid of `interval` (as Prometheus aligns evaluations), so that each run
-        # is near the scheduled time the daemon evaluates at (`daemon.scheduled_time`).
-        first = datetime.fromtimestamp(math.ceil(clock.now() / interval) * interval, timezone.utc)
-        self._scheduler.add_job(job, "interval", seconds=interval, id="evaluate", start_date=first, next_run_time=first)
-        now = clock.now()
-        if first.timestamp() - now > 0.5:  # and one at once, so the daemon is soon ready
-            self._scheduler.add_job(job, "date", id="first", run_date=datetime.fromtimestamp(now, timezone.utc))
-        # APScheduler logs every skipped run at WARNING; a long rollback makes that noise.
-        logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
-        logging.getLogger("apscheduler.executors.default").setLevel(logging.ERROR)
+    def __init__(self, interval: float, job: Callable[[float], object], clock: Clock | None = None,
+                 offset: float = 0.0):
+        if interval <= 0:
+            raise ValueError(f"interval must be positive, not {interval}")
+        self.interval = interval
+        self.offset = offset % interval
+        self._job = job
+        self._clock = clock or SystemClock()  # the system's, unless testing this class
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.skipped = 0  # slots left out because a tick overran them by more than the allowed lateness
+
+    def slot_at_or_after(self, when: float) -> float:
+        """The first grid point at or after `when`."""
+        return self._grid(math.ceil(round((when - self.offset) / self.interval, 9)))
+
+    def _grid(self, k: int) -> float:
+        return round(self.offset + k * self.interval, 6)
 
     def start(self) -> None:
-        self._scheduler.start()
+        self._thread = threading.Thread(target=self.run, name="ticks", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        """No new tick starts; the one in progress (if any) is not waited for."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """The schedule, in the calling thread, until `stop()` (start() runs it in a thread)."""
+        now = self._clock.now()
+        at = self.slot_at_or_after(now)
+        if at - now > FIRST_AT_ONCE:  # one at once, standing for the slot in progress, so the daemon is soon ready
+            self._run(at - self.interval)
+        while not self._stop.is_set():
+            if self._clock.sleep(at - self._clock.now(), self._stop):
+                return
+            self._run(at)
+            at = self._next(at)
+
+    def _run(self, at: float) -> None:
+        try:
+            self._job(at)
+        except Exception:  # the job reports its own failures; the schedule goes on
+            log.exception("the tick at %.3f failed", at)
+
+    def _next(self, done: float) -> float:
+        """The slot after `done`: the next grid point, or if the tick overran it, the latest
+        passed one when it is recent enough, else the next one still ahead."""
+        nxt = self._grid(round((done - self.offset) / self.interval) + 1)
+        now = self._clock.now()
+        if now <= nxt:
+            return nxt
+        latest = self.slot_at_or_after(now)
+        if latest > now:
+            latest = self._grid(round((latest - self.offset) / self.interval) - 1)
+        chosen = latest if now - latest <= LATE_SHARE * self.interval else self._grid(
+            round((latest - self.offset) / self.interval) + 1)
+        missed = round((chosen - nxt) / self.interval)
+        if missed > 0:
+            self.skipped += missed
+            log.info("a tick took %.3f s: %d evaluation(s) of the %gs schedule skipped", now - done, missed,
+                     self.interval)
+        return chosen
