@@ -8,7 +8,8 @@ Watching the SAME flips (paired trials):
 
 - model-watchdog (`model-watchdog run`, embedded `scrape`, 1 s interval, webhook actuator);
 - model-watchdog on the `prometheus` source (a second daemon, the same rule, querying the
-  Prometheus below instead of scraping; unless --no-prometheus-source);
+  Prometheus below instead of scraping; unless --no-prometheus-source), and a third one the
+  same but with `align_ticks: {source: model}` (its ticks just after Prometheus' scrapes);
 - Prometheus (1 s scrape and evaluation, the same rule as an alerting rule) + Alertmanager
   (`group_wait: 0s`, `group_interval: 1s`, webhook receiver) — the Debian packages
   `prometheus` and `prometheus-alertmanager`, started here on 127.0.0.1: their tightest
@@ -130,14 +131,25 @@ scrape_configs:
     return [am, prom], prom_port
 
 
-def start_ours(directory: Path, model_url: str, receiver: int, prometheus: str = "",  # type: ignore[type-arg]
+# Our daemons: key in the results → (name in the table, directory and webhook path, source, align_ticks).
+OURS = {
+    "ours": ("model-watchdog (scrape)", "ours", "scrape", False),
+    "ours_prometheus_source": ("model-watchdog (prometheus)", "ours-prometheus", "prometheus", False),
+    "ours_prometheus_aligned": ("  … with align_ticks", "ours-prometheus-aligned", "prometheus", True),
+}
+
+
+def start_ours(directory: Path, key: str, model_url: str, receiver: int, prometheus: str,  # type: ignore[type-arg]
                level: str = "warning") -> subprocess.Popen:
-    """Our daemon on `scrape` (or, given a Prometheus URL, on the `prometheus` source), in its own directory."""
-    directory = directory / ("ours-prometheus" if prometheus else "ours")
+    """Our daemon KEY (see OURS) in its own directory: on `scrape`, or on the `prometheus`
+    source querying PROMETHEUS, its ticks on the second or aligned to Prometheus' scrapes."""
+    _, name, kind, align = OURS[key]
+    directory = directory / name
     directory.mkdir()
-    source = f'{{type: prometheus, url: "{prometheus}", timeout: 1s}}' if prometheus else f'{{type: scrape, url: "{model_url}/metrics"}}'
-    path = "/ours-prometheus" if prometheus else "/ours"
-    (directory / "watchdog.yaml").write_text(demo_config(source, f"http://127.0.0.1:{receiver}{path}", free_port()))
+    source = f'{{type: prometheus, url: "{prometheus}", timeout: 1s}}' if kind == "prometheus" \
+        else f'{{type: scrape, url: "{model_url}/metrics"}}'
+    config = demo_config(source, f"http://127.0.0.1:{receiver}/{name}", free_port())
+    (directory / "watchdog.yaml").write_text(config + ("align_ticks: {source: model}\n" if align else ""))
     (directory / "rules.yaml").write_text(f"""\
 target: demo
 rules:
@@ -228,6 +240,13 @@ def trace(directory: Path, flips: list[float], webhook: list[float | None], scra
     return out
 
 
+def aligned_offset(directory: Path) -> str:
+    """What align_ticks chose, from the daemon's log (its INFO or WARNING line)."""
+    text = (directory / "daemon.log").read_text(errors="replace")
+    found = re.search(r"align_ticks: (.*)", text)
+    return found.group(1) if found else "(no align_ticks line in the log: run with --trace to see it)"
+
+
 def trace_summary(rows: list[dict]) -> dict[str, dict[str, float]]:  # type: ignore[type-arg]
     keys = [k for row in rows for k in row]
     return {k: summary([row[k] for row in rows if row.get(k) is not None]) for k in dict.fromkeys(keys)}
@@ -253,14 +272,17 @@ def main() -> int:
     flips: list[float] = []
     traced: dict[str, list[dict]] = {}  # type: ignore[type-arg]
     trials: list[dict[str, float | None]] = []
+    ours = ["ours"] if args.no_prometheus_source else list(OURS)
     with tempfile.TemporaryDirectory() as tmp, SimulatedModelServer(version="v2", previous_versions=("v1",)) as model:
         directory = Path(tmp)
         procs, prom_port = start_stack(directory, model.port, receiver.port)
-        procs.append(start_ours(directory, model.url, receiver.port, level=level))
-        paths = {"ours": "/ours", "prometheus_alertmanager": "/am"}
-        if not args.no_prometheus_source:
-            procs.append(start_ours(directory, model.url, receiver.port, f"http://127.0.0.1:{prom_port}", level=level))
-            paths["ours_prometheus_source"] = "/ours-prometheus"
+        # Prometheus first: align_ticks reads when it scraped the model (a daemon started before
+        # its first scrape keeps the default grid, with a warning).
+        time.sleep(2.0)
+        procs += [start_ours(directory, key, model.url, receiver.port, f"http://127.0.0.1:{prom_port}",
+                             "info" if OURS[key][3] and level == "warning" else level)  # the align_ticks line
+                  for key in ours]
+        paths = {**{key: "/" + OURS[key][1] for key in ours}, "prometheus_alertmanager": "/am"}
         try:
             time.sleep(args.settle)
             for n in range(args.trials):
@@ -286,38 +308,36 @@ def main() -> int:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-        if args.trace:
-            traced["ours"] = trace(directory / "ours", flips, [t.get("ours") and flips[i] + t["ours"]  # type: ignore[operator]
-                                                             for i, t in enumerate(trials)], scrapes.ours if scrapes else None)
-            if not args.no_prometheus_source:
-                traced["ours_prometheus_source"] = trace(
-                    directory / "ours-prometheus", flips,
-                    [t.get("ours_prometheus_source") and flips[i] + t["ours_prometheus_source"]  # type: ignore[operator]
-                     for i, t in enumerate(trials)], None)
-    via_prom = [t["ours_prometheus_source"] for t in trials if t.get("ours_prometheus_source") is not None]
-    ours_s = [t["ours"] for t in trials if t["ours"] is not None]
-    theirs_s = [t["prometheus_alertmanager"] for t in trials if t["prometheus_alertmanager"] is not None]
-    ratios = [t["prometheus_alertmanager"] / t["ours"] for t in trials  # type: ignore[operator]
-              if t["ours"] and t["prometheus_alertmanager"]]
-    result = {"benchmark": "latency", "machine": machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "trials": len(trials), "missed_ours": len(trials) - len(ours_s),
-              "missed_prometheus_alertmanager": len(trials) - len(theirs_s), "ours": summary(ours_s),
-              "prometheus_alertmanager": summary(theirs_s), "ratio_theirs_over_ours": summary(ratios),
-              "ours_prometheus_source": summary(via_prom), "missed_ours_prometheus_source": len(trials) - len(via_prom),
-              "ratio_theirs_over_ours_prometheus_source": summary(
-                  [t["prometheus_alertmanager"] / t["ours_prometheus_source"] for t in trials  # type: ignore[operator]
-                   if t.get("ours_prometheus_source") and t["prometheus_alertmanager"]]),
-              "per_trial": trials}
+        for key in ours if args.trace else []:
+            hooks = [None if t.get(key) is None else flips[i] + t[key] for i, t in enumerate(trials)]  # type: ignore[operator]
+            traced[key] = trace(directory / OURS[key][1], flips, hooks,
+                                scrapes.ours if scrapes is not None and key == "ours" else None)
+        offsets = {key: aligned_offset(directory / OURS[key][1]) for key in ours if OURS[key][3]}
+    result: dict = {"benchmark": "latency", "machine": machine(),  # type: ignore[type-arg]
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "trials": len(trials),
+                    "align_ticks_offsets": offsets}
+    for key in [*ours, "prometheus_alertmanager"]:
+        values = [t[key] for t in trials if t.get(key) is not None]
+        result[key], result[f"missed_{key}"] = summary(values), len(trials) - len(values)  # type: ignore[arg-type]
+        if key != "prometheus_alertmanager":
+            suffix = "" if key == "ours" else key[len("ours"):]
+            result[f"ratio_theirs_over_ours{suffix}"] = summary(
+                [t["prometheus_alertmanager"] / t[key] for t in trials  # type: ignore[operator]
+                 if t.get(key) and t.get("prometheus_alertmanager")])
+    result["per_trial"] = trials
     if args.trace:
         result["trace"] = {name: {"steps": trace_summary(rows), "per_trial": rows} for name, rows in traced.items()}
-    print(f"\n{'system':<28}{'median':>8}{'p95':>8}{'max':>8}{'missed':>8}")
-    for name, key, missed in (("model-watchdog (scrape)", "ours", "missed_ours"),
-                              ("model-watchdog (prometheus)", "ours_prometheus_source", "missed_ours_prometheus_source"),
-                              ("Prometheus + Alertmanager", "prometheus_alertmanager", "missed_prometheus_alertmanager")):
-        s = result[key]
-        print(f"{name:<28}{s['median']:>8.2f}{s['p95']:>8.2f}{s['max']:>8.2f}{result[missed]:>8}")
-    r = result["ratio_theirs_over_ours"]
-    print(f"{'per-trial ratio theirs/ours':<28}{r['median']:>8.2f}{r['p95']:>8.2f}{r['max']:>8.2f}")
+    print(f"\n{'system':<42}{'median':>8}{'p95':>8}{'max':>8}{'missed':>8}")
+    names = {**{key: OURS[key][0] for key in ours}, "prometheus_alertmanager": "Prometheus + Alertmanager"}
+    for key, name in names.items():
+        st = result[key]
+        print(f"{name:<42}{st['median']:>8.2f}{st['p95']:>8.2f}{st['max']:>8.2f}{result['missed_' + key]:>8}")
+    for key in ours:
+        suffix = "" if key == "ours" else key[len("ours"):]
+        r = result[f"ratio_theirs_over_ours{suffix}"]
+        print(f"{'ratio theirs/ours ' + OURS[key][0].strip():<42}{r['median']:>8.2f}{r['p95']:>8.2f}{r['max']:>8.2f}")
+    if offsets:
+        print(f"align_ticks offsets (s after the second): {offsets}")
     for name, data in result.get("trace", {}).items():
         print(f"\n{name}: steps of a trial{'median':>18}{'p95':>8}{'max':>8}")
         for step, st in data["steps"].items():

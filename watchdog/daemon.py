@@ -372,13 +372,16 @@ class Daemon:
 
     def start(self) -> str:
         """Start HTTP, alert delivery and the tick scheduler in the background; returns the URL."""
+        from watchdog.runtime.phase import tick_offset
         from watchdog.runtime.scheduler import TickScheduler
 
         self._server = self.api_server()
         self._server.start()
         self.notifier.start()
         # The schedule runs on the real wall clock (a fake one would spin): its grid is on that one.
-        self._scheduler = TickScheduler(self.loaded.config.interval, self.run_once)
+        cfg = self.loaded.config
+        self._scheduler = TickScheduler(cfg.interval, self.run_once,
+                                        offset=tick_offset(cfg.align_ticks, self.sources, cfg.interval))
         self._scheduler.start()
         log.info("model-watchdog running: %d rules, %d targets, evaluating every %gs, listening on %s",
                  len(self.loaded.rules), len(self.loaded.config.targets), self.loaded.config.interval,

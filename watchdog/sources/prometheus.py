@@ -162,6 +162,12 @@ class PrometheusSource(Source):
                 out.setdefault(round(pair[0] * 1000), []).append(Sample(labels, self._value(pair)))
         return out
 
+    def targets_api(self) -> httpfetch.Fetched:
+        """`GET /api/v1/targets?state=active` with this source's auth and limits (`align_ticks`)."""
+        return httpfetch.request(self._http(), "GET", self.endpoint[: -len(API_PATH)] + "/api/v1/targets",
+                                 timeout=self.options.timeout, max_body=self.options.max_body, what="Prometheus targets GET",
+                                 headers=self._headers, auth=self._auth, params={"state": "active"})
+
     def _result(self, response: httpfetch.Fetched, query: str) -> QueryResult:
         status = response.status_code
         if httpfetch.is_html(response):
