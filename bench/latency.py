@@ -241,10 +241,9 @@ def trace(directory: Path, flips: list[float], webhook: list[float | None], scra
 
 
 def aligned_offset(directory: Path) -> str:
-    """What align_ticks chose, from the daemon's log (its INFO or WARNING line)."""
-    text = (directory / "daemon.log").read_text(errors="replace")
-    found = re.search(r"align_ticks: (.*)", text)
-    return found.group(1) if found else "(no align_ticks line in the log: run with --trace to see it)"
+    """What align_ticks chose last, from the daemon's log (its INFO or WARNING lines)."""
+    found = re.findall(r"align_ticks: (.*)", (directory / "daemon.log").read_text(errors="replace"))
+    return found[-1] if found else "(no align_ticks line in the daemon's log)"
 
 
 def trace_summary(rows: list[dict]) -> dict[str, dict[str, float]]:  # type: ignore[type-arg]
@@ -276,9 +275,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, SimulatedModelServer(version="v2", previous_versions=("v1",)) as model:
         directory = Path(tmp)
         procs, prom_port = start_stack(directory, model.port, receiver.port)
-        # Prometheus first: align_ticks reads when it scraped the model (a daemon started before
-        # its first scrape keeps the default grid, with a warning).
-        time.sleep(2.0)
+        # (align_ticks reads when Prometheus scraped the model; until its first scrape the daemon
+        # ticks on the second and tries again every 5 s)
         procs += [start_ours(directory, key, model.url, receiver.port, f"http://127.0.0.1:{prom_port}",
                              "info" if OURS[key][3] and level == "warning" else level)  # the align_ticks line
                   for key in ours]

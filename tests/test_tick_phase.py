@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -12,7 +13,9 @@ from tests.config.test_loader import GOOD_CONFIG, problems, write
 from tests.http_receiver import Receiver, Reply
 from watchdog.config.loader import load
 from watchdog.config.schema import AlignTicks
-from watchdog.runtime.phase import MARGIN, offset_after, rfc3339_seconds, scrape_ends, tick_offset
+from watchdog.clock import FakeClock
+from watchdog.runtime.phase import MARGIN, PhaseFollower, offset_after, rfc3339_seconds, scrape_ends
+from watchdog.runtime.scheduler import TickScheduler
 from watchdog.sources.prometheus import PrometheusOptions, PrometheusSource
 
 pytestmark = pytest.mark.timeout(30)
@@ -70,21 +73,62 @@ def test_only_targets_scraped_at_our_interval_and_of_the_job_count() -> None:
     assert scrape_ends({"data": None}, 1.0) == [] and scrape_ends([], 1.0) == []
 
 
+def follower(receiver: Receiver, **kw: float) -> PhaseFollower:
+    prom = PrometheusSource("prom", PrometheusOptions(url=receiver.url(""), timeout=2.0))  # type: ignore[call-arg]
+    return PhaseFollower(AlignTicks(source="prom"), lambda: {"prom": prom}, 1.0, **kw)
+
+
 def test_the_daemon_reads_the_phase_from_prometheus_targets_api(receiver: Receiver) -> None:
     receiver.script(Reply(200, targets_doc(target(T0 + 0.42)), {"Content-Type": "application/json"}))
-    prom = PrometheusSource("prom", PrometheusOptions(url=receiver.url(""), timeout=2.0))  # type: ignore[call-arg]
-    offset = tick_offset(AlignTicks(source="prom"), {"prom": prom}, 1.0)
-    assert offset == pytest.approx(0.424 + MARGIN, abs=1e-3)
+    assert follower(receiver).measure() == pytest.approx(0.424 + MARGIN, abs=1e-3)
     [request] = receiver.requests
     assert request.path == "/api/v1/targets?state=active"
 
 
-def test_without_an_answer_the_ticks_stay_on_multiples_of_the_interval(receiver: Receiver) -> None:
-    receiver.script(503, Reply(200, b"not json"))
-    prom = PrometheusSource("prom", PrometheusOptions(url=receiver.url(""), timeout=2.0))  # type: ignore[call-arg]
-    assert tick_offset(AlignTicks(source="prom"), {"prom": prom}, 1.0) == 0.0
-    assert tick_offset(AlignTicks(source="prom"), {"prom": prom}, 1.0) == 0.0
-    assert tick_offset(None, {"prom": prom}, 1.0) == 0.0
+def test_without_an_answer_the_ticks_stay_where_they_are(receiver: Receiver) -> None:
+    receiver.script(503, Reply(200, b"not json"), Reply(200, targets_doc(), {"Content-Type": "application/json"}))
+    f = follower(receiver)
+    assert [f.measure(), f.measure(), f.measure()] == [None, None, None]
+
+
+def test_the_follower_retries_until_prometheus_has_scraped_then_shifts_the_grid(receiver: Receiver) -> None:
+    not_yet = {**target(T0), "lastScrape": "0001-01-01T00:00:00Z"}
+    receiver.script(503, Reply(200, targets_doc(not_yet), {"Content-Type": "application/json"}),
+                    Reply(200, targets_doc(target(T0 + 0.6)), {"Content-Type": "application/json"}),
+                    Reply(200, targets_doc(target(T0 + 0.2)), {"Content-Type": "application/json"}))
+    f, clock, stop, shifts = follower(receiver, every=600.0, retry=5.0), FakeClock(T0), threading.Event(), []
+
+    def shift(offset: float) -> None:
+        shifts.append((round(clock.now() - T0, 3), offset))
+        if len(shifts) == 2:
+            stop.set()
+
+    assert f.measure() is None  # at start: 503
+    f.follow(shift, stop, clock)
+    # retried after 5 s (not scraped yet) and 10 s (found), then after 600 s (a new phase)
+    assert shifts == [(10.0, pytest.approx(0.654, abs=1e-3)), (610.0, pytest.approx(0.254, abs=1e-3))]
+
+
+def test_a_shifted_grid_takes_over_after_the_tick_in_progress_never_two_ticks_for_one_slot() -> None:
+    clock, runs, to = FakeClock(T0), [], [0.85]
+    scheduler: TickScheduler
+
+    def job(at: float) -> None:
+        runs.append((round(at - T0, 3), round(clock.now() - T0, 3)))
+        if len(runs) == 2:
+            scheduler.shift(to[0])
+        clock.advance(0.02)
+        if len(runs) == 5:
+            scheduler.stop()
+
+    scheduler = TickScheduler(1.0, job, clock=clock)
+    scheduler.run()
+    # ticks at 0, 1; then shifted: the first point of the new grid after 1 is 1.85
+    assert runs == [(0.0, 0.0), (1.0, 1.0), (1.85, 1.85), (2.85, 2.85), (3.85, 3.85)]
+    clock, runs, to[0] = FakeClock(T0 + 0.9), [], 0.1
+    scheduler = TickScheduler(1.0, job, clock=clock, offset=0.9)
+    scheduler.run()  # back to +0.1: from 1.9 to 2.1 (not 1.1, which is before the last tick)
+    assert [at for at, _ in runs] == [0.9, 1.9, 2.1, 3.1, 4.1]
 
 
 def test_align_ticks_loads_and_must_name_a_prometheus_source(tmp_path) -> None:

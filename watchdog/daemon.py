@@ -372,7 +372,7 @@ class Daemon:
 
     def start(self) -> str:
         """Start HTTP, alert delivery and the tick scheduler in the background; returns the URL."""
-        from watchdog.runtime.phase import tick_offset
+        from watchdog.runtime.phase import PhaseFollower
         from watchdog.runtime.scheduler import TickScheduler
 
         self._server = self.api_server()
@@ -380,9 +380,12 @@ class Daemon:
         self.notifier.start()
         # The schedule runs on the real wall clock (a fake one would spin): its grid is on that one.
         cfg = self.loaded.config
-        self._scheduler = TickScheduler(cfg.interval, self.run_once,
-                                        offset=tick_offset(cfg.align_ticks, self.sources, cfg.interval))
+        follower = PhaseFollower(cfg.align_ticks, lambda: self.sources, cfg.interval) if cfg.align_ticks else None
+        self._scheduler = TickScheduler(cfg.interval, self.run_once, offset=(follower and follower.measure()) or 0.0)
         self._scheduler.start()
+        if follower is not None:  # (a changed align_ticks takes effect at the next start)
+            threading.Thread(target=follower.follow, args=(self._scheduler.shift, self.stop, SystemClock()),
+                             name="tick-phase", daemon=True).start()
         log.info("model-watchdog running: %d rules, %d targets, evaluating every %gs, listening on %s",
                  len(self.loaded.rules), len(self.loaded.config.targets), self.loaded.config.interval,
                  self._server.address)

@@ -7,15 +7,15 @@ sample, and up to a whole one. With
 
     align_ticks: {source: prom}          # optional: job: model
 
-the daemon asks that Prometheus once, at start, when it last scraped its active targets
-(`GET /api/v1/targets`: `lastScrape` + `lastScrapeDuration`) and shifts its tick grid to
-MARGIN after the end of those scrapes. Only targets scraped at the daemon's own interval count
+the daemon asks that Prometheus, at start and then every REALIGN_EVERY seconds, when it last
+scraped its active targets (`GET /api/v1/targets`: `lastScrape` + `lastScrapeDuration`) and
+shifts its tick grid to MARGIN after the end of those scrapes. Only targets scraped at the daemon's own interval count
 (another interval has no single phase against ours); if their scrapes are spread over more
 than a quarter of the interval, no phase suits them all and the grid stays where it was. Any
-failure (Prometheus down at start, no target scraped yet) keeps the default grid, with a
-warning: the option can only make the newest sample fresher, never hold a tick back.
-Default: unset, ticks on multiples of the interval. The phase is measured at start only (a
-Prometheus restarted on the same host and configuration keeps its phases).
+failure (Prometheus down at start, no target scraped yet) keeps the grid in place, with a
+warning, and the reading is tried again every RETRY seconds: the option can only make the
+newest sample fresher, never hold a tick back. Default: unset, ticks on multiples of the
+interval.
 """
 
 from __future__ import annotations
@@ -23,15 +23,19 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
+from watchdog.clock import Clock
 from watchdog.config.schema import AlignTicks
 from watchdog.durations import parse_duration
 
 log = logging.getLogger("watchdog.phase")
 
 MARGIN = 0.05  # seconds after a scrape ends before its sample is queried (Prometheus commits it)
+REALIGN_EVERY = 600.0  # seconds between two readings once a phase is known
+RETRY = 5.0  # seconds between two readings while none is
 MAX_SPREAD = 0.25  # share of the interval the scrapes may spread over and still get one phase
 _TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 
@@ -83,22 +87,41 @@ def offset_after(ends: list[float], interval: float) -> tuple[float | None, str]
     return round((phases[widest] + MARGIN) % interval, 3), f"{len(phases)} targets' scrapes end at +{phases[widest]:.3f} s"
 
 
-def tick_offset(align: AlignTicks | None, sources: dict[str, Any], interval: float) -> float:
-    """The offset of the tick grid for `align_ticks` (0.0: multiples of the interval)."""
-    if align is None:
-        return 0.0
-    source = sources.get(align.source)
-    try:
-        answer = source.targets_api()  # type: ignore[union-attr]
-        if answer.status_code != 200:
-            raise ValueError(f"HTTP {answer.status_code}")
-        offset, why = offset_after(scrape_ends(json.loads(answer.content), interval, align.job), interval)
-    except Exception as exc:  # whatever went wrong, the default grid is a correct schedule
-        log.warning("align_ticks: cannot read the scrapes of %s (%s): ticks on multiples of the interval",
-                    align.source, exc)
-        return 0.0
-    if offset is None:
-        log.warning("align_ticks: %s: ticks on multiples of the interval", why)
-        return 0.0
-    log.info("align_ticks: %s; ticks at +%.3f s of every %g s", why, offset, interval)
-    return offset
+class PhaseFollower:
+    """Keeps the tick grid after the scrapes: measures at start, again every `every` seconds
+    (a restarted Prometheus may scrape at other phases), and every `retry` seconds while no
+    phase is known (Prometheus not up yet, or not yet scraped the targets)."""
+
+    def __init__(self, align: AlignTicks, sources: Callable[[], dict[str, Any]], interval: float,
+                 every: float = REALIGN_EVERY, retry: float = RETRY):
+        self.align, self.sources, self.interval = align, sources, interval
+        self.every, self.retry = every, retry
+        self.offset: float | None = None  # the last phase measured
+        self._warned = False
+
+    def measure(self) -> float | None:
+        """One reading of the scrapes; the grid offset, or None (logged once as a warning)."""
+        try:
+            answer = self.sources()[self.align.source].targets_api()  # the running configuration's
+            if answer.status_code != 200:
+                raise ValueError(f"HTTP {answer.status_code}")
+            offset, why = offset_after(scrape_ends(json.loads(answer.content), self.interval, self.align.job),
+                                       self.interval)
+        except Exception as exc:  # whatever went wrong, the grid in place is a correct schedule
+            offset, why = None, f"cannot read the scrapes of {self.align.source} ({exc})"
+        if offset is None:
+            log.log(logging.DEBUG if self._warned else logging.WARNING,
+                    "align_ticks: %s: the ticks stay where they are; trying again every %gs", why, self.retry)
+            self._warned = True
+            return None
+        if offset != self.offset:
+            log.info("align_ticks: %s; ticks at +%.3f s of every %g s", why, offset, self.interval)
+        self.offset = offset
+        return offset
+
+    def follow(self, shift: Callable[[float], None], stop: threading.Event, clock: Clock) -> None:
+        """Until `stop`: measure, `shift` the grid when a phase is found, wait (every/retry)."""
+        while not clock.sleep(self.every if self.offset is not None else self.retry, stop):
+            offset = self.measure()
+            if offset is not None:
+                shift(offset)

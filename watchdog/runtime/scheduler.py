@@ -37,6 +37,7 @@ class TickScheduler:
         self._clock = clock or SystemClock()  # the system's, unless testing this class
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._shift: float | None = None  # a new offset, taken up after the tick in progress
         self.skipped = 0  # slots left out because a tick overran them by more than the allowed lateness
 
     def slot_at_or_after(self, when: float) -> float:
@@ -54,6 +55,11 @@ class TickScheduler:
         """No new tick starts; the one in progress (if any) is not waited for."""
         self._stop.set()
 
+    def shift(self, offset: float) -> None:
+        """Move the grid to `offset` (any thread): the tick after the next one is on the new
+        grid, at its first point after the tick before (never two ticks for one slot)."""
+        self._shift = offset % self.interval
+
     def run(self) -> None:
         """The schedule, in the calling thread, until `stop()` (start() runs it in a thread)."""
         now = self._clock.now()
@@ -64,13 +70,22 @@ class TickScheduler:
             if self._clock.sleep(at - self._clock.now(), self._stop):
                 return
             self._run(at)
-            at = self._next(at)
+            at = self._next(at) if self._shift is None else self._shifted(at)
 
     def _run(self, at: float) -> None:
         try:
             self._job(at)
         except Exception:  # the job reports its own failures; the schedule goes on
             log.exception("the tick at %.3f failed", at)
+
+    def _shifted(self, done: float) -> float:
+        offset, self._shift = self._shift, None
+        assert offset is not None
+        if abs(offset - self.offset) < 0.001:
+            return self._next(done)
+        log.info("ticks move from +%.3f s to +%.3f s of every %g s", self.offset, offset, self.interval)
+        self.offset = offset
+        return self.slot_at_or_after(max(self._clock.now(), done + 0.001))
 
     def _next(self, done: float) -> float:
         """The slot after `done`: the next grid point, or if the tick overran it, the latest
