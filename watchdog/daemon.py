@@ -381,9 +381,9 @@ class Daemon:
         # The schedule runs on the real wall clock (a fake one would spin): its grid is on that one.
         cfg = self.loaded.config
         follower = PhaseFollower(cfg.align_ticks, lambda: self.sources, cfg.interval) if cfg.align_ticks else None
-        self._scheduler = TickScheduler(cfg.interval, self.run_once, offset=(follower and follower.measure()) or 0.0)
+        self._scheduler = TickScheduler(cfg.interval, self.run_once)
         self._scheduler.start()
-        if follower is not None:  # (a changed align_ticks takes effect at the next start)
+        if follower is not None:  # shifts the grid once it knows the phase (align_ticks changes at the next start)
             threading.Thread(target=follower.follow, args=(self._scheduler.shift, self.stop, SystemClock()),
                              name="tick-phase", daemon=True).start()
         log.info("model-watchdog running: %d rules, %d targets, evaluating every %gs, listening on %s",

@@ -120,8 +120,11 @@ class PhaseFollower:
         return offset
 
     def follow(self, shift: Callable[[float], None], stop: threading.Event, clock: Clock) -> None:
-        """Until `stop`: measure, `shift` the grid when a phase is found, wait (every/retry)."""
-        while not clock.sleep(self.every if self.offset is not None else self.retry, stop):
+        """Until `stop`: measure, `shift` the grid when a phase is found, wait (every/retry).
+        Runs in its own thread: a slow Prometheus never holds up the start or a tick."""
+        while True:
             offset = self.measure()
             if offset is not None:
                 shift(offset)
+            if clock.sleep(self.every if offset is not None else self.retry, stop):
+                return
