@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -73,20 +72,18 @@ def test_tick_k_starts_at_its_grid_point_whatever_the_ticks_take(durations: list
     assert scheduler.skipped == 0
 
 
-def test_a_tick_that_overruns_its_slot_slightly_lets_the_next_run_at_once_not_an_interval_later() -> None:
+def test_a_tick_that_overruns_its_slot_skips_it_and_the_next_runs_on_the_grid() -> None:
     runs, scheduler = drive(1.0, [0.1, 1.02, 0.1, 0.1], start=START)
-    assert [at - START for at, _ in runs] == [0.0, 1.0, 2.0, 3.0]  # slot 2 is 0.02 s late, not skipped
-    assert runs[2][1] - runs[2][0] == pytest.approx(0.02)
-    assert runs[3][1] == runs[3][0] and scheduler.skipped == 0
+    assert [at - START for at, _ in runs] == [0.0, 1.0, 3.0, 4.0]  # slot 2 passed during tick 1: skipped
+    assert all(started == at for at, started in runs) and scheduler.skipped == 1
 
 
 def test_a_tick_that_overruns_by_much_skips_to_the_next_grid_point_never_stacking_or_going_back() -> None:
     runs, scheduler = drive(1.0, [0.1, 3.6, 0.1, 0.1], start=START)
-    assert [at - START for at, _ in runs] == [0.0, 1.0, 5.0, 6.0]  # slots 2–4 skipped (4 was 0.6 s old)
+    assert [at - START for at, _ in runs] == [0.0, 1.0, 5.0, 6.0]  # slots 2–4 skipped
     assert all(started == at for at, started in runs) and scheduler.skipped == 3
-    runs, scheduler = drive(1.0, [0.1, 3.2, 0.1], start=START)
-    assert [at - START for at, _ in runs] == [0.0, 1.0, 4.0]  # slot 4, 0.2 s old, runs late
-    assert runs[2][1] - runs[2][0] == pytest.approx(0.2) and scheduler.skipped == 2
+    runs, scheduler = drive(1.0, [0.1, 3.0, 0.1], start=START)  # ends exactly on slot 4: it runs, on time
+    assert [at - START for at, _ in runs] == [0.0, 1.0, 4.0] and scheduler.skipped == 2
 
 
 def test_the_grid_can_be_shifted_by_an_offset() -> None:

@@ -2,10 +2,12 @@
 
 Each run is handed the grid time it stands for (the engine judges rules at it), so the
 evaluation time never comes from a jittery wall-clock read, and the grid never drifts however
-long the ticks take (as Prometheus' rule groups). A tick that overran the next slot leaves it
-to run at once if that slot is at most `interval / 4` old, else it is skipped and the schedule
-goes on at the next point of the grid: ticks never stack (one at a time), and a tick that
-overruns its slot by a few milliseconds does not cost a whole interval.
+long the ticks take. As in Prometheus' rule groups, a tick that overran the next slot makes
+the schedule skip it (counted in `skipped`, logged) and go on at the next point of the grid:
+ticks never stack and never run back to back, which leaves an overloaded daemon room for its
+API and a failing source time between attempts. (Running a slightly late slot at once instead
+was tried: under hostile 1 s scrape timeouts at a 1 s interval the ticks ran back to back and
+tripped the source's circuit breaker sooner; tests/security/test_sources_hostile.py.)
 
 `offset` shifts the grid (e.g. to evaluate just after Prometheus scrapes the targets); 0 puts
 the ticks on multiples of the interval.
@@ -22,7 +24,6 @@ from watchdog.clock import Clock, SystemClock
 
 log = logging.getLogger("watchdog.scheduler")
 
-LATE_SHARE = 0.25  # a slot missed by at most this share of the interval still runs (late)
 FIRST_AT_ONCE = 0.5  # seconds: a first slot further away than this gets a tick at once (ready sooner)
 
 
@@ -88,20 +89,14 @@ class TickScheduler:
         return self.slot_at_or_after(max(self._clock.now(), done + 0.001))
 
     def _next(self, done: float) -> float:
-        """The slot after `done`: the next grid point, or if the tick overran it, the latest
-        passed one when it is recent enough, else the next one still ahead."""
+        """The slot after `done`: the next grid point, or if the tick overran it, the first one
+        still ahead (the slots passed meanwhile are skipped and counted)."""
         nxt = self._grid(round((done - self.offset) / self.interval) + 1)
         now = self._clock.now()
         if now <= nxt:
             return nxt
-        latest = self.slot_at_or_after(now)
-        if latest > now:
-            latest = self._grid(round((latest - self.offset) / self.interval) - 1)
-        chosen = latest if now - latest <= LATE_SHARE * self.interval else self._grid(
-            round((latest - self.offset) / self.interval) + 1)
+        chosen = self.slot_at_or_after(now)
         missed = round((chosen - nxt) / self.interval)
-        if missed > 0:
-            self.skipped += missed
-            log.info("a tick took %.3f s: %d evaluation(s) of the %gs schedule skipped", now - done, missed,
-                     self.interval)
+        self.skipped += missed
+        log.info("a tick took %.3f s: %d evaluation(s) of the %gs schedule skipped", now - done, missed, self.interval)
         return chosen
