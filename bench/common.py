@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import IO, Any
@@ -46,11 +48,36 @@ def get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-def start_daemon(directory: Path, log: IO[str], env: dict[str, str] | None = None) -> subprocess.Popen:  # type: ignore[type-arg]
-    """`model-watchdog -c DIRECTORY/watchdog.yaml --log-level warning run`, in DIRECTORY, output to `log`."""
+def start_daemon(directory: Path, log: IO[str], env: dict[str, str] | None = None,
+                 level: str = "warning") -> subprocess.Popen:  # type: ignore[type-arg]
+    """`model-watchdog -c DIRECTORY/watchdog.yaml --log-level LEVEL run`, in DIRECTORY, output to `log`."""
     exe = str(Path(sys.executable).with_name("model-watchdog"))
-    return subprocess.Popen([exe, "-c", str(directory / "watchdog.yaml"), "--log-level", "warning", "run"],
+    return subprocess.Popen([exe, "-c", str(directory / "watchdog.yaml"), "--log-level", level, "run"],
                             stdout=log, stderr=subprocess.STDOUT, cwd=directory, env=env)
+
+
+def start_prometheus(directory: Path, config: str, *extra: str) -> tuple[subprocess.Popen, int]:  # type: ignore[type-arg]
+    """Debian's `prometheus` on 127.0.0.1 (a free port) with CONFIG as prometheus.yml, its data
+    in DIRECTORY/prom, its log in DIRECTORY/prometheus.log; returns once it listens."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    port = free_port()
+    (directory / "prometheus.yml").write_text(config)
+    log = open(directory / "prometheus.log", "w")
+    proc = subprocess.Popen([binary, f"--config.file={directory / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={directory / 'prom'}", f"--web.listen-address=127.0.0.1:{port}",
+                             *extra], stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    wait_port(port)
+    return proc, port
+
+
+def prometheus_value(base: str, query: str) -> float | None:
+    """The single value of an instant query on the Prometheus at BASE (None: no answer or no series)."""
+    status, text = get(base + "/api/v1/query?" + urllib.parse.urlencode({"query": query}))
+    if status != 200:
+        return None
+    result = json.loads(text)["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
 
 
 def demo_config(source: str, hook_url: str, listen: int, target_extra: str = "") -> str:

@@ -1,17 +1,26 @@
 """Benchmark: a fleet of scraped model servers guarded by one daemon.
 
-    .venv/bin/python bench/fleet.py [--targets 1000] [--rules 10] [--interval 15] [--ticks 8] [--quick] [--split-by]
+    .venv/bin/python bench/fleet.py [--targets 1000] [--rules 10] [--interval 15] [--ticks 8] [--quick]
+                                    [--split-by] [--source scrape|prometheus]
 
 One `scrape` source scrapes every model server (one HTTP server answering on many 127.0.x.y
 addresses, bench/fleetserver.py, so each is a distinct `instance`); the rule file lists every
 target under `targets:`, templated with `{{instance}}` (or, with --split-by, one query per rule
-split by the `instance` label). The daemon is the real `model-watchdog run` process:
+split by the `instance` label). With `--source prometheus`, Debian's `prometheus` (started here
+on 127.0.0.1) scrapes the same addresses every interval and the daemon's source is that
+Prometheus, with the rules as fleet rules (`split_by: instance`: one query per rule per tick).
+The daemon is the real `model-watchdog run` process:
 
 - ready: spawn → /readyz answers 200 (load, validate, first tick);
 - tick: the per-tick durations from model_watchdog_evaluation_duration_seconds (sum/count
   deltas, polled), mean and p99;
 - CPU per second of wall time and RSS (peak) of the daemon process, from /proc;
-- stop: SIGTERM sent in the middle of a tick → process exit.
+- stop: SIGTERM sent in the middle of a tick → process exit;
+- with data: after the stop, the rules (target × rule) whose last evaluation (in the state
+  file) had a value, i.e. every target got its series;
+- on Prometheus: the queries it answered per tick (its `prometheus_http_requests_total` for
+  /api/v1/query and `prometheus_engine_query_duration_seconds_count`, deltas over the measured
+  ticks), and its own CPU/s and RSS.
 
 Prints a table and writes bench/results/fleet-<timestamp>.json. Goals (issue 13): mean tick
 ≤ 1 s, ready ≤ 2 s, RSS ≤ 120 MB.
@@ -20,9 +29,11 @@ Prints a table and writes bench/results/fleet-<timestamp>.json. Goals (issue 13)
 from __future__ import annotations
 
 import argparse
-import signal
-import subprocess
+import json
 import os
+import signal
+import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +41,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # bench/ is not a package: fleetserver sits beside this file
-from common import cpu_seconds, free_port, get, machine, percentile, rss_mb, start_daemon, write_result  # noqa: E402
+from common import (cpu_seconds, free_port, get, machine, percentile, prometheus_value, rss_mb,  # noqa: E402
+                    start_daemon, start_prometheus, write_result)
 from fleetserver import addresses  # noqa: E402
 
 RULES = [
@@ -65,13 +77,16 @@ SPLIT_QUERIES = {  # the same rules, once for the whole fleet: every series keep
 
 
 def write_config(directory: Path, targets: int, rules: int, interval: float, port: int, listen: int,
-                 split_by: bool, concurrency: int | None) -> None:
+                 split_by: bool, concurrency: int | None, prometheus: str = "") -> None:
+    """watchdog.yaml and rules.yaml; with PROMETHEUS (its base URL) the source queries it."""
     addrs = addresses(targets)
     names = [f"m{i:04d}" for i in range(targets)]
     urls = ", ".join(f"http://{a}:{port}/metrics" for a in addrs)
     extra = f"\n    concurrency: {concurrency}" if concurrency else ""
+    source = ([f"    type: prometheus\n    url: {prometheus}\n    timeout: {max(1.0, interval / 3):g}s"] if prometheus
+              else ["    type: scrape", f"    urls: [{urls}]", "    timeout: 2s" + extra])
     lines = [f"interval: {interval}s", "state: state.db", f"listen: 127.0.0.1:{listen}", "rule_files: [rules.yaml]",
-             "sources:", "  fleet:", "    type: scrape", f"    urls: [{urls}]", "    timeout: 2s" + extra,
+             "sources:", "  fleet:", *source,
              "actuators:", "  hook: {type: webhook, url: 'http://127.0.0.1:9/rollback'}",
              "alerters:", "  log: {type: log}", "targets:"]
     for name, addr in zip(names, addrs):
@@ -103,25 +118,83 @@ def run(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
     port, listen = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        write_config(directory, args.targets, args.rules, args.interval, port, listen, args.split_by, args.concurrency)
         server = subprocess.Popen([sys.executable, str(HERE / "fleetserver.py"), "--count", str(args.targets),
                                    "--port", str(port)], stdout=subprocess.PIPE, text=True)
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        prom, prom_url = None, ""
         log = open(directory / "daemon.log", "w")
-        started = time.monotonic()
-        env = {**os.environ, "PYTHONPATH": args.code} if args.code else None
-        daemon = start_daemon(directory, log, env=env)
-        spy = profile(args, daemon.pid)
+        daemon = spy = None
         try:
-            return measure(args, daemon, listen, started, directory)
+            if args.source == "prometheus":
+                prom, prom_url = prometheus_for(directory, args, port)
+            write_config(directory, args.targets, args.rules, args.interval, port, listen, args.split_by,
+                         args.concurrency, prom_url)
+            started = time.monotonic()
+            env = {**os.environ, "PYTHONPATH": args.code} if args.code else None
+            daemon = start_daemon(directory, log, env=env)
+            spy = profile(args, daemon.pid)
+            result = measure(args, daemon, listen, started, directory, prom, prom_url)
+            return {**result, **with_data(directory / "state.db", args.targets * args.rules)}
         finally:
-            for proc in (daemon, server, spy):
+            for proc in (daemon, server, spy, prom):
                 if proc is None:
                     continue
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
             log.close()
+
+
+def prometheus_for(directory: Path, args: argparse.Namespace, port: int) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
+    """Prometheus scraping every model server each interval; returns once every target has
+    the two samples a `rate(…[1m])` needs (so the daemon's first ticks see the whole fleet)."""
+    interval = f"{int(args.interval * 1000)}ms"
+    targets = ", ".join(f'"{a}:{port}"' for a in addresses(args.targets))
+    proc, prom_port = start_prometheus(directory, f"""\
+global: {{scrape_interval: {interval}, scrape_timeout: {int(min(args.interval, 10) * 1000)}ms}}
+scrape_configs:
+  - job_name: fleet
+    static_configs: [{{targets: [{targets}]}}]
+""")
+    base = f"http://127.0.0.1:{prom_port}"
+    end = time.monotonic() + 6 * args.interval + 60
+    while time.monotonic() < end:
+        if (prometheus_value(base, "count(rate(requests_total[1m]) > 0)") or 0) >= 2 * args.targets:
+            return proc, base
+        time.sleep(1)
+    proc.kill()
+    raise SystemExit(f"Prometheus did not scrape all {args.targets} targets: "
+                     f"{(directory / 'prometheus.log').read_text()[-2000:]}")
+
+
+def prometheus_counts(base: str) -> tuple[float, float]:
+    """(instant-query HTTP requests, engine queries) Prometheus has answered, from its /metrics
+    (read there, not through /api/v1/query, so that reading them counts nothing)."""
+    requests = queries = 0.0
+    for line in get(base + "/metrics")[1].splitlines():
+        if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query"' in line:
+            requests += float(line.split()[-1])
+        elif line.startswith("prometheus_engine_query_duration_seconds_count{") and 'slice="inner_eval"' in line:
+            queries += float(line.split()[-1])
+    return requests, queries
+
+
+def with_data(state: Path, rules: int) -> dict:  # type: ignore[type-arg]
+    """How many rules (target × rule) had a value at their last evaluation, from the state file."""
+    if not state.exists():
+        return {"rules_with_data": 0, "rules_expected": rules}
+    with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT target, rule, state FROM rule_states").fetchall()
+    last: dict[tuple[str, str], tuple[float, bool]] = {}
+    for target, rule, text in rows:
+        s = json.loads(text)
+        at, has = s.get("evaluated_at") or 0.0, s.get("value") is not None
+        seen = last.get((target, rule))
+        if seen is None or at > seen[0] or (at == seen[0] and has):
+            last[(target, rule)] = (at, has)
+    newest = max((at for at, _ in last.values()), default=0.0)
+    fresh = sum(1 for at, has in last.values() if has and at >= newest)
+    return {"rules_with_data": fresh, "rules_expected": rules}
 
 
 def profile(args: argparse.Namespace, pid: int) -> subprocess.Popen | None:  # type: ignore[type-arg]
@@ -137,7 +210,7 @@ def profile(args: argparse.Namespace, pid: int) -> subprocess.Popen | None:  # t
 
 
 def measure(args: argparse.Namespace, daemon: subprocess.Popen, listen: int, started: float,  # type: ignore[type-arg]
-            directory: Path) -> dict:  # type: ignore[type-arg]
+            directory: Path, prom: subprocess.Popen | None, prom_url: str) -> dict:  # type: ignore[type-arg]
     base = f"http://127.0.0.1:{listen}"
     ready = None
     while time.monotonic() - started < 120 and daemon.poll() is None:
@@ -150,6 +223,9 @@ def measure(args: argparse.Namespace, daemon: subprocess.Popen, listen: int, sta
     ticks: list[float] = []
     last_sum, last_count = duration_totals(get(base + "/metrics")[1])
     cpu0, wall0, peak = cpu_seconds(daemon.pid), time.monotonic(), rss_mb(daemon.pid)
+    count0 = last_count
+    prom0 = prometheus_counts(prom_url) if prom else (0.0, 0.0)
+    prom_cpu0, prom_peak = (cpu_seconds(prom.pid), rss_mb(prom.pid)) if prom else (0.0, 0.0)
     deadline = time.monotonic() + args.interval * (args.ticks + 1) + 30
     while len(ticks) < args.ticks and time.monotonic() < deadline:
         # Not faster: rendering /metrics of 10,000 rules takes CPU from the daemon being measured
@@ -157,11 +233,19 @@ def measure(args: argparse.Namespace, daemon: subprocess.Popen, listen: int, sta
         # the daemon every 15 s renders it less often still.
         time.sleep(args.poll or max(1.0, args.interval / 3))
         peak = max(peak, rss_mb(daemon.pid))
+        prom_peak = max(prom_peak, rss_mb(prom.pid)) if prom else 0.0
         total, count = duration_totals(get(base + "/metrics")[1])
         if count > last_count:
             ticks.append((total - last_sum) / (count - last_count))
             last_sum, last_count = total, count
     cpu = (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - wall0)
+    extra = {}
+    if prom is not None:
+        prom1, evaluations = prometheus_counts(prom_url), last_count - count0
+        extra = {"prometheus_requests_per_tick": (prom1[0] - prom0[0]) / max(1.0, evaluations),
+                 "prometheus_queries_per_tick": (prom1[1] - prom0[1]) / max(1.0, evaluations),
+                 "prometheus_cpu_per_s": (cpu_seconds(prom.pid) - prom_cpu0) / (time.monotonic() - wall0),
+                 "prometheus_rss_peak_mb": prom_peak}
     # stop mid-tick: the next tick starts on the interval's boundary (scheduled ticks)
     wait = args.interval - (time.time() % args.interval) + min(0.3, 0.3 * (sum(ticks) / max(1, len(ticks))))
     time.sleep(wait)
@@ -173,10 +257,11 @@ def measure(args: argparse.Namespace, daemon: subprocess.Popen, listen: int, sta
     except subprocess.TimeoutExpired:
         stop = float("inf")
     return {"targets": args.targets, "rules_per_target": args.rules, "rules": args.targets * args.rules,
-            "interval_s": args.interval, "poll_s": args.poll or max(1.0, args.interval / 3), "split_by": args.split_by, "ticks_measured": len(ticks),
+            "interval_s": args.interval, "poll_s": args.poll or max(1.0, args.interval / 3), "source": args.source,
+            "split_by": args.split_by, "ticks_measured": len(ticks),
             "ticks_expected": args.ticks, "tick_mean_s": sum(ticks) / len(ticks) if ticks else float("nan"),
             "tick_p99_s": percentile(ticks, 0.99), "cpu_per_s": cpu, "rss_peak_mb": peak, "ready_s": ready,
-            "stop_s": stop, "exit_code": daemon.returncode}
+            "stop_s": stop, "exit_code": daemon.returncode, **extra}
 
 
 def main() -> int:
@@ -187,6 +272,9 @@ def main() -> int:
     parser.add_argument("--ticks", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=None, help="the scrape source's concurrency (default: its own)")
     parser.add_argument("--split-by", action="store_true", help="fleet rules: one query per rule, split by `instance`")
+    parser.add_argument("--source", choices=("scrape", "prometheus"), default="scrape",
+                        help="scrape: the daemon scrapes the fleet; prometheus: a Prometheus started here scrapes it "
+                             "and the daemon queries it (implies --split-by)")
     parser.add_argument("--poll", type=float, default=None,
                         help="seconds between two reads of /metrics (default: a third of the interval)")
     parser.add_argument("--profile", metavar="PATH", help="record the daemon with py-spy into PATH (collapsed stacks)")
@@ -196,15 +284,20 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.targets, args.interval, args.ticks = min(args.targets, 200), 5.0, 4
+    if args.source == "prometheus":
+        args.split_by = True  # fleet rules: 10 queries per tick, not one per target and rule
     result = {"benchmark": "fleet", "machine": machine(), "code": args.code or "this tree", "load": os.getloadavg(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               **run(args)}
     goals = {"tick_mean_s": 1.0, "ready_s": 2.0, "rss_peak_mb": 120.0}
-    print(f"{'measure':<16}{'value':>12}{'goal':>10}")
+    print(f"{'measure':<30}{'value':>12}{'goal':>10}")
     for key in ("rules", "ticks_measured", "tick_mean_s", "tick_p99_s", "cpu_per_s", "rss_peak_mb", "ready_s", "stop_s",
-                "exit_code"):
+                "exit_code", "rules_with_data", "prometheus_queries_per_tick", "prometheus_requests_per_tick",
+                "prometheus_cpu_per_s", "prometheus_rss_peak_mb"):
+        if key not in result:
+            continue
         value = result[key]
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
-        print(f"{key:<16}{shown:>12}{('≤ ' + str(goals[key])) if key in goals else '':>10}")
+        print(f"{key:<30}{shown:>12}{('≤ ' + str(goals[key])) if key in goals else '':>10}")
     path = write_result("fleet", result)
     print(f"machine: {result['machine']}\nwritten: {path}")
     return 0

@@ -8,7 +8,8 @@ Watching the SAME flips (paired trials):
 
 - model-watchdog (`model-watchdog run`, embedded `scrape`, 1 s interval, webhook actuator);
 - model-watchdog on the `prometheus` source (a second daemon, the same rule, querying the
-  Prometheus below instead of scraping; unless --no-prometheus-source);
+  Prometheus below instead of scraping; unless --no-prometheus-source), and a third one the
+  same but with `align_ticks: {source: model}` (its ticks just after Prometheus' scrapes);
 - Prometheus (1 s scrape and evaluation, the same rule as an alerting rule) + Alertmanager
   (`group_wait: 0s`, `group_interval: 1s`, webhook receiver) — the Debian packages
   `prometheus` and `prometheus-alertmanager`, started here on 127.0.0.1: their tightest
@@ -19,12 +20,21 @@ healthy version, let both settle (plus a random fraction of a second, so flips f
 every phase of the 1 s ticks), flip to degraded, wait for both webhooks, heal. Prints
 median/p95/max per system and the per-trial ratio (theirs / ours), writes
 bench/results/latency-<timestamp>.json. Goal (issue 13): ours median ≤ 3.2 s, p95 ≤ 3.6 s.
+
+With --trace, our daemons log at debug level and each trial of ours is taken apart: flip →
+the tick that first saw the breach (the rule's pending tick) → the tick that fired (its
+scheduled time, from the decision in the state file) → that tick's real start (its debug log
+line) → our scrape of the model server (timestamped by the model server) → the rollback
+executor's start (debug log line) → the webhook's arrival; medians/p95s of each step.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import re
+import sqlite3
 import shutil
 import signal
 import statistics
@@ -38,6 +48,7 @@ from pathlib import Path
 
 import requests
 
+from watchdog.demo import model_server as simulated
 from watchdog.demo.model_server import SimulatedModelServer
 
 HERE = Path(__file__).resolve().parent
@@ -120,13 +131,25 @@ scrape_configs:
     return [am, prom], prom_port
 
 
-def start_ours(directory: Path, model_url: str, receiver: int, prometheus: str = "") -> subprocess.Popen:  # type: ignore[type-arg]
-    """Our daemon on `scrape` (or, given a Prometheus URL, on the `prometheus` source), in its own directory."""
-    directory = directory / ("ours-prometheus" if prometheus else "ours")
+# Our daemons: key in the results → (name in the table, directory and webhook path, source, align_ticks).
+OURS = {
+    "ours": ("model-watchdog (scrape)", "ours", "scrape", False),
+    "ours_prometheus_source": ("model-watchdog (prometheus)", "ours-prometheus", "prometheus", False),
+    "ours_prometheus_aligned": ("  … with align_ticks", "ours-prometheus-aligned", "prometheus", True),
+}
+
+
+def start_ours(directory: Path, key: str, model_url: str, receiver: int, prometheus: str,  # type: ignore[type-arg]
+               level: str = "warning") -> subprocess.Popen:
+    """Our daemon KEY (see OURS) in its own directory: on `scrape`, or on the `prometheus`
+    source querying PROMETHEUS, its ticks on the second or aligned to Prometheus' scrapes."""
+    _, name, kind, align = OURS[key]
+    directory = directory / name
     directory.mkdir()
-    source = f'{{type: prometheus, url: "{prometheus}", timeout: 1s}}' if prometheus else f'{{type: scrape, url: "{model_url}/metrics"}}'
-    path = "/ours-prometheus" if prometheus else "/ours"
-    (directory / "watchdog.yaml").write_text(demo_config(source, f"http://127.0.0.1:{receiver}{path}", free_port()))
+    source = f'{{type: prometheus, url: "{prometheus}", timeout: 1s}}' if kind == "prometheus" \
+        else f'{{type: scrape, url: "{model_url}/metrics"}}'
+    config = demo_config(source, f"http://127.0.0.1:{receiver}/{name}", free_port())
+    (directory / "watchdog.yaml").write_text(config + ("align_ticks: {source: model}\n" if align else ""))
     (directory / "rules.yaml").write_text(f"""\
 target: demo
 rules:
@@ -137,7 +160,95 @@ rules:
     for: 2s
     action: rollback
 """)
-    return start_daemon(directory, open(directory / "daemon.log", "w"))
+    return start_daemon(directory, open(directory / "daemon.log", "w"), level=level)
+
+
+class ScrapeLog:
+    """When the model server answered each `/metrics` GET, by client (ours or Prometheus):
+    wraps the simulated server's route (in this process) for --trace."""
+
+    def __init__(self) -> None:
+        self.ours: list[float] = []
+        self.prometheus: list[float] = []
+        route = simulated._ROUTES[("GET", "/metrics")]
+
+        def timed(handler, model):  # type: ignore[no-untyped-def]
+            at = time.time()
+            agent = handler.headers.get("User-Agent") or ""
+            (self.ours if agent.startswith("model-watchdog") else self.prometheus).append(at)
+            route(handler, model)
+
+        simulated._ROUTES[("GET", "/metrics")] = timed
+
+    @staticmethod
+    def first(times: list[float], after: float) -> float | None:
+        return next((t for t in times if t >= after), None)
+
+
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) DEBUG (\S+): (.*)$")
+
+
+def daemon_events(directory: Path) -> tuple[dict[float, float], dict[str, float]]:
+    """From a daemon's debug log: {scheduled tick: when it started}, {decision id: when the
+    executor started it} (wall-clock times of the log records)."""
+    ticks: dict[float, float] = {}
+    executions: dict[str, float] = {}
+    for line in (directory / "daemon.log").read_text(errors="replace").splitlines():
+        m = LOG_LINE.match(line)
+        if not m:
+            continue
+        at = time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S")) + int(m.group(1)[20:]) / 1000
+        tick = re.match(r"tick ([\d.]+): starting", m.group(3))
+        if tick:
+            ticks[round(float(tick.group(1)), 3)] = at
+        run = re.match(r"rollback (\w+) of \S+: carrying out", m.group(3))
+        if run:
+            executions.setdefault(run.group(1), at)
+    return ticks, executions
+
+
+def decisions(directory: Path) -> list[dict[str, float | str | None]]:
+    with sqlite3.connect(f"file:{directory / 'state.db'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT id, created_at, context FROM decisions ORDER BY created_at").fetchall()
+    return [{"id": i, "created_at": c, **{k: json.loads(ctx).get(k) for k in ("pending_at", "fired_at", "breach_started_at")}}
+            for i, c, ctx in rows]
+
+
+def trace(directory: Path, flips: list[float], webhook: list[float | None], scrapes: list[float] | None) -> list[dict]:  # type: ignore[type-arg]
+    """Each trial of one of our daemons taken apart (see the module docstring)."""
+    ticks, executions = daemon_events(directory)
+    made = decisions(directory)
+    out = []
+    for flip, hook in zip(flips, webhook):
+        d = next((d for d in made if d["created_at"] >= flip - 1), None)  # type: ignore[operator]
+        if d is None or hook is None:
+            out.append({})
+            continue
+        decided, pending = float(d["created_at"]), float(d["pending_at"] or d["created_at"])  # type: ignore[arg-type]
+        began = ticks.get(round(decided, 3))
+        executed = executions.get(str(d["id"]))
+        step = {"flip_to_pending_tick": pending - flip, "pending_to_decision_tick": decided - pending,
+                "fired_to_decision_tick": decided - float(d["fired_at"] or decided),  # type: ignore[arg-type]
+                "tick_start_late": None if began is None else began - decided}
+        scraped = ScrapeLog.first(scrapes, began) if scrapes is not None and began is not None else None
+        if scraped is not None:
+            step["tick_start_to_scrape"] = scraped - began  # type: ignore[operator]
+        step["tick_start_to_executor"] = None if began is None or executed is None else executed - began
+        step["executor_to_webhook"] = None if executed is None else hook - executed
+        step["decision_tick_to_webhook"] = hook - decided
+        out.append(step)
+    return out
+
+
+def aligned_offset(directory: Path) -> str:
+    """What align_ticks chose last, from the daemon's log (its INFO or WARNING lines)."""
+    found = re.findall(r"align_ticks: (.*)", (directory / "daemon.log").read_text(errors="replace"))
+    return found[-1] if found else "(no align_ticks line in the daemon's log)"
+
+
+def trace_summary(rows: list[dict]) -> dict[str, dict[str, float]]:  # type: ignore[type-arg]
+    keys = [k for row in rows for k in row]
+    return {k: summary([row[k] for row in rows if row.get(k) is not None]) for k in dict.fromkeys(keys)}
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -152,17 +263,24 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds healthy before each flip")
     parser.add_argument("--give-up", type=float, default=20.0, help="seconds to wait for a webhook")
     parser.add_argument("--no-prometheus-source", action="store_true", help="leave out model-watchdog on the prometheus source")
+    parser.add_argument("--trace", action="store_true", help="take each of our trials apart into its steps (debug logs)")
     args = parser.parse_args()
     receiver = Receiver()
+    scrapes = ScrapeLog() if args.trace else None
+    level = "debug" if args.trace else "warning"
+    flips: list[float] = []
+    traced: dict[str, list[dict]] = {}  # type: ignore[type-arg]
     trials: list[dict[str, float | None]] = []
+    ours = ["ours"] if args.no_prometheus_source else list(OURS)
     with tempfile.TemporaryDirectory() as tmp, SimulatedModelServer(version="v2", previous_versions=("v1",)) as model:
         directory = Path(tmp)
         procs, prom_port = start_stack(directory, model.port, receiver.port)
-        procs.append(start_ours(directory, model.url, receiver.port))
-        paths = {"ours": "/ours", "prometheus_alertmanager": "/am"}
-        if not args.no_prometheus_source:
-            procs.append(start_ours(directory, model.url, receiver.port, f"http://127.0.0.1:{prom_port}"))
-            paths["ours_prometheus_source"] = "/ours-prometheus"
+        # (align_ticks reads when Prometheus scraped the model; until its first scrape the daemon
+        # ticks on the second and tries again every 5 s)
+        procs += [start_ours(directory, key, model.url, receiver.port, f"http://127.0.0.1:{prom_port}",
+                             "info" if OURS[key][3] and level == "warning" else level)  # the align_ticks line
+                  for key in ours]
+        paths = {**{key: "/" + OURS[key][1] for key in ours}, "prometheus_alertmanager": "/am"}
         try:
             time.sleep(args.settle)
             for n in range(args.trials):
@@ -170,6 +288,7 @@ def main() -> int:
                 # a random phase against the 1 s ticks and scrapes, as a real regression has
                 time.sleep(args.settle + random.uniform(0.0, 1.0))
                 flip = time.time()
+                flips.append(flip)
                 requests.post(model.url + "/control", json={"mode": "degraded"}, timeout=5).raise_for_status()
                 end = time.monotonic() + args.give_up
                 while time.monotonic() < end and any(receiver.first(p, flip) is None for p in paths.values()):
@@ -187,28 +306,40 @@ def main() -> int:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-    via_prom = [t["ours_prometheus_source"] for t in trials if t.get("ours_prometheus_source") is not None]
-    ours_s = [t["ours"] for t in trials if t["ours"] is not None]
-    theirs_s = [t["prometheus_alertmanager"] for t in trials if t["prometheus_alertmanager"] is not None]
-    ratios = [t["prometheus_alertmanager"] / t["ours"] for t in trials  # type: ignore[operator]
-              if t["ours"] and t["prometheus_alertmanager"]]
-    result = {"benchmark": "latency", "machine": machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "trials": len(trials), "missed_ours": len(trials) - len(ours_s),
-              "missed_prometheus_alertmanager": len(trials) - len(theirs_s), "ours": summary(ours_s),
-              "prometheus_alertmanager": summary(theirs_s), "ratio_theirs_over_ours": summary(ratios),
-              "ours_prometheus_source": summary(via_prom), "missed_ours_prometheus_source": len(trials) - len(via_prom),
-              "ratio_theirs_over_ours_prometheus_source": summary(
-                  [t["prometheus_alertmanager"] / t["ours_prometheus_source"] for t in trials  # type: ignore[operator]
-                   if t.get("ours_prometheus_source") and t["prometheus_alertmanager"]]),
-              "per_trial": trials}
-    print(f"\n{'system':<28}{'median':>8}{'p95':>8}{'max':>8}{'missed':>8}")
-    for name, key, missed in (("model-watchdog (scrape)", "ours", "missed_ours"),
-                              ("model-watchdog (prometheus)", "ours_prometheus_source", "missed_ours_prometheus_source"),
-                              ("Prometheus + Alertmanager", "prometheus_alertmanager", "missed_prometheus_alertmanager")):
-        s = result[key]
-        print(f"{name:<28}{s['median']:>8.2f}{s['p95']:>8.2f}{s['max']:>8.2f}{result[missed]:>8}")
-    r = result["ratio_theirs_over_ours"]
-    print(f"{'per-trial ratio theirs/ours':<28}{r['median']:>8.2f}{r['p95']:>8.2f}{r['max']:>8.2f}")
+        for key in ours if args.trace else []:
+            hooks = [None if t.get(key) is None else flips[i] + t[key] for i, t in enumerate(trials)]  # type: ignore[operator]
+            traced[key] = trace(directory / OURS[key][1], flips, hooks,
+                                scrapes.ours if scrapes is not None and key == "ours" else None)
+        offsets = {key: aligned_offset(directory / OURS[key][1]) for key in ours if OURS[key][3]}
+    result: dict = {"benchmark": "latency", "machine": machine(),  # type: ignore[type-arg]
+                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "trials": len(trials),
+                    "align_ticks_offsets": offsets}
+    for key in [*ours, "prometheus_alertmanager"]:
+        values = [t[key] for t in trials if t.get(key) is not None]
+        result[key], result[f"missed_{key}"] = summary(values), len(trials) - len(values)  # type: ignore[arg-type]
+        if key != "prometheus_alertmanager":
+            suffix = "" if key == "ours" else key[len("ours"):]
+            result[f"ratio_theirs_over_ours{suffix}"] = summary(
+                [t["prometheus_alertmanager"] / t[key] for t in trials  # type: ignore[operator]
+                 if t.get(key) and t.get("prometheus_alertmanager")])
+    result["per_trial"] = trials
+    if args.trace:
+        result["trace"] = {name: {"steps": trace_summary(rows), "per_trial": rows} for name, rows in traced.items()}
+    print(f"\n{'system':<42}{'median':>8}{'p95':>8}{'max':>8}{'missed':>8}")
+    names = {**{key: OURS[key][0] for key in ours}, "prometheus_alertmanager": "Prometheus + Alertmanager"}
+    for key, name in names.items():
+        st = result[key]
+        print(f"{name:<42}{st['median']:>8.2f}{st['p95']:>8.2f}{st['max']:>8.2f}{result['missed_' + key]:>8}")
+    for key in ours:
+        suffix = "" if key == "ours" else key[len("ours"):]
+        r = result[f"ratio_theirs_over_ours{suffix}"]
+        print(f"{'ratio theirs/ours ' + OURS[key][0].strip():<42}{r['median']:>8.2f}{r['p95']:>8.2f}{r['max']:>8.2f}")
+    if offsets:
+        print(f"align_ticks offsets (s after the second): {offsets}")
+    for name, data in result.get("trace", {}).items():
+        print(f"\n{name}: steps of a trial{'median':>18}{'p95':>8}{'max':>8}")
+        for step, st in data["steps"].items():
+            print(f"  {step:<34}{st['median']:>8.3f}{st['p95']:>8.3f}{st['max']:>8.3f}")
     path = write_result("latency", result)
     print(f"goal: ours median ≤ 3.2 s, p95 ≤ 3.6 s\nmachine: {result['machine']}\nwritten: {path}")
     return 0

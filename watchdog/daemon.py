@@ -240,13 +240,18 @@ class Daemon:
 
     # -- one tick ---------------------------------------------------------------------------------
 
-    def run_once(self) -> TickReport | None:
+    def run_once(self, at: float | None = None) -> TickReport | None:
+        """One tick standing for the scheduled time `at` (the tick scheduler's grid point;
+        default: the clock's time rounded to the interval's grid)."""
         if self.stop.is_set():
             return None
         with self._tick_lock:
-            now = scheduled_time(self.clock.now(), self.loaded.config.interval)
+            started = self.clock.now()
+            now = scheduled_time(started, self.loaded.config.interval) if at is None else at
             if self._store_is_lost(now):
                 return None
+            # The log record's own time says when the tick really began (bench/latency.py --trace).
+            log.debug("tick %.3f: starting, %+.3f s from its scheduled time", now, started - now)
             try:
                 report = self.engine.tick(now)
             except TickAbandoned:
@@ -258,6 +263,7 @@ class Daemon:
                 log.exception("evaluation at %s failed: %s", rfc3339(now), self.last_error)
                 return None
             self.last_tick, self.last_report, self.last_error = now, report, ""
+            log.debug("tick %.3f: done, %d decisions", now, len(report.decisions))
             jobs = self._export_drills(now)
             schedule = self.drill_schedule
         for job in jobs:  # their actuator reads must not hold the tick lock (a slow API would stall ticks)
@@ -398,14 +404,20 @@ class Daemon:
 
     def start(self) -> str:
         """Start HTTP, alert delivery and the tick scheduler in the background; returns the URL."""
+        from watchdog.runtime.phase import PhaseFollower
         from watchdog.runtime.scheduler import TickScheduler
 
         self._server = self.api_server()
         self._server.start()
         self.notifier.start()
-        # APScheduler fires on the real wall clock: its grid is aligned on that one, not on self.clock.
-        self._scheduler = TickScheduler(self.loaded.config.interval, self.run_once)
+        # The schedule runs on the real wall clock (a fake one would spin): its grid is on that one.
+        cfg = self.loaded.config
+        follower = PhaseFollower(cfg.align_ticks, lambda: self.sources, cfg.interval) if cfg.align_ticks else None
+        self._scheduler = TickScheduler(cfg.interval, self.run_once)
         self._scheduler.start()
+        if follower is not None:  # shifts the grid once it knows the phase (align_ticks changes at the next start)
+            threading.Thread(target=follower.follow, args=(self._scheduler.shift, self.stop, SystemClock()),
+                             name="tick-phase", daemon=True).start()
         log.info("model-watchdog running: %d rules, %d targets, evaluating every %gs, listening on %s",
                  len(self.loaded.rules), len(self.loaded.config.targets), self.loaded.config.interval,
                  self._server.address)

@@ -57,6 +57,15 @@ class DrillSchedule:
 
 
 @dataclass(frozen=True)
+class AlignTicks:
+    """Tick just after a Prometheus scrapes the targets (watchdog.runtime.phase)."""
+
+    source: str = option(help="a `prometheus` source: its targets' last scrapes set the phase of the ticks")
+    job: str = option("", help="only the targets of this scrape job (default: every target scraped at our interval)")
+    marks: dict[str, Mark] = marks_field()
+
+
+@dataclass(frozen=True)
 class VersionQuery:
     """Where the running version of a target is read: a label of a series."""
 
@@ -120,6 +129,8 @@ class Config:
     drill: DrillSchedule | None = option(None, help="scheduled rollback drills for every target without its own: {every: 24h}")
     alert_max_age: float = option(86400.0, duration=True, help="a failed alert delivery is retried (with backoff) "
                                   "until it is this old, then given up and recorded (0: give up at once)")
+    align_ticks: AlignTicks | None = option(None, help="{source: PROMETHEUS}: tick just after it scrapes the targets "
+                                                       "(default: ticks on multiples of the interval)")
     marks: dict[str, Mark] = marks_field()
 
 

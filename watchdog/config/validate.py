@@ -168,6 +168,9 @@ def check_references(config: Config, rules: list[LoadedRule], cfg_file: str, pro
     for q in unbuilt:
         _check_query(sources, config, q.source, q.query, q.file, q.marks, q.where, problems, {})
     check_api(config.api, cfg_file, problems)
+    align = config.align_ticks
+    if align is not None and getattr(config.sources.get(align.source), "type", None) != "prometheus":
+        problem(problems, cfg_file, align.marks.get("source"), f"align_ticks: '{align.source}' is not a prometheus source")
     return built
 
 

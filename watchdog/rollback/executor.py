@@ -120,6 +120,8 @@ class RollbackExecutor:
         context = _context_of(decision)
         done = {s.index for s in self._store.steps(decision_id) if s.status in ("succeeded", "skipped")}
         steps = decision.context.plan
+        log.debug("rollback %s of %s: carrying out %d of %d steps", decision.id, decision.target,
+                  len(steps) - len(done), len(steps))
         for index, step in enumerate(steps):
             if index in done:
                 continue
