@@ -1,0 +1,89 @@
+"""runtime/memory.py: `model-watchdog run` limits glibc to two malloc arenas before any thread
+starts, unless the operator set MALLOC_ARENA_MAX; outside glibc it does nothing."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from watchdog import cli
+from watchdog.runtime import memory
+
+
+class FakeLibc:
+    def __init__(self, answer: int = 1) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.answer = answer
+
+    def mallopt(self, param, value):  # type: ignore[no-untyped-def]
+        self.calls.append((param.value, value.value))
+        return self.answer
+
+
+def test_two_arenas_when_the_environment_does_not_say():
+    lib = FakeLibc()
+    message = memory.limit_arenas({}, lib)
+    assert lib.calls == [(memory.M_ARENA_MAX, 2)]
+    assert "at most 2" in message
+
+
+def test_the_environment_variable_wins():
+    lib = FakeLibc()
+    message = memory.limit_arenas({"MALLOC_ARENA_MAX": "8"}, lib)
+    assert lib.calls == []  # glibc read the variable itself at start
+    assert "MALLOC_ARENA_MAX=8" in message
+
+
+def test_a_refusal_or_no_glibc_leaves_the_allocator_alone(monkeypatch):
+    assert "refused" in memory.limit_arenas({}, FakeLibc(answer=0))
+    monkeypatch.setattr(memory, "_libc", False)  # e.g. musl or macOS: no mallopt found
+    assert memory.libc() is None
+    assert "not glibc" in memory.limit_arenas({})
+
+
+def test_run_limits_the_arenas_before_building_the_daemon(monkeypatch, tmp_path):
+    order: list[str] = []
+    monkeypatch.setattr(memory, "limit_arenas", lambda: order.append("arenas") or "")
+
+    class Stop(Exception):
+        pass
+
+    def loading(_args):  # type: ignore[no-untyped-def]
+        order.append("load")
+        raise Stop
+
+    monkeypatch.setattr(cli, "_load", loading)
+    with pytest.raises(Stop):
+        cli.cmd_run(argparse.Namespace(clock=None, redactor=None, config=str(tmp_path / "watchdog.yaml")), None, None)
+    assert order == ["arenas", "load"]
+
+
+@pytest.mark.skipif(memory.libc() is None or not hasattr(memory.libc(), "malloc_info"), reason="glibc only")
+def test_threads_share_two_arenas_on_glibc():
+    """In a fresh process: 16 threads allocating at once end with at most 2 arenas."""
+    script = textwrap.dedent("""
+        import ctypes, re, sys, threading
+        from watchdog.runtime import memory
+        memory.limit_arenas({})
+        libc = memory.libc()
+        barrier = threading.Barrier(16)
+        def work():
+            barrier.wait()
+            for _ in range(200):
+                [bytearray(4096) for _ in range(50)]
+        threads = [threading.Thread(target=work) for _ in range(16)]
+        [t.start() for t in threads]; [t.join() for t in threads]
+        buf, size = ctypes.c_char_p(), ctypes.c_size_t()
+        libc.open_memstream.restype = ctypes.c_void_p
+        stream = libc.open_memstream(ctypes.byref(buf), ctypes.byref(size))
+        libc.malloc_info(0, ctypes.c_void_p(stream)); libc.fclose(ctypes.c_void_p(stream))
+        print(len(re.findall(r"<heap nr=", ctypes.string_at(buf, size.value).decode())))
+    """)
+    env = {"PATH": "/usr/bin:/bin"}
+    arenas = int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                env=env, timeout=60).stdout)
+    assert 1 <= arenas <= 2
