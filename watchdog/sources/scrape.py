@@ -201,7 +201,7 @@ class ScrapeSource(Source):
         last, now = target.relabelled, {}
         out = []
         for sample in samples:
-            labels = last.get(sample.labels) or self._labelled(sample.labels, target)
+            labels = last.get(sample.labels) or self.store.intern(self._labelled(sample.labels, target))
             now[sample.labels] = labels
             out.append(Sample(labels, sample.value))
         target.relabelled = now
