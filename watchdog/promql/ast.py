@@ -59,7 +59,7 @@ def compile_label_regex(pattern: str) -> re2._Regexp:
         raise PromQLError(f"invalid regular expression {quote(pattern)}: {reason}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Matcher:
     """One label matcher; a missing label matches as the empty string (as in Prometheus)."""
 
