@@ -98,6 +98,21 @@ def test_objects_made_per_rule_series_or_sample_have_no_instance_dict():
     from watchdog.rules.verdict import Outcome, Verdict
     from watchdog.samples import QueryResult, Sample
 
+    from watchdog.promql import parse
+
+    query = parse('histogram_quantile(0.99, sum by (le) (rate(x_bucket{instance="a:1"}[1m]))) > -1')
+    nodes, stack = [], [query]
+    while stack:
+        nodes.append(stack.pop())
+        stack.extend(nodes[-1].children())
     for obj in (Sample((), 1.0), QueryResult([]), Verdict((), Outcome.OK, 1.0, ""), SeriesState(),
-                LoadedRule("t", None, "f"), Matcher("a", "=~", "b.*")):  # type: ignore[arg-type]
+                LoadedRule("t", None, "f"), Matcher("a", "=~", "b.*"), *nodes):  # type: ignore[arg-type]
         assert not hasattr(obj, "__dict__"), type(obj).__name__
+
+
+def test_selectors_of_one_metric_share_its_name_matcher():
+    from watchdog.promql import parse
+
+    a, b = parse('up{instance="host-a:9090"}'), parse('up{instance="host-b:9090"}')
+    assert a.all_matchers[0] is b.all_matchers[0]  # type: ignore[attr-defined]
+    assert [str(m) for m in a.all_matchers] == ['__name__="up"', 'instance="host-a:9090"']  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import lru_cache
 
 import re2
 
@@ -101,7 +101,7 @@ class VectorMatching:
         return f"{'on' if self.on else 'ignoring'} ({', '.join(self.labels)})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Expr:
     pos: int = field(default=0, compare=False, repr=False, kw_only=True)
 
@@ -120,7 +120,7 @@ class Expr:
         return ATOM
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class NumberLiteral(Expr):
     value: float
 
@@ -145,7 +145,7 @@ class NumberLiteral(Expr):
         return format_number(self.value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StringLiteral(Expr):
     """Parsed so the error can come from the right place; no supported function takes one."""
 
@@ -159,7 +159,12 @@ class StringLiteral(Expr):
         return quote(self.value)
 
 
-@dataclass(frozen=True)
+@lru_cache(maxsize=4096)
+def _name_matcher(name: str) -> Matcher:
+    return Matcher(NAME, "=", name)
+
+
+@dataclass(frozen=True, slots=True)
 class VectorSelector(Expr):
     name: str | None
     matchers: tuple[Matcher, ...] = ()
@@ -168,12 +173,15 @@ class VectorSelector(Expr):
     def type(self) -> ValueType:
         return ValueType.VECTOR
 
-    @cached_property
-    def all_matchers(self) -> tuple[Matcher, ...]:
-        """The matchers including `__name__="name"` for a written metric name."""
-        if self.name is None:
-            return self.matchers
-        return (Matcher(NAME, "=", self.name), *self.matchers)
+    # The matchers including `__name__="name"` for a written metric name (the name's matcher
+    # shared by every selector of that name).
+    all_matchers: tuple[Matcher, ...] = field(init=False, default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            object.__setattr__(self, "all_matchers", (_name_matcher(self.name), *self.matchers))
+        else:
+            object.__setattr__(self, "all_matchers", self.matchers)
 
     def __str__(self) -> str:
         name = self.name or ""
@@ -182,7 +190,7 @@ class VectorSelector(Expr):
         return name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MatrixSelector(Expr):
     selector: VectorSelector
     range: float
@@ -198,7 +206,7 @@ class MatrixSelector(Expr):
         return f"{self.selector}[{format_duration(self.range)}]"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call(Expr):
     func: str
     args: tuple[Expr, ...]
@@ -215,7 +223,7 @@ class Call(Expr):
         return f"{self.func}({', '.join(str(a) for a in self.args)})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Aggregation(Expr):
     op: str
     expr: Expr
@@ -236,7 +244,7 @@ class Aggregation(Expr):
         return f"{self.op}({self.expr})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unary(Expr):
     op: str
     expr: Expr
@@ -255,7 +263,7 @@ class Unary(Expr):
         return self.op + _wrap(self.expr, self.expr.precedence() < UNARY)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Binary(Expr):
     op: str
     lhs: Expr
