@@ -30,6 +30,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -87,6 +88,22 @@ def obmalloc_summary() -> dict[str, float]:
             "in_objects_mb": number(r"# bytes in allocated blocks"),
             "free_in_pools_mb": number(r"# bytes in available blocks"),
             "unused_pools_mb": number(r"# bytes in \d+ unused pools")}
+
+
+def thread_stacks() -> dict[str, float]:
+    """Resident KiB of the threads' stacks: the anonymous mappings of the stack size
+    (8 MiB by default: ulimit -s), read from /proc/self/smaps."""
+    size_kb = (threading.stack_size() or 8 * 2**20) // 1024
+    count, rss = 0, 0
+    current = None
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            start, end = (int(x, 16) for x in line.split()[0].split("-"))
+            current = (end - start) // 1024 in (size_kb, size_kb + 4) and len(line.split()) == 5
+        elif current and line.startswith("Rss:"):
+            count += 1
+            rss += int(line.split()[1])
+    return {"stacks": float(count), "resident_mb": rss / 1024}
 
 
 def trim() -> bool:
@@ -269,7 +286,8 @@ def main() -> int:
             result["obmalloc"] = obmalloc_summary()
             print(f"\nglibc malloc: {result['malloc']}")
             print(f"CPython obmalloc: {result['obmalloc']}")
-            print(f"threads: {len(os.listdir('/proc/self/task'))}")
+            result["thread_stacks"] = thread_stacks()
+            print(f"threads: {len(os.listdir('/proc/self/task'))}, their stacks: {result['thread_stacks']}")
             if trim():  # what glibc gives back when asked: the arenas' free pages
                 phase("after malloc_trim(0)")
             result["phases"] = phases
