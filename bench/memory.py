@@ -174,8 +174,8 @@ def main() -> int:
                              "every 5 s by another process) for SECONDS instead of --ticks ticks on a fake clock")
     parser.add_argument("--untuned", action="store_true",
                         help="leave glibc malloc as it is (no runtime.memory.limit_arenas(), as `run` calls first)")
-    parser.add_argument("--trim", choices=("none", "start", "tick"), default="none",
-                        help="malloc_trim(0) after start-up, or also after every tick (measured: it gains nothing)")
+    parser.add_argument("--no-trim", action="store_true",
+                        help="no malloc_trim(0) after each tick (runtime.memory.trim made a no-op)")
     parser.add_argument("--code", metavar="DIR", help="import watchdog from DIR (a baseline tree)")
     args = parser.parse_args()
     if args.code:
@@ -224,20 +224,16 @@ def main() -> int:
             clock = None if args.serve else FakeClock(time.time())
             daemon = Daemon(loaded, clock=clock)
             phase("Daemon()")
-            if args.trim != "none":
-                trim()
-                phase("malloc_trim(0)")
-            if args.trim == "tick":
-                tick = daemon.run_once
-
-                def run_once():  # type: ignore[no-untyped-def]
-                    try:
-                        return tick()
-                    finally:
-                        trim()
-                daemon.run_once = run_once
+            if args.no_trim:
+                try:
+                    from watchdog.runtime import memory as product
+                    product.trim = lambda *_: False  # type: ignore[assignment]
+                except ImportError:
+                    pass
             if args.serve:
                 serve(daemon, listen, args.serve, phase)
+                if trim():  # what glibc would give back when asked (before the census allocates)
+                    phase("after malloc_trim(0)")
             for i in range(0 if args.serve else args.ticks):
                 t0 = time.process_time()
                 daemon.run_once()
@@ -288,8 +284,6 @@ def main() -> int:
             print(f"CPython obmalloc: {result['obmalloc']}")
             result["thread_stacks"] = thread_stacks()
             print(f"threads: {len(os.listdir('/proc/self/task'))}, their stacks: {result['thread_stacks']}")
-            if trim():  # what glibc gives back when asked: the arenas' free pages
-                phase("after malloc_trim(0)")
             result["phases"] = phases
             if args.serve:
                 stop_serving(daemon)

@@ -116,3 +116,52 @@ def test_selectors_of_one_metric_share_its_name_matcher():
     a, b = parse('up{instance="host-a:9090"}'), parse('up{instance="host-b:9090"}')
     assert a.all_matchers[0] is b.all_matchers[0]  # type: ignore[attr-defined]
     assert [str(m) for m in a.all_matchers] == ['__name__="up"', 'instance="host-a:9090"']  # type: ignore[attr-defined]
+
+
+class FakeTrimLibc(FakeLibc):
+    def __init__(self) -> None:
+        super().__init__()
+        self.trims: list[int] = []
+
+    def malloc_trim(self, pad):  # type: ignore[no-untyped-def]
+        self.trims.append(pad.value)
+        return 1
+
+
+def test_trim_hands_free_pages_back_and_does_nothing_outside_glibc(monkeypatch):
+    lib = FakeTrimLibc()
+    assert memory.trim(lib) is True and lib.trims == [0]
+    monkeypatch.setattr(memory, "_libc", False)
+    assert memory.trim() is False
+
+
+DAEMON_CONFIG = """\
+interval: 15s
+state: state.db
+sources:
+  model: {type: scrape, url: "http://127.0.0.1:9/metrics"}
+actuators:
+  hook: {type: webhook, url: "http://127.0.0.1:9/rollback"}
+targets:
+  fraud-model: {rollback: [hook]}
+"""
+
+
+def test_every_tick_ends_with_a_trim(monkeypatch, tmp_path):
+    from watchdog.clock import FakeClock
+    from watchdog.config.loader import load
+    from watchdog.daemon import Daemon
+
+    lib = FakeTrimLibc()
+    monkeypatch.setattr(memory, "_libc", lib)
+    (tmp_path / "watchdog.yaml").write_text(DAEMON_CONFIG)
+    daemon = Daemon(load(tmp_path / "watchdog.yaml"), clock=FakeClock())
+    try:
+        lib.trims.clear()
+        daemon.run_once()
+        assert lib.trims == [0]
+        daemon.clock.advance(15)  # type: ignore[attr-defined]
+        daemon.run_once()
+        assert lib.trims == [0, 0]
+    finally:
+        daemon.close()

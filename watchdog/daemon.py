@@ -23,6 +23,7 @@ from watchdog.engine import Engine, TickAbandoned, TickReport
 from watchdog.config.loader import load
 from watchdog.errors import ConfigError, StateError
 from watchdog.metrics import DaemonMetrics
+from watchdog.runtime import memory
 from watchdog.runtime.notify import Notifier
 from watchdog.runtime.ownership import Owner
 from watchdog import redact as redaction
@@ -242,6 +243,7 @@ class Daemon:
                 return None
             self.last_tick, self.last_report, self.last_error = now, report, ""
             self._export_drills(now)
+            memory.trim()  # what the tick freed goes back to the OS (runtime/memory.py)
             return report
 
     def _export_drills(self, now: float | None = None) -> None:
