@@ -35,8 +35,10 @@ RUN groupadd --system --gid 10001 model-watchdog \
 USER 10001:10001
 WORKDIR /var/lib/model-watchdog
 # No .pyc writes at run time (the venv is compiled at install); temp files under $TMPDIR.
+# MALLOC_ARENA_MAX=2: two glibc malloc arenas, not one per thread (bench/README.md, "Memory");
+# `run` sets the same itself, and a value given with `docker run -e` wins.
 ENV PATH=/opt/model-watchdog/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 TMPDIR=/tmp \
-    HOME=/var/lib/model-watchdog MODEL_WATCHDOG_CONFIG=/etc/model-watchdog/watchdog.yaml
+    HOME=/var/lib/model-watchdog MODEL_WATCHDOG_CONFIG=/etc/model-watchdog/watchdog.yaml MALLOC_ARENA_MAX=2
 VOLUME ["/var/lib/model-watchdog"]
 EXPOSE 9310
 HEALTHCHECK --interval=30s --timeout=5s CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9310/healthz', timeout=4).status == 200 else 1)"]

@@ -159,6 +159,8 @@ def _open_store(loaded: LoadedConfig) -> Any:
 # -- commands -------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace, out: Out, err: Out) -> int:
+    from watchdog.runtime import memory
+    memory.limit_arenas()  # before any thread allocates: at most 2 glibc malloc arenas
     from watchdog.daemon import Daemon
     return Daemon(_load(args), clock=args.clock, redactor=args.redactor).serve()
 

@@ -23,6 +23,7 @@ from watchdog.engine import Engine, TickAbandoned, TickReport
 from watchdog.config.loader import load
 from watchdog.errors import ConfigError, StateError
 from watchdog.metrics import DaemonMetrics
+from watchdog.runtime import memory
 from watchdog.runtime.notify import Notifier
 from watchdog.runtime.ownership import Owner
 from watchdog import redact as redaction
@@ -266,6 +267,7 @@ class Daemon:
             log.debug("tick %.3f: done, %d decisions", now, len(report.decisions))
             jobs = self._export_drills(now)
             schedule = self.drill_schedule
+            memory.trim()  # what the tick freed goes back to the OS (runtime/memory.py)
         for job in jobs:  # their actuator reads must not hold the tick lock (a slow API would stall ticks)
             self.drill_worker.submit(lambda job=job: schedule.run(job, self._record_drill))
         return report

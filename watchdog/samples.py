@@ -30,7 +30,7 @@ def format_labels(labels: Labels) -> str:
     return "{" + ",".join(f'{one_line(k)}="{quote_value(v)}"' for k, v in labels) + "}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One value of one series at evaluation time."""
 
@@ -44,7 +44,7 @@ class Sample:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueryResult:
     samples: list[Sample]
     # True while the source has not yet held data for as long as the query's range windows:

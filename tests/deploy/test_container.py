@@ -67,6 +67,11 @@ def test_the_image_keeps_writes_on_the_volume_and_tmp():
     assert "PYTHONDONTWRITEBYTECODE=1" in env and "TMPDIR=/tmp" in env and "HOME=/var/lib/model-watchdog" in env
 
 
+def test_the_image_limits_glibc_to_two_malloc_arenas():
+    env = " ".join(re.findall(r"^ENV (.*(?:\n    .*)*)", DOCKERFILE.read_text(), re.M)).split()
+    assert "MALLOC_ARENA_MAX=2" in env
+
+
 # -- the daemon on a read-only root ------------------------------------------------------------
 
 READ_ONLY_ROOT = ('mount --bind "$1" "$1"; mount -t tmpfs -o size=16m,mode=1777 tmpfs "$2"; '

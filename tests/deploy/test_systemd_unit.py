@@ -101,6 +101,12 @@ def test_the_sandbox_keeps_what_the_daemon_needs():
     assert service["SystemCallFilter"][0] == "@system-service"
 
 
+def test_the_unit_limits_glibc_to_two_malloc_arenas():
+    """Not one arena per scrape thread (watchdog/runtime/memory.py; bench/README.md, "Memory")."""
+    environment = " ".join(service_section(UNIT.read_text())["Environment"]).split()
+    assert "MALLOC_ARENA_MAX=2" in environment
+
+
 def test_the_command_actuator_drop_in_is_valid_and_only_widens(tmp_path):
     """Every option of the documented drop-in, switched on, still verifies; it loosens the sandbox."""
     options = [m.group(1) for m in re.finditer(r"^#([A-Z][A-Za-z]+=.*)$", DROP_IN.read_text(), re.M)]

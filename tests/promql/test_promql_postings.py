@@ -39,7 +39,7 @@ def matchers(draw: st.DrawFn) -> list[Matcher]:
 
 def linear(store: SeriesStore, ms: list[Matcher]) -> list:  # type: ignore[type-arg]
     """The old way: every series tested against every matcher."""
-    return [s.labels for s in store._series.values() if all(m.matches(s.label_map.get(m.name, "")) for m in ms)]
+    return [s.labels for s in store._series.values() if all(m.matches(dict(s.labels).get(m.name, "")) for m in ms)]
 
 
 @settings(max_examples=300, deadline=None)

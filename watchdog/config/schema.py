@@ -296,7 +296,7 @@ DEFAULT_TARGET_LIMIT = RateLimit(count=3, window=3600.0)
 DEFAULT_DAEMON_LIMIT = RateLimit(count=10, window=3600.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LoadedRule:
     """A rule with the file it came from; what the engine evaluates."""
 

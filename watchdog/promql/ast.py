@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import lru_cache
 
 import re2
 
@@ -59,7 +59,7 @@ def compile_label_regex(pattern: str) -> re2._Regexp:
         raise PromQLError(f"invalid regular expression {quote(pattern)}: {reason}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Matcher:
     """One label matcher; a missing label matches as the empty string (as in Prometheus)."""
 
@@ -101,7 +101,7 @@ class VectorMatching:
         return f"{'on' if self.on else 'ignoring'} ({', '.join(self.labels)})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Expr:
     pos: int = field(default=0, compare=False, repr=False, kw_only=True)
 
@@ -124,7 +124,7 @@ class Expr:
         return ATOM
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class NumberLiteral(Expr):
     value: float
 
@@ -149,7 +149,7 @@ class NumberLiteral(Expr):
         return format_number(self.value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StringLiteral(Expr):
     """Parsed so the error can come from the right place; no supported function takes one."""
 
@@ -163,7 +163,12 @@ class StringLiteral(Expr):
         return quote(self.value)
 
 
-@dataclass(frozen=True)
+@lru_cache(maxsize=4096)
+def _name_matcher(name: str) -> Matcher:
+    return Matcher(NAME, "=", name)
+
+
+@dataclass(frozen=True, slots=True)
 class VectorSelector(Expr):
     name: str | None
     matchers: tuple[Matcher, ...] = ()
@@ -172,12 +177,15 @@ class VectorSelector(Expr):
     def type(self) -> ValueType:
         return ValueType.VECTOR
 
-    @cached_property
-    def all_matchers(self) -> tuple[Matcher, ...]:
-        """The matchers including `__name__="name"` for a written metric name."""
-        if self.name is None:
-            return self.matchers
-        return (Matcher(NAME, "=", self.name), *self.matchers)
+    # The matchers including `__name__="name"` for a written metric name (the name's matcher
+    # shared by every selector of that name).
+    all_matchers: tuple[Matcher, ...] = field(init=False, default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            object.__setattr__(self, "all_matchers", (_name_matcher(self.name), *self.matchers))
+        else:
+            object.__setattr__(self, "all_matchers", self.matchers)
 
     def __str__(self) -> str:
         name = self.name or ""
@@ -186,7 +194,7 @@ class VectorSelector(Expr):
         return name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MatrixSelector(Expr):
     selector: VectorSelector
     range: float
@@ -202,7 +210,7 @@ class MatrixSelector(Expr):
         return f"{self.selector}[{format_duration(self.range)}]"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Call(Expr):
     func: str
     args: tuple[Expr, ...]
@@ -219,7 +227,7 @@ class Call(Expr):
         return f"{self.func}({', '.join(str(a) for a in self.args)})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Aggregation(Expr):
     op: str
     expr: Expr
@@ -240,7 +248,7 @@ class Aggregation(Expr):
         return f"{self.op}({self.expr})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unary(Expr):
     op: str
     expr: Expr
@@ -259,7 +267,7 @@ class Unary(Expr):
         return self.op + _wrap(self.expr, self.expr.precedence() < UNARY)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Binary(Expr):
     op: str
     lhs: Expr

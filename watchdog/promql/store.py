@@ -1,9 +1,16 @@
 """In-memory samples of one scraped source, with Prometheus staleness.
 
-Each series keeps two parallel lists, timestamps and values, appended in time
-order, so windows are found with bisect. A stale marker is stored as value
-`None` (Prometheus uses a special NaN): it ends the series for instant
-selectors and is skipped by range selectors.
+Each series keeps two parallel arrays of C doubles (`array('d')`), timestamps and values,
+appended in time order, so windows are found with bisect: 16 bytes a point, where lists of
+Python floats took 40. A stale marker is stored as a NaN with its own bit pattern (as
+Prometheus' StaleNaN, but a quiet NaN), told apart from an exported `NaN` by its bits: it ends
+the series for instant selectors and is skipped by range selectors.
+
+Label sets are interned: a series' label pairs are shared with every other series that has
+the same pair (a fleet's `__name__`, `le` and `status` pairs exist once, not once per target),
+and `intern(labels)` gives a caller (the scrape's relabelling) the store's own copy, so one
+copy of each label set is held. Pruning forgets a series whose points are all gone or stale,
+and with it its postings and the pairs no other series uses.
 
 Series are found through an inverted index, as Prometheus' postings: for each label name and
 value, the series that carry it. A selector's equality matchers (`instance="a:1"`) intersect
@@ -13,6 +20,9 @@ So a query for one instance among a thousand reads that instance's series, not t
 
 from __future__ import annotations
 
+import struct
+import sys
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 
@@ -24,26 +34,40 @@ DEFAULT_LOOKBACK = 300.0
 
 Points = list[tuple[float, float]]
 
+# A quiet NaN with a payload of its own: no exported or computed NaN has these bits
+# (float("nan") is 0x7ff8000000000000), and a quiet NaN keeps its bits through copies.
+_STALE_BITS = 0x7FF8_0000_0000_5EA1
+_STALE_BYTES = struct.pack("<Q", _STALE_BITS)
+STALE = struct.unpack("<d", _STALE_BYTES)[0]
+
+
+def is_stale(value: float) -> bool:
+    """True for the stale marker only (an exported NaN is a value, not a marker)."""
+    return value != value and struct.pack("<d", value) == _STALE_BYTES
+
 
 class _Series:
-    __slots__ = ("labels", "label_map", "times", "values")
+    __slots__ = ("labels", "times", "values")
 
     def __init__(self, labels: Labels) -> None:
         self.labels = labels
-        self.label_map = dict(labels)
-        self.times: list[float] = []
-        self.values: list[float | None] = []
+        self.times = array("d")
+        self.values = array("d")
 
-    def append(self, t: float, value: float | None) -> None:
+    def append(self, t: float, value: float) -> None:
         # Out-of-order and duplicate timestamps are dropped, as Prometheus does,
         # which keeps `times` sorted for bisect.
-        if self.times and t <= self.times[-1]:
+        times = self.times
+        if times and t <= times[-1]:
             return
-        self.times.append(t)
+        times.append(t)
         self.values.append(value)
 
-    def is_stale(self) -> bool:
-        return bool(self.values) and self.values[-1] is None
+    def label(self, name: str) -> str:
+        for k, v in self.labels:
+            if k == name:
+                return v
+        return ""
 
 
 class SeriesStore:
@@ -55,35 +79,58 @@ class SeriesStore:
         # label name → label value → series (insertion-ordered dicts used as sets)
         self._postings: dict[str, dict[str, dict[Labels, _Series]]] = {}
         self._last_scrape: dict[str, set[Labels]] = {}
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}  # each label pair held once
 
     def __len__(self) -> int:
         return len(self._series)
+
+    def intern(self, labels: Labels) -> Labels:
+        """The store's copy of `labels` (equal to it) when it holds that series, else `labels`
+        rebuilt from the pairs it already holds: keep this one, and one copy is held."""
+        series = self._series.get(labels)
+        if series is not None:
+            return series.labels
+        pairs = self._pairs
+        out = []
+        for pair in labels:
+            shared = pairs.get(pair)
+            if shared is None:
+                shared = pairs[pair] = (sys.intern(pair[0]), pair[1])
+            out.append(shared)
+        return tuple(out)
 
     def append_scrape(self, t: float, samples: Iterable[Sample], target: str = "") -> None:
         """Record one successful scrape; series missing since the last one get a stale marker."""
         seen: set[Labels] = set()
         for sample in samples:
-            self._get_or_create(sample.labels).append(t, float(sample.value))
-            seen.add(sample.labels)
+            series = self._get_or_create(sample.labels)
+            series.append(t, float(sample.value))
+            seen.add(series.labels)
         for labels in self._last_scrape.get(target, set()) - seen:
-            self._series[labels].append(t, None)
+            self._series[labels].append(t, STALE)
         self._last_scrape[target] = seen
 
     def mark_stale(self, t: float, target: str = "") -> None:
         """A failed scrape: every series of that target ends now, as in Prometheus."""
         for labels in self._last_scrape.pop(target, set()):
-            self._series[labels].append(t, None)
+            self._series[labels].append(t, STALE)
 
     def prune(self, keep_seconds: float, now: float) -> None:
-        """Forget points older than `now - keep_seconds` (never less than the lookback)."""
+        """Forget points older than `now - keep_seconds` (never less than the lookback), and
+        the series left with no point or only stale markers."""
         cutoff = now - max(keep_seconds, self.lookback)
         for labels, series in list(self._series.items()):
             drop = bisect_left(series.times, cutoff)
             if drop:
                 del series.times[:drop]
                 del series.values[:drop]
-            if all(v is None for v in series.values):
+            values = series.values
+            if values and values[-1] == values[-1]:
+                continue  # the latest point is a number: kept
+            if not any(v == v or not is_stale(v) for v in values):
                 self._forget(labels)
+        if len(self._pairs) > 2 * sum(len(values) for values in self._postings.values()) + 64:
+            self._pairs = {pair: pair for labels in self._series for pair in labels}  # interned, never stored
 
     def instant(self, matchers: Sequence[Matcher], now: float) -> list[Sample]:
         """Latest value at or before `now` within the lookback; absent once stale."""
@@ -93,7 +140,7 @@ class SeriesStore:
             if i < 0 or series.times[i] <= now - self.lookback:
                 continue
             value = series.values[i]
-            if value is not None:
+            if value == value or not is_stale(value):
                 out.append(Sample(series.labels, value))
         return out
 
@@ -103,7 +150,7 @@ class SeriesStore:
         for series in self._select(matchers):
             lo = bisect_right(series.times, start)
             hi = bisect_right(series.times, end)
-            points = [(t, v) for t, v in zip(series.times[lo:hi], series.values[lo:hi]) if v is not None]
+            points = [(t, v) for t, v in zip(series.times[lo:hi], series.values[lo:hi]) if v == v or not is_stale(v)]
             if points:
                 out.append((series.labels, points))
         return out
@@ -126,11 +173,12 @@ class SeriesStore:
         others = [m for m in matchers if not (m.op == "=" and m.value != "")]
         if not others:
             return list(candidates)
-        return [s for s in candidates if all(m.matches(s.label_map.get(m.name, "")) for m in others)]
+        return [s for s in candidates if all(m.matches(s.label(m.name)) for m in others)]
 
     def _get_or_create(self, labels: Labels) -> _Series:
         series = self._series.get(labels)
         if series is None:
+            labels = self.intern(labels)
             series = self._series[labels] = _Series(labels)
             for name, value in labels:
                 self._postings.setdefault(name, {}).setdefault(value, {})[labels] = series
@@ -138,11 +186,13 @@ class SeriesStore:
 
     def _forget(self, labels: Labels) -> None:
         self._series.pop(labels)
-        for name, value in labels:
+        for pair in labels:
+            name, value = pair
             values = self._postings.get(name, {})
             members = values.get(value, {})
             members.pop(labels, None)
             if not members:
+                self._pairs.pop(pair, None)
                 values.pop(value, None)
                 if not values:
                     self._postings.pop(name, None)

@@ -33,7 +33,7 @@ class Event(str, Enum):
     GAP = "gap"  # evaluations too far apart: a pending timer starts again
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SeriesState:
     phase: Phase = Phase.INACTIVE
     pending_since: float | None = None  # when the current breach began

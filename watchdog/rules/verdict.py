@@ -31,7 +31,7 @@ class Outcome(str, Enum):
     WARMING_UP = "warming_up"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verdict:
     labels: Labels
     outcome: Outcome

@@ -105,6 +105,11 @@ class ScrapeSource(Source):
             except ValueError as exc:
                 raise ValueError(f"cannot scrape {target.where}: {exc}") from None
         self.store = SeriesStore()
+        intern = self.store.intern
+        for target in self.targets:  # a relabelled label set is the store's own copy: held once, not per page
+            if target.instance:
+                target.reader = exposition.PageReader(
+                    relabel=lambda labels, instance=target.instance: intern(_labelled(labels, instance)))
         self._parsed: dict[str, Expr] = {}
         self._retention = 300.0
         self._last_scrape: float | None = None
@@ -276,8 +281,6 @@ def _targets(options: ScrapeOptions) -> list[_Target]:
     if options.url is not None:
         return [_Target(url=options.url, instance="")]
     targets = [_Target(url=u, instance=urlsplit(u).netloc.rpartition("@")[2]) for u in urls]
-    for t in targets:
-        t.reader = exposition.PageReader(relabel=lambda labels, instance=t.instance: _labelled(labels, instance))
     seen: dict[str, str] = {}
     for t in targets:
         if t.instance in seen:
