@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from datetime import datetime, timezone
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fixtures.rules import ERROR_RULE
 from tests.harness import Harness
-from watchdog.clock import FakeClock
 from watchdog.daemon import scheduled_time
-from watchdog.runtime.scheduler import TickScheduler
+from watchdog.runtime.scheduler import GridTrigger, TickScheduler
 from watchdog.rules.evaluate import Outcome, Verdict
 from watchdog.rules.state import Event, SeriesState, step
 
@@ -36,67 +39,86 @@ def test_for_2s_at_1s_interval_fires_on_exactly_the_second_tick_after_pending() 
         assert fired_after == 2 and state.firing_since - state.pending_since == 2.0  # type: ignore[operator]
 
 
-# -- the tick scheduler on a fake clock: the grid, whatever the ticks' durations ---------------
+# -- the tick grid (GridTrigger, the APScheduler trigger the ticks run on) -----------------------
 
 START = 1_764_000_000.0
 
 
-def drive(interval: float, durations: list[float], *, offset: float = 0.0, start: float = START + 0.25):
-    """Run a TickScheduler on a fake clock; each tick takes its duration from `durations`
-    (the job advances the clock) and the schedule stops after the last. Returns
-    [(the time the tick stands for, the time it started)] and the scheduler."""
-    clock = FakeClock(start)
-    runs: list[tuple[float, float]] = []
-    scheduler: TickScheduler
-
-    def job(at: float) -> None:
-        runs.append((at, clock.now()))
-        clock.advance(durations[len(runs) - 1])
-        if len(runs) == len(durations):
-            scheduler.stop()
-
-    scheduler = TickScheduler(interval, job, clock=clock, offset=offset)
-    scheduler.run()
-    return runs, scheduler
+def fires(trigger: GridTrigger, now: float, count: int) -> list[tuple[float, float]]:
+    """The first `count` (fire time, slot it stands for) the trigger hands APScheduler from `now`."""
+    out, previous = [], None
+    for _ in range(count):
+        fire, slot = trigger.next_fire(previous, now)
+        out.append((fire, slot))
+        previous = fire
+    return out
 
 
-@given(durations=st.lists(st.floats(0.0, 0.99), min_size=1, max_size=40), interval=st.sampled_from([1.0, 2.5, 15.0]))
-def test_tick_k_starts_at_its_grid_point_whatever_the_ticks_take(durations: list[float], interval: float) -> None:
-    # (at most 0.89 of the interval: the tick at once starts 0.1 of it late, and may not overrun)
-    runs, scheduler = drive(interval, [0.89 * d * interval for d in durations], start=START + 0.1 * interval)
-    at_once = 0.9 * interval > 0.5  # the first slot is far: one tick at once, standing for START
-    first = START if at_once else START + interval
-    assert [at for at, _ in runs] == [round(first + k * interval, 6) for k in range(len(runs))]
-    for at, started in runs[1 if at_once else 0:]:
-        assert started == at  # no drift, no lateness: each tick starts on its slot
-    assert scheduler.skipped == 0
-
-
-def test_a_tick_that_overruns_its_slot_skips_it_and_the_next_runs_on_the_grid() -> None:
-    runs, scheduler = drive(1.0, [0.1, 1.02, 0.1, 0.1], start=START)
-    assert [at - START for at, _ in runs] == [0.0, 1.0, 3.0, 4.0]  # slot 2 passed during tick 1: skipped
-    assert all(started == at for at, started in runs) and scheduler.skipped == 1
-
-
-def test_a_tick_that_overruns_by_much_skips_to_the_next_grid_point_never_stacking_or_going_back() -> None:
-    runs, scheduler = drive(1.0, [0.1, 3.6, 0.1, 0.1], start=START)
-    assert [at - START for at, _ in runs] == [0.0, 1.0, 5.0, 6.0]  # slots 2–4 skipped
-    assert all(started == at for at, started in runs) and scheduler.skipped == 3
-    runs, scheduler = drive(1.0, [0.1, 3.0, 0.1], start=START)  # ends exactly on slot 4: it runs, on time
-    assert [at - START for at, _ in runs] == [0.0, 1.0, 4.0] and scheduler.skipped == 2
-
-
-def test_the_grid_can_be_shifted_by_an_offset() -> None:
-    runs, _ = drive(1.0, [0.05] * 4, offset=0.35, start=START + 0.2)
-    assert [round(at - START, 6) for at, _ in runs] == [0.35, 1.35, 2.35, 3.35]
-    assert all(started == at for at, started in runs)
+@given(tick=st.integers(0, 10_000), phase=st.floats(0.0, 0.999), interval=st.sampled_from([0.5, 1.0, 2.5, 15.0]),
+       offset=st.floats(0.0, 0.999))
+def test_the_fire_times_are_the_grid_points_one_interval_apart_never_drifting(
+        tick: int, phase: float, interval: float, offset: float) -> None:
+    trigger = GridTrigger(interval, offset * interval)
+    now = START + (tick + phase) * interval
+    handed = fires(trigger, now, 20)
+    grid = [fire for fire, slot in handed if fire == slot]
+    assert len(grid) >= 19  # all but a tick at once
+    for k, fire in enumerate(grid):
+        assert fire == round(grid[0] + k * interval, 6)  # no drift, however many
+        assert abs(((fire - trigger.offset) / interval) - round((fire - trigger.offset) / interval)) < 1e-6
+    assert grid[0] >= now - 1e-6 and grid[0] - now <= interval + 1e-6
 
 
 def test_a_far_first_slot_gets_a_tick_at_once_standing_for_the_slot_in_progress() -> None:
-    runs, _ = drive(15.0, [1.0, 1.0, 1.0], start=START + 3.0)
-    assert [(at - START, started - START) for at, started in runs] == [(0.0, 3.0), (15.0, 15.0), (30.0, 30.0)]
-    runs, _ = drive(15.0, [1.0, 1.0], start=START + 14.7)  # the first slot is near: no extra tick
-    assert [at - START for at, _ in runs] == [15.0, 30.0]
+    trigger = GridTrigger(15.0)
+    assert fires(trigger, START + 3.0, 3) == [(START + 3.0, START), (START + 15.0, START + 15.0),
+                                               (START + 30.0, START + 30.0)]
+    assert fires(trigger, START + 14.7, 2) == [(START + 15.0, START + 15.0), (START + 30.0, START + 30.0)]
+    assert fires(GridTrigger(15.0, at_once=False), START + 3.0, 1) == [(START + 15.0, START + 15.0)]
+
+
+def test_the_grid_can_be_shifted_by_an_offset() -> None:
+    assert [round(f - START, 6) for f, _ in fires(GridTrigger(1.0, 0.35), START + 0.2, 4)] == [0.35, 1.35, 2.35, 3.35]
+
+
+def test_a_run_stands_for_the_latest_fire_time_that_has_come() -> None:
+    trigger = GridTrigger(1.0)
+    for fire in (START + 1.0, START + 2.0, START + 3.0):  # as APScheduler asks: the one due, then the next
+        trigger.get_next_fire_time(datetime.fromtimestamp(fire - 1.0, timezone.utc),
+                                   datetime.fromtimestamp(fire - 0.5, timezone.utc))
+    assert trigger.slot_due(START + 2.0004) == START + 2.0  # the run fired at 2 (3 is handed out, not come)
+    assert trigger.slot_due(START + 3.9) == START + 3.0
+    assert trigger.slot_due(START + 0.5) is None
+
+
+# -- APScheduler running the grid: real time, short interval, generous bounds -------------------
+
+def test_ticks_run_on_the_grid_one_at_a_time_and_a_long_one_skips_the_slots_it_overran() -> None:
+    interval, runs, running, overlaps = 0.3, [], [0], []
+    done = threading.Event()
+
+    def job(at: float) -> None:
+        running[0] += 1
+        overlaps.append(running[0] > 1)
+        runs.append((at, time.time()))
+        time.sleep(0.75 if len(runs) == 3 else 0.01)  # the third overruns two slots and a half
+        running[0] -= 1
+        if len(runs) >= 7:
+            done.set()
+
+    scheduler = TickScheduler(interval, job)
+    scheduler.start()
+    try:
+        assert done.wait(30), f"only {len(runs)} ticks in 30 s"
+    finally:
+        scheduler.stop()
+    ats = [at for at, _ in runs[:7]]
+    assert not any(overlaps)  # never two at once
+    assert all(abs(at / interval - round(at / interval)) < 1e-6 for at in ats)  # each stands for a grid point
+    assert all(b > a for a, b in zip(ats, ats[1:]))
+    assert all(started >= at - 0.002 for at, started in runs)  # never before its slot
+    assert ats[3] - ats[2] >= 3 * interval - 1e-6  # the two slots passed during the long tick were skipped
+    assert scheduler.skipped >= 1
 
 
 # -- a rule that fires in tick N starts its rollback in tick N ----------------------------------

@@ -15,7 +15,7 @@ from watchdog.config.loader import load
 from watchdog.config.schema import AlignTicks
 from watchdog.clock import FakeClock
 from watchdog.runtime.phase import MARGIN, PhaseFollower, offset_after, rfc3339_seconds, scrape_ends
-from watchdog.runtime.scheduler import TickScheduler
+from watchdog.runtime.scheduler import GridTrigger, TickScheduler
 from watchdog.sources.prometheus import PrometheusOptions, PrometheusSource
 
 pytestmark = pytest.mark.timeout(30)
@@ -108,26 +108,28 @@ def test_the_follower_retries_until_prometheus_has_scraped_then_shifts_the_grid(
     assert shifts == [(10.0, pytest.approx(0.654, abs=1e-3)), (610.0, pytest.approx(0.254, abs=1e-3))]
 
 
-def test_a_shifted_grid_takes_over_after_the_tick_in_progress_never_two_ticks_for_one_slot() -> None:
-    clock, runs, to = FakeClock(T0), [], [0.85]
-    scheduler: TickScheduler
+def test_a_shifted_grid_takes_over_at_its_first_point_after_now_never_two_ticks_for_one_slot() -> None:
+    runs: list[float] = []
+    scheduler = TickScheduler(1.0, runs.append)
+    scheduler.shift(0.85)  # found while the tick at +1 runs (it ends at +1.02)
+    fire, slot = scheduler.trigger.next_fire(None, T0 + 1.02)
+    assert (round(fire - T0, 3), round(slot - T0, 3)) == (1.85, 1.85)  # the first point of the new grid after 1
+    assert [round(f - T0, 3) for f, _ in fires_from(scheduler.trigger, fire, 3)] == [2.85, 3.85, 4.85]
 
-    def job(at: float) -> None:
-        runs.append((round(at - T0, 3), round(clock.now() - T0, 3)))
-        if len(runs) == 2:
-            scheduler.shift(to[0])
-        clock.advance(0.02)
-        if len(runs) == 5:
-            scheduler.stop()
+    scheduler = TickScheduler(1.0, runs.append, offset=0.9)
+    scheduler.shift(0.1)  # back to +0.1 during the tick at +1.9: 2.1 (not 1.1, which is before the last tick)
+    fire, _ = scheduler.trigger.next_fire(None, T0 + 1.92)
+    assert round(fire - T0, 3) == 2.1
+    scheduler.shift(0.1 + 1e-4)  # the same phase again (measured anew): the grid stays
+    assert scheduler.offset == pytest.approx(0.1)
 
-    scheduler = TickScheduler(1.0, job, clock=clock)
-    scheduler.run()
-    # ticks at 0, 1; then shifted: the first point of the new grid after 1 is 1.85
-    assert runs == [(0.0, 0.0), (1.0, 1.0), (1.85, 1.85), (2.85, 2.85), (3.85, 3.85)]
-    clock, runs, to[0] = FakeClock(T0 + 0.9), [], 0.1
-    scheduler = TickScheduler(1.0, job, clock=clock, offset=0.9)
-    scheduler.run()  # back to +0.1: from 1.9 to 2.1 (not 1.1, which is before the last tick)
-    assert [at for at, _ in runs] == [0.9, 1.9, 2.1, 3.1, 4.1]
+
+def fires_from(trigger: GridTrigger, previous: float, count: int) -> list[tuple[float, float]]:
+    out = []
+    for _ in range(count):
+        previous, slot = trigger.next_fire(previous, previous)
+        out.append((previous, slot))
+    return out
 
 
 def test_align_ticks_loads_and_must_name_a_prometheus_source(tmp_path) -> None:

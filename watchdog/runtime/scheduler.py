@@ -9,6 +9,12 @@ API and a failing source time between attempts. (Running a slightly late slot at
 was tried: under hostile 1 s scrape timeouts at a 1 s interval the ticks ran back to back and
 tripped the source's circuit breaker sooner; tests/security/test_sources_hostile.py.)
 
+APScheduler runs it: `GridTrigger` is an APScheduler trigger holding the grid (pure, so the
+tests drive it with any times), and the job runs with `max_instances=1` and `coalesce`, which
+is exactly "skip a slot that passed while a tick was still running". APScheduler does not tell
+a job which fire time it stands for, so the trigger keeps the fire times it handed out and
+the job takes the latest one that has come.
+
 `offset` shifts the grid (e.g. to evaluate just after Prometheus scrapes the targets); 0 puts
 the ticks on multiples of the interval.
 """
@@ -18,85 +24,131 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import deque
+from datetime import datetime, timezone
 from typing import Callable
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 
 from watchdog.clock import Clock, SystemClock
 
 log = logging.getLogger("watchdog.scheduler")
 
 FIRST_AT_ONCE = 0.5  # seconds: a first slot further away than this gets a tick at once (ready sooner)
+JOB_ID = "ticks"
 
 
-class TickScheduler:
-    def __init__(self, interval: float, job: Callable[[float], object], clock: Clock | None = None,
-                 offset: float = 0.0):
+class GridTrigger(BaseTrigger):
+    """The points `offset + k·interval`; the first fire time is now when the first point is
+    more than FIRST_AT_ONCE away (`at_once`), standing for the slot in progress."""
+
+    __slots__ = ("interval", "offset", "at_once", "_handed", "_lock")
+
+    def __init__(self, interval: float, offset: float = 0.0, at_once: bool = True):
         if interval <= 0:
             raise ValueError(f"interval must be positive, not {interval}")
         self.interval = interval
         self.offset = offset % interval
-        self._job = job
-        self._clock = clock or SystemClock()  # the system's, unless testing this class
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._shift: float | None = None  # a new offset, taken up after the tick in progress
-        self.skipped = 0  # slots left out because a tick overran them by more than the allowed lateness
+        self.at_once = at_once
+        self._handed: deque[tuple[float, float]] = deque(maxlen=8)  # (fire time, the slot it stands for)
+        self._lock = threading.Lock()
 
     def slot_at_or_after(self, when: float) -> float:
         """The first grid point at or after `when`."""
         return self._grid(math.ceil(round((when - self.offset) / self.interval, 9)))
 
+    def slot_at_or_before(self, when: float) -> float:
+        """The last grid point at or before `when`."""
+        return self._grid(math.floor(round((when - self.offset) / self.interval, 9)))
+
     def _grid(self, k: int) -> float:
         return round(self.offset + k * self.interval, 6)
 
+    def next_fire(self, previous: float | None, now: float) -> tuple[float, float]:
+        """(the next fire time, the slot it stands for) after `previous` (None: the first)."""
+        if previous is None:
+            first = self.slot_at_or_after(now)
+            if self.at_once and first - now > FIRST_AT_ONCE:  # one at once, so the daemon is soon ready
+                return now, first - self.interval
+            return first, first
+        following = self.slot_at_or_after(previous)
+        if following <= previous:  # `previous` is a grid point itself
+            following = self._grid(round((following - self.offset) / self.interval) + 1)
+        return following, following
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        fire, slot = self.next_fire(None if previous_fire_time is None else previous_fire_time.timestamp(),
+                                    now.timestamp())
+        with self._lock:
+            self._handed.append((fire, slot))
+        return datetime.fromtimestamp(fire, timezone.utc)
+
+    def slot_due(self, now: float) -> float | None:
+        """The slot of the latest fire time handed out that has come by `now` (the run starting
+        now stands for it); None if none has."""
+        with self._lock:
+            due = [slot for fire, slot in self._handed if fire <= now + 0.001]
+        return due[-1] if due else None
+
+    def __str__(self) -> str:
+        return f"grid[every {self.interval:g}s +{self.offset:g}s]"
+
+
+class TickScheduler:
+    def __init__(self, interval: float, job: Callable[[float], object], offset: float = 0.0,
+                 clock: Clock | None = None):
+        self.interval = interval
+        self._clock = clock or SystemClock()  # APScheduler fires on the system's wall clock: the same one
+        self.trigger = GridTrigger(interval, offset)
+        self._job = job
+        self.skipped = 0  # slots left out because a tick was still running (or the scheduler woke too late)
+        # misfire_grace_time: a slot whose run could not start within it is skipped, as one that
+        # passed during a long tick (APScheduler takes whole seconds)
+        self._scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": max(1, math.ceil(interval / 4))})
+        self._scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        # APScheduler logs every skipped run at WARNING; we count and log them once, at INFO.
+        logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+        logging.getLogger("apscheduler.executors.default").setLevel(logging.ERROR)
+
+    @property
+    def offset(self) -> float:
+        return self.trigger.offset
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="ticks", daemon=True)
-        self._thread.start()
+        self._scheduler.add_job(self._run, self.trigger, id=JOB_ID, name="evaluation tick")
+        self._scheduler.start()
 
     def stop(self) -> None:
         """No new tick starts; the one in progress (if any) is not waited for."""
-        self._stop.set()
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
 
     def shift(self, offset: float) -> None:
-        """Move the grid to `offset` (any thread): the tick after the next one is on the new
-        grid, at its first point after the tick before (never two ticks for one slot)."""
-        self._shift = offset % self.interval
+        """Move the grid to `offset` (any thread): the next tick is at the new grid's first point
+        after now; a tick in progress keeps its slot (never two ticks for one slot)."""
+        offset %= self.interval
+        if abs(offset - self.trigger.offset) < 0.001:
+            return
+        log.info("ticks move from +%.3f s to +%.3f s of every %g s", self.trigger.offset, offset, self.interval)
+        self.trigger = GridTrigger(self.interval, offset, at_once=False)
+        if self._scheduler.running:
+            self._scheduler.reschedule_job(JOB_ID, trigger=self.trigger)
 
-    def run(self) -> None:
-        """The schedule, in the calling thread, until `stop()` (start() runs it in a thread)."""
+    def _run(self) -> None:
         now = self._clock.now()
-        at = self.slot_at_or_after(now)
-        if at - now > FIRST_AT_ONCE:  # one at once, standing for the slot in progress, so the daemon is soon ready
-            self._run(at - self.interval)
-        while not self._stop.is_set():
-            if self._clock.sleep(at - self._clock.now(), self._stop):
-                return
-            self._run(at)
-            at = self._next(at) if self._shift is None else self._shifted(at)
-
-    def _run(self, at: float) -> None:
+        at = self.trigger.slot_due(now)
+        if at is None:  # only if the clock stepped back past the fire time: the slot of the present
+            at = self.trigger.slot_at_or_before(now)
         try:
             self._job(at)
         except Exception:  # the job reports its own failures; the schedule goes on
             log.exception("the tick at %.3f failed", at)
 
-    def _shifted(self, done: float) -> float:
-        offset, self._shift = self._shift, None
-        assert offset is not None
-        if abs(offset - self.offset) < 0.001:
-            return self._next(done)
-        log.info("ticks move from +%.3f s to +%.3f s of every %g s", self.offset, offset, self.interval)
-        self.offset = offset
-        return self.slot_at_or_after(max(self._clock.now(), done + 0.001))
-
-    def _next(self, done: float) -> float:
-        """The slot after `done`: the next grid point, or if the tick overran it, the first one
-        still ahead (the slots passed meanwhile are skipped and counted)."""
-        nxt = self._grid(round((done - self.offset) / self.interval) + 1)
-        now = self._clock.now()
-        if now <= nxt:
-            return nxt
-        chosen = self.slot_at_or_after(now)
-        missed = round((chosen - nxt) / self.interval)
-        self.skipped += missed
-        log.info("a tick took %.3f s: %d evaluation(s) of the %gs schedule skipped", now - done, missed, self.interval)
-        return chosen
+    def _skipped(self, event: JobEvent) -> None:
+        self.skipped += 1
+        times = getattr(event, "scheduled_run_times", None) or [getattr(event, "scheduled_run_time", None)]
+        log.info("a tick was still running (or the scheduler woke late): the evaluation at %s of the %gs "
+                 "schedule skipped", times[-1].isoformat() if times[-1] is not None else "?", self.interval)
