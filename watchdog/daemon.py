@@ -23,6 +23,7 @@ from watchdog.engine import Engine, TickAbandoned, TickReport
 from watchdog.config.loader import load
 from watchdog.errors import ConfigError, StateError
 from watchdog.metrics import DaemonMetrics
+from watchdog.runtime import gctune
 from watchdog.runtime.notify import Notifier
 from watchdog.runtime.ownership import Owner
 from watchdog import redact as redaction
@@ -119,6 +120,8 @@ class Daemon:
             raise
         if ok:
             self.redactor.commit()  # secrets only the old configuration had are forgotten
+            if hasattr(self, "_server"):  # serving: the old configuration's objects are freed, the new frozen
+                gctune.settle()
         else:
             self.redactor.abort()
         return ok, message
@@ -403,6 +406,7 @@ class Daemon:
         self._server = self.api_server()
         self._server.start()
         self.notifier.start()
+        gctune.settle()  # start-up's objects frozen, fewer young collections: see runtime/gctune.py
         # APScheduler fires on the real wall clock: its grid is aligned on that one, not on self.clock.
         self._scheduler = TickScheduler(self.loaded.config.interval, self.run_once)
         self._scheduler.start()
