@@ -257,8 +257,9 @@ class Engine:
         view = TargetView(target, self.versions.get(target), self.previous_version(target),
                           self.version_changed_at.get(target), self.states.of_target(target, rules), newly_fired,
                           version_problem=self.version_gate.invalid.get(target))
-        before = self.desk.load(target).decision_id
-        incident = self.rollbacks.tick(view, now)
+        loaded = self.desk.load(target)
+        before = loaded.decision_id
+        incident = self.rollbacks.tick(view, now, loaded)
         self._known_versions.pop(target, None)  # a rollback may have marked a version bad
         decided = incident.decision_id if incident.decision_id != before else None
         if decided is None or incident.phase is IncidentPhase.CLEAR:
