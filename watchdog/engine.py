@@ -182,7 +182,11 @@ class Engine:
         for target in sorted(self.owned):
             self._checkpoint()  # each target's incident is its own transaction: stopping between them is safe
             self._act(target, now, report, tuple(fired.get(target, ())))
-            self.ledger.bake(target, now, firing=self._firing(target))
+        # One read of every target's current release, after every incident stepped (an incident
+        # changes only its own target's releases), not one per target.
+        current = self.store.current_releases(self.owned)
+        for target in sorted(self.owned):
+            self.ledger.bake(target, now, firing=self._firing(target), current=current)
         self.metrics.evaluations.inc()
         self.metrics.last_evaluation.set(now)
         self.metrics.evaluation_duration.observe(self.clock.monotonic() - started)

@@ -33,15 +33,15 @@ def _counting(store, calls: Counter, *names: str) -> None:  # type: ignore[no-un
         setattr(store, name, counted)
 
 
-def test_a_tick_reads_the_holds_once_and_each_incident_once(tmp_path):
+def test_a_tick_reads_the_holds_and_the_current_releases_once_and_each_incident_once(tmp_path):
     daemon = _daemon(tmp_path)
     try:
         daemon.run_once()  # the first tick adopts the targets
         calls: Counter[str] = Counter()
-        _counting(daemon.store, calls, "holds", "incident")
+        _counting(daemon.store, calls, "holds", "incident", "releases", "current_releases")
         daemon.clock.advance(10)
         daemon.run_once()
-        assert calls == {"holds": 1, "incident": len(TARGETS)}
+        assert calls == {"holds": 1, "incident": len(TARGETS), "current_releases": 1}
     finally:
         daemon.close()
 
@@ -56,5 +56,22 @@ def test_a_hold_from_an_earlier_release_still_holds_its_target(tmp_path):
         desk = daemon.engine.desk
         assert desk.load("m3").held and desk.load("m3").decision_id == "d-old" and not desk.load("m2").held
         assert daemon.metrics.registry.get_sample_value("model_watchdog_target_held", {"target": "m3"}) == 1
+    finally:
+        daemon.close()
+
+
+def test_the_bake_marks_each_current_release_healthy_as_before(tmp_path):
+    from watchdog.rollback.releases import Ledger
+
+    daemon = _daemon(tmp_path)
+    try:
+        ledger = Ledger(daemon.store, daemon.loaded.config)
+        old = ledger.record("m1", {"model": "a"}, 0.0)
+        new = ledger.record("m1", {"model": "b"}, 1.0)
+        other = ledger.record("m4", {"model": "c"}, 2.0)
+        daemon.clock.advance(daemon.loaded.config.targets["m1"].bake + 10)
+        daemon.run_once()
+        states = {r.id: r.state for t in ("m1", "m4") for r in daemon.store.releases(t)}
+        assert states == {old.id: "unknown", new.id: "healthy", other.id: "healthy"}  # the current ones only
     finally:
         daemon.close()
