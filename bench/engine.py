@@ -70,14 +70,34 @@ def measure(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
 
         def feed(t: float) -> None:
             for target in source.targets:
-                samples = exposition.samples(page(t - 1_700_000_000.0 + 10_000, models[target.instance]), 0)
-                source.store.append_scrape(t, [*source._labelled_page(samples, target), source._up(target, 1.0)],
-                                           target=target.instance)
+                body = page(t - 1_700_000_000.0 + 10_000, models[target.instance])
+                if hasattr(source, "_labelled_page"):  # before the scrape loop (main 0fd9327 and earlier)
+                    labelled = source._labelled_page(exposition.samples(body, 0), target)
+                else:  # the target's own page reader: parses and relabels as a real scrape does
+                    labelled = target.reader.samples(body, 0)
+                source.store.append_scrape(t, [*labelled, source._up(target, 1.0)], target=target.instance)
             source.store.prune(source._retention, t)
             if source._first_success is None:
                 source._first_success = t
             source._last_success = t
 
+        try:  # what Daemon.start() does before the first tick (runtime/gctune.py; absent on older trees)
+            from watchdog.runtime import gctune
+        except ImportError:
+            gctune = None
+        if gctune is not None and not args.no_gc_settle:
+            gctune.settle()
+        import gc
+        gc_time = [0.0, 0.0]  # total, start of the collection in progress
+
+        def on_gc(phase: str, info: dict) -> None:  # type: ignore[type-arg]
+            if phase == "start":
+                gc_time[1] = time.process_time()
+            else:
+                gc_time[0] += time.process_time() - gc_time[1]
+
+        gc.callbacks.append(on_gc)
+        gc_per_tick = []
         interval = args.interval
         for _ in range(args.warm):  # fill the windows (rate over 1m) before the first tick
             feed(clock.now())
@@ -91,12 +111,13 @@ def measure(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             feed(clock.now())
             if n == 1 and profiler is not None:
                 profiler.enable()
-            c0, w0 = time.process_time(), time.perf_counter()
+            g0, c0, w0 = gc_time[0], time.process_time(), time.perf_counter()
             report = daemon.run_once()
             c1, w1 = time.process_time(), time.perf_counter()
             assert report is not None, daemon.last_error
             if n > 0:  # the first tick adopts the targets and loads state: not a steady tick
                 cpu.append(c1 - c0)
+                gc_per_tick.append(gc_time[0] - g0)
                 wall.append(w1 - w0)
                 verdicts = len(report.verdicts)
             clock.advance(interval)
@@ -107,11 +128,12 @@ def measure(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         for _, _, verdict, _ in report.verdicts:
             outcomes[verdict.outcome.value] = outcomes.get(verdict.outcome.value, 0) + 1
         daemon.close()
+        gc.callbacks.remove(on_gc)
     rules = args.targets * args.rules
     import resource
     return {"rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rules": rules, "verdicts": verdicts, "outcomes": outcomes, "ticks": args.ticks,
             "cpu_per_tick_s": statistics.median(cpu), "cpu_min_s": min(cpu), "wall_per_tick_s": statistics.median(wall),
-            "us_per_rule": 1e6 * statistics.median(cpu) / rules}
+            "us_per_rule": 1e6 * statistics.median(cpu) / rules, "gc_per_tick_s": statistics.median(gc_per_tick)}
 
 
 def child(args: argparse.Namespace, code: str | None) -> dict:  # type: ignore[type-arg]
@@ -119,6 +141,8 @@ def child(args: argparse.Namespace, code: str | None) -> dict:  # type: ignore[t
             "--ticks", str(args.ticks), "--interval", str(args.interval), "--warm", str(args.warm)]
     if args.split_by:
         argv.append("--split-by")
+    if args.no_gc_settle:
+        argv.append("--no-gc-settle")
     env = {**os.environ, "PYTHONPATH": code} if code else dict(os.environ)
     out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True, cwd="/" if code else None)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -132,6 +156,8 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=15.0)
     parser.add_argument("--warm", type=int, default=6, help="scrapes stored before the first tick")
     parser.add_argument("--split-by", action="store_true")
+    parser.add_argument("--no-gc-settle", action="store_true",
+                        help="keep CPython's collector defaults (no runtime.gctune.settle() before the ticks)")
     parser.add_argument("--baseline", help="a baseline tree (git archive unpacked) measured in the same run")
     parser.add_argument("--profile", help="cProfile the measured ticks (this process) into this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -153,10 +179,10 @@ def main() -> None:
     summary = {name: min(results, key=lambda r: r["cpu_per_tick_s"]) for name, results in runs.items()}
     print(f"{args.targets} targets × {args.rules} rules{' (split_by)' if args.split_by else ''}, "
           f"{args.ticks} ticks each, CPU per tick (median over ticks, best of runs)")
-    print(f"{'tree':<12} {'CPU/tick':>10} {'µs/rule':>9} {'wall/tick':>10} {'peak RSS':>9}  outcomes")
+    print(f"{'tree':<12} {'CPU/tick':>10} {'µs/rule':>9} {'wall/tick':>10} {'GC/tick':>9} {'peak RSS':>9}  outcomes")
     for name, r in summary.items():
         print(f"{name:<12} {r['cpu_per_tick_s']:>9.3f}s {r['us_per_rule']:>9.1f} {r['wall_per_tick_s']:>9.3f}s "
-              f"{r['rss_peak_mb']:>6.0f} MB  {r['outcomes']}")
+              f"{r.get('gc_per_tick_s', 0.0):>8.3f}s {r['rss_peak_mb']:>6.0f} MB  {r['outcomes']}")
     if "baseline" in summary:
         ratio = summary["baseline"]["cpu_per_tick_s"] / summary["this tree"]["cpu_per_tick_s"]
         print(f"ratio baseline / this tree: {ratio:.2f}×")

@@ -1,6 +1,6 @@
 """Benchmark: memory soak of the real daemon on the demo scenario, 1 s interval.
 
-    .venv/bin/python bench/soak.py [--minutes 20] [--sample 5]
+    .venv/bin/python bench/soak.py [--minutes 20] [--sample 5] [--code /tmp/base-tree]
 
 Starts a simulated model server (watchdog.demo) and `model-watchdog run` against it (scrape
 source, the demo's rules, 1 s interval), switches the model between healthy and degraded every
@@ -68,13 +68,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--sample", type=float, default=5.0)
+    parser.add_argument("--code", help="run the daemon on the watchdog package in DIR (PYTHONPATH), for a baseline")
     args = parser.parse_args()
     points: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp, SimulatedModelServer(version="v2", previous_versions=("v1",)) as model:
         directory, listen = Path(tmp), free_port()
         write_config(directory, model.url, listen)
         log = open(directory / "daemon.log", "w")
-        daemon = start_daemon(directory, log)
+        daemon = start_daemon(directory, log, env={**os.environ, "PYTHONPATH": args.code} if args.code else None)
         start = time.monotonic()
         end = start + args.minutes * 60
         flips = 0
@@ -98,7 +99,7 @@ def main() -> int:
                 daemon.kill()
             log.close()
     half = [p for p in points if p[0] >= points[-1][0] / 2] if points else []
-    result = {"benchmark": "soak", "machine": machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    result = {"benchmark": "soak", "machine": machine(), "code": args.code or "this tree", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "minutes": args.minutes, "samples": len(points), "rss_start_mb": points[0][1] if points else None,
               "rss_end_mb": points[-1][1] if points else None, "rss_max_mb": max((r for _, r in points), default=None),
               "slope_mb_per_h_all": slope_mb_per_hour(points), "slope_mb_per_h_second_half": slope_mb_per_hour(half),

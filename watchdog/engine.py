@@ -182,7 +182,11 @@ class Engine:
         for target in sorted(self.owned):
             self._checkpoint()  # each target's incident is its own transaction: stopping between them is safe
             self._act(target, now, report, tuple(fired.get(target, ())))
-            self.ledger.bake(target, now, firing=self._firing(target))
+        # One read of every target's current release, after every incident stepped (an incident
+        # changes only its own target's releases), not one per target.
+        current = self.store.current_releases(self.owned)
+        for target in sorted(self.owned):
+            self.ledger.bake(target, now, firing=self._firing(target), current=current)
         self.metrics.evaluations.inc()
         self.metrics.last_evaluation.set(now)
         self.metrics.evaluation_duration.observe(self.clock.monotonic() - started)
@@ -257,8 +261,9 @@ class Engine:
         view = TargetView(target, self.versions.get(target), self.previous_version(target),
                           self.version_changed_at.get(target), self.states.of_target(target, rules), newly_fired,
                           version_problem=self.version_gate.invalid.get(target))
-        before = self.desk.load(target).decision_id
-        incident = self.rollbacks.tick(view, now)
+        loaded = self.desk.load(target)
+        before = loaded.decision_id
+        incident = self.rollbacks.tick(view, now, loaded)
         self._known_versions.pop(target, None)  # a rollback may have marked a version bad
         decided = incident.decision_id if incident.decision_id != before else None
         if decided is None or incident.phase is IncidentPhase.CLEAR:

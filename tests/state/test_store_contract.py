@@ -433,6 +433,16 @@ def test_releases_are_appended_newest_first_and_marked(store: StateStore) -> Non
         store.set_release_state(first.id, "great")  # type: ignore[arg-type]
 
 
+def test_current_releases_of_many_targets_read_at_once_equal_each_read_alone(store: StateStore) -> None:
+    assert store.current_releases(["fraud"]) == {}
+    for i, (target, model) in enumerate([("fraud", "6"), ("churn", "1"), ("fraud", "7"), ("ads", "3"), ("churn", "2")]):
+        store.record_release(Release(None, target, T0 + 60 - i, {"model": f"{target}:{model}"}))  # ids, not times, order
+    store.set_release_state(store.releases("fraud")[0].id, "healthy")  # type: ignore[arg-type, union-attr]
+    one_by_one = {t: store.releases(t, limit=1)[0] for t in ("fraud", "churn")}
+    assert store.current_releases(["fraud", "churn", "none"]) == one_by_one
+    assert one_by_one["fraud"].components == {"model": "fraud:7"} and one_by_one["fraud"].state == "healthy"
+
+
 def test_incidents_are_saved_replaced_and_survive_a_restart(store: StateStore, reopen) -> None:
     assert store.incidents() == {} and store.incident("fraud") is None
     store.save_incident("fraud", '{"phase": "blocked"}', T0)

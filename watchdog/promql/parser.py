@@ -151,7 +151,11 @@ def _fill(node: Any, values: dict[str, str], holes: dict[int, tuple[Any, ...]]) 
         for i in inside:
             items[i] = _fill(items[i], values, holes)
         return tuple(items) if isinstance(node, tuple) else items
-    return dataclasses.replace(node, **{name: _fill(getattr(node, name), values, holes) for name in inside})
+    cls = type(node)  # as dataclasses.replace, without its walk over every field's metadata at each call
+    fields = {name: getattr(node, name) for name in _init_fields(cls)}
+    for name in inside:
+        fields[name] = _fill(fields[name], values, holes)
+    return cls(**fields)
 
 
 def _parse(text: str) -> Expr:

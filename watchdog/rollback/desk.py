@@ -41,6 +41,11 @@ class Desk:
         self.metrics = metrics  # None in a CLI process: the daemon re-reads holds every tick
         self.executor = executor
         self.clock = clock
+        # Every hold, as `sync` read them at the start of this tick: `load` of a target with no
+        # incident yet looks there, not at the store (one read per tick, not one per target).
+        # Exact: a hold comes and goes only with a step of `send`, which saves the target's
+        # incident in the same transaction, so a target without one has the holds of the tick's start.
+        self._holds: dict[str, Hold] | None = None
 
     def settings(self, target: str) -> Settings:
         t = self.config.targets[target]
@@ -48,12 +53,12 @@ class Desk:
 
     def load(self, target: str) -> Incident:
         text = self.store.incident(target)
-        return Incident.from_json(text) if text else self._first(target)
+        return Incident.from_json(text) if text else self._first(target, self._holds)
 
-    def _first(self, target: str) -> Incident:
+    def _first(self, target: str, holds: dict[str, Hold] | None = None) -> Incident:
         """A target without an incident yet: clear — or held, if a hold was put before
-        incidents existed (a store written by an earlier release)."""
-        hold = self.store.holds().get(target)
+        incidents existed (a store written by an earlier release). `holds`: already read."""
+        hold = (holds if holds is not None else self.store.holds()).get(target)
         if hold is None:
             return Incident(target)
         return Incident(target, Phase.HELD, since=hold.since, rule=None, decision_id=hold.decision_id,
@@ -78,7 +83,7 @@ class Desk:
 
     def sync(self, targets: list[str] | set[str]) -> None:
         """The gauge from the store (an operator may have lifted a hold from the CLI)."""
-        holds = self.store.holds()
+        holds = self._holds = self.store.holds()
         for target in targets:
             if self.metrics is not None:
                 self.metrics.target_held.labels(target).set(1 if target in holds else 0)

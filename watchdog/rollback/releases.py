@@ -56,9 +56,13 @@ class Ledger:
         components[component] = version
         return self.record(target, components, now, f"{component} {version} seen running", "discovered")
 
-    def bake(self, target: str, now: float, firing: bool) -> Release | None:
-        """Mark the current release healthy once it ran its bake with nothing firing."""
-        current = self.current(target)
+    def bake(self, target: str, now: float, firing: bool, current: dict[str, Release] | None = None) -> Release | None:
+        """Mark the current release healthy once it ran its bake with nothing firing.
+        `current`: the current releases, just read for many targets (`StateStore.current_releases`)."""
+        current_one = current.get(target) if current is not None else self.current(target)
+        return self._bake(target, now, firing, current_one)
+
+    def _bake(self, target: str, now: float, firing: bool, current: Release | None) -> Release | None:
         bake = self.config.targets[target].bake
         if current is None or current.state != "unknown" or firing or now - current.created_at < bake:
             return None

@@ -342,6 +342,16 @@ class Releases(Transactional, Protocol):
     def releases(self, target: str, limit: int = 50) -> list[Release]:
         """The target's releases, newest first (the first one is the current release)."""
 
+    def current_releases(self, targets: Iterable[str]) -> dict[str, Release]:
+        """The current (newest) release of each of `targets` that has one: `releases(t, 1)[0]`
+        for each (a store may read them all at once)."""
+        out: dict[str, Release] = {}
+        for target in targets:
+            newest = self.releases(target, limit=1)
+            if newest:
+                out[target] = newest[0]
+        return out
+
     @abc.abstractmethod
     def set_release_state(self, release_id: int, state: str) -> None:
         """Mark a release healthy or bad; raises StateError for an unknown id."""

@@ -522,6 +522,15 @@ class SQLStateStore(StateStore):
         return [Release(int(r[0]), r[1], r[2], load_json(r[3]) or {}, r[4], r[5], r[6])
                 for r in rows]
 
+    def current_releases(self, targets: Iterable[str]) -> dict[str, Release]:
+        """One read for a fleet's current releases (the engine's bake asks at every tick)."""
+        wanted = set(targets)
+        rows = self._all(
+            "SELECT id, target, created_at, components, note, origin, state FROM releases "
+            "WHERE id IN (SELECT MAX(id) FROM releases GROUP BY target)", ())
+        return {r[1]: Release(int(r[0]), r[1], r[2], load_json(r[3]) or {}, r[4], r[5], r[6])
+                for r in rows if r[1] in wanted}
+
     def set_release_state(self, release_id: int, state: str) -> None:
         check_status(state, RELEASE_STATES, "release")
         with self.transaction():
