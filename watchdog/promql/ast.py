@@ -104,6 +104,9 @@ class VectorMatching:
 @dataclass(frozen=True, slots=True)
 class Expr:
     pos: int = field(default=0, compare=False, repr=False, kw_only=True)
+    # max_range() is asked for every query of every tick and the tree does not change: computed
+    # once, kept in a slot (-1: not yet) as the nodes have no __dict__ for a cached_property.
+    _max_range: float = field(default=-1.0, init=False, compare=False, repr=False)
 
     @property
     def type(self) -> ValueType:
@@ -114,11 +117,11 @@ class Expr:
 
     def max_range(self) -> float:
         """Longest range window (seconds) anywhere in the expression; 0.0 if none."""
-        return self._max_range
-
-    @cached_property
-    def _max_range(self) -> float:  # asked for every query of every tick: the tree does not change
-        return max((c.max_range() for c in self.children()), default=0.0)
+        found = self._max_range
+        if found < 0:
+            found = max((c.max_range() for c in self.children()), default=0.0)
+            object.__setattr__(self, "_max_range", found)
+        return found
 
     def precedence(self) -> int:
         return ATOM
