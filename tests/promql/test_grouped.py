@@ -175,3 +175,36 @@ def test_queries_of_the_whole_fleet_share_their_common_subtrees_exactly(seed: in
     answers = dict(evaluate_many([parse(q) for q in queries], store, now))
     for i, query in enumerate(queries):
         assert same(answers[i], alone(query, store, now)), query
+
+
+LONG = ["10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080", "error-model"]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_candidates_from_the_skeleton_equal_those_from_each_tree(seed: int) -> None:
+    """The fast path (`_candidates` of a tree built from a skeleton, keyed by the skeleton)
+    against the reference (`_analyse` of the tree itself): same labels, values and template
+    objects, on random templates whose values are long enough to become placeholders, some
+    queries with a value repeated in another matcher (equal or not to L's)."""
+    from watchdog.promql.grouped import _analyse
+    from watchdog.promql.parser import skeleton_origin
+
+    rng = random.Random(seed)
+    templates = [vector(rng, rng.randrange(1, 4)) for _ in range(4)]
+    templates += ['up{instance="{V}"} + other{instance="{W}"}', 'up{instance="{V}", job="{W}"}',
+                  'sum(rate(req{instance="{V}",status="error"}[1m])) / sum(rate(req{instance="{V}"}[1m]))',
+                  'up{instance="{V}", job=~"{W}"} / up{instance="{V}"}']
+    taken = 0
+    for template in templates:
+        for v in LONG:
+            for w in (v, LONG[0], "short", ""):
+                query = template.replace("{V}", v).replace("{W}", w)
+                expr = parse(query)
+                reference = _analyse(expr)
+                got = _candidates(expr)
+                taken += skeleton_origin(expr) is not None
+                assert len(got) == len(reference), query
+                for (label, template_got, value), (label_ref, template_ref, value_ref) in zip(got, reference):
+                    assert (label, value) == (label_ref, value_ref), query
+                    assert template_got is template_ref, query  # the interned object: grouping counts by id
+    assert taken > 0

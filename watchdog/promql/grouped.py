@@ -34,6 +34,7 @@ from watchdog.samples import NAME, Labels, Sample, without_name
 from .ast import Aggregation, Binary, Call, Expr, MatrixSelector, NumberLiteral, Unary, VectorMatching, VectorSelector
 from .evaluator import _Evaluator
 from .instantfuncs import Value
+from .parser import fill, holds_placeholder, skeleton_origin
 from .rangefuncs import RANGE_FUNCTIONS
 from .store import SeriesStore
 from .typecheck import check
@@ -208,6 +209,18 @@ def _candidates(expr: Expr) -> Candidates:
     cached = _by_tree.get(id(expr))
     if cached is not None and cached[0] is expr:
         return cached[1]
+    by_skeleton = _from_skeleton(expr)
+    found = list(by_skeleton) if by_skeleton is not None else _analyse(expr)
+    if len(_by_tree) > _MAX_CACHED:
+        _by_tree.clear()
+        _interned.clear()
+        _by_skeleton.clear()
+    _by_tree[id(expr)] = (expr, tuple(found))  # the tree is kept: its id stays its own
+    return tuple(found)
+
+
+def _analyse(expr: Expr) -> list[tuple[str, Expr, str]]:
+    """`_candidates` of `expr` from its tree (the reference path)."""
     found: list[tuple[str, Expr, str]] = []
     try:
         selectors = list(_selectors(expr))
@@ -219,15 +232,49 @@ def _candidates(expr: Expr) -> Candidates:
             found.append((label, _interned.setdefault(template, template), value))
     except _NotGroupable:
         found = []
-    if len(_by_tree) > _MAX_CACHED:
-        _by_tree.clear()
-        _interned.clear()
-    _by_tree[id(expr)] = (expr, tuple(found))  # the tree is kept: its id stays its own
-    return tuple(found)
+    return found
+
+
+def _from_skeleton(expr: Expr) -> Candidates | None:
+    """`_candidates` of a tree that `parse` built from a skeleton (a templated rule's thousand
+    queries share one), from the analysis of the skeleton, done once per skeleton and pattern
+    of equal values; None to analyse the tree itself.
+
+    The analysis reads the query's strings (matcher values) only to compare them with each
+    other and with "" (label and metric names are identifiers, never placeholders). So the
+    skeleton's tree with each placeholder replaced by the first placeholder of equal value
+    gives the same labels, the same templates whenever they hold no placeholder (else: None),
+    and as L's value a placeholder whose value is the query's. tests/promql/test_grouped.py
+    checks this against `_analyse` on the filled trees."""
+    origin = skeleton_origin(expr)
+    if origin is None:
+        return None
+    skeleton, tree, holes, values = origin
+    first: dict[str, str] = {}
+    canonical: dict[str, str] = {}
+    for mark, value in values.items():
+        if not value:
+            return None
+        canonical[mark] = first.setdefault(value, mark)
+    key = (skeleton, tuple(canonical.values()))
+    entry = _by_skeleton.get(key)
+    if entry is None:
+        found = _analyse(fill(tree, canonical, holes))
+        if any(holds_placeholder(template) or value not in values for _, template, value in found):
+            entry = False
+        else:
+            entry = tuple(found)
+        _by_skeleton[key] = entry
+    if entry is False:
+        return None
+    return tuple((label, template, values[mark]) for label, template, mark in entry)
 
 
 _by_tree: dict[int, tuple[Expr, Candidates]] = {}
 _interned: dict[Expr, Expr] = {}  # one object per distinct template
+# (skeleton text, its placeholders' canonical ones) -> candidates with a placeholder as L's value,
+# or False: analyse each tree (`_from_skeleton`)
+_by_skeleton: dict[tuple[str, tuple[str, ...]], Candidates | bool] = {}
 
 
 def _selectors(expr: Expr) -> Iterator[VectorSelector]:

@@ -109,7 +109,36 @@ def _from_skeleton(text: str) -> Expr | None:
         check(expr)
     except Exception:  # noqa: BLE001 — a value the skeleton did not have to judge: the full parse says it
         return None
+    if len(_ORIGINS) >= _MAX_ORIGINS:
+        _ORIGINS.clear()
+    _ORIGINS[id(expr)] = (expr, skeleton, entry[0], entry[1], values)
     return expr
+
+
+# id of a tree built from a skeleton -> (the tree, kept so that its id stays its own; the
+# skeleton's text, tree and holes; the values filled in): `skeleton_origin`
+_ORIGINS: dict[int, tuple[Expr, str, Expr, dict[int, tuple[Any, ...]], dict[str, str]]] = {}
+_MAX_ORIGINS = 50_000
+
+
+def skeleton_origin(expr: Expr) -> tuple[str, Expr, dict[int, tuple[Any, ...]], dict[str, str]] | None:
+    """For a tree `parse` built from a skeleton: the skeleton's text, its tree (placeholders
+    `\\x01…` where the query has its string values), its holes (for `fill`) and the values
+    (placeholder -> value); None for any other tree. promql.grouped keys its analysis by it."""
+    origin = _ORIGINS.get(id(expr))
+    if origin is None or origin[0] is not expr:
+        return None
+    return origin[1], origin[2], origin[3], origin[4]
+
+
+def fill(tree: Expr, values: dict[str, str], holes: dict[int, tuple[Any, ...]]) -> Expr:
+    """The skeleton `tree` with its placeholders replaced as `values` says (`skeleton_origin`)."""
+    return _fill(tree, values, holes)  # type: ignore[no-any-return]
+
+
+def holds_placeholder(node: Any) -> bool:
+    """Whether any string of `node` (a tree or part of one) holds a skeleton's placeholder."""
+    return _find_holes(node, {})
 
 
 class _FullParse(WatchdogError):
