@@ -70,3 +70,29 @@ def _nodes(expr):  # type: ignore[no-untyped-def]
     yield expr
     for child in expr.children():
         yield from _nodes(child)
+
+
+@pytest.mark.parametrize("bad", [
+    '{instance=~"(0.0.0.1:9100)?"}',  # a selector without a metric name that matches every series
+    '{instance!="10.0.0.1:9100"}',
+    'sum({job=~"(xyyyyyyyy)?"}) / up{job="xyyyyyyyy"}',
+])
+def test_a_value_that_makes_a_nameless_selector_match_everything_is_the_full_parse_error(bad: str) -> None:
+    """A skeleton whose queries' values `check` must judge (a selector without a metric name):
+    each filled query is checked again, so the error is the full parse's."""
+    parser._SKELETONS.clear()
+    good = bad.replace(")?", ")z").replace("!=", "=")
+    assert parser.parse(good) == parser._parse(good)
+    with pytest.raises(PromQLError) as fast:
+        parser.parse(bad)
+    with pytest.raises(PromQLError) as full:
+        parser._parse(bad)
+    assert (fast.value.message, fast.value.position) == (full.value.message, full.value.position)
+
+
+def test_a_skeleton_with_metric_names_only_is_not_checked_again_per_query() -> None:
+    parser._SKELETONS.clear()
+    parser.parse('rate(x{instance="10.0.0.1:9100"}[1m]) / up{instance="10.0.0.1:9100"}')
+    parser.parse('{instance="10.0.0.1:9100"} + {job=~"api-servers"}')
+    judged = sorted(entry[2] for entry in parser._SKELETONS.values() if entry is not None)
+    assert judged == [False, True]

@@ -60,7 +60,8 @@ def parse(text: str) -> Expr:
 _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`[^`]*`')
 _MARK = "\x01"  # never in a real query's strings (and so never in a parsed tree's names)
 # skeleton text -> (its tree, the ids of the tree's parts that hold a placeholder), or None
-_SKELETONS: dict[str, tuple[Expr, dict[int, tuple[Any, ...]]] | None] = {}
+# and whether `check` must judge each query's values (`_judges_values`)
+_SKELETONS: dict[str, tuple[Expr, dict[int, tuple[Any, ...]], bool] | None] = {}
 _MAX_SKELETONS = 4096
 
 
@@ -98,7 +99,7 @@ def _from_skeleton(text: str) -> Expr | None:
             tree = _parse(skeleton)
             holes: dict[int, tuple[Any, ...]] = {}
             _find_holes(tree, holes)
-            _SKELETONS[skeleton] = (tree, holes)
+            _SKELETONS[skeleton] = (tree, holes, _judges_values(tree, holes))
         except (PromQLError, RecursionError):
             _SKELETONS[skeleton] = None
     entry = _SKELETONS[skeleton]
@@ -106,7 +107,8 @@ def _from_skeleton(text: str) -> Expr | None:
         return None
     try:
         expr = _fill(entry[0], values, entry[1])
-        check(expr)
+        if entry[2]:
+            check(expr)
     except Exception:  # noqa: BLE001 — a value the skeleton did not have to judge: the full parse says it
         return None
     if len(_ORIGINS) >= _MAX_ORIGINS:
@@ -165,6 +167,19 @@ def _find_holes(node: Any, holes: dict[int, tuple[Any, ...]]) -> bool:
     if inside:
         holes[id(node)] = inside
     return bool(inside)
+
+
+def _judges_values(tree: Expr, holes: dict[int, tuple[Any, ...]]) -> bool:
+    """Whether `check` of a query filled into the skeleton `tree` can differ from `check` of
+    the skeleton (which passed): it reads the strings in a tree only through a selector without
+    a metric name (`{a=~"…"}` must have a matcher that does not match ""); types, arity, label
+    and metric names (identifiers, never placeholders) are the skeleton's. So only a skeleton
+    with such a selector holding a placeholder has each query checked again."""
+    if isinstance(tree, VectorSelector):
+        return tree.name is None and id(tree) in holes
+    if isinstance(tree, MatrixSelector):  # check does not look inside; judged all the same, to be safe
+        return _judges_values(tree.selector, holes)
+    return any(_judges_values(child, holes) for child in tree.children())
 
 
 def _fill(node: Any, values: dict[str, str], holes: dict[int, tuple[Any, ...]]) -> Any:
