@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from watchdog.errors import PromQLError, WatchdogError
 from watchdog.samples import NAME, Labels, Sample, without_name
@@ -34,7 +35,7 @@ from watchdog.samples import NAME, Labels, Sample, without_name
 from .ast import Aggregation, Binary, Call, Expr, MatrixSelector, NumberLiteral, Unary, VectorMatching, VectorSelector
 from .evaluator import _Evaluator
 from .instantfuncs import Value
-from .parser import fill, holds_placeholder, skeleton_origin
+from .parser import fill, find_holes, skeleton_origin
 from .rangefuncs import RANGE_FUNCTIONS
 from .store import SeriesStore
 from .typecheck import check
@@ -243,8 +244,9 @@ def _from_skeleton(expr: Expr) -> Candidates | None:
     The analysis reads the query's strings (matcher values) only to compare them with each
     other and with "" (label and metric names are identifiers, never placeholders). So the
     skeleton's tree with each placeholder replaced by the first placeholder of equal value
-    gives the same labels, the same templates whenever they hold no placeholder (else: None),
-    and as L's value a placeholder whose value is the query's. tests/promql/test_grouped.py
+    gives the same labels, the same templates (filled with the query's values where they keep
+    a placeholder, then interned as `_analyse` does), and as L's value a placeholder whose value
+    is the query's. tests/promql/test_grouped.py
     checks this against `_analyse` on the filled trees."""
     origin = skeleton_origin(expr)
     if origin is None:
@@ -260,21 +262,62 @@ def _from_skeleton(expr: Expr) -> Candidates | None:
     entry = _by_skeleton.get(key)
     if entry is None:
         found = _analyse(fill(tree, canonical, holes))
-        if any(holds_placeholder(template) or value not in values for _, template, value in found):
+        if any(value not in values for _, _, value in found):
             entry = False
-        else:
-            entry = tuple(found)
+        else:  # a template that keeps other placeholders (`status="error"`) is filled for each query
+            entry = tuple((label, template, mark, _holes_of(template, canonical), {}) for label, template, mark in found)
         _by_skeleton[key] = entry
     if entry is False:
         return None
-    return tuple((label, template, values[mark]) for label, template, mark in entry)
+    return tuple((label, template if kept is None else _filled(template, values, kept, seen), values[mark])
+                 for label, template, mark, kept, seen in entry)
+
+
+def _holes_of(template: Expr, canonical: dict[str, str]) -> tuple[dict[int, tuple[object, ...]], tuple[str, ...]] | None:
+    """The holes of a template that keeps placeholders, and which ones it keeps; None if none."""
+    holes: dict[int, tuple[object, ...]] = {}
+    if not find_holes(template, holes):
+        return None
+    marks = set(canonical.values())
+    kept: set[str] = set()
+    _strings(template, marks, kept)
+    return holes, tuple(sorted(kept))
+
+
+def _strings(node: object, marks: set[str], out: set[str]) -> None:
+    """Add to `out` every string of `node` (however deep) that is one of `marks`."""
+    if isinstance(node, str):
+        if node in marks:
+            out.add(node)
+    elif isinstance(node, (tuple, list)):
+        for item in node:
+            _strings(item, marks, out)
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            _strings(getattr(node, f.name), marks, out)
+
+
+def _filled(template: Expr, values: dict[str, str], kept: tuple[dict[int, tuple[object, ...]], tuple[str, ...]],
+            seen: dict[tuple[str, ...], Expr]) -> Expr:
+    """`template` with this query's values, interned (one object per distinct template, as
+    `_analyse` gives); queries with the same values where it keeps placeholders share it."""
+    holes, marks = kept
+    own = tuple(values[mark] for mark in marks)
+    found = seen.get(own)
+    if found is None:
+        found = seen[own] = _intern(fill(template, values, holes))
+    return found
+
+
+def _intern(template: Expr) -> Expr:
+    return _interned.setdefault(template, template)
 
 
 _by_tree: dict[int, tuple[Expr, Candidates]] = {}
 _interned: dict[Expr, Expr] = {}  # one object per distinct template
 # (skeleton text, its placeholders' canonical ones) -> candidates with a placeholder as L's value,
 # or False: analyse each tree (`_from_skeleton`)
-_by_skeleton: dict[tuple[str, tuple[str, ...]], Candidates | bool] = {}
+_by_skeleton: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, Expr, str, Any, dict[tuple[str, ...], Expr]], ...] | bool] = {}
 
 
 def _selectors(expr: Expr) -> Iterator[VectorSelector]:

@@ -138,9 +138,9 @@ def fill(tree: Expr, values: dict[str, str], holes: dict[int, tuple[Any, ...]]) 
     return _fill(tree, values, holes)  # type: ignore[no-any-return]
 
 
-def holds_placeholder(node: Any) -> bool:
-    """Whether any string of `node` (a tree or part of one) holds a skeleton's placeholder."""
-    return _find_holes(node, {})
+def find_holes(node: Any, holes: dict[int, tuple[Any, ...]]) -> bool:
+    """The holes of a tree holding placeholders (for `fill`), in `holes`; True if it has any."""
+    return _find_holes(node, holes)
 
 
 class _FullParse(WatchdogError):
