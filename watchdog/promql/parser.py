@@ -158,14 +158,17 @@ def _find_holes(node: Any, holes: dict[int, tuple[Any, ...]]) -> bool:
     holds one. `_fill` rebuilds those parts only."""
     if isinstance(node, str):
         return _MARK in node
+    names: tuple[str, ...] = ()
     if isinstance(node, (tuple, list)):
-        inside = tuple(i for i, item in enumerate(node) if _find_holes(item, holes))
+        kind = 0 if isinstance(node, tuple) else 1
+        inside: tuple[Any, ...] = tuple(i for i, item in enumerate(node) if _find_holes(item, holes))
     elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-        inside = tuple(name for name in _init_fields(type(node)) if _find_holes(getattr(node, name), holes))
+        kind, names = 2, _init_fields(type(node))
+        inside = tuple(name for name in names if _find_holes(getattr(node, name), holes))
     else:
         return False
     if inside:
-        holes[id(node)] = inside
+        holes[id(node)] = (inside, kind, names)  # what `_fill` needs, found once per skeleton
     return bool(inside)
 
 
@@ -189,17 +192,18 @@ def _fill(node: Any, values: dict[str, str], holes: dict[int, tuple[Any, ...]]) 
     the skeleton's own, shared (the tree is immutable)."""
     if isinstance(node, str):
         return values.get(node, node)
-    inside = holes[id(node)]
-    if isinstance(node, (tuple, list)):
-        items = list(node)
-        for i in inside:
-            items[i] = _fill(items[i], values, holes)
-        return tuple(items) if isinstance(node, tuple) else items
-    cls = type(node)  # as dataclasses.replace, without its walk over every field's metadata at each call
-    fields = {name: getattr(node, name) for name in _init_fields(cls)}
-    for name in inside:
-        fields[name] = _fill(fields[name], values, holes)
-    return cls(**fields)
+    inside, kind, names = holes[id(node)]
+    if kind == 2:  # a node: as dataclasses.replace, without its walk over every field's metadata at each call
+        fields = {name: getattr(node, name) for name in names}
+        for name in inside:
+            value = fields[name]
+            fields[name] = values.get(value, value) if isinstance(value, str) else _fill(value, values, holes)
+        return type(node)(**fields)
+    items = list(node)
+    for i in inside:
+        item = items[i]
+        items[i] = values.get(item, item) if isinstance(item, str) else _fill(item, values, holes)
+    return tuple(items) if kind == 0 else items
 
 
 def _parse(text: str) -> Expr:
