@@ -262,9 +262,7 @@ class SourceRunner:
         """All of a tick's requests to an in-process source (one with `query_many`, e.g.
         `scrape`: no I/O, so no retries) in one call, under the same breaker and slot; each
         answer is kept as it comes, so what finished before the deadline counts."""
-        with self._lock:
-            circuit = self._circuits[name]
-            refusal = None if circuit.allow(self.clock.now()) else circuit.refusal(name, self.clock.now())
+        refusal = self._refusal(name)
         if refusal is not None:
             with self._lock:
                 for key, _ in batch:
@@ -275,8 +273,7 @@ class SourceRunner:
         started = self.clock.monotonic()
         slot = self._slots[name]
         if not slot.acquire(timeout=max(0.0, until - self.clock.monotonic())):
-            busy = SourceError(f"source {name} is busy: earlier calls have not finished within "
-                               f"{self.settings.query_timeout:g}s", "timeout")
+            busy = self._busy(name)
             with self._lock:
                 for key, _ in batch:
                     if not over.is_set():
@@ -313,11 +310,20 @@ class SourceRunner:
             if self.metrics is not None:
                 self.metrics.source_query_duration.labels(name).observe(self.clock.monotonic() - started)
 
-    def _call(self, name: str, query: str, now: float, params: Params, until: float) -> Answer:
+    def _refusal(self, name: str) -> SourceError | None:
+        """The open circuit's refusal of a call to `name` now; None: the call may go."""
         with self._lock:
             circuit = self._circuits[name]
-            if not circuit.allow(self.clock.now()):
-                return circuit.refusal(name, self.clock.now())
+            return None if circuit.allow(self.clock.now()) else circuit.refusal(name, self.clock.now())
+
+    def _busy(self, name: str) -> SourceError:
+        return SourceError(f"source {name} is busy: earlier calls have not finished within "
+                           f"{self.settings.query_timeout:g}s", "timeout")
+
+    def _call(self, name: str, query: str, now: float, params: Params, until: float) -> Answer:
+        refusal = self._refusal(name)
+        if refusal is not None:
+            return refusal
         started = self.clock.monotonic()
         try:
             return self._attempts(name, self.sources[name], query, now, params, until)
@@ -329,8 +335,7 @@ class SourceRunner:
                   until: float) -> Answer:
         slot = self._slots[name]
         if not slot.acquire(timeout=max(0.0, until - self.clock.monotonic())):
-            return SourceError(f"source {name} is busy: earlier calls have not finished within "
-                               f"{self.settings.query_timeout:g}s", "timeout")
+            return self._busy(name)
         options = getattr(source, "options", None)
         retries = getattr(options, "retries", self.settings.retries)
         backoff = getattr(options, "backoff", self.settings.backoff)
