@@ -245,12 +245,14 @@ def test_tls_is_verified_by_default_and_ca_file_is_trusted(serve, tls_files: tup
     assert isinstance(unverified, Fetched)
 
 
-def test_abort_all_ends_scrapes_in_flight_at_once(serve) -> None:  # type: ignore[no-untyped-def]
-    def stall(server: RawServer, conn: socket.socket, index: int) -> None:
-        server.read_request(conn)
-        server.stop.wait(10)
+def never_answer(server: RawServer, conn: socket.socket, index: int) -> None:
+    """Reads the request and answers nothing until the test ends."""
+    server.read_request(conn)
+    server.stop.wait(10)
 
-    server = serve(stall)
+
+def test_abort_all_ends_scrapes_in_flight_at_once(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve(never_answer)
     client = ScrapeClient()
     timer = threading.Timer(0.3, httpbody.abort_all)
     timer.start()
@@ -261,11 +263,7 @@ def test_abort_all_ends_scrapes_in_flight_at_once(serve) -> None:  # type: ignor
 
 
 def test_targets_not_started_by_the_deadline_are_none(serve) -> None:  # type: ignore[no-untyped-def]
-    def stall(server: RawServer, conn: socket.socket, index: int) -> None:
-        server.read_request(conn)
-        server.stop.wait(10)
-
-    server = serve(stall)
+    server = serve(never_answer)
     client = ScrapeClient()
     targets = [client.target(server.url(f"/{i}")) for i in range(2)]
     answers = client.fetch_all(targets, timeout=5, deadline=time.monotonic() + 0.3, concurrency=1, max_body=1000)
