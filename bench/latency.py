@@ -96,31 +96,34 @@ class Receiver:
         return next((t for p, t in list(self.hits) if p == path and t >= after), None)
 
 
-def start_stack(directory: Path, model_port: int, receiver: int) -> tuple[list[subprocess.Popen], int]:  # type: ignore[type-arg]
+def start_stack(directory: Path, model_port: int, receiver: int,  # type: ignore[type-arg]
+                defaults: bool = False) -> tuple[list[subprocess.Popen], int]:
+    """Prometheus + Alertmanager at their tightest settings, or (DEFAULTS) at their defaults:
+    1 min scrape and evaluation, `group_wait: 30s`, `group_interval: 5m`, resend delay 1 min; the
+    rule's window then [2m], the shortest that holds two 1 min samples (the docs advise 4×)."""
+    directory.mkdir(parents=True, exist_ok=True)
     prom_bin = shutil.which("prometheus") or "/usr/bin/prometheus"
     am_bin = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
     am_port, prom_port = free_port(), free_port()
+    tight = "" if defaults else "\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h"
     (directory / "am.yml").write_text(f"""\
 route:
-  receiver: hook
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
+  receiver: hook{tight}
 receivers:
   - name: hook
-    webhook_configs: [{{url: "http://127.0.0.1:{receiver}/am", send_resolved: false}}]
+    webhook_configs: [{{url: "http://127.0.0.1:{receiver}/{'am-defaults' if defaults else 'am'}", send_resolved: false}}]
 """)
+    expr = EXPR.replace("[5s]", "[2m]") if defaults else EXPR
     (directory / "rules.yml").write_text(f"""\
 groups:
-  - name: model
-    interval: 1s
+  - name: model{'' if defaults else chr(10) + '    interval: 1s'}
     rules:
       - alert: ErrorRatio
-        expr: '{EXPR} > 0.05'
+        expr: '{expr} > 0.05'
         for: 2s
 """)
     (directory / "prometheus.yml").write_text(f"""\
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+global: {{{'' if defaults else 'scrape_interval: 1s, evaluation_interval: 1s'}}}
 rule_files: [{directory / 'rules.yml'}]
 alerting:
   alertmanagers: [{{static_configs: [{{targets: ["127.0.0.1:{am_port}"]}}]}}]
@@ -133,7 +136,7 @@ scrape_configs:
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     prom = subprocess.Popen([prom_bin, f"--config.file={directory / 'prometheus.yml'}",
                              f"--storage.tsdb.path={directory / 'prom'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-                             "--rules.alert.resend-delay=1s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             *([] if defaults else ["--rules.alert.resend-delay=1s"])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(am_port)
     wait_port(prom_port)
     return [am, prom], prom_port
@@ -312,6 +315,9 @@ def main() -> int:
     parser.add_argument("--give-up", type=float, default=20.0, help="seconds to wait for a webhook")
     parser.add_argument("--no-prometheus-source", action="store_true", help="leave out model-watchdog on the prometheus source")
     parser.add_argument("--trace", action="store_true", help="take each of our trials apart into its steps (debug logs)")
+    parser.add_argument("--defaults-trials", type=int, default=0,
+                        help="then this many trials against Prometheus + Alertmanager at their defaults "
+                             "(a fresh stack each, ≈ 5 min per trial)")
     parser.add_argument("--error-percent", type=float, default=30.0,
                         help="errors after the flip (issue 13's standard scenario: 30; the demo's profile: 20)")
     parser.add_argument("--overhead", type=float, default=0.02,
@@ -323,6 +329,7 @@ def main() -> int:
     flips: list[float] = []
     traced: dict[str, list[dict]] = {}  # type: ignore[type-arg]
     trials: list[dict[str, float | None]] = []
+    defaults_trials: list[dict[str, float | None]] = []
     ours = ["ours"] if args.no_prometheus_source else list(OURS)
     with tempfile.TemporaryDirectory() as tmp, SimulatedModelServer(
             version="v2", previous_versions=("v1",), degraded_error_percent=args.error_percent) as model:
@@ -351,6 +358,29 @@ def main() -> int:
                 trials.append(trial)
                 print(f"trial {n + 1:>2}: " + ", ".join(f"{k} {v if v is not None else float('nan'):.2f} s"
                                                           for k, v in trial.items()), flush=True)
+            for n in range(args.defaults_trials):
+                # A fresh default stack per trial: an alert group Alertmanager still remembers would
+                # send on its 5 min group_interval instead of after group_wait.
+                stack, _ = start_stack(directory / f"defaults-{n}", model.port, receiver.port, defaults=True)
+                procs += stack
+                requests.post(model.url + "/deploy", json={"version": f"v{args.trials + n + 3}"},
+                              timeout=5).raise_for_status()
+                # two 1 min scrapes of healthy traffic, then a random phase against the minute
+                time.sleep(150 + random.uniform(0.0, 60.0))
+                flip = time.time()
+                requests.post(model.url + "/control", json={"mode": "degraded"}, timeout=5).raise_for_status()
+                end = time.monotonic() + 900
+                while time.monotonic() < end and any(receiver.first(p, flip) is None for p in ("/ours", "/am-defaults")):
+                    time.sleep(0.1)
+                trial = {key: None if at is None else at - flip
+                         for key, at in (("ours", receiver.first("/ours", flip)),
+                                         ("prometheus_alertmanager_defaults", receiver.first("/am-defaults", flip)))}
+                defaults_trials.append(trial)
+                print(f"defaults trial {n + 1}: " + ", ".join(
+                    f"{k} {v if v is not None else float('nan'):.2f} s" for k, v in trial.items()), flush=True)
+                for proc in stack:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=15)
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
@@ -378,6 +408,11 @@ def main() -> int:
                 [t["prometheus_alertmanager"] / t[key] for t in trials  # type: ignore[operator]
                  if t.get(key) and t.get("prometheus_alertmanager")])
     result["per_trial"] = trials
+    if defaults_trials:
+        result["defaults"] = {"per_trial": defaults_trials, "prometheus_alertmanager_defaults": summary(
+            [t["prometheus_alertmanager_defaults"] for t in defaults_trials if t["prometheus_alertmanager_defaults"]]),
+            "ratio_theirs_over_ours": summary([t["prometheus_alertmanager_defaults"] / t["ours"]  # type: ignore[operator]
+                                               for t in defaults_trials if t["ours"] and t["prometheus_alertmanager_defaults"]])}
     if args.trace:
         result["trace"] = {name: {"steps": trace_summary(rows), "per_trial": rows} for name, rows in traced.items()}
     print(f"\n{'system':<42}{'median':>8}{'p95':>8}{'max':>8}{'missed':>8}")
@@ -392,6 +427,10 @@ def main() -> int:
         suffix = "" if key == "ours" else key[len("ours"):]
         r = result[f"ratio_theirs_over_ours{suffix}"]
         print(f"{'ratio theirs/ours ' + OURS[key][0].strip():<42}{r['median']:>8.2f}{r['p95']:>8.2f}{r['max']:>8.2f}")
+    if defaults_trials:
+        st, r = result["defaults"]["prometheus_alertmanager_defaults"], result["defaults"]["ratio_theirs_over_ours"]
+        print(f"{'Prometheus + Alertmanager at defaults':<42}{st['median']:>8.2f}{st['p95']:>8.2f}{st['max']:>8.2f}")
+        print(f"{'ratio defaults/ours (scrape)':<42}{r['median']:>8.2f}{r['p95']:>8.2f}{r['max']:>8.2f}")
     if offsets:
         print(f"align_ticks offsets (s after the second): {offsets}")
     for name, data in result.get("trace", {}).items():
