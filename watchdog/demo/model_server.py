@@ -16,7 +16,8 @@ Endpoints (JSON unless noted):
   GET  /rollbacks   [{"idempotency_key", "body", "effective", "at"}]
   POST /deploy      {"version"} -> new version, mode healthy
 
-Modes: `healthy` and `degraded` are traffic profiles. `down`, `html`, `garbage` and `slow` break
+Modes: `healthy` (1 % errors) and `degraded` (20 % errors, or `--degraded-error-percent`) are
+traffic profiles. `down`, `html`, `garbage` and `slow` break
 only `/metrics`; traffic keeps the last profile, as a scrape outage does not heal a model.
 `nan` reports accuracy NaN and freezes the request counters, so rates become 0/0.
 """
