@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import re
+import zlib
 from typing import Mapping
 
 from watchdog.http.body import BodyError, BodyTooLarge, after_decoding, decoder
@@ -39,6 +40,7 @@ MAX_INTERIM = 8  # 1xx answers before the real one
 _STATUS = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: ([^\r\n]*))?\r?")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() is also true of '²', which int() refuses
 _NO_BODY = (204, 304)
 
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _DONE = range(8)
@@ -142,14 +144,14 @@ class ResponseReader:
     def _head(self) -> bool:
         buf = self._buf
         end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            cut = end + 4
-        else:
-            end = buf.find(b"\n\n")  # LF-only line ends
-            cut = end + 2
-            lf = buf.find(b"\n\r\n")
-            if lf >= 0 and (end < 0 or lf < end):
-                end, cut = lf, lf + 3
+        cut = end + 4
+        within = end + 1 if end >= 0 else len(buf)  # an LF-only blank line before it ends the head first
+        lf = buf.find(b"\n\n", 0, within)
+        if lf >= 0:
+            end, cut = lf, lf + 2
+        lf = buf.find(b"\n\r\n", 0, within)
+        if lf >= 0 and (end < 0 or lf < end):
+            end, cut = lf, lf + 3
         if end < 0:
             if len(buf) > MAX_HEAD + MAX_LINE:
                 raise _broken(f"the answer's headers are larger than {MAX_HEAD} bytes")
@@ -203,7 +205,7 @@ class ResponseReader:
             self._finish()
         elif length is not None:
             values = {v.strip() for v in length.split(",")}
-            if len(values) != 1 or not next(iter(values)).isdigit() or len(next(iter(values))) > 18:
+            if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
                 raise _broken(f"the answer has an invalid Content-Length {length[:40]!r}")
             self._left = int(values.pop())
             if self._decoder.encoding == "identity" and self._left > self.max_body:
@@ -285,8 +287,15 @@ class ResponseReader:
     def _decoded(self, data: bytes) -> None:
         if not data:
             return
-        for piece in self._decoder.feed(data):
-            self._keep(piece)
+        try:
+            for piece in self._decoder.feed(data):
+                self._keep(piece)
+        except zlib.error as exc:
+            raise self._undecodable(exc) from None
+
+    def _undecodable(self, exc: zlib.error) -> BodyError:
+        self._first, self._more = b"", None
+        return BodyError(f"the {self._decoder.encoding} body cannot be decompressed: {exc}")
 
     def _keep(self, piece: bytes) -> None:
         if not piece:
@@ -306,7 +315,10 @@ class ResponseReader:
             self._first = b""
 
     def _finish(self) -> None:
-        self._keep(self._decoder.finish())
+        try:
+            self._keep(self._decoder.finish())
+        except zlib.error as exc:
+            raise self._undecodable(exc) from None
         self._state = _DONE
 
 
