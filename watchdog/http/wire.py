@@ -31,6 +31,7 @@ import zlib
 from typing import Mapping
 
 from watchdog.http.body import BodyError, BodyTooLarge, after_decoding, decoder
+from watchdog.redact import MASK, redact
 
 MAX_LINE = 8 * 1024  # a status line, a chunk-size line, a trailer line (header lines: within MAX_HEAD)
 MAX_HEAD = 64 * 1024  # all header lines of one answer (and, apart, its trailers)
@@ -338,6 +339,11 @@ def _field(line: bytes, headers: Headers, what: str) -> None:
 
 
 def _shown(data: bytes, end: int) -> str:
-    """The start of a line for a message: at most 40 characters, never its header values."""
-    line = data[:end if end >= 0 else len(data)][:40]
-    return repr(line.decode("latin-1"))
+    """The start of a line for a message: at most 40 characters, never its header values. Masked
+    before it is cut (a cut secret is no longer found): registered secrets, and anything after a
+    `?` (a server that echoes our request line would show its query, often a credential)."""
+    line = redact(data[:end if end >= 0 else len(data)][:MAX_LINE].decode("latin-1"))
+    query = line.find("?")
+    if query >= 0:
+        line = line[:query + 1] + MASK
+    return repr(line[:40])
