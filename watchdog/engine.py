@@ -123,6 +123,8 @@ class Engine:
         self._known_versions: dict[str, list[VersionRecord]] = {}  # the store's, read once per target per tick
         self._previous: dict[str, tuple[list[VersionRecord], str | None, str | None]] = {}
         self._pending_history: list[HistoryEvent] | None = None  # while set, history waits for the tick's commit
+        # ... and so do alerts: one for a firing whose state is not committed would be sent again after a restart
+        self._pending_alerts: list[tuple[list[str] | None, str, Alert]] | None = None
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
         self.version_changed_at: dict[str, float] = {}  # when the running version replaced another
         self._recall_version_changes(loaded.config.targets)
@@ -198,7 +200,7 @@ class Engine:
         upserts: dict[StateKey, str] = {}
         deletes: list[StateKey] = []
         fired: dict[str, list[str]] = {}
-        self._pending_history = []
+        self._pending_history, self._pending_alerts = [], []
         try:
             for n, lr in enumerate(self.loaded.rules):
                 if n % 64 == 0:
@@ -208,13 +210,16 @@ class Engine:
             self._checkpoint()
             self._flush_some(upserts, max(1, -(-len(self.states) // FLUSH_TICKS)))
             history, self._pending_history = self._pending_history, None
+            alerts, self._pending_alerts = self._pending_alerts, None
             with self.store.transaction():
                 for event in history:
                     self.store.append(event)
                 self.store.save_rule_states(upserts, deletes)
+                for alerters, target, alert in alerts:  # queued with the states that report them
+                    self.alert(target, alert, alerters)
             self._saved(upserts, deletes)
         finally:
-            self._pending_history = None
+            self._pending_history = self._pending_alerts = None
         return fired
 
     def _saved(self, upserts: dict[StateKey, str], deletes: Iterable[StateKey]) -> None:
@@ -609,6 +614,9 @@ class Engine:
     # -- alerts and history ---------------------------------------------------------------------------
 
     def alert(self, target: str, alert: Alert, alerters: list[str] | None = None) -> None:
+        if self._pending_alerts is not None:
+            self._pending_alerts.append((alerters, target, alert))
+            return
         self.notifier.notify(alerters if alerters is not None else self.loaded.config.targets[target].alert, alert)
 
     def _alert_rule(self, lr: LoadedRule, verdict: Verdict, state: SeriesState, now: float, resolved: bool) -> None:
