@@ -147,3 +147,22 @@ def test_a_misbehaving_target_is_a_clear_source_error(models: tuple[SimulatedMod
     assert words in str(error) and f"{a.url}/metrics" in str(error)
     assert source.query("model_info", T0).samples == []
     assert words in source.query("model_info", T0).note
+
+
+def test_series_with_instance_and_exported_instance_stay_apart() -> None:
+    """A federated page carries both labels: the target's `instance` moves to
+    `exported_exported_instance` (as Prometheus resolves such a conflict), it does not overwrite
+    the page's `exported_instance`. Before, two series collapsed into one label set and one of
+    them was lost: sum(jobs_total) was 3 where the page says 3 + 4."""
+    body = ('jobs_total{instance="a",exported_instance="x"} 3\n'
+            'jobs_total{instance="a",exported_instance="y"} 4\n')
+    with Receiver(default=Reply(200, body, {"Content-Type": "text/plain; version=0.0.4"})) as r1, \
+         Receiver(default=Reply(200, body, {"Content-Type": "text/plain; version=0.0.4"})) as r2:
+        source = ScrapeSource("fleet", ScrapeOptions(urls=[r1.url("/metrics"), r2.url("/metrics")]))
+        source.begin_tick(T0)
+        source.close()
+    ours = f"127.0.0.1:{r1.port}"
+    assert values(source, f'sum(jobs_total{{instance="{ours}"}})', T0) == {None: 7.0}
+    found = {(s.label("exported_instance"), s.label("exported_exported_instance"))
+             for s in source.query(f'jobs_total{{instance="{ours}"}}', T0).samples}
+    assert found == {("x", "a"), ("y", "a")}

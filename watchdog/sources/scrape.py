@@ -256,8 +256,16 @@ class ScrapeSource(Source):
 
 
 def _labelled(labels: Labels, instance: str) -> Labels:
-    """A target's series under `urls`: its `instance` label kept as `exported_instance`, ours added."""
-    relabelled = {("exported_instance" if k == INSTANCE else k): v for k, v in labels}
+    """A target's series under `urls`: its `instance` label kept as `exported_instance`, ours added.
+    As Prometheus: when the page has an `exported_instance` too, `exported_` is prefixed again
+    until the name is free (two series must not become one)."""
+    relabelled = dict(labels)
+    exposed = relabelled.pop(INSTANCE, None)
+    if exposed is not None:
+        name = "exported_" + INSTANCE
+        while name in relabelled:
+            name = "exported_" + name
+        relabelled[name] = exposed
     relabelled[INSTANCE] = instance
     return labels_of(relabelled)
 
