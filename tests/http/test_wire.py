@@ -181,3 +181,22 @@ def test_content_length_digits_are_ascii_digits() -> None:
 def test_lf_only_headers_end_at_the_first_blank_line_even_if_the_body_has_crlf_crlf() -> None:
     reader = read(b"HTTP/1.1 200 OK\nContent-Length: 12\n\nab\r\n\r\ncdefgh")
     assert reader.done and reader.body == b"ab\r\n\r\ncdefgh" and not reader.leftover
+
+
+def test_headers_trickled_a_byte_at_a_time_cost_linear_time() -> None:
+    """The scrape loop reads every target on ONE thread: a target sending its headers one byte
+    per segment made the reader search the whole buffer again at each byte (6 s of CPU up to
+    the 64 KiB cap, all other scrapes stalled). Now each byte is searched once."""
+    import time
+
+    line = b"X-A: " + b"a" * 60 + b"\r\n"
+    reader = ResponseReader(1000)
+    reader.feed(b"HTTP/1.1 200 OK\r\n")
+    started = time.process_time()
+    with pytest.raises(BodyError, match="headers are larger than"):
+        for _ in range(MAX_HEAD // len(line) + 200):
+            for i in range(len(line)):
+                reader.feed(line[i:i + 1])
+    assert time.process_time() - started < 1.0
+    trickled = bytewise(b"HTTP/1.1 200 OK\r\nX-A: 1\nX-B: 2\r\n\r\nhello", max_body=100)  # still read right
+    assert trickled.headers.get("x-b") == "2" and trickled.status == 200

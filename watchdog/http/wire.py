@@ -68,7 +68,8 @@ class ResponseReader:
     """One answer to one request; `started` once any byte of it arrived."""
 
     __slots__ = ("max_body", "status", "reason", "headers", "keep_alive", "started", "_state", "_buf",
-                 "_left", "_first", "_more", "_size", "_decoder", "_interim", "_trailer_bytes", "_trailers")
+                 "_left", "_first", "_more", "_size", "_decoder", "_interim", "_trailer_bytes", "_trailers",
+                 "_scanned")
 
     def __init__(self, max_body: int):
         self.max_body = max_body
@@ -87,6 +88,7 @@ class ResponseReader:
         self._interim = 0
         self._trailer_bytes = 0
         self._trailers = 0
+        self._scanned = 0  # bytes of a head in the buffer already searched for its end
 
     @property
     def done(self) -> bool:
@@ -108,7 +110,14 @@ class ResponseReader:
         if self._state == _DONE:
             self._buf += data
             return
-        self._buf = self._buf + data if self._buf else data
+        if not self._buf:
+            self._buf = data
+        elif self._state == _HEAD:  # a head trickling in grows in place: no copy of it per byte
+            if not isinstance(self._buf, bytearray):
+                self._buf = bytearray(self._buf)
+            self._buf += data
+        else:
+            self._buf = self._buf + data
         while self._buf and self._state != _DONE:
             if not self._step():
                 return
@@ -144,23 +153,26 @@ class ResponseReader:
 
     def _head(self) -> bool:
         buf = self._buf
-        end = buf.find(b"\r\n\r\n")
+        start = max(0, self._scanned - 3)  # what was searched before holds no end (but may hold its start)
+        end = buf.find(b"\r\n\r\n", start)
         cut = end + 4
         within = end + 1 if end >= 0 else len(buf)  # an LF-only blank line before it ends the head first
-        lf = buf.find(b"\n\n", 0, within)
+        lf = buf.find(b"\n\n", start, within)
         if lf >= 0:
             end, cut = lf, lf + 2
-        lf = buf.find(b"\n\r\n", 0, within)
+        lf = buf.find(b"\n\r\n", start, within)
         if lf >= 0 and (end < 0 or lf < end):
             end, cut = lf, lf + 3
         if end < 0:
+            self._scanned = len(buf)
             if len(buf) > MAX_HEAD + MAX_LINE:
                 raise _broken(f"the answer's headers are larger than {MAX_HEAD} bytes")
             first = buf.find(b"\n")
             if (first < 0 and len(buf) > MAX_LINE) or (first >= 0 and not _STATUS.fullmatch(buf[:first])):
                 raise _broken(f"the answer is not HTTP/1.x (status line {_shown(buf, first)})")
             return False
-        head, self._buf = buf[:end], buf[cut:]
+        head, self._buf = bytes(buf[:end]), bytes(buf[cut:])
+        self._scanned = 0
         lines = head.split(b"\n")
         self._status_line(lines[0])
         if len(head) > MAX_HEAD + len(lines[0]):
