@@ -128,7 +128,10 @@ class TickScheduler:
 
     def _watch_clock(self) -> None:
         while not self._stopped.wait(CLOCK_CHECK_EVERY):
-            self.check_clock()
+            try:
+                self.check_clock()
+            except Exception:  # e.g. the scheduler shut down meanwhile; the next look tries again
+                log.debug("cannot re-plan the ticks after a clock step", exc_info=True)
 
     def check_clock(self) -> bool:
         """Re-plan the next tick when the wall clock was stepped (NTP, a VM resumed): APScheduler
