@@ -155,7 +155,7 @@ class _SteppedClock:
         return time.monotonic()
 
 
-def test_a_wall_clock_stepped_back_does_not_stop_the_ticks() -> None:
+def test_a_wall_clock_stepped_back_does_not_stop_the_ticks(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """APScheduler waits for a wall-clock time: after the clock stepped back an hour, the next
     fire time lay an hour ahead, and the daemon evaluated nothing for that hour (while its
     health said ok: the last tick was not 'long ago' on the stepped clock). The scheduler
@@ -164,6 +164,7 @@ def test_a_wall_clock_stepped_back_does_not_stop_the_ticks() -> None:
 
     from watchdog.runtime import scheduler as schedule
 
+    monkeypatch.setattr(schedule, "CLOCK_CHECK_EVERY", 0.05)
     interval, clock, runs = 0.2, _SteppedClock(), []
     ticked = threading.Event()
 
@@ -179,6 +180,6 @@ def test_a_wall_clock_stepped_back_does_not_stop_the_ticks() -> None:
         clock.step = -3600.0
         ticked.clear()
         scheduler._scheduler.modify_job(schedule.JOB_ID, next_run_time=datetime.now(timezone.utc) + timedelta(hours=1))
-        assert ticked.wait(3 * schedule.CLOCK_CHECK_EVERY + 2), "no tick after the wall clock stepped back"
+        assert ticked.wait(3), "no tick after the wall clock stepped back"
     finally:
         scheduler.stop()
