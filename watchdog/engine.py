@@ -86,6 +86,11 @@ class TickReport:
     decisions: list[str] = field(default_factory=list)
 
 
+def _gap(now: float, evaluated_at: float | None) -> str:
+    gap = round(now - (evaluated_at or now), 1)
+    return f"not evaluated for {format_duration(gap)}" if gap >= 0 else f"the clock stepped back {format_duration(-gap)}"
+
+
 class Engine:
     def __init__(self, loaded: LoadedConfig, store: StateStore, sources: dict[str, Source],
                  executor: RollbackExecutor, notifier: Notifier, metrics: DaemonMetrics, owner: Owner | None = None,
@@ -505,8 +510,7 @@ class Engine:
             Event.NO_DATA_ENDED: "data is back",
             Event.INCONCLUSIVE: f"still not judged after {rule.max_inconclusive or 0:g}s: {verdict.reason}",
             Event.JUDGED_AGAIN: f"judged again: {verdict.reason}",
-            Event.GAP: (f"pending → inactive: not evaluated for {format_duration(round(now - (prev.evaluated_at or now), 1))}"
-                        "; the breach must be observed again for `for`"),
+            Event.GAP: (f"pending → inactive: {_gap(now, prev.evaluated_at)}; the breach must be observed again for `for`"),
         }[event]
         log.info("%s/%s%s %s", lr.target, rule.name, format_labels(verdict.labels) if verdict.labels else "", message)
         self._history(now, lr.target, rule.name, dict(verdict.labels), "no_data" if "NO_DATA" in event.name else "state",
