@@ -166,3 +166,22 @@ def test_series_with_instance_and_exported_instance_stay_apart() -> None:
     found = {(s.label("exported_instance"), s.label("exported_exported_instance"))
              for s in source.query(f'jobs_total{{instance="{ours}"}}', T0).samples}
     assert found == {("x", "a"), ("y", "a")}
+
+
+@pytest.mark.parametrize("scrape_interval", [None, 15.0])
+def test_a_clock_stepped_back_does_not_leave_the_source_without_data_for_the_jump(scrape_interval) -> None:  # type: ignore[no-untyped-def]
+    """The wall clock stepped back an hour (it was an hour fast). The samples held lie in the
+    new clock's future: every new one was dropped as out of order (or, with scrape_interval, not
+    even scraped) and every query answered nothing for an hour, so every rule on the source
+    went to no data (on_no_data: alert, or rollback). The source starts its samples afresh."""
+    body = "jobs_total 3\n"
+    with Receiver(default=Reply(200, body, {"Content-Type": "text/plain; version=0.0.4"})) as r:
+        source = ScrapeSource("model", ScrapeOptions(url=r.url("/metrics"), scrape_interval=scrape_interval))
+        for k in range(3):
+            assert source.begin_tick(T0 + 15 * k) is None
+        assert [s.value for s in source.query("jobs_total", T0 + 30).samples] == [3.0]
+        stepped = T0 + 30 - 3600
+        assert source.begin_tick(stepped) is None
+        assert [s.value for s in source.query("jobs_total", stepped).samples] == [3.0]
+        assert source.query("rate(jobs_total[1m])", stepped).warming_up  # windows fill again from the step
+        source.close()
