@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, Iterator, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from watchdog.errors import WatchdogError
@@ -85,12 +85,20 @@ class Request:
 @dataclass(frozen=True)
 class Response:
     status: int
-    body: Any  # dict/list → JSON; str/bytes as is
+    body: Any  # dict/list → JSON; str/bytes as is; an iterator of bytes is streamed (`streamed`)
     content_type: str = "application/json"
+
+    @property
+    def streamed(self) -> bool:
+        """Is the body an iterator of bytes pieces, written as they come (chunked for HTTP/1.1,
+        to the connection's close for HTTP/1.0), for pages too big to hold whole (/metrics)?"""
+        return isinstance(self.body, Iterator)
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes):
             return self.body
+        if self.streamed:
+            return b"".join(self.body)
         if isinstance(self.body, str):
             return redact(self.body).encode()
         return redact(json.dumps(self.body, indent=2, sort_keys=True, default=str)).encode()
@@ -390,11 +398,14 @@ class _Exchange:
             self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = await self._read_body(length)
         self.server._received(self.writer.transport)
-        def work() -> tuple[Response, bytes]:  # in a handler thread: encoding a big page is work too
+        def work() -> tuple[Response, bytes | None]:  # in a handler thread: encoding a big page is work too
             response = self.server.handle(routed, resolved, headers, body)
-            return response, response.encoded()
+            return response, None if response.streamed else response.encoded()
 
         response, payload = await self.server._in_thread(work)
+        if payload is None:
+            chunked = not head.partition(b"\r\n")[0].endswith(b"HTTP/1.0")
+            return await self._stream(response, chunked, head_only=method == "HEAD")
         await self._reply(response, head_only=method == "HEAD", payload=payload)
 
     async def _refuse(self, response: Response, reason: str, head_only: bool = False) -> NoReturn:
@@ -438,19 +449,26 @@ class _Exchange:
     async def _reply(self, response: Response, linger: bool = False, head_only: bool = False,
                      payload: bytes | None = None) -> None:
         payload = response.encoded() if payload is None else payload
-        try:
-            phrase = HTTPStatus(response.status).phrase
-        except ValueError:
-            phrase = ""
-        head = (f"HTTP/1.1 {response.status} {phrase}\r\nServer: model-watchdog\r\n"
-                f"Date: {formatdate(usegmt=True)}\r\nContent-Type: {response.content_type}\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode("latin-1")
-        transport = self.writer.transport
-        transport.set_write_buffer_limits(high=0)  # drain() returns only once the kernel has everything
+        self.writer.transport.set_write_buffer_limits(high=0)  # drain() returns once the kernel has everything
+        head = _response_head(response, f"Content-Length: {len(payload)}")
         self.writer.write(head if head_only else head + payload)
         await asyncio.wait_for(self.writer.drain(), self.limits.idle_timeout)
         if linger:
             await self._discard_rest()
+
+    async def _stream(self, response: Response, chunked: bool, head_only: bool) -> None:
+        """Write a streamed body piece by piece, each formatted in a handler thread once the
+        kernel took the one before: at most one piece of the page is in memory at a time."""
+        self.writer.transport.set_write_buffer_limits(high=0)
+        self.writer.write(_response_head(response, "Transfer-Encoding: chunked" if chunked else ""))
+        pieces: Iterator[bytes] = response.body
+        while not head_only and (piece := await self.server._in_thread(lambda: next(pieces, None))) is not None:
+            if piece:  # an empty chunk would end a chunked body
+                self.writer.write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+                await asyncio.wait_for(self.writer.drain(), self.limits.idle_timeout)
+        if chunked and not head_only:
+            self.writer.write(b"0\r\n\r\n")
+        await asyncio.wait_for(self.writer.drain(), self.limits.idle_timeout)
 
     async def _discard_rest(self) -> None:
         """After refusing a request whose body is still coming, stop writing and read (and drop)
@@ -466,6 +484,19 @@ class _Exchange:
             if not chunk:
                 return
             dropped += len(chunk)
+
+
+def _response_head(response: Response, framing: str) -> bytes:
+    """The status line and headers; `framing` is the Content-Length or Transfer-Encoding header
+    ('' for a body that ends with the connection)."""
+    try:
+        phrase = HTTPStatus(response.status).phrase
+    except ValueError:
+        phrase = ""
+    framing = framing and framing + "\r\n"
+    return (f"HTTP/1.1 {response.status} {phrase}\r\nServer: model-watchdog\r\n"
+            f"Date: {formatdate(usegmt=True)}\r\nContent-Type: {response.content_type}\r\n"
+            f"{framing}Connection: close\r\n\r\n").encode("latin-1")
 
 
 def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]] | Response:
