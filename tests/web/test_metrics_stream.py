@@ -1,20 +1,24 @@
-"""`/metrics` is written piece by piece (DaemonMetrics.chunks through a streamed Response):
+"""Big answers cost memory only while they are written. `/metrics` is written piece by piece (DaemonMetrics.chunks through a streamed Response):
 chunked for HTTP/1.1, to the connection's close for HTTP/1.0, headers only for HEAD; the bytes
-are generate_latest's; and the whole page is never in memory at once. In process, 127.0.0.1."""
+are generate_latest's; and the whole page is never in memory at once; no
+handler thread keeps its last answer. In process, 127.0.0.1."""
 
 from __future__ import annotations
 
+import gc
 import socket
 import tracemalloc
+import weakref
 
 import pytest
 import requests
 from prometheus_client.exposition import generate_latest
 
 from watchdog.clock import FakeClock
+from watchdog.daemon import wait_for
 from watchdog.metrics import DaemonMetrics
 from watchdog.web.api import routes
-from watchdog.web.server import ApiServer, AuthPolicy, Response, Route
+from watchdog.web.server import ApiServer, AuthPolicy, Limits, Response, Route
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -108,3 +112,27 @@ def test_a_read_never_holds_the_whole_page():
         tracemalloc.stop()
     assert written == page
     assert peak < page / 2, (peak, page)  # built whole it was the page as str and as bytes: > 2 pages
+
+
+def test_an_idle_handler_thread_keeps_nothing_of_its_last_answer():
+    class Page:  # stands for a big answer; JSON-encoded through str()
+        def __str__(self) -> str:
+            return "page"
+
+    pages: list[weakref.ref[Page]] = []
+
+    def big(_req):  # type: ignore[no-untyped-def]
+        page = Page()
+        pages.append(weakref.ref(page))
+        return Response(200, {"page": page})
+
+    server = ApiServer("127.0.0.1:0", [Route("GET", "/big", big)], AuthPolicy(), Limits(handler_threads=2))
+    server.start()
+    try:
+        for _ in range(2):
+            head, body = exchange(server, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b'"page"' in body
+        gc.collect()
+        assert wait_for(lambda: all(ref() is None for ref in pages), 5), "an idle handler thread holds its last answer"
+    finally:
+        server.stop()
