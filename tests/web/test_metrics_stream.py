@@ -5,6 +5,7 @@ handler thread keeps its last answer. In process, 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import socket
 import tracemalloc
@@ -18,7 +19,7 @@ from watchdog.clock import FakeClock
 from watchdog.daemon import wait_for
 from watchdog.metrics import DaemonMetrics
 from watchdog.web.api import routes
-from watchdog.web.server import ApiServer, AuthPolicy, Limits, Response, Route
+from watchdog.web.server import ApiServer, AuthPolicy, Limits, Response, Route, _Exchange
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -136,3 +137,41 @@ def test_an_idle_handler_thread_keeps_nothing_of_its_last_answer():
         assert wait_for(lambda: all(ref() is None for ref in pages), 5), "an idle handler thread holds its last answer"
     finally:
         server.stop()
+
+
+def test_a_streamed_answer_must_be_taken_whole_within_request_timeout():
+    """A reader that takes each piece in time but the whole too slowly is cut off at
+    request_timeout (it would otherwise hold the body's source, a copy of the tables, for as
+    many idle_timeouts as there are pieces)."""
+
+    class Transport:
+        def set_write_buffer_limits(self, high: int) -> None:
+            pass
+
+    class SlowWriter:
+        transport = Transport()
+        written: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+        async def drain(self) -> None:
+            await asyncio.sleep(0.05)  # each piece taken well within idle_timeout
+
+    class Server:
+        limits = Limits(idle_timeout=1.0, request_timeout=0.3)
+
+        async def _in_thread(self, call):  # type: ignore[no-untyped-def]
+            return call()
+
+    async def answer() -> float:
+        exchange = _Exchange.__new__(_Exchange)
+        exchange.server, exchange.writer, exchange.limits = Server(), SlowWriter(), Server.limits  # type: ignore[assignment]
+        exchange.loop = asyncio.get_running_loop()
+        started = exchange.loop.time()
+        with pytest.raises(asyncio.TimeoutError):
+            await exchange._stream(Response(200, iter([b"x" * 10] * 100), "text/plain"), chunked=True, head_only=False)
+        return exchange.loop.time() - started
+
+    took = asyncio.run(answer())
+    assert 0.25 <= took < 1.0 and 4 <= len(SlowWriter.written) <= 8

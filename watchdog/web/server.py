@@ -14,7 +14,9 @@ Every peer is treated as hostile (see docs/security.md):
 - the request head is capped (64 KiB); `Content-Length` must be a plain decimal; the route
   and the token are checked *before* any body byte is read; a body beyond `max_body` is 413;
 - each read waits at most `idle_timeout`; the whole request must arrive within
-  `request_timeout`; one request per connection (`Connection: close`).
+  `request_timeout`; one request per connection (`Connection: close`);
+- an answer written as it is produced (`/metrics`) must be taken piece by piece within
+  `idle_timeout` and whole within `request_timeout`.
 Each connection closed or refused by one of these limits is reported to `on_reject(reason)`
 (the daemon counts them in `model_watchdog_api_connections_rejected_total{reason}`), with
 the reasons in REJECT_REASONS.
@@ -467,17 +469,26 @@ class _Exchange:
 
     async def _stream(self, response: Response, chunked: bool, head_only: bool) -> None:
         """Write a streamed body piece by piece, each formatted in a handler thread once the
-        kernel took the one before: at most one piece of the page is in memory at a time."""
+        kernel took the one before: at most one piece of the page is in memory at a time. The
+        client takes each piece within idle_timeout and the whole answer within request_timeout
+        (asyncio.TimeoutError otherwise): a slow reader holds the body's source that long at most."""
         self.writer.transport.set_write_buffer_limits(high=0)
         self.writer.write(_response_head(response, "Transfer-Encoding: chunked" if chunked else ""))
+        until = self.loop.time() + self.limits.request_timeout
         pieces: Iterator[bytes] = response.body
         while not head_only and (piece := await self.server._in_thread(lambda: next(pieces, None))) is not None:
             if piece:  # an empty chunk would end a chunked body
                 self.writer.write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
-                await asyncio.wait_for(self.writer.drain(), self.limits.idle_timeout)
+                await self._drain(until)
         if chunked and not head_only:
             self.writer.write(b"0\r\n\r\n")
-        await asyncio.wait_for(self.writer.drain(), self.limits.idle_timeout)
+        await self._drain(until)
+
+    async def _drain(self, until: float) -> None:
+        left = until - self.loop.time()
+        if left <= 0:
+            raise asyncio.TimeoutError
+        await asyncio.wait_for(self.writer.drain(), min(self.limits.idle_timeout, left))
 
     async def _discard_rest(self) -> None:
         """After refusing a request whose body is still coming, stop writing and read (and drop)
