@@ -199,8 +199,8 @@ class RuleMetrics:
         """The four families as text exposition (format 0.0.4), exactly as `generate_latest`
         renders `collect()` (labels sorted by name), in UTF-8 pieces of CHUNK entries. The
         entries are copied now; each piece is formatted when it is asked for. Nothing is kept
-        between reads: formatting every line again (0.04 s for 10,000 rules) costs less CPU than
-        the per-line cache it replaced saved, and that cache held ≈ 10 MB."""
+        between reads: every line is formatted again, 0.04 s for 10,000 rules (the per-line
+        cache this replaced took 0.06 s after a tick, 0.03 s without, and held ≈ 10 MB)."""
         with self._lock:  # a consistent copy (of the tables, not item tuples); the tick goes on meanwhile
             values, phases, thresholds, outcomes = (self.values.copy(), self.phases.copy(),
                                                     self.thresholds.copy(), self.outcomes.copy())
