@@ -269,3 +269,45 @@ def test_targets_not_started_by_the_deadline_are_none(serve) -> None:  # type: i
     answers = client.fetch_all(targets, timeout=5, deadline=time.monotonic() + 0.3, concurrency=1, max_body=1000)
     assert isinstance(answers[0], HttpFailure) and answers[0].kind == "timeout"
     assert answers[1] is None
+
+
+def test_fetch_each_hands_over_each_answer_while_others_are_in_flight(serve) -> None:  # type: ignore[no-untyped-def]
+    """The scrape source reads a page while the loop still waits on slower targets."""
+    release = threading.Event()
+
+    def handler(server: RawServer, conn: socket.socket, index: int) -> None:
+        request = server.read_request(conn)
+        if b"/slow" in request:
+            release.wait(10)
+        conn.sendall(ANSWER)
+        server.stop.wait(10)
+
+    server = serve(handler)
+    client = ScrapeClient()
+    targets = [client.target(server.url("/slow")), client.target(server.url("/fast"))]
+    got: list[tuple[int, Fetched | HttpFailure]] = []
+    for index, answer in client.fetch_each(targets, timeout=5, deadline=time.monotonic() + 10, concurrency=2,
+                                           max_body=1000):
+        got.append((index, answer))
+        release.set()  # the slow one answers only once the fast one's answer is in our hands
+    assert [index for index, _ in got] == [1, 0]
+    assert all(isinstance(a, Fetched) and a.status_code == 200 and a.content == PAGE for _, a in got)
+
+
+def test_fetch_each_leaves_out_targets_not_started_by_the_deadline(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve(never_answer)
+    client = ScrapeClient()
+    targets = [client.target(server.url(f"/{i}")) for i in range(2)]
+    got = list(client.fetch_each(targets, timeout=5, deadline=time.monotonic() + 0.3, concurrency=1, max_body=1000))
+    assert [index for index, _ in got] == [0]
+    assert isinstance(got[0][1], HttpFailure) and got[0][1].kind == "timeout"
+
+
+def test_fetch_each_hands_over_an_aborted_scrape_as_a_timeout(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve(never_answer)
+    client = ScrapeClient()
+    timer = threading.Timer(0.3, httpbody.abort_all)
+    timer.start()
+    got = list(client.fetch_each([client.target(server.url())], timeout=20, deadline=time.monotonic() + 20,
+                                 concurrency=1, max_body=1000))
+    assert len(got) == 1 and type(got[0][1]) is HttpFailure and got[0][1].kind == "timeout"

@@ -208,10 +208,16 @@ class ScrapeSource(Source):
             self._busy.release()
 
     def _round(self, deadline: float, timeout: float, shown: float) -> list[list[Sample] | SourceError]:
-        answers = self._client.fetch_all([t.wire for t in self.targets if t.wire is not None], timeout=timeout,
-                                         deadline=deadline, concurrency=self.options.concurrency,
-                                         max_body=self.options.max_body)
-        return [self._outcome(target, answer, shown) for target, answer in zip(self.targets, answers)]
+        """Each target's samples or error; its page read as soon as it comes, while the loop
+        thread still waits on other targets."""
+        wired = [t for t in self.targets if t.wire is not None]
+        outcomes: list[list[Sample] | SourceError | None] = [None] * len(wired)
+        for i, answer in self._client.fetch_each([t.wire for t in wired if t.wire is not None], timeout=timeout,
+                                                 deadline=deadline, concurrency=self.options.concurrency,
+                                                 max_body=self.options.max_body):
+            outcomes[i] = self._outcome(wired[i], answer, shown)
+        return [self._outcome(target, None, shown) if outcome is None else outcome
+                for target, outcome in zip(self.targets, outcomes)]
 
     def _outcome(self, target: _Target, answer: httpfetch.Fetched | HttpFailure | None,
                  timeout: float) -> list[Sample] | SourceError:
