@@ -147,3 +147,20 @@ def test_a_misbehaving_target_is_a_clear_source_error(models: tuple[SimulatedMod
     assert words in str(error) and f"{a.url}/metrics" in str(error)
     assert source.query("model_info", T0).samples == []
     assert words in source.query("model_info", T0).note
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_instance_label_is_added_as_the_reference_adds_it(seed: int) -> None:
+    """`_labelled` (insert into the sorted page labels) against `_relabelled` (the dict way),
+    on random label sets: unsorted, names twice, `instance` and `exported_instance` present."""
+    import random
+
+    from watchdog.sources.scrape import _labelled, _relabelled
+
+    rng = random.Random(seed)
+    names = ["", "a", "instance", "exported_instance", "instancf", "i", "le", "__name__", "zz", "Instance"]
+    for _ in range(2000):
+        labels = tuple((rng.choice(names), rng.choice(["", "x", "10.0.0.1:80"])) for _ in range(rng.randint(0, 5)))
+        if rng.random() < 0.5:
+            labels = tuple(sorted(dict(labels).items()))  # as a page's labels come: sorted, each name once
+        assert _labelled(labels, "127.0.0.1:9") == _relabelled(labels, "127.0.0.1:9"), labels

@@ -47,6 +47,7 @@ DEFAULT_CONCURRENCY = 64
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 UP = "up"
 INSTANCE = "instance"
+_EXPORTED = "exported_instance"
 
 
 @dataclass(frozen=True)
@@ -262,8 +263,24 @@ class ScrapeSource(Source):
 
 
 def _labelled(labels: Labels, instance: str) -> Labels:
-    """A target's series under `urls`: its `instance` label kept as `exported_instance`, ours added."""
-    relabelled = {("exported_instance" if k == INSTANCE else k): v for k, v in labels}
+    """A target's series under `urls`: its `instance` label kept as `exported_instance`, ours added.
+    A page's label set (sorted, no name twice, neither of those two names: nearly always) gets
+    ours inserted in its place; any other goes the reference way (`_relabelled`)."""
+    out = sorted(labels)
+    at, previous = len(out), ""
+    for i, (name, _) in enumerate(out):
+        if name == previous or name == INSTANCE or name == _EXPORTED:
+            return _relabelled(labels, instance)
+        if at == len(out) and name > INSTANCE:
+            at = i
+        previous = name
+    out.insert(at, (INSTANCE, instance))
+    return tuple(out)
+
+
+def _relabelled(labels: Labels, instance: str) -> Labels:
+    """`_labelled`, the reference (tests/sources/test_scrape_source.py compares the two)."""
+    relabelled = {(_EXPORTED if k == INSTANCE else k): v for k, v in labels}
     relabelled[INSTANCE] = instance
     return labels_of(relabelled)
 
