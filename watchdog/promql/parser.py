@@ -43,8 +43,12 @@ _Filler = Callable[[dict[str, str]], Any]
 
 @functools.cache
 def _lark() -> Lark:
+    """The parser: from the LALR tables shipped beside the grammar (promql.grammar_tables),
+    or built from the grammar when they are not for this grammar and lark."""
+    from . import grammar_tables
+
     grammar = resources.files(__package__).joinpath("grammar.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", maybe_placeholders=True)
+    return grammar_tables.load(grammar) or grammar_tables.build(grammar)
 
 
 def parse(text: str) -> Expr:
