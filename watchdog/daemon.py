@@ -4,7 +4,6 @@ HTTP server and signals together. Behaviour lives in the engine; this module onl
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -57,7 +56,6 @@ class Daemon:
         self.metrics = metrics or DaemonMetrics()
         self.store = store or _open_exclusive(loaded.state_path)
         self._tick_lock = threading.Lock()
-        self._settle_after_tick = False  # `start` sets it: gctune.settle() before the second tick
         self.last_tick: float | None = None
         self.last_report: TickReport | None = None
         self.last_error = ""
@@ -255,9 +253,6 @@ class Daemon:
             now = scheduled_time(started, self.loaded.config.interval) if at is None else at
             if self._store_is_lost(now):
                 return None
-            if self._settle_after_tick and self.last_tick is not None:
-                self._settle_after_tick = False  # a serving daemon's first tick is done (`start`):
-                gctune.settle()  # collect and freeze now, not on the way to the first decisions
             # The log record's own time says when the tick really began (bench/latency.py --trace).
             log.debug("tick %.3f: starting, %+.3f s from its scheduled time", now, started - now)
             try:
@@ -419,12 +414,7 @@ class Daemon:
         self._server = self.api_server()
         self._server.start()
         self.notifier.start()
-        # The serving thresholds now; start-up's objects (and the first tick's: states, parsed
-        # queries, series) collected and frozen when the second tick begins (runtime/gctune.py):
-        # a full collection over the whole heap (the GIL held throughout, so /readyz waits too)
-        # is not on the way to the first decisions.
-        gc.set_threshold(*gctune.THRESHOLD)
-        self._settle_after_tick = True
+        gctune.settle()  # start-up's objects frozen, fewer young collections: see runtime/gctune.py
         # APScheduler fires on the real wall clock: its grid is aligned on that one, not on self.clock.
         cfg = self.loaded.config
         follower = PhaseFollower(cfg.align_ticks, lambda: self.sources, cfg.interval) if cfg.align_ticks else None
