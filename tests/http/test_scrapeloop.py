@@ -311,3 +311,26 @@ def test_fetch_each_hands_over_an_aborted_scrape_as_a_timeout(serve) -> None:  #
     got = list(client.fetch_each([client.target(server.url())], timeout=20, deadline=time.monotonic() + 20,
                                  concurrency=1, max_body=1000))
     assert len(got) == 1 and type(got[0][1]) is HttpFailure and got[0][1].kind == "timeout"
+
+
+def test_fetch_each_closed_early_waits_for_the_round_to_end(serve) -> None:  # type: ignore[no-untyped-def]
+    """The next round uses the same connections: a reader that stops early (a failure while
+    reading a page) must not let it start while this one is in flight."""
+    release = threading.Event()
+
+    def handler(server: RawServer, conn: socket.socket, index: int) -> None:
+        request = server.read_request(conn)
+        if b"/slow" in request:
+            release.wait(10)
+        conn.sendall(ANSWER)
+        server.stop.wait(10)
+
+    server = serve(handler)
+    client = ScrapeClient()
+    answers = client.fetch_each([client.target(server.url("/slow")), client.target(server.url("/fast"))],
+                                timeout=5, deadline=time.monotonic() + 10, concurrency=2, max_body=1000)
+    assert next(answers)[0] == 1
+    threading.Timer(0.3, release.set).start()
+    started = time.monotonic()
+    answers.close()
+    assert release.is_set() and time.monotonic() - started >= 0.25

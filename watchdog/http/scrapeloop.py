@@ -39,7 +39,7 @@ import socket
 import ssl
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from queue import SimpleQueue
 from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine, Iterator, Mapping, TypeVar
@@ -250,14 +250,18 @@ class ScrapeClient:
         """`fetch_all`, each answer handed over as it comes, (index, answer) in no particular
         order, while the others are in flight: the caller reads pages while the loop waits on
         the network (a first round's connects). A target not started by the deadline is not
-        yielded. Stopping early leaves the round to end on its own."""
+        yielded. Closed early (`close()`), it waits for the round to end: the next round uses
+        the same connections."""
         self._known = targets
         answers: SimpleQueue[tuple[int, Fetched | HttpFailure] | None] = SimpleQueue()
         future = _LOOP.submit(self._round(targets, timeout, deadline, concurrency, max_body,
                                           lambda i, answer: answers.put((i, answer))))
         future.add_done_callback(lambda _: answers.put(None))
-        while (item := answers.get()) is not None:
-            yield item
+        try:
+            while (item := answers.get()) is not None:
+                yield item
+        finally:
+            wait([future])
         future.result()  # what the round raised, if anything
 
     def close(self) -> None:

@@ -213,10 +213,14 @@ class ScrapeSource(Source):
         thread still waits on other targets."""
         wired = [t for t in self.targets if t.wire is not None]
         outcomes: list[list[Sample] | SourceError | None] = [None] * len(wired)
-        for i, answer in self._client.fetch_each([t.wire for t in wired if t.wire is not None], timeout=timeout,
-                                                 deadline=deadline, concurrency=self.options.concurrency,
-                                                 max_body=self.options.max_body):
-            outcomes[i] = self._outcome(wired[i], answer, shown)
+        answers = self._client.fetch_each([t.wire for t in wired if t.wire is not None], timeout=timeout,
+                                           deadline=deadline, concurrency=self.options.concurrency,
+                                           max_body=self.options.max_body)
+        try:
+            for i, answer in answers:
+                outcomes[i] = self._outcome(wired[i], answer, shown)
+        finally:
+            answers.close()  # on a failure here: the round is over before `_busy` lets the next one in
         return [self._outcome(target, None, shown) if outcome is None else outcome
                 for target, outcome in zip(self.targets, outcomes)]
 
