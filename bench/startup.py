@@ -18,6 +18,8 @@ table and writes bench/results/startup-<timestamp>.json. Goal (issue 13): ready 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import os
 import statistics
 import subprocess
@@ -57,12 +59,77 @@ def one(code: str | None, targets: int, port: int) -> dict[str, float]:
                 daemon.wait()
 
 
+def phases(targets: int, port: int, profile: str | None) -> dict[str, float]:
+    """In this process (a fresh child): each start-up phase's CPU and wall seconds."""
+    import cProfile
+    profiler = cProfile.Profile() if profile else None
+    out: dict[str, float] = {}
+    mark = [time.process_time(), time.monotonic()]
+
+    def lap(name: str) -> None:
+        cpu, wall = time.process_time(), time.monotonic()
+        out[f"{name}_cpu_s"], out[f"{name}_s"] = cpu - mark[0], wall - mark[1]
+        out[f"{name}_gc_s"] = gc_time[0] - sum(v for k, v in out.items() if k.endswith("_gc_s"))
+        mark[:] = [cpu, wall]
+
+    gc_time = [0.0, 0.0]
+
+    def on_gc(phase: str, info: dict) -> None:  # type: ignore[type-arg]
+        if phase == "start":
+            gc_time[1] = time.process_time()
+        else:
+            gc_time[0] += time.process_time() - gc_time[1]
+
+    gc.callbacks.append(on_gc)
+    if profiler:
+        profiler.enable()
+    import watchdog.cli  # noqa: F401 — what `model-watchdog` imports first
+    from watchdog.config.loader import load
+    from watchdog.daemon import Daemon
+    lap("imports")
+    if hasattr(watchdog.cli, "gc"):  # as its `run` does (a baseline tree may not)
+        from watchdog.runtime import gctune
+        gc.set_threshold(*gctune.THRESHOLD)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        write_config(directory, targets, 10, 15.0, port, free_port(), False, None)
+        os.chdir(directory)
+        loaded = load(directory / "watchdog.yaml")
+        lap("load")
+        daemon = Daemon(loaded)
+        lap("daemon")
+        daemon.start()  # as `serve()`: the API, the scheduler, whose first tick runs at once
+        while not daemon.ready()[0]:
+            time.sleep(0.005)
+        lap("first_tick")
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(profile)
+        daemon.shutdown()
+    return out
+
+
+def run_phases(code: str | None, targets: int, port: int, profile: str | None) -> dict[str, float]:
+    env = {**os.environ, **({"PYTHONPATH": code} if code else {})}
+    argv = [sys.executable, __file__, "--child", "--targets", str(targets), "--port", str(port)]
+    done = subprocess.run(argv + (["--profile", profile] if profile and not code else []), env=env, check=True,
+                          stdout=subprocess.PIPE, text=True)
+    return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--code", metavar="DIR", help="the baseline: the watchdog package in DIR (PYTHONPATH)")
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--phases", action="store_true", help="in-process CPU per start-up phase")
+    parser.add_argument("--profile", metavar="OUT", help="with --phases: cProfile this tree's start-up into OUT")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        print(json.dumps(phases(args.targets, args.port, args.profile)))
+        return 0
     port = free_port()
     server = subprocess.Popen([sys.executable, str(HERE / "fleetserver.py"), "--count", str(args.targets),
                                "--port", str(port)], stdout=subprocess.PIPE, text=True)
@@ -72,10 +139,13 @@ def main() -> int:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         for _ in range(args.runs):  # alternately, so both see the same machine
             for name, code in trees.items():
-                runs[name].append(one(code, args.targets, port))
+                runs[name].append(run_phases(code, args.targets, port, args.profile) if args.phases
+                                  else one(code, args.targets, port))
     finally:
         server.kill()
         server.wait()
+    if args.phases:
+        return report_phases(args, trees, runs)
     keys = ("serving_s", "serving_cpu_s", "ready_s", "ready_cpu_s")
     result = {"targets": args.targets, "rules": args.targets * 10, "runs": args.runs, "machine": machine(),
               **{name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in runs.items()},
@@ -87,6 +157,23 @@ def main() -> int:
         print(f"| {name} | {m['serving_s']:.2f} s / {m['serving_cpu_s']:.2f} s CPU "
               f"| {m['ready_s']:.2f} s / {m['ready_cpu_s']:.2f} s CPU |")
     print(f"written to {write_result('startup', result)}")
+    return 0
+
+
+def report_phases(args: argparse.Namespace, trees: dict[str, str | None], runs: dict[str, list[dict[str, float]]]) -> int:
+    names = ("imports", "load", "daemon", "first_tick")
+    result = {"targets": args.targets, "runs": args.runs, "machine": machine(), "all": runs,
+              **{tree: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for tree, rs in runs.items()}}
+    print(f"start-up in-process, {args.targets} targets × 10 templated rules, median of {args.runs} "
+          "(CPU / wall seconds):")
+    print("| tree | " + " | ".join(names) + " | total |\n|---" * 1 + "|---" * (len(names) + 1) + "|")
+    for tree in trees:
+        m = result[tree]
+        cells = [f"{m[n + '_cpu_s']:.3f} / {m[n + '_s']:.3f}" for n in names]
+        total = f"{sum(m[n + '_cpu_s'] for n in names):.3f} / {sum(m[n + '_s'] for n in names):.3f}"
+        print(f"| {tree} | " + " | ".join(cells) + f" | {total} |")
+        print("|   of which the cyclic GC | " + " | ".join(f"{m[n + '_gc_s']:.3f}" for n in names) + " | |")
+    print(f"written to {write_result('startup-phases', result)}")
     return 0
 
 

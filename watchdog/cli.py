@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -159,8 +160,11 @@ def _open_store(loaded: LoadedConfig) -> Any:
 # -- commands -------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace, out: Out, err: Out) -> int:
-    from watchdog.runtime import memory
+    from watchdog.runtime import gctune, memory
     memory.limit_arenas()  # before any thread allocates: at most 2 glibc malloc arenas
+    # Loading builds a large long-lived heap: the serving thresholds already (no collection of
+    # the older generations every few thousand objects); Daemon.start settles (collects) once.
+    gc.set_threshold(*gctune.THRESHOLD)
     from watchdog.daemon import Daemon
     return Daemon(_load(args), clock=args.clock, redactor=args.redactor).serve()
 

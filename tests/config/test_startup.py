@@ -105,7 +105,7 @@ def test_a_rejected_config_closes_the_plugins_it_built(tmp_path, counting):
     assert (counting["source closed"], counting["actuator closed"], counting["alerter closed"]) == (1, 1, 1)
 
 
-HEAVY = ("psycopg", "mlflow", "kubernetes", "scipy", "numpy", "jinja2", "matplotlib",
+HEAVY = ("psycopg", "requests", "mlflow", "kubernetes", "scipy", "numpy", "jinja2", "matplotlib",
          "watchdog.state.postgres", "watchdog.sources.sql", "watchdog.web.statuspage", "watchdog.actuators.mlflow")
 START = """
 import sys

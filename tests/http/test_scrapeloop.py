@@ -286,3 +286,68 @@ def test_a_target_echoing_the_request_line_shows_no_part_of_the_query(serve, pre
     result = fetch(ScrapeClient(), serve(echo).url(f"/metrics?token={token}"))
     assert isinstance(result, HttpFailure) and result.kind == "connection", result
     assert "GET /metrics" in str(result) and "T0k3n" not in str(result), result
+
+
+def test_fetch_each_hands_over_each_answer_while_others_are_in_flight(serve) -> None:  # type: ignore[no-untyped-def]
+    """The scrape source reads a page while the loop still waits on slower targets."""
+    release = threading.Event()
+
+    def handler(server: RawServer, conn: socket.socket, index: int) -> None:
+        request = server.read_request(conn)
+        if b"/slow" in request:
+            release.wait(10)
+        conn.sendall(ANSWER)
+        server.stop.wait(10)
+
+    server = serve(handler)
+    client = ScrapeClient()
+    targets = [client.target(server.url("/slow")), client.target(server.url("/fast"))]
+    got: list[tuple[int, Fetched | HttpFailure]] = []
+    for index, answer in client.fetch_each(targets, timeout=5, deadline=time.monotonic() + 10, concurrency=2,
+                                           max_body=1000):
+        got.append((index, answer))
+        release.set()  # the slow one answers only once the fast one's answer is in our hands
+    assert [index for index, _ in got] == [1, 0]
+    assert all(isinstance(a, Fetched) and a.status_code == 200 and a.content == PAGE for _, a in got)
+
+
+def test_fetch_each_leaves_out_targets_not_started_by_the_deadline(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve(never_answer)
+    client = ScrapeClient()
+    targets = [client.target(server.url(f"/{i}")) for i in range(2)]
+    got = list(client.fetch_each(targets, timeout=5, deadline=time.monotonic() + 0.3, concurrency=1, max_body=1000))
+    assert [index for index, _ in got] == [0]
+    assert isinstance(got[0][1], HttpFailure) and got[0][1].kind == "timeout"
+
+
+def test_fetch_each_hands_over_an_aborted_scrape_as_a_timeout(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve(never_answer)
+    client = ScrapeClient()
+    timer = threading.Timer(0.3, httpbody.abort_all)
+    timer.start()
+    got = list(client.fetch_each([client.target(server.url())], timeout=20, deadline=time.monotonic() + 20,
+                                 concurrency=1, max_body=1000))
+    assert len(got) == 1 and type(got[0][1]) is HttpFailure and got[0][1].kind == "timeout"
+
+
+def test_fetch_each_closed_early_waits_for_the_round_to_end(serve) -> None:  # type: ignore[no-untyped-def]
+    """The next round uses the same connections: a reader that stops early (a failure while
+    reading a page) must not let it start while this one is in flight."""
+    release = threading.Event()
+
+    def handler(server: RawServer, conn: socket.socket, index: int) -> None:
+        request = server.read_request(conn)
+        if b"/slow" in request:
+            release.wait(10)
+        conn.sendall(ANSWER)
+        server.stop.wait(10)
+
+    server = serve(handler)
+    client = ScrapeClient()
+    answers = client.fetch_each([client.target(server.url("/slow")), client.target(server.url("/fast"))],
+                                timeout=5, deadline=time.monotonic() + 10, concurrency=2, max_body=1000)
+    assert next(answers)[0] == 1
+    threading.Timer(0.3, release.set).start()
+    started = time.monotonic()
+    answers.close()
+    assert release.is_set() and time.monotonic() - started >= 0.25

@@ -3,6 +3,7 @@ against the full parse, for random queries and random string values."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -55,3 +56,47 @@ def _nodes(expr):  # type: ignore[no-untyped-def]
     yield expr
     for child in expr.children():
         yield from _nodes(child)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_skeletons_filler_builds_what_the_reference_fill_builds(seed: int) -> None:
+    """`_filler` (the walk done once per skeleton) against `_fill` (the walk per query): equal
+    trees, positions and texts, and the parts without a placeholder shared, not copied."""
+    rng = random.Random(seed)
+    parser._SKELETONS.clear()
+    for _ in range(60):
+        shape = rng.choice(SHAPES)
+        a, b = quoted(value(rng)), quoted(value(rng))
+        try:
+            parser.parse(shape.format(a=a.ljust(12, "x"), b=b.ljust(12, "y")))
+        except PromQLError:
+            continue  # an unsupported shape or a bad regex: no skeleton, nothing to compare
+    assert any(parser._SKELETONS.values())
+    for entry in parser._SKELETONS.values():
+        if entry is None:
+            continue
+        tree, holes, _, filler = entry
+        marks = sorted({m for m in _strings(tree) if parser._MARK in m})
+        for _ in range(10):
+            values = {m: value(rng) for m in marks if rng.random() < 0.9}
+            built, reference = filler(values), parser._fill(tree, values, holes)
+            assert built == reference and str(built) == str(reference)
+            assert [n.pos for n in _nodes(built)] == [n.pos for n in _nodes(reference)]
+            assert _unchanged_ids(built, tree) == _unchanged_ids(reference, tree)
+
+
+def _strings(node):  # type: ignore[no-untyped-def]
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, (tuple, list)):
+        for item in node:
+            yield from _strings(item)
+    elif dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            yield from _strings(getattr(node, f.name))
+
+
+def _unchanged_ids(expr, skeleton):  # type: ignore[no-untyped-def]
+    """Which of the skeleton's nodes the filled tree holds as they are (by position in a walk)."""
+    ids = {id(n) for n in _nodes(skeleton)}
+    return [id(n) in ids for n in _nodes(expr)]

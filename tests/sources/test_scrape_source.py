@@ -185,3 +185,20 @@ def test_a_clock_stepped_back_does_not_leave_the_source_without_data_for_the_jum
         assert [s.value for s in source.query("jobs_total", stepped).samples] == [3.0]
         assert source.query("rate(jobs_total[1m])", stepped).warming_up  # windows fill again from the step
         source.close()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_instance_label_is_added_as_the_reference_adds_it(seed: int) -> None:
+    """`_labelled` (insert into the sorted page labels) against `_relabelled` (the dict way),
+    on random label sets: unsorted, names twice, `instance` and `exported_instance` present."""
+    import random
+
+    from watchdog.sources.scrape import _labelled, _relabelled
+
+    rng = random.Random(seed)
+    names = ["", "a", "instance", "exported_instance", "instancf", "i", "le", "__name__", "zz", "Instance"]
+    for _ in range(2000):
+        labels = tuple((rng.choice(names), rng.choice(["", "x", "10.0.0.1:80"])) for _ in range(rng.randint(0, 5)))
+        if rng.random() < 0.5:
+            labels = tuple(sorted(dict(labels).items()))  # as a page's labels come: sorted, each name once
+        assert _labelled(labels, "127.0.0.1:9") == _relabelled(labels, "127.0.0.1:9"), labels

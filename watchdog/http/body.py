@@ -22,6 +22,7 @@ Failures are `BodyError`s whose `kind` says which limit was hit:
 
 from __future__ import annotations
 
+import functools
 import heapq
 import io
 import itertools
@@ -29,10 +30,8 @@ import socket
 import threading
 import time
 import zlib
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import requests
-from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
@@ -40,12 +39,16 @@ from urllib3.response import HTTPResponse
 
 from watchdog.errors import WatchdogError
 
+if TYPE_CHECKING:  # requests is imported by `session()` only: not on the daemon's start-up path
+    import requests
+
+    Response = requests.Response | HTTPResponse  # a requests response (stream=True) or urllib3's (preload_content=False)
+
 MAX_BODY = 32 * 1024 * 1024  # the default limit of a body, after decompression
 CHUNK = 64 * 1024
 ACCEPT_ENCODING = "gzip, deflate"  # what read_body can decompress; sent on every request
 
 _local = threading.local()
-Response = requests.Response | HTTPResponse  # a requests response (stream=True) or urllib3's (preload_content=False)
 
 
 class BodyError(WatchdogError):
@@ -216,25 +219,33 @@ class TLSPool(HTTPSConnectionPool):
     ConnectionCls = _TLSConnection
 
 
-class _Adapter(HTTPAdapter):
-    """An adapter whose connections tell the thread's Deadline which socket to shut down."""
+@functools.cache
+def _adapter_class() -> type:
+    from requests.adapters import HTTPAdapter
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
+    class _Adapter(HTTPAdapter):
+        """An adapter whose connections tell the thread's Deadline which socket to shut down."""
 
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        if not proxy.lower().startswith("socks"):
-            manager.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
-        return manager
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            if not proxy.lower().startswith("socks"):
+                manager.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
+            return manager
+
+    return _Adapter
 
 
 def session() -> requests.Session:
     """A requests Session whose requests obey the thread's `Deadline` and ask only for the
     encodings `read_body` decompresses."""
+    import requests
+
     s = requests.Session()
-    adapter = _Adapter()
+    adapter = _adapter_class()()
     s.mount("http://", adapter)
     s.mount("https://", adapter)
     s.headers["Accept-Encoding"] = ACCEPT_ENCODING
@@ -260,7 +271,7 @@ def read_all(response: Response, limit: int, deadline: Deadline | None = None, *
 
 
 def _raw(response: Response) -> HTTPResponse:
-    return response.raw if isinstance(response, requests.Response) else response
+    return response if isinstance(response, HTTPResponse) else response.raw  # a requests.Response
 
 
 def read_body(response: Response, limit: int, deadline: Deadline | None = None, *,

@@ -4,6 +4,8 @@
     target = client.target(url)                    # ValueError for a URL it cannot send to
     answers = client.fetch_all(targets, timeout=2.0, deadline=time.monotonic() + 5, concurrency=64)
     # one per target: a Fetched, an HttpFailure, or None (not started before the deadline)
+    for index, answer in client.fetch_each(targets, ...):  # the same, each as it comes
+        ...
     client.close()
 
 Why not `http.transport`: a scrape through urllib3 cost ~1 ms of CPU under the GIL (its
@@ -37,9 +39,10 @@ import socket
 import ssl
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
+from queue import SimpleQueue
 from dataclasses import dataclass, field
-from typing import Any, Coroutine, Mapping, TypeVar
+from typing import Any, Callable, Coroutine, Iterator, Mapping, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import certifi
@@ -83,8 +86,11 @@ class _LoopThread:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the loop and wait for its result (from any other thread)."""
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop())
-        return future.result()
+        return self.submit(coro).result()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Start `coro` on the loop (from any other thread); its future."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop())
 
     def abort_all(self) -> None:
         with self._lock:
@@ -239,6 +245,25 @@ class ScrapeClient:
         self._known = targets
         return _LOOP.run(self._round(targets, timeout, deadline, concurrency, max_body))
 
+    def fetch_each(self, targets: list[Target], *, timeout: float, deadline: float, concurrency: int,
+                   max_body: int) -> Iterator[tuple[int, Fetched | HttpFailure]]:
+        """`fetch_all`, each answer handed over as it comes, (index, answer) in no particular
+        order, while the others are in flight: the caller reads pages while the loop waits on
+        the network (a first round's connects). A target not started by the deadline is not
+        yielded. Closed early (`close()`), it waits for the round to end: the next round uses
+        the same connections."""
+        self._known = targets
+        answers: SimpleQueue[tuple[int, Fetched | HttpFailure] | None] = SimpleQueue()
+        future = _LOOP.submit(self._round(targets, timeout, deadline, concurrency, max_body,
+                                          lambda i, answer: answers.put((i, answer))))
+        future.add_done_callback(lambda _: answers.put(None))
+        try:
+            while (item := answers.get()) is not None:
+                yield item
+        finally:
+            wait([future])
+        future.result()  # what the round raised, if anything
+
     def close(self) -> None:
         if not self._known:
             return
@@ -249,8 +274,9 @@ class ScrapeClient:
 
     # -- on the loop -----------------------------------------------------------------------------
 
-    async def _round(self, targets: list[Target], timeout: float, deadline: float, concurrency: int,
-                     max_body: int) -> list[Fetched | HttpFailure | None]:
+    async def _round(self, targets: list[Target], timeout: float, deadline: float, concurrency: int, max_body: int,
+                     on_answer: Callable[[int, Fetched | HttpFailure], object] | None = None,
+                     ) -> list[Fetched | HttpFailure | None]:
         _LOOP.clients.add(self)
         results: list[Fetched | HttpFailure | None] = [None] * len(targets)
         pending = iter(range(len(targets)))
@@ -262,9 +288,11 @@ class ScrapeClient:
                 left = min(timeout, deadline - time.monotonic())
                 if left <= 0 or aborted:
                     return
-                results[i] = await self._scrape(targets[i], left, max_body)
-                if isinstance(results[i], _Aborted):
+                answer = results[i] = await self._scrape(targets[i], left, max_body)
+                if isinstance(answer, _Aborted):
                     aborted = True
+                if on_answer is not None:
+                    on_answer(i, HttpFailure(str(answer), answer.kind) if isinstance(answer, _Aborted) else answer)
 
         lanes = [asyncio.ensure_future(lane()) for _ in range(min(concurrency, len(targets)))]
         self._in_flight.update(lanes)

@@ -7,7 +7,7 @@ import functools
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Callable
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
@@ -38,10 +38,17 @@ from .typecheck import check
 from .literals import parse_duration, parse_number, unquote
 
 
+_Filler = Callable[[dict[str, str]], Any]
+
+
 @functools.cache
 def _lark() -> Lark:
+    """The parser: from the LALR tables shipped beside the grammar (promql.grammar_tables),
+    or built from the grammar when they are not for this grammar and lark."""
+    from . import grammar_tables
+
     grammar = resources.files(__package__).joinpath("grammar.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", maybe_placeholders=True)
+    return grammar_tables.load(grammar) or grammar_tables.build(grammar)
 
 
 def parse(text: str) -> Expr:
@@ -59,9 +66,9 @@ def parse(text: str) -> Expr:
 # A string literal exactly as the grammar's STRING token reads one.
 _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`[^`]*`')
 _MARK = "\x01"  # never in a real query's strings (and so never in a parsed tree's names)
-# skeleton text -> (its tree, the ids of the tree's parts that hold a placeholder), or None
-# and whether `check` must judge each query's values (`_judges_values`)
-_SKELETONS: dict[str, tuple[Expr, dict[int, tuple[Any, ...]], bool] | None] = {}
+# skeleton text -> (its tree, the ids of the tree's parts that hold a placeholder, whether
+# `check` must judge each query's values (`_judges_values`), its filler (`_filler`)), or None
+_SKELETONS: dict[str, tuple[Expr, dict[int, tuple[Any, ...]], bool, _Filler] | None] = {}
 _MAX_SKELETONS = 4096
 
 
@@ -99,14 +106,14 @@ def _from_skeleton(text: str) -> Expr | None:
             tree = _parse(skeleton)
             holes: dict[int, tuple[Any, ...]] = {}
             _find_holes(tree, holes)
-            _SKELETONS[skeleton] = (tree, holes, _judges_values(tree, holes))
+            _SKELETONS[skeleton] = (tree, holes, _judges_values(tree, holes), _filler(tree, holes))
         except (PromQLError, RecursionError):
             _SKELETONS[skeleton] = None
     entry = _SKELETONS[skeleton]
     if entry is None:
         return None
     try:
-        expr = _fill(entry[0], values, entry[1])
+        expr = entry[3](values)
         if entry[2]:
             check(expr)
     except Exception:  # noqa: BLE001 — a value the skeleton did not have to judge: the full parse says it
@@ -204,6 +211,35 @@ def _fill(node: Any, values: dict[str, str], holes: dict[int, tuple[Any, ...]]) 
         item = items[i]
         items[i] = values.get(item, item) if isinstance(item, str) else _fill(item, values, holes)
     return tuple(items) if kind == 0 else items
+
+
+def _filler(node: Any, holes: dict[int, tuple[Any, ...]]) -> _Filler:
+    """A function of the values that builds what `_fill(node, values, holes)` builds, the walk
+    over the skeleton (which parts hold a placeholder, the fields kept as they are) done once
+    here rather than for each query. tests/promql/test_parse_skeletons_random.py compares it
+    with `_fill`."""
+    inside, kind, names = holes[id(node)]
+    # (field name or index, the placeholder string there, or the filler of the part there)
+    parts = tuple((key, child, None) if isinstance(child, str) else (key, None, _filler(child, holes))
+                  for key in inside for child in (getattr(node, key) if kind == 2 else node[key],))
+    if kind == 2:
+        cls = type(node)
+        kept = {name: getattr(node, name) for name in names if name not in inside}
+
+        def build(values: dict[str, str]) -> Any:
+            fields = kept.copy()
+            for name, mark, part in parts:
+                fields[name] = values.get(mark, mark) if part is None else part(values)
+            return cls(**fields)
+        return build
+    items = list(node)
+
+    def build_items(values: dict[str, str]) -> Any:
+        out = items.copy()
+        for i, mark, part in parts:
+            out[i] = values.get(mark, mark) if part is None else part(values)
+        return tuple(out) if kind == 0 else out
+    return build_items
 
 
 def _parse(text: str) -> Expr:

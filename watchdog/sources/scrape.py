@@ -49,6 +49,7 @@ ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 UP = "up"
 INSTANCE = "instance"
 log = logging.getLogger(__name__)
+_EXPORTED = "exported_instance"
 
 
 @dataclass(frozen=True)
@@ -221,10 +222,20 @@ class ScrapeSource(Source):
             self._busy.release()
 
     def _round(self, deadline: float, timeout: float, shown: float) -> list[list[Sample] | SourceError]:
-        answers = self._client.fetch_all([t.wire for t in self.targets if t.wire is not None], timeout=timeout,
-                                         deadline=deadline, concurrency=self.options.concurrency,
-                                         max_body=self.options.max_body)
-        return [self._outcome(target, answer, shown) for target, answer in zip(self.targets, answers)]
+        """Each target's samples or error; its page read as soon as it comes, while the loop
+        thread still waits on other targets."""
+        wired = [t for t in self.targets if t.wire is not None]
+        outcomes: list[list[Sample] | SourceError | None] = [None] * len(wired)
+        answers = self._client.fetch_each([t.wire for t in wired if t.wire is not None], timeout=timeout,
+                                           deadline=deadline, concurrency=self.options.concurrency,
+                                           max_body=self.options.max_body)
+        try:
+            for i, answer in answers:
+                outcomes[i] = self._outcome(wired[i], answer, shown)
+        finally:
+            answers.close()  # on a failure here: the round is over before `_busy` lets the next one in
+        return [self._outcome(target, None, shown) if outcome is None else outcome
+                for target, outcome in zip(self.targets, outcomes)]
 
     def _outcome(self, target: _Target, answer: httpfetch.Fetched | HttpFailure | None,
                  timeout: float) -> list[Sample] | SourceError:
@@ -270,12 +281,28 @@ class ScrapeSource(Source):
 
 def _labelled(labels: Labels, instance: str) -> Labels:
     """A target's series under `urls`: its `instance` label kept as `exported_instance`, ours added.
+    A page's label set (sorted, no name twice, neither of those two names: nearly always) gets
+    ours inserted in its place; any other goes the reference way (`_relabelled`)."""
+    out = sorted(labels)
+    at, previous = len(out), ""
+    for i, (name, _) in enumerate(out):
+        if name == previous or name == INSTANCE or name == _EXPORTED:
+            return _relabelled(labels, instance)
+        if at == len(out) and name > INSTANCE:
+            at = i
+        previous = name
+    out.insert(at, (INSTANCE, instance))
+    return tuple(out)
+
+
+def _relabelled(labels: Labels, instance: str) -> Labels:
+    """`_labelled`, the reference (tests/sources/test_scrape_source.py compares the two).
     As Prometheus: when the page has an `exported_instance` too, `exported_` is prefixed again
     until the name is free (two series must not become one)."""
     relabelled = dict(labels)
     exposed = relabelled.pop(INSTANCE, None)
     if exposed is not None:
-        name = "exported_" + INSTANCE
+        name = _EXPORTED
         while name in relabelled:
             name = "exported_" + name
         relabelled[name] = exposed
