@@ -115,6 +115,10 @@ def test_the_reload_alert_resolves_on_the_next_good_reload(running):
 
 def test_a_good_reload_keeps_state_of_unchanged_rules(running):
     daemon, url, tmp_path, model = running
+    # Paused, so the accuracy rule's rollback does not heal the model (and end the latency
+    # rule's pending) between the wait below and the reload on a loaded machine.
+    pause = requests.post(url + "/api/v1/targets/fraud-model/pause", json={"reason": "test"}, headers=auth(), timeout=5)
+    assert pause.status_code == 200, pause.text
     requests.post(model.url + "/control", json={"mode": "degraded"}, timeout=5)
     assert wait_for(lambda: any(k[1] == "latency" and s.phase.value == "pending" for k, s in daemon.engine.states.items()), 20)
     pending_since = next(s.pending_since for k, s in daemon.engine.states.items() if k[1] == "latency")
