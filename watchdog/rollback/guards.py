@@ -4,6 +4,11 @@ In order: an operator pause, shadow mode, a running version that is unknown (the
 reports an invalid one), the initial delay after a new version, the cooldown, rate limits
 per target and for the whole daemon, a rollback target marked bad, and human approval.
 Each guard that stops an action says why, with the numbers.
+
+Times recorded before the wall clock stepped back (a rollback, a new version) lie in the new
+clock's future: the guards count them from the moment the step was seen (`StepBack`), so a
+step back of D defers a rollback at most the configured cooldown, delay or window after the
+step, never D more.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from watchdog.clock import rfc3339
+from watchdog.clock import StepBack, rfc3339
 from watchdog.config.schema import DEFAULT_DAEMON_LIMIT, DEFAULT_TARGET_LIMIT, Config, RateLimit, Rule
 from watchdog.durations import format_duration
 from watchdog.rollback.pauses import active_pause
@@ -51,6 +56,7 @@ class Guards:
     def __init__(self, config: Config, store: StateStore):
         self.config = config
         self.store = store
+        self.steps = StepBack()
 
     def check(self, s: Situation) -> GuardResult:
         for guard in (self._paused, self._shadow, self._unknown_version, self._initial_delay, self._cooldown,
@@ -92,18 +98,22 @@ class Guards:
             return None
         rule_delay = s.rule.initial_delay if s.rule else None
         delay = rule_delay if rule_delay is not None else self.config.targets[s.target].initial_delay
-        if delay and s.now - s.version_changed_at < delay:
+        changed = self.steps.seen(s.version_changed_at, s.now)
+        if delay and s.now - changed < delay:
             return GuardResult(Outcome.BLOCKED, f"initial delay: version {s.version} appeared at "
-                               f"{rfc3339(s.version_changed_at)}; acting from {rfc3339(s.version_changed_at + delay)}",
-                               "initial_delay", s.version_changed_at + delay)
+                               f"{rfc3339(changed)}; acting from {rfc3339(changed + delay)}",
+                               "initial_delay", changed + delay)
         return None
 
     def _cooldown(self, s: Situation) -> GuardResult | None:
         cooldown = self.config.targets[s.target].cooldown
         last = next((d for d in self.store.decisions(target=s.target, limit=20) if d.status in ACTED), None)
-        if cooldown and last is not None and s.now - last.created_at < cooldown:
-            return GuardResult(Outcome.BLOCKED, f"cooldown: last rollback {last.id} at {rfc3339(last.created_at)}, "
-                               f"cooldown {format_duration(cooldown)}", "cooldown", last.created_at + cooldown)
+        if not cooldown or last is None:
+            return None
+        at = self.steps.seen(last.created_at, s.now)
+        if s.now - at < cooldown:
+            return GuardResult(Outcome.BLOCKED, f"cooldown: last rollback {last.id} at {rfc3339(at)}, "
+                               f"cooldown {format_duration(cooldown)}", "cooldown", at + cooldown)
         return None
 
     def _limits(self, s: Situation) -> GuardResult | None:
@@ -120,7 +130,8 @@ class Guards:
 
     def _counted(self, target: str | None, limit: RateLimit, now: float) -> list[float]:
         recent = self.store.decisions(target=target, limit=max(50, limit.count * 5))
-        return [d.created_at for d in recent if d.status in ACTED and now - d.created_at < limit.window]
+        at = [self.steps.seen(d.created_at, now) for d in recent if d.status in ACTED]
+        return [t for t in at if now - t < limit.window]
 
     def _bad_target(self, s: Situation) -> GuardResult | None:
         if s.to_version is None:
