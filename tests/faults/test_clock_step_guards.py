@@ -105,3 +105,18 @@ def test_a_step_back_before_a_restart_counts_from_the_first_tick_after_it(tmp_pa
     assert h.rollbacks() == 2
     first, second = sorted(decided_at(h), reverse=True)
     assert first - HOUR + 600 <= second <= restarted + 600
+
+
+def test_a_pause_for_a_duration_ends_at_most_its_duration_after_a_backward_step(tmp_path):
+    from watchdog.rollback import manual
+    h = Harness(tmp_path, ERROR_RULE)
+    paused = h.clock.now()
+    manual.pause(h.loaded, h.store, "fraud-model", "alice", "migration", paused, duration=1800)
+    h.source.set("error_ratio", 0.2)
+    h.run_for(5 * 60)
+    h.clock.advance(-HOUR)
+    stepped = h.clock.now()
+    h.run_for(30 * 60)
+    assert h.rollbacks() == 1  # not an hour and 25 minutes later
+    (decided,) = decided_at(h)
+    assert paused - HOUR + 1800 <= decided <= paused - HOUR + 1800 + 2 * h.interval and decided < stepped + 1800

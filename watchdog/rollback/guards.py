@@ -5,10 +5,10 @@ reports an invalid one), the initial delay after a new version, the cooldown, ra
 per target and for the whole daemon, a rollback target marked bad, and human approval.
 Each guard that stops an action says why, with the numbers.
 
-Times recorded before the wall clock stepped back (a rollback, a new version) lie in the new
-clock's future: the guards count them from the moment the step was seen (`StepBack`), so a
-step back of D defers a rollback at most the configured cooldown, delay or window after the
-step, never D more.
+Times recorded before the wall clock stepped back (a rollback, a new version, the start of a
+pause for a duration) lie in the new clock's future: the guards move them back by the step
+seen (`watchdog.clock.StepBack`), so a step back of D defers a rollback no longer than the
+cooldown, delay, window or pause left at the step, give or take a tick, never D more.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class Guards:
     def _paused(self, s: Situation) -> GuardResult | None:
         if s.manual:
             return None  # a manual rollback is itself the human decision a pause waits for
-        pause = active_pause(self.store, s.target, s.now)
+        pause = active_pause(self.store, s.target, s.now, self.steps.seen)
         if pause is None:
             return None
         until = f" until {rfc3339(pause.until)}" if pause.until else ""
