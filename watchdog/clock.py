@@ -115,6 +115,7 @@ class StepBack:
         self.tolerance = tolerance
         self.step = 0.0  # length of the last step back seen by `observe` (seconds, positive)
         self._last: float | None = None
+        self._at = 0.0  # when the last step was seen (new clock)
         self._first: dict[float, float] = {}
         self._lock = threading.Lock()
 
@@ -122,17 +123,19 @@ class StepBack:
         """A tick at `now`: notes a step back since the tick before."""
         with self._lock:
             if self._last is not None and now < self._last - self.tolerance:
-                self.step = self._last - now
+                self.step, self._at = self._last - now, now
             self._last = now
 
     def seen(self, recorded: float, now: float) -> float:
         if recorded <= now + self.tolerance:
             return recorded
         with self._lock:
-            if self.step and recorded - self.step <= now + self.tolerance:
-                return recorded - self.step
+            # A time recorded before the last step lies ahead by at most what is left of the step;
+            # one further ahead (another host's clock, a step not seen) is not moved by it.
+            if self.step and recorded - now <= self.step - (now - self._at) + self.tolerance:
+                return min(recorded - self.step, now)
             if not self.step:  # a step this process did not see: at least this long
-                self.step = recorded - now
+                self.step, self._at = recorded - now, now
             first = self._first.get(recorded)
             if first is None or first > now + self.tolerance:  # (a second step back: from this one)
                 if len(self._first) >= self.LIMIT:  # those no longer in the future are no longer asked about
