@@ -119,12 +119,25 @@ class StepBack:
         self._first: dict[float, float] = {}
         self._lock = threading.Lock()
 
-    def observe(self, now: float) -> None:
-        """A tick at `now`: notes a step back since the tick before."""
+    def observe(self, now: float) -> bool:
+        """A tick at `now`: notes a step back since the tick before (True when there was one)."""
         with self._lock:
-            if self._last is not None and now < self._last - self.tolerance:
+            stepped = self._last is not None and now < self._last - self.tolerance
+            if stepped:
                 self.step, self._at = self._last - now, now
             self._last = now
+            return stepped
+
+    @property
+    def last(self) -> tuple[float, float]:
+        """(length, when seen on the new clock) of the last step back; (0, 0): none."""
+        return self.step, self._at
+
+    def remember(self, step: float, at: float) -> None:
+        """A step back seen by another process (or before a restart), unless a later one is known."""
+        with self._lock:
+            if step > self.tolerance and at > self._at:
+                self.step, self._at = step, at
 
     def seen(self, recorded: float, now: float) -> float:
         if recorded <= now + self.tolerance:

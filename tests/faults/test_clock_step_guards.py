@@ -120,3 +120,18 @@ def test_a_pause_for_a_duration_ends_at_most_its_duration_after_a_backward_step(
     assert h.rollbacks() == 1  # not an hour and 25 minutes later
     (decided,) = decided_at(h)
     assert paused - HOUR + 1800 <= decided <= paused - HOUR + 1800 + 2 * h.interval and decided < stepped + 1800
+
+
+def test_a_manual_rollback_after_a_backward_step_sees_the_cooldown_left_at_the_step(tmp_path):
+    """The CLI is a new process that saw no step: it learns it from the incident's start."""
+    import pytest
+    from watchdog.rollback import manual
+    h = Harness(tmp_path, ERROR_RULE, target=DEFAULT_TARGET + "    cooldown: 10m\n")
+    stepped = rolled_back_then_stepped(h, after=120)
+    h.source.set("error_ratio", 0.01)
+    h.run_for(60)  # v3 runs, healthy: the hold is lifted
+    with pytest.raises(manual.OperatorError, match="cooldown"):
+        manual.manual_rollback(h.loaded, h.store, "fraud-model", "alice", "looks bad", h.clock.now())
+    h.clock.advance(stepped + 600 - h.clock.now())  # the 10 min cooldown is over, counted from the step
+    done = manual.manual_rollback(h.loaded, h.store, "fraud-model", "alice", "looks bad", h.clock.now())
+    assert done.decision_id

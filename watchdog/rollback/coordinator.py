@@ -113,7 +113,7 @@ class Rollbacks:
 
     def _tick(self, view: TargetView, now: float, incident: Incident | None = None) -> Incident:
         incident = incident if incident is not None else self.desk.load(view.target)
-        self.guards.steps.observe(now)
+        self.guards.observe(now)
         if incident.since is not None and incident.since > now + self.guards.steps.tolerance:
             # The clock stepped back: the phase and its deadline move with it (docs/operations.md)
             incident = self.desk.send(view.target, ClockStepped(self.guards.steps.seen(incident.since, now)), now)

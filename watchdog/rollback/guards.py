@@ -13,16 +13,23 @@ cooldown, delay, window or pause left at the step, give or take a tick, never D 
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 from dataclasses import dataclass
 from enum import Enum
 
 from watchdog.clock import StepBack, rfc3339
 from watchdog.config.schema import DEFAULT_DAEMON_LIMIT, DEFAULT_TARGET_LIMIT, Config, RateLimit, Rule
 from watchdog.durations import format_duration
+from watchdog.errors import StateError
 from watchdog.rollback.pauses import active_pause
 from watchdog.state.base import StateStore
 
 ACTED = ("running", "succeeded", "failed")  # decisions that did (or are doing) something
+STEP_KEY = "clock_step_back"  # meta: the last wall-clock step back a daemon saw, for the CLI, replicas, restarts
+
+log = logging.getLogger("watchdog.rollback")
 
 
 class Outcome(str, Enum):
@@ -57,6 +64,23 @@ class Guards:
         self.config = config
         self.store = store
         self.steps = StepBack()
+        try:
+            seen = json.loads(store.get_meta(STEP_KEY) or "null")
+            step, at = (float(seen["step"]), float(seen["at"])) if isinstance(seen, dict) else (0.0, 0.0)
+        except (StateError, ValueError, TypeError, KeyError):
+            step, at = 0.0, 0.0  # unreadable: as if none was seen
+        if math.isfinite(step) and math.isfinite(at):
+            self.steps.remember(step, at)
+
+    def observe(self, now: float) -> None:
+        """A tick at `now` (every tick): a step back since the tick before is remembered in the
+        store, so that an operator's command and the next start count from it too."""
+        if self.steps.observe(now):
+            step, at = self.steps.last
+            try:
+                self.store.set_meta(STEP_KEY, json.dumps({"step": step, "at": at}))
+            except StateError as exc:
+                log.warning("cannot remember the clock step in the state store: %s", exc)
 
     def check(self, s: Situation) -> GuardResult:
         for guard in (self._paused, self._shadow, self._unknown_version, self._initial_delay, self._cooldown,
