@@ -92,3 +92,68 @@ def rfc3339(ts: float) -> str:
     if dt.microsecond:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+STEP_TOLERANCE = 1.0  # seconds: a recorded time further than this in the clock's future was recorded before a step back
+
+
+class StepBack:
+    """Times recorded before the wall clock stepped back lie in the new clock's future; a guard
+    that compared them with the present (`now - recorded < cooldown`) would wait the step's
+    length more. `seen(recorded, now)` is the time to count from instead: `recorded` itself when
+    it is not in the future (beyond STEP_TOLERANCE); else moved back by the last step seen by
+    `observe` (called on every tick: a tick earlier than the one before is a step back; the step
+    is taken as the distance between the two ticks, a little less than it was, so a guard never
+    ends early); and never later than the moment it was first seen in the future. A step this
+    process did not see (it happened before a restart) is taken to be as long as the first
+    future time asked about lies ahead (the incident's start, asked on every tick): a lower
+    bound. Elapsed time counts from the step on: never negative, never the step's length."""
+
+    LIMIT = 10_000  # first sightings kept at most (times recorded before a step, still in the future)
+
+    def __init__(self, tolerance: float = STEP_TOLERANCE):
+        self.tolerance = tolerance
+        self.step = 0.0  # length of the last step back seen by `observe` (seconds, positive)
+        self._last: float | None = None
+        self._at = 0.0  # when the last step was seen (new clock)
+        self._first: dict[float, float] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, now: float) -> bool:
+        """A tick at `now`: notes a step back since the tick before (True when there was one)."""
+        with self._lock:
+            stepped = self._last is not None and now < self._last - self.tolerance
+            if stepped:
+                self.step, self._at = self._last - now, now
+            self._last = now
+            return stepped
+
+    @property
+    def last(self) -> tuple[float, float]:
+        """(length, when seen on the new clock) of the last step back; (0, 0): none."""
+        return self.step, self._at
+
+    def remember(self, step: float, at: float) -> None:
+        """A step back seen by another process (or before a restart), unless a later one is known."""
+        with self._lock:
+            if step > self.tolerance and at > self._at:
+                self.step, self._at = step, at
+
+    def seen(self, recorded: float, now: float) -> float:
+        if recorded <= now + self.tolerance:
+            return recorded
+        with self._lock:
+            # A time recorded before the last step lies ahead by at most what is left of the step;
+            # one further ahead (another host's clock, a step not seen) is not moved by it.
+            if self.step and recorded - now <= self.step - (now - self._at) + self.tolerance:
+                return min(recorded - self.step, now)
+            if not self.step:  # a step this process did not see: at least this long
+                self.step, self._at = recorded - now, now
+            first = self._first.get(recorded)
+            if first is None or first > now + self.tolerance:  # (a second step back: from this one)
+                if len(self._first) >= self.LIMIT:  # those no longer in the future are no longer asked about
+                    self._first = {k: v for k, v in self._first.items() if k > now + self.tolerance}
+                    while len(self._first) >= self.LIMIT:
+                        self._first.pop(next(iter(self._first)))
+                first = self._first[recorded] = now
+            return first

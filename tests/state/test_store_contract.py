@@ -495,6 +495,19 @@ def test_a_failed_delivery_waits_for_its_retry_and_keeps_its_key_in_order_across
     assert [q.alert for q in again.claim_alerts("n2", T0 + 31)] == [RESOLVED]
 
 
+def test_a_retry_planned_further_ahead_than_retry_within_is_due_now(store: StateStore) -> None:
+    """The wall clock stepped back an hour after the retry was planned (runtime/notify.py)."""
+    store.enqueue_alert("ops", FIRING, T0, "fraud/p99")
+    [first] = store.claim_alerts("n1", T0 + 1)
+    store.retry_alert(first.id, T0 + 6, "503 Service Unavailable")
+    stepped = T0 + 2 - 3600
+    assert store.claim_alerts("n1", stepped) == []  # without retry_within: waits the hour
+    [retried] = store.claim_alerts("n1", stepped, retry_within=301)
+    assert (retried.id, retried.attempts) == (first.id, 1)
+    store.retry_alert(retried.id, T0 + 10, "503 Service Unavailable")
+    assert store.claim_alerts("n1", T0 + 3, retry_within=301) == []  # 7 s ahead: a retry not yet due
+
+
 def test_a_retry_is_replaced_by_a_newer_alert_of_its_key_with_the_same_status(store: StateStore) -> None:
     store.enqueue_alert("ops", FIRING, T0, "fraud/p99")
     [first] = store.claim_alerts("n1", T0 + 1)

@@ -22,7 +22,7 @@ from watchdog.rollback.guards import Guards, Outcome, Situation
 from watchdog.rollback.releases import Ledger
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import (
-    STICKY_GUARDS, DecisionFinished, GuardVerdict, Incident, NewVersion, Phase, RuleFiring, RuleRecovered, advance,
+    STICKY_GUARDS, ClockStepped, DecisionFinished, GuardVerdict, Incident, NewVersion, Phase, RuleFiring, RuleRecovered, advance,
     due,
 )
 from watchdog.rules.state import Phase as RulePhase
@@ -113,6 +113,10 @@ class Rollbacks:
 
     def _tick(self, view: TargetView, now: float, incident: Incident | None = None) -> Incident:
         incident = incident if incident is not None else self.desk.load(view.target)
+        self.guards.observe(now)
+        if incident.since is not None and incident.since > now + self.guards.steps.tolerance:
+            # The clock stepped back: the phase and its deadline move with it (docs/operations.md)
+            incident = self.desk.send(view.target, ClockStepped(self.guards.steps.seen(incident.since, now)), now)
         for signal in due(incident, now):
             incident = self.desk.send(view.target, signal, now)
         firing = self._firing(view, incident)

@@ -4,20 +4,32 @@ In order: an operator pause, shadow mode, a running version that is unknown (the
 reports an invalid one), the initial delay after a new version, the cooldown, rate limits
 per target and for the whole daemon, a rollback target marked bad, and human approval.
 Each guard that stops an action says why, with the numbers.
+
+Times recorded before the wall clock stepped back (a rollback, a new version, the start of a
+pause for a duration) lie in the new clock's future: the guards move them back by the step
+seen (`watchdog.clock.StepBack`), so a step back of D defers a rollback no longer than the
+cooldown, delay, window or pause left at the step, give or take a tick, never D more.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 from dataclasses import dataclass
 from enum import Enum
 
-from watchdog.clock import rfc3339
+from watchdog.clock import StepBack, rfc3339
 from watchdog.config.schema import DEFAULT_DAEMON_LIMIT, DEFAULT_TARGET_LIMIT, Config, RateLimit, Rule
 from watchdog.durations import format_duration
+from watchdog.errors import StateError
 from watchdog.rollback.pauses import active_pause
 from watchdog.state.base import StateStore
 
 ACTED = ("running", "succeeded", "failed")  # decisions that did (or are doing) something
+STEP_KEY = "clock_step_back"  # meta: the last wall-clock step back a daemon saw, for the CLI, replicas, restarts
+
+log = logging.getLogger("watchdog.rollback")
 
 
 class Outcome(str, Enum):
@@ -51,6 +63,24 @@ class Guards:
     def __init__(self, config: Config, store: StateStore):
         self.config = config
         self.store = store
+        self.steps = StepBack()
+        try:
+            seen = json.loads(store.get_meta(STEP_KEY) or "null")
+            step, at = (float(seen["step"]), float(seen["at"])) if isinstance(seen, dict) else (0.0, 0.0)
+        except (StateError, ValueError, TypeError, KeyError):
+            step, at = 0.0, 0.0  # unreadable: as if none was seen
+        if math.isfinite(step) and math.isfinite(at):
+            self.steps.remember(step, at)
+
+    def observe(self, now: float) -> None:
+        """A tick at `now` (every tick): a step back since the tick before is remembered in the
+        store, so that an operator's command and the next start count from it too."""
+        if self.steps.observe(now):
+            step, at = self.steps.last
+            try:
+                self.store.set_meta(STEP_KEY, json.dumps({"step": step, "at": at}))
+            except StateError as exc:
+                log.warning("cannot remember the clock step in the state store: %s", exc)
 
     def check(self, s: Situation) -> GuardResult:
         for guard in (self._paused, self._shadow, self._unknown_version, self._initial_delay, self._cooldown,
@@ -63,7 +93,7 @@ class Guards:
     def _paused(self, s: Situation) -> GuardResult | None:
         if s.manual:
             return None  # a manual rollback is itself the human decision a pause waits for
-        pause = active_pause(self.store, s.target, s.now)
+        pause = active_pause(self.store, s.target, s.now, self.steps.seen)
         if pause is None:
             return None
         until = f" until {rfc3339(pause.until)}" if pause.until else ""
@@ -92,18 +122,22 @@ class Guards:
             return None
         rule_delay = s.rule.initial_delay if s.rule else None
         delay = rule_delay if rule_delay is not None else self.config.targets[s.target].initial_delay
-        if delay and s.now - s.version_changed_at < delay:
+        changed = self.steps.seen(s.version_changed_at, s.now)
+        if delay and s.now - changed < delay:
             return GuardResult(Outcome.BLOCKED, f"initial delay: version {s.version} appeared at "
-                               f"{rfc3339(s.version_changed_at)}; acting from {rfc3339(s.version_changed_at + delay)}",
-                               "initial_delay", s.version_changed_at + delay)
+                               f"{rfc3339(changed)}; acting from {rfc3339(changed + delay)}",
+                               "initial_delay", changed + delay)
         return None
 
     def _cooldown(self, s: Situation) -> GuardResult | None:
         cooldown = self.config.targets[s.target].cooldown
         last = next((d for d in self.store.decisions(target=s.target, limit=20) if d.status in ACTED), None)
-        if cooldown and last is not None and s.now - last.created_at < cooldown:
-            return GuardResult(Outcome.BLOCKED, f"cooldown: last rollback {last.id} at {rfc3339(last.created_at)}, "
-                               f"cooldown {format_duration(cooldown)}", "cooldown", last.created_at + cooldown)
+        if not cooldown or last is None:
+            return None
+        at = self.steps.seen(last.created_at, s.now)
+        if s.now - at < cooldown:
+            return GuardResult(Outcome.BLOCKED, f"cooldown: last rollback {last.id} at {rfc3339(at)}, "
+                               f"cooldown {format_duration(cooldown)}", "cooldown", at + cooldown)
         return None
 
     def _limits(self, s: Situation) -> GuardResult | None:
@@ -120,7 +154,8 @@ class Guards:
 
     def _counted(self, target: str | None, limit: RateLimit, now: float) -> list[float]:
         recent = self.store.decisions(target=target, limit=max(50, limit.count * 5))
-        return [d.created_at for d in recent if d.status in ACTED and now - d.created_at < limit.window]
+        at = [self.steps.seen(d.created_at, now) for d in recent if d.status in ACTED]
+        return [t for t in at if now - t < limit.window]
 
     def _bad_target(self, s: Situation) -> GuardResult | None:
         if s.to_version is None:

@@ -159,6 +159,15 @@ class NewVersion:
 
 
 @dataclass(frozen=True)
+class ClockStepped:
+    """The wall clock stepped back: the incident's phase, begun at a time that now lies in the
+    clock's future, began at `since` on the new clock. Its deadline (approval, verify window)
+    moves with it, so it lies no further from the present than it did before the step."""
+
+    since: float
+
+
+@dataclass(frozen=True)
 class WindowElapsed:
     pass
 
@@ -184,7 +193,7 @@ class ManualRollback:
 
 
 Signal = Union[RuleFiring, RuleRecovered, Approved, Rejected, ApprovalExpired, DecisionFinished, NewVersion,
-               WindowElapsed, Resumed, Paused, ManualRollback]
+               WindowElapsed, Resumed, Paused, ManualRollback, ClockStepped]
 
 
 # -- effects ------------------------------------------------------------------------------------
@@ -494,6 +503,14 @@ def _on_paused(incident: Incident, s: Paused, now: float, settings: Settings) ->
     return incident, []
 
 
+def _on_clock_stepped(incident: Incident, s: ClockStepped, now: float,
+                      settings: Settings) -> tuple[Incident, list[Effect]]:
+    if incident.since is None or incident.since <= s.since:
+        return incident, []  # (moved already, by another replica)
+    shift = s.since - incident.since  # blocked_since stays: it names the open rollback_blocked alert
+    return replace(incident, since=s.since, until=None if incident.until is None else incident.until + shift), []
+
+
 def _on_manual(incident: Incident, s: ManualRollback, now: float, settings: Settings) -> tuple[Incident, list[Effect]]:
     effects: list[Effect] = []
     if incident.phase is Phase.AWAITING_APPROVAL and incident.decision_id:
@@ -508,4 +525,5 @@ _HANDLERS: dict[type, Any] = {
     RuleFiring: _on_firing, RuleRecovered: _on_recovered, Approved: _on_approved, Rejected: _on_rejected,
     ApprovalExpired: _on_expired, DecisionFinished: _on_finished, NewVersion: _on_new_version,
     WindowElapsed: _on_window, Resumed: _on_resumed, Paused: _on_paused, ManualRollback: _on_manual,
+    ClockStepped: _on_clock_stepped,
 }

@@ -4,7 +4,8 @@ never act. Kept in the state store's meta table so every replica and the CLI see
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Callable
 
 from watchdog.state.base import Meta
 
@@ -43,10 +44,15 @@ def get_pause(store: Meta, target: str) -> Pause | None:
     return Pause(**json.loads(raw)) if raw else None
 
 
-def active_pause(store: Meta, target: str, now: float) -> Pause | None:
-    """The pause that applies to `target` now: its own, else a pause of everything."""
+def active_pause(store: Meta, target: str, now: float,
+                 seen: Callable[[float, float], float] | None = None) -> Pause | None:
+    """The pause that applies to `target` now: its own, else a pause of everything. `seen`
+    (`watchdog.clock.StepBack.seen`): a pause for a duration begun before the wall clock
+    stepped back ends that duration after its start as seen on the new clock."""
     for key in (target, ALL):
         pause = get_pause(store, key)
+        if pause is not None and pause.until is not None and seen is not None:
+            pause = replace(pause, until=pause.until + seen(pause.since, now) - pause.since)
         if pause is not None and pause.active(now):
             return pause
     return None

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from watchdog.alerters.base import Alert, Alerter
-from watchdog.clock import SystemClock
+from watchdog.clock import STEP_TOLERANCE, StepBack, SystemClock
 from watchdog.durations import format_duration
 from watchdog.errors import StateError, WatchdogError
 from watchdog.metrics import DaemonMetrics
@@ -55,6 +55,8 @@ CLAIM_RENEW_EVERY = CLAIM_STALE_AFTER / 4
 POLL_SECONDS = 1.0  # how often the worker looks for alerts queued by other processes
 RETRY_FIRST, RETRY_MAX = 5.0, 300.0  # a failed delivery is tried again after these (doubling)
 MAX_AGE = 24 * 3600.0  # a failed delivery is given up when it is this old (`alert_max_age`)
+#: a retry planned further ahead than this was planned before the wall clock stepped back: due now
+RETRY_AHEAD = RETRY_MAX + STEP_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class Notifier:
         self._on_sent = on_sent
         self._store = store
         self._clock = clock or SystemClock().now
+        self._steps = StepBack()  # times recorded before the wall clock stepped back (queued_at)
         self._claimant = f"notifier-{uuid.uuid4().hex[:12]}"
         self._queue: queue.Queue[_Delivery | None] = queue.Queue()
         self._detached = False  # the store was lost: deliveries from memory are retried until they go out
@@ -190,10 +193,16 @@ class Notifier:
                 return None
             return min(max(self._later[0][0] - self._clock(), 0.05), POLL_SECONDS)
 
+    def _now(self) -> float:
+        now = self._clock()
+        self._steps.observe(now)
+        return now
+
     def _retry_due(self) -> None:
         while not self._stop.is_set():
             with self._later_lock:
-                if not self._later or self._later[0][0] > self._clock():
+                now = self._now()  # a retry further ahead than RETRY_AHEAD was planned before a step back
+                if not self._later or now < self._later[0][0] <= now + RETRY_AHEAD:
                     return
                 _, _, item = heapq.heappop(self._later)
             self._deliver(item)
@@ -217,7 +226,7 @@ class Notifier:
         if store is None:  # detached meanwhile (store lost)
             return []
         try:
-            rows = store.claim_alerts(self._claimant, self._clock(), stale_after=CLAIM_STALE_AFTER)
+            rows = store.claim_alerts(self._claimant, self._now(), stale_after=CLAIM_STALE_AFTER, retry_within=RETRY_AHEAD)
         except StateError as exc:
             log.error("cannot read the alert queue: %s", exc)
             return []
@@ -301,8 +310,8 @@ class Notifier:
     def _keep(self, item: _Delivery, message: str) -> None:
         """Retry a queued delivery later, or give it up when it is `max_age` old."""
         assert item.queued_id is not None and self._store is not None
-        now = self._clock()
-        age = now - (item.queued_at if item.queued_at is not None else now)
+        now = self._now()
+        age = now - (self._steps.seen(item.queued_at, now) if item.queued_at is not None else now)
         wait = min(RETRY_FIRST * 2 ** item.attempt, RETRY_MAX)
         if age + wait > self.max_age:
             self._done(item.queued_id)

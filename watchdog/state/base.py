@@ -404,10 +404,11 @@ class AlertQueue(Transactional, Protocol):
 
     @abc.abstractmethod
     def claim_alerts(self, claimant: str, now: float, limit: int = 20,
-                     stale_after: float = 60.0) -> list[QueuedAlert]:
+                     stale_after: float = 60.0, retry_within: float | None = None) -> list[QueuedAlert]:
         """Oldest first, up to `limit` queued deliveries nobody else is delivering (unclaimed,
         or claimed more than `stale_after` seconds ago: its claimant died), due (a retry's
-        `next_at` reached) and first of their (alerter, dedup_key) still queued, now claimed
+        `next_at` reached, or more than `retry_within` seconds ahead: planned before the clock
+        stepped back) and first of their (alerter, dedup_key) still queued, now claimed
         by `claimant`. Two claimants never get the same delivery at once."""
 
     @abc.abstractmethod

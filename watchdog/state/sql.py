@@ -572,17 +572,17 @@ class SQLStateStore(StateStore):
             self._exec("DELETE FROM alert_queue WHERE id = ?", (row[0],))
 
     def claim_alerts(self, claimant: str, now: float, limit: int = 20,
-                     stale_after: float = 60.0) -> list[QueuedAlert]:
+                     stale_after: float = 60.0, retry_within: float | None = None) -> list[QueuedAlert]:
         with self.transaction():
             # Due, not claimed by a live claimant, and the oldest of its (alerter, dedup_key):
             # a resolve never overtakes its firing, even while the firing waits for a retry.
             rows = self._all(
                 "SELECT q.id, q.alerter, q.alert, q.queued_at, q.attempts FROM alert_queue q "
-                "WHERE (q.claimed_at IS NULL OR q.claimed_at < ?) AND (q.next_at IS NULL OR q.next_at <= ?) "
+                "WHERE (q.claimed_at IS NULL OR q.claimed_at < ?) AND (q.next_at IS NULL OR q.next_at <= ? OR q.next_at > ?) "
                 "AND NOT EXISTS (SELECT 1 FROM alert_queue o WHERE o.alerter = q.alerter "
                 "AND o.dedup_key = q.dedup_key AND q.dedup_key <> '' AND o.id < q.id) "
                 f"ORDER BY q.id LIMIT ?{self._FOR_UPDATE}{self._SKIP_LOCKED}",
-                (now - stale_after, now, limit),
+                (now - stale_after, now, now + retry_within if retry_within is not None else float("inf"), limit),
             )
             self._many("UPDATE alert_queue SET claimed_by = ?, claimed_at = ? WHERE id = ?",
                        [(claimant, now, row[0]) for row in rows])

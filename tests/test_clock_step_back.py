@@ -1,0 +1,51 @@
+"""StepBack: times recorded before the wall clock stepped back, mapped onto the new clock."""
+
+from __future__ import annotations
+
+from watchdog.clock import StepBack
+
+T = 1_700_000_000.0
+
+
+def test_a_time_not_in_the_future_is_itself() -> None:
+    steps = StepBack()
+    steps.observe(T)
+    assert steps.seen(T - 60, T) == T - 60 and steps.seen(T + 0.5, T) == T + 0.5  # within the tolerance
+
+
+def test_a_time_recorded_before_an_observed_step_moves_back_by_the_step() -> None:
+    steps = StepBack()
+    steps.observe(T)
+    steps.observe(T + 10 - 3600)  # the next tick: the clock stepped back an hour (less the 10 s between)
+    assert steps.step == 3590
+    now = T + 10 - 3600
+    assert steps.seen(T - 120, now) == T - 120 - 3590  # two minutes before the last tick
+    assert steps.seen(T + 5, now) == now  # never later than the present
+    assert steps.seen(T - 120, now + 600) == T - 120 - 3590  # the same, asked again later
+
+
+def test_a_time_further_ahead_than_the_step_left_counts_from_its_first_sighting() -> None:
+    """Another host's clock a few seconds ahead, a week after a step: not moved by that step."""
+    steps = StepBack()
+    steps.observe(T)
+    steps.observe(T - 3600)
+    week = T + 7 * 86400
+    steps.observe(week)
+    assert steps.seen(week + 5, week) == week
+    assert steps.seen(week + 5, week + 3) == week  # counts from its first sighting, not again from now
+
+
+def test_a_step_not_observed_is_taken_from_the_first_future_time_seen() -> None:
+    steps = StepBack()  # a new process: the step happened before it started
+    now = T - 3600
+    assert steps.seen(T, now) == now  # the incident's start: counts from now
+    assert steps.seen(T - 300, now) == T - 300 - 3600  # recorded before it: moved back as much
+    assert steps.seen(T - 300, now + 60) == T - 300 - 3600
+
+
+def test_first_sightings_are_bounded() -> None:
+    steps = StepBack()
+    steps.LIMIT = 100
+    for i in range(1000):
+        steps.seen(T + 10_000 + i, T)
+    assert len(steps._first) <= 100
