@@ -288,10 +288,8 @@ def test_a_target_echoing_the_request_line_shows_no_part_of_the_query(serve, pre
     assert "GET /metrics" in str(result) and "T0k3n" not in str(result), result
 
 
-def test_fetch_each_hands_over_each_answer_while_others_are_in_flight(serve) -> None:  # type: ignore[no-untyped-def]
-    """The scrape source reads a page while the loop still waits on slower targets."""
-    release = threading.Event()
-
+def slow_until(release: threading.Event):  # type: ignore[no-untyped-def]
+    """A handler that answers `/slow` only once RELEASE is set, any other path at once."""
     def handler(server: RawServer, conn: socket.socket, index: int) -> None:
         request = server.read_request(conn)
         if b"/slow" in request:
@@ -299,7 +297,13 @@ def test_fetch_each_hands_over_each_answer_while_others_are_in_flight(serve) -> 
         conn.sendall(ANSWER)
         server.stop.wait(10)
 
-    server = serve(handler)
+    return handler
+
+
+def test_fetch_each_hands_over_each_answer_while_others_are_in_flight(serve) -> None:  # type: ignore[no-untyped-def]
+    """The scrape source reads a page while the loop still waits on slower targets."""
+    release = threading.Event()
+    server = serve(slow_until(release))
     client = ScrapeClient()
     targets = [client.target(server.url("/slow")), client.target(server.url("/fast"))]
     got: list[tuple[int, Fetched | HttpFailure]] = []
@@ -334,15 +338,7 @@ def test_fetch_each_closed_early_waits_for_the_round_to_end(serve) -> None:  # t
     """The next round uses the same connections: a reader that stops early (a failure while
     reading a page) must not let it start while this one is in flight."""
     release = threading.Event()
-
-    def handler(server: RawServer, conn: socket.socket, index: int) -> None:
-        request = server.read_request(conn)
-        if b"/slow" in request:
-            release.wait(10)
-        conn.sendall(ANSWER)
-        server.stop.wait(10)
-
-    server = serve(handler)
+    server = serve(slow_until(release))
     client = ScrapeClient()
     answers = client.fetch_each([client.target(server.url("/slow")), client.target(server.url("/fast"))],
                                 timeout=5, deadline=time.monotonic() + 10, concurrency=2, max_body=1000)
