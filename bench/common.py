@@ -5,6 +5,7 @@ bench/ is not a package: each script puts this folder on `sys.path` and imports 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -134,3 +135,22 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path = out / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+
+class GcTimer:
+    """CPU seconds spent in CPython's cyclic collector from its creation until stop(): `total`."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:  # type: ignore[type-arg]
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.total += time.process_time() - self._started
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._on_gc)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # bench/ is not a package
-from common import machine, write_result  # noqa: E402
+from common import GcTimer, machine, write_result  # noqa: E402
 from fleet import write_config  # noqa: E402
 from fleetserver import addresses, page  # noqa: E402
 
@@ -87,16 +87,7 @@ def measure(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             gctune = None
         if gctune is not None and not args.no_gc_settle:
             gctune.settle()
-        import gc
-        gc_time = [0.0, 0.0]  # total, start of the collection in progress
-
-        def on_gc(phase: str, info: dict) -> None:  # type: ignore[type-arg]
-            if phase == "start":
-                gc_time[1] = time.process_time()
-            else:
-                gc_time[0] += time.process_time() - gc_time[1]
-
-        gc.callbacks.append(on_gc)
+        gc_time = GcTimer()
         gc_per_tick = []
         interval = args.interval
         for _ in range(args.warm):  # fill the windows (rate over 1m) before the first tick
@@ -111,13 +102,13 @@ def measure(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             feed(clock.now())
             if n == 1 and profiler is not None:
                 profiler.enable()
-            g0, c0, w0 = gc_time[0], time.process_time(), time.perf_counter()
+            g0, c0, w0 = gc_time.total, time.process_time(), time.perf_counter()
             report = daemon.run_once()
             c1, w1 = time.process_time(), time.perf_counter()
             assert report is not None, daemon.last_error
             if n > 0:  # the first tick adopts the targets and loads state: not a steady tick
                 cpu.append(c1 - c0)
-                gc_per_tick.append(gc_time[0] - g0)
+                gc_per_tick.append(gc_time.total - g0)
                 wall.append(w1 - w0)
                 verdicts = len(report.verdicts)
             clock.advance(interval)
@@ -128,7 +119,7 @@ def measure(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         for _, _, verdict, _ in report.verdicts:
             outcomes[verdict.outcome.value] = outcomes.get(verdict.outcome.value, 0) + 1
         daemon.close()
-        gc.callbacks.remove(on_gc)
+        gc_time.stop()
     rules = args.targets * args.rules
     import resource
     return {"rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rules": rules, "verdicts": verdicts, "outcomes": outcomes, "ticks": args.ticks,

@@ -30,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import cpu_seconds, free_port, get, machine, start_daemon, write_result  # noqa: E402
+from common import cpu_seconds, free_port, GcTimer, get, machine, start_daemon, write_result  # noqa: E402
 from fleet import write_config  # noqa: E402
 
 
@@ -69,18 +69,10 @@ def phases(targets: int, port: int, profile: str | None) -> dict[str, float]:
     def lap(name: str) -> None:
         cpu, wall = time.process_time(), time.monotonic()
         out[f"{name}_cpu_s"], out[f"{name}_s"] = cpu - mark[0], wall - mark[1]
-        out[f"{name}_gc_s"] = gc_time[0] - sum(v for k, v in out.items() if k.endswith("_gc_s"))
+        out[f"{name}_gc_s"] = gc_time.total - sum(v for k, v in out.items() if k.endswith("_gc_s"))
         mark[:] = [cpu, wall]
 
-    gc_time = [0.0, 0.0]
-
-    def on_gc(phase: str, info: dict) -> None:  # type: ignore[type-arg]
-        if phase == "start":
-            gc_time[1] = time.process_time()
-        else:
-            gc_time[0] += time.process_time() - gc_time[1]
-
-    gc.callbacks.append(on_gc)
+    gc_time = GcTimer()
     if profiler:
         profiler.enable()
     import watchdog.cli  # noqa: F401 — what `model-watchdog` imports first
