@@ -101,7 +101,9 @@ class Engine:
         # What the store holds of each state, as far as an inactive series' course goes: a quiet
         # series (inactive, judged OK again) is written only when that changes, and its
         # overwritten fields every FLUSH_TICKS ticks (`_unsaved`, oldest first) and on close.
-        self._persisted: dict[StateKey, SeriesState] = dict(self.states.items())
+        # Only the course is kept (`SeriesState.course()`; most series share one tuple), not a
+        # second copy of each state with its reason and value.
+        self._persisted: dict[StateKey, tuple] = {k: s.course() for k, s in self.states.items()}  # type: ignore[type-arg]
         self._unsaved: dict[StateKey, None] = {}
         self._contexts: dict[str, _TargetContext] = {}
         # Rules by target and by (target, name), so nothing per target or per rule scans them all.
@@ -187,6 +189,7 @@ class Engine:
         current = self.store.current_releases(self.owned)
         for target in sorted(self.owned):
             self.ledger.bake(target, now, firing=self._firing(target), current=current)
+        self.runner.end_tick()  # its answers are not kept between ticks
         self.metrics.evaluations.inc()
         self.metrics.last_evaluation.set(now)
         self.metrics.evaluation_duration.observe(self.clock.monotonic() - started)
@@ -222,7 +225,7 @@ class Engine:
         for key in upserts:
             state = self.states.get(key)
             if state is not None:
-                self._persisted[key] = state
+                self._persisted[key] = state.course()
             self._unsaved.pop(key, None)
         for key in deletes:
             self._persisted.pop(key, None)
@@ -294,7 +297,8 @@ class Engine:
             self._unsaved.pop(key, None)
         for key, text in self.store.load_rule_states().items():
             if key[0] in targets:
-                self.states[key] = self._persisted[key] = SeriesState.from_json(text)
+                state = self.states[key] = SeriesState.from_json(text)
+                self._persisted[key] = state.course()
         for target in targets:
             self.versions[target] = self.store.current_version(target)
         self._recall_version_changes(targets)
@@ -417,7 +421,7 @@ class Engine:
                     fired.setdefault(lr.target, []).append(rule.name)
             states[key] = state
             written = persisted.get(key)
-            if state.phase is Phase.INACTIVE and written is not None and state.same_course(written):
+            if state.phase is Phase.INACTIVE and written is not None and state.course() == written:
                 self._unsaved[key] = None  # quiet: its overwritten fields are written later (_flush_some)
             else:
                 upserts[key] = state.to_json()
