@@ -158,7 +158,8 @@ def parts(daemon) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
     measured the same way."""
     engine = daemon.engine
     sources = list(daemon.sources.values())
-    modules = {name: sys.modules.get(f"watchdog.{name}") for name in ("engine", "rules.verdict", "promql.grouped")}
+    modules = {name: sys.modules.get(f"watchdog.{name}")
+               for name in ("engine", "rules.verdict", "promql.grouped", "promql.parser")}
 
     def attrs(obj, *names):  # type: ignore[no-untyped-def]
         return [getattr(obj, n) for n in names if obj is not None and hasattr(obj, n)]
@@ -166,6 +167,7 @@ def parts(daemon) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
     table = [
         ("config + rules", [daemon.loaded]),
         ("parsed queries (+ grouping analysis)", [x for s in sources for x in attrs(s, "_parsed")]
+         + attrs(modules["promql.parser"], "_SKELETONS", "_ORIGINS")
          + attrs(modules["promql.grouped"], "_by_tree", "_interned", "_by_skeleton")),
         ("series store: label pairs", [x for s in sources for st in attrs(s, "store") for x in attrs(st, "_pairs")]),
         ("series store: series (labels, points)", [x for s in sources for st in attrs(s, "store")
