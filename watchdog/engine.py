@@ -27,7 +27,7 @@ from watchdog.rollback.coordinator import Rollbacks, TargetView
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import Phase as IncidentPhase
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, judge_rule
-from watchdog.rules.verdict import render_query, shown_labels
+from watchdog.rules.verdict import Rendered, shown_labels
 from watchdog.rules.split import Router, target_key
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
 from watchdog.rules.stateindex import StateIndex
@@ -57,14 +57,14 @@ def _series_key(labels: Labels) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
 
 
-@dataclass
+@dataclass(slots=True)
 class _TargetContext:
     """A target's placeholder values, kept while its versions stay the same, with the queries
     rendered for them (see `Situation.rendered`)."""
 
     key: tuple[str | None, str | None]  # (version, previous version)
     variables: dict[str, str | None]
-    rendered: dict = field(default_factory=dict)  # type: ignore[type-arg]
+    rendered: Rendered
     versions: list[VersionRecord] | None = None  # the store's list (read once per tick) these were checked against
     previous_seen_at: float | None = None
 
@@ -341,15 +341,12 @@ class Engine:
         for lr in self.loaded.rules:
             if lr.target not in self.owned:
                 continue
-            context = self._context(lr.target)
-            rendered, variables = context.rendered, context.variables  # the cache judging reads too
+            rendered = self._context(lr.target).rendered  # the cache judging reads too
+            params = rendered.params if lr.split_by is None else None  # split: one query for all
             for source, query in self._queries[id(lr.rule)]:
-                found = rendered.get(query)
-                if found is None:
-                    found = rendered[query] = render_query(query, variables, rendered)
-                text, params = found
+                text = rendered.text(query)
                 if isinstance(text, str):
-                    requests.append((source, text, params if lr.split_by is None else None))  # split: one query for all
+                    requests.append((source, text, params))
         self.runner.prefetch(requests, now, self._deadline)
 
     # -- rules ----------------------------------------------------------------------------------
@@ -369,8 +366,8 @@ class Engine:
             return context  # asked again in the same tick: nothing it depends on changed
         key = (self.versions.get(target), self.previous_version(target))
         if context is None or context.key != key:
-            context = self._contexts[target] = _TargetContext(key, variables_for(
-                target, self.loaded.config.targets[target].variables, *key))
+            variables = variables_for(target, self.loaded.config.targets[target].variables, *key)
+            context = self._contexts[target] = _TargetContext(key, variables, Rendered.of(variables))
         context.versions = self._versions_of(target)
         context.previous_seen_at = self._previous_seen_at(target)
         return context
