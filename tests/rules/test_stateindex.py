@@ -34,8 +34,8 @@ def test_the_index_answers_as_a_scan_of_the_plain_dict_on_random_writes_and_dele
 def test_a_rule_with_one_series_keeps_no_set_of_its_own() -> None:
     index = StateIndex()
     index[("t", "r", "{}")] = SeriesState()
-    assert index._by_rule[("t", "r")] == ("t", "r", "{}")  # the key itself, not a one-entry dict
+    assert index._by_rule["t"]["r"] == ("t", "r", "{}")  # the key itself, not a one-entry dict
     index[("t", "r", "a")] = SeriesState()
     assert index.keys_of_rule("t", "r") == [("t", "r", "{}"), ("t", "r", "a")]
     del index[("t", "r", "{}")], index[("t", "r", "a")]
-    assert ("t", "r") not in index._by_rule and index.count_of_rule("t", "r") == 0
+    assert "t" not in index._by_rule and index.count_of_rule("t", "r") == 0
