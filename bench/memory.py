@@ -239,9 +239,12 @@ def main() -> int:
     phases: list[tuple[str, float, float]] = []
 
     def phase(name: str) -> None:
-        traced = tracemalloc.get_traced_memory()[0] / 2**20 if tracing else 0.0
-        phases.append((name, rss_mb(), traced))
-        print(f"{name:<22} RSS {phases[-1][1]:7.1f} MB   traced {traced:7.1f} MB", flush=True)
+        traced, peak = (x / 2**20 for x in tracemalloc.get_traced_memory()) if tracing else (0.0, 0.0)
+        phases.append((name, rss_mb(), traced, peak))
+        print(f"{name:<22} RSS {phases[-1][1]:7.1f} MB   traced {traced:7.1f} MB (highest since the last line "
+              f"{peak:7.1f} MB)", flush=True)
+        if tracing:
+            tracemalloc.reset_peak()
 
     import tracemalloc
     tracing = not args.no_trace
