@@ -180,8 +180,8 @@ def parts(daemon) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
         ("runner's cached results", attrs(engine.runner, "_cache")),
         ("last tick's report", attrs(daemon, "last_report")),
         ("per-rule metric dicts", attrs(daemon.metrics.rules, "phases", "values", "thresholds", "outcomes")),
-        ("label/key caches", attrs(modules["engine"], "_series_key") + attrs(modules["rules.verdict"], "shown_labels",
-                                                                              "unnamed")),
+        ("label/key caches", [getattr(f, "cache", f) for f in attrs(modules["engine"], "_series_key")
+                              + attrs(modules["rules.verdict"], "shown_labels", "unnamed")]),  # a dict, or an lru_cache
     ]
     seen: set[int] = set()
     return [(name, owned_bytes(roots, seen) / 2**20) for name, roots in table]

@@ -6,7 +6,6 @@ it needs is handed to its constructor, so tests drive it with a fake clock.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from dataclasses import dataclass, field, replace
@@ -27,7 +26,7 @@ from watchdog.rollback.coordinator import Rollbacks, TargetView
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import Phase as IncidentPhase
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, judge_rule
-from watchdog.rules.verdict import Rendered, shown_labels
+from watchdog.rules.verdict import Rendered, memo, shown_labels
 from watchdog.rules.split import Router, target_key
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
 from watchdog.rules.stateindex import StateIndex
@@ -52,9 +51,11 @@ def series_key(labels: Labels) -> str:
         return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
 
 
-@functools.lru_cache(maxsize=8192)  # the same label sets every tick; json.dumps was ~15 % of a replayed tick
-def _series_key(labels: Labels) -> str:
+def _json_key(labels: Labels) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
+
+
+_series_key = memo(_json_key)  # the same label sets every tick; json.dumps was ~15 % of a replayed tick
 
 
 @dataclass(slots=True)

@@ -34,3 +34,22 @@ def test_the_cache_gives_the_fetch_what_rendering_each_time_gives() -> None:
             theirs = asked[-1] if not isinstance(expected, WatchdogError) else str(expected)
             assert mine == theirs, (query, variables)
         assert set(rendered.texts) <= set(QUERIES)  # one entry per query, reused
+
+
+def test_memo_answers_as_the_function_and_stays_bounded() -> None:
+    from watchdog.rules.verdict import memo, shown_labels
+    from watchdog.samples import format_labels
+
+    calls: list[tuple] = []  # type: ignore[type-arg]
+
+    def formatted(labels):  # type: ignore[no-untyped-def]
+        calls.append(labels)
+        return format_labels(labels)
+
+    cached = memo(formatted, limit=4)
+    sets = [(("a", str(i)),) for i in range(6)]
+    for labels in sets + sets[:2] + sets:
+        assert cached(labels) == format_labels(labels)
+    assert len(cached.cache) <= 4  # type: ignore[attr-defined]
+    assert cached(sets[5]) is cached(sets[5]) and len(calls) < 3 * len(sets)  # answered from the dict when held
+    assert shown_labels((("job", "x"),)) == format_labels((("job", "x"),))
