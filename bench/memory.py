@@ -241,8 +241,8 @@ def main() -> int:
     def phase(name: str) -> None:
         traced, peak = (x / 2**20 for x in tracemalloc.get_traced_memory()) if tracing else (0.0, 0.0)
         phases.append((name, rss_mb(), traced, peak))
-        print(f"{name:<22} RSS {phases[-1][1]:7.1f} MB   traced {traced:7.1f} MB (highest since the last line "
-              f"{peak:7.1f} MB)", flush=True)
+        highest = f" (highest since the last line {peak:7.1f} MB)" if tracing else ""
+        print(f"{name:<22} RSS {phases[-1][1]:7.1f} MB   traced {traced:7.1f} MB{highest}", flush=True)
         if tracing:
             tracemalloc.reset_peak()
 
