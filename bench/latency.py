@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/latency.py [--trials 20] [--settle 10]
 
-The standard scenario: a simulated model server (watchdog.demo) turns degraded (20 % errors)
-at a known instant; the rule is `sum(rate(errors[5s])) / sum(rate(all[5s])) > 0.05 for 2s`.
+The standard scenario (issue 13): a simulated model server (watchdog.demo, 1 % errors while
+healthy) turns to 30 % errors at a known instant (`--error-percent`; the demo's own degraded
+profile is 20 %, whose floor is higher, see below); the rule is
+`sum(rate(errors[5s])) / sum(rate(all[5s])) > 0.05 for 2s`.
 Watching the SAME flips (paired trials):
 
 - model-watchdog (`model-watchdog run`, embedded `scrape`, 1 s interval, webhook actuator);
@@ -20,6 +22,11 @@ healthy version, let both settle (plus a random fraction of a second, so flips f
 every phase of the 1 s ticks), flip to degraded, wait for both webhooks, heal. Prints
 median/p95/max per system and the per-trial ratio (theirs / ours), writes
 bench/results/latency-<timestamp>.json. Goal (issue 13): ours median ≤ 3.2 s, p95 ≤ 3.6 s.
+
+It also prints the floor of the scenario: the latency a system would have that evaluates the
+rule on every 1 s scrape the moment it is taken and acts at once, computed from the model
+server's own 0.1 s traffic steps and the 5 samples `rate(…[5s])` reads, over every phase of the
+flip against the scrapes (`floor()`), plus --overhead (our tick start → webhook).
 
 With --trace, our daemons log at debug level and each trial of ours is taken apart: flip →
 the tick that first saw the breach (the rule's pending tick) → the tick that fired (its
@@ -47,6 +54,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from watchdog.demo import model_server as simulated
 from watchdog.demo.model_server import SimulatedModelServer
@@ -88,31 +96,34 @@ class Receiver:
         return next((t for p, t in list(self.hits) if p == path and t >= after), None)
 
 
-def start_stack(directory: Path, model_port: int, receiver: int) -> tuple[list[subprocess.Popen], int]:  # type: ignore[type-arg]
+def start_stack(directory: Path, model_port: int, receiver: int,  # type: ignore[type-arg]
+                defaults: bool = False) -> tuple[list[subprocess.Popen], int]:
+    """Prometheus + Alertmanager at their tightest settings, or (DEFAULTS) at their defaults:
+    1 min scrape and evaluation, `group_wait: 30s`, `group_interval: 5m`, resend delay 1 min; the
+    rule's window then [2m], the shortest that holds two 1 min samples (the docs advise 4×)."""
+    directory.mkdir(parents=True, exist_ok=True)
     prom_bin = shutil.which("prometheus") or "/usr/bin/prometheus"
     am_bin = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
     am_port, prom_port = free_port(), free_port()
+    tight = "" if defaults else "\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h"
     (directory / "am.yml").write_text(f"""\
 route:
-  receiver: hook
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 1h
+  receiver: hook{tight}
 receivers:
   - name: hook
-    webhook_configs: [{{url: "http://127.0.0.1:{receiver}/am", send_resolved: false}}]
+    webhook_configs: [{{url: "http://127.0.0.1:{receiver}/{'am-defaults' if defaults else 'am'}", send_resolved: false}}]
 """)
+    expr = EXPR.replace("[5s]", "[2m]") if defaults else EXPR
     (directory / "rules.yml").write_text(f"""\
 groups:
-  - name: model
-    interval: 1s
+  - name: model{'' if defaults else chr(10) + '    interval: 1s'}
     rules:
       - alert: ErrorRatio
-        expr: '{EXPR} > 0.05'
+        expr: '{expr} > 0.05'
         for: 2s
 """)
     (directory / "prometheus.yml").write_text(f"""\
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+global: {{{'' if defaults else 'scrape_interval: 1s, evaluation_interval: 1s'}}}
 rule_files: [{directory / 'rules.yml'}]
 alerting:
   alertmanagers: [{{static_configs: [{{targets: ["127.0.0.1:{am_port}"]}}]}}]
@@ -125,7 +136,7 @@ scrape_configs:
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     prom = subprocess.Popen([prom_bin, f"--config.file={directory / 'prometheus.yml'}",
                              f"--storage.tsdb.path={directory / 'prom'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-                             "--rules.alert.resend-delay=1s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             *([] if defaults else ["--rules.alert.resend-delay=1s"])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(am_port)
     wait_port(prom_port)
     return [am, prom], prom_port
@@ -257,6 +268,46 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "p95": percentile(values, 0.95), "max": max(values)}
 
 
+def floor(error_percent: float, overhead: float, phases: int = 400) -> dict[str, float]:
+    """Flip → webhook of an ideal evaluator of EXPR > 0.05 for 2s on 1 s scrapes.
+
+    The model server adds its traffic in 0.1 s steps; the flip makes the next step degraded. A
+    scrape at time s gives `rate(…[5s])` the 5 samples in (s − 5, s] (Prometheus' and our
+    left-open window), spanning 4 s; both counters are sampled at the same instants and far from
+    zero, so the extrapolation cancels and the ratio is Δerrors / Δall over those 4 s. The first
+    scrape whose ratio is above 0.05 starts `for`; the rule fires on the scrape 2 s later.
+    """
+    model = SimulatedModelServer(rps=200, degraded_error_percent=error_percent)
+    healthy_steps, steps = 100, 200  # the flip comes after step 100 (10 s of healthy traffic)
+    totals = [(0, 0)]  # (errors, all) after each step
+    for step in range(1, steps + 1):
+        if step == healthy_steps + 1:
+            model.set_mode("degraded")
+        model.tick()
+        ok, errors = (float(v) for v in simulated_counts(model))
+        totals.append((int(errors), int(ok + errors)))
+    latencies = []
+    for n in range(phases):
+        flip_in_step = (n % 20 + 0.5) / 20 * 0.1  # where in the 0.1 s step the flip falls
+        first_scrape = (n // 20 + 0.5) / (phases // 20)  # flip → the next scrape, in [0, 1)
+        flip = healthy_steps * 0.1 + flip_in_step
+        scrape = flip + first_scrape
+        while True:
+            now, before = totals[int(scrape / 0.1 + 1e-9)], totals[int((scrape - 4) / 0.1 + 1e-9)]
+            if (now[0] - before[0]) / (now[1] - before[1]) > 0.05:
+                break
+            scrape += 1.0
+        latencies.append(scrape + 2.0 - flip + overhead)
+    return summary(latencies)
+
+
+def simulated_counts(model: SimulatedModelServer) -> tuple[float, float]:
+    """(ok, errors) from the model server's own /metrics body."""
+    counts = {s.labels["status"]: s.value for family in text_string_to_metric_families(model.metrics_text().decode())
+              if family.name == "requests" for s in family.samples if s.name == "requests_total"}
+    return counts["ok"], counts["error"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=20)
@@ -264,6 +315,13 @@ def main() -> int:
     parser.add_argument("--give-up", type=float, default=20.0, help="seconds to wait for a webhook")
     parser.add_argument("--no-prometheus-source", action="store_true", help="leave out model-watchdog on the prometheus source")
     parser.add_argument("--trace", action="store_true", help="take each of our trials apart into its steps (debug logs)")
+    parser.add_argument("--defaults-trials", type=int, default=0,
+                        help="then this many trials against Prometheus + Alertmanager at their defaults "
+                             "(a fresh stack each, ≈ 5 min per trial)")
+    parser.add_argument("--error-percent", type=float, default=30.0,
+                        help="errors after the flip (issue 13's standard scenario: 30; the demo's profile: 20)")
+    parser.add_argument("--overhead", type=float, default=0.02,
+                        help="tick start → webhook added to the floor (measured with --trace: ≈ 0.02 s)")
     args = parser.parse_args()
     receiver = Receiver()
     scrapes = ScrapeLog() if args.trace else None
@@ -271,8 +329,10 @@ def main() -> int:
     flips: list[float] = []
     traced: dict[str, list[dict]] = {}  # type: ignore[type-arg]
     trials: list[dict[str, float | None]] = []
+    defaults_trials: list[dict[str, float | None]] = []
     ours = ["ours"] if args.no_prometheus_source else list(OURS)
-    with tempfile.TemporaryDirectory() as tmp, SimulatedModelServer(version="v2", previous_versions=("v1",)) as model:
+    with tempfile.TemporaryDirectory() as tmp, SimulatedModelServer(
+            version="v2", previous_versions=("v1",), degraded_error_percent=args.error_percent) as model:
         directory = Path(tmp)
         procs, prom_port = start_stack(directory, model.port, receiver.port)
         # (align_ticks reads when Prometheus scraped the model; until its first scrape the daemon
@@ -298,6 +358,29 @@ def main() -> int:
                 trials.append(trial)
                 print(f"trial {n + 1:>2}: " + ", ".join(f"{k} {v if v is not None else float('nan'):.2f} s"
                                                           for k, v in trial.items()), flush=True)
+            for n in range(args.defaults_trials):
+                # A fresh default stack per trial: an alert group Alertmanager still remembers would
+                # send on its 5 min group_interval instead of after group_wait.
+                stack, _ = start_stack(directory / f"defaults-{n}", model.port, receiver.port, defaults=True)
+                procs += stack
+                requests.post(model.url + "/deploy", json={"version": f"v{args.trials + n + 3}"},
+                              timeout=5).raise_for_status()
+                # two 1 min scrapes of healthy traffic, then a random phase against the minute
+                time.sleep(150 + random.uniform(0.0, 60.0))
+                flip = time.time()
+                requests.post(model.url + "/control", json={"mode": "degraded"}, timeout=5).raise_for_status()
+                end = time.monotonic() + 900
+                while time.monotonic() < end and any(receiver.first(p, flip) is None for p in ("/ours", "/am-defaults")):
+                    time.sleep(0.1)
+                trial = {key: None if at is None else at - flip
+                         for key, at in (("ours", receiver.first("/ours", flip)),
+                                         ("prometheus_alertmanager_defaults", receiver.first("/am-defaults", flip)))}
+                defaults_trials.append(trial)
+                print(f"defaults trial {n + 1}: " + ", ".join(
+                    f"{k} {v if v is not None else float('nan'):.2f} s" for k, v in trial.items()), flush=True)
+                for proc in stack:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=15)
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
@@ -313,6 +396,8 @@ def main() -> int:
         offsets = {key: aligned_offset(directory / OURS[key][1]) for key in ours if OURS[key][3]}
     result: dict = {"benchmark": "latency", "machine": machine(),  # type: ignore[type-arg]
                     "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "trials": len(trials),
+                    "error_percent": args.error_percent,
+                    "floor": floor(args.error_percent, args.overhead), "floor_overhead": args.overhead,
                     "align_ticks_offsets": offsets}
     for key in [*ours, "prometheus_alertmanager"]:
         values = [t[key] for t in trials if t.get(key) is not None]
@@ -323,6 +408,11 @@ def main() -> int:
                 [t["prometheus_alertmanager"] / t[key] for t in trials  # type: ignore[operator]
                  if t.get(key) and t.get("prometheus_alertmanager")])
     result["per_trial"] = trials
+    if defaults_trials:
+        result["defaults"] = {"per_trial": defaults_trials, "prometheus_alertmanager_defaults": summary(
+            [t["prometheus_alertmanager_defaults"] for t in defaults_trials if t["prometheus_alertmanager_defaults"]]),
+            "ratio_theirs_over_ours": summary([t["prometheus_alertmanager_defaults"] / t["ours"]  # type: ignore[operator]
+                                               for t in defaults_trials if t["ours"] and t["prometheus_alertmanager_defaults"]])}
     if args.trace:
         result["trace"] = {name: {"steps": trace_summary(rows), "per_trial": rows} for name, rows in traced.items()}
     print(f"\n{'system':<42}{'median':>8}{'p95':>8}{'max':>8}{'missed':>8}")
@@ -330,10 +420,17 @@ def main() -> int:
     for key, name in names.items():
         st = result[key]
         print(f"{name:<42}{st['median']:>8.2f}{st['p95']:>8.2f}{st['max']:>8.2f}{result['missed_' + key]:>8}")
+    st = result["floor"]
+    print(f"{'floor of the scenario (' + format(args.error_percent, 'g') + ' % errors)':<42}"
+          f"{st['median']:>8.2f}{st['p95']:>8.2f}{st['max']:>8.2f}")
     for key in ours:
         suffix = "" if key == "ours" else key[len("ours"):]
         r = result[f"ratio_theirs_over_ours{suffix}"]
         print(f"{'ratio theirs/ours ' + OURS[key][0].strip():<42}{r['median']:>8.2f}{r['p95']:>8.2f}{r['max']:>8.2f}")
+    if defaults_trials:
+        st, r = result["defaults"]["prometheus_alertmanager_defaults"], result["defaults"]["ratio_theirs_over_ours"]
+        print(f"{'Prometheus + Alertmanager at defaults':<42}{st['median']:>8.2f}{st['p95']:>8.2f}{st['max']:>8.2f}")
+        print(f"{'ratio defaults/ours (scrape)':<42}{r['median']:>8.2f}{r['p95']:>8.2f}{r['max']:>8.2f}")
     if offsets:
         print(f"align_ticks offsets (s after the second): {offsets}")
     for name, data in result.get("trace", {}).items():

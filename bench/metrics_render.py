@@ -8,7 +8,8 @@ The per-rule families of `--targets × --rules` rules, as the engine fills them 
 - old: `generate_latest(registry)`, what `/metrics` served before (a Sample object per line,
   label names validated per line);
 - new: `DaemonMetrics.render()` (watchdog/metrics.py): the client's own families through
-  `generate_latest`, the per-rule ones from lines cached per entry.
+  `generate_latest`, the per-rule ones formatted from the rule tables in pieces (what
+  `/metrics` streams, `DaemonMetrics.chunks()`), nothing kept between reads.
 
 CPU time (`time.process_time`) per read, median of `--reads`: the first new read (every line
 rendered), reads after a tick that changed every value and outcome (the fleet's case: values

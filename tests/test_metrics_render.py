@@ -133,7 +133,7 @@ def test_the_metrics_route_serves_the_render_whatever_the_accept_header():
     for accept in ("", "application/openmetrics-text; version=1.0.0", "text/plain"):
         response = handler(Request("GET", "/metrics", {}, {}, None, {"accept": accept}))
         assert response.status == 200 and response.content_type.startswith("text/plain")
-        assert response.body == generate_latest(Daemon.metrics.registry)
+        assert b"".join(response.body) == generate_latest(Daemon.metrics.registry)
 
 
 RELOAD_CONFIG = """\

@@ -138,3 +138,48 @@ def test_the_rollback_starts_in_the_tick_the_rule_fires_in(tmp_path) -> None:
     decision = h.store.decisions(target="fraud-model", limit=1)[0]
     assert decision.created_at == fired_tick and decision.context.fired_at == fired_tick
     assert h.store.get_decision(decision.id).status == "succeeded"  # type: ignore[union-attr]
+
+
+# -- the wall clock steps (NTP, a VM resumed) ----------------------------------------------------
+
+class _SteppedClock:
+    """The real clocks, the wall clock shifted by `step` seconds."""
+
+    def __init__(self) -> None:
+        self.step = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.step
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def test_a_wall_clock_stepped_back_does_not_stop_the_ticks(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """APScheduler waits for a wall-clock time: after the clock stepped back an hour, the next
+    fire time lay an hour ahead, and the daemon evaluated nothing for that hour (while its
+    health said ok: the last tick was not 'long ago' on the stepped clock). The scheduler
+    notices the step and plans the next tick from the clock's present."""
+    from datetime import timedelta
+
+    from watchdog.runtime import scheduler as schedule
+
+    monkeypatch.setattr(schedule, "CLOCK_CHECK_EVERY", 0.05)
+    interval, clock, runs = 0.2, _SteppedClock(), []
+    ticked = threading.Event()
+
+    def job(at: float) -> None:
+        runs.append(at)
+        ticked.set()
+
+    scheduler = TickScheduler(interval, job, clock=clock)
+    scheduler.start()
+    try:
+        assert ticked.wait(10)
+        # What APScheduler sees once the wall clock stepped back an hour: its next fire time an hour away.
+        clock.step = -3600.0
+        ticked.clear()
+        scheduler._scheduler.modify_job(schedule.JOB_ID, next_run_time=datetime.now(timezone.utc) + timedelta(hours=1))
+        assert ticked.wait(3), "no tick after the wall clock stepped back"
+    finally:
+        scheduler.stop()

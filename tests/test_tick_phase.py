@@ -142,3 +142,47 @@ def test_align_ticks_loads_and_must_name_a_prometheus_source(tmp_path) -> None:
     loaded = load(write(tmp_path, config), environ={"TEST_ROLLBACK_TOKEN": "s3cr3t-token"})
     assert loaded.config.align_ticks == AlignTicks(source="prom", job="model")
     assert json.dumps(loaded.config.align_ticks.job) == '"model"'
+
+
+def test_a_prometheus_with_no_phase_to_find_is_asked_less_and_less_often() -> None:
+    """Scrapes spread over the interval (or none at ours): no phase, ever. The follower asked
+    /api/v1/targets (a large answer on a large Prometheus, decoded whole) every 5 s for ever;
+    after a minute of quick retries it now backs off to `every`."""
+    class Prom:
+        calls = 0
+
+        def targets_api(self):  # type: ignore[no-untyped-def]
+            Prom.calls += 1
+            from watchdog.http.fetch import Fetched
+            spread = targets_doc(*(target(T0 + k / 4) for k in range(4)))
+            return Fetched(200, {"Content-Type": "application/json"}, json.dumps(spread).encode())
+
+    f = PhaseFollower(AlignTicks(source="prom"), lambda: {"prom": Prom()}, 1.0, every=600.0, retry=5.0)
+    waits: list[float] = []
+
+    class Clock(FakeClock):
+        def sleep(self, seconds: float, stop: threading.Event | None = None) -> bool:
+            waits.append(seconds)
+            return len(waits) >= 30
+
+    f.follow(lambda offset: None, threading.Event(), Clock(T0))
+    assert waits[:6] == [5.0] * 6 and waits[-1] == 600.0 and sum(waits) > 3 * 3600
+    assert Prom.calls == 30
+
+
+def test_a_targets_answer_with_too_many_values_is_refused_before_it_is_decoded(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """json.loads of a 32 MiB answer (max_body) peaks near 400 MB: the answer is counted first,
+    as the query API's are (sources/jsonlimits.py)."""
+    from watchdog.http.fetch import Fetched
+    from watchdog.runtime import phase
+
+    monkeypatch.setattr(phase, "TARGETS_VALUE_LIMIT", 100_000)
+    many = targets_doc(*(target(T0 + 0.42) for _ in range(phase.TARGETS_VALUE_LIMIT // 10)))
+    body = json.dumps(many).encode()
+    assert len(body) > 1 << 20  # counted (ijson) before json.loads builds anything
+
+    class Prom:
+        def targets_api(self):  # type: ignore[no-untyped-def]
+            return Fetched(200, {"Content-Type": "application/json"}, body)
+
+    assert PhaseFollower(AlignTicks(source="prom"), lambda: {"prom": Prom()}, 1.0).measure() is None

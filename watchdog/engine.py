@@ -87,6 +87,11 @@ class TickReport:
     decisions: list[str] = field(default_factory=list)
 
 
+def _gap(now: float, evaluated_at: float | None) -> str:
+    gap = round(now - (evaluated_at or now), 1)
+    return f"not evaluated for {format_duration(gap)}" if gap >= 0 else f"the clock stepped back {format_duration(-gap)}"
+
+
 class Engine:
     def __init__(self, loaded: LoadedConfig, store: StateStore, sources: dict[str, Source],
                  executor: RollbackExecutor, notifier: Notifier, metrics: DaemonMetrics, owner: Owner | None = None,
@@ -126,6 +131,8 @@ class Engine:
         self._known_versions: dict[str, list[VersionRecord]] = {}  # the store's, read once per target per tick
         self._previous: dict[str, tuple[list[VersionRecord], str | None, str | None]] = {}
         self._pending_history: list[HistoryEvent] | None = None  # while set, history waits for the tick's commit
+        # ... and so do alerts: one for a firing whose state is not committed would be sent again after a restart
+        self._pending_alerts: list[tuple[list[str] | None, str, Alert]] | None = None
         self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
         self.version_changed_at: dict[str, float] = {}  # when the running version replaced another
         self._recall_version_changes(loaded.config.targets)
@@ -202,7 +209,7 @@ class Engine:
         upserts: dict[StateKey, str] = {}
         deletes: list[StateKey] = []
         fired: dict[str, list[str]] = {}
-        self._pending_history = []
+        self._pending_history, self._pending_alerts = [], []
         try:
             for n, lr in enumerate(self.loaded.rules):
                 if n % 64 == 0:
@@ -212,13 +219,16 @@ class Engine:
             self._checkpoint()
             self._flush_some(upserts, max(1, -(-len(self.states) // FLUSH_TICKS)))
             history, self._pending_history = self._pending_history, None
+            alerts, self._pending_alerts = self._pending_alerts, None
             with self.store.transaction():
                 for event in history:
                     self.store.append(event)
                 self.store.save_rule_states(upserts, deletes)
+                for alerters, target, alert in alerts:  # queued with the states that report them
+                    self.alert(target, alert, alerters)
             self._saved(upserts, deletes)
         finally:
-            self._pending_history = None
+            self._pending_history = self._pending_alerts = None
         return fired
 
     def _saved(self, upserts: dict[StateKey, str], deletes: Iterable[StateKey]) -> None:
@@ -502,8 +512,7 @@ class Engine:
             Event.NO_DATA_ENDED: "data is back",
             Event.INCONCLUSIVE: f"still not judged after {rule.max_inconclusive or 0:g}s: {verdict.reason}",
             Event.JUDGED_AGAIN: f"judged again: {verdict.reason}",
-            Event.GAP: (f"pending → inactive: not evaluated for {format_duration(round(now - (prev.evaluated_at or now), 1))}"
-                        "; the breach must be observed again for `for`"),
+            Event.GAP: (f"pending → inactive: {_gap(now, prev.evaluated_at)}; the breach must be observed again for `for`"),
         }[event]
         log.info("%s/%s%s %s", lr.target, rule.name, format_labels(verdict.labels) if verdict.labels else "", message)
         self._history(now, lr.target, rule.name, dict(verdict.labels), "no_data" if "NO_DATA" in event.name else "state",
@@ -611,6 +620,9 @@ class Engine:
     # -- alerts and history ---------------------------------------------------------------------------
 
     def alert(self, target: str, alert: Alert, alerters: list[str] | None = None) -> None:
+        if self._pending_alerts is not None:
+            self._pending_alerts.append((alerters, target, alert))
+            return
         self.notifier.notify(alerters if alerters is not None else self.loaded.config.targets[target].alert, alert)
 
     def _alert_rule(self, lr: LoadedRule, verdict: Verdict, state: SeriesState, now: float, resolved: bool) -> None:

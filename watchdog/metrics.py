@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import itertools
 import threading
 from contextlib import contextmanager
 from typing import Iterable, Iterator
@@ -81,9 +81,15 @@ class DaemonMetrics:
 
     def render(self) -> bytes:
         """The text exposition (format 0.0.4) of every metric, as `/metrics` serves it."""
+        return b"".join(self.chunks())
+
+    def chunks(self) -> Iterator[bytes]:
+        """`render()` in pieces of CHUNK entries (≈ 0.1–0.3 MB), for `/metrics` to write as they come
+        (the fleet's page is 5–7 MB: built whole, as str and then bytes, it cost ≈ 20 MB a read).
+        The values are those of the call (the pieces are formatted later, from a copy)."""
         with self.rules.left_out():  # this thread's generate_latest skips them: rendered below
             standard = generate_latest(self.registry)
-        return standard + self.rules.render().encode("utf-8")
+        return itertools.chain((standard,), self.rules.chunks())
 
     def set_phase(self, target: str, rule: str, series: str, phase: str) -> None:
         self.rules.set_phase(target, rule, series, phase)
@@ -126,11 +132,7 @@ class RuleMetrics:
         self.phases: dict[Key, str] = {}
         self.thresholds: dict[Key, float] = {}
         self.outcomes: dict[Key, float] = {}
-        value, threshold, state, outcome = self._families()
-        self._value_lines = _Lines(value, "model_watchdog_rule_value", "rule", "series", "target")
-        self._threshold_lines = _Lines(threshold, "model_watchdog_rule_threshold", "bound", "rule", "target")
-        self._state_lines = _StateLines(state, "model_watchdog_rule_state", "rule", "series", "state", "target")
-        self._outcome_lines = _Lines(outcome, "model_watchdog_rule_outcomes_total", "outcome", "rule", "target")
+        self._heads = tuple(_head(family) for family in self._families())
 
     def set_phase(self, target: str, rule: str, series: str, phase: str) -> None:
         self.phases[(target, rule, series)] = phase
@@ -193,20 +195,19 @@ class RuleMetrics:
             outcome.add_metric(key, v)
         return iter((value, threshold, state, outcome))
 
-    def render(self) -> str:
+    def chunks(self) -> Iterator[bytes]:
         """The four families as text exposition (format 0.0.4), exactly as `generate_latest`
-        renders `collect()` (labels sorted by name), from lines cached per entry: only the
-        entries whose value changed since the last render are formatted again. Safe to call
-        from several threads (each render swaps in its own cache)."""
-        with self._lock:
-            values, phases = list(self.values.items()), list(self.phases.items())
-            thresholds, outcomes = list(self.thresholds.items()), list(self.outcomes.items())
-        out: list[str] = []
-        for lines, items in ((self._value_lines, values), (self._threshold_lines, thresholds),
-                             (self._state_lines, phases), (self._outcome_lines, outcomes)):
-            out.append(lines.head)
-            out.extend(lines.render(items))
-        return "".join(out)
+        renders `collect()` (labels sorted by name), in UTF-8 pieces of CHUNK entries. The
+        entries are copied now; each piece is formatted when it is asked for. Nothing is kept
+        between reads: every line is formatted again, 0.04 s for 10,000 rules (the per-line
+        cache this replaced took 0.06 s after a tick, 0.03 s without, and held ≈ 10 MB)."""
+        with self._lock:  # a consistent copy (of the tables, not item tuples); the tick goes on meanwhile
+            values, phases, thresholds, outcomes = (self.values.copy(), self.phases.copy(),
+                                                    self.thresholds.copy(), self.outcomes.copy())
+        value, threshold, state, outcome = self._heads
+        return itertools.chain(
+            (value.encode(),), _value_pieces(values), (threshold.encode(),), _threshold_pieces(thresholds),
+            (state.encode(),), _state_pieces(phases), (outcome.encode(),), _outcome_pieces(outcomes))
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily]:
@@ -240,56 +241,65 @@ def _go(value: object) -> str:
     return floatToGoString(v)
 
 
-def _same(a: object, b: object) -> bool:
-    """Would `a` and `b` render the same (equal, and for zero the same sign)? NaN never is: re-rendered."""
-    return a == b and (bool(a) or math.copysign(1.0, a) == math.copysign(1.0, b))  # type: ignore[arg-type]
+CHUNK = 1000  # entries per piece written to the socket: ≈ 110 KB of the fleet's page (330 KB of states)
 
 
-class _Lines:
-    """One family's sample lines by key (target, rule, x). The label names are given in sorted
-    order, as generate_latest writes them; `order` maps them to the key's positions."""
+class _Escaped(dict[str, str]):
+    """Label values escaped once per read: targets and rules repeat on every line of theirs."""
 
-    def __init__(self, family: Metric, sample: str, *labels: str) -> None:
-        self.head = _head(family)
-        self.sample = sample
-        self.labels = labels
-        # key = (target, rule, third): the position in the key of each label, in sorted label order
-        self.order = tuple({"target": 0, "rule": 1}.get(name, 2) for name in labels)
-        self.cache: dict[Key, tuple[object, str]] = {}
-
-    def prefix(self, key: Key) -> str:
-        pairs = ",".join(f'{name}="{escape_label_value(key[i])}"' for name, i in zip(self.labels, self.order))
-        return f"{self.sample}{{{pairs}}} "
-
-    @staticmethod
-    def same(a: object, b: object) -> bool:
-        return _same(a, b)
-
-    def line(self, key: Key, value: object, previous: str | None) -> str:
-        prefix = previous[:previous.rindex(" ") + 1] if previous is not None else self.prefix(key)
-        return f"{prefix}{_go(value)}\n"
-
-    def render(self, items: list[tuple[Key, object]]) -> list[str]:
-        old, new = self.cache, {}
-        out = []
-        for key, value in items:
-            cached = old.get(key)
-            if cached is None or not self.same(cached[0], value):
-                cached = (value, self.line(key, value, cached[1] if cached is not None else None))
-            new[key] = cached
-            out.append(cached[1])
-        self.cache = new  # entries gone from `items` are gone from the cache
-        return out
+    def __missing__(self, value: str) -> str:
+        self[value] = escaped = escape_label_value(value)
+        return escaped
 
 
-class _StateLines(_Lines):
-    """model_watchdog_rule_state: one line per phase (1 for the current one), labels rule, series, state, target."""
+def _encoded(batch: list[str]) -> bytes:
+    return "".join(batch).encode("utf-8")
 
-    @staticmethod
-    def same(a: object, b: object) -> bool:
-        return a == b
 
-    def line(self, key: Key, value: object, previous: str | None) -> str:
-        rule, series, target = (escape_label_value(key[i]) for i in (1, 2, 0))
-        return "".join(f'{self.sample}{{rule="{rule}",series="{series}",state="{p}",target="{target}"}} '
-                       f'{"1.0" if p == value else "0.0"}\n' for p in PHASES)
+def _value_pieces(items: dict[Key, float]) -> Iterator[bytes]:
+    e, batch = _Escaped(), []
+    for (target, rule, series), v in items.items():
+        batch.append(f'model_watchdog_rule_value{{rule="{e[rule]}",series="{e[series]}",target="{e[target]}"}} {_go(v)}\n')
+        if len(batch) == CHUNK:
+            yield _encoded(batch)
+            batch = []
+    yield _encoded(batch)
+
+
+def _threshold_pieces(items: dict[Key, float]) -> Iterator[bytes]:
+    e, batch = _Escaped(), []
+    for (target, rule, bound), v in items.items():
+        batch.append(f'model_watchdog_rule_threshold{{bound="{e[bound]}",rule="{e[rule]}",target="{e[target]}"}} {_go(v)}\n')
+        if len(batch) == CHUNK:
+            yield _encoded(batch)
+            batch = []
+    yield _encoded(batch)
+
+
+_ONE_HOT = {phase: tuple("1.0" if p == phase else "0.0" for p in PHASES) for phase in PHASES}
+
+
+def _state_pieces(items: dict[Key, str]) -> Iterator[bytes]:
+    """One line per phase, 1.0 for the current one (an unknown phase: 0.0 on all three)."""
+    e, batch = _Escaped(), []
+    inactive, pending, firing = PHASES
+    for (target, rule, series), phase in items.items():
+        a, b, c = _ONE_HOT.get(phase, ("0.0", "0.0", "0.0"))
+        head = f'model_watchdog_rule_state{{rule="{e[rule]}",series="{e[series]}",state="'
+        tail = f'",target="{e[target]}"}} '
+        batch.append(f"{head}{inactive}{tail}{a}\n{head}{pending}{tail}{b}\n{head}{firing}{tail}{c}\n")
+        if len(batch) == CHUNK:
+            yield _encoded(batch)
+            batch = []
+    yield _encoded(batch)
+
+
+def _outcome_pieces(items: dict[Key, float]) -> Iterator[bytes]:
+    e, batch = _Escaped(), []
+    for (target, rule, outcome), v in items.items():
+        batch.append(f'model_watchdog_rule_outcomes_total{{outcome="{e[outcome]}",rule="{e[rule]}",'
+                     f'target="{e[target]}"}} {_go(v)}\n')
+        if len(batch) == CHUNK:
+            yield _encoded(batch)
+            batch = []
+    yield _encoded(batch)

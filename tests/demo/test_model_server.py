@@ -98,6 +98,21 @@ def test_ticks_apportion_errors_exactly_without_a_running_server() -> None:
     assert (ok, errors) == (1980, 20)
 
 
+def test_degraded_error_percent_sets_the_errors_of_degraded_traffic_only() -> None:
+    # issue 13's standard latency scenario degrades to 30 % errors (the demo's own profile is 20 %)
+    model = SimulatedModelServer(rps=200, degraded_error_percent=30)
+    for _ in range(10):
+        model.tick()
+    assert requests_by_status(parse(model.metrics_text().decode())) == (198, 2)
+    model.set_mode("degraded")
+    for _ in range(100):
+        model.tick()
+    ok, errors = requests_by_status(parse(model.metrics_text().decode()))
+    assert (ok - 198, errors - 2) == (1400, 600)
+    with pytest.raises(ValueError, match="0..100"):
+        SimulatedModelServer(degraded_error_percent=130)
+
+
 def test_fractional_rates_still_add_whole_requests() -> None:
     model = SimulatedModelServer(rps=3)
     for _ in range(10):

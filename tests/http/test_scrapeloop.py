@@ -269,3 +269,20 @@ def test_targets_not_started_by_the_deadline_are_none(serve) -> None:  # type: i
     answers = client.fetch_all(targets, timeout=5, deadline=time.monotonic() + 0.3, concurrency=1, max_body=1000)
     assert isinstance(answers[0], HttpFailure) and answers[0].kind == "timeout"
     assert answers[1] is None
+
+
+@pytest.mark.parametrize("prefix", [b"", b"HTTP/1.1 200 OK\r\n"], ids=["as-status-line", "as-header-line"])
+def test_a_target_echoing_the_request_line_shows_no_part_of_the_query(serve, prefix: bytes) -> None:  # type: ignore[no-untyped-def]
+    """The reader quotes the first 40 characters of a line that is not HTTP; the query was masked
+    only when it was there whole, so an echoed `GET /metrics?token=…` showed the token's start
+    in the scrape error (the log, the health API)."""
+    token = "T0k3n" + "x9" * 20
+
+    def echo(server: RawServer, conn: socket.socket, index: int) -> None:
+        request = server.read_request(conn)
+        conn.sendall(prefix + request)
+        server.stop.wait(5)
+
+    result = fetch(ScrapeClient(), serve(echo).url(f"/metrics?token={token}"))
+    assert isinstance(result, HttpFailure) and result.kind == "connection", result
+    assert "GET /metrics" in str(result) and "T0k3n" not in str(result), result

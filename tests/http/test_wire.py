@@ -140,3 +140,63 @@ def test_lf_only_line_ends_are_tolerated_and_204_has_no_body() -> None:
     reader = read(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
     assert reader.done and reader.body == b"ok"
     assert read(b"HTTP/1.1 204 No Content\r\n\r\n").done
+
+
+@pytest.mark.parametrize("encoding, raw", [
+    ("gzip", b"not gzip at all"),
+    ("deflate", b"\xff\xfe not deflate"),
+    ("gzip", gzip.compress(b"x 1\n") + b"trailing junk"),
+])
+def test_a_body_that_does_not_decompress_is_a_parse_error_not_a_crash(encoding: str, raw: bytes) -> None:
+    """zlib's own error used to escape the reader (the scrape loop's protocol callback then died
+    with a traceback in the log, and the scrape was reported as a broken connection)."""
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: {encoding}\r\nContent-Length: {len(raw)}\r\n\r\n".encode()
+    for feed in (read, bytewise):
+        with pytest.raises(BodyError, match="cannot be decompressed") as err:
+            feed(head + raw)
+        assert err.value.kind == "parse"
+
+
+def test_a_gzip_body_cut_short_is_not_a_complete_page() -> None:
+    """A close-delimited gzip body whose connection breaks mid-stream decompressed to a short (or
+    empty) page read as complete: a scrape that 'succeeded' with series missing."""
+    text = b"requests_total 1\n" * 2000
+    raw = gzip.compress(text)
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n"
+    assert read(head + raw, eof=True).body == text
+    with pytest.raises(BodyError, match="cut short"):
+        read(head + raw[: len(raw) // 2], eof=True)
+    framed = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(raw) - 8}\r\n\r\n".encode()
+    with pytest.raises(BodyError, match="cut short"):  # framed complete, but the gzip stream is not
+        read(framed + raw[:-8])
+
+
+def test_content_length_digits_are_ascii_digits() -> None:
+    """'²'.isdigit() is True but int('²') raises ValueError, which escaped the reader."""
+    with pytest.raises(BodyError, match="invalid Content-Length") as err:
+        read("HTTP/1.1 200 OK\r\nContent-Length: \u00b2\r\n\r\nab".encode("latin-1"))
+    assert err.value.kind == "connection"
+
+
+def test_lf_only_headers_end_at_the_first_blank_line_even_if_the_body_has_crlf_crlf() -> None:
+    reader = read(b"HTTP/1.1 200 OK\nContent-Length: 12\n\nab\r\n\r\ncdefgh")
+    assert reader.done and reader.body == b"ab\r\n\r\ncdefgh" and not reader.leftover
+
+
+def test_headers_trickled_a_byte_at_a_time_cost_linear_time() -> None:
+    """The scrape loop reads every target on ONE thread: a target sending its headers one byte
+    per segment made the reader search the whole buffer again at each byte (6 s of CPU up to
+    the 64 KiB cap, all other scrapes stalled). Now each byte is searched once."""
+    import time
+
+    line = b"X-A: " + b"a" * 60 + b"\r\n"
+    reader = ResponseReader(1000)
+    reader.feed(b"HTTP/1.1 200 OK\r\n")
+    started = time.process_time()
+    with pytest.raises(BodyError, match="headers are larger than"):
+        for _ in range(MAX_HEAD // len(line) + 200):
+            for i in range(len(line)):
+                reader.feed(line[i:i + 1])
+    assert time.process_time() - started < 1.0
+    trickled = bytewise(b"HTTP/1.1 200 OK\r\nX-A: 1\nX-B: 2\r\n\r\nhello", max_body=100)  # still read right
+    assert trickled.headers.get("x-b") == "2" and trickled.status == 200

@@ -210,3 +210,25 @@ def test_candidates_from_the_skeleton_equal_those_from_each_tree(seed: int) -> N
                     assert (label, value) == (label_ref, value_ref), query
                     assert template_got is template_ref, query  # the interned object: grouping counts by id
     assert taken > 0
+
+
+@pytest.mark.parametrize("query", [
+    'sum(req{instance="{V}"})',
+    'sum(rate(req{instance="{V}"}[1m])) / sum(rate(req{instance="{V}"}[1m]))',
+    'req{instance="{V}"} > 0',
+])
+def test_a_series_carrying_the_hidden_label_name_does_not_change_any_answer(query: str) -> None:
+    """A scraped page can name a label anything (`{"\\x00group"="b"}` parses): a series with a label
+    named like the hidden one must not split, join or move series between parts."""
+    store = SeriesStore()
+    for k in range(3):
+        store.append_scrape(T0 + 15 * k, [
+            Sample(labels_of({NAME: "req", "instance": "a", "job": "x"}), 1.0 + k),
+            Sample(labels_of({NAME: "req", "instance": "z", "\x00group": "b", "job": "y"}), 10.0 * (k + 1)),
+            Sample(labels_of({NAME: "req", "instance": "z", "job": "x"}), 5.0 * (k + 1)),
+            Sample(labels_of({NAME: "req", "instance": "b", "": "a", "job": "x"}), 7.0 * (k + 1)),
+        ])
+    queries = [query.replace("{V}", v) for v in ("a", "b", "z")]
+    answers = dict(evaluate_many([parse(q) for q in queries], store, T0 + 30))
+    for i, q in enumerate(queries):
+        assert same(answers[i], alone(q, store, T0 + 30)), q

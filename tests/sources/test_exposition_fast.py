@@ -186,3 +186,18 @@ def test_sample_limit_is_kept_by_the_fast_path_too() -> None:
     with pytest.raises(PageError) as err:
         PageReader().samples(body, 50)
     assert err.value.kind == "sample_limit" and "more than 50 samples" in str(err.value)
+
+
+@pytest.mark.parametrize("lines", [
+    ['req_bucket{le="0.5"} 10 # {trace_id="abc"} 0.3 1700000000', 'req_bucket{le="0.5"} 11 # {trace_id="abc"} 0.4'],
+    ['req 7 # {trace_id="abc"} 0.3', 'req 8 # {trace_id="abc"} 0.3'],
+    ['req{a="x"} 1 }', 'req{a="x"} 2 }'],
+], ids=["exemplar", "exemplar-no-labels", "stray-brace"])
+def test_text_after_the_labels_with_a_brace_is_read_as_the_reference_reads_it(lines: list[str]) -> None:
+    """A sample followed by an exemplar (`# {trace_id="…"} 0.3`): the series part ends at the
+    labels' brace, not the last one on the line. The fast path took the exemplar's value (0.3)
+    as the bucket's count (10), fresh and, for the same exemplar, from what it kept."""
+    reader = PageReader()
+    for line in lines:
+        body = f"{line}\n".encode()
+        assert outcome(reader.samples, body, 0) == outcome(reference_samples, body, 0), body

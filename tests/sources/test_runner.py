@@ -311,3 +311,27 @@ def test_health_and_metrics_per_source() -> None:
     health = runner.health()
     assert health["ok"].up and health["ok"].details["circuit"] == "closed"
     assert health["broken"].details["consecutive_failures"] == 1
+
+
+def test_an_open_circuit_is_not_kept_open_for_the_length_of_a_backward_clock_step() -> None:
+    """The wall clock stepped back an hour while a source's circuit was open: `now - opened_at`
+    stayed negative, so the source was refused (no data for every rule on it) for an hour
+    instead of being probed after its cool-down."""
+    clock = FakeClock(NOW)
+    db = FakeSource("db")
+    healthy = [False]
+    db.set("acc", lambda now: 0.9 if healthy[0] else SourceError("connection refused", "connection"))
+    runner = make_runner(db, clock=clock, failure_threshold=2, cooldown=60)
+
+    def tick() -> QueryResult | Exception:
+        clock.advance(15)
+        runner.begin_tick(clock.now())
+        return runner.query("db", "acc", clock.now())
+
+    for _ in range(2):
+        assert isinstance(tick(), SourceError)
+    assert runner.circuit("db") == "open"
+    healthy[0] = True
+    clock.advance(-3600)
+    answers = [tick() for _ in range(6)]  # 90 s on the new clock
+    assert isinstance(answers[-1], QueryResult) and runner.circuit("db") == "closed", answers

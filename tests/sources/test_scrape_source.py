@@ -147,3 +147,41 @@ def test_a_misbehaving_target_is_a_clear_source_error(models: tuple[SimulatedMod
     assert words in str(error) and f"{a.url}/metrics" in str(error)
     assert source.query("model_info", T0).samples == []
     assert words in source.query("model_info", T0).note
+
+
+def test_series_with_instance_and_exported_instance_stay_apart() -> None:
+    """A federated page carries both labels: the target's `instance` moves to
+    `exported_exported_instance` (as Prometheus resolves such a conflict), it does not overwrite
+    the page's `exported_instance`. Before, two series collapsed into one label set and one of
+    them was lost: sum(jobs_total) was 3 where the page says 3 + 4."""
+    body = ('jobs_total{instance="a",exported_instance="x"} 3\n'
+            'jobs_total{instance="a",exported_instance="y"} 4\n')
+    with Receiver(default=Reply(200, body, {"Content-Type": "text/plain; version=0.0.4"})) as r1, \
+         Receiver(default=Reply(200, body, {"Content-Type": "text/plain; version=0.0.4"})) as r2:
+        source = ScrapeSource("fleet", ScrapeOptions(urls=[r1.url("/metrics"), r2.url("/metrics")]))
+        source.begin_tick(T0)
+        source.close()
+    ours = f"127.0.0.1:{r1.port}"
+    assert values(source, f'sum(jobs_total{{instance="{ours}"}})', T0) == {None: 7.0}
+    found = {(s.label("exported_instance"), s.label("exported_exported_instance"))
+             for s in source.query(f'jobs_total{{instance="{ours}"}}', T0).samples}
+    assert found == {("x", "a"), ("y", "a")}
+
+
+@pytest.mark.parametrize("scrape_interval", [None, 15.0])
+def test_a_clock_stepped_back_does_not_leave_the_source_without_data_for_the_jump(scrape_interval) -> None:  # type: ignore[no-untyped-def]
+    """The wall clock stepped back an hour (it was an hour fast). The samples held lie in the
+    new clock's future: every new one was dropped as out of order (or, with scrape_interval, not
+    even scraped) and every query answered nothing for an hour, so every rule on the source
+    went to no data (on_no_data: alert, or rollback). The source starts its samples afresh."""
+    body = "jobs_total 3\n"
+    with Receiver(default=Reply(200, body, {"Content-Type": "text/plain; version=0.0.4"})) as r:
+        source = ScrapeSource("model", ScrapeOptions(url=r.url("/metrics"), scrape_interval=scrape_interval))
+        for k in range(3):
+            assert source.begin_tick(T0 + 15 * k) is None
+        assert [s.value for s in source.query("jobs_total", T0 + 30).samples] == [3.0]
+        stepped = T0 + 30 - 3600
+        assert source.begin_tick(stepped) is None
+        assert [s.value for s in source.query("jobs_total", stepped).samples] == [3.0]
+        assert source.query("rate(jobs_total[1m])", stepped).warming_up  # windows fill again from the step
+        source.close()

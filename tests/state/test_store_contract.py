@@ -556,3 +556,17 @@ def test_a_database_an_earlier_release_wrote_opens_migrated_with_every_row(
         expected = ["ops", "pager"] if schema_version == 4 else ["pager"]
         assert [q.alerter for q in store.claim_alerts("n1", T0 + 31)] == expected
 
+
+
+def test_a_claimant_still_delivering_renews_its_claims_and_only_its_own(store: StateStore, reopen) -> None:
+    store.enqueue_alert("ops", FIRING, T0, "fraud/p99")
+    store.enqueue_alert("ops", FIRING, T0, "churn/p99")
+    mine = store.claim_alerts("n1", T0 + 1)
+    assert len(mine) == 2
+    store.retry_alert(mine[1].id, T0 + 2, "503")  # given back: no longer n1's to renew
+    store.renew_alert_claims("n1", [q.id for q in mine], T0 + 100)
+    other = reopen()
+    # 110 s after the claim, but 10 s after its renewal: n1 is alive, only the given-back one is free
+    assert [q.id for q in other.claim_alerts("n2", T0 + 110, stale_after=60)] == [mine[1].id]
+    store.renew_alert_claims("n1", [], T0 + 120)  # nothing to renew: harmless
+    assert [q.id for q in other.claim_alerts("n3", T0 + 161, stale_after=60)] == [mine[0].id]

@@ -16,7 +16,8 @@ Endpoints (JSON unless noted):
   GET  /rollbacks   [{"idempotency_key", "body", "effective", "at"}]
   POST /deploy      {"version"} -> new version, mode healthy
 
-Modes: `healthy` and `degraded` are traffic profiles. `down`, `html`, `garbage` and `slow` break
+Modes: `healthy` (1 % errors) and `degraded` (20 % errors, or `--degraded-error-percent`) are
+traffic profiles. `down`, `html`, `garbage` and `slow` break
 only `/metrics`; traffic keeps the last profile, as a scrape outage does not heal a model.
 `nan` reports accuracy NaN and freezes the request counters, so rates become 0/0.
 """
@@ -33,7 +34,7 @@ import string
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -230,7 +231,17 @@ class SimulatedModelServer:
         rps: float = 200.0,
         seed: int = 0,
         mode: Mode | str = Mode.HEALTHY,
+        degraded_error_percent: float | None = None,
     ):
+        # The demo degrades to 20 % errors; issue 13's standard latency scenario uses 30 %, and
+        # how far above a rule's threshold the errors go decides how soon a rate crosses it.
+        self._profiles = dict(PROFILES)
+        if degraded_error_percent is not None:
+            if not 0 <= degraded_error_percent <= 100:
+                raise ValueError(f"degraded_error_percent must be within 0..100, got {degraded_error_percent!r}")
+            self._profiles[Mode.DEGRADED] = replace(
+                PROFILES[Mode.DEGRADED], error_fraction=Fraction(str(degraded_error_percent)) / 100
+            )
         self._host = host
         self._port = port
         self._per_tick = Fraction(str(rps)) * Fraction(str(TICK_SECONDS))
@@ -317,7 +328,7 @@ class SimulatedModelServer:
             self._pending -= n
             if self._mode is Mode.NAN:
                 return  # the model stopped answering: counters freeze
-            profile = PROFILES[self._profile_mode]
+            profile = self._profiles[self._profile_mode]
             self._traffic.add(n, profile)
             self._accuracy = profile.accuracy + self._rng.uniform(-0.002, 0.002)
 
@@ -362,10 +373,10 @@ class SimulatedModelServer:
 
     def _set_mode_locked(self, mode: Mode) -> None:
         self._mode = mode
-        if mode in PROFILES:
+        if mode in self._profiles:
             self._profile_mode = mode
             # The gauge follows the profile at once (the traffic counters follow tick by tick).
-            self._accuracy = PROFILES[mode].accuracy
+            self._accuracy = self._profiles[mode].accuracy
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -580,6 +591,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--mode", default=Mode.HEALTHY.value, choices=[m.value for m in Mode])
     parser.add_argument("--rps", type=float, default=200.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--degraded-error-percent", type=float, default=None,
+                        help="errors in `degraded` mode (default 20)")
     return parser.parse_args(argv)
 
 
@@ -596,6 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rps=args.rps,
         seed=args.seed,
         mode=args.mode,
+        degraded_error_percent=args.degraded_error_percent,
     )
     with server:
         print(f"listening on {server.url}", flush=True)

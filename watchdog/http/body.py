@@ -346,13 +346,19 @@ class _Inflate(_Identity):
     def pieces(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
             yield from self._feed(chunk)
-        yield self._z.flush()
+        yield self.finish()
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         return self._feed(data)
 
     def finish(self) -> bytes:
-        return self._z.flush()
+        """What is left; BodyError when the stream has not reached its end (a body cut short,
+        which would otherwise read as a shorter, complete page)."""
+        rest = self._z.flush()
+        if self._started and not self._z.eof:
+            raise BodyError(f"the {self.encoding} body is cut short (its compressed stream does not end)",
+                            "connection")
+        return rest
 
     def _feed(self, data: bytes) -> Iterator[bytes]:
         while True:

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import io
 import re
+import zlib
 from typing import Mapping
 
 from watchdog.http.body import BodyError, BodyTooLarge, after_decoding, decoder
+from watchdog.redact import MASK, redact
 
 MAX_LINE = 8 * 1024  # a status line, a chunk-size line, a trailer line (header lines: within MAX_HEAD)
 MAX_HEAD = 64 * 1024  # all header lines of one answer (and, apart, its trailers)
@@ -39,6 +41,7 @@ MAX_INTERIM = 8  # 1xx answers before the real one
 _STATUS = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: ([^\r\n]*))?\r?")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() is also true of '²', which int() refuses
 _NO_BODY = (204, 304)
 
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _DONE = range(8)
@@ -65,7 +68,8 @@ class ResponseReader:
     """One answer to one request; `started` once any byte of it arrived."""
 
     __slots__ = ("max_body", "status", "reason", "headers", "keep_alive", "started", "_state", "_buf",
-                 "_left", "_first", "_more", "_size", "_decoder", "_interim", "_trailer_bytes", "_trailers")
+                 "_left", "_first", "_more", "_size", "_decoder", "_interim", "_trailer_bytes", "_trailers",
+                 "_scanned")
 
     def __init__(self, max_body: int):
         self.max_body = max_body
@@ -84,6 +88,7 @@ class ResponseReader:
         self._interim = 0
         self._trailer_bytes = 0
         self._trailers = 0
+        self._scanned = 0  # bytes of a head in the buffer already searched for its end
 
     @property
     def done(self) -> bool:
@@ -105,7 +110,14 @@ class ResponseReader:
         if self._state == _DONE:
             self._buf += data
             return
-        self._buf = self._buf + data if self._buf else data
+        if not self._buf:
+            self._buf = data
+        elif self._state == _HEAD:  # a head trickling in grows in place: no copy of it per byte
+            if not isinstance(self._buf, bytearray):
+                self._buf = bytearray(self._buf)
+            self._buf += data
+        else:
+            self._buf = self._buf + data
         while self._buf and self._state != _DONE:
             if not self._step():
                 return
@@ -141,23 +153,26 @@ class ResponseReader:
 
     def _head(self) -> bool:
         buf = self._buf
-        end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            cut = end + 4
-        else:
-            end = buf.find(b"\n\n")  # LF-only line ends
-            cut = end + 2
-            lf = buf.find(b"\n\r\n")
-            if lf >= 0 and (end < 0 or lf < end):
-                end, cut = lf, lf + 3
+        start = max(0, self._scanned - 3)  # what was searched before holds no end (but may hold its start)
+        end = buf.find(b"\r\n\r\n", start)
+        cut = end + 4
+        within = end + 1 if end >= 0 else len(buf)  # an LF-only blank line before it ends the head first
+        lf = buf.find(b"\n\n", start, within)
+        if lf >= 0:
+            end, cut = lf, lf + 2
+        lf = buf.find(b"\n\r\n", start, within)
+        if lf >= 0 and (end < 0 or lf < end):
+            end, cut = lf, lf + 3
         if end < 0:
+            self._scanned = len(buf)
             if len(buf) > MAX_HEAD + MAX_LINE:
                 raise _broken(f"the answer's headers are larger than {MAX_HEAD} bytes")
             first = buf.find(b"\n")
             if (first < 0 and len(buf) > MAX_LINE) or (first >= 0 and not _STATUS.fullmatch(buf[:first])):
                 raise _broken(f"the answer is not HTTP/1.x (status line {_shown(buf, first)})")
             return False
-        head, self._buf = buf[:end], buf[cut:]
+        head, self._buf = bytes(buf[:end]), bytes(buf[cut:])
+        self._scanned = 0
         lines = head.split(b"\n")
         self._status_line(lines[0])
         if len(head) > MAX_HEAD + len(lines[0]):
@@ -203,7 +218,7 @@ class ResponseReader:
             self._finish()
         elif length is not None:
             values = {v.strip() for v in length.split(",")}
-            if len(values) != 1 or not next(iter(values)).isdigit() or len(next(iter(values))) > 18:
+            if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
                 raise _broken(f"the answer has an invalid Content-Length {length[:40]!r}")
             self._left = int(values.pop())
             if self._decoder.encoding == "identity" and self._left > self.max_body:
@@ -285,8 +300,15 @@ class ResponseReader:
     def _decoded(self, data: bytes) -> None:
         if not data:
             return
-        for piece in self._decoder.feed(data):
-            self._keep(piece)
+        try:
+            for piece in self._decoder.feed(data):
+                self._keep(piece)
+        except zlib.error as exc:
+            raise self._undecodable(exc) from None
+
+    def _undecodable(self, exc: zlib.error) -> BodyError:
+        self._first, self._more = b"", None
+        return BodyError(f"the {self._decoder.encoding} body cannot be decompressed: {exc}")
 
     def _keep(self, piece: bytes) -> None:
         if not piece:
@@ -306,7 +328,10 @@ class ResponseReader:
             self._first = b""
 
     def _finish(self) -> None:
-        self._keep(self._decoder.finish())
+        try:
+            self._keep(self._decoder.finish())
+        except zlib.error as exc:
+            raise self._undecodable(exc) from None
         self._state = _DONE
 
 
@@ -326,6 +351,11 @@ def _field(line: bytes, headers: Headers, what: str) -> None:
 
 
 def _shown(data: bytes, end: int) -> str:
-    """The start of a line for a message: at most 40 characters, never its header values."""
-    line = data[:end if end >= 0 else len(data)][:40]
-    return repr(line.decode("latin-1"))
+    """The start of a line for a message: at most 40 characters, never its header values. Masked
+    before it is cut (a cut secret is no longer found): registered secrets, and anything after a
+    `?` (a server that echoes our request line would show its query, often a credential)."""
+    line = redact(data[:end if end >= 0 else len(data)][:MAX_LINE].decode("latin-1"))
+    query = line.find("?")
+    if query >= 0:
+        line = line[:query + 1] + MASK
+    return repr(line[:40])

@@ -190,7 +190,13 @@ class _GroupedEvaluator(_Evaluator):
         label = self.label
         for k, v in labels:
             if k == label:
-                return ((GROUP, v), *labels) if v in self.values else None
+                if v not in self.values:
+                    return None
+                if labels[0][0] <= GROUP and any(k == GROUP for k, _ in labels):
+                    # a series that names a label like H (a scraped page may): H would not be
+                    # the only one of its name, and parts would split or join. Alone, each query.
+                    raise PromQLError("a series has a label named like the hidden group label", 0)
+                return ((GROUP, v), *labels)
         return None
 
 

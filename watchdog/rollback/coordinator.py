@@ -84,19 +84,22 @@ class Rollbacks:
             advance(incident, RuleRecovered(healthy=h, version=version), now, settings) == (incident, [])
             for h in (True, False))
 
+    def _recovered(self, target: str) -> set[object]:
+        """The decisions of `target` whose `recovered_at` mark the history has (its latest ones)."""
+        return {e.data.get("decision_id") for e in self.store.history(target, limit=50, kinds=["timeline"])
+                if e.data.get("mark") == "recovered_at"}
+
     def _watch_recovery(self, view: TargetView, incident: Incident, now: float) -> None:
         """Mark `recovered_at` on the target's last acted-on decision once every rollback rule
         of the target is inactive again and judged within its threshold (not firing, not
         pending, not merely warming up)."""
         target = view.target
         if incident.decision_id and incident.decision_id not in self._seen:
-            self._seen.add(incident.decision_id)
-            self._awaiting[target] = incident.decision_id
+            self._seen.add(incident.decision_id)  # (after a start: one marked before it is not marked again)
+            self._awaiting[target] = None if incident.decision_id in self._recovered(target) else incident.decision_id
         if target not in self._awaiting:  # after a start: the newest decision not yet recovered
             newest = self.store.decisions(target=target, limit=1)
-            marked = {e.data.get("decision_id") for e in self.store.history(target, limit=50, kinds=["timeline"])
-                      if e.data.get("mark") == "recovered_at"}
-            self._awaiting[target] = newest[0].id if newest and newest[0].id not in marked else None
+            self._awaiting[target] = newest[0].id if newest and newest[0].id not in self._recovered(target) else None
         waiting = self._awaiting[target]
         if waiting is None or not all(s.phase is RulePhase.INACTIVE and s.outcome == "ok" for s in view.series.values()):
             return  # still breaching, pending, or not judged yet (warming up on the version rolled back to)

@@ -85,9 +85,26 @@ def judge_condition(condition: Condition, default_source: str, situation: Situat
             return [Verdict(RULE_LEVEL, Outcome.WARMING_UP, None, "warming up: the query's window is not filled yet")]
         note = f" ({result.note})" if result.note else ""
         return [Verdict(RULE_LEVEL, Outcome.NO_DATA, None, f"query returned no series{note}")]
+    if len(samples) > 1 and len({s.labels for s in samples}) < len(samples):
+        return [_same_labels(samples)]
     baselines = _baselines(condition.compare, source, condition.query, situation) if condition.compare else None
     counts = result.counts
     return [_judge_series(condition, s, baselines, counts, name) for s in samples]
+
+
+def _same_labels(samples: list[Sample]) -> Verdict:
+    """Series that differ only in `__name__` (or a source repeating one): one state key cannot
+    judge both, so the query fails, as a Prometheus alerting rule does."""
+    seen: set[Labels] = set()
+    twice: Labels = ()
+    for sample in samples:
+        if sample.labels in seen:
+            twice = sample.labels
+            break
+        seen.add(sample.labels)
+    return Verdict(RULE_LEVEL, Outcome.NO_DATA, None,
+                   f"query failed: it returned several series with the same labels {shown_labels(twice)} once "
+                   "__name__ is dropped; make them unique (aggregate them, or keep what tells them apart in a label)")
 
 
 def _judge_series(condition: Condition, sample: Sample, baselines: dict[Labels, float] | str | None,

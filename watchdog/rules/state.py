@@ -99,7 +99,8 @@ def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float,
     """The next state of one series after `verdict` at time `now`.
 
     A breach must be observed continuously for `for`: when the previous evaluation is more
-    than `max_gap` ago (the process stopped, the clock jumped), a pending timer restarts."""
+    than `max_gap` ago (the process stopped, the clock jumped), or later than `now` (the clock
+    stepped back), a pending timer restarts."""
     if verdict.outcome is Outcome.OK and prev.phase is Phase.INACTIVE and not prev.errors \
             and prev.no_data_since is None and prev.insufficient_since is None and not prev.insufficient_alerted \
             and not prev.breaches:
@@ -119,7 +120,7 @@ def _step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float,
           max_gap: float | None = None) -> tuple[SeriesState, list[Event]]:
     events: list[Event] = []
     if max_gap is not None and prev.phase is Phase.PENDING and prev.evaluated_at is not None \
-            and now - prev.evaluated_at > max_gap:
+            and (now - prev.evaluated_at > max_gap or now < prev.evaluated_at):  # a jump either way
         events.append(Event.GAP)
         prev = replace(prev, phase=Phase.INACTIVE, pending_since=None, breaches=())
     state = replace(prev, evaluated_at=now, outcome=verdict.outcome.value, reason=verdict.reason,
@@ -195,7 +196,7 @@ def _count_failures(state: SeriesState, verdict: Verdict, rule: Rule, now: float
     """Argo-style counting: fire when more than `failure_limit` evaluations within the
     last `for` breached, whether or not they were consecutive."""
     assert rule.failure_limit is not None
-    recent = tuple(t for t in state.breaches if now - t < rule.for_)
+    recent = tuple(t for t in state.breaches if 0 <= now - t < rule.for_)  # later than now: a clock stepped back
     if _is_breach(verdict, rule):
         recent += (now,)
         if state.phase is Phase.INACTIVE:

@@ -26,6 +26,7 @@ no queue left to keep it for a later attempt.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -34,7 +35,7 @@ import queue
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from watchdog.alerters.base import Alert, Alerter
 from watchdog.clock import SystemClock
@@ -48,6 +49,9 @@ log = logging.getLogger("watchdog.notify")
 
 #: a delivery claimed by a notifier that died is delivered by another after this long
 CLAIM_STALE_AFTER = 60.0
+#: while a batch is being delivered, its claims are renewed this often: one delivery may take
+#: minutes (retries honouring Retry-After), and a live claimant must not look like a dead one
+CLAIM_RENEW_EVERY = CLAIM_STALE_AFTER / 4
 POLL_SECONDS = 1.0  # how often the worker looks for alerts queued by other processes
 RETRY_FIRST, RETRY_MAX = 5.0, 300.0  # a failed delivery is tried again after these (doubling)
 MAX_AGE = 24 * 3600.0  # a failed delivery is given up when it is this old (`alert_max_age`)
@@ -166,8 +170,9 @@ class Notifier:
                 batch = self._claim()
                 if not batch:
                     break
-                for item in batch:
-                    self._deliver(item)
+                with self._renewing(batch):
+                    for item in batch:
+                        self._deliver(item)
             if self._store is not None:
                 return
         while not self._queue.empty():
@@ -224,6 +229,30 @@ class Notifier:
                 log.error("dropping unreadable queued alert %d: %s", row.id, exc)
                 self._done(row.id)
         return out
+
+    @contextlib.contextmanager
+    def _renewing(self, batch: list[_Delivery]) -> Iterator[None]:
+        """While the batch is delivered, renew its claims every CLAIM_RENEW_EVERY seconds (from
+        a small thread): another replica takes a claim older than CLAIM_STALE_AFTER for a dead
+        claimant's and would deliver the same alert again."""
+        store, ids = self._store, [item.queued_id for item in batch if item.queued_id is not None]
+        if store is None or not ids:
+            yield
+            return
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(CLAIM_RENEW_EVERY):
+                try:
+                    store.renew_alert_claims(self._claimant, ids, self._clock())
+                except StateError as exc:
+                    log.warning("cannot renew the claims of alerts being delivered: %s", exc)
+
+        threading.Thread(target=renew, name="alert-claims", daemon=True).start()
+        try:
+            yield
+        finally:
+            done.set()
 
     def _done(self, queued_id: int | None) -> None:
         store = self._store

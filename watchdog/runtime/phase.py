@@ -20,7 +20,6 @@ interval.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -37,6 +36,9 @@ MARGIN = 0.05  # seconds after a scrape ends before its sample is queried (Prome
 REALIGN_EVERY = 600.0  # seconds between two readings once a phase is known
 RETRY = 5.0  # seconds between two readings while none is
 MAX_SPREAD = 0.25  # share of the interval the scrapes may spread over and still get one phase
+QUICK_RETRIES = 6  # readings RETRY apart before the wait doubles (up to REALIGN_EVERY): a phase may never come
+#: JSON values a targets answer may hold (~15 per target): counted before it is decoded (sources/jsonlimits.py)
+TARGETS_VALUE_LIMIT = 2_000_000
 _TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 
 
@@ -101,12 +103,14 @@ class PhaseFollower:
 
     def measure(self) -> float | None:
         """One reading of the scrapes; the grid offset, or None (logged once as a warning)."""
+        from watchdog.sources import jsonlimits  # ijson: imported only where align_ticks is set
+
         try:
             answer = self.sources()[self.align.source].targets_api()  # the running configuration's
             if answer.status_code != 200:
                 raise ValueError(f"HTTP {answer.status_code}")
-            offset, why = offset_after(scrape_ends(json.loads(answer.content), self.interval, self.align.job),
-                                       self.interval)
+            doc = jsonlimits.load_values(answer, f"{self.align.source} (GET /api/v1/targets)", TARGETS_VALUE_LIMIT)
+            offset, why = offset_after(scrape_ends(doc, self.interval, self.align.job), self.interval)
         except Exception as exc:  # whatever went wrong, the grid in place is a correct schedule
             offset, why = None, f"cannot read the scrapes of {self.align.source} ({exc})"
         if offset is None:
@@ -122,9 +126,14 @@ class PhaseFollower:
     def follow(self, shift: Callable[[float], None], stop: threading.Event, clock: Clock) -> None:
         """Until `stop`: measure, `shift` the grid when a phase is found, wait (every/retry).
         Runs in its own thread: a slow Prometheus never holds up the start or a tick."""
+        misses = 0
         while True:
             offset = self.measure()
             if offset is not None:
                 shift(offset)
-            if clock.sleep(self.every if offset is not None else self.retry, stop):
+                misses = 0
+            else:  # quick retries first (Prometheus starting), then less and less often
+                misses += 1
+            wait = self.every if offset is not None else min(self.every, self.retry * 2 ** max(0, misses - QUICK_RETRIES))
+            if clock.sleep(wait, stop):
                 return

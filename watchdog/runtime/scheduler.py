@@ -37,6 +37,8 @@ from watchdog.clock import Clock, SystemClock
 log = logging.getLogger("watchdog.scheduler")
 
 FIRST_AT_ONCE = 0.5  # seconds: a first slot further away than this gets a tick at once (ready sooner)
+CLOCK_CHECK_EVERY = 1.0  # seconds between two looks at the wall clock against the monotonic one
+CLOCK_STEP = 1.0  # seconds: a wall clock that moved this much against the monotonic one was stepped
 JOB_ID = "ticks"
 
 
@@ -104,6 +106,8 @@ class TickScheduler:
         self.trigger = GridTrigger(interval, offset)
         self._job = job
         self.skipped = 0  # slots left out because a tick was still running (or the scheduler woke too late)
+        self._skew = self._clock.now() - self._clock.monotonic()  # wall minus monotonic: changes when the clock steps
+        self._stopped = threading.Event()
         # misfire_grace_time: a slot whose run could not start within it is skipped, as one that
         # passed during a long tick (APScheduler takes whole seconds)
         self._scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={
@@ -120,9 +124,32 @@ class TickScheduler:
     def start(self) -> None:
         self._scheduler.add_job(self._run, self.trigger, id=JOB_ID, name="evaluation tick")
         self._scheduler.start()
+        threading.Thread(target=self._watch_clock, name="tick-clock", daemon=True).start()
+
+    def _watch_clock(self) -> None:
+        while not self._stopped.wait(CLOCK_CHECK_EVERY):
+            try:
+                self.check_clock()
+            except Exception:  # e.g. the scheduler shut down meanwhile; the next look tries again
+                log.debug("cannot re-plan the ticks after a clock step", exc_info=True)
+
+    def check_clock(self) -> bool:
+        """Re-plan the next tick when the wall clock was stepped (NTP, a VM resumed): APScheduler
+        waits for a wall-clock time, so after a step back of an hour its next fire time lay an
+        hour ahead and nothing was evaluated for that hour. The next tick is then the grid's
+        first point after the clock's present. True when a step was seen."""
+        skew = self._clock.now() - self._clock.monotonic()
+        step, self._skew = skew - self._skew, skew
+        if abs(step) < CLOCK_STEP or not self._scheduler.running:
+            return False
+        log.warning("the wall clock stepped %+.1f s: the next tick is planned again from the clock's present", step)
+        self.trigger = GridTrigger(self.interval, self.trigger.offset, at_once=False)
+        self._scheduler.reschedule_job(JOB_ID, trigger=self.trigger)
+        return True
 
     def stop(self) -> None:
         """No new tick starts; the one in progress (if any) is not waited for."""
+        self._stopped.set()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 

@@ -31,7 +31,8 @@ from typing import Callable, Iterator
 
 from prometheus_client.parser import text_fd_to_metric_families
 from prometheus_client.parser import (  # the reference's own line functions, so a line reads as it would
-    _is_valid_legacy_metric_name, _parse_sample, _parse_value_and_timestamp, _split_quoted, _unquote_unescape)
+    _is_valid_legacy_metric_name, _next_unquoted_char, _parse_sample, _parse_value_and_timestamp, _split_quoted,
+    _unquote_unescape)
 
 from watchdog.errors import WatchdogError
 from watchdog.samples import NAME, Labels, Sample, format_labels, labels_of, without_name
@@ -282,6 +283,8 @@ def _new_series(line: str, head: str, rest: str, braces: bool) -> _Series:
         return _Series(head, {})
     match = _HEAD.fullmatch(head)
     if match is None:
+        if _reference_head_end(line) != len(head):  # e.g. an exemplar `# {trace_id="…"} 0.3` after the value
+            raise _Unusual()
         return _odd(line)[0]
     if "\\" in head:  # escapes: the reference unescapes
         return _odd(line)[0]
@@ -290,6 +293,17 @@ def _new_series(line: str, head: str, rest: str, braces: bool) -> _Series:
     if len(labels) != len(pairs) or any(k.startswith("__") for k in labels):
         raise _Unusual()  # a label twice, a reserved name: the reference says what is wrong
     return _Series(match.group(1), labels)
+
+
+def _reference_head_end(line: str) -> int:
+    """Where the reference ends a line's series part: after its labels' first unquoted `}` (the
+    fast path cuts at the last `}`, right only when nothing after the labels has one); -1 when
+    the reference sees no labels (a `{` only after ` # `)."""
+    start = _next_unquoted_char(line, "{")
+    if start < 0 or " # " in line[:start]:
+        return -1
+    end = _next_unquoted_char(line[start:], "}")  # as the reference looks for it
+    return start + end + 1 if end >= 0 else -1
 
 
 def _odd(line: str) -> tuple[_Series, float]:

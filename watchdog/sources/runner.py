@@ -78,6 +78,8 @@ class Circuit:
 
     def blocked(self, now: float) -> bool:
         """True while open and cooling down; turns half-open once the cool-down has passed."""
+        if self.state == "open" and self.opened_at is not None and now < self.opened_at:
+            self.opened_at = now  # the wall clock stepped back: the cool-down counts from here, not for the step's length
         if self.state == "open" and self.opened_at is not None and now - self.opened_at >= self.cooldown:
             self.state, self.probing = "half_open", False
         return self.state == "open"

@@ -25,6 +25,7 @@ costs a look-up and a float() per line.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ DEFAULT_CONCURRENCY = 64
 ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 UP = "up"
 INSTANCE = "instance"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,12 +106,7 @@ class ScrapeSource(Source):
                 target.wire = self._client.target(target.url)
             except ValueError as exc:
                 raise ValueError(f"cannot scrape {target.where}: {exc}") from None
-        self.store = SeriesStore()
-        intern = self.store.intern
-        for target in self.targets:  # a relabelled label set is the store's own copy: held once, not per page
-            if target.instance:
-                target.reader = exposition.PageReader(
-                    relabel=lambda labels, instance=target.instance: intern(_labelled(labels, instance)))
+        self._fresh_store()
         self._parsed: dict[str, Expr] = {}
         self._retention = 300.0
         self._last_scrape: float | None = None
@@ -117,6 +114,15 @@ class ScrapeSource(Source):
         self._first_success: float | None = None
         self._last_success: float | None = None
         self._last_error = ""
+
+    def _fresh_store(self) -> None:
+        """An empty store, and the targets' page readers relabelling into it."""
+        self.store = SeriesStore()
+        intern = self.store.intern
+        for target in self.targets:  # a relabelled label set is the store's own copy: held once, not per page
+            if target.instance:
+                target.reader = exposition.PageReader(
+                    relabel=lambda labels, instance=target.instance: intern(_labelled(labels, instance)))
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -165,6 +171,13 @@ class ScrapeSource(Source):
 
     def begin_tick_within(self, now: float, deadline: float) -> SourceError | None:
         interval = self.options.scrape_interval
+        if self._last_scrape is not None and now < self._last_scrape:
+            # The wall clock stepped back: the samples held lie in its future, and every new one
+            # would be dropped as out of order until it caught up. Start afresh (windows warm up).
+            log.warning("source %s: the clock stepped back %.1f s: its samples are dropped and gathered anew",
+                        self.name, self._last_scrape - now)
+            self._fresh_store()
+            self._last_scrape = self._first_success = None
         if interval and self._last_scrape is not None and now - self._last_scrape < interval * 0.999:
             return None
         self._last_scrape = now
@@ -256,8 +269,16 @@ class ScrapeSource(Source):
 
 
 def _labelled(labels: Labels, instance: str) -> Labels:
-    """A target's series under `urls`: its `instance` label kept as `exported_instance`, ours added."""
-    relabelled = {("exported_instance" if k == INSTANCE else k): v for k, v in labels}
+    """A target's series under `urls`: its `instance` label kept as `exported_instance`, ours added.
+    As Prometheus: when the page has an `exported_instance` too, `exported_` is prefixed again
+    until the name is free (two series must not become one)."""
+    relabelled = dict(labels)
+    exposed = relabelled.pop(INSTANCE, None)
+    if exposed is not None:
+        name = "exported_" + INSTANCE
+        while name in relabelled:
+            name = "exported_" + name
+        relabelled[name] = exposed
     relabelled[INSTANCE] = instance
     return labels_of(relabelled)
 

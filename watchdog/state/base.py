@@ -414,6 +414,11 @@ class AlertQueue(Transactional, Protocol):
     def retry_alert(self, alert_id: int, next_at: float, error: str) -> None:
         """A claimed delivery failed: count the attempt, keep it unclaimed until `next_at`."""
 
+    def renew_alert_claims(self, claimant: str, alert_ids: list[int], now: float) -> None:
+        """`claimant` is still delivering these (claimed by it): their claims are as of `now`,
+        so another claimant does not take them for a dead one's. (A store whose queue no other
+        process reads may do nothing.)"""
+
     @abc.abstractmethod
     def delete_alert(self, alert_id: int) -> None:
         """Forget a delivery that was made (or given up); an unknown id is ignored."""

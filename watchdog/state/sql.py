@@ -593,6 +593,13 @@ class SQLStateStore(StateStore):
             self._exec("UPDATE alert_queue SET attempts = attempts + 1, next_at = ?, last_error = ?, "
                        "claimed_by = NULL, claimed_at = NULL WHERE id = ?", (next_at, error, alert_id))
 
+    def renew_alert_claims(self, claimant: str, alert_ids: list[int], now: float) -> None:
+        if not alert_ids:
+            return
+        with self.transaction():
+            self._many("UPDATE alert_queue SET claimed_at = ? WHERE id = ? AND claimed_by = ?",
+                       [(now, alert_id, claimant) for alert_id in alert_ids])
+
     def delete_alert(self, alert_id: int) -> None:
         with self.transaction():
             self._exec("DELETE FROM alert_queue WHERE id = ?", (alert_id,))

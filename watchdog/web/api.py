@@ -61,9 +61,9 @@ class GuardingDaemon(Protocol):
 
 def routes(daemon: GuardingDaemon) -> list[Route]:
     def metrics(_: Request) -> Response:
-        # Text format only, whatever the Accept header asks (no OpenMetrics negotiation): the
-        # per-rule families are rendered from cached lines (DaemonMetrics.render).
-        return Response(200, daemon.metrics.render(), CONTENT_TYPE_LATEST)
+        # Text format only, whatever the Accept header asks (no OpenMetrics negotiation),
+        # written piece by piece as it is formatted (DaemonMetrics.chunks): never whole in memory.
+        return Response(200, daemon.metrics.chunks(), CONTENT_TYPE_LATEST)
 
     def probe(check):  # type: ignore[no-untyped-def]
         def handler(_: Request) -> Response:

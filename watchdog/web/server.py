@@ -14,7 +14,9 @@ Every peer is treated as hostile (see docs/security.md):
 - the request head is capped (64 KiB); `Content-Length` must be a plain decimal; the route
   and the token are checked *before* any body byte is read; a body beyond `max_body` is 413;
 - each read waits at most `idle_timeout`; the whole request must arrive within
-  `request_timeout`; one request per connection (`Connection: close`).
+  `request_timeout`; one request per connection (`Connection: close`);
+- an answer written as it is produced (`/metrics`) must be taken piece by piece within
+  `idle_timeout` and whole within `request_timeout`.
 Each connection closed or refused by one of these limits is reported to `on_reject(reason)`
 (the daemon counts them in `model_watchdog_api_connections_rejected_total{reason}`), with
 the reasons in REJECT_REASONS.
@@ -37,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, Iterator, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from watchdog.errors import WatchdogError
@@ -85,12 +87,20 @@ class Request:
 @dataclass(frozen=True)
 class Response:
     status: int
-    body: Any  # dict/list → JSON; str/bytes as is
+    body: Any  # dict/list → JSON; str/bytes as is; an iterator of bytes is streamed (`streamed`)
     content_type: str = "application/json"
+
+    @property
+    def streamed(self) -> bool:
+        """Is the body an iterator of bytes pieces, written as they come (chunked for HTTP/1.1,
+        to the connection's close for HTTP/1.0), for pages too big to hold whole (/metrics)?"""
+        return isinstance(self.body, Iterator)
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes):
             return self.body
+        if self.streamed:
+            return b"".join(self.body)
         if isinstance(self.body, str):
             return redact(self.body).encode()
         return redact(json.dumps(self.body, indent=2, sort_keys=True, default=str)).encode()
@@ -273,17 +283,26 @@ class ApiServer:
     # -- handler threads ----------------------------------------------------------------------------
 
     def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            call, future = job
-            try:
-                result: Any = call()
-                done = _settle(future, result, None)
-            except BaseException as exc:  # handed to the connection, which answers 500
-                done = _settle(future, None, exc)
-            try:
-                self._loop.call_soon_threadsafe(done)
-            except RuntimeError:  # the loop is closed: the server stopped meanwhile
-                return
+        # One job per call of _do: its locals (the job, its future, the answer) are gone before
+        # the thread waits for the next one. Kept in this loop's frame, each idle handler thread
+        # held its last answer alive: up to `handler_threads` /metrics pages (≈ 45 MB on the fleet).
+        while self._do(self._jobs.get()):
+            pass
+
+    def _do(self, job: tuple[Callable[[], Any], asyncio.Future[Any]] | None) -> bool:
+        """Do one job and hand its result to the loop; False when the thread should end."""
+        if job is None:
+            return False
+        call, future = job
+        try:
+            done = _settle(future, call(), None)
+        except BaseException as exc:  # handed to the connection, which answers 500
+            done = _settle(future, None, exc)
+        try:
+            self._loop.call_soon_threadsafe(done)
+        except RuntimeError:  # the loop is closed: the server stopped meanwhile
+            return False
+        return True
 
     async def _in_thread(self, call: Callable[[], Any]) -> Any:
         future: asyncio.Future[Any] = self._loop.create_future()
@@ -390,11 +409,14 @@ class _Exchange:
             self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = await self._read_body(length)
         self.server._received(self.writer.transport)
-        def work() -> tuple[Response, bytes]:  # in a handler thread: encoding a big page is work too
+        def work() -> tuple[Response, bytes | None]:  # in a handler thread: encoding a big page is work too
             response = self.server.handle(routed, resolved, headers, body)
-            return response, response.encoded()
+            return response, None if response.streamed else response.encoded()
 
         response, payload = await self.server._in_thread(work)
+        if payload is None:
+            chunked = not head.partition(b"\r\n")[0].endswith(b"HTTP/1.0")
+            return await self._stream(response, chunked, head_only=method == "HEAD")
         await self._reply(response, head_only=method == "HEAD", payload=payload)
 
     async def _refuse(self, response: Response, reason: str, head_only: bool = False) -> NoReturn:
@@ -438,19 +460,35 @@ class _Exchange:
     async def _reply(self, response: Response, linger: bool = False, head_only: bool = False,
                      payload: bytes | None = None) -> None:
         payload = response.encoded() if payload is None else payload
-        try:
-            phrase = HTTPStatus(response.status).phrase
-        except ValueError:
-            phrase = ""
-        head = (f"HTTP/1.1 {response.status} {phrase}\r\nServer: model-watchdog\r\n"
-                f"Date: {formatdate(usegmt=True)}\r\nContent-Type: {response.content_type}\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode("latin-1")
-        transport = self.writer.transport
-        transport.set_write_buffer_limits(high=0)  # drain() returns only once the kernel has everything
+        self.writer.transport.set_write_buffer_limits(high=0)  # drain() returns once the kernel has everything
+        head = _response_head(response, f"Content-Length: {len(payload)}")
         self.writer.write(head if head_only else head + payload)
         await asyncio.wait_for(self.writer.drain(), self.limits.idle_timeout)
         if linger:
             await self._discard_rest()
+
+    async def _stream(self, response: Response, chunked: bool, head_only: bool) -> None:
+        """Write a streamed body piece by piece, each formatted in a handler thread once the
+        kernel took the one before: at most one piece of the page is in memory at a time. The
+        client takes each piece within idle_timeout and the whole answer within request_timeout
+        (asyncio.TimeoutError otherwise): a slow reader holds the body's source that long at most."""
+        self.writer.transport.set_write_buffer_limits(high=0)
+        self.writer.write(_response_head(response, "Transfer-Encoding: chunked" if chunked else ""))
+        until = self.loop.time() + self.limits.request_timeout
+        pieces: Iterator[bytes] = response.body
+        while not head_only and (piece := await self.server._in_thread(lambda: next(pieces, None))) is not None:
+            if piece:  # an empty chunk would end a chunked body
+                self.writer.write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+                await self._drain(until)
+        if chunked and not head_only:
+            self.writer.write(b"0\r\n\r\n")
+        await self._drain(until)
+
+    async def _drain(self, until: float) -> None:
+        left = until - self.loop.time()
+        if left <= 0:
+            raise asyncio.TimeoutError
+        await asyncio.wait_for(self.writer.drain(), min(self.limits.idle_timeout, left))
 
     async def _discard_rest(self) -> None:
         """After refusing a request whose body is still coming, stop writing and read (and drop)
@@ -466,6 +504,19 @@ class _Exchange:
             if not chunk:
                 return
             dropped += len(chunk)
+
+
+def _response_head(response: Response, framing: str) -> bytes:
+    """The status line and headers; `framing` is the Content-Length or Transfer-Encoding header
+    ('' for a body that ends with the connection)."""
+    try:
+        phrase = HTTPStatus(response.status).phrase
+    except ValueError:
+        phrase = ""
+    framing = framing and framing + "\r\n"
+    return (f"HTTP/1.1 {response.status} {phrase}\r\nServer: model-watchdog\r\n"
+            f"Date: {formatdate(usegmt=True)}\r\nContent-Type: {response.content_type}\r\n"
+            f"{framing}Connection: close\r\n\r\n").encode("latin-1")
 
 
 def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]] | Response:
