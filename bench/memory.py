@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from collections import Counter
 from pathlib import Path
 
@@ -132,6 +133,60 @@ def census(limit: int) -> list[tuple[str, int, float]]:
     return [(name, counts[name], size / 2**20) for name, size in sizes.most_common(limit)]
 
 
+_NOT_DATA = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType,
+             types.MethodType, types.FrameType, threading.Thread)
+
+
+def owned_bytes(roots: list, seen: set[int]) -> int:  # type: ignore[type-arg]
+    """sys.getsizeof of every object reachable from `roots` (gc.get_referents) and not in
+    `seen` (which it extends): what these roots hold that an earlier part does not."""
+    total, stack = 0, list(roots)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, _NOT_DATA):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
+
+
+def parts(daemon) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
+    """(part, MB) of the daemon's long-lived data, each part counting only what the parts
+    before it do not hold (so shared objects count once, in the first part that reaches
+    them). Attributes a tree does not have are skipped, so a baseline tree (--code) is
+    measured the same way."""
+    engine = daemon.engine
+    sources = list(daemon.sources.values())
+    modules = {name: sys.modules.get(f"watchdog.{name}")
+               for name in ("engine", "rules.verdict", "promql.grouped", "promql.parser")}
+
+    def attrs(obj, *names):  # type: ignore[no-untyped-def]
+        return [getattr(obj, n) for n in names if obj is not None and hasattr(obj, n)]
+
+    table = [
+        ("config + rules", [daemon.loaded]),
+        ("parsed queries (+ grouping analysis)", [x for s in sources for x in attrs(s, "_parsed")]
+         + attrs(modules["promql.parser"], "_SKELETONS", "_ORIGINS")
+         + attrs(modules["promql.grouped"], "_by_tree", "_interned", "_by_skeleton")),
+        ("series store: label pairs", [x for s in sources for st in attrs(s, "store") for x in attrs(st, "_pairs")]),
+        ("series store: series (labels, points)", [x for s in sources for st in attrs(s, "store")
+                                                   for x in attrs(st, "_series")]),
+        ("series store: postings, last scrape", [x for s in sources for x in attrs(s, "store")]),
+        ("scrape targets (their readers' label caches)", [x for s in sources for x in attrs(s, "targets")]),
+        ("rule states + their index", attrs(engine, "states")),
+        ("states as last written (quiet series)", attrs(engine, "_persisted", "_unsaved")),
+        ("targets' rendered queries", attrs(engine, "_contexts", "_queries", "_thresholds")),
+        ("runner's cached results", attrs(engine.runner, "_cache")),
+        ("last tick's report", attrs(daemon, "last_report")),
+        ("per-rule metric dicts", attrs(daemon.metrics.rules, "phases", "values", "thresholds", "outcomes")),
+        ("label/key caches", [getattr(f, "cache", f) for f in attrs(modules["engine"], "_series_key")
+                              + attrs(modules["rules.verdict"], "shown_labels", "unnamed")]),  # a dict, or an lru_cache
+    ]
+    seen: set[int] = set()
+    return [(name, owned_bytes(roots, seen) / 2**20) for name, roots in table]
+
+
 def serve(daemon, listen: int, seconds: float, phase) -> None:  # type: ignore[no-untyped-def]
     """The daemon's threads as `model-watchdog run` has them, for `seconds`; /metrics read every
     5 s by a separate process (as bench/fleet.py does), so only the daemon's side is in here."""
@@ -184,9 +239,12 @@ def main() -> int:
     phases: list[tuple[str, float, float]] = []
 
     def phase(name: str) -> None:
-        traced = tracemalloc.get_traced_memory()[0] / 2**20 if tracing else 0.0
-        phases.append((name, rss_mb(), traced))
-        print(f"{name:<22} RSS {phases[-1][1]:7.1f} MB   traced {traced:7.1f} MB", flush=True)
+        traced, peak = (x / 2**20 for x in tracemalloc.get_traced_memory()) if tracing else (0.0, 0.0)
+        phases.append((name, rss_mb(), traced, peak))
+        highest = f" (highest since the last line {peak:7.1f} MB)" if tracing else ""
+        print(f"{name:<22} RSS {phases[-1][1]:7.1f} MB   traced {traced:7.1f} MB{highest}", flush=True)
+        if tracing:
+            tracemalloc.reset_peak()
 
     import tracemalloc
     tracing = not args.no_trace
@@ -273,6 +331,11 @@ def main() -> int:
                 del snap, stats
                 tracemalloc.stop()
             gc.collect()
+            result["parts"] = parts(daemon)
+            print("\n== the daemon's data by part (each counts what the parts above it do not hold) ==")
+            for name, mb in result["parts"]:
+                print(f"{mb:8.2f} MB  {name}")
+            print(f"{sum(mb for _, mb in result['parts']):8.2f} MB  in all")
             rows = census(args.top)
             print("\n== live objects by type (sys.getsizeof, one step from gc-tracked objects) ==")
             for name, count, mb in rows:

@@ -70,3 +70,16 @@ def test_the_state_index_finds_a_rules_and_a_targets_series_and_forgets_deleted_
     del states[b]
     assert list(states.of_target("t1")) == [a] and states.keys_of_rule("t1", "r2") == []
     assert dict(states) == {a: SeriesState(), c: SeriesState()}
+
+
+def test_between_ticks_no_answers_are_kept_and_quiet_series_share_one_course(tmp_path):
+    from watchdog.rules.state import QUIET_COURSE
+
+    h = fleet(tmp_path)
+    h.tick()
+    h.tick()
+    assert h.engine.runner._cache == {}  # answers live for their tick only
+    persisted = h.engine._persisted
+    quiet = [k for k, s in h.engine.states.items() if s.phase.value == "inactive"]
+    assert quiet and all(persisted[k] is QUIET_COURSE for k in quiet)  # one tuple, not a copy of each state
+    assert all(persisted[k] == s.course() for k, s in h.engine.states.items() if k in persisted)

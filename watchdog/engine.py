@@ -6,7 +6,6 @@ it needs is handed to its constructor, so tests drive it with a fake clock.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from dataclasses import dataclass, field, replace
@@ -27,7 +26,7 @@ from watchdog.rollback.coordinator import Rollbacks, TargetView
 from watchdog.rollback.desk import Desk
 from watchdog.rollback.incident import Phase as IncidentPhase
 from watchdog.rules.evaluate import Outcome, Situation, Verdict, judge_rule
-from watchdog.rules.verdict import render_query, shown_labels
+from watchdog.rules.verdict import Rendered, memo, shown_labels
 from watchdog.rules.split import Router, target_key
 from watchdog.rules.state import Event, Phase, SeriesState, reset_pending, step
 from watchdog.rules.stateindex import StateIndex
@@ -52,19 +51,21 @@ def series_key(labels: Labels) -> str:
         return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
 
 
-@functools.lru_cache(maxsize=8192)  # the same label sets every tick; json.dumps was ~15 % of a replayed tick
-def _series_key(labels: Labels) -> str:
+def _json_key(labels: Labels) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
 
 
-@dataclass
+_series_key = memo(_json_key)  # the same label sets every tick; json.dumps was ~15 % of a replayed tick
+
+
+@dataclass(slots=True)
 class _TargetContext:
     """A target's placeholder values, kept while its versions stay the same, with the queries
     rendered for them (see `Situation.rendered`)."""
 
     key: tuple[str | None, str | None]  # (version, previous version)
     variables: dict[str, str | None]
-    rendered: dict = field(default_factory=dict)  # type: ignore[type-arg]
+    rendered: Rendered
     versions: list[VersionRecord] | None = None  # the store's list (read once per tick) these were checked against
     previous_seen_at: float | None = None
 
@@ -106,7 +107,9 @@ class Engine:
         # What the store holds of each state, as far as an inactive series' course goes: a quiet
         # series (inactive, judged OK again) is written only when that changes, and its
         # overwritten fields every FLUSH_TICKS ticks (`_unsaved`, oldest first) and on close.
-        self._persisted: dict[StateKey, SeriesState] = dict(self.states.items())
+        # Only the course is kept (`SeriesState.course()`; most series share one tuple), not a
+        # second copy of each state with its reason and value.
+        self._persisted: dict[StateKey, tuple] = {k: s.course() for k, s in self.states.items()}  # type: ignore[type-arg]
         self._unsaved: dict[StateKey, None] = {}
         self._contexts: dict[str, _TargetContext] = {}
         # Rules by target and by (target, name), so nothing per target or per rule scans them all.
@@ -194,6 +197,7 @@ class Engine:
         current = self.store.current_releases(self.owned)
         for target in sorted(self.owned):
             self.ledger.bake(target, now, firing=self._firing(target), current=current)
+        self.runner.end_tick()  # its answers are not kept between ticks
         self.metrics.evaluations.inc()
         self.metrics.last_evaluation.set(now)
         self.metrics.evaluation_duration.observe(self.clock.monotonic() - started)
@@ -232,7 +236,7 @@ class Engine:
         for key in upserts:
             state = self.states.get(key)
             if state is not None:
-                self._persisted[key] = state
+                self._persisted[key] = state.course()
             self._unsaved.pop(key, None)
         for key in deletes:
             self._persisted.pop(key, None)
@@ -304,7 +308,8 @@ class Engine:
             self._unsaved.pop(key, None)
         for key, text in self.store.load_rule_states().items():
             if key[0] in targets:
-                self.states[key] = self._persisted[key] = SeriesState.from_json(text)
+                state = self.states[key] = SeriesState.from_json(text)
+                self._persisted[key] = state.course()
         for target in targets:
             self.versions[target] = self.store.current_version(target)
         self._recall_version_changes(targets)
@@ -347,15 +352,12 @@ class Engine:
         for lr in self.loaded.rules:
             if lr.target not in self.owned:
                 continue
-            context = self._context(lr.target)
-            rendered, variables = context.rendered, context.variables  # the cache judging reads too
+            rendered = self._context(lr.target).rendered  # the cache judging reads too
+            params = rendered.params if lr.split_by is None else None  # split: one query for all
             for source, query in self._queries[id(lr.rule)]:
-                found = rendered.get(query)
-                if found is None:
-                    found = rendered[query] = render_query(query, variables, rendered)
-                text, params = found
+                text = rendered.text(query)
                 if isinstance(text, str):
-                    requests.append((source, text, params if lr.split_by is None else None))  # split: one query for all
+                    requests.append((source, text, params))
         self.runner.prefetch(requests, now, self._deadline)
 
     # -- rules ----------------------------------------------------------------------------------
@@ -375,8 +377,8 @@ class Engine:
             return context  # asked again in the same tick: nothing it depends on changed
         key = (self.versions.get(target), self.previous_version(target))
         if context is None or context.key != key:
-            context = self._contexts[target] = _TargetContext(key, variables_for(
-                target, self.loaded.config.targets[target].variables, *key))
+            variables = variables_for(target, self.loaded.config.targets[target].variables, *key)
+            context = self._contexts[target] = _TargetContext(key, variables, Rendered.of(variables))
         context.versions = self._versions_of(target)
         context.previous_seen_at = self._previous_seen_at(target)
         return context
@@ -427,7 +429,7 @@ class Engine:
                     fired.setdefault(lr.target, []).append(rule.name)
             states[key] = state
             written = persisted.get(key)
-            if state.phase is Phase.INACTIVE and written is not None and state.same_course(written):
+            if state.phase is Phase.INACTIVE and written is not None and state.course() == written:
                 self._unsaved[key] = None  # quiet: its overwritten fields are written later (_flush_some)
             else:
                 upserts[key] = state.to_json()

@@ -11,7 +11,7 @@ import pytest
 
 from watchdog.config.schema import Rule
 from watchdog.rules.evaluate import Outcome, Verdict
-from watchdog.rules.state import Phase, SeriesState, _step, step
+from watchdog.rules.state import QUIET_COURSE, Phase, SeriesState, _step, step
 
 OVERWRITTEN = {"evaluated_at", "value", "outcome", "reason"}
 
@@ -64,3 +64,15 @@ def test_same_course_compares_every_field_but_the_overwritten_ones() -> None:
     for name, value in changed.items():
         other = dataclasses.replace(base, **{name: value})
         assert other.same_course(base) == (name in OVERWRITTEN), name
+
+
+def test_course_is_what_same_course_compares_and_the_quiet_one_is_shared() -> None:
+    rng = random.Random(7)
+    states = [random_state(rng) for _ in range(300)] + [SeriesState(), SeriesState(value=0.5, reason="fine")]
+    for a in states:
+        for b in rng.sample(states, 20) + [dataclasses.replace(a, value=2.0, reason="y", evaluated_at=9.0)]:
+            assert (a.course() == b.course()) == a.same_course(b)
+    assert SeriesState(outcome="ok", value=0.1, evaluated_at=1.0).course() is QUIET_COURSE
+    assert QUIET_COURSE == (lambda s: (s.phase, s.pending_since, s.firing_since, s.no_data_since, s.decision_id,
+                                       s.errors, s.breaches, s.memory, s.insufficient_since,
+                                       s.insufficient_alerted))(SeriesState())

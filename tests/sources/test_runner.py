@@ -62,6 +62,22 @@ def test_identical_requests_run_once_per_tick() -> None:
     assert model.queries == [("error_ratio", NOW), ("error_ratio", NOW + 15)]
 
 
+def test_end_tick_drops_the_ticks_answers_and_equal_params_share_one_key_tuple() -> None:
+    model = FakeSource("model")
+    model.set("error_ratio", 0.01)
+    runner = make_runner(model)
+    runner.begin_tick(NOW)
+    runner.prefetch([("model", "error_ratio", {"version": "v1"}), ("model", "other", {"version": "v1"}),
+                     ("model", "third", {"version": "v2"})], NOW)
+    keys = list(runner._cache)
+    assert keys[0][3] == (("version", "v1"),) and keys[0][3] is keys[1][3] and keys[2][3] == (("version", "v2"),)
+    assert runner.query("model", "error_ratio", NOW, {"version": "v1"}) is runner._cache[keys[0]]
+    runner.end_tick()
+    assert runner._cache == {} and runner._params == {}
+    runner.query("model", "error_ratio", NOW, {"version": "v1"})  # asked anew, as in a later tick
+    assert [q for q, _ in model.queries].count("error_ratio") == 2
+
+
 def test_a_query_at_an_earlier_time_is_its_own_entry_and_keeps_the_ticks_answers() -> None:
     model = FakeSource("model")
     model.set("error_ratio", lambda now: 0.01 if now == NOW else 0.02)

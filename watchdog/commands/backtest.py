@@ -197,6 +197,9 @@ class InlineRunner(SourceRunner):
             del self._cache[key]
         return {}
 
+    def end_tick(self) -> None:
+        """Answers are kept until a later step begins (see the class's text)."""
+
     def query(self, source: str, query: str, now: float, params: dict[str, str] | None = None) -> Any:
         key = (source, query, now, tuple(sorted(params.items())) if params else ())
         if key not in self._cache:

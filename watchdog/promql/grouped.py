@@ -35,7 +35,7 @@ from watchdog.samples import NAME, Labels, Sample, without_name
 from .ast import Aggregation, Binary, Call, Expr, MatrixSelector, NumberLiteral, Unary, VectorMatching, VectorSelector
 from .evaluator import _Evaluator
 from .instantfuncs import Value
-from .parser import fill, find_holes, skeleton_origin
+from .parser import fill, find_holes, forget_origin, skeleton_origin
 from .rangefuncs import RANGE_FUNCTIONS
 from .store import SeriesStore
 from .typecheck import check
@@ -223,6 +223,7 @@ def _candidates(expr: Expr) -> Candidates:
         _interned.clear()
         _by_skeleton.clear()
     _by_tree[id(expr)] = (expr, tuple(found))  # the tree is kept: its id stays its own
+    forget_origin(expr)  # not asked for again (after a clear above, `_analyse` gives the same)
     return tuple(found)
 
 

@@ -140,6 +140,14 @@ def skeleton_origin(expr: Expr) -> tuple[str, Expr, dict[int, tuple[Any, ...]], 
     return origin[1], origin[2], origin[3], origin[4]
 
 
+def forget_origin(expr: Expr) -> None:
+    """Drop what `skeleton_origin` keeps of `expr` (promql.grouped, once it keeps its own
+    analysis of the tree): ≈ 0.4 KB a query, 4 MB for the 10,000 queries of a fleet."""
+    origin = _ORIGINS.get(id(expr))
+    if origin is not None and origin[0] is expr:
+        del _ORIGINS[id(expr)]
+
+
 def fill(tree: Expr, values: dict[str, str], holes: dict[int, tuple[Any, ...]]) -> Expr:
     """The skeleton `tree` with its placeholders replaced as `values` says (`skeleton_origin`)."""
     return _fill(tree, values, holes)  # type: ignore[no-any-return]

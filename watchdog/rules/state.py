@@ -60,6 +60,14 @@ class SeriesState:
                 and self.insufficient_since == other.insufficient_since
                 and self.insufficient_alerted == other.insufficient_alerted)
 
+    def course(self) -> tuple:  # type: ignore[type-arg]
+        """The fields `same_course` compares, as a tuple (`a.same_course(b)` is
+        `a.course() == b.course()`): what the engine keeps of a state as last written. Most
+        series' course is the initial one: that is one shared tuple, `QUIET_COURSE`."""
+        course = (self.phase, self.pending_since, self.firing_since, self.no_data_since, self.decision_id,
+                  self.errors, self.breaches, self.memory, self.insufficient_since, self.insufficient_alerted)
+        return QUIET_COURSE if course == QUIET_COURSE else course
+
     def to_json(self) -> str:
         # Every state is written on every tick: a flat copy, not asdict's recursive deep copy.
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -75,6 +83,9 @@ class SeriesState:
         known["phase"] = Phase(known.get("phase", "inactive"))
         known["breaches"] = tuple(known.get("breaches", ()))
         return cls(**known)
+
+
+QUIET_COURSE = (Phase.INACTIVE, None, None, None, None, 0, (), None, None, False)  # SeriesState().course()
 
 
 def _is_breach(verdict: Verdict, rule: Rule) -> bool:

@@ -130,6 +130,9 @@ class SourceRunner:
         self._slots = {name: threading.BoundedSemaphore(limit) for name, limit in self._limits.items()}
         self._lock = threading.RLock()
         self._cache: dict[_Key, Answer] = {}
+        # This tick's parameter tuples, one object per distinct value: a target's queries share
+        # one params dict, and 10,000 keys each with their own copy were ≈ 1 MB.
+        self._params: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
         self._failed_this_tick: set[str] = set()
 
     def _limit(self, source: Source) -> int:
@@ -145,6 +148,7 @@ class SourceRunner:
         `deadline` is a `clock.monotonic()` instant (default: the query timeout from now)."""
         with self._lock:
             self._cache.clear()
+            self._params.clear()
             self._failed_this_tick.clear()
         until = self._until(deadline)
         out: dict[str, SourceError | None] = {}
@@ -206,7 +210,7 @@ class SourceRunner:
         queues: dict[str, deque[tuple[_Key, Params]]] = {}
         wanted: dict[_Key, None] = {}  # ordered set
         for source, query, params in requests:
-            key = _key(source, query, now, params)
+            key = self._key(source, query, now, params)
             if key in self._cache or key in wanted:
                 continue
             if source not in self.sources:
@@ -229,10 +233,21 @@ class SourceRunner:
         """This tick's answer to (source, query, params) at `now`: a QueryResult or the error
         (returned, not raised). A request that was not prefetched runs now; `now` may differ
         from the tick's time (a baseline `offset` ago)."""
-        key = _key(source, query, now, params)
+        key = self._key(source, query, now, params)
         if key not in self._cache:
             self.prefetch([(source, query, params)], now)
         return self._cache[key]
+
+    def end_tick(self) -> None:
+        """The tick is over: its answers are not asked for again (the next tick's `begin_tick`
+        would drop them), so they are not kept between ticks (≈ 4 MB at 10,000 rules)."""
+        with self._lock:
+            self._cache.clear()
+            self._params.clear()
+
+    def _key(self, source: str, query: str, now: float, params: Params) -> _Key:
+        values = tuple(sorted(params.items())) if params else ()
+        return source, query, now, self._params.setdefault(values, values)
 
     # -- one call ------------------------------------------------------------------------------------
 
@@ -454,10 +469,6 @@ class SourceRunner:
     def close(self) -> None:
         """Cut retries short (calls in flight finish on their own); the sources stay open."""
         self.stop.set()
-
-
-def _key(source: str, query: str, now: float, params: Params) -> _Key:
-    return source, query, now, tuple(sorted((params or {}).items()))
 
 
 def invoke(source: Source, query: str, now: float, params: Params = None) -> QueryResult:
