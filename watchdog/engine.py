@@ -133,7 +133,7 @@ class Engine:
         self._pending_history: list[HistoryEvent] | None = None  # while set, history waits for the tick's commit
         # ... and so do alerts: one for a firing whose state is not committed would be sent again after a restart
         self._pending_alerts: list[tuple[list[str] | None, str, Alert]] | None = None
-        self.versions: dict[str, str | None] = {t: store.current_version(t) for t in loaded.config.targets}
+        self.versions: dict[str, str | None] = store.current_versions(loaded.config.targets)
         self.version_changed_at: dict[str, float] = {}  # when the running version replaced another
         self._recall_version_changes(loaded.config.targets)
         self.version_gate = VersionGate(self._history, self.alert)  # versions are untrusted (watchdog/rollback/version_gate.py)
@@ -310,8 +310,7 @@ class Engine:
             if key[0] in targets:
                 state = self.states[key] = SeriesState.from_json(text)
                 self._persisted[key] = state.course()
-        for target in targets:
-            self.versions[target] = self.store.current_version(target)
+        self.versions.update(self.store.current_versions(targets))  # one read, not one per target
         self._recall_version_changes(targets)
 
     def _recall_version_changes(self, targets: Iterable[str]) -> None:
