@@ -302,13 +302,20 @@ class Engine:
 
     def _adopt(self, targets: set[str]) -> None:
         """Another replica guarded these until now: take over its rule states and versions."""
+        held: dict[StateKey, SeriesState] = {}
         for key in [k for t in targets for k in self.states.keys_of_target(t)]:
-            del self.states[key]
+            held[key] = self.states.pop(key)
             self._persisted.pop(key, None)
             self._unsaved.pop(key, None)
         for key, text in self.store.load_rule_states().items():
             if key[0] in targets:
-                state = self.states[key] = SeriesState.from_json(text)
+                # A state held as the store has it (e.g. read at start: a daemon's engine adopts
+                # every target on its first tick) is kept, not parsed again: from_json is
+                # ≈ 15 µs, to_json of a quiet state 2 µs, and from_json(s.to_json()) == s but for
+                # a NaN value (written as null).
+                known = held.get(key)
+                state = self.states[key] = known if known is not None and known.value == known.value \
+                    and known.to_json() == text else SeriesState.from_json(text)
                 self._persisted[key] = state.course()
         self.versions.update(self.store.current_versions(targets))  # one read, not one per target
         self._recall_version_changes(targets)
