@@ -1,7 +1,7 @@
 """Benchmark: the engine's CPU per tick on the fleet configuration, in-process, no network.
 
-    .venv/bin/python bench/engine.py [--targets 1000] [--rules 10] [--ticks 6] [--split-by]
-                                     [--baseline /tmp/base-engine] [--profile out.prof]
+    .venv/bin/python bench/engine.py [--targets 1000] [--rules 10] [--ticks 6] [--split-by] [--first]
+                                     [--baseline /tmp/base-engine] [--runs 2] [--profile out.prof]
 
 The configuration is bench/fleet.py's (`write_config`: 1,000 targets × 10 rules templated
 with `{{instance}}`, or with --split-by one query per rule split by `instance`). A real
