@@ -1,7 +1,7 @@
 """Benchmark: the engine's CPU per tick on the fleet configuration, in-process, no network.
 
-    .venv/bin/python bench/engine.py [--targets 1000] [--rules 10] [--ticks 6] [--split-by]
-                                     [--baseline /tmp/base-engine] [--profile out.prof]
+    .venv/bin/python bench/engine.py [--targets 1000] [--rules 10] [--ticks 6] [--split-by] [--first]
+                                     [--baseline /tmp/base-engine] [--runs 2] [--profile out.prof]
 
 The configuration is bench/fleet.py's (`write_config`: 1,000 targets × 10 rules templated
 with `{{instance}}`, or with --split-by one query per rule split by `instance`). A real
@@ -98,15 +98,16 @@ def measure(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
             import cProfile
             profiler = cProfile.Profile()
         cpu, wall, verdicts = [], [], 0
-        for n in range(args.ticks + 1):
+        first = 0 if args.first else 1  # the first measured tick
+        for n in range(1 if args.first else args.ticks + 1):
             feed(clock.now())
-            if n == 1 and profiler is not None:
+            if n == first and profiler is not None:
                 profiler.enable()
             g0, c0, w0 = gc_time.total, time.process_time(), time.perf_counter()
             report = daemon.run_once()
             c1, w1 = time.process_time(), time.perf_counter()
             assert report is not None, daemon.last_error
-            if n > 0:  # the first tick adopts the targets and loads state: not a steady tick
+            if n >= first:  # the first tick adopts the targets and writes every new state: not a steady tick
                 cpu.append(c1 - c0)
                 gc_per_tick.append(gc_time.total - g0)
                 wall.append(w1 - w0)
@@ -130,6 +131,8 @@ def measure(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
 def child(args: argparse.Namespace, code: str | None) -> dict:  # type: ignore[type-arg]
     argv = [sys.executable, str(Path(__file__)), "--child", "--targets", str(args.targets), "--rules", str(args.rules),
             "--ticks", str(args.ticks), "--interval", str(args.interval), "--warm", str(args.warm)]
+    if args.first:
+        argv.append("--first")
     if args.split_by:
         argv.append("--split-by")
     if args.no_gc_settle:
@@ -147,8 +150,11 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=15.0)
     parser.add_argument("--warm", type=int, default=6, help="scrapes stored before the first tick")
     parser.add_argument("--split-by", action="store_true")
+    parser.add_argument("--first", action="store_true",
+                        help="measure the first tick instead (a fresh store: every rule state is new), once per run")
     parser.add_argument("--no-gc-settle", action="store_true",
                         help="keep CPython's collector defaults (no runtime.gctune.settle() before the ticks)")
+    parser.add_argument("--runs", type=int, default=2, help="runs of each tree, interleaved")
     parser.add_argument("--baseline", help="a baseline tree (git archive unpacked) measured in the same run")
     parser.add_argument("--profile", help="cProfile the measured ticks (this process) into this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -163,7 +169,7 @@ def main() -> None:
         runs = {"this tree": []}
         if args.baseline:
             runs["baseline"] = []
-        for _ in range(2):  # interleaved: baseline, ours, baseline, ours
+        for _ in range(args.runs):  # interleaved: baseline, ours, baseline, ours
             if args.baseline:
                 runs["baseline"].append(child(args, args.baseline))
             runs["this tree"].append(child(args, None))

@@ -193,6 +193,16 @@ def test_versions_of_many_targets_read_at_once_equal_each_read_alone(store: Stat
     assert store.versions_of(["fraud", "b", "none"]) == {t: store.versions(t) for t in ("fraud", "b", "none")}
 
 
+def test_current_versions_of_many_targets_read_at_once_equal_each_read_alone(store: StateStore) -> None:
+    for i, (target, version) in enumerate([("fraud", "v1"), ("fraud", "v2"), ("b", "x"), ("fraud", "v1"),
+                                           ("c", "y"), ("b", "z"), ("b", "x"), ("c", "y")]):
+        store.observe_version(target, version, T0 + 10 * (i // 2))  # back to an older version, and equal times
+    wanted = ["fraud", "b", "c", "none"]
+    assert store.current_versions(wanted) == {t: store.current_version(t) for t in wanted} \
+        == {"fraud": "v1", "b": "x", "c": "y", "none": None}
+    assert list(store.current_versions(wanted)) == wanted
+
+
 def test_mark_bad_shows_in_versions(store: StateStore) -> None:
     store.observe_version("fraud", "v1", T0)
     store.observe_version("fraud", "v2", T0 + 10)

@@ -257,6 +257,10 @@ class Versions(Transactional, Protocol):
     def current_version(self, target: str) -> str | None:
         """The version observed last for `target`, or None."""
 
+    def current_versions(self, targets: Iterable[str]) -> dict[str, str | None]:
+        """`current_version(t)` for each of `targets` (a store may read them all at once)."""
+        return {target: self.current_version(target) for target in targets}
+
 
 class Journal(Transactional, Protocol):
     """The action journal: decisions and their steps."""

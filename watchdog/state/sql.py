@@ -342,6 +342,15 @@ class SQLStateStore(StateStore):
         )
         return None if row is None else str(row[0])
 
+    def current_versions(self, targets: Iterable[str]) -> dict[str, str | None]:
+        """One read for a fleet (the engine's start and takeover), not one per target."""
+        out: dict[str, str | None] = dict.fromkeys(targets)
+        last: dict[str, int] = {}
+        for target, version, seq in self._all("SELECT target, version, seq FROM versions", ()):
+            if target in out and seq > last.get(target, -1):
+                out[target], last[target] = str(version), seq
+        return out
+
     # --- decisions ------------------------------------------------------------------------
 
     def create_decision(self, decision: Decision) -> None:
