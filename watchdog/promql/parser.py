@@ -68,8 +68,9 @@ _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`[^`]*`')
 _MARK = "\x01"  # never in a real query's strings (and so never in a parsed tree's names)
 # skeleton text -> (its tree, the ids of the tree's parts that hold a placeholder, whether
 # `check` must judge each query's values (`_judges_values`), its filler (`_filler`), its
-# placeholders in order, whether every query fills it without an error (`_fills_safely`)), or None
-_Skeleton = tuple[Expr, dict[int, tuple[Any, ...]], bool, _Filler, tuple[str, ...], bool]
+# placeholders in order, whether every query fills it without an error (`_fills_safely`), the
+# skeleton text (one string for all its queries)), or None
+_Skeleton = tuple[Expr, dict[int, tuple[Any, ...]], bool, _Filler, tuple[str, ...], bool, str]
 _SKELETONS: dict[str, _Skeleton | None] = {}
 _MAX_SKELETONS = 4096
 
@@ -127,7 +128,7 @@ def _skeleton_of(text: str) -> tuple[str, _Skeleton, dict[str, str]] | None:
             holes: dict[int, tuple[Any, ...]] = {}
             _find_holes(tree, holes)
             _SKELETONS[skeleton] = (tree, holes, _judges_values(tree, holes), _filler(tree, holes),
-                                    tuple(values), _fills_safely(tree, holes))
+                                    tuple(values), _fills_safely(tree, holes), skeleton)
         except (PromQLError, RecursionError):
             _SKELETONS[skeleton] = None
     entry = _SKELETONS[skeleton]
@@ -148,7 +149,7 @@ def parse_kept(text: str) -> Expr | Templated:
         found = _skeleton_of(text)
         if found is not None and found[1][5]:
             _skeleton, entry, values = found
-            return Templated(_skeleton, entry, tuple(values.values()))
+            return Templated(entry, tuple(values.values()))
     return parse(text)
 
 
@@ -156,11 +157,15 @@ class Templated:
     """A query `parse` builds from a skeleton, not built: the skeleton and the query's values
     (in the order of the skeleton's placeholders). `tree()` gives the tree `parse` gives."""
 
-    __slots__ = ("skeleton", "entry", "values", "grouping")
+    __slots__ = ("entry", "values", "grouping")
 
-    def __init__(self, skeleton: str, entry: _Skeleton, values: tuple[str, ...]) -> None:
-        self.skeleton, self.entry, self.values = skeleton, entry, values
+    def __init__(self, entry: _Skeleton, values: tuple[str, ...]) -> None:
+        self.entry, self.values = entry, values
         self.grouping: Any = None  # promql.grouped's analysis of it, kept by grouped
+
+    @property
+    def skeleton(self) -> str:
+        return self.entry[6]  # the text the entry was made for: one string, not one per query
 
     def tree(self) -> Expr:
         return self.entry[3](self.placeholders())  # type: ignore[no-any-return]
