@@ -12,16 +12,17 @@ import pytest
 from watchdog.errors import PromQLError
 from watchdog.promql import SeriesStore, evaluate, parse
 from watchdog.promql.grouped import _candidates, evaluate_many
+from watchdog.promql.parser import Templated, parse_kept
 from watchdog.samples import NAME, Sample, labels_of
 
 INSTANCES = ["a:1", "b:2", "c:3", "d:4", "e:5"]
 T0 = 1_700_000_000.0
 
 
-def random_store(rng: random.Random) -> SeriesStore:
+def random_store(rng: random.Random, instances: list[str] = INSTANCES) -> SeriesStore:
     store = SeriesStore()
     series = []
-    for instance in INSTANCES + [""]:
+    for instance in instances + [""]:
         for name in ("req", "lat_bucket", "acc", "other"):
             for status in ("ok", "error", ""):
                 if rng.random() < 0.5:
@@ -115,6 +116,33 @@ def test_grouped_answers_equal_each_query_alone(seed: int) -> None:
     assert sorted(answers) == list(range(len(queries)))
     for i, query in enumerate(queries):
         assert same(answers[i], alone(query, store, now)), query
+
+
+LONG_INSTANCES = ["10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.4:8080", "10.0.0.5:8080"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_grouped_answers_of_kept_queries_equal_each_query_alone(seed: int) -> None:
+    """As above, with what a source keeps (`parse_kept`: a `Templated` for a query whose values
+    are long enough to be placeholders, its tree never built when it is grouped), some queries
+    with a second long value (a job) and some kept as trees: the answers of `evaluate` alone."""
+    rng = random.Random(500 + seed)
+    store = random_store(rng, LONG_INSTANCES)
+    templates = [vector(rng, rng.randrange(1, 4)) for _ in range(5)]
+    templates += ['up{instance="{V}", job!="batch-and-more"} + on (status) acc{instance="{V}"}',
+                  'sum by (job) (req{instance="{V}", job=~"a.*"})', 'req{instance="{V}"}']
+    values = LONG_INSTANCES[: rng.randrange(2, 6)] + ["z:9", "10.0.0.99:9999"]  # not in the store
+    queries = [t.replace("{V}", v) for t in templates for v in values]
+    now = T0 + 15 * 7 + rng.choice([0, 1, 14.9])
+    kept = [parse_kept(q) for q in queries]
+    assert any(isinstance(k, Templated) for k in kept)
+    for _ in range(2):  # the second batch: the analysis the handles keep
+        answers = dict(evaluate_many(kept, store, now))
+        assert sorted(answers) == list(range(len(queries)))
+        for i, query in enumerate(queries):
+            assert same(answers[i], alone(query, store, now)), query
+            assert same(evaluate(kept[i], store, now) if not isinstance(answers[i], PromQLError) else answers[i],
+                        alone(query, store, now)), query
 
 
 def test_the_fleet_queries_are_grouped() -> None:
@@ -212,12 +240,13 @@ def test_candidates_from_the_skeleton_equal_those_from_each_tree(seed: int) -> N
     assert taken > 0
 
 
+@pytest.mark.parametrize("make", [parse, parse_kept])
 @pytest.mark.parametrize("query", [
     'sum(req{instance="{V}"})',
     'sum(rate(req{instance="{V}"}[1m])) / sum(rate(req{instance="{V}"}[1m]))',
     'req{instance="{V}"} > 0',
 ])
-def test_a_series_carrying_the_hidden_label_name_does_not_change_any_answer(query: str) -> None:
+def test_a_series_carrying_the_hidden_label_name_does_not_change_any_answer(query: str, make) -> None:  # type: ignore[no-untyped-def]
     """A scraped page can name a label anything (`{"\\x00group"="b"}` parses): a series with a label
     named like the hidden one must not split, join or move series between parts."""
     store = SeriesStore()
@@ -227,8 +256,12 @@ def test_a_series_carrying_the_hidden_label_name_does_not_change_any_answer(quer
             Sample(labels_of({NAME: "req", "instance": "z", "\x00group": "b", "job": "y"}), 10.0 * (k + 1)),
             Sample(labels_of({NAME: "req", "instance": "z", "job": "x"}), 5.0 * (k + 1)),
             Sample(labels_of({NAME: "req", "instance": "b", "": "a", "job": "x"}), 7.0 * (k + 1)),
+            Sample(labels_of({NAME: "req", "instance": "zz:12345", "\x00group": "ab:12345", "job": "y"}), 3.0 * k),
+            Sample(labels_of({NAME: "req", "instance": "ab:12345", "job": "x"}), 2.0 * k),
         ])
-    queries = [query.replace("{V}", v) for v in ("a", "b", "z")]
-    answers = dict(evaluate_many([parse(q) for q in queries], store, T0 + 30))
+    queries = [query.replace("{V}", v) for v in ("a", "b", "z", "ab:12345", "zz:12345")]
+    exprs = [make(q) for q in queries]
+    assert make is parse or isinstance(exprs[-1], Templated)
+    answers = dict(evaluate_many(exprs, store, T0 + 30))
     for i, q in enumerate(queries):
         assert same(answers[i], alone(q, store, T0 + 30)), q

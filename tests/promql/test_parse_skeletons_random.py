@@ -19,6 +19,8 @@ SHAPES = [
     'count by (version) (model_info{{instance="{a}", version!="{b}"}}) > 1',
     'max(up{{instance="{a}"}} offset 5m) or vector(0)',
     'sum(rate(x{{a="{a}"}}[1m])) by (b) / ignoring(c) group_left sum(y{{b=~"{b}"}})',
+    '{{instance="{a}", job!="{b}"}}',
+    'rate(x{{instance!="{a}"}}[1m]) * on(instance) y{{job="{b}", instance="{a}"}}',
 ]
 ALPHABET = "abc.:-_0123456789 ü☃\\\"'\n*+?()[]{}|^$"
 
@@ -52,6 +54,31 @@ def test_random_values_in_shared_skeletons_parse_as_the_full_parse(seed: int) ->
         assert outcome(parser.parse, query) == outcome(parser._parse, query), query
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_what_a_source_keeps_is_the_full_parse_or_its_error(seed: int) -> None:
+    """`parse_kept` (a `Templated` where every query of the skeleton fills without an error)
+    gives, tree built, the full parse's tree, positions and text, or its error."""
+    rng = random.Random(100 + seed)
+    parser._SKELETONS.clear()
+    kept = 0
+    for _ in range(150):
+        shape = rng.choice(SHAPES)
+        a, b = value(rng), value(rng)
+        if rng.random() < 0.8:
+            a, b = quoted(a).ljust(10, "x"), quoted(b)  # long enough to be a placeholder, mostly
+        query = shape.format(a=a, b=b)
+        try:
+            got = parser.parse_kept(query)
+        except PromQLError:
+            pass
+        else:
+            kept += isinstance(got, parser.Templated)
+            if isinstance(got, parser.Templated):
+                assert got.max_range() == parser._parse(query).max_range(), query
+        assert outcome(lambda q: parser.as_tree(parser.parse_kept(q)), query) == outcome(parser._parse, query), query
+    assert kept  # the handle was taken, not only the parse
+
+
 def _nodes(expr):  # type: ignore[no-untyped-def]
     yield expr
     for child in expr.children():
@@ -75,7 +102,7 @@ def test_a_skeletons_filler_builds_what_the_reference_fill_builds(seed: int) -> 
     for entry in parser._SKELETONS.values():
         if entry is None:
             continue
-        tree, holes, _, filler = entry
+        tree, holes, _, filler = entry[:4]
         marks = sorted({m for m in _strings(tree) if parser._MARK in m})
         for _ in range(10):
             values = {m: value(rng) for m in marks if rng.random() < 0.9}

@@ -179,6 +179,51 @@ def test_label_pairs_are_held_once_and_intern_gives_the_stores_copy():
     assert new[0] is stored[0][0] and new[2] is stored[0][2]  # a new series reuses the pairs held
 
 
+def test_a_new_series_is_stored_under_the_tuple_intern_gave_the_page_reader():
+    """The scrape relabels a page's new series through `intern` before the round stores them:
+    the store keeps that very tuple (one copy, the page reader's cache and the store share it),
+    not a second one built from the pairs again."""
+    store = SeriesStore()
+    page = [labels_of({NAME: "requests_total", "instance": f"h{i}:1", "status": "ok"}) for i in range(3)]
+    given = [store.intern(labels) for labels in page]
+    store.append_scrape(1.0, [Sample(labels_of(dict(x)), 1.0) for x in page], target="a")  # equal, not the same
+    assert all(store._series[x].labels is g for x, g in zip(page, given))
+    assert store._built == {}  # taken as they were stored
+    store.intern(labels_of({NAME: "requests_total", "instance": "h9:1", "status": "ok"}))  # a page that failed
+    store.prune(300, 2.0)
+    assert store._built == {}  # a round's label sets not stored are not held past its end
+
+
+def test_interning_before_storing_gives_the_stores_contents_on_random_rounds():
+    """Rounds where some pages are interned first (the scrape) and some are not (a failed
+    page's series interned, never stored): the same series, points and pairs held once."""
+    rng = random.Random(5)
+    for trial in range(40):
+        store, reference = SeriesStore(lookback=10), SeriesStore(lookback=10)
+        names = [labels_of({NAME: rng.choice("xy"), "instance": f"h{i}", "le": rng.choice(["1", "+Inf"])})
+                 for i in range(8)]
+        for step in range(12):
+            t = float(step * 4)
+            for target in "ab":
+                page = rng.sample(names, rng.randrange(0, 5))
+                if rng.random() < 0.5:
+                    page = [store.intern(x) for x in page]
+                if rng.random() < 0.2:
+                    store.intern(rng.choice(names))  # never stored
+                    continue
+                value = float(rng.randrange(4))
+                store.append_scrape(t, [Sample(x, value) for x in page], target)
+                reference.append_scrape(t, [Sample(x, value) for x in page], target)
+            if rng.random() < 0.4:
+                store.prune(0, t)
+                reference.prune(0, t)
+        assert list(store._series) == list(reference._series), trial
+        for labels, series in store._series.items():
+            ref = reference._series[labels]
+            assert (list(series.times), repr(list(series.values))) == (list(ref.times), repr(list(ref.values))), trial
+            assert all(store._pairs[pair] is pair for pair in series.labels), trial  # pairs held once
+
+
 def test_a_point_costs_at_most_20_bytes():
     """Lists of Python floats took 40 bytes a point (8 + 24 for the value, 8 for the time)."""
     store = SeriesStore(lookback=10_000)

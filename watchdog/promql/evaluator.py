@@ -10,14 +10,17 @@ from .ast import Aggregation, Binary, Call, Expr, MatrixSelector, NumberLiteral,
 from .binops import scalar_scalar, set_operation, vector_scalar, vector_vector
 from .catalogue import SET_OPS
 from .typecheck import check
+from .parser import Templated, as_tree
 from .instantfuncs import INSTANT_FUNCTIONS, Value
 from .rangefuncs import RANGE_FUNCTIONS
 from .store import SeriesStore
 
 
-def evaluate(expr: Expr, store: SeriesStore, now: float) -> list[Sample]:
-    """Evaluate at time `now`; a scalar comes back as `[Sample((), value)]`. Sorted by labels."""
+def evaluate(expr: Expr | Templated, store: SeriesStore, now: float) -> list[Sample]:
+    """Evaluate at time `now`; a scalar comes back as `[Sample((), value)]`. Sorted by labels.
+    `expr` may be what `parse_kept` gave (its tree is built here, and not kept)."""
     try:
+        expr = as_tree(expr)
         check(expr)
         value = _Evaluator(store, now).eval(expr)
     except RecursionError:

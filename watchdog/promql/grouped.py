@@ -35,7 +35,7 @@ from watchdog.samples import NAME, Labels, Sample, without_name
 from .ast import Aggregation, Binary, Call, Expr, MatrixSelector, NumberLiteral, Unary, VectorMatching, VectorSelector
 from .evaluator import _Evaluator
 from .instantfuncs import Value
-from .parser import fill, find_holes, forget_origin, skeleton_origin
+from .parser import Templated, as_tree, fill, find_holes, forget_origin, skeleton_origin
 from .rangefuncs import RANGE_FUNCTIONS
 from .store import SeriesStore
 from .typecheck import check
@@ -47,10 +47,11 @@ _MAX_CACHED = 50_000
 Answer = list[Sample] | PromQLError
 
 
-def evaluate_many(exprs: Sequence[Expr], store: SeriesStore, now: float) -> Iterator[tuple[int, Answer]]:
+def evaluate_many(exprs: Sequence[Expr | Templated], store: SeriesStore, now: float) -> Iterator[tuple[int, Answer]]:
     """(index, answer) for every expression, in no particular order: the answer `evaluate`
     gives (its samples, or the PromQLError it raises). Queries of one template that differ
-    only in one label's matcher value are evaluated together (see the module's text)."""
+    only in one label's matcher value are evaluated together (see the module's text). An
+    expression may be what `parse_kept` gave: a grouped one's tree is never built."""
     memo: dict[tuple[str, frozenset[str], Expr], Value] = {}  # subtrees shared by templates or queries
     candidates = [_candidates(e) for e in exprs]
     counts: dict[tuple[str, int], int] = {}  # templates are interned: counted by identity
@@ -69,8 +70,12 @@ def evaluate_many(exprs: Sequence[Expr], store: SeriesStore, now: float) -> Iter
     shared = _Shared()  # subtrees asked for more than once in this batch: evaluated once
     for (label, _), (shape, members) in groups.items():
         shared.count(label, frozenset(value for _, value in members), shape)
+    trees: dict[int, Expr] = {}  # the trees of the queries evaluated alone, for this batch only
     for index in alone:
-        shared.count("", frozenset(), exprs[index])
+        tree = _tree(exprs[index])
+        if tree is not None:
+            trees[index] = tree
+            shared.count("", frozenset(), tree)
     memo.update(shared.memo)
     for (label, _), (shape, members) in groups.items():
         answers = _evaluate_group(exprs[members[0][0]], shape, label, members, store, now, memo)
@@ -80,13 +85,21 @@ def evaluate_many(exprs: Sequence[Expr], store: SeriesStore, now: float) -> Iter
         for index, value in members:
             yield index, answers.get(value, [])
     for index in alone:
-        yield index, _alone(exprs[index], store, now, memo)
+        yield index, _alone(trees.get(index) or exprs[index], store, now, memo)
 
 
-def _alone(expr: Expr, store: SeriesStore, now: float, memo: dict[tuple[str, frozenset[str], Expr], Value]) -> Answer:
+def _tree(expr: Expr | Templated) -> Expr | None:
+    try:
+        return as_tree(expr)
+    except RecursionError:
+        return None  # `_alone` says it
+
+
+def _alone(expr: Expr | Templated, store: SeriesStore, now: float, memo: dict[tuple[str, frozenset[str], Expr], Value]) -> Answer:
     """What `evaluate` gives, with the subtrees equal to other queries' of the batch evaluated
     once (split_by queries: p50/p90/p99 over one histogram)."""
     try:
+        expr = as_tree(expr)
         check(expr)
         value = _GroupedEvaluator(store, now, "", frozenset(), memo).eval(expr)
     except RecursionError:
@@ -98,10 +111,10 @@ def _alone(expr: Expr, store: SeriesStore, now: float, memo: dict[tuple[str, fro
     return sorted(value, key=lambda s: s.labels)
 
 
-def _evaluate_group(first: Expr, shape: Expr, label: str, members: list[tuple[int, str]], store: SeriesStore,
+def _evaluate_group(first: Expr | Templated, shape: Expr, label: str, members: list[tuple[int, str]], store: SeriesStore,
                     now: float, memo: dict[tuple[str, frozenset[str], Expr], Value]) -> dict[str, list[Sample]] | None:
     try:
-        check(first)  # the members differ only in a matcher value: one check stands for all
+        check(as_tree(first))  # the members differ only in a matcher value: one check stands for all
         result = _GroupedEvaluator(store, now, label, frozenset(value for _, value in members), memo).eval(shape)
     except (PromQLError, RecursionError):
         return None
@@ -209,10 +222,18 @@ class _NotGroupable(WatchdogError):
 Candidates = tuple[tuple[str, Expr, str], ...]  # (label L, template, the query's value of L)
 
 
-def _candidates(expr: Expr) -> Candidates:
+def _candidates(expr: Expr | Templated) -> Candidates:
     """Each label L by which `expr` can be grouped, with its template and its value of L.
     Kept by the tree's identity (sources keep one tree per query text): hashing a tree by
-    value walks it, which costs what the analysis saves."""
+    value walks it, which costs what the analysis saves; a `Templated` keeps its own."""
+    if isinstance(expr, Templated):
+        found = expr.grouping
+        if found is None:
+            found = _from_origin(expr.skeleton, expr.entry[0], expr.entry[1], expr.placeholders())
+            if found is None:
+                found = tuple(_analyse(expr.tree()))
+            expr.grouping = found
+        return found  # type: ignore[no-any-return]
     cached = _by_tree.get(id(expr))
     if cached is not None and cached[0] is expr:
         return cached[1]
@@ -258,7 +279,11 @@ def _from_skeleton(expr: Expr) -> Candidates | None:
     origin = skeleton_origin(expr)
     if origin is None:
         return None
-    skeleton, tree, holes, values = origin
+    return _from_origin(*origin)
+
+
+def _from_origin(skeleton: str, tree: Expr, holes: dict[int, tuple[Any, ...]], values: dict[str, str]) -> Candidates | None:
+    """`_from_skeleton` of the query filled into `skeleton` with `values`."""
     first: dict[str, str] = {}
     canonical: dict[str, str] = {}
     for mark, value in values.items():

@@ -67,15 +67,36 @@ def parse(text: str) -> Expr:
 _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`[^`]*`')
 _MARK = "\x01"  # never in a real query's strings (and so never in a parsed tree's names)
 # skeleton text -> (its tree, the ids of the tree's parts that hold a placeholder, whether
-# `check` must judge each query's values (`_judges_values`), its filler (`_filler`)), or None
-_SKELETONS: dict[str, tuple[Expr, dict[int, tuple[Any, ...]], bool, _Filler] | None] = {}
+# `check` must judge each query's values (`_judges_values`), its filler (`_filler`), its
+# placeholders in order, whether every query fills it without an error (`_fills_safely`), the
+# skeleton text (one string for all its queries)), or None
+_Skeleton = tuple[Expr, dict[int, tuple[Any, ...]], bool, _Filler, tuple[str, ...], bool, str]
+_SKELETONS: dict[str, _Skeleton | None] = {}
 _MAX_SKELETONS = 4096
 
 
 def _from_skeleton(text: str) -> Expr | None:
-    """The tree of `text` built from its skeleton's, or None to parse it in full. Each
-    string literal of 8+ characters becomes a placeholder of the *same length*, so every
-    node's position is the one the full parse would give."""
+    """The tree of `text` built from its skeleton's, or None to parse it in full."""
+    found = _skeleton_of(text)
+    if found is None:
+        return None
+    skeleton, entry, values = found
+    try:
+        expr = entry[3](values)
+        if entry[2]:
+            check(expr)
+    except Exception:  # noqa: BLE001 — a value the skeleton did not have to judge: the full parse says it
+        return None
+    if len(_ORIGINS) >= _MAX_ORIGINS:
+        _ORIGINS.clear()
+    _ORIGINS[id(expr)] = (expr, skeleton, entry[0], entry[1], values)
+    return expr
+
+
+def _skeleton_of(text: str) -> tuple[str, _Skeleton, dict[str, str]] | None:
+    """The skeleton of `text`, its entry and the values of its placeholders, or None to parse
+    it in full. Each string literal of 8+ characters becomes a placeholder of the *same
+    length*, so every node's position is the one the full parse would give."""
     values: dict[str, str] = {}
 
     def placeholder(match: re.Match[str]) -> str:
@@ -106,22 +127,83 @@ def _from_skeleton(text: str) -> Expr | None:
             tree = _parse(skeleton)
             holes: dict[int, tuple[Any, ...]] = {}
             _find_holes(tree, holes)
-            _SKELETONS[skeleton] = (tree, holes, _judges_values(tree, holes), _filler(tree, holes))
+            _SKELETONS[skeleton] = (tree, holes, _judges_values(tree, holes), _filler(tree, holes),
+                                    tuple(values), _fills_safely(tree, holes), skeleton)
         except (PromQLError, RecursionError):
             _SKELETONS[skeleton] = None
     entry = _SKELETONS[skeleton]
     if entry is None:
         return None
-    try:
-        expr = entry[3](values)
-        if entry[2]:
-            check(expr)
-    except Exception:  # noqa: BLE001 — a value the skeleton did not have to judge: the full parse says it
-        return None
-    if len(_ORIGINS) >= _MAX_ORIGINS:
-        _ORIGINS.clear()
-    _ORIGINS[id(expr)] = (expr, skeleton, entry[0], entry[1], values)
-    return expr
+    return skeleton, entry, values
+
+
+def parse_kept(text: str) -> Expr | Templated:
+    """What a source keeps of a query it evaluates every tick: `parse(text)`, or, for a query
+    filled into a skeleton whose every query is well formed (placeholders only as `=`/`!=`
+    matcher values, no selector without a metric name: see `_fills_safely`), a `Templated`:
+    the skeleton and the query's values, its tree built only when asked (`Templated.tree`).
+    A fleet's 10,000 templated queries are then not 10,000 trees (≈ 0.7 KB each) built on the
+    first tick and kept: promql.grouped evaluates them from the skeleton and the values, and
+    `evaluate` builds the tree of a query asked alone. Errors are `parse`'s."""
+    if isinstance(text, str):
+        found = _skeleton_of(text)
+        if found is not None and found[1][5]:
+            _skeleton, entry, values = found
+            return Templated(entry, tuple(values.values()))
+    return parse(text)
+
+
+class Templated:
+    """A query `parse` builds from a skeleton, not built: the skeleton and the query's values
+    (in the order of the skeleton's placeholders). `tree()` gives the tree `parse` gives."""
+
+    __slots__ = ("entry", "values", "grouping")
+
+    def __init__(self, entry: _Skeleton, values: tuple[str, ...]) -> None:
+        self.entry, self.values = entry, values
+        self.grouping: Any = None  # promql.grouped's analysis of it, kept by grouped
+
+    @property
+    def skeleton(self) -> str:
+        return self.entry[6]  # the text the entry was made for: one string, not one per query
+
+    def tree(self) -> Expr:
+        return self.entry[3](self.placeholders())  # type: ignore[no-any-return]
+
+    def placeholders(self) -> dict[str, str]:
+        """Placeholder -> value, as `skeleton_origin` gives them."""
+        return dict(zip(self.entry[4], self.values))
+
+    def max_range(self) -> float:
+        return self.entry[0].max_range()  # durations are never placeholders: the skeleton's
+
+
+def as_tree(expr: Expr | Templated) -> Expr:
+    """The tree of what `parse_kept` gave."""
+    return expr.tree() if isinstance(expr, Templated) else expr
+
+
+def _fills_safely(tree: Any, holes: dict[int, tuple[Any, ...]]) -> bool:
+    """Whether every query filled into the skeleton `tree` is the filled tree, no error: its
+    placeholders are only the values of `=` and `!=` matchers (a regex one compiles each value,
+    and may fail), and `check` does not judge the values (`_judges_values`)."""
+    if _judges_values(tree, holes):
+        return False
+    return _only_equality_holes(tree, holes)
+
+
+def _only_equality_holes(node: Any, holes: dict[int, tuple[Any, ...]]) -> bool:
+    if id(node) not in holes:
+        return True
+    inside, kind, _names = holes[id(node)]
+    for key in inside:
+        child = getattr(node, key) if kind == 2 else node[key]
+        if isinstance(child, str):
+            if not (type(node) is Matcher and key == "value" and node.op in ("=", "!=")):
+                return False
+        elif not _only_equality_holes(child, holes):
+            return False
+    return True
 
 
 # id of a tree built from a skeleton -> (the tree, kept so that its id stays its own; the

@@ -81,16 +81,26 @@ class SeriesStore:
         # each target's series in its last scrape: a tuple (136 bytes for 12 series; a set was 728)
         self._last_scrape: dict[str, tuple[Labels, ...]] = {}
         self._pairs: dict[tuple[str, str], tuple[str, str]] = {}  # each label pair held once
+        # label sets `intern` built from the pairs and not stored yet (a page's new series, read
+        # before the round stores them): `_get_or_create` takes them as they are, not interned
+        # twice. Emptied by `prune`, the end of a scrape round (a page that failed is not stored).
+        self._built: dict[Labels, Labels] = {}
 
     def __len__(self) -> int:
         return len(self._series)
 
     def intern(self, labels: Labels) -> Labels:
         """The store's copy of `labels` (equal to it) when it holds that series, else `labels`
-        rebuilt from the pairs it already holds: keep this one, and one copy is held."""
+        rebuilt from the pairs it already holds: keep this one, and one copy is held (the
+        series, when it is stored before the next `prune`, is stored under this very tuple)."""
         series = self._series.get(labels)
         if series is not None:
             return series.labels
+        built = self._shared(labels)
+        return self._built.setdefault(built, built)
+
+    def _shared(self, labels: Labels) -> Labels:
+        """`labels` rebuilt from the pairs the store holds (a new pair is held from now on)."""
         pairs = self._pairs
         out = []
         for pair in labels:
@@ -120,6 +130,7 @@ class SeriesStore:
     def prune(self, keep_seconds: float, now: float) -> None:
         """Forget points older than `now - keep_seconds` (never less than the lookback), and
         the series left with no point or only stale markers."""
+        self._built.clear()
         cutoff = now - max(keep_seconds, self.lookback)
         gone: set[Labels] = set()
         for labels, series in list(self._series.items()):
@@ -186,7 +197,7 @@ class SeriesStore:
     def _get_or_create(self, labels: Labels) -> _Series:
         series = self._series.get(labels)
         if series is None:
-            labels = self.intern(labels)
+            labels = self._built.pop(labels, None) or self._shared(labels)
             series = self._series[labels] = _Series(labels)
             for name, value in labels:
                 self._postings.setdefault(name, {}).setdefault(value, {})[labels] = series

@@ -34,8 +34,9 @@ from urllib.parse import urlsplit
 
 from watchdog.config.fields import option
 from watchdog.errors import PromQLError, QueryError, SourceError
-from watchdog.promql import Expr, SeriesStore, evaluate, parse
+from watchdog.promql import Expr, SeriesStore, evaluate
 from watchdog.promql.grouped import evaluate_many
+from watchdog.promql.parser import parse_kept as parse  # a templated query kept as its skeleton's values
 from watchdog.redact import redact_url
 from watchdog.samples import NAME, Labels, Sample, labels_of
 from watchdog.http import fetch as httpfetch
