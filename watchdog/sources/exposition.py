@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 from typing import Callable, Iterator
 
 from prometheus_client.parser import text_fd_to_metric_families
@@ -133,13 +134,15 @@ class _Unusual(WatchdogError):
 
 class _Series:
     """What the fast path keeps of one series part: the reference's name and labels, and the
-    label set last made of them (for the sample name the family gave)."""
+    label set last made of them (for the sample name the family gave). Once that is made the
+    labels are dropped (`None`; ≈ 0.4 KB a series, 11,000 a fleet of 1,000 targets keeps): a
+    family that renames the sample reads them again from the line (`_labels_again`)."""
 
     __slots__ = ("name", "labels", "out_name", "out")
 
     def __init__(self, name: str, labels: dict[str, str]):
-        self.name = name
-        self.labels = labels
+        self.name = sys.intern(name)  # one copy per metric name, not one per series
+        self.labels: dict[str, str] | None = labels
         self.out_name = ""
         self.out: Labels = ()
 
@@ -213,10 +216,12 @@ class PageReader:
             if name.endswith(_SKIP_SUFFIXES):
                 continue
             if series.out_name != name:
-                pairs = [*series.labels.items(), (NAME, name)]  # as labels_of({**labels, NAME: name})
+                parsed = series.labels if series.labels is not None else _labels_again(line)
+                pairs = [*parsed.items(), (NAME, name)]  # as labels_of({**labels, NAME: name})
                 pairs.sort()
                 labels = tuple(pairs)
                 series.out_name, series.out = name, relabel(labels) if relabel is not None else labels
+                series.labels = None
             labels = series.out
             if labels in seen or (value < 0 and _monotonic(name, sample_type)):
                 raise _Unusual()  # a malformed page: the reference says how
@@ -271,6 +276,13 @@ def _sample(line: str, known: dict[str, _Series], now: dict[str, _Series]) -> tu
         return series, float(token)
     except ValueError:
         raise _Unusual() from None
+
+
+def _labels_again(line: str) -> dict[str, str]:
+    """The labels of a line's series part, read again (its `_Series` dropped them)."""
+    labels = _sample(line, {}, {})[0].labels
+    assert labels is not None
+    return labels
 
 
 def _new_series(line: str, head: str, rest: str, braces: bool) -> _Series:
