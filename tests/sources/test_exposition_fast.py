@@ -226,3 +226,23 @@ def test_a_series_whose_family_renames_it_later_reads_its_labels_again() -> None
         body = rng.choice(pages)
         expected = [(labels_of([*s.labels, ("instance", "a:1")]), s.value) for s in reference_samples(body, 0)]
         assert [(s.labels, s.value) for s in reader.samples(body, 0)] == expected, body
+
+
+def test_comment_lines_are_kept_once_for_all_readers_and_bounded() -> None:
+    from watchdog.sources import exposition
+
+    readers = [PageReader() for _ in range(50)]
+    for i, reader in enumerate(readers):
+        reader.samples(fleet_page(30.0, f"m{i}"), 0)
+    kept = {line for line in exposition._COMMENTS if "request" in line}
+    assert kept == {"# TYPE requests_total counter", "# TYPE request_latency_seconds histogram"}
+    assert not any(hasattr(reader, "_comments") for reader in readers)  # no copy per target
+    reader = PageReader()
+    for i in range(2 * exposition._COMMENTS_KEPT + 10):  # a target making up new HELP lines: bounded
+        body = f"# HELP x{i} help {i}\n# HELP y {'z' * 1000}\nx{i} 1\n".encode()
+        if i % 97 == 0:
+            assert outcome(reader.samples, body, 0) == outcome(reference_samples, body, 0)
+        else:
+            reader.samples(body, 0)
+        assert len(exposition._COMMENTS) <= exposition._COMMENTS_KEPT
+    assert not any(len(line) > exposition._COMMENT_KEPT_LENGTH for line in exposition._COMMENTS)
