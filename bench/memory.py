@@ -159,7 +159,7 @@ def parts(daemon) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
     engine = daemon.engine
     sources = list(daemon.sources.values())
     modules = {name: sys.modules.get(f"watchdog.{name}")
-               for name in ("engine", "rules.verdict", "promql.grouped", "promql.parser")}
+               for name in ("engine", "rules.verdict", "promql.grouped", "promql.parser", "sources.exposition")}
 
     def attrs(obj, *names):  # type: ignore[no-untyped-def]
         return [getattr(obj, n) for n in names if obj is not None and hasattr(obj, n)]
@@ -173,7 +173,13 @@ def parts(daemon) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
         ("series store: series (labels, points)", [x for s in sources for st in attrs(s, "store")
                                                    for x in attrs(st, "_series")]),
         ("series store: postings, last scrape", [x for s in sources for x in attrs(s, "store")]),
-        ("scrape targets (their readers' label caches)", [x for s in sources for x in attrs(s, "targets")]),
+        ("scrape targets: page readers' kept series", [r._series for s in sources for t in getattr(s, "targets", ())
+                                                        for r in attrs(t, "reader") if hasattr(r, "_series")]),
+        ("scrape targets: page readers' comments", [r._comments for s in sources for t in getattr(s, "targets", ())
+                                                     for r in attrs(t, "reader") if hasattr(r, "_comments")]
+         + attrs(modules["sources.exposition"], "_COMMENTS")),  # one dict for all readers since rss2
+        ("scrape targets: connections", [x for s in sources for t in getattr(s, "targets", ()) for x in attrs(t, "wire")]),
+        ("scrape targets: the rest", [x for s in sources for x in attrs(s, "targets")]),
         ("rule states + their index", attrs(engine, "states")),
         ("states as last written (quiet series)", attrs(engine, "_persisted", "_unsaved")),
         ("targets' rendered queries", attrs(engine, "_contexts", "_queries", "_thresholds")),

@@ -468,11 +468,9 @@ class Engine:
 
     def _export(self, lr: LoadedRule, labels: Labels, state: SeriesState) -> None:
         shown = shown_labels(labels)
-        self.metrics.set_phase(lr.target, lr.rule.name, shown, state.phase.value)
+        self.metrics.set_series(lr.target, lr.rule.name, shown, state.phase.value, state.value)
         for bound, threshold in self._thresholds[id(lr.rule)]:
             self.metrics.rules.set_threshold(lr.target, lr.rule.name, bound, threshold)
-        if state.value is not None:
-            self.metrics.rules.set_value(lr.target, lr.rule.name, shown, state.value)
 
     # -- events -----------------------------------------------------------------------------------
 

@@ -201,3 +201,48 @@ def test_text_after_the_labels_with_a_brace_is_read_as_the_reference_reads_it(li
     for line in lines:
         body = f"{line}\n".encode()
         assert outcome(reader.samples, body, 0) == outcome(reference_samples, body, 0), body
+
+
+def test_a_kept_series_holds_its_relabelled_set_not_its_parsed_labels() -> None:
+    """Each kept series drops its parsed label dict once its label set is made (≈ 0.4 KB per series of a
+    fleet); its metric name is one interned string for all series of that name."""
+    reader = PageReader(lambda labels: labels_of([*labels, ("instance", "a:1")]))
+    reader.samples(fleet_page(30.0, "m1"), 0)
+    reader.samples(fleet_page(45.0, "m1"), 0)
+    kept = list(reader._series.values())
+    assert len(kept) == 11 and all(series.labels is None for series in kept)
+    buckets = [s for s in kept if s.name == "request_latency_seconds_bucket"]
+    assert len(buckets) == 5 and len({id(s.name) for s in buckets}) == 1
+
+
+def test_a_series_whose_family_renames_it_later_reads_its_labels_again() -> None:
+    """The sample name a series part gets depends on its family (a counter's `_total`): when that
+    changes between pages, the dropped labels are read again from the line, as the reference reads them."""
+    rng = random.Random(11)
+    pages = [b'# TYPE req counter\nreq{a="1",b="x y"} 3\nreq 1\n', b'req{a="1",b="x y"} 4\nreq 2\n',
+             b'# TYPE req gauge\nreq{a="1",b="x y"} 5\nreq 3\n', b'# TYPE req counter\nreq{a="1",b="x y"} 6\nreq 4\n']
+    reader = PageReader(lambda labels: labels_of([*labels, ("instance", "a:1")]))
+    for _ in range(20):
+        body = rng.choice(pages)
+        expected = [(labels_of([*s.labels, ("instance", "a:1")]), s.value) for s in reference_samples(body, 0)]
+        assert [(s.labels, s.value) for s in reader.samples(body, 0)] == expected, body
+
+
+def test_comment_lines_are_kept_once_for_all_readers_and_bounded() -> None:
+    from watchdog.sources import exposition
+
+    exposition._COMMENTS.clear()  # what other tests' pages left
+    readers = [PageReader() for _ in range(50)]
+    for i, reader in enumerate(readers):
+        reader.samples(fleet_page(30.0, f"m{i}"), 0)
+    assert set(exposition._COMMENTS) == {"# TYPE requests_total counter", "# TYPE request_latency_seconds histogram"}
+    assert not any(hasattr(reader, "_comments") for reader in readers)  # no copy per target
+    reader = PageReader()
+    for i in range(2 * exposition._COMMENTS_KEPT + 10):  # a target making up new HELP lines: bounded
+        body = f"# HELP x{i} help {i}\n# HELP y {'z' * 1000}\nx{i} 1\n".encode()
+        if i % 97 == 0:
+            assert outcome(reader.samples, body, 0) == outcome(reference_samples, body, 0)
+        else:
+            reader.samples(body, 0)
+        assert len(exposition._COMMENTS) <= exposition._COMMENTS_KEPT
+    assert not any(len(line) > exposition._COMMENT_KEPT_LENGTH for line in exposition._COMMENTS)

@@ -59,8 +59,8 @@ def _values(daemon: Daemon) -> str:
     report = daemon.last_report
     if report is None:
         return "waiting for the first evaluation"
-    parts = [f"{rule}={v.value:.3f}" if v.value is not None else f"{rule}=({v.outcome.value})"
-             for _, rule, v, _ in report.verdicts]
+    parts = [f"{row.rule}={row.value:.3f}" if row.value is not None else f"{row.rule}=({row.outcome.value})"
+             for row in report.rows()]
     return "  ".join(parts) + f"  version={daemon.engine.versions.get('fraud-model')}"
 
 
@@ -111,5 +111,5 @@ def _story(daemon: Daemon, model_url: str, printer: _Printer) -> str:
 
 def _all_quiet(daemon: Daemon) -> bool:
     report = daemon.last_report
-    return report is not None and all(state.phase.value == "inactive" and v.outcome.value == "ok"
-                                      for _, _, v, state in report.verdicts)
+    return report is not None and all(row.phase.value == "inactive" and row.outcome.value == "ok"
+                                      for row in report.rows())
