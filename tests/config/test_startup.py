@@ -106,7 +106,8 @@ def test_a_rejected_config_closes_the_plugins_it_built(tmp_path, counting):
 
 
 HEAVY = ("psycopg", "requests", "mlflow", "kubernetes", "scipy", "numpy", "jinja2", "matplotlib",
-         "watchdog.state.postgres", "watchdog.sources.sql", "watchdog.web.statuspage", "watchdog.actuators.mlflow")
+         "watchdog.state.postgres", "watchdog.sources.sql", "watchdog.web.statuspage", "watchdog.actuators.mlflow",
+         "watchdog.stats", "watchdog.rules.statistical")
 START = """
 import sys
 from watchdog.config.loader import load
