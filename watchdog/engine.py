@@ -15,7 +15,7 @@ from watchdog.rollback.executor import RollbackExecutor
 from watchdog.alerters.base import Alert
 from watchdog.clock import Clock, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig
-from watchdog.config.schema import LoadedRule, TargetConfig
+from watchdog.config.schema import Condition, LoadedRule, TargetConfig
 from watchdog.durations import format_duration
 from watchdog.errors import WatchdogError
 from watchdog.metrics import DaemonMetrics
@@ -122,9 +122,15 @@ class Engine:
                                 for t, rules in self._rules_of.items()}
         # Each rule's queries and (split rules) routing key, worked out once, not per tick.
         # (Templated rules share one Rule: these are per Rule, not per target.)
-        self._queries = {id(lr.rule): [(c.source or lr.rule.source, c.query) for c in lr.rule.conditions()]
-                         for lr in loaded.rules}
-        self._thresholds = {id(lr.rule): list(lr.rule.threshold().items()) for lr in loaded.rules}
+        # rule.conditions() builds new Condition objects: once per Rule (10 at 1,000 × 10), not per target
+        self._conditions: dict[int, list[Condition]] = {}
+        self._queries: dict[int, list[tuple[str, str]]] = {}
+        self._thresholds: dict[int, list[tuple[str, float]]] = {}
+        for lr in loaded.rules:
+            if id(lr.rule) not in self._conditions:
+                conditions = self._conditions[id(lr.rule)] = lr.rule.conditions()
+                self._queries[id(lr.rule)] = [(c.source or lr.rule.source, c.query) for c in conditions]
+                self._thresholds[id(lr.rule)] = list(lr.rule.threshold().items())
         self._split_keys = {id(lr): target_key(lr.target, loaded.config.targets[lr.target].variables, lr.split_by)
                             for lr in loaded.rules if lr.split_by is not None}
         self._router = Router(self._fetch)  # split_by rules: one query per tick, its series routed to targets
@@ -153,7 +159,7 @@ class Engine:
         if owner is not None:
             executor.may_continue = owner.still_owned
         self._fixed_baselines = any(c.compare is not None and c.compare.baseline_value.kind == "at"
-                                    for lr in loaded.rules for c in lr.rule.conditions())
+                                    for conditions in self._conditions.values() for c in conditions)
         self._retain_baselines(self.clock.now())
 
     def _retain_baselines(self, now: float) -> None:
@@ -161,7 +167,7 @@ class Engine:
         time lies further back with every tick)."""
         for lr in self.loaded.rules:
             window = None  # worked out only for a rule that has such a baseline (at 10,000 rules, few do)
-            for c in lr.rule.conditions():
+            for c in self._conditions[id(lr.rule)]:
                 if c.compare is None or c.compare.baseline_value.kind == "previous_version":
                     continue
                 window = self.window(lr) if window is None else window

@@ -84,6 +84,22 @@ def test_each_plugin_is_built_once_from_load_to_a_running_daemon_and_once_per_re
     assert (counting["source closed"], counting["actuator closed"], counting["alerter closed"]) == (2, 2, 2)
 
 
+def test_the_daemon_works_out_a_templated_rules_conditions_once_not_per_target(tmp_path, counting, monkeypatch):
+    from watchdog.config.schema import Rule
+    write_fleet(tmp_path, targets=200, rules=3)
+    loaded = load(tmp_path / "watchdog.yaml")
+    calls = []
+    conditions = Rule.conditions
+    monkeypatch.setattr(Rule, "conditions", lambda self: calls.append(self.name) or conditions(self))
+    daemon = Daemon(loaded, clock=FakeClock())
+    try:
+        assert sorted(calls) == ["rule-0", "rule-1", "rule-2"]  # was 3 × 600: three walks of every target's rules
+        engine = daemon.engine
+        assert {engine._queries[id(lr.rule)][0] for lr in loaded.rules} == {("fleet", lr.rule.query) for lr in loaded.rules}
+    finally:
+        daemon.close()
+
+
 def test_a_loaded_config_hands_its_plugins_to_one_daemon_only(tmp_path, counting):
     write_fleet(tmp_path, targets=2, rules=1)
     loaded = load(tmp_path / "watchdog.yaml")
@@ -106,7 +122,8 @@ def test_a_rejected_config_closes_the_plugins_it_built(tmp_path, counting):
 
 
 HEAVY = ("psycopg", "requests", "mlflow", "kubernetes", "scipy", "numpy", "jinja2", "matplotlib",
-         "watchdog.state.postgres", "watchdog.sources.sql", "watchdog.web.statuspage", "watchdog.actuators.mlflow")
+         "watchdog.state.postgres", "watchdog.sources.sql", "watchdog.web.statuspage", "watchdog.actuators.mlflow",
+         "watchdog.stats", "watchdog.rules.statistical")
 START = """
 import sys
 from watchdog.config.loader import load

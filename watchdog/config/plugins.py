@@ -68,12 +68,31 @@ def _is_plugin(cls: Any, group: str) -> bool:
     return isinstance(cls, type) and getattr(cls, "plugin_group", None) == group
 
 
-@lru_cache(maxsize=None)
-def available(group: str) -> dict[str, str]:
-    found = dict(_BUILTIN.get(group, {}))
-    for ep in entry_points(group=group):
-        found[ep.name] = ep.value
-    return found
+class _Available:
+    """`available(group)`: the plugins of `group`, name -> "module:attr" (built-ins, then entry
+    points of the same name win). Each `entry_points(group=...)` reads every installed
+    distribution's metadata, so one scan serves all groups (start-up asks for three);
+    `available.cache_clear()` forgets it, as it did when this was an lru_cache per group."""
+
+    def __init__(self) -> None:
+        self._scanned: Any = None
+        self._cache: dict[str, dict[str, str]] = {}
+
+    def __call__(self, group: str) -> dict[str, str]:
+        if group not in self._cache:
+            if self._scanned is None:
+                self._scanned = entry_points()  # select() filters what it read: no new scan
+            found = dict(_BUILTIN.get(group, {}))
+            for ep in self._scanned.select(group=group):
+                found[ep.name] = ep.value
+            self._cache[group] = found
+        return self._cache[group]
+
+    def cache_clear(self) -> None:
+        self._scanned, self._cache = None, {}
+
+
+available = _Available()
 
 
 def _import(target: str) -> Any:

@@ -14,7 +14,6 @@ from dataclasses import replace
 
 from watchdog.config.schema import Compare, Condition, Rule
 from watchdog.errors import WatchdogError
-from watchdog.rules.statistical import judge_statistical
 from watchdog.rules.verdict import RULE_LEVEL, Outcome, Situation, Verdict, baseline_of, fetch_rendered, shown_labels, unnamed
 from watchdog.samples import Labels, Sample, without_name
 
@@ -49,6 +48,8 @@ def describe_compare(compare: Compare) -> str:
 
 def judge_rule(rule: Rule, situation: Situation) -> list[Verdict]:
     if rule.is_statistical():
+        # imported here: watchdog.stats (≈50 KB of tests) is for statistical rules only, not start-up
+        from watchdog.rules.statistical import judge_statistical
         verdicts = judge_statistical(rule, situation)
     elif rule.query is not None:
         verdicts = judge_condition(_main_condition(rule), rule.source, situation, rule.name)
