@@ -30,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import cpu_seconds, free_port, GcTimer, get, machine, start_daemon, write_result  # noqa: E402
+from common import compile_package, cpu_seconds, free_port, GcTimer, get, machine, start_daemon, write_result  # noqa: E402
 from fleet import write_config  # noqa: E402
 
 
@@ -103,6 +103,7 @@ def phases(targets: int, port: int, profile: str | None) -> dict[str, float]:
 
 def run_phases(code: str | None, targets: int, port: int, profile: str | None) -> dict[str, float]:
     env = {**os.environ, **({"PYTHONPATH": code} if code else {})}
+    compile_package({"PYTHONPATH": code} if code else None)
     argv = [sys.executable, __file__, "--child", "--targets", str(targets), "--port", str(port)]
     done = subprocess.run(argv + (["--profile", profile] if profile and not code else []), env=env, check=True,
                           stdout=subprocess.PIPE, text=True)
