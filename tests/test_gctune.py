@@ -67,3 +67,35 @@ def test_the_serving_daemon_settles_at_start_and_a_reload_frees_the_old_engine(t
         assert old_engine() is None  # the reload's settle() unfroze and collected the old configuration
     finally:
         daemon.shutdown()
+
+
+def test_the_start_collects_the_young_generations_only_and_a_reload_all(tmp_path):
+    """Daemon.start's settle: young cycles freed, no full traversal (0.03 s of a fleet's first
+    tick for nothing found: runtime/gctune.py); a reload's settle is a full one."""
+    from watchdog.config.loader import load
+    from watchdog.daemon import Daemon
+
+    (tmp_path / "watchdog.yaml").write_text(RELOAD_CONFIG.replace("interval: 10s", "interval: 1h"))
+    (tmp_path / "rules.yaml").write_text(RELOAD_RULES)
+    daemon = Daemon(load(tmp_path / "watchdog.yaml"), clock=FakeClock())
+    generations: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            generations.append(info["generation"])
+
+    gc.collect()
+    young = _Cycle()
+    gone = weakref.ref(young)
+    del young
+    gc.callbacks.append(seen)
+    try:
+        daemon.start()
+        assert gone() is None  # a young cycle: collected before the freeze
+        assert 2 not in generations and 1 in generations
+        generations.clear()
+        assert daemon.reload()[0] is True
+        assert 2 in generations
+    finally:
+        gc.callbacks.remove(seen)
+        daemon.shutdown()

@@ -462,7 +462,7 @@ class Daemon:
         self._server = self.api_server()
         self._server.start()
         self.notifier.start()
-        gctune.settle()  # start-up's objects frozen, fewer young collections: see runtime/gctune.py
+        gctune.settle(full=False)  # start-up's objects frozen, fewer young collections: see runtime/gctune.py
         # APScheduler fires on the real wall clock: its grid is aligned on that one, not on self.clock.
         cfg = self.loaded.config
         follower = PhaseFollower(cfg.align_ticks, lambda: self.sources, cfg.interval) if cfg.align_ticks else None

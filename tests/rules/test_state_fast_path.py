@@ -1,4 +1,5 @@
-"""`step`'s shortcut for a quiet series judged OK again against the full transition (`_step`),
+"""`step`'s shortcuts (a quiet series judged OK again; a series not pending that is still warming
+up) against the full transition (`_step`),
 on random states, verdicts and rules; and `same_course` compares every field but the four
 that every evaluation overwrites."""
 
@@ -40,7 +41,8 @@ def test_the_shortcut_gives_what_the_full_step_gives(seed: int) -> None:
     rng = random.Random(seed)
     for _ in range(500):
         prev, rule = random_state(rng), random_rule(rng)
-        verdict = Verdict((), rng.choice([Outcome.OK, Outcome.OK, Outcome.BREACH, Outcome.NO_DATA]),
+        verdict = Verdict((), rng.choice([Outcome.OK, Outcome.OK, Outcome.BREACH, Outcome.NO_DATA, Outcome.WARMING_UP,
+                                          Outcome.WARMING_UP, Outcome.INSUFFICIENT]),
                           rng.choice([None, 0.5]), "why", memory=rng.choice([None, '{"n": 2}']))
         now = 100.0 + rng.choice([0.0, 5.0, 50.0])
         max_gap = rng.choice([None, 20.0])
@@ -52,6 +54,24 @@ def test_the_shortcut_is_taken_for_a_quiet_series() -> None:
     prev = SeriesState(outcome="ok", value=0.1, evaluated_at=1.0)
     state, events = step(prev, Verdict((), Outcome.OK, 0.2, "fine"), rule, 2.0)
     assert events == [] and state == dataclasses.replace(prev, value=0.2, reason="fine", evaluated_at=2.0)
+
+
+def test_the_warming_up_shortcut_is_taken_unless_a_timer_is_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    rule = Rule(name="r", source="s", query="x", above=1.0, for_=30.0)
+    warming = Verdict((), Outcome.WARMING_UP, None, "warming up", memory='{"n": 2}')
+    full = _step
+    prev = SeriesState(phase=Phase.FIRING, firing_since=1.0, errors=2, no_data_since=3.0, value=0.4, decision_id="d")
+    expected = full(prev, warming, rule, 100.0, 20.0)
+    calls: list[SeriesState] = []
+    monkeypatch.setattr("watchdog.rules.state._step", lambda p, *a: calls.append(p) or full(p, *a))
+    assert step(prev, warming, rule, 100.0, 20.0) == expected and not calls
+    assert expected[0] == dataclasses.replace(prev, errors=0, outcome="warming_up", reason="warming up",
+                                              evaluated_at=100.0, memory='{"n": 2}')
+    step(SeriesState(), warming, rule, 100.0, 20.0)
+    assert not calls  # a new series (a fleet's first tick: 7,000 of them) as well
+    pending = SeriesState(phase=Phase.PENDING, pending_since=10.0, evaluated_at=50.0)
+    assert step(pending, warming, rule, 100.0, 20.0) == full(pending, warming, rule, 100.0, 20.0)
+    assert calls == [pending]  # a gap restarts the timer: the full transition says so
 
 
 def test_same_course_compares_every_field_but_the_overwritten_ones() -> None:

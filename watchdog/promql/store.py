@@ -199,8 +199,15 @@ class SeriesStore:
         if series is None:
             labels = self._built.pop(labels, None) or self._shared(labels)
             series = self._series[labels] = _Series(labels)
-            for name, value in labels:
-                self._postings.setdefault(name, {}).setdefault(value, {})[labels] = series
+            postings = self._postings
+            for name, value in labels:  # no `setdefault(…, {})`: that builds two dicts per pair to drop them
+                values = postings.get(name)
+                if values is None:
+                    values = postings[name] = {}
+                members = values.get(value)
+                if members is None:
+                    members = values[value] = {}
+                members[labels] = series
         return series
 
     def _forget(self, labels: Labels) -> None:

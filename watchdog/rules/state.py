@@ -135,6 +135,16 @@ def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float,
             reason=verdict.reason, evaluated_at=now, decision_id=prev.decision_id, errors=prev.errors, breaches=(),
             memory=verdict.memory if verdict.memory is not None else prev.memory, insufficient_since=None,
             insufficient_alerted=False), []
+    if verdict.outcome is Outcome.WARMING_UP and prev.phase is not Phase.PENDING:
+        # No evidence either way (every series of a fleet's first tick whose window is not
+        # filled yet): the fields every evaluation overwrites, `errors` back to 0, nothing else
+        # (what `_step` gives: a pending timer's gap check is left to it; same test as above).
+        return SeriesState(
+            phase=prev.phase, pending_since=prev.pending_since, firing_since=prev.firing_since,
+            no_data_since=prev.no_data_since, value=verdict.value if verdict.value is not None else prev.value,
+            outcome=verdict.outcome.value, reason=verdict.reason, evaluated_at=now, decision_id=prev.decision_id,
+            errors=0, breaches=prev.breaches, memory=verdict.memory if verdict.memory is not None else prev.memory,
+            insufficient_since=prev.insufficient_since, insufficient_alerted=prev.insufficient_alerted), []
     return _step(prev, verdict, rule, now, max_gap)
 
 

@@ -10,7 +10,8 @@ Almost nothing the daemon frees is cyclic: reference counting frees it, and the 
 only has to find the rare cycle.
 
 `settle()`, called when the daemon starts serving and after each successful reload:
-- collects once (what start-up or the old configuration left in cycles is freed now),
+- collects once (what start-up or the old configuration left in cycles is freed now; at start
+  the young generations only: see `settle`),
 - `gc.freeze()`s the survivors — they move to the permanent generation and are never
   traversed again (they are still freed by reference counting when dropped);
 - raises the generation-0 threshold (THRESHOLD): a young collection every 50,000 net
@@ -37,10 +38,16 @@ log = logging.getLogger("watchdog.gc")
 THRESHOLD = (50_000, 20, 100)
 
 
-def settle(threshold: tuple[int, int, int] = THRESHOLD) -> None:
-    """Collect, freeze what survived, and set the collector's thresholds (see the module)."""
+def settle(threshold: tuple[int, int, int] = THRESHOLD, *, full: bool = True) -> None:
+    """Collect, freeze what survived, and set the collector's thresholds (see the module).
+
+    `full=False` (the daemon's start) collects the young generations only: what start-up holds
+    unreachable in the old generation is only what died after its promotion, and on the fleet a
+    full traversal there found nothing (98,700 tracked objects, 0 unreachable after the young
+    collection) for 0.03 s of the first tick's CPU, before ready. What it would have found stays
+    frozen until the next settle (a reload's, full), as a cycle dropped after a settle does."""
     gc.unfreeze()  # what the last settle() froze is collectable again (a reload dropped some of it)
-    found = gc.collect()
+    found = gc.collect() if full else gc.collect(1)
     gc.freeze()
     gc.set_threshold(*threshold)
     log.debug("gc settled: %d unreachable objects collected, %d frozen, thresholds %s",
