@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Callable, Protocol
 
 
 class Clock(Protocol):
@@ -98,35 +99,85 @@ STEP_TOLERANCE = 1.0  # seconds: a recorded time further than this in the clock'
 
 
 class StepBack:
-    """Times recorded before the wall clock stepped back lie in the new clock's future; a guard
-    that compared them with the present (`now - recorded < cooldown`) would wait the step's
-    length more. `seen(recorded, now)` is the time to count from instead: `recorded` itself when
-    it is not in the future (beyond STEP_TOLERANCE); else moved back by the last step seen by
-    `observe` (called on every tick: a tick earlier than the one before is a step back; the step
-    is taken as the distance between the two ticks, a little less than it was, so a guard never
-    ends early); and never later than the moment it was first seen in the future. A step this
-    process did not see (it happened before a restart) is taken to be as long as the first
-    future time asked about lies ahead (the incident's start, asked on every tick): a lower
-    bound. Elapsed time counts from the step on: never negative, never the step's length."""
+    """The wall clock's steps as this process saw them: one per daemon (watchdog/daemon.py),
+    shared by every part that keeps wall-clock times, so that all see the same step at the same
+    moment. Two ways in:
+
+    - `clock_stepped(length, at)`: the scheduler's watcher saw the wall clock move `length`
+      seconds against the monotonic one (negative: back), on the new clock's `at`. Exact, and
+      the only way a step *forward* is told from time that passed.
+    - `observe(now)`: a tick at `now`, once per tick at the start of `Engine.tick`. It first
+      asks `probe` (the watcher's look, when a scheduler runs), so a step that already happened
+      is known before the tick acts; then the tick takes the steps seen since the tick before.
+      With none seen, a tick earlier than the one before is a step back, taken as the distance
+      between the two ticks (a little less than it was, so a guard never ends early). A part
+      used on its own (a CLI command, the backtest, a test without a scheduler) owns one and
+      observes its own ticks.
+
+    Each tick that took a step raises `epoch`; a part reacts once to each (`since(mark)`), on
+    the tick that took it: a pending `for` restarts, the scrape source drops samples that lie in
+    the clock's future, an open circuit cools down from the step.
+
+    `seen(recorded, now)` is the time to count from instead of `recorded` (a guard's last
+    rollback, an alert's queueing): a time recorded before a step back lies in the new clock's
+    future (beyond STEP_TOLERANCE); it is moved back by the last step back, and never later
+    than the moment it was first seen in the future. A step back this process did not see (it
+    happened before a restart) is taken to be as long as the first future time asked about lies
+    ahead (the incident's start, asked on every tick): a lower bound. A time recorded before a
+    step forward the watcher saw (at or before the clock's reading just before the step) is
+    moved forward by it, never past the present: what was left of a guard at a step, either
+    way, is what is left after it. Elapsed time counts from the step on: never negative, never
+    the step's length."""
 
     LIMIT = 10_000  # first sightings kept at most (times recorded before a step, still in the future)
+    KEPT = 16  # steps kept: the ticks' (for `since`) and the forward ones since the last step back
 
     def __init__(self, tolerance: float = STEP_TOLERANCE):
         self.tolerance = tolerance
-        self.step = 0.0  # length of the last step back seen by `observe` (seconds, positive)
+        self.step = 0.0  # length of the last step back seen (seconds, positive)
+        self.epoch = 0  # ticks that took a step
+        #: the watcher's look (TickScheduler.check_clock), asked first on every tick
+        self.probe: Callable[[], object] | None = None
         self._last: float | None = None
-        self._at = 0.0  # when the last step was seen (new clock)
+        self._at = 0.0  # when the last step back was seen (new clock)
         self._first: dict[float, float] = {}
+        self._unticked: list[float] = []  # steps the watcher saw since the last tick (signed)
+        self._ticked: deque[tuple[int, tuple[float, ...]]] = deque(maxlen=self.KEPT)  # (epoch, steps taken)
+        self._forward: deque[tuple[float, float]] = deque(maxlen=self.KEPT)  # (length, at) since the last step back
         self._lock = threading.Lock()
 
-    def observe(self, now: float) -> bool:
-        """A tick at `now`: notes a step back since the tick before (True when there was one)."""
+    def clock_stepped(self, length: float, at: float) -> None:
+        """The watcher saw the wall clock move `length` seconds (negative: back) against the
+        monotonic clock; `at`: the wall clock when it looked (after the step)."""
         with self._lock:
-            stepped = self._last is not None and now < self._last - self.tolerance
-            if stepped:
+            self._unticked.append(length)
+            if length < 0:
+                self.step, self._at = -length, at
+                self._forward.clear()
+            else:
+                self._forward.append((length, at))
+
+    def observe(self, now: float) -> tuple[float, ...]:
+        """A tick at `now` (once per tick): the steps it takes (signed lengths; empty: none)."""
+        probe = self.probe
+        if probe is not None:
+            probe()
+        with self._lock:
+            taken, self._unticked = tuple(self._unticked), []
+            if not taken and self._last is not None and now < self._last - self.tolerance:
                 self.step, self._at = self._last - now, now
+                self._forward.clear()
+                taken = (now - self._last,)
             self._last = now
-            return stepped
+            if taken:
+                self.epoch += 1
+                self._ticked.append((self.epoch, taken))
+            return taken
+
+    def since(self, mark: int) -> tuple[float, ...]:
+        """The steps taken by the ticks after epoch `mark` (the last KEPT of them)."""
+        with self._lock:
+            return tuple(step for epoch, taken in self._ticked if epoch > mark for step in taken)
 
     @property
     def last(self) -> tuple[float, float]:
@@ -141,7 +192,7 @@ class StepBack:
 
     def seen(self, recorded: float, now: float) -> float:
         if recorded <= now + self.tolerance:
-            return recorded
+            return self._forwarded(recorded, now)
         with self._lock:
             # A time recorded before the last step lies ahead by at most what is left of the step;
             # one further ahead (another host's clock, a step not seen) is not moved by it.
@@ -157,3 +208,16 @@ class StepBack:
                         self._first.pop(next(iter(self._first)))
                 first = self._first[recorded] = now
             return first
+
+    def _forwarded(self, recorded: float, now: float) -> float:
+        """`recorded` moved forward by each step forward seen after it (oldest first): it was
+        recorded before a step of D seen at `at` when it is no later than `at - D`, the clock's
+        reading just before the step."""
+        if not self._forward:
+            return recorded
+        moved = recorded
+        with self._lock:
+            for length, at in self._forward:
+                if moved <= at - length:
+                    moved += length
+        return recorded if moved == recorded else min(moved, now)

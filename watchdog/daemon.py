@@ -16,7 +16,7 @@ from watchdog.config import plugins
 from watchdog.http import body as httpbody
 from watchdog.rollback.executor import RollbackExecutor
 from watchdog.alerters.base import Alert
-from watchdog.clock import Clock, SystemClock, rfc3339
+from watchdog.clock import Clock, StepBack, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.rollback.drill import Drill, DrillMetrics, prepare_drill, probe_drill, record_drill
 from watchdog.rollback.drill_schedule import DrillAlerts, DrillJob, DrillSchedule, DrillWorker
@@ -94,6 +94,9 @@ class Daemon:
     def __init__(self, loaded: LoadedConfig, clock: Clock | None = None, metrics: DaemonMetrics | None = None,
                  store: StateStore | None = None, redactor: Redactor | None = None):
         self.clock = clock or SystemClock()
+        # The wall clock's steps, one for the daemon's lifetime (across reloads): the scheduler's
+        # watcher and every tick feed it; the engine hands it on (watchdog/clock.py)
+        self.steps = StepBack()
         # The secrets of the running configuration: the process's redactor while this daemon
         # runs (plugins and the log filter use it), renewed on every reload.
         self.redactor = redactor or Redactor()
@@ -136,7 +139,7 @@ class Daemon:
         else:
             self.notifier = Notifier(self.alerters, self.metrics, self.stop, on_failure=self._alert_failed,
                                      on_sent=self._alert_sent, store=self.store, clock=self.clock.now,
-                                     on_expired=self._alert_expired, max_age=cfg.alert_max_age)
+                                     on_expired=self._alert_expired, max_age=cfg.alert_max_age, steps=self.steps)
         self.executor = RollbackExecutor(self.store, self.actuators, self.metrics, self.stop)
         self.executor.step_scope = ProcessJournal(self.store, clock=self.clock).step
         if not hasattr(self, "owner"):
@@ -144,7 +147,7 @@ class Daemon:
                                live_window=max(30.0, 3 * loaded.config.interval))
         self.owner.owned = set()  # a new engine adopts its targets' state on its first tick
         self.engine = Engine(loaded, self.store, self.sources, self.executor, self.notifier, self.metrics, self.owner,
-                             clock=self.clock)
+                             clock=self.clock, steps=self.steps)
         self.drill_schedule = DrillSchedule(loaded, self.store)
 
     def reload(self) -> tuple[bool, str]:
@@ -466,7 +469,7 @@ class Daemon:
         # APScheduler fires on the real wall clock: its grid is aligned on that one, not on self.clock.
         cfg = self.loaded.config
         follower = PhaseFollower(cfg.align_ticks, lambda: self.sources, cfg.interval) if cfg.align_ticks else None
-        self._scheduler = TickScheduler(cfg.interval, self.run_once)
+        self._scheduler = TickScheduler(cfg.interval, self.run_once, steps=self.steps)
         self._scheduler.start()
         if follower is not None:  # shifts the grid once it knows the phase (align_ticks changes at the next start)
             threading.Thread(target=follower.follow, args=(self._scheduler.shift, self.stop, SystemClock()),

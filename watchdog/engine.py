@@ -13,7 +13,7 @@ from typing import Iterable
 
 from watchdog.rollback.executor import RollbackExecutor
 from watchdog.alerters.base import Alert
-from watchdog.clock import Clock, SystemClock, rfc3339
+from watchdog.clock import Clock, StepBack, SystemClock, rfc3339
 from watchdog.config.loader import LoadedConfig
 from watchdog.config.schema import Condition, LoadedRule, TargetConfig
 from watchdog.durations import format_duration
@@ -87,7 +87,10 @@ class TickReport:
     decisions: list[str] = field(default_factory=list)
 
 
-def _gap(now: float, evaluated_at: float | None) -> str:
+def _gap(now: float, evaluated_at: float | None, steps: tuple[float, ...] = ()) -> str:
+    if steps:  # the tick took a step of the wall clock (watchdog.clock.StepBack)
+        return "the clock stepped " + ", ".join(("back " if d < 0 else "forward ") + format_duration(round(abs(d), 1))
+                                                 for d in steps)
     gap = round(now - (evaluated_at or now), 1)
     return f"not evaluated for {format_duration(gap)}" if gap >= 0 else f"the clock stepped back {format_duration(-gap)}"
 
@@ -95,7 +98,7 @@ def _gap(now: float, evaluated_at: float | None) -> str:
 class Engine:
     def __init__(self, loaded: LoadedConfig, store: StateStore, sources: dict[str, Source],
                  executor: RollbackExecutor, notifier: Notifier, metrics: DaemonMetrics, owner: Owner | None = None,
-                 clock: Clock | None = None, tick_budget: float | None = None):
+                 clock: Clock | None = None, tick_budget: float | None = None, steps: StepBack | None = None):
         self.loaded = loaded
         self.store = store
         self.sources = sources
@@ -103,6 +106,11 @@ class Engine:
         self.notifier = notifier
         self.metrics = metrics
         self.clock = clock or SystemClock()
+        # The wall clock's steps: the daemon's (its scheduler watches the clock), else its own;
+        # observed once per tick, first, and handed to the runner (circuits, scrape sources), the
+        # guards and the rule states, so all see a step on the same tick (watchdog/clock.py)
+        self.steps = steps or StepBack()
+        self._clock_steps: tuple[float, ...] = ()  # the steps this tick took
         self.states = StateIndex((k, SeriesState.from_json(v)) for k, v in store.load_rule_states().items())
         # What the store holds of each state, as far as an inactive series' course goes: a quiet
         # series (inactive, judged OK again) is written only when that changes, and its
@@ -145,7 +153,7 @@ class Engine:
         self.version_gate = VersionGate(self._history, self.alert)  # versions are untrusted (watchdog/rollback/version_gate.py)
         # Sources run concurrently, once per query per tick, behind per-source circuit breakers.
         interval = loaded.config.interval
-        self.runner = SourceRunner(sources, metrics, self.clock, stop=executor.stop_event, settings=RunnerSettings(
+        self.runner = SourceRunner(sources, metrics, self.clock, stop=executor.stop_event, steps=self.steps, settings=RunnerSettings(
             # A dead source is skipped for a couple of ticks, not for a minute: recovery must
             # be noticed (and no-data alerts resolved) promptly.
             cooldown=min(60.0, max(5.0, 2 * interval)), query_timeout=max(2.0, 0.8 * interval)))
@@ -153,7 +161,7 @@ class Engine:
         self.tick_budget = tick_budget if tick_budget is not None else max(1.0, 0.8 * loaded.config.interval)
         self.ledger = Ledger(store, loaded.config)
         self.desk = Desk(loaded.config, store, self.alert, metrics, executor, clock=self.clock.now)
-        self.rollbacks = Rollbacks(loaded, store, executor, self.desk, self.ledger)
+        self.rollbacks = Rollbacks(loaded, store, executor, self.desk, self.ledger, steps=self.steps)
         self.owner = owner
         self.owned: set[str] = set(loaded.config.targets) if owner is None else set()
         if owner is not None:
@@ -178,6 +186,7 @@ class Engine:
 
     def tick(self, now: float) -> TickReport:
         started = self.clock.monotonic()
+        self._observe_clock(now)
         report = TickReport(at=now)
         self._refresh_ownership(now)
         self.desk.sync(self.owned)
@@ -208,6 +217,11 @@ class Engine:
         self.metrics.last_evaluation.set(now)
         self.metrics.evaluation_duration.observe(self.clock.monotonic() - started)
         return report
+
+    def _observe_clock(self, now: float) -> None:
+        """Once per tick, first: the steps of the wall clock since the last tick, for every part."""
+        self._clock_steps = self.steps.observe(now)
+        self.rollbacks.observe_clock(self._clock_steps)
 
     def _evaluate_rules(self, now: float, report: TickReport) -> dict[str, list[str]]:
         """Judge every owned rule; its states and history are written in ONE transaction at the
@@ -433,7 +447,7 @@ class Engine:
             key = (lr.target, rule.name, series_key(verdict.labels))
             seen.add(key)
             prev = states.get(key) or _NO_STATE
-            state, events = step(prev, verdict, rule, now, max_gap=max_gap)
+            state, events = step(prev, verdict, rule, now, max_gap=max_gap, stepped=bool(self._clock_steps))
             self.metrics.rules.count_outcome(lr.target, rule.name, verdict.outcome.value)
             if events:
                 state = self._handle_events(lr, verdict, prev, state, events, now)
@@ -522,7 +536,7 @@ class Engine:
             Event.NO_DATA_ENDED: "data is back",
             Event.INCONCLUSIVE: f"still not judged after {rule.max_inconclusive or 0:g}s: {verdict.reason}",
             Event.JUDGED_AGAIN: f"judged again: {verdict.reason}",
-            Event.GAP: (f"pending → inactive: {_gap(now, prev.evaluated_at)}; the breach must be observed again for `for`"),
+            Event.GAP: (f"pending → inactive: {_gap(now, prev.evaluated_at, self._clock_steps)}; the breach must be observed again for `for`"),
         }[event]
         log.info("%s/%s%s %s", lr.target, rule.name, format_labels(verdict.labels) if verdict.labels else "", message)
         self._history(now, lr.target, rule.name, dict(verdict.labels), "no_data" if "NO_DATA" in event.name else "state",

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from watchdog.clock import StepBack
 from watchdog.rollback.executor import RollbackExecutor, RollbackRequest, with_stack
 from watchdog.state.decisions import actuator_plan
 from watchdog.config.loader import LoadedConfig
@@ -47,13 +48,13 @@ class TargetView:
 
 class Rollbacks:
     def __init__(self, loaded: LoadedConfig, store: StateStore, executor: RollbackExecutor, desk: Desk,
-                 ledger: Ledger, new_id: Callable[[], str] = lambda: uuid.uuid4().hex):
+                 ledger: Ledger, new_id: Callable[[], str] = lambda: uuid.uuid4().hex, steps: StepBack | None = None):
         self.loaded = loaded
         self.store = store
         self.executor = executor
         self.desk = desk
         self.ledger = ledger
-        self.guards = Guards(loaded.config, store)
+        self.guards = Guards(loaded.config, store, steps)  # steps: the daemon's (watchdog.clock.StepBack)
         self.new_id = new_id
         executor.on_finish = self.decision_finished
         self._rollback_rules: dict[str, dict[str, LoadedRule]] = {}  # by target, in rule order
@@ -61,6 +62,7 @@ class Rollbacks:
             if lr.rule.action == "rollback":
                 self._rollback_rules.setdefault(lr.target, {})[lr.rule.name] = lr
         self._awaiting: dict[str, str | None] = {}  # target → decision whose recovery is awaited
+        self._forward = 0.0  # how far this tick's steps forward of the wall clock went (observe_clock)
         self._seen: set[str] = set()
 
     # -- signals ------------------------------------------------------------------------------
@@ -111,12 +113,24 @@ class Rollbacks:
             with self.store.transaction():
                 self.desk.mark(target, decision.rule, decision.id, "recovered_at", now)
 
+    def observe_clock(self, taken: tuple[float, ...]) -> None:
+        """The steps of the wall clock this tick took (`StepBack.observe`, once per tick, at the
+        start of Engine.tick): a step back is kept in the store (Guards.keep_step); a step
+        forward moves the incidents' phases on this tick (`_tick`)."""
+        if taken:
+            self.guards.keep_step()
+        self._forward = sum(step for step in taken if step > 0)
+
     def _tick(self, view: TargetView, now: float, incident: Incident | None = None) -> Incident:
         incident = incident if incident is not None else self.desk.load(view.target)
-        self.guards.observe(now)
-        if incident.since is not None and incident.since > now + self.guards.steps.tolerance:
+        steps = self.guards.steps
+        if incident.since is not None and incident.since > now + steps.tolerance:
             # The clock stepped back: the phase and its deadline move with it (docs/operations.md)
-            incident = self.desk.send(view.target, ClockStepped(self.guards.steps.seen(incident.since, now)), now)
+            incident = self.desk.send(view.target, ClockStepped(steps.seen(incident.since, now)), now)
+        elif self._forward and incident.since is not None and incident.until is not None:
+            # ... and forward: the phase began on a tick before the step, on the old clock, and
+            # its deadline lies no nearer than it did before the step
+            incident = self.desk.send(view.target, ClockStepped(min(incident.since + self._forward, now), forward=True), now)
         for signal in due(incident, now):
             incident = self.desk.send(view.target, signal, now)
         firing = self._firing(view, incident)

@@ -8,7 +8,11 @@ Each guard that stops an action says why, with the numbers.
 Times recorded before the wall clock stepped back (a rollback, a new version, the start of a
 pause for a duration) lie in the new clock's future: the guards move them back by the step
 seen (`watchdog.clock.StepBack`), so a step back of D defers a rollback no longer than the
-cooldown, delay, window or pause left at the step, give or take a tick, never D more.
+cooldown, delay, window or pause left at the step, give or take a tick, never D more; times
+recorded before a step forward the scheduler saw are moved forward by it, so the guard does not
+end D early. The StepBack is the daemon's (fed by the scheduler's watcher and each tick); a
+command on its own (`model-watchdog rollback`, a drill) gets one of its own, which knows the
+last step back a daemon kept in the store.
 """
 
 from __future__ import annotations
@@ -60,10 +64,10 @@ class Situation:
 
 
 class Guards:
-    def __init__(self, config: Config, store: StateStore):
+    def __init__(self, config: Config, store: StateStore, steps: StepBack | None = None):
         self.config = config
         self.store = store
-        self.steps = StepBack()
+        self.steps = steps or StepBack()
         try:
             seen = json.loads(store.get_meta(STEP_KEY) or "null")
             step, at = (float(seen["step"]), float(seen["at"])) if isinstance(seen, dict) else (0.0, 0.0)
@@ -71,16 +75,19 @@ class Guards:
             step, at = 0.0, 0.0  # unreadable: as if none was seen
         if math.isfinite(step) and math.isfinite(at):
             self.steps.remember(step, at)
+        self._kept = self.steps.last  # the step back the store holds (or one older)
 
-    def observe(self, now: float) -> None:
-        """A tick at `now` (every tick): a step back since the tick before is remembered in the
-        store, so that an operator's command and the next start count from it too."""
-        if self.steps.observe(now):
-            step, at = self.steps.last
-            try:
-                self.store.set_meta(STEP_KEY, json.dumps({"step": step, "at": at}))
-            except StateError as exc:
-                log.warning("cannot remember the clock step in the state store: %s", exc)
+    def keep_step(self) -> None:
+        """After a tick that took a step (Engine.tick, once per tick): a step back not yet in the
+        store is written there, so that an operator's command and the next start count from it."""
+        last = self.steps.last
+        if not last[0] or last == self._kept:
+            return
+        try:
+            self.store.set_meta(STEP_KEY, json.dumps({"step": last[0], "at": last[1]}))
+            self._kept = last
+        except StateError as exc:
+            log.warning("cannot remember the clock step in the state store: %s", exc)
 
     def check(self, s: Situation) -> GuardResult:
         for guard in (self._paused, self._shadow, self._unknown_version, self._initial_delay, self._cooldown,

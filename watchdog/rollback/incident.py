@@ -162,9 +162,12 @@ class NewVersion:
 class ClockStepped:
     """The wall clock stepped back: the incident's phase, begun at a time that now lies in the
     clock's future, began at `since` on the new clock. Its deadline (approval, verify window)
-    moves with it, so it lies no further from the present than it did before the step."""
+    moves with it, so it lies no further from the present than it did before the step.
+    `forward`: the clock stepped forward (seen by the scheduler): the phase began at the later
+    `since`, and its deadline lies no nearer than it did before the step."""
 
     since: float
+    forward: bool = False
 
 
 @dataclass(frozen=True)
@@ -505,7 +508,7 @@ def _on_paused(incident: Incident, s: Paused, now: float, settings: Settings) ->
 
 def _on_clock_stepped(incident: Incident, s: ClockStepped, now: float,
                       settings: Settings) -> tuple[Incident, list[Effect]]:
-    if incident.since is None or incident.since <= s.since:
+    if incident.since is None or (incident.since >= s.since if s.forward else incident.since <= s.since):
         return incident, []  # (moved already, by another replica)
     shift = s.since - incident.since  # blocked_since stays: it names the open rollback_blocked alert
     return replace(incident, since=s.since, until=None if incident.until is None else incident.until + shift), []

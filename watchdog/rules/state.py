@@ -117,12 +117,14 @@ def _is_breach(verdict: Verdict, rule: Rule) -> bool:
 
 
 def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float,
-         max_gap: float | None = None) -> tuple[SeriesState, list[Event]]:
+         max_gap: float | None = None, stepped: bool = False) -> tuple[SeriesState, list[Event]]:
     """The next state of one series after `verdict` at time `now`.
 
-    A breach must be observed continuously for `for`: when the previous evaluation is more
-    than `max_gap` ago (the process stopped, the clock jumped), or later than `now` (the clock
-    stepped back), a pending timer restarts."""
+    A breach must be observed continuously for `for`: when the wall clock stepped since the
+    previous evaluation, either way (`stepped`: the engine's `watchdog.clock.StepBack` took a
+    step on this tick), a pending timer restarts; so it does when the previous evaluation is
+    more than `max_gap` ago (the process stopped, a jump) or later than `now` (a step back no
+    process saw: the state was written before a restart)."""
     if verdict.outcome is Outcome.OK and prev.phase is Phase.INACTIVE and not prev.errors \
             and prev.no_data_since is None and prev.insufficient_since is None and not prev.insufficient_alerted \
             and not prev.breaches:
@@ -145,14 +147,14 @@ def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float,
             outcome=verdict.outcome.value, reason=verdict.reason, evaluated_at=now, decision_id=prev.decision_id,
             errors=0, breaches=prev.breaches, memory=verdict.memory if verdict.memory is not None else prev.memory,
             insufficient_since=prev.insufficient_since, insufficient_alerted=prev.insufficient_alerted), []
-    return _step(prev, verdict, rule, now, max_gap)
+    return _step(prev, verdict, rule, now, max_gap, stepped)
 
 
 def _step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float,
-          max_gap: float | None = None) -> tuple[SeriesState, list[Event]]:
+          max_gap: float | None = None, stepped: bool = False) -> tuple[SeriesState, list[Event]]:
     events: list[Event] = []
-    if max_gap is not None and prev.phase is Phase.PENDING and prev.evaluated_at is not None \
-            and (now - prev.evaluated_at > max_gap or now < prev.evaluated_at):  # a jump either way
+    if prev.phase is Phase.PENDING and (stepped or max_gap is not None and prev.evaluated_at is not None and (
+            now - prev.evaluated_at > max_gap or now < prev.evaluated_at)):  # a jump either way
         events.append(Event.GAP)
         prev = replace(prev, phase=Phase.INACTIVE, pending_since=None, breaches=())
     state = replace(prev, evaluated_at=now, outcome=verdict.outcome.value, reason=verdict.reason,

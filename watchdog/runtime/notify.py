@@ -87,7 +87,8 @@ class Notifier:
                  on_failure: Callable[[str, Alert, str], None] | None = None,
                  on_sent: Callable[[str, Alert], None] | None = None,
                  store: AlertQueue | None = None, clock: Callable[[], float] | None = None,
-                 on_expired: Callable[[str, Alert, str], None] | None = None, max_age: float = MAX_AGE):
+                 on_expired: Callable[[str, Alert, str], None] | None = None, max_age: float = MAX_AGE,
+                 steps: StepBack | None = None):
         self._alerters = alerters
         self._on_expired = on_expired
         self.max_age = max_age  # a reload may change it
@@ -97,7 +98,10 @@ class Notifier:
         self._on_sent = on_sent
         self._store = store
         self._clock = clock or SystemClock().now
-        self._steps = StepBack()  # times recorded before the wall clock stepped back (queued_at)
+        # The wall clock's steps (for `queued_at`): the daemon's, fed by the scheduler and the
+        # ticks; without one (a command, a test), one of its own fed by its own clock readings.
+        self._steps = steps or StepBack()
+        self._observes = steps is None
         self._claimant = f"notifier-{uuid.uuid4().hex[:12]}"
         self._queue: queue.Queue[_Delivery | None] = queue.Queue()
         self._detached = False  # the store was lost: deliveries from memory are retried until they go out
@@ -195,7 +199,8 @@ class Notifier:
 
     def _now(self) -> float:
         now = self._clock()
-        self._steps.observe(now)
+        if self._observes:  # (a shared StepBack is fed by the ticks only: their `now` is a grid point)
+            self._steps.observe(now)
         return now
 
     def _retry_due(self) -> None:

@@ -15,6 +15,12 @@ is exactly "skip a slot that passed while a tick was still running". APScheduler
 a job which fire time it stands for, so the trigger keeps the fire times it handed out and
 the job takes the latest one that has come.
 
+The scheduler also watches the wall clock against the monotonic one: a step (NTP, a VM
+resumed) re-plans the ticks and is reported to the daemon's `watchdog.clock.StepBack`, which
+hands it to every part that keeps times (docs/operations.md, "Wall-clock steps"). The first
+thing of every tick asks the same look (`StepBack.probe`), so a tick never acts on a step the
+watcher has not looked at yet.
+
 `offset` shifts the grid (e.g. to evaluate just after Prometheus scrapes the targets); 0 puts
 the ticks on multiples of the interval.
 """
@@ -32,7 +38,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEve
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
-from watchdog.clock import Clock, SystemClock
+from watchdog.clock import Clock, StepBack, SystemClock
 
 log = logging.getLogger("watchdog.scheduler")
 
@@ -100,13 +106,16 @@ class GridTrigger(BaseTrigger):
 
 class TickScheduler:
     def __init__(self, interval: float, job: Callable[[float], object], offset: float = 0.0,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, steps: StepBack | None = None):
         self.interval = interval
         self._clock = clock or SystemClock()  # APScheduler fires on the system's wall clock: the same one
         self.trigger = GridTrigger(interval, offset)
         self._job = job
         self.skipped = 0  # slots left out because a tick was still running (or the scheduler woke too late)
         self._skew = self._clock.now() - self._clock.monotonic()  # wall minus monotonic: changes when the clock steps
+        self._skew_lock = threading.Lock()  # the watcher and the tick (StepBack.probe) both look
+        self.steps = steps or StepBack()  # where the steps seen go (the daemon's, shared)
+        self.steps.probe = self._look
         self._stopped = threading.Event()
         # misfire_grace_time: a slot whose run could not start within it is skipped, as one that
         # passed during a long tick (APScheduler takes whole seconds)
@@ -128,23 +137,32 @@ class TickScheduler:
 
     def _watch_clock(self) -> None:
         while not self._stopped.wait(CLOCK_CHECK_EVERY):
-            try:
-                self.check_clock()
-            except Exception:  # e.g. the scheduler shut down meanwhile; the next look tries again
-                log.debug("cannot re-plan the ticks after a clock step", exc_info=True)
+            self._look()
+
+    def _look(self) -> None:
+        try:
+            self.check_clock()
+        except Exception:  # e.g. the scheduler shut down meanwhile; the next look tries again
+            log.debug("cannot re-plan the ticks after a clock step", exc_info=True)
 
     def check_clock(self) -> bool:
-        """Re-plan the next tick when the wall clock was stepped (NTP, a VM resumed): APScheduler
-        waits for a wall-clock time, so after a step back of an hour its next fire time lay an
-        hour ahead and nothing was evaluated for that hour. The next tick is then the grid's
-        first point after the clock's present. True when a step was seen."""
-        skew = self._clock.now() - self._clock.monotonic()
-        step, self._skew = skew - self._skew, skew
-        if abs(step) < CLOCK_STEP or not self._scheduler.running:
+        """Look at the wall clock against the monotonic one (every CLOCK_CHECK_EVERY, and first
+        on every tick through `StepBack.probe`). A step (NTP, a VM resumed) is reported to
+        `steps`, and the next tick is planned again: APScheduler waits for a wall-clock time,
+        so after a step back of an hour its next fire time lay an hour ahead and nothing was
+        evaluated for that hour. The next tick is then the grid's first point after the clock's
+        present. True when a step was seen."""
+        with self._skew_lock:
+            now = self._clock.now()
+            skew = now - self._clock.monotonic()
+            step, self._skew = skew - self._skew, skew
+        if abs(step) < CLOCK_STEP:
             return False
+        self.steps.clock_stepped(step, now)
         log.warning("the wall clock stepped %+.1f s: the next tick is planned again from the clock's present", step)
-        self.trigger = GridTrigger(self.interval, self.trigger.offset, at_once=False)
-        self._scheduler.reschedule_job(JOB_ID, trigger=self.trigger)
+        if self._scheduler.running:
+            self.trigger = GridTrigger(self.interval, self.trigger.offset, at_once=False)
+            self._scheduler.reschedule_job(JOB_ID, trigger=self.trigger)
         return True
 
     def stop(self) -> None:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable, Iterable, Sequence, Union
 
-from watchdog.clock import Clock, SystemClock, real_deadline
+from watchdog.clock import Clock, StepBack, SystemClock, real_deadline
 from watchdog.errors import QueryError, SourceError
 from watchdog.metrics import DaemonMetrics
 from watchdog.retrying import Interrupted, call_with_retries
@@ -78,11 +78,15 @@ class Circuit:
 
     def blocked(self, now: float) -> bool:
         """True while open and cooling down; turns half-open once the cool-down has passed."""
-        if self.state == "open" and self.opened_at is not None and now < self.opened_at:
-            self.opened_at = now  # the wall clock stepped back: the cool-down counts from here, not for the step's length
         if self.state == "open" and self.opened_at is not None and now - self.opened_at >= self.cooldown:
             self.state, self.probing = "half_open", False
         return self.state == "open"
+
+    def clock_stepped(self, now: float) -> None:
+        """The wall clock stepped back (`StepBack`): an open circuit opened in the new clock's
+        future cools down from here, not for the step's length more."""
+        if self.state == "open" and self.opened_at is not None and now < self.opened_at:
+            self.opened_at = now
 
     def allow(self, now: float) -> bool:
         """May a query run now? In half-open state only one (the probe) may."""
@@ -117,10 +121,20 @@ class Circuit:
 class SourceRunner:
     def __init__(self, sources: dict[str, Source], metrics: DaemonMetrics | None = None,
                  clock: Clock | None = None, settings: RunnerSettings | None = None,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, steps: StepBack | None = None):
         self.sources = sources
         self.metrics = metrics
         self.clock = clock or SystemClock()
+        # The wall clock's steps: the engine's (observed once per tick, first), or, for a runner
+        # on its own, one it observes at each `begin_tick`. Sources that keep times of their own
+        # (the scrape source's samples) are handed the same one.
+        self.steps = steps or StepBack()
+        self._observes = steps is None
+        self._step_mark = self.steps.epoch
+        for source in sources.values():
+            share = getattr(source, "share_steps", None)
+            if callable(share):
+                share(self.steps)
         self.settings = settings or RunnerSettings()
         self.stop = stop or threading.Event()
         s = self.settings
@@ -134,6 +148,15 @@ class SourceRunner:
         # one params dict, and 10,000 keys each with their own copy were ≈ 1 MB.
         self._params: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
         self._failed_this_tick: set[str] = set()
+
+    def _clock_steps(self, now: float) -> None:
+        """A step back of the wall clock taken since the last tick reaches every circuit."""
+        if self._observes:
+            self.steps.observe(now)
+        stepped, self._step_mark = self.steps.since(self._step_mark), self.steps.epoch
+        if any(step < 0 for step in stepped):
+            for circuit in self._circuits.values():
+                circuit.clock_stepped(self.clock.now())
 
     def _limit(self, source: Source) -> int:
         own = getattr(source, "max_concurrency", 1)
@@ -150,6 +173,7 @@ class SourceRunner:
             self._cache.clear()
             self._params.clear()
             self._failed_this_tick.clear()
+            self._clock_steps(now)
         until = self._until(deadline)
         out: dict[str, SourceError | None] = {}
         run: list[str] = []

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
+from watchdog.clock import StepBack
 from watchdog.config.fields import option
 from watchdog.errors import PromQLError, QueryError, SourceError
 from watchdog.promql import Expr, SeriesStore, evaluate
@@ -171,9 +172,27 @@ class ScrapeSource(Source):
     def begin_tick(self, now: float) -> SourceError | None:
         return self.begin_tick_within(now, float("inf"))  # no tick's deadline: each scrape's own timeout
 
+    _steps: StepBack | None = None  # the wall clock's steps: the daemon's (share_steps), else its own
+    _own_steps = True
+    _step_mark = 0
+
+    def share_steps(self, steps: StepBack) -> None:
+        """The wall clock's steps as the daemon sees them (the source runner hands them over)."""
+        self._steps, self._own_steps, self._step_mark = steps, False, steps.epoch
+
+    def _stepped_back(self, now: float) -> bool:
+        """Whether a tick since the last one took a step back of the wall clock (on its own,
+        without a runner: one of its ticks earlier than the one before)."""
+        if self._steps is None:
+            self._steps = StepBack()
+        if self._own_steps:
+            self._steps.observe(now)
+        stepped, self._step_mark = self._steps.since(self._step_mark), self._steps.epoch
+        return any(step < 0 for step in stepped)
+
     def begin_tick_within(self, now: float, deadline: float) -> SourceError | None:
         interval = self.options.scrape_interval
-        if self._last_scrape is not None and now < self._last_scrape:
+        if self._stepped_back(now) and self._last_scrape is not None and now < self._last_scrape:
             # The wall clock stepped back: the samples held lie in its future, and every new one
             # would be dropped as out of order until it caught up. Start afresh (windows warm up).
             log.warning("source %s: the clock stepped back %.1f s: its samples are dropped and gathered anew",
