@@ -49,3 +49,31 @@ def test_first_sightings_are_bounded() -> None:
     for i in range(1000):
         steps.seen(T + 10_000 + i, T)
     assert len(steps._first) <= 100
+
+
+def test_a_step_the_watcher_reports_is_taken_by_the_next_tick_once() -> None:
+    steps = StepBack()
+    steps.observe(T)
+    steps.clock_stepped(-3600.0, T + 5 - 3600)  # the scheduler's watcher: wall against monotonic
+    assert steps.last == (3600.0, T + 5 - 3600)  # known at once (the notifier's thread reads it)
+    assert steps.epoch == 0 and steps.since(0) == ()
+    assert steps.observe(T + 10 - 3600) == (-3600.0,)  # the next tick takes it, with the watcher's length
+    assert steps.epoch == 1 and steps.since(0) == (-3600.0,) and steps.since(1) == ()
+    assert steps.observe(T + 20 - 3600) == ()
+
+
+def test_the_tick_asks_the_probe_first() -> None:
+    steps = StepBack()
+    steps.probe = lambda: steps.clock_stepped(-30.0, T + 5)
+    assert steps.observe(T + 10) == (-30.0,)
+
+
+def test_a_time_recorded_before_a_step_forward_moves_forward_by_it() -> None:
+    steps = StepBack()
+    steps.observe(T)
+    steps.clock_stepped(3600.0, T + 5 + 3600)  # at T + 5 the clock jumped an hour ahead
+    now = T + 3600 + 20
+    assert steps.seen(T - 120, now) == T - 120 + 3600  # two minutes before the step: still two minutes before
+    assert steps.seen(T + 3600 + 10, now) == T + 3600 + 10  # recorded after the step: itself
+    steps.clock_stepped(-3600.0, T + 60)  # stepped back again: the hour did not pass either way
+    assert steps.seen(T - 120, T + 60) == T - 120
