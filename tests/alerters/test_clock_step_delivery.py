@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from tests.alerters.test_webhook_alerter import make_alert
-from watchdog.clock import FakeClock
+from watchdog.clock import FakeClock, StepBack
 from watchdog.metrics import DaemonMetrics
 from watchdog.runtime.notify import RETRY_FIRST, Notifier
 from watchdog.state.sqlite import SQLiteStateStore
@@ -19,7 +19,7 @@ HOUR = 3600.0
 
 
 class Setup:
-    def __init__(self, tmp_path: Path, failures: int, max_age: float = 24 * HOUR):
+    def __init__(self, tmp_path: Path, failures: int, max_age: float = 24 * HOUR, steps: StepBack | None = None):
         self.clock = FakeClock()
         self.store = SQLiteStateStore(str(tmp_path / "state.db"))
         self.metrics = DaemonMetrics()
@@ -27,7 +27,7 @@ class Setup:
         self.expired: list[str] = []
         self.notifier = Notifier({"oncall": self.alerter}, self.metrics, threading.Event(), store=self.store,
                                  clock=self.clock.now, max_age=max_age,
-                                 on_expired=lambda _n, _a, why: self.expired.append(why))
+                                 on_expired=lambda _n, _a, why: self.expired.append(why), steps=steps)
 
     def at(self, seconds: float) -> None:
         self.clock.advance(seconds)
@@ -65,3 +65,19 @@ def test_a_retry_from_memory_planned_before_a_step_back_is_not_deferred_by_the_s
     s.clock.advance(-HOUR)
     s.at(1)
     assert [a.status for a in s.alerter.sent] == ["firing"]
+
+
+def test_alert_max_age_does_not_count_a_step_forward_the_daemon_saw(tmp_path: Path) -> None:
+    """The daemon's StepBack (shared, fed by the scheduler's watcher): a step forward is not age."""
+    steps = StepBack()
+    s = Setup(tmp_path, failures=1000, max_age=120, steps=steps)
+    s.notifier.notify(["oncall"], make_alert())
+    s.at(0)
+    s.at(RETRY_FIRST)  # two attempts, 5 s old
+    s.clock.set(s.clock.now() + HOUR)
+    steps.clock_stepped(HOUR, s.clock.now())  # what the watcher reports
+    s.at(2 * RETRY_FIRST)
+    assert s.expired == []  # 15 s old, not an hour
+    for _ in range(30):
+        s.at(RETRY_FIRST)
+    assert len(s.expired) == 1 and "alert_max_age 2m" in s.expired[0]

@@ -247,3 +247,19 @@ def test_a_step_forward_restarts_a_pending_for(tmp_path: Path) -> None:
     assert w.decided() == []
     w.run_for(20)
     assert len(w.decided()) == 1
+
+
+def test_the_daemon_owns_one_step_back_for_its_lifetime(tmp_path: Path) -> None:
+    from tests.test_metrics import DAEMON_CONFIG
+    from watchdog.daemon import Daemon
+
+    (tmp_path / "watchdog.yaml").write_text(DAEMON_CONFIG)
+    daemon = Daemon(load(tmp_path / "watchdog.yaml"), clock=FakeClock())
+    try:
+        parts = lambda: (daemon.engine.steps, daemon.engine.runner.steps,  # noqa: E731
+                         daemon.engine.rollbacks.guards.steps, daemon.notifier._steps)
+        assert all(part is daemon.steps for part in parts())
+        assert daemon.reload()[0]
+        assert all(part is daemon.steps for part in parts())  # the reloaded engine's too
+    finally:
+        daemon.close()
