@@ -261,5 +261,10 @@ def test_the_daemon_owns_one_step_back_for_its_lifetime(tmp_path: Path) -> None:
         assert all(part is daemon.steps for part in parts())
         assert daemon.reload()[0]
         assert all(part is daemon.steps for part in parts())  # the reloaded engine's too
+        daemon.run_once()
+        daemon.steps.clock_stepped(-HOUR, daemon.clock.now())  # the watcher's report, then a reload
+        assert daemon.reload()[0]
+        daemon.run_once()  # the tick that takes it keeps it in the store
+        assert json.loads(daemon.store.get_meta("clock_step_back") or "null") == {"step": HOUR, "at": daemon.clock.now()}
     finally:
         daemon.close()

@@ -75,7 +75,7 @@ class Guards:
             step, at = 0.0, 0.0  # unreadable: as if none was seen
         if math.isfinite(step) and math.isfinite(at):
             self.steps.remember(step, at)
-        self._kept = self.steps.last  # the step back the store holds (or one older)
+        self._kept = (step, at)  # the step back the store holds
 
     def keep_step(self) -> None:
         """After a tick that took a step (Engine.tick, once per tick): a step back not yet in the
