@@ -183,3 +183,23 @@ def test_a_wall_clock_stepped_back_does_not_stop_the_ticks(monkeypatch) -> None:
         assert ticked.wait(3), "no tick after the wall clock stepped back"
     finally:
         scheduler.stop()
+
+
+def test_the_watcher_reports_each_step_to_the_step_back_either_way() -> None:
+    """The wall clock against the monotonic one (runtime/scheduler.py): a step back and a step
+    forward go to the daemon's StepBack, with their sign, even with the scheduler not running;
+    the next tick takes both. A step the clock did not make (time passing) is not one."""
+    import pytest
+
+    from watchdog.clock import FakeClock, StepBack
+
+    clock, steps = FakeClock(), StepBack()
+    scheduler = TickScheduler(10.0, lambda at: None, clock=clock, steps=steps)
+    clock.advance(30)
+    assert not scheduler.check_clock()
+    clock.set(clock.now() - 3600)
+    assert scheduler.check_clock()
+    clock.set(clock.now() + 120)
+    assert scheduler.check_clock()
+    assert steps.observe(clock.now()) == pytest.approx((-3600.0, 120.0), abs=0.5)
+    assert steps.probe is not None  # the tick asks it first (StepBack.observe)

@@ -335,3 +335,26 @@ def test_an_open_circuit_is_not_kept_open_for_the_length_of_a_backward_clock_ste
     clock.advance(-3600)
     answers = [tick() for _ in range(6)]  # 90 s on the new clock
     assert isinstance(answers[-1], QueryResult) and runner.circuit("db") == "closed", answers
+
+
+def test_a_runner_on_the_engines_step_back_reacts_to_the_steps_it_takes() -> None:
+    """In the daemon the engine observes each tick's `now` (once, first) and the runner reads
+    the same StepBack: a step the scheduler's watcher saw reaches the open circuit on the
+    tick that takes it; the runner does not take steps of its own."""
+    from watchdog.clock import StepBack
+
+    clock, steps = FakeClock(NOW), StepBack()
+    db = FakeSource("db")
+    db.set("acc", SourceError("connection refused", "connection"))
+    runner = SourceRunner({"db": db}, None, clock, RunnerSettings(failure_threshold=1, cooldown=60), steps=steps)
+    runner.begin_tick(clock.now())
+    assert isinstance(runner.query("db", "acc", clock.now()), SourceError)
+    circuit = runner._circuits["db"]
+    assert circuit.state == "open" and circuit.opened_at == NOW
+    clock.advance(-3600)
+    runner.begin_tick(clock.now())  # not observed by the runner: no step taken yet
+    assert circuit.opened_at == NOW
+    steps.clock_stepped(-3600, clock.now())
+    steps.observe(clock.now())  # the engine's tick takes it
+    runner.begin_tick(clock.now())
+    assert circuit.opened_at == clock.now()
