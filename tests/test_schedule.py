@@ -6,11 +6,13 @@ import threading
 import time
 from datetime import datetime, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fixtures.rules import ERROR_RULE
 from tests.harness import Harness
+from watchdog.clock import FakeClock, StepBack
 from watchdog.daemon import scheduled_time
 from watchdog.runtime.scheduler import GridTrigger, TickScheduler
 from watchdog.rules.evaluate import Outcome, Verdict
@@ -189,10 +191,6 @@ def test_the_watcher_reports_each_step_to_the_step_back_either_way() -> None:
     """The wall clock against the monotonic one (runtime/scheduler.py): a step back and a step
     forward go to the daemon's StepBack, with their sign, even with the scheduler not running;
     the next tick takes both. A step the clock did not make (time passing) is not one."""
-    import pytest
-
-    from watchdog.clock import FakeClock, StepBack
-
     clock, steps = FakeClock(), StepBack()
     scheduler = TickScheduler(10.0, lambda at: None, clock=clock, steps=steps)
     clock.advance(30)

@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 from prometheus_client import generate_latest
 
-from watchdog.clock import FakeClock
+from watchdog.clock import FakeClock, StepBack
 from watchdog.errors import QueryError, SourceError
 from watchdog.metrics import DaemonMetrics
 from watchdog.sources.base import QueryResult
@@ -341,8 +341,6 @@ def test_a_runner_on_the_engines_step_back_reacts_to_the_steps_it_takes() -> Non
     """In the daemon the engine observes each tick's `now` (once, first) and the runner reads
     the same StepBack: a step the scheduler's watcher saw reaches the open circuit on the
     tick that takes it; the runner does not take steps of its own."""
-    from watchdog.clock import StepBack
-
     clock, steps = FakeClock(NOW), StepBack()
     db = FakeSource("db")
     db.set("acc", SourceError("connection refused", "connection"))
