@@ -189,6 +189,8 @@ class StepBack:
         with self._lock:
             if step > self.tolerance and at > self._at:
                 self.step, self._at = step, at
+                while self._forward and self._forward[0][1] <= at:  # steps forward before it: as if passed
+                    self._forward.popleft()
 
     def seen(self, recorded: float, now: float) -> float:
         if recorded <= now + self.tolerance:
