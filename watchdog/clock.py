@@ -141,7 +141,7 @@ class StepBack:
         self._last: float | None = None
         self._at = 0.0  # when the last step back was seen (new clock)
         self._first: dict[float, float] = {}
-        self._unticked: list[float] = []  # steps the watcher saw since the last tick (signed)
+        self._unticked: deque[float] = deque(maxlen=self.KEPT)  # steps the watcher saw since the last tick (signed)
         self._ticked: deque[tuple[int, tuple[float, ...]]] = deque(maxlen=self.KEPT)  # (epoch, steps taken)
         self._forward: deque[tuple[float, float]] = deque(maxlen=self.KEPT)  # (length, at) since the last step back
         self._lock = threading.Lock()
@@ -163,7 +163,8 @@ class StepBack:
         if probe is not None:
             probe()
         with self._lock:
-            taken, self._unticked = tuple(self._unticked), []
+            taken = tuple(self._unticked)
+            self._unticked.clear()
             if not taken and self._last is not None and now < self._last - self.tolerance:
                 self.step, self._at = self._last - now, now
                 self._forward.clear()
