@@ -12,7 +12,9 @@ get an `instance` label (`host:port`; a target's own `instance` label is kept as
 `exported_instance`). Either way an `up` series per target (1 if its last scrape succeeded,
 0 if not; with an `instance` label under `urls`) can be queried, like Prometheus' `up`.
 Every scrape of a tick ends by the tick's deadline: a target's timeout is cut to what is left
-of the tick's budget, and a target not started by then fails as a timeout.
+of the tick's budget, and a target not started by then fails as a timeout. A target that
+stalls gives its lane up after its share of the round and times out on its own, so stalling
+targets do not cost the healthy ones their tick (`http.scrapeloop`).
 
 A page is read within `max_body` and `timeout` by `http.scrapeloop` (one event loop for all
 scrape sources, one kept-alive HTTP/1.1 connection per target, a strict bounded reader; no
