@@ -222,3 +222,14 @@ def test_check_gives_the_stale_reason_for_a_frozen_exporter(target: Target, tmp_
     [row] = json.loads(out.getvalue())
     assert row["verdict"] == "no_data", row  # an accuracy of 0.5 an hour old is not a breach
     assert "stale: last sample timestamp " in row["reason"] and "s old" in row["reason"], row
+
+
+def test_a_hostile_metric_name_is_escaped_in_the_message_too(target: Target) -> None:
+    target.serve(f'{{"evil\\nname"}} 1 {ms(T0 + 7200)}\n')
+    source = source_for(target)
+
+    error = source.begin_tick(T0)
+
+    assert error is not None and error.kind == FUTURE
+    assert "evil\\nname" in str(error) and "\n" not in str(error)
+    source.close()

@@ -37,11 +37,11 @@ stores every sample at the scrape's time. A page without timestamps costs nothin
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
 import time
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit
@@ -54,6 +54,7 @@ from watchdog.promql.ast import MatrixSelector, VectorSelector
 from watchdog.promql.grouped import evaluate_many
 from watchdog.promql.parser import as_tree, parse_kept as parse  # a templated query kept as its skeleton's values
 from watchdog.redact import redact_url
+from watchdog.text.printable import one_line
 from watchdog.samples import NAME, Labels, Sample, format_labels, labels_of, without_name
 from watchdog.http import fetch as httpfetch
 from watchdog.http.scrapeloop import ScrapeClient, Target as WireTarget
@@ -396,10 +397,10 @@ def _hostile(target: _Target, dropped: list[tuple[Sample, float]], now: float) -
     sample, ts = dropped[0]
     name = sample.label(NAME) or ""
     labels = without_name(sample.labels)
-    shown = name + (format_labels(labels) if labels else "")
+    shown = one_line(name) + (format_labels(labels) if labels else "")
     when = f"{ts - now:.0f} s ahead of our clock" if math.isfinite(ts) else f"{ts!r}, not a time"
     return (f"{target.where}: {len(dropped)} samples dropped, their timestamps more than {FUTURE_TOLERANCE:g} s "
-            f"in the future (e.g. {shown}: {when}); the target's clock or exporter is wrong")
+            f"in the future or not a time (e.g. {shown}: {when}); the target's clock or exporter is wrong")
 
 
 def _stale(expr: Expr, lookback: float, stamps: Iterable[dict[Labels, float]], now: float) -> str:
