@@ -32,6 +32,7 @@ class Servers:
             listener.setblocking(False)
             self._selector.register(listener, selectors.EVENT_READ, ("listen", index))
         self._trickling: dict[socket.socket, float] = {}  # connection -> when its next byte goes
+        self.requests: list[int] = []  # the servers' indices, in the order their requests arrived
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stall-servers")
 
@@ -74,6 +75,7 @@ class Servers:
                 buffers[conn] += data
                 if b"\r\n\r\n" in buffers[conn]:
                     buffers[conn] = b""
+                    self.requests.append(index)
                     self._answer(conn, index)
             now = time.monotonic()
             for conn, due in list(self._trickling.items()):
@@ -130,15 +132,18 @@ def test_stalling_targets_do_not_cost_the_healthy_ones_their_tick(quiet_start: N
                 assert not state["up"] and "timed out" in state["last_error"], state
         assert elapsed < 2.0  # the round ends with the tick's deadline (1.5 s), not after it
 
-        # the next round starts the healthy targets first; they answer long before the stalling time out
+        # the next round starts the healthy targets first (the stalling timed out last round)
         answered: list[float] = []
         wires = [t.wire for t in source.targets if t.wire is not None]
+        assert [w.slow for w in wires] == [mode != HEALTHY for mode in modes]
+        before = len(servers.requests)
         began = time.monotonic()
         for index, answer in source._client.fetch_each(wires, timeout=0.5, deadline=began + 0.6, concurrency=2,
                                                         max_body=1 << 20):
             if modes[index] == HEALTHY:
                 answered.append(time.monotonic() - began)
         assert len(answered) == 4 and max(answered) < 0.3, answered
+        assert [modes[i] for i in servers.requests[before:before + 4]] == [HEALTHY] * 4, servers.requests
         source.close()
     assert settled(open_fds, fds) == fds  # no socket left open
     assert settled(threading.active_count, threads) == threads

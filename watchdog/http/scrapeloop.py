@@ -341,6 +341,9 @@ class ScrapeClient:
         try:
             while unfinished := [task for task in lanes if not task.done()]:
                 await asyncio.wait(unfinished)
+            for task in lanes:  # as gather(return_exceptions=True) did: retrieved, not raised
+                if not task.cancelled():
+                    task.exception()
         finally:
             for timer in timers:
                 timer.cancel()
