@@ -98,9 +98,10 @@ def open_fds() -> int:
 
 
 def settled(read: Callable[[], int], expected: int, within: float = 3.0) -> int:
-    """`read()` once it equals `expected` (the loop thread closes aborted sockets a moment later)."""
+    """`read()` once it is at most `expected` (the loop thread closes aborted sockets a moment
+    later; what an earlier test left running may close one of its own meanwhile)."""
     end = time.monotonic() + within
-    while (value := read()) != expected and time.monotonic() < end:
+    while (value := read()) > expected and time.monotonic() < end:
         time.sleep(0.02)
     return value
 
@@ -145,5 +146,5 @@ def test_stalling_targets_do_not_cost_the_healthy_ones_their_tick(quiet_start: N
         assert len(answered) == 4 and max(answered) < 0.3, answered
         assert [modes[i] for i in servers.requests[before:before + 4]] == [HEALTHY] * 4, servers.requests
         source.close()
-    assert settled(open_fds, fds) == fds  # no socket left open
-    assert settled(threading.active_count, threads) == threads
+    assert settled(open_fds, fds) <= fds  # no socket left open
+    assert settled(threading.active_count, threads) <= threads
