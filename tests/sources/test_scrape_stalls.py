@@ -116,6 +116,7 @@ def test_stalling_targets_do_not_cost_the_healthy_ones_their_tick(quiet_start: N
     modes = [SILENT, SILENT, SILENT, TRICKLE, TRICKLE, HEALTHY, HEALTHY, HEALTHY, HEALTHY]  # the stalling first
     fds, threads = open_fds(), threading.active_count()
     with Servers(modes) as servers:
+        serving = open_fds()  # ours, and the servers' listening sockets
         source = ScrapeSource("fleet", ScrapeOptions(urls=servers.urls, timeout=1.0, concurrency=2))
         started = time.monotonic()
         error = source.begin_tick_within(T0, started + 1.5)  # fewer lanes (2) than stalling targets (5)
@@ -146,5 +147,7 @@ def test_stalling_targets_do_not_cost_the_healthy_ones_their_tick(quiet_start: N
         assert len(answered) == 4 and max(answered) < 0.3, answered
         assert [modes[i] for i in servers.requests[before:before + 4]] == [HEALTHY] * 4, servers.requests
         source.close()
+        # every connection closed by the client (the servers close theirs on its end of file)
+        assert settled(open_fds, serving) <= serving
     assert settled(open_fds, fds) <= fds  # no socket left open
     assert settled(threading.active_count, threads) <= threads
