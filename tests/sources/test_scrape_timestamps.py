@@ -99,7 +99,10 @@ def test_a_repeated_timestamp_and_value_is_not_a_new_sample(target: Target) -> N
         source.begin_tick(T0 + 15 * step)
 
     assert values(source, "count_over_time(requests_total[5m])", T0 + 60) == [1.0]
-    assert values(source, "rate(requests_total[2m])", T0 + 60) == []  # one point: no rate, not a rate of 0
+    rate = source.query("rate(requests_total[2m])", T0 + 60)
+    assert rate.samples == []  # one point: no rate, not a rate of 0
+    assert "one sample in the query's 120 s window: the target's own timestamp 2023-11-14T22:13:20Z (60 s old)" \
+        in rate.note
 
     target.serve(f"requests_total 40 {ms(T0 + 60)}\n")  # a real new sample
     source.begin_tick(T0 + 75)

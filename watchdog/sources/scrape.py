@@ -201,10 +201,25 @@ class ScrapeSource(Source):
         """An empty answer whose series carry timestamps too old for the query's windows says so."""
         if not self._stamps or not isinstance(result, QueryResult) or result.samples:
             return result
-        stale = _stale(as_tree(expr), self.store.lookback, self._stamps.values(), now)
+        tree = as_tree(expr)
+        stale = _stale(tree, self.store.lookback, self._stamps.values(), now) or self._alone(tree, now)
         if not stale:
             return result
         return dataclasses.replace(result, note=f"{result.note}; {stale}" if result.note else stale)
+
+    def _alone(self, expr: Expr, now: float) -> str:
+        """A range of an empty answer holding one point of a series with its own timestamps
+        (the target served no newer one since): a rate needs two."""
+        stamps = self._stamps or {}
+        for selector, span in _selectors(expr, 0.0):
+            if not span:
+                continue  # an instant selector: _stale's business
+            for labels, points in self.store.window(selector.all_matchers, now - span, now):
+                if len(points) == 1 and any(labels in kept for kept in stamps.values()):
+                    t = points[0][0]
+                    return (f"one sample in the query's {span:g} s window: the target's own timestamp "
+                            f"{rfc3339(t)} ({now - t:.0f} s old) has not advanced since, and a rate needs two")
+        return ""
 
     # -- scraping --------------------------------------------------------------------------------
 
