@@ -27,11 +27,26 @@ LABEL_VALUES = ["ok", "", "a b", 'q\\"uote', "back\\\\slash", "new\\nline", "com
 TYPES = ["counter", "gauge", "histogram", "summary", "untyped", "unknown", "info", "stateset", "bogus"]
 
 
+STAMPS = ["1700000000000", "1700000000123", "1700000000.5", "-5", "0", "1e400", "NaN", "+Inf", "12_3", "x"]
+
+
 def outcome(read, body: bytes, limit: int) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+    """The samples (and which carry which explicit timestamp) or the error."""
+    stamped: list[tuple[int, float]] = []
+    reader = getattr(read, "__self__", None)
     try:
-        return "ok", [(s.labels, repr(s.value)) for s in read(body, limit)]
+        if read is reference_samples:
+            found = reference_samples(body, limit, stamped)
+        elif read is samples:  # a fresh reader, as samples() is
+            reader = PageReader()
+            found = reader.samples(body, limit)
+        else:
+            found = read(body, limit)
     except PageError as exc:
         return "error", (exc.kind, str(exc))
+    if reader is not None:
+        stamped = reader.stamped
+    return "ok", ([(s.labels, repr(s.value)) for s in found], [(i, repr(t)) for i, t in stamped])
 
 
 def random_line(rng: random.Random) -> str:
@@ -74,6 +89,8 @@ def family_lines(rng: random.Random, serial: list[int]) -> list[str]:
             labels.append(f'{rng.choice(LABEL_NAMES[:6])}="{rng.choice(LABEL_VALUES)}"')
         head = name + rng.choice(SUFFIXES[typ]) + ("{" + ",".join(labels) + "}" if labels else "")
         value = rng.choice(VALUES[:6]) if rng.random() < 0.95 else rng.choice(VALUES[:9])
+        if rng.random() < 0.15:  # an explicit timestamp, sometimes a hostile one
+            value += " " + (STAMPS[0] if rng.random() < 0.5 else rng.choice(STAMPS))
         lines.append(f"{head} {value}")
     return lines
 
@@ -118,7 +135,8 @@ def _revalue(line: str, rng: random.Random) -> str:
     if line.startswith("#") or " " not in line:
         return line
     head, _, _ = line.rpartition(" ")
-    return f"{head} {rng.choice(VALUES[:9])}"
+    stamp = f" {rng.choice(STAMPS)}" if rng.random() < 0.2 else ""
+    return f"{head} {rng.choice(VALUES[:9])}{stamp}"
 
 
 def _registry_page(step: int) -> bytes:

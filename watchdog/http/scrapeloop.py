@@ -16,8 +16,16 @@ with `http.wire`'s strict, bounded reader; the request's bytes are built once pe
 
 The bounds are those of `http.transport`, kept:
 - one deadline per scrape for connect, TLS handshake, headers and body: `min(timeout, what is
-  left of the tick)`; `concurrency` bounds the scrapes in flight; a scrape not started by the
-  tick's deadline is not started at all (None);
+  left of the tick)`; a scrape not started by the tick's deadline is not started at all (None);
+- `concurrency` lanes take the targets in turn. A lane is for a scrape that makes progress: one
+  that has held its lane longer than its share of the round (`_patience`: half of
+  `min(timeout, what is left of the tick) × lanes / targets`, so that every target is started
+  within the first half of that time) gives it up and waits on, within its own deadline, while
+  a new lane takes the next target; targets whose last scrape did that or timed out are started
+  last. So targets that accept and never answer, or trickle a byte at a time, cannot keep the
+  healthy ones of the round from their tick, whatever `concurrency` is. What bounds the sockets
+  is then the number of targets, as the kept-alive connections (one per target) already do;
+  a round of loopback targets that answer at once gives no lane up (nothing changes for it);
 - at most `max_body` bytes of body after decompression, headers and chunk framing capped
   (`http.wire`); TLS verified by default (certifi's bundle or `ca_file`, none of the
   environment's, as Prometheus); redirects not followed (the 3xx is the answer); no proxies;
@@ -200,6 +208,8 @@ class Target:
     tls: bool
     request: bytes = field(repr=False)
     connection: _Connection | None = field(default=None, repr=False)
+    # its last scrape held a lane past its share or timed out: the next round starts it last
+    slow: bool = field(default=False, repr=False)
 
 
 class ScrapeClient:
@@ -277,28 +287,66 @@ class ScrapeClient:
     async def _round(self, targets: list[Target], timeout: float, deadline: float, concurrency: int, max_body: int,
                      on_answer: Callable[[int, Fetched | HttpFailure], object] | None = None,
                      ) -> list[Fetched | HttpFailure | None]:
+        """`concurrency` lanes take the targets in turn (no task per target), those that were
+        slow last round last. A scrape that holds its lane longer than its share of the round
+        (`_patience`) gives the lane up: it waits on within its own time, and a new lane takes
+        the next target, so targets that stall cannot keep the others from the tick."""
         _LOOP.clients.add(self)
         results: list[Fetched | HttpFailure | None] = [None] * len(targets)
-        pending = iter(range(len(targets)))
+        pending = iter(_order(targets))
+        width = min(concurrency, len(targets))
+        left = len(targets)  # not started yet
+        holding: dict[int, float] = {}  # lane -> since when it holds its scrape
+        lanes: list[asyncio.Future[None]] = []
         aborted = False
 
-        async def lane() -> None:  # `concurrency` lanes take the targets in turn: no task per target
-            nonlocal aborted
+        async def lane(number: int) -> None:
+            nonlocal aborted, left
             for i in pending:
-                left = min(timeout, deadline - time.monotonic())
-                if left <= 0 or aborted:
+                left -= 1
+                wait = min(timeout, deadline - time.monotonic())
+                if wait <= 0 or aborted:
                     return
-                answer = results[i] = await self._scrape(targets[i], left, max_body)
+                target = targets[i]
+                holding[number] = time.monotonic()
+                answer = results[i] = await self._scrape(target, wait, max_body)
+                kept = holding.pop(number, None) is not None  # None: it gave its lane up (parked)
+                target.slow = not kept or (isinstance(answer, HttpFailure) and answer.kind == "timeout")
                 if isinstance(answer, _Aborted):
                     aborted = True
                 if on_answer is not None:
                     on_answer(i, HttpFailure(str(answer), answer.kind) if isinstance(answer, _Aborted) else answer)
+                if not kept:
+                    return  # a new lane took its place
 
-        lanes = [asyncio.ensure_future(lane()) for _ in range(min(concurrency, len(targets)))]
-        self._in_flight.update(lanes)
+        def start_lane() -> None:
+            task = asyncio.ensure_future(lane(len(lanes)))
+            lanes.append(task)
+            self._in_flight.add(task)
+
+        def park() -> None:  # the lanes held past their patience are given up, each to a new lane
+            now = time.monotonic()
+            for number, since in list(holding.items()):
+                if now - since >= patience and left > 0 and not aborted:
+                    del holding[number]
+                    start_lane()
+            if left > 0:
+                timers[0] = loop.call_later(patience / 2, park)
+
+        loop = asyncio.get_running_loop()
+        patience = _patience(timeout, deadline, width, len(targets))
+        for _ in range(width):
+            start_lane()
+        timers = [loop.call_later(patience, park)] if width < len(targets) else []
         try:
-            await asyncio.gather(*lanes, return_exceptions=True)
+            while unfinished := [task for task in lanes if not task.done()]:
+                await asyncio.wait(unfinished)
+            for task in lanes:  # as gather(return_exceptions=True) did: retrieved, not raised
+                if not task.cancelled():
+                    task.exception()
         finally:
+            for timer in timers:
+                timer.cancel()
             self._in_flight.difference_update(lanes)
             if not self._in_flight:
                 _LOOP.clients.discard(self)
@@ -390,6 +438,24 @@ class ScrapeClient:
         for target in self._known:
             self._drop(target)
         _LOOP.clients.discard(self)
+
+
+def _order(targets: list[Target]) -> list[int]:
+    """The targets' indices, those slow last round last (in their order otherwise)."""
+    if not any(t.slow for t in targets):
+        return list(range(len(targets)))
+    return [i for i, t in enumerate(targets) if not t.slow] + [i for i, t in enumerate(targets) if t.slow]
+
+
+MIN_PATIENCE = 0.005  # seconds: the shortest a scrape holds its lane before it may give it up
+
+
+def _patience(timeout: float, deadline: float, width: int, count: int) -> float:
+    """How long a scrape may hold its lane: half its fair share of the round's time, so that
+    were every lane held that long, all `count` targets are started within half of the time
+    (`min(timeout, what is left of the tick)`) and the last ones still have the other half."""
+    budget = min(timeout, deadline - time.monotonic())
+    return max(MIN_PATIENCE, budget * width / max(count, 1) / 2)
 
 
 def _timed_out(timeout: float) -> str:

@@ -122,6 +122,14 @@ class SeriesStore:
                 self._series[labels].append(t, STALE)
         self._last_scrape[target] = tuple(seen)
 
+    def append_stamped(self, points: Iterable[tuple[Labels, float, float]]) -> None:
+        """Samples that carry their own time (an exporter's explicit timestamp), as (labels, t,
+        value), each appended at its t. Not part of a target's last scrape: no stale marker ends
+        them, they fade with the lookback (Prometheus tracks staleness only for samples without
+        a timestamp). One at or before its series' last point (a repeat) is dropped."""
+        for labels, t, value in points:
+            self._get_or_create(labels).append(t, value)
+
     def mark_stale(self, t: float, target: str = "") -> None:
         """A failed scrape: every series of that target ends now, as in Prometheus."""
         for labels in self._last_scrape.pop(target, ()):

@@ -21,6 +21,13 @@ functions, and any page the fast path finds wrong or unusual is read again whole
 `reference_samples` (prometheus_client's parser), so the answer, or the error, is always the
 reference's (tests/sources/test_exposition_fast.py compares them on random pages). The
 kept series parts are those of the last page only: at most `sample_limit` of them.
+
+Explicit timestamps (`name{labels} value timestamp`) are not part of a `Sample`: after a page
+the reader's `stamped` lists `(index, timestamp)` for the samples that had one, the timestamp as
+the reference reads it (the number written / 1000: seconds for the Prometheus text format's
+milliseconds; an OpenMetrics page writes seconds, so its caller multiplies by 1000). A line
+with no timestamp is read as before: only a line with more than a value after its series part
+takes the slower path that finds one. What a timestamp means is the scrape source's business.
 """
 
 from __future__ import annotations
@@ -51,8 +58,9 @@ class PageError(WatchdogError, ValueError):
         self.kind = kind
 
 
-def reference_samples(body: bytes, sample_limit: int) -> list[Sample]:
-    """prometheus_client's parser, family by family: the reference the fast path is tested against."""
+def reference_samples(body: bytes, sample_limit: int, stamped: Stamped | None = None) -> list[Sample]:
+    """prometheus_client's parser, family by family: the reference the fast path is tested against.
+    `stamped` (when given) gets `(index, timestamp)` for each sample with an explicit timestamp."""
     out: list[Sample] = []
     seen: set[Labels] = set()
     families = text_fd_to_metric_families(_lines(body, sample_limit))  # type: ignore[arg-type]
@@ -74,6 +82,8 @@ def reference_samples(body: bytes, sample_limit: int) -> list[Sample]:
                 raise PageError(f"returned a value too large for a float in series {s.name}", "parse") from None
             sample = Sample(labels_of({**s.labels, NAME: s.name}), value)
             _check(sample, s.name, family.type, seen)
+            if stamped is not None and s.timestamp is not None:
+                stamped.append((len(out), float(s.timestamp)))
             out.append(sample)
 
 
@@ -126,6 +136,8 @@ _ALLOWED = {"counter": ("",), "gauge": ("",), "untyped": ("",), "unknown": ("",)
 _SMALL_PAGE = 1 << 20  # decoded whole below this; larger pages line by line (no second copy)
 _SKIP = ("skip", "", "")
 Relabel = Callable[[Labels], Labels]
+# (index in the page's samples, explicit timestamp as the reference reads it: the line's number / 1000)
+Stamped = list[tuple[int, float]]
 # What a comment line does (`_comment`), for every reader: a fleet's pages repeat the same few
 # TYPE and HELP lines (one dict per reader held each target's copies: 0.5 MB at 1,000 targets).
 # Bounded: lines up to _COMMENT_KEPT_LENGTH characters, emptied when _COMMENTS_KEPT are held.
@@ -160,9 +172,14 @@ class PageReader:
     def __init__(self, relabel: Relabel | None = None):
         self.relabel = relabel
         self._series: dict[str, _Series] = {}
+        # the last page's samples that carry an explicit timestamp: (index in its samples, the
+        # reference's timestamp, i.e. the number written / 1000); empty for a page without any
+        self.stamped: Stamped = []
 
     def samples(self, body: bytes, sample_limit: int) -> list[Sample]:
-        """The page's samples, as `reference_samples` reads them (relabelled); raises PageError."""
+        """The page's samples, as `reference_samples` reads them (relabelled); raises PageError.
+        Their explicit timestamps, if any, are in `stamped` afterwards."""
+        self.stamped = []
         try:
             return self._fast(body, sample_limit)
         except _Unusual:
@@ -171,7 +188,8 @@ class PageReader:
             if exc.kind == "sample_limit":
                 raise
         self._series = {}
-        page = reference_samples(body, sample_limit)
+        self.stamped = []
+        page = reference_samples(body, sample_limit, self.stamped)
         if self.relabel is None:
             return page
         return [Sample(self.relabel(s.labels), s.value) for s in page]
@@ -181,6 +199,7 @@ class PageReader:
         now: dict[str, _Series] = {}
         seen: set[Labels] = set()
         out: list[Sample] = []
+        stamped: Stamped = []
         family, family_type, allowed = "", "untyped", ()  # the reference's state between lines
         rename = False  # a counter family whose samples the reference renames to `<name>_total`
         members = 0  # samples of the current family so far
@@ -212,7 +231,7 @@ class PageReader:
             count += 1
             if sample_limit and count > sample_limit:
                 raise _limit_error(sample_limit)
-            series, value = _sample(line, known, now)
+            series, value, stamp = _sample(line, known, now)
             name = series.name
             if name in allowed:
                 members += 1
@@ -235,8 +254,11 @@ class PageReader:
             if labels in seen or (value < 0 and _monotonic(name, sample_type)):
                 raise _Unusual()  # a malformed page: the reference says how
             seen.add(labels)
+            if stamp is not None:  # only a line with more than a value after its series part
+                stamped.append((len(out), stamp))
             out.append(Sample(labels, value))
         self._series = now
+        self.stamped = stamped
         return out
 
 
@@ -262,8 +284,10 @@ def _lines_of(body: bytes) -> Iterator[str]:
             raise _Unusual() from None
 
 
-def _sample(line: str, known: dict[str, _Series], now: dict[str, _Series]) -> tuple[_Series, float]:
-    """The series of a sample line and its value, as the reference's `_parse_sample` reads them."""
+def _sample(line: str, known: dict[str, _Series],
+            now: dict[str, _Series]) -> tuple[_Series, float, float | None]:
+    """The series of a sample line, its value and its timestamp (None: none written), as the
+    reference's `_parse_sample` reads them. A line without a timestamp never pays for one."""
     brace = line.find("{")
     if brace >= 0:
         end = line.rfind("}") + 1
@@ -278,9 +302,10 @@ def _sample(line: str, known: dict[str, _Series], now: dict[str, _Series]) -> tu
     now[head] = series
     token = rest.lstrip()
     if not token or len(token) > 24 or " " in token or "\t" in token or "_" in token:
-        return series, _value(rest)
+        value, stamp = _value(rest)
+        return series, value, stamp
     try:
-        return series, float(token)
+        return series, float(token), None
     except ValueError:
         raise _Unusual() from None
 
@@ -334,9 +359,10 @@ def _odd(line: str) -> tuple[_Series, float]:
         raise _Unusual() from None
 
 
-def _value(rest: str) -> float:
+def _value(rest: str) -> tuple[float, float | None]:
     try:
-        return float(_parse_value_and_timestamp(rest)[0])
+        value, stamp = _parse_value_and_timestamp(rest)
+        return float(value), None if stamp is None else float(stamp)
     except Exception:  # noqa: BLE001
         raise _Unusual() from None
 

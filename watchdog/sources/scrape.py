@@ -12,7 +12,9 @@ get an `instance` label (`host:port`; a target's own `instance` label is kept as
 `exported_instance`). Either way an `up` series per target (1 if its last scrape succeeded,
 0 if not; with an `instance` label under `urls`) can be queried, like Prometheus' `up`.
 Every scrape of a tick ends by the tick's deadline: a target's timeout is cut to what is left
-of the tick's budget, and a target not started by then fails as a timeout.
+of the tick's budget, and a target not started by then fails as a timeout. A target that
+stalls gives its lane up after its share of the round and times out on its own, so stalling
+targets do not cost the healthy ones their tick (`http.scrapeloop`).
 
 A page is read within `max_body` and `timeout` by `http.scrapeloop` (one event loop for all
 scrape sources, one kept-alive HTTP/1.1 connection per target, a strict bounded reader; no
@@ -21,25 +23,40 @@ thread per scrape) and parsed by the target's `exposition.PageReader`: UTF-8, at
 so such a page is no data rather than a counter reset. The reader keeps the parsed, instance-
 labelled series of the target's last page, so a page that repeats its series (they all do)
 costs a look-up and a float() per line.
+
+Explicit timestamps (`name value 1700000000000`: milliseconds in the Prometheus text format,
+seconds in an OpenMetrics page) are honoured as Prometheus' `honor_timestamps: true` does: the
+sample is stored at its own time, so a frozen exporter serving an old sample with its old
+timestamp is no data once that time is older than the query's lookback or range, a repeated
+timestamp is not a new sample (rate() sees one point, not one per scrape), and such a series
+gets no stale marker (it fades with the lookback, as in Prometheus). A timestamp more than
+`FUTURE_TOLERANCE` ahead of our clock (or not a number) is hostile: the sample is dropped and
+counted (`kind="future_timestamp"`), the rest of the page is kept. `honor_timestamps: false`
+stores every sample at the scrape's time. A page without timestamps costs nothing more.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from watchdog.clock import StepBack
 from watchdog.config.fields import option
+from watchdog.clock import rfc3339
 from watchdog.errors import PromQLError, QueryError, SourceError
 from watchdog.promql import Expr, SeriesStore, evaluate
+from watchdog.promql.ast import MatrixSelector, VectorSelector
 from watchdog.promql.grouped import evaluate_many
-from watchdog.promql.parser import parse_kept as parse  # a templated query kept as its skeleton's values
+from watchdog.promql.parser import as_tree, parse_kept as parse  # a templated query kept as its skeleton's values
 from watchdog.redact import redact_url
-from watchdog.samples import NAME, Labels, Sample, labels_of
+from watchdog.text.printable import one_line
+from watchdog.samples import NAME, Labels, Sample, format_labels, labels_of, without_name
 from watchdog.http import fetch as httpfetch
 from watchdog.http.scrapeloop import ScrapeClient, Target as WireTarget
 from watchdog.http.transport import HttpFailure
@@ -52,6 +69,13 @@ UP = "up"
 INSTANCE = "instance"
 log = logging.getLogger(__name__)
 _EXPORTED = "exported_instance"
+# How far a sample's own timestamp may lie ahead of our clock (the two hosts' clocks differ a
+# little); further ahead, or not a finite number, the sample is dropped as hostile.
+FUTURE_TOLERANCE = 60.0
+FUTURE = "future_timestamp"  # the source-error kind counting such samples
+_OPENMETRICS = "application/openmetrics-text"
+# A target's page read: its samples and those with an explicit timestamp (index, seconds)
+Page = tuple[list[Sample], exposition.Stamped]
 
 
 @dataclass(frozen=True)
@@ -69,6 +93,8 @@ class ScrapeOptions:
                            help="largest page accepted, after decompression (e.g. 32MiB); a larger one fails the scrape")
     sample_limit: int = option(50_000, help="most samples a page may have (0: no limit); "
                                             "more fail the whole scrape, as in Prometheus")
+    honor_timestamps: bool = option(True, help="store a sample with an explicit timestamp at that time, as "
+                                               "Prometheus' honor_timestamps (false: at the scrape's time)")
 
 
 class PartialScrapeError(SourceError):
@@ -96,6 +122,9 @@ class _Target:
 
 class ScrapeSource(Source):
     Options = ScrapeOptions
+    # per target (instance): the explicit timestamp of each of its series that had one on its
+    # last page, to say why a query over them is empty; made on the first timestamped page
+    _stamps: dict[str, dict[Labels, float]] | None = None
 
     def __init__(self, name: str, options: ScrapeOptions):
         super().__init__(name, options)
@@ -151,7 +180,8 @@ class ScrapeSource(Source):
 
     def query(self, query: str, now: float) -> QueryResult:
         note = f"last scrape failed: {self._last_error}" if self._last_error else ""
-        return answer(self.name, self._expr(query), self.store, now, self._first_success, note)
+        expr = self._expr(query)
+        return self._explained(expr, answer(self.name, expr, self.store, now, self._first_success, note), now)
 
     def query_many(self, queries: list[str], now: float) -> Iterator[tuple[int, QueryResult | QueryError]]:
         """A tick's queries at once (the runner's batch for in-process sources): the answer or
@@ -165,7 +195,32 @@ class ScrapeSource(Source):
             except QueryError as exc:
                 yield i, detached(exc)
         for j, found in evaluate_many(exprs, self.store, now):
-            yield index[j], _result(self.name, exprs[j], found, now, self._first_success, note)
+            yield index[j], self._explained(exprs[j], _result(self.name, exprs[j], found, now, self._first_success,
+                                                              note), now)
+
+    def _explained(self, expr: Expr, result: QueryResult | QueryError, now: float) -> QueryResult | QueryError:
+        """An empty answer whose series carry timestamps too old for the query's windows says so."""
+        if not self._stamps or not isinstance(result, QueryResult) or result.samples:
+            return result
+        tree = as_tree(expr)
+        stale = _stale(tree, self.store.lookback, self._stamps.values(), now) or self._alone(tree, now)
+        if not stale:
+            return result
+        return dataclasses.replace(result, note=f"{result.note}; {stale}" if result.note else stale)
+
+    def _alone(self, expr: Expr, now: float) -> str:
+        """A range of an empty answer holding one point of a series with its own timestamps
+        (the target served no newer one since): a rate needs two."""
+        stamps = self._stamps or {}
+        for selector, span in _selectors(expr, 0.0):
+            if not span:
+                continue  # an instant selector: _stale's business
+            for labels, points in self.store.window(selector.all_matchers, now - span, now):
+                if len(points) == 1 and any(labels in kept for kept in stamps.values()):
+                    t = points[0][0]
+                    return (f"one sample in the query's {span:g} s window: the target's own timestamp "
+                            f"{rfc3339(t)} ({now - t:.0f} s old) has not advanced since, and a rate needs two")
+        return ""
 
     # -- scraping --------------------------------------------------------------------------------
 
@@ -204,6 +259,7 @@ class ScrapeSource(Source):
         self._last_scrape = now
         outcomes = self._scrape_all(deadline)
         failures: list[tuple[_Target, SourceError]] = []
+        dropped: list[str] = []  # per target: samples dropped for a timestamp in the future
         for target, outcome in zip(self.targets, outcomes):
             if isinstance(outcome, SourceError):
                 failures.append((target, outcome))
@@ -211,7 +267,14 @@ class ScrapeSource(Source):
                 # only `up 0` remains of this target: every other series of it goes stale now
                 self.store.append_scrape(now, [self._up(target, 0.0)], target=target.instance)
                 continue
-            self.store.append_scrape(now, [*outcome, self._up(target, 1.0)], target=target.instance)
+            page, stamped = outcome
+            if stamped and self.options.honor_timestamps:
+                page, hostile = self._store_stamped(target, page, stamped, now)
+                if hostile:
+                    dropped.append(hostile)
+            elif self._stamps and target.instance in self._stamps:
+                del self._stamps[target.instance]  # its page has no timestamps any more
+            self.store.append_scrape(now, [*page, self._up(target, 1.0)], target=target.instance)
             target.last_error, target.last_success = "", now
         self.store.prune(self._retention, now)
         if len(failures) < len(self.targets):
@@ -220,15 +283,42 @@ class ScrapeSource(Source):
                 self._first_success = now
         self._last_error = "; ".join(str(e) if len(self.targets) == 1 else f"{t.instance}: {e}" for t, e in failures)
         if not failures:
-            return None
+            return PartialScrapeError("; ".join(dropped), FUTURE) if dropped else None
         if len(self.targets) == 1:
             return failures[0][1]
         message = f"{len(failures)} of {len(self.targets)} targets failed: {self._last_error}"
+        if dropped:
+            message += "; " + "; ".join(dropped)
         if len(failures) < len(self.targets):
             return PartialScrapeError(message, failures[0][1].kind)
         return SourceError(message, failures[0][1].kind)
 
-    def _scrape_all(self, deadline: float) -> list[list[Sample] | SourceError]:
+    def _store_stamped(self, target: _Target, page: list[Sample], stamped: exposition.Stamped,
+                       now: float) -> tuple[list[Sample], str]:
+        """Store the page's samples that carry a timestamp at that time (one at or before its
+        series' last point is not a new sample: the store drops it) and return the others, for
+        the scrape's time; a timestamp too far ahead drops its sample. Also a message on those
+        dropped ("" if none): label values escaped, as everything a target sends."""
+        latest, oldest = now + FUTURE_TOLERANCE, now - max(self._retention, self.store.lookback)
+        points: list[tuple[Labels, float, float]] = []
+        kept: dict[Labels, float] = {}
+        hostile: list[tuple[Sample, float]] = []
+        for i, ts in stamped:
+            sample = page[i]
+            if not math.isfinite(ts) or ts > latest:
+                hostile.append((sample, ts))
+                continue
+            kept[sample.labels] = ts
+            if ts > oldest:  # an older one would only be pruned at once
+                points.append((sample.labels, ts, sample.value))
+        self.store.append_stamped(points)
+        if self._stamps is None:
+            self._stamps = {}
+        self._stamps[target.instance] = kept
+        at = {i for i, _ in stamped}
+        return [s for i, s in enumerate(page) if i not in at], _hostile(target, hostile, now)
+
+    def _scrape_all(self, deadline: float) -> list[Page | SourceError]:
         # One round at a time: a round the runner gave up on may still be running, and it uses
         # the same connections and page readers. The next one waits for it within its own time.
         timeout = self.options.timeout
@@ -241,11 +331,11 @@ class ScrapeSource(Source):
         finally:
             self._busy.release()
 
-    def _round(self, deadline: float, timeout: float, shown: float) -> list[list[Sample] | SourceError]:
+    def _round(self, deadline: float, timeout: float, shown: float) -> list[Page | SourceError]:
         """Each target's samples or error; its page read as soon as it comes, while the loop
         thread still waits on other targets."""
         wired = [t for t in self.targets if t.wire is not None]
-        outcomes: list[list[Sample] | SourceError | None] = [None] * len(wired)
+        outcomes: list[Page | SourceError | None] = [None] * len(wired)
         answers = self._client.fetch_each([t.wire for t in wired if t.wire is not None], timeout=timeout,
                                            deadline=deadline, concurrency=self.options.concurrency,
                                            max_body=self.options.max_body)
@@ -258,7 +348,7 @@ class ScrapeSource(Source):
                 for target, outcome in zip(self.targets, outcomes)]
 
     def _outcome(self, target: _Target, answer: httpfetch.Fetched | HttpFailure | None,
-                 timeout: float) -> list[Sample] | SourceError:
+                 timeout: float) -> Page | SourceError:
         if answer is None:
             return SourceError(f"scrape of {target.where} not started: the tick's time for scraping ran out "
                                f"({len(self.targets)} targets, concurrency {self.options.concurrency})", "timeout")
@@ -269,16 +359,21 @@ class ScrapeSource(Source):
         except SourceError as exc:
             return detached(exc)
 
-    def _parse(self, response: httpfetch.Fetched, target: _Target) -> list[Sample]:
+    def _parse(self, response: httpfetch.Fetched, target: _Target) -> Page:
         if response.status_code != 200:
             raise SourceError(f"{target.where} answered HTTP {response.status_code}{httpfetch.body_hint(response)}",
                               httpfetch.status_kind(response.status_code))
         if httpfetch.is_html(response):
             raise httpfetch.html_error(response, target.where, "metrics")
+        reader = target.reader
         try:
-            return target.reader.samples(response.content, self.options.sample_limit)
+            page = reader.samples(response.content, self.options.sample_limit)
         except exposition.PageError as exc:
             raise SourceError(f"{target.where} {exc}", exc.kind) from None
+        stamped = reader.stamped
+        if stamped and response.headers.get("Content-Type", "").lower().startswith(_OPENMETRICS):
+            stamped = [(i, ts * 1000.0) for i, ts in stamped]  # OpenMetrics writes seconds, not milliseconds
+        return page, stamped
 
     def _up(self, target: _Target, value: float) -> Sample:
         if not target.up_labels:
@@ -328,6 +423,50 @@ def _relabelled(labels: Labels, instance: str) -> Labels:
         relabelled[name] = exposed
     relabelled[INSTANCE] = instance
     return labels_of(relabelled)
+
+
+def _hostile(target: _Target, dropped: list[tuple[Sample, float]], now: float) -> str:
+    if not dropped:
+        return ""
+    sample, ts = dropped[0]
+    name = sample.label(NAME) or ""
+    labels = without_name(sample.labels)
+    shown = one_line(name) + (format_labels(labels) if labels else "")
+    when = f"{ts - now:.0f} s ahead of our clock" if math.isfinite(ts) else f"{ts!r}, not a time"
+    return (f"{target.where}: {len(dropped)} samples dropped, their timestamps more than {FUTURE_TOLERANCE:g} s "
+            f"in the future or not a time (e.g. {shown}: {when}); the target's clock or exporter is wrong")
+
+
+def _stale(expr: Expr, lookback: float, stamps: Iterable[dict[Labels, float]], now: float) -> str:
+    """'stale: last sample timestamp …' when the newest own timestamp of the series an empty
+    query selects is older than the window it is read in (the lookback, or a range), else ""."""
+    newest: float | None = None
+    window = 0.0
+    for selector, span in _selectors(expr, lookback):
+        matchers = selector.all_matchers
+        for series in stamps:
+            for labels, ts in series.items():
+                if ts <= now - span and (newest is None or ts > newest) and _matches(matchers, labels):
+                    newest, window = ts, span
+    if newest is None:
+        return ""
+    return (f"stale: last sample timestamp {rfc3339(newest)}, {now - newest:.0f} s old (the target's own "
+            f"timestamp; older than the query's {window:g} s window, so no data)")
+
+
+def _selectors(expr: Expr, lookback: float) -> Iterator[tuple[VectorSelector, float]]:
+    if isinstance(expr, MatrixSelector):
+        yield expr.selector, expr.range
+    elif isinstance(expr, VectorSelector):
+        yield expr, lookback
+    else:
+        for child in expr.children():
+            yield from _selectors(child, lookback)
+
+
+def _matches(matchers: tuple[Any, ...], labels: Labels) -> bool:
+    values = dict(labels)
+    return all(m.matches(values.get(m.name, "")) for m in matchers)
 
 
 def _targets(options: ScrapeOptions) -> list[_Target]:
