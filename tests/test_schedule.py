@@ -201,3 +201,34 @@ def test_the_watcher_reports_each_step_to_the_step_back_either_way() -> None:
     assert scheduler.check_clock()
     assert steps.observe(clock.now()) == pytest.approx((-3600.0, 120.0), abs=0.5)
     assert steps.probe is not None  # the tick asks it first (StepBack.observe)
+
+
+class _SlowReport(StepBack):
+    """The watcher thread held (GIL, a loaded machine) between its look and its report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reporting = threading.Event()
+
+    def clock_stepped(self, length: float, at: float) -> None:
+        self.reporting.set()
+        time.sleep(0.3)
+        super().clock_stepped(length, at)
+
+
+def test_a_tick_that_looks_while_the_watcher_reports_a_step_takes_it_once() -> None:
+    """The watcher had moved the skew but not yet reported the step when a tick's own look
+    (StepBack.probe) came: the tick found no step, counted a step forward as time a pending
+    `for` held (a rollback on a clock step), and the next tick took the step after all."""
+    clock, steps = FakeClock(), _SlowReport()
+    scheduler = TickScheduler(10.0, lambda at: None, clock=clock, steps=steps)
+    assert steps.observe(clock.now()) == ()
+    clock.set(clock.now() + 120)
+    watcher = threading.Thread(target=scheduler.check_clock)
+    watcher.start()
+    assert steps.reporting.wait(5)
+    taken = steps.observe(clock.now())  # the tick, while the watcher reports
+    watcher.join(5)
+    assert taken == pytest.approx((120.0,), abs=0.5)
+    assert steps.observe(clock.now() + 10) == ()  # and not once more
+

@@ -156,9 +156,12 @@ class TickScheduler:
             now = self._clock.now()
             skew = now - self._clock.monotonic()
             step, self._skew = skew - self._skew, skew
-        if abs(step) < CLOCK_STEP:
-            return False
-        self.steps.clock_stepped(step, now)
+            if abs(step) < CLOCK_STEP:
+                return False
+            # Reported under the lock: a tick's look (StepBack.probe) that finds the skew
+            # already moved must find the step already reported, or it takes it a tick late
+            # (a step forward then counts as time a pending `for` held) and twice.
+            self.steps.clock_stepped(step, now)
         log.warning("the wall clock stepped %+.1f s: the next tick is planned again from the clock's present", step)
         if self._scheduler.running:
             self.trigger = GridTrigger(self.interval, self.trigger.offset, at_once=False)
