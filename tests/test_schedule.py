@@ -232,3 +232,32 @@ def test_a_tick_that_looks_while_the_watcher_reports_a_step_takes_it_once() -> N
     assert taken == pytest.approx((120.0,), abs=0.5)
     assert steps.observe(clock.now() + 10) == ()  # and not once more
 
+
+class _HeldClock(FakeClock):
+    """A thread held `pause` seconds right after it read the wall clock (the GIL held by a long
+    parse, a GC pause): both clocks move on meanwhile, the wall reading is the one before."""
+
+    pause = 0.0
+
+    def now(self) -> float:
+        wall = super().now()
+        if self.pause:
+            self.advance(self.pause)
+            self.pause = 0.0
+        return wall
+
+
+def test_a_thread_held_between_its_two_readings_sees_no_step() -> None:
+    """Wall minus monotonic from a wall reading and a later monotonic one: a watcher held 1.5 s
+    between them saw the clock step back 1.5 s, and forward 1.5 s at the next look: every
+    pending `for` restarted twice, the guards moved their times, for a step that never was."""
+    clock, steps = _HeldClock(), StepBack()
+    scheduler = TickScheduler(10.0, lambda at: None, clock=clock, steps=steps)
+    assert steps.observe(clock.now()) == ()
+    clock.pause = 1.5
+    assert not scheduler.check_clock()
+    assert not scheduler.check_clock()
+    assert steps.observe(clock.now()) == ()
+    clock.set(clock.now() - 60)  # a real step is still seen
+    assert scheduler.check_clock()
+    assert steps.observe(clock.now()) == pytest.approx((-60.0,), abs=0.5)

@@ -45,6 +45,7 @@ log = logging.getLogger("watchdog.scheduler")
 FIRST_AT_ONCE = 0.5  # seconds: a first slot further away than this gets a tick at once (ready sooner)
 CLOCK_CHECK_EVERY = 1.0  # seconds between two looks at the wall clock against the monotonic one
 CLOCK_STEP = 1.0  # seconds: a wall clock that moved this much against the monotonic one was stepped
+CLOCK_READ = 0.1  # seconds: the most two monotonic readings around a wall one may lie apart (see _read_skew)
 JOB_ID = "ticks"
 
 
@@ -112,7 +113,8 @@ class TickScheduler:
         self.trigger = GridTrigger(interval, offset)
         self._job = job
         self.skipped = 0  # slots left out because a tick was still running (or the scheduler woke too late)
-        self._skew = self._clock.now() - self._clock.monotonic()  # wall minus monotonic: changes when the clock steps
+        read = self._read_skew()  # wall minus monotonic: changes when the clock steps
+        self._skew = read[1] if read is not None else self._clock.now() - self._clock.monotonic()
         self._skew_lock = threading.Lock()  # the watcher and the tick (StepBack.probe) both look
         self.steps = steps or StepBack()  # where the steps seen go (the daemon's, shared)
         self.steps.probe = self._look
@@ -153,8 +155,10 @@ class TickScheduler:
         evaluated for that hour. The next tick is then the grid's first point after the clock's
         present. True when a step was seen."""
         with self._skew_lock:
-            now = self._clock.now()
-            skew = now - self._clock.monotonic()
+            read = self._read_skew()
+            if read is None:  # this thread kept being held between two readings: the next look
+                return False
+            now, skew = read
             step, self._skew = skew - self._skew, skew
             if abs(step) < CLOCK_STEP:
                 return False
@@ -167,6 +171,20 @@ class TickScheduler:
             self.trigger = GridTrigger(self.interval, self.trigger.offset, at_once=False)
             self._scheduler.reschedule_job(JOB_ID, trigger=self.trigger)
         return True
+
+    def _read_skew(self) -> tuple[float, float] | None:
+        """(the wall clock, wall minus monotonic), from a wall reading between two monotonic
+        ones no more than CLOCK_READ apart: a thread held between the two readings (the GIL
+        held by a long parse, a GC pause, a loaded machine) would otherwise see the wall clock
+        step back by the time it was held, and forward again at the next look. None: every
+        try was held that long."""
+        for _ in range(3):
+            before = self._clock.monotonic()
+            now = self._clock.now()
+            after = self._clock.monotonic()
+            if after - before <= CLOCK_READ:
+                return now, now - (before + after) / 2
+        return None
 
     def stop(self) -> None:
         """No new tick starts; the one in progress (if any) is not waited for."""
