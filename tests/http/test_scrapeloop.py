@@ -355,3 +355,33 @@ def test_fetch_each_closed_early_waits_for_the_round_to_end(serve) -> None:  # t
     started = time.monotonic()
     answers.close()
     assert release.is_set() and time.monotonic() - started >= 0.25
+
+
+def test_scrapes_that_make_progress_keep_their_lane_concurrency_bounds_them(serve) -> None:  # type: ignore[no-untyped-def]
+    """A lane is given up by a scrape that stalls, not by one that takes long because its page
+    is large: were it given up, `concurrency` bounded nothing but the first moments of a round,
+    and every target of a fleet of large pages read its body at once (memory: targets × max_body,
+    not concurrency × max_body)."""
+    chunk, chunks = b"x 1\n" * 16384, 16  # 64 KiB every 25 ms: about 0.38 s a page
+    spans: list[tuple[float, float]] = []  # each page's time on the wire, from request to last byte
+
+    def stream(server: RawServer, conn: socket.socket, index: int) -> None:
+        while server.read_request(conn):
+            began = time.monotonic()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(chunk) * chunks))
+            for i in range(chunks):
+                if i:
+                    time.sleep(0.025)
+                conn.sendall(chunk)
+            spans.append((began, time.monotonic()))
+
+    server = serve(stream)
+    client = ScrapeClient()
+    targets = [client.target(server.url(f"/{i}")) for i in range(3)]
+    # a lane's patience here: 1 s × 1 lane / 3 targets / 2 ≈ 0.17 s, less than half a page's time
+    answers = client.fetch_all(targets, timeout=1, deadline=time.monotonic() + 5, concurrency=1, max_body=1 << 21)
+    assert all(isinstance(a, Fetched) and len(a.content) == len(chunk) * chunks for a in answers), \
+        [a if isinstance(a, HttpFailure) else len(a.content) for a in answers if a is not None]
+    spans.sort()
+    overlaps = [max(0.0, first[1] - second[0]) for first, second in zip(spans, spans[1:])]
+    assert len(spans) == 3 and max(overlaps) < 0.1, overlaps  # one page at a time (given up: ≈ 0.2 s each)

@@ -20,7 +20,8 @@ The bounds are those of `http.transport`, kept:
 - `concurrency` lanes take the targets in turn. A lane is for a scrape that makes progress: one
   that has held its lane longer than its share of the round (`_patience`: half of
   `min(timeout, what is left of the tick) × lanes / targets`, so that every target is started
-  within the first half of that time) gives it up and waits on, within its own deadline, while
+  within the first half of that time) and read less than `PROGRESS` bytes since the last look
+  (one reading a large page keeps it: `concurrency` bounds those) gives it up and waits on, within its own deadline, while
   a new lane takes the next target; targets whose last scrape did that or timed out are started
   last. So targets that accept and never answer, or trickle a byte at a time, cannot keep the
   healthy ones of the round from their tick, whatever `concurrency` is. What bounds the sockets
@@ -133,12 +134,14 @@ class _Connection(asyncio.Protocol):
         self.open = False
         self._reader: ResponseReader | None = None
         self._waiter: asyncio.Future[ResponseReader] | None = None
+        self.received = 0  # bytes read on it so far: whether a scrape holding a lane makes progress
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.open = True
 
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         reader, waiter = self._reader, self._waiter
         if reader is None or waiter is None or waiter.done():
             self.abort()  # bytes nobody asked for: the connection is not reusable
@@ -296,7 +299,7 @@ class ScrapeClient:
         pending = iter(_order(targets))
         width = min(concurrency, len(targets))
         left = len(targets)  # not started yet
-        holding: dict[int, float] = {}  # lane -> since when it holds its scrape
+        holding: dict[int, tuple[Target, float, int]] = {}  # lane -> its target, the last look: when, bytes read
         lanes: list[asyncio.Future[None]] = []
         aborted = False
 
@@ -308,7 +311,7 @@ class ScrapeClient:
                 if wait <= 0 or aborted:
                     return
                 target = targets[i]
-                holding[number] = time.monotonic()
+                holding[number] = (target, time.monotonic(), _received(target))
                 answer = results[i] = await self._scrape(target, wait, max_body)
                 kept = holding.pop(number, None) is not None  # None: it gave its lane up (parked)
                 target.slow = not kept or (isinstance(answer, HttpFailure) and answer.kind == "timeout")
@@ -324,12 +327,16 @@ class ScrapeClient:
             lanes.append(task)
             self._in_flight.add(task)
 
-        def park() -> None:  # the lanes held past their patience are given up, each to a new lane
+        def park() -> None:  # the lanes held past their patience without progress are given up, each to a new lane
             now = time.monotonic()
-            for number, since in list(holding.items()):
-                if now - since >= patience and left > 0 and not aborted:
-                    del holding[number]
-                    start_lane()
+            for number, (target, since, read) in list(holding.items()):
+                if now - since < patience or left <= 0 or aborted:
+                    continue
+                if _received(target) - read >= PROGRESS:  # reading its page: it keeps its lane
+                    holding[number] = (target, now, _received(target))
+                    continue
+                del holding[number]
+                start_lane()
             if left > 0:
                 timers[0] = loop.call_later(patience / 2, park)
 
@@ -445,6 +452,17 @@ def _order(targets: list[Target]) -> list[int]:
     if not any(t.slow for t in targets):
         return list(range(len(targets)))
     return [i for i, t in enumerate(targets) if not t.slow] + [i for i, t in enumerate(targets) if t.slow]
+
+
+# bytes a scrape must have read since the last look to keep its lane past its patience: a page
+# being read holds its lane (`concurrency` bounds those, and so the memory of the bodies being
+# read); one that stalls, or trickles a few bytes at a time, gives it up
+PROGRESS = 4096
+
+
+def _received(target: Target) -> int:
+    connection = target.connection
+    return connection.received if connection is not None else 0
 
 
 MIN_PATIENCE = 0.005  # seconds: the shortest a scrape holds its lane before it may give it up
