@@ -236,3 +236,27 @@ def test_a_hostile_metric_name_is_escaped_in_the_message_too(target: Target) -> 
     assert error is not None and error.kind == FUTURE
     assert "evil\\nname" in str(error) and "\n" not in str(error)
     source.close()
+
+
+def test_an_empty_answer_looks_only_at_the_stamped_series_of_its_metric(target: Target,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why an empty answer is empty was looked for in every stamped series of every target, and
+    those older than the window matched label by label: a /federate page (every sample stamped)
+    of 20,000 series cost each empty query (an error rate while nothing fails) 20,000 looks on
+    every tick, and as many matches once they aged. Only the selectors' metric names' are."""
+    from watchdog.sources import scrape
+
+    page = "".join(f'federated_metric{{i="{i}"}} {i} {ms(T0)}\n' for i in range(2000))
+    target.serve(page + f"frozen 1 {ms(T0)}\n")
+    source = source_for(target)
+    assert source.begin_tick(T0 + 5) is None
+    matched = []
+    real = scrape._matches
+    monkeypatch.setattr(scrape, "_matches", lambda matchers, labels: matched.append(labels) or real(matchers, labels))
+
+    assert source.query('rate(errors_total{code="500"}[1m])', T0 + 5).samples == []
+    assert matched == []
+    result = source.query("frozen", T0 + 400)  # the reason is still given
+    assert result.samples == [] and "stale: last sample timestamp" in result.note
+    assert len(matched) == 1
+    source.close()

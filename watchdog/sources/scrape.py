@@ -122,9 +122,10 @@ class _Target:
 
 class ScrapeSource(Source):
     Options = ScrapeOptions
-    # per target (instance): the explicit timestamp of each of its series that had one on its
-    # last page, to say why a query over them is empty; made on the first timestamped page
-    _stamps: dict[str, dict[Labels, float]] | None = None
+    # per target (instance), by metric name: the explicit timestamp of each of its series that
+    # had one on its last page, to say why a query over them is empty (only the series of the
+    # query's metric names are looked at); made on the first timestamped page
+    _stamps: dict[str, dict[str, dict[Labels, float]]] | None = None
 
     def __init__(self, name: str, options: ScrapeOptions):
         super().__init__(name, options)
@@ -216,7 +217,8 @@ class ScrapeSource(Source):
             if not span:
                 continue  # an instant selector: _stale's business
             for labels, points in self.store.window(selector.all_matchers, now - span, now):
-                if len(points) == 1 and any(labels in kept for kept in stamps.values()):
+                name = dict(labels).get(NAME, "")
+                if len(points) == 1 and any(labels in kept.get(name, ()) for kept in stamps.values()):
                     t = points[0][0]
                     return (f"one sample in the query's {span:g} s window: the target's own timestamp "
                             f"{rfc3339(t)} ({now - t:.0f} s old) has not advanced since, and a rate needs two")
@@ -301,14 +303,14 @@ class ScrapeSource(Source):
         dropped ("" if none): label values escaped, as everything a target sends."""
         latest, oldest = now + FUTURE_TOLERANCE, now - max(self._retention, self.store.lookback)
         points: list[tuple[Labels, float, float]] = []
-        kept: dict[Labels, float] = {}
+        kept: dict[str, dict[Labels, float]] = {}
         hostile: list[tuple[Sample, float]] = []
         for i, ts in stamped:
             sample = page[i]
             if not math.isfinite(ts) or ts > latest:
                 hostile.append((sample, ts))
                 continue
-            kept[sample.labels] = ts
+            kept.setdefault(sample.label(NAME) or "", {})[sample.labels] = ts
             if ts > oldest:  # an older one would only be pruned at once
                 points.append((sample.labels, ts, sample.value))
         self.store.append_stamped(points)
@@ -437,17 +439,18 @@ def _hostile(target: _Target, dropped: list[tuple[Sample, float]], now: float) -
             f"in the future or not a time (e.g. {shown}: {when}); the target's clock or exporter is wrong")
 
 
-def _stale(expr: Expr, lookback: float, stamps: Iterable[dict[Labels, float]], now: float) -> str:
+def _stale(expr: Expr, lookback: float, stamps: Iterable[dict[str, dict[Labels, float]]], now: float) -> str:
     """'stale: last sample timestamp …' when the newest own timestamp of the series an empty
     query selects is older than the window it is read in (the lookback, or a range), else ""."""
     newest: float | None = None
     window = 0.0
     for selector, span in _selectors(expr, lookback):
         matchers = selector.all_matchers
-        for series in stamps:
-            for labels, ts in series.items():
-                if ts <= now - span and (newest is None or ts > newest) and _matches(matchers, labels):
-                    newest, window = ts, span
+        for named in stamps:  # a written name: its series only, not every stamped one of the target
+            for series in ((named.get(selector.name) or {},) if selector.name is not None else named.values()):
+                for labels, ts in series.items():
+                    if ts <= now - span and (newest is None or ts > newest) and _matches(matchers, labels):
+                        newest, window = ts, span
     if newest is None:
         return ""
     return (f"stale: last sample timestamp {rfc3339(newest)}, {now - newest:.0f} s old (the target's own "
