@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Callable
+
 from watchdog.clock import StepBack
+
+T0 = 1_700_000_000.0
 
 T = 1_700_000_000.0
 
@@ -77,3 +82,43 @@ def test_a_time_recorded_before_a_step_forward_moves_forward_by_it() -> None:
     assert steps.seen(T + 3600 + 10, now) == T + 3600 + 10  # recorded after the step: itself
     steps.clock_stepped(-3600.0, T + 60)  # stepped back again: the hour did not pass either way
     assert steps.seen(T - 120, T + 60) == T - 120
+
+
+class _TickOnRelease:
+    """The StepBack's lock, which lets another thread's tick run (`between`) the first time it
+    is released once armed: what a scheduler may do between two of a reader's statements."""
+
+    def __init__(self, between: Callable[[], object]) -> None:
+        self._lock = threading.Lock()
+        self.between: Callable[[], object] | None = None
+        self._then = between
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        between, self.between = self.between, None
+        if between is not None:
+            between()
+
+    def arm(self) -> None:
+        self.between = self._then
+
+
+def test_a_step_taken_by_a_tick_while_a_source_reads_its_steps_is_not_lost() -> None:
+    """A scrape source (or the runner's circuits) read the steps taken since its mark, then the
+    epoch as its new mark, in two reads: a tick that took a step between them moved the mark
+    past a step never handed over, so the source kept samples that lay in the clock's future."""
+    from watchdog.sources.scrape import ScrapeOptions, ScrapeSource
+
+    steps = StepBack()
+    lock = _TickOnRelease(lambda: steps.observe(T0 - 3600))
+    steps._lock = lock  # type: ignore[assignment]
+    source = ScrapeSource("s", ScrapeOptions(url="http://127.0.0.1:9/metrics"))
+    source.share_steps(steps)
+    steps.observe(T0)
+    lock.arm()
+    assert not source._stepped_back(T0 + 10)  # (the step is taken while this one reads)
+    assert source._stepped_back(T0 - 3590)  # ... and handed over on the next
+    source.close()

@@ -180,6 +180,12 @@ class StepBack:
         with self._lock:
             return tuple(step for epoch, taken in self._ticked if epoch > mark for step in taken)
 
+    def taken(self, mark: int) -> tuple[tuple[float, ...], int]:
+        """`since(mark)` and the epoch they go up to (the next mark), read at once: a tick on
+        another thread between two reads would move the mark past a step never handed over."""
+        with self._lock:
+            return tuple(step for epoch, taken in self._ticked if epoch > mark for step in taken), self.epoch
+
     @property
     def last(self) -> tuple[float, float]:
         """(length, when seen on the new clock) of the last step back; (0, 0): none."""

@@ -153,7 +153,7 @@ class SourceRunner:
         """A step back of the wall clock taken since the last tick reaches every circuit."""
         if self._observes:
             self.steps.observe(now)
-        stepped, self._step_mark = self.steps.since(self._step_mark), self.steps.epoch
+        stepped, self._step_mark = self.steps.taken(self._step_mark)
         if any(step < 0 for step in stepped):
             for circuit in self._circuits.values():
                 circuit.clock_stepped(self.clock.now())

@@ -244,7 +244,7 @@ class ScrapeSource(Source):
             self._steps = StepBack()
         if self._own_steps:
             self._steps.observe(now)
-        stepped, self._step_mark = self._steps.since(self._step_mark), self._steps.epoch
+        stepped, self._step_mark = self._steps.taken(self._step_mark)
         return any(step < 0 for step in stepped)
 
     def begin_tick_within(self, now: float, deadline: float) -> SourceError | None:
