@@ -152,6 +152,12 @@ def _check_expansion(text: str, loader: type = yaml.SafeLoader) -> None:
                                              "(an alias bomb?); not loaded")
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+# The safe constructor's string is the node's text (`construct_yaml_str` is `construct_scalar`):
+# a string scalar — most of a fleet's 9,000 — is taken as it is, not through construct_object.
+_STR_AS_IS = yaml.SafeLoader.yaml_constructors.get(_STR_TAG) is yaml.constructor.SafeConstructor.construct_yaml_str
+
+
 def _convert(node: yaml.Node) -> Node:
     line, column = node.start_mark.line + 1, node.start_mark.column + 1
     if isinstance(node, yaml.MappingNode):
@@ -159,7 +165,20 @@ def _convert(node: yaml.Node) -> Node:
         return Node("map", [(_convert(k), _convert(v)) for k, v in node.value], line, column)
     if isinstance(node, yaml.SequenceNode):
         return Node("seq", [_convert(item) for item in node.value], line, column)
+    if _STR_AS_IS and node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
+        return Node("scalar", node.value, line, column)
     return Node("scalar", _constructor.construct_object(node, deep=True), line, column)
+
+
+def _converted(root: yaml.Node) -> Node:
+    """`_convert(root)`; the shared constructor forgets the nodes it constructed (it keeps
+    each in `constructed_objects` for aliases within one document: kept across documents,
+    every load and reload held all the scalar nodes of every file it had read)."""
+    try:
+        return _convert(root)
+    finally:
+        _constructor.constructed_objects.clear()
+        _constructor.recursive_objects.clear()
 
 
 def parse_yaml(text: str, filename: str) -> tuple[Node | None, list[Problem]]:
@@ -190,7 +209,7 @@ def _parse_with(text: str, filename: str, loader: type) -> tuple[Node | None, li
     if root is None:
         return Node("map", [], 1, 1), []
     try:
-        return _convert(root), []
+        return _converted(root), []
     except yaml.MarkedYAMLError as exc:  # a scalar the safe constructor refuses (e.g. a bare `=`)
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
