@@ -85,3 +85,4 @@ def test_loading_a_file_again_keeps_none_of_its_nodes() -> None:
         root, problems = parse_yaml(text, "watchdog.yaml")
         assert root is not None and not problems
     assert len(yamlnodes._constructor.constructed_objects) == 0
+
