@@ -288,3 +288,28 @@ def test_a_template_no_other_query_shares_is_not_filled_and_answers_stay_the_sam
     assert by_status and isinstance(by_status[0][1], grouped._Pending) and by_status[0][1].shape is None
     for i, query in enumerate(queries):
         assert same(answers[i], alone(query, store, 60.0)), query
+
+
+def test_queries_of_one_template_are_one_group_whatever_their_values_lengths(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A template that keeps a placeholder (`status="error"`, grouped by instance) is one
+    group for all the rule's queries, though their instance literals differ in length (and
+    so their skeletons): ten groups for ten templates, not one per skeleton."""
+    from watchdog.promql import grouped
+
+    templates = ['sum(rate(req{instance="{V}",status="error"}[1m])) / sum(rate(req{instance="{V}"}[1m]))',
+                 'increase(req{instance="{V}",status="error"}[1m])', 'up{instance="{V}"}']
+    instances = [f"10.0.{i // 100}.{i}:80" for i in range(300)]  # 10.0.0.0:80 … 10.0.2.299:80: three lengths
+    kept = [parse_kept(t.replace("{V}", i)) for i in instances for t in templates]
+    groups: list[int] = []
+    real = grouped._evaluate_group
+
+    def counted(first, shape, label, members, store, now, memo):  # type: ignore[no-untyped-def]
+        groups.append(len(members))
+        return real(first, shape, label, members, store, now, memo)
+
+    monkeypatch.setattr(grouped, "_evaluate_group", counted)
+    store = SeriesStore()
+    store.append_scrape(60.0, [Sample(labels_of({NAME: "up", "instance": i}), 1.0) for i in instances])
+    answers = dict(evaluate_many(kept, store, 60.0))
+    assert sorted(groups) == [300, 300, 300]
+    assert len(answers) == len(kept)

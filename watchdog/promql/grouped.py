@@ -247,6 +247,7 @@ def _candidates(expr: Expr | Templated) -> Candidates:
         _by_tree.clear()
         _interned.clear()
         _by_skeleton.clear()
+        _pending.clear()  # keyed by the ids of interned templates
     _by_tree[id(expr)] = (expr, tuple(found))  # the tree is kept: its id stays its own
     forget_origin(expr)  # not asked for again (after a clear above, `_analyse` gives the same)
     return tuple(found)
@@ -301,12 +302,12 @@ def _from_origin(skeleton: str, tree: Expr, holes: dict[int, tuple[Any, ...]], v
         if any(value not in values for _, _, value in found):
             entry = False
         else:  # a template that keeps other placeholders (`status="error"`) is filled for each query
-            entry = tuple((label, template, mark, _holes_of(template, canonical), {}) for label, template, mark in found)
+            entry = tuple((label, template, mark, _holes_of(template, canonical)) for label, template, mark in found)
         _by_skeleton[key] = entry
     if entry is False:
         return None
-    return tuple((label, template if kept is None else _filled(template, values, kept, seen), values[mark])
-                 for label, template, mark, kept, seen in entry)
+    return tuple((label, template if kept is None else _filled(template, values, kept), values[mark])
+                 for label, template, mark, kept in entry)
 
 
 def _holes_of(template: Expr, canonical: dict[str, str]) -> tuple[dict[int, tuple[object, ...]], tuple[str, ...]] | None:
@@ -333,16 +334,17 @@ def _strings(node: object, marks: set[str], out: set[str]) -> None:
             _strings(getattr(node, f.name), marks, out)
 
 
-def _filled(template: Expr, values: dict[str, str], kept: tuple[dict[int, tuple[object, ...]], tuple[str, ...]],
-            seen: dict[tuple[str, ...], _Pending]) -> _Pending:
+def _filled(template: Expr, values: dict[str, str], kept: tuple[dict[int, tuple[object, ...]], tuple[str, ...]]) -> _Pending:
     """`template` with this query's values where it keeps placeholders, filled when a group
     uses it (`shape_of`); queries with the same values there share it (one object: grouping
-    counts templates by identity)."""
+    counts templates by identity) — across skeletons too: `template` is interned, and the
+    skeletons of one rule's queries differ by the length of their instance's literal."""
     holes, marks = kept
     own = tuple(values[mark] for mark in marks)
-    found = seen.get(own)
+    key = (id(template), own)
+    found = _pending.get(key)
     if found is None:
-        found = seen[own] = _Pending(template, {mark: values[mark] for mark in marks}, holes)
+        found = _pending[key] = _Pending(template, {mark: values[mark] for mark in marks}, holes)
     return found
 
 
@@ -352,9 +354,10 @@ class _Pending:
     filled and interned (`shape_of`) only when two or more queries of a batch are grouped by
     it: a fleet's `increase(x{instance="…",status="error"}[1m])` is a candidate for grouping by
     `status` too, a template per instance that no other query shares, and filling a thousand
-    of them on the first tick cost ≈ 0.02 s. (One per skeleton, label and values, where the
-    filled templates were interned across skeletons: equal templates from two skeletons are
-    two groups now, evaluated apart, with the same answers.)"""
+    of them on the first tick cost ≈ 0.02 s. One per interned template and values kept
+    (`_filled`): the queries of one rule share it, whatever their skeletons. (Two different
+    templates that fill to equal trees — written differently — are two groups, evaluated
+    apart with the same answers, where the filled trees' interning made them one.)"""
 
     __slots__ = ("template", "values", "holes", "shape")
 
@@ -380,7 +383,9 @@ _by_tree: dict[int, tuple[Expr, Candidates]] = {}
 _interned: dict[Expr, Expr] = {}  # one object per distinct template
 # (skeleton text, its placeholders' canonical ones) -> candidates with a placeholder as L's value,
 # or False: analyse each tree (`_from_skeleton`)
-_by_skeleton: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, Expr, str, Any, dict[tuple[str, ...], _Pending]], ...] | bool] = {}
+_by_skeleton: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, Expr, str, Any], ...] | bool] = {}
+# (id of an interned template keeping placeholders, the values it keeps) -> its _Pending
+_pending: dict[tuple[int, tuple[str, ...]], _Pending] = {}
 
 
 def _selectors(expr: Expr) -> Iterator[VectorSelector]:
