@@ -62,7 +62,17 @@ def one(code: str | None, targets: int, port: int) -> dict[str, float]:
 def phases(targets: int, port: int, profile: str | None) -> dict[str, float]:
     """In this process (a fresh child): each start-up phase's CPU and wall seconds."""
     import cProfile
+    import threading
     profiler = cProfile.Profile() if profile else None
+    threads: list[cProfile.Profile] = []
+    if profiler:  # every thread the daemon starts (the tick runs on the scheduler's) gets its own
+
+        def per_thread(*_: object) -> None:
+            sys.setprofile(None)
+            threads.append(cProfile.Profile())
+            threads[-1].enable()
+
+        threading.setprofile(per_thread)
     out: dict[str, float] = {}
     mark = [time.process_time(), time.monotonic()]
 
@@ -95,8 +105,14 @@ def phases(targets: int, port: int, profile: str | None) -> dict[str, float]:
             time.sleep(0.005)
         lap("first_tick")
         if profiler:
+            import pstats
+            threading.setprofile(None)
             profiler.disable()
-            profiler.dump_stats(profile)
+            stats = pstats.Stats(profiler)
+            for other in threads:
+                other.create_stats()  # a snapshot of what that thread ran so far
+                stats.add(other)
+            stats.dump_stats(profile)
         daemon.shutdown()
     return out
 

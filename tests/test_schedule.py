@@ -187,6 +187,38 @@ def test_a_wall_clock_stepped_back_does_not_stop_the_ticks(monkeypatch) -> None:
         scheduler.stop()
 
 
+def test_apscheduler_is_imported_with_the_plugin_registrys_one_scan_of_entry_points() -> None:
+    """runtime.scheduler imports APScheduler with `importlib.metadata.entry_points` served
+    from the plugin registry's one read (BaseScheduler scanned every distribution three
+    times as its class was made). In a fresh interpreter: one scan in all, the aliases
+    APScheduler knows are those a plain `entry_points(group=…)` gives, and nothing stays patched."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import importlib.metadata as m
+        real, scans = m.distributions, []
+        def counted(*a, **k):
+            scans.append(1)
+            return real(*a, **k)
+        m.distributions = counted
+        import watchdog.runtime.scheduler
+        from apscheduler.schedulers import base
+        m.distributions = real
+        assert m.entry_points is base.entry_points, "left patched"
+        for group, kept in (("triggers", base.BaseScheduler._trigger_plugins),
+                            ("executors", base.BaseScheduler._executor_plugins),
+                            ("jobstores", base.BaseScheduler._jobstore_plugins)):
+            plain = {ep.name: ep for ep in m.entry_points(group="apscheduler." + group)}
+            assert kept == plain and plain, group
+        print(len(scans))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+
+
 def test_the_watcher_reports_each_step_to_the_step_back_either_way() -> None:
     """The wall clock against the monotonic one (runtime/scheduler.py): a step back and a step
     forward go to the daemon's StepBack, with their sign, even with the scheduler not running;

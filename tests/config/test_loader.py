@@ -162,3 +162,76 @@ def test_the_secret_is_not_in_any_problem_message(tmp_path):
     config = GOOD_CONFIG.replace("interval: 15s", "interval: fast")
     found = problems(write(tmp_path, config=config))
     assert all("s3cr3t-token" not in p for p in found)
+
+
+def test_the_rules_checked_with_their_targets_variable_names_kept_give_each_rules_own_problems(tmp_path, monkeypatch):
+    """Differential: check_references keeps each target's sorted variable names across its
+    rules (a fleet: 10,000 rules, 1,000 targets); the problems are those of each rule checked
+    on its own, with nothing kept, in the same order."""
+    from watchdog.config import validate
+
+    config = GOOD_CONFIG.replace("targets:\n", "targets:\n"
+                                 "  plain: {}\n"
+                                 "  with-vars: {variables: {job: api, zone: eu}}\n"
+                                 "  other-vars: {variables: {zone: us, job: batch}}\n"
+                                 "  one-var: {variables: {job: x}, alert: [ops]}\n")
+    rules = textwrap.dedent("""\
+        targets: [fraud-model, plain, with-vars, other-vars, one-var, nowhere]
+        rules:
+          - name: error-rate
+            source: model
+            query: sum(rate(requests_total{job="{{job}}"}[1m]))
+            above: 0.05
+            action: rollback
+            alert: [ops, pager]
+          - name: error-rate
+            source: model
+            query: up{zone="{{zone}}"} + nosuch(
+            above: 1
+          - name: plain
+            source: model
+            query: up{target="{{target}}"}
+            below: 1
+        """)
+    path = write(tmp_path, config=config, rules=rules)
+    kept = problems(path)
+    real = validate._check_loaded_rule
+    monkeypatch.setattr(validate, "_check_loaded_rule",
+                        lambda lr, config, sources, cfg_file, seen, found, checked=None, names=None:
+                        real(lr, config, sources, cfg_file, seen, found))
+    alone = problems(path)
+    assert kept == alone
+    assert any("unknown placeholder {{job}}" in p for p in kept) and any("duplicate rule name" in p for p in kept)
+
+
+def test_the_type_forms_convert_looks_up_once_are_typings() -> None:
+    """Differential: `fields._origin_args` (kept per type) against typing's own, for every
+    field type of the config's dataclasses and the plugins' options, asked twice, in a
+    random order, with equal forms (`str | None`, `Optional[str]`) mixed in."""
+    import dataclasses
+    import typing
+
+    from watchdog.config import fields, plugins, schema
+
+    seen: list[object] = [typing.Optional[str], str | None, list[str], typing.List[str], dict[str, int], typing.Literal["a", 1]]
+    todo = [c for c in vars(schema).values() if dataclasses.is_dataclass(c) and isinstance(c, type)]
+    for group in (plugins.SOURCES, plugins.ACTUATORS, plugins.ALERTERS):
+        for name in plugins.available(group):
+            options, _ = plugins.options_class(group, name)
+            if options is not None:
+                todo.append(options)
+    done: set[type] = set()
+    while todo:
+        cls = todo.pop()
+        if cls in done:
+            continue
+        done.add(cls)
+        for tp in typing.get_type_hints(cls).values():
+            seen.append(tp)
+            todo.extend(a for a in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(a) and isinstance(a, type))
+    __import__("random").Random(1).shuffle(seen)
+    for tp in seen + seen:
+        assert fields._origin_args(tp) == (typing.get_origin(tp), typing.get_args(tp)) or (
+            {fields._origin_args(tp)[0], typing.get_origin(tp)} <= {typing.Union, __import__("types").UnionType}
+            and fields._origin_args(tp)[1] == typing.get_args(tp)), tp
+    assert len(done) > 10

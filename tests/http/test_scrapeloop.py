@@ -357,6 +357,31 @@ def test_fetch_each_closed_early_waits_for_the_round_to_end(serve) -> None:  # t
     assert release.is_set() and time.monotonic() - started >= 0.25
 
 
+def test_a_target_prepared_from_its_split_url_is_the_one_prepared_from_the_url() -> None:
+    """Differential: `target(url, urlsplit(url))` (the scrape source splits each URL once) and
+    `target(url)` build the same request, and refuse the same URLs and headers, every time."""
+    import random
+    from urllib.parse import urlsplit
+
+    rng = random.Random(13)
+    hosts = ["127.0.0.1", "localhost", "[::1]", "model.example", "user:pa%20ss@host.example", "u@h"]
+    paths = ["", "/", "/metrics", "/a b/metrics", "/m?x=1&y=a b", "/p#frag", "/%7Euser"]
+    ports = ["", ":80", ":9100", ":443"]
+    clients = [ScrapeClient(), ScrapeClient(headers={"X-Token": "t0k3n", "Host": "fixed.example"}),
+               ScrapeClient(headers={"X-Bad": "a\r\nb"}), ScrapeClient(headers={"Bad Name": "v"})]
+    for _ in range(300):
+        url = f"{rng.choice(['http', 'https', 'ftp'])}://{rng.choice(hosts)}{rng.choice(ports)}{rng.choice(paths)}"
+        for client in clients:
+            outcomes = []
+            for parts in (None, urlsplit(url), None):  # the header check is remembered: asked again, the same
+                try:
+                    made = client.target(url, parts)
+                    outcomes.append((made.url, made.host, made.port, made.tls, made.request))
+                except ValueError as exc:
+                    outcomes.append(("refused", str(exc)))
+            assert outcomes[0] == outcomes[1] == outcomes[2], url
+
+
 def test_scrapes_that_make_progress_keep_their_lane_concurrency_bounds_them(serve) -> None:  # type: ignore[no-untyped-def]
     """A lane is given up by a scrape that stalls, not by one that takes long because its page
     is large: were it given up, `concurrency` bounded nothing but the first moments of a round,

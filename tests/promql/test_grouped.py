@@ -11,7 +11,7 @@ import pytest
 
 from watchdog.errors import PromQLError
 from watchdog.promql import SeriesStore, evaluate, parse
-from watchdog.promql.grouped import _candidates, evaluate_many
+from watchdog.promql.grouped import _candidates, evaluate_many, shape_of
 from watchdog.promql.parser import Templated, parse_kept
 from watchdog.samples import NAME, Sample, labels_of
 
@@ -236,7 +236,7 @@ def test_candidates_from_the_skeleton_equal_those_from_each_tree(seed: int) -> N
                 assert len(got) == len(reference), query
                 for (label, template_got, value), (label_ref, template_ref, value_ref) in zip(got, reference):
                     assert (label, value) == (label_ref, value_ref), query
-                    assert template_got is template_ref, query  # the interned object: grouping counts by id
+                    assert shape_of(template_got) is template_ref, query  # the interned object
     assert taken > 0
 
 
@@ -265,3 +265,51 @@ def test_a_series_carrying_the_hidden_label_name_does_not_change_any_answer(quer
     answers = dict(evaluate_many(exprs, store, T0 + 30))
     for i, q in enumerate(queries):
         assert same(answers[i], alone(q, store, T0 + 30)), q
+
+
+def test_a_template_no_other_query_shares_is_not_filled_and_answers_stay_the_same() -> None:
+    """A fleet's `increase(x{instance="…",status="error"}[1m])` is a candidate for grouping
+    by `status` too, with a template that keeps each query's instance: no other query shares
+    it, so it is not filled (a thousand interned trees on the first tick, before); grouped by
+    `instance`, the batch gives what each query alone gives."""
+    from watchdog.promql import grouped
+
+    store = SeriesStore()
+    instances = [f"10.0.{i // 200}.{i % 200}:8080" for i in range(300)]
+    for t in (0.0, 30.0, 60.0):
+        store.append_scrape(t, [Sample(labels_of({NAME: "req", "instance": instance, "status": status}), t * (n + 1))
+                                for n, instance in enumerate(instances) for status in ("ok", "error")])
+    queries = [f'increase(req{{instance="{i}",status="error"}}[1m])' for i in instances]
+    kept = [parse_kept(q) for q in queries]
+    interned = len(grouped._interned)
+    answers = dict(evaluate_many(kept, store, 60.0))
+    assert len(grouped._interned) - interned <= 10  # the templates of the skeleton, not one per query
+    by_status = [c for c in grouped._candidates(kept[0]) if c[0] == "status"]
+    assert by_status and isinstance(by_status[0][1], grouped._Pending) and by_status[0][1].shape is None
+    for i, query in enumerate(queries):
+        assert same(answers[i], alone(query, store, 60.0)), query
+
+
+def test_queries_of_one_template_are_one_group_whatever_their_values_lengths(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A template that keeps a placeholder (`status="error"`, grouped by instance) is one
+    group for all the rule's queries, though their instance literals differ in length (and
+    so their skeletons): ten groups for ten templates, not one per skeleton."""
+    from watchdog.promql import grouped
+
+    templates = ['sum(rate(req{instance="{V}",status="error"}[1m])) / sum(rate(req{instance="{V}"}[1m]))',
+                 'increase(req{instance="{V}",status="error"}[1m])', 'up{instance="{V}"}']
+    instances = [f"10.0.{i // 100}.{i}:80" for i in range(300)]  # 10.0.0.0:80 … 10.0.2.299:80: three lengths
+    kept = [parse_kept(t.replace("{V}", i)) for i in instances for t in templates]
+    groups: list[int] = []
+    real = grouped._evaluate_group
+
+    def counted(first, shape, label, members, store, now, memo):  # type: ignore[no-untyped-def]
+        groups.append(len(members))
+        return real(first, shape, label, members, store, now, memo)
+
+    monkeypatch.setattr(grouped, "_evaluate_group", counted)
+    store = SeriesStore()
+    store.append_scrape(60.0, [Sample(labels_of({NAME: "up", "instance": i}), 1.0) for i in instances])
+    answers = dict(evaluate_many(kept, store, 60.0))
+    assert sorted(groups) == [300, 300, 300]
+    assert len(answers) == len(kept)

@@ -127,3 +127,51 @@ def _unchanged_ids(expr, skeleton):  # type: ignore[no-untyped-def]
     """Which of the skeleton's nodes the filled tree holds as they are (by position in a walk)."""
     ids = {id(n) for n in _nodes(skeleton)}
     return [id(n) in ids for n in _nodes(expr)]
+
+
+def _old_skeleton_text(text: str) -> tuple[str, dict[str, str]] | None:
+    """The skeleton text and values as `_skeleton_of` made them with `re.sub` and a callback
+    per literal (the reference for its split-and-cached-placeholders path)."""
+    values: dict[str, str] = {}
+
+    class Full(Exception):
+        pass
+
+    def placeholder(match):  # type: ignore[no-untyped-def]
+        literal = match.group()
+        mark = f"{parser._MARK}{len(values)}{parser._MARK}"
+        if len(literal) < len(mark) + 2:
+            return literal
+        try:
+            value = parser.unquote(literal)
+        except ValueError:
+            raise Full from None
+        mark = mark.ljust(len(literal) - 2, parser._MARK)
+        values[mark] = value
+        return f'"{mark}"'
+
+    if parser._MARK in text:
+        return None
+    try:
+        skeleton = parser._STRING.sub(placeholder, text)
+    except Full:
+        return None
+    return (skeleton, values) if values else None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_skeleton_of_a_query_is_the_one_the_substitution_made(seed: int) -> None:
+    rng = random.Random(300 + seed)
+    alphabet = ALPHABET + "`\x01"
+    for n in range(400):
+        shape = rng.choice(SHAPES)
+        a, b = value(rng) + rng.choice(["", "\x01"] * 5 + ["\\q", "`"]), value(rng)
+        if rng.random() < 0.8:
+            a, b = quoted(a), quoted(b)
+        query = shape.format(a=a, b=b)
+        if n % 7 == 0:  # many literals, of every length, in one query (placeholder numbers past 9)
+            query = " + ".join(f'x{{l="{"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))}"}}'
+                               for _ in range(rng.randint(1, 14)))
+        if n % 50 == 0:
+            parser._MARKS.clear()
+        assert parser._skeleton_text(query) == _old_skeleton_text(query), query

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from typing import Callable
 
 import pytest
 
@@ -265,3 +267,46 @@ def test_a_label_value_that_is_not_valid_unicode_is_matched_not_a_crash() -> Non
     # Go reads an invalid UTF-8 sequence as U+FFFD; a lone surrogate can only come from hostile JSON.
     assert _matcher("a.b").matches("a\udcffb")
     assert not _matcher("a.").matches("a\udcff\udcff")
+
+
+def test_unquote_without_a_backslash_is_the_escape_path_on_random_literals() -> None:
+    """Differential: `unquote`'s shortcut for a literal without a backslash (most of a fleet's
+    matcher values) gives what the escape-sequence path (the old `unquote`, copied here) gives,
+    errors included."""
+    import random
+
+    from watchdog.promql import literals
+
+    def reference(token: str) -> str:
+        quote, body = token[0], token[1:-1]
+        if quote == "`":
+            return body
+
+        def replace(m: re.Match[str]) -> str:
+            esc = m.group(1)
+            if esc[0] in "xuU" and len(esc) > 1:
+                if int(esc[1:], 16) > 0x10FFFF:
+                    raise ValueError(f"escape sequence '\\{esc}' in string {token} is not a valid character")
+                return chr(int(esc[1:], 16))
+            if esc[0] in "01234567" and len(esc) == 3:
+                return chr(int(esc, 8))
+            if esc in literals._ESCAPES and (esc not in "'\"" or esc == quote):
+                return literals._ESCAPES[esc]
+            raise ValueError(f"unknown escape sequence '\\{esc}' in string {token}: "
+                             f"write '\\\\{esc}' or use a `raw` string")
+
+        return literals._ESCAPE_RE.sub(replace, body)
+
+    def outcome(f: Callable[[str], str], token: str) -> object:
+        try:
+            return f(token)
+        except ValueError as exc:
+            return ("error", str(exc))
+
+    rng = random.Random(7)
+    alphabet = ["a", "Z", "0", ":", ".", " ", "é", "\u2603", '"', "'", "`", "\\", "\\n", "\\x41", "\\u00e9",
+                "\\U0010FFFF", "\\U00110000", "\\q", "\\101", "\n"]
+    for _ in range(5000):
+        quote = rng.choice("\"'`")
+        token = quote + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8))) + quote
+        assert outcome(literals.unquote, token) == outcome(reference, token), token

@@ -1,55 +1,41 @@
-"""The engine's per-target `Rendered` cache against rendering each time (`fetch_rendered`
-without a cache): the same texts, errors and bound parameters reach the fetch, each query
-rendered once."""
+"""`Rendered`: a target's queries rendered once, each placeholder's escaped value filled in
+once for all of them (`render(..., filled)`), the same texts and errors as `render` alone."""
 
 from __future__ import annotations
 
 import random
 
+from watchdog.config.templating import TemplateError, render
 from watchdog.errors import WatchdogError
-from watchdog.rules.verdict import Rendered, Situation, fetch_rendered
-from watchdog.samples import QueryResult
+from watchdog.rules.verdict import Rendered
 
-QUERIES = ['up{instance="{{instance}}"}', "errors{v=\"{{version}}\"}", "select 1 where v = :version",
-           'x{a="{{unknown}}"}', "plain", 'p{prev="{{previous_version}}"}']
+PARTS = ['up{instance="', '{{instance}}', '"}', " + x{job='", "{{job}}", "'}", " # {{target}}\n", "`{{version}}`",
+         ' y{v="{{version}}"}', " {{previous_version}}", " {{nosuch}}", " z", '"\\"{{instance}}"', " {{ job }}"]
+VALUES = ["10.0.0.1:9100", "a\"b", "a'b", "back\\slash", "tick`", "ctl\x01", "1.2.3", "", "rm -rf /", None]
 
 
-def test_the_cache_gives_the_fetch_what_rendering_each_time_gives() -> None:
+def outcome(f):  # type: ignore[no-untyped-def]
+    try:
+        return f()
+    except TemplateError as exc:
+        return ("error", str(exc))
+
+
+def test_rendered_texts_are_those_render_gives_each_query_alone() -> None:
     rng = random.Random(5)
-    for _ in range(100):
-        variables = {"instance": rng.choice(["a:1", 'b"2']), "target": rng.choice(["m1", ""]),
-                     "version": rng.choice([None, "v1", "bad version!"]), "previous_version": rng.choice([None, "v0"])}
-        asked: list[tuple[str, str, float, object]] = []
-
-        def fetch(source, query, at, params=None):  # type: ignore[no-untyped-def]
-            asked.append((source, query, at, params))
-            return QueryResult([])
-
+    for _ in range(300):
+        variables = {"target": rng.choice(["m1", "x'y"]), "instance": rng.choice(VALUES), "job": rng.choice(VALUES),
+                     "version": rng.choice(VALUES), "previous_version": rng.choice(VALUES)}
+        if rng.random() < 0.2:
+            del variables["job"]
         rendered = Rendered.of(variables)
-        with_cache, each_time = Situation(fetch, 1.0, variables, rendered=rendered), Situation(fetch, 1.0, variables)
-        for query in rng.choices(QUERIES, k=8):
-            got = fetch_rendered(with_cache, "s", query, 1.0)
-            mine = asked[-1] if not isinstance(got, WatchdogError) else str(got)
-            expected = fetch_rendered(each_time, "s", query, 1.0)
-            theirs = asked[-1] if not isinstance(expected, WatchdogError) else str(expected)
-            assert mine == theirs, (query, variables)
-        assert set(rendered.texts) <= set(QUERIES)  # one entry per query, reused
-
-
-def test_memo_answers_as_the_function_and_stays_bounded() -> None:
-    from watchdog.rules.verdict import memo, shown_labels
-    from watchdog.samples import format_labels
-
-    calls: list[tuple] = []  # type: ignore[type-arg]
-
-    def formatted(labels):  # type: ignore[no-untyped-def]
-        calls.append(labels)
-        return format_labels(labels)
-
-    cached = memo(formatted, limit=4)
-    sets = [(("a", str(i)),) for i in range(6)]
-    for labels in sets + sets[:2] + sets:
-        assert cached(labels) == format_labels(labels)
-    assert len(cached.cache) <= 4  # type: ignore[attr-defined]
-    assert cached(sets[5]) is cached(sets[5]) and len(calls) < 3 * len(sets)  # answered from the dict when held
-    assert shown_labels((("job", "x"),)) == format_labels((("job", "x"),))
+        filled: dict[tuple[str, str | None], str] = {}
+        for _ in range(12):
+            query = "".join(rng.choice(PARTS) for _ in range(rng.randint(1, 6)))
+            alone = outcome(lambda: render(query, variables))
+            assert outcome(lambda: render(query, variables, filled)) == alone, query
+            text = rendered.text(query)
+            if isinstance(alone, tuple):
+                assert isinstance(text, WatchdogError) and str(text) == f"cannot fill in the query: {alone[1]}"
+            else:
+                assert text == alone

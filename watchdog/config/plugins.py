@@ -80,13 +80,17 @@ class _Available:
 
     def __call__(self, group: str) -> dict[str, str]:
         if group not in self._cache:
-            if self._scanned is None:
-                self._scanned = entry_points()  # select() filters what it read: no new scan
             found = dict(_BUILTIN.get(group, {}))
-            for ep in self._scanned.select(group=group):
+            for ep in self.scanned().select(group=group):
                 found[ep.name] = ep.value
             self._cache[group] = found
         return self._cache[group]
+
+    def scanned(self) -> Any:
+        """Every installed entry point (`importlib.metadata.entry_points()`), read once."""
+        if self._scanned is None:
+            self._scanned = entry_points()  # select() filters what it read: no new scan
+        return self._scanned
 
     def cache_clear(self) -> None:
         self._scanned, self._cache = None, {}

@@ -44,15 +44,24 @@ def names_in(text: str) -> set[str]:
     return set(PLACEHOLDER.findall(text))
 
 
-def render(text: str, values: Mapping[str, str | None]) -> str:
+def render(text: str, values: Mapping[str, str | None],
+           filled: dict[tuple[str, str | None], str] | None = None) -> str:
     """Replace every placeholder, escaped for the literal it stands in. An unknown name, an
-    unknown value or a value that would leave its literal raises TemplateError."""
+    unknown value or a value that would leave its literal raises TemplateError. `filled`:
+    what earlier calls with the same `values` filled in (name, literal) -> text, kept and
+    reused (a target's ten queries fill in the same `{{instance}}`)."""
     pieces, placeholders = compile_template(text)
     if not placeholders:
         return text
     out = [pieces[0]]
     for (name, quote), piece in zip(placeholders, pieces[1:]):
-        out.append(_fill(name, values, quote))
+        if filled is None:
+            out.append(_fill(name, values, quote))
+        else:
+            done = filled.get((name, quote))
+            if done is None:  # (an error is not kept: raised again each time, as it was)
+                done = filled[(name, quote)] = _fill(name, values, quote)
+            out.append(done)
         out.append(piece)
     return "".join(out)
 

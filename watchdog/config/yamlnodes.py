@@ -91,51 +91,71 @@ class _Refused(WatchdogError):
         self.mark, self.message = mark, message
 
 
-@dataclass
-class _Open:
-    anchor: str | None
-    nodes_before: int
-    depth: int
-    deepest: int
+_SCALAR, _START, _END, _ALIAS, _OTHER = range(5)
+_KINDS: dict[type, int] = {yaml.ScalarEvent: _SCALAR, yaml.SequenceStartEvent: _START, yaml.MappingStartEvent: _START,
+                           yaml.SequenceEndEvent: _END, yaml.MappingEndEvent: _END, yaml.AliasEvent: _ALIAS}
+
+
+def _kind(event: yaml.Event) -> int:
+    """What `_check_expansion` does with an event of a class not in _KINDS (a subclass)."""
+    for cls, kind in _KINDS.items():
+        if isinstance(event, cls):
+            return kind
+    return _OTHER
 
 
 def _check_expansion(text: str, loader: type = yaml.SafeLoader) -> None:
     """Walk the events once: refuse recursive aliases and documents whose expanded size or
-    depth passes the limits. Raises _Refused (or a YAML syntax error)."""
+    depth passes the limits. Raises _Refused (or a YAML syntax error).
+
+    Each open collection is a list [anchor, nodes before it, its depth, the deepest depth
+    under it]: no object and no call per node (a fleet's 120 KB watchdog.yaml has 17,000
+    events; tests/config/test_yaml_guards.py checks this walk against the one it replaced)."""
     total = 0
     expanded: dict[str, tuple[int, int]] = {}  # anchor → (nodes, depth) of what it stands for
-    stack: list[_Open] = []
-
-    def reach(depth: int, mark: yaml.Mark) -> None:
-        if depth > MAX_DEPTH:
-            raise _Refused(mark, f"nested deeper than {MAX_DEPTH} levels (aliases expanded)")
-        if stack:
-            stack[-1].deepest = max(stack[-1].deepest, depth)
-
+    stack: list[list[Any]] = []
+    kinds = _KINDS
     for event in yaml.parse(text, Loader=loader):
-        if isinstance(event, yaml.AliasEvent):
-            if any(o.anchor == event.anchor for o in stack):
+        kind = kinds.get(event.__class__)
+        if kind is None:
+            kind = _kind(event)
+        if kind <= _START:  # a scalar or a collection's start: one node
+            total += 1
+            depth = len(stack) + 1
+            if depth > MAX_DEPTH:
+                raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels (aliases expanded)")
+            if stack and stack[-1][3] < depth:
+                stack[-1][3] = depth
+            if kind == _START:
+                stack.append([event.anchor, total - 1, depth, depth])
+            elif event.anchor:
+                expanded[event.anchor] = (1, 1)
+        elif kind == _END:
+            done = stack.pop()
+            if done[0]:
+                expanded[done[0]] = (total - done[1], done[3] - done[2] + 1)
+            if stack and stack[-1][3] < done[3]:
+                stack[-1][3] = done[3]
+        elif kind == _ALIAS:
+            if any(o[0] == event.anchor for o in stack):
                 raise _Refused(event.start_mark, f"alias *{event.anchor} is inside its own anchor &{event.anchor}: "
                                                  "a recursive structure is not accepted")
             nodes, depth = expanded.get(event.anchor or "", (1, 1))
             total += nodes
-            reach(len(stack) + depth, event.start_mark)
-        elif isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
-            total += 1
-            reach(len(stack) + 1, event.start_mark)
-            if isinstance(event, yaml.CollectionStartEvent):
-                stack.append(_Open(event.anchor, total - 1, len(stack) + 1, len(stack) + 1))
-            elif event.anchor:
-                expanded[event.anchor] = (1, 1)
-        elif isinstance(event, yaml.CollectionEndEvent):
-            done = stack.pop()
-            if done.anchor:
-                expanded[done.anchor] = (total - done.nodes_before, done.deepest - done.depth + 1)
-            if stack:
-                stack[-1].deepest = max(stack[-1].deepest, done.deepest)
+            depth += len(stack)
+            if depth > MAX_DEPTH:
+                raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels (aliases expanded)")
+            if stack and stack[-1][3] < depth:
+                stack[-1][3] = depth
         if total > MAX_NODES:
             raise _Refused(event.start_mark, f"more than {MAX_NODES} YAML nodes once aliases are expanded "
                                              "(an alias bomb?); not loaded")
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+# The safe constructor's string is the node's text (`construct_yaml_str` is `construct_scalar`):
+# a string scalar — most of a fleet's 9,000 — is taken as it is, not through construct_object.
+_STR_AS_IS = yaml.SafeLoader.yaml_constructors.get(_STR_TAG) is yaml.constructor.SafeConstructor.construct_yaml_str
 
 
 def _convert(node: yaml.Node) -> Node:
@@ -145,7 +165,20 @@ def _convert(node: yaml.Node) -> Node:
         return Node("map", [(_convert(k), _convert(v)) for k, v in node.value], line, column)
     if isinstance(node, yaml.SequenceNode):
         return Node("seq", [_convert(item) for item in node.value], line, column)
+    if _STR_AS_IS and node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
+        return Node("scalar", node.value, line, column)
     return Node("scalar", _constructor.construct_object(node, deep=True), line, column)
+
+
+def _converted(root: yaml.Node) -> Node:
+    """`_convert(root)`; the shared constructor forgets the nodes it constructed (it keeps
+    each in `constructed_objects` for aliases within one document: kept across documents,
+    every load and reload held all the scalar nodes of every file it had read)."""
+    try:
+        return _convert(root)
+    finally:
+        _constructor.constructed_objects.clear()
+        _constructor.recursive_objects.clear()
 
 
 def parse_yaml(text: str, filename: str) -> tuple[Node | None, list[Problem]]:
@@ -176,7 +209,7 @@ def _parse_with(text: str, filename: str, loader: type) -> tuple[Node | None, li
     if root is None:
         return Node("map", [], 1, 1), []
     try:
-        return _convert(root), []
+        return _converted(root), []
     except yaml.MarkedYAMLError as exc:  # a scalar the safe constructor refuses (e.g. a bare `=`)
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)

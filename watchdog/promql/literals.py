@@ -89,8 +89,8 @@ _ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-
 def unquote(token: str) -> str:
     """The value of a PromQL string literal (Go syntax: "…", '…' or `raw`)."""
     quote, body = token[0], token[1:-1]
-    if quote == "`":
-        return body
+    if quote == "`" or "\\" not in body:
+        return body  # no escape sequence: the regex below would change nothing
 
     def replace(m: re.Match[str]) -> str:
         esc = m.group(1)

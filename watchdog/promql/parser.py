@@ -12,7 +12,7 @@ from typing import Any, Callable
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
-from watchdog.errors import PromQLError, WatchdogError
+from watchdog.errors import PromQLError
 
 from .ast import (
     Aggregation,
@@ -93,33 +93,60 @@ def _from_skeleton(text: str) -> Expr | None:
     return expr
 
 
+_STRINGS = re.compile(f"({_STRING.pattern})")  # re.split keeps the literals between the pieces
+# (placeholder number, literal length) -> (the placeholder, it quoted), or (): the literal is kept
+_MARKS: dict[tuple[int, int], tuple[str, str] | tuple[()]] = {}
+_MAX_MARKS = 4096
+
+
+def _mark(number: int, length: int) -> tuple[str, str] | tuple[()]:
+    """The `number`th placeholder standing for a literal `length` characters long (quotes
+    included), padded to its length, and it quoted; () when the literal is too short."""
+    mark = f"{_MARK}{number}{_MARK}"
+    if length < len(mark) + 2:
+        return ()
+    mark = mark.ljust(length - 2, _MARK)
+    return mark, f'"{mark}"'
+
+
+def _skeleton_text(text: str) -> tuple[str, dict[str, str]] | None:
+    """`text` with each string literal long enough replaced by a placeholder of its length
+    (numbered in order), and the placeholders' values; None when there is none, or `text`
+    cannot be taken apart (a placeholder character in it, a literal with a bad escape)."""
+    if _MARK in text:
+        return None
+    values: dict[str, str] = {}
+    pieces = _STRINGS.split(text)  # the code between the literals, and the literals (odd indexes)
+    marks = _MARKS
+    for i in range(1, len(pieces), 2):
+        literal = pieces[i]
+        key = (len(values), len(literal))
+        found = marks.get(key)
+        if found is None:
+            found = _mark(*key)
+            if len(marks) >= _MAX_MARKS:
+                marks.clear()
+            marks[key] = found
+        if not found:
+            continue  # shorter than its placeholder would be: kept as it is
+        try:
+            values[found[0]] = unquote(literal)
+        except ValueError:
+            return None
+        pieces[i] = found[1]
+    if not values:
+        return None
+    return "".join(pieces), values
+
+
 def _skeleton_of(text: str) -> tuple[str, _Skeleton, dict[str, str]] | None:
     """The skeleton of `text`, its entry and the values of its placeholders, or None to parse
     it in full. Each string literal of 8+ characters becomes a placeholder of the *same
     length*, so every node's position is the one the full parse would give."""
-    values: dict[str, str] = {}
-
-    def placeholder(match: re.Match[str]) -> str:
-        literal = match.group()
-        mark = f"{_MARK}{len(values)}{_MARK}"
-        if len(literal) < len(mark) + 2:
-            return literal
-        try:
-            value = unquote(literal)
-        except ValueError:
-            raise _FullParse from None
-        mark = mark.ljust(len(literal) - 2, _MARK)
-        values[mark] = value
-        return f'"{mark}"'
-
-    if _MARK in text:
+    found = _skeleton_text(text)
+    if found is None:
         return None
-    try:
-        skeleton = _STRING.sub(placeholder, text)
-    except _FullParse:
-        return None
-    if not values:
-        return None
+    skeleton, values = found
     if skeleton not in _SKELETONS:
         if len(_SKELETONS) >= _MAX_SKELETONS:
             _SKELETONS.clear()
@@ -238,10 +265,6 @@ def fill(tree: Expr, values: dict[str, str], holes: dict[int, tuple[Any, ...]]) 
 def find_holes(node: Any, holes: dict[int, tuple[Any, ...]]) -> bool:
     """The holes of a tree holding placeholders (for `fill`), in `holes`; True if it has any."""
     return _find_holes(node, holes)
-
-
-class _FullParse(WatchdogError):
-    pass
 
 
 @functools.cache

@@ -51,6 +51,8 @@ class Rendered:
     variables: Mapping[str, str | None]
     params: dict[str, str] | None
     texts: dict[str, str | WatchdogError] = field(default_factory=dict)  # query → its text, or the error
+    # (placeholder, literal) → its value escaped, while the queries are rendered (`render`'s `filled`)
+    filled: dict[tuple[str, str | None], str] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, variables: Mapping[str, str | None]) -> "Rendered":
@@ -59,7 +61,9 @@ class Rendered:
     def text(self, query: str) -> str | WatchdogError:
         found = self.texts.get(query)
         if found is None:
-            found = self.texts[query] = render_query(query, self.variables)
+            if self.filled is None:
+                self.filled = {}
+            found = self.texts[query] = render_query(query, self.variables, self.filled)
         return found
 
 
@@ -112,10 +116,12 @@ def fetch_rendered(situation: Situation, source: str, query: str, at: float,
     return situation.fetch(source, rendered, at, bound_parameters(values))
 
 
-def render_query(query: str, variables: Mapping[str, str | None]) -> str | WatchdogError:
-    """What `fetch_rendered` asks for `query` with `variables`: the text, or why there is none."""
+def render_query(query: str, variables: Mapping[str, str | None],
+                 filled: dict[tuple[str, str | None], str] | None = None) -> str | WatchdogError:
+    """What `fetch_rendered` asks for `query` with `variables`: the text, or why there is none.
+    `filled`: `render`'s, kept by the caller for these `variables`."""
     try:
-        return render(query, variables)
+        return render(query, variables, filled)
     except TemplateError as exc:
         return WatchdogError(f"cannot fill in the query: {exc}")
 

@@ -32,13 +32,44 @@ import math
 import threading
 from collections import deque
 from datetime import datetime, timezone
-from typing import Callable
-
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
+from importlib import metadata
+from typing import Any, Callable
 
 from watchdog.clock import Clock, StepBack, SystemClock
+from watchdog.config.plugins import available
+
+
+def _import_apscheduler() -> Any:
+    """`apscheduler.schedulers.background`. Its BaseScheduler class reads the installed
+    distributions' entry points three times as it is made (`entry_points(group=…)` for its
+    trigger, executor and job store aliases, ≈ 7 ms each, before ready); the plugin registry
+    has read them all once already, and `select(group=…)` of that one read is what each of
+    the three would read. tests/runtime/test_scheduler.py checks the aliases are the same."""
+    import sys
+    if "apscheduler.schedulers.base" in sys.modules:
+        import apscheduler.schedulers.background as imported
+        return imported
+    real = metadata.entry_points
+    scanned = available.scanned()
+
+    def from_one_scan(**selection: Any) -> Any:
+        return scanned.select(**selection) if selection else scanned
+
+    metadata.entry_points = from_one_scan  # type: ignore[assignment]
+    try:
+        import apscheduler.schedulers.background as imported
+    finally:
+        metadata.entry_points = real
+        base = sys.modules.get("apscheduler.schedulers.base")
+        if base is not None and getattr(base, "entry_points", None) is from_one_scan:
+            base.entry_points = real  # as if imported plainly (it reads them only as the class is made)
+    return imported
+
+
+BackgroundScheduler = _import_apscheduler().BackgroundScheduler
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent  # noqa: E402
+from apscheduler.triggers.base import BaseTrigger  # noqa: E402
 
 log = logging.getLogger("watchdog.scheduler")
 
