@@ -1,6 +1,6 @@
 """Benchmark: memory soak of the real daemon on the demo scenario, 1 s interval.
 
-    .venv/bin/python bench/soak.py [--minutes 20] [--sample 5] [--code /tmp/base-tree] [--probe 30 [--trace]]
+    .venv/bin/python bench/soak.py [--minutes 20] [--sample 5] [--code /tmp/base-tree] [--probe 30 [--trace] [--collect-at S]]
                                    [--env MALLOC_ARENA_MAX=1] [--label NAME]
 
 Starts a simulated model server (watchdog.demo) and `model-watchdog run` against it (scrape
@@ -15,7 +15,9 @@ mappings: other malloc arenas, CPython's 1 MiB obmalloc arenas, thread stacks, l
 file-backed: code and libraries), and which mappings grew most between the first and the last
 sample. `--probe N` runs the daemon under bench/soak_probe.py, which every N seconds writes
 what the process holds from inside (malloc_info per arena, SQLite's memory, CPython's blocks,
-threads; `--trace`: tracemalloc growth) to bench/results/soak-<timestamp>-probe.jsonl.
+threads, the collector's counts and the types of tracked objects that grew; `--trace`:
+tracemalloc growth; `--collect-at S`: one gc.collect() at S seconds) to
+bench/results/soak-<timestamp>-<pid>-probe.jsonl.
 """
 
 from __future__ import annotations
