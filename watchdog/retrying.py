@@ -100,6 +100,14 @@ def call_with_retries(fn: Callable[[], T], *, attempts: int, initial_wait: float
         if stop.is_set() and retry_on(exc):
             raise Interrupted(describe, exc) from exc
         raise
+    finally:
+        # tenacity keeps the last attempt's actions (bound methods of `retrying`) in a
+        # thread-local of `retrying`: a reference cycle per call on a long-lived thread (the
+        # rollback executor's), ≈ 30 objects that only the cyclic collector frees, and the
+        # daemon's runs rarely (runtime/gctune.py).
+        state = getattr(retrying, "iter_state", None)  # tenacity ≥ 8.3
+        if state is not None:
+            state.reset()
 
 
 def _log_retry(describe: str, attempts: int, state: RetryCallState) -> None:

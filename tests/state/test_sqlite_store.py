@@ -173,3 +173,12 @@ def test_open_store_refuses_what_it_cannot_open(url: str, message: str) -> None:
     with pytest.raises(StateError, match=message) as info:
         open_store(url)
     assert "secret" not in str(info.value)
+
+
+def test_the_page_cache_is_capped_explicitly(path: str) -> None:
+    """The cache grows with the file (history is kept) up to its cap: the store sets the cap
+    (sqlite.CACHE_KIB) instead of relying on how the library was built (bench/README.md, "Soak")."""
+    from watchdog.state import sqlite as sqlite_store
+
+    with SQLiteStateStore(path) as store:
+        assert store._db.execute("PRAGMA cache_size").fetchone()[0] == -sqlite_store.CACHE_KIB == -2048

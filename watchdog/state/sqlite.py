@@ -23,6 +23,11 @@ same file is refused. CLI commands open the store without that lock.
 `lost()` notices the file being deleted or replaced under a running daemon by comparing the
 device and inode of the path with those of the file opened (and of the lock file).
 
+Memory: the connection's page cache is capped at CACHE_KIB (`PRAGMA cache_size`), whatever
+the library's build default. The cache holds the pages read or written, so it grows with the
+file (history, versions and releases are kept) until the cap: in the demo soak ≈ 0.3 MB/h
+from 0.45 MB (bench/README.md, "Soak"), a bounded warm-up, not a leak.
+
 Faults become `StateError`s that name the file and what to do; nothing is ever reset.
 """
 
@@ -42,6 +47,7 @@ from watchdog.state.locks import ProcessLockTable
 from watchdog.state.sql import REPLICA_COLUMNS, R, SQLStateStore
 from watchdog.state.sql import sql_list as _sql_list
 
+CACHE_KIB = 2048  # the page cache's cap per connection (SQLite's usual build default is 2,000 KiB)
 
 # MIGRATIONS[n] takes the schema from version n to n + 1; append, never edit a shipped entry.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -270,6 +276,7 @@ class SQLiteStateStore(SQLStateStore):
             # FULL: a commit that returned is on disk, the journal's promise after a crash.
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # KiB when negative
         except BaseException:
             conn.close()
             raise
