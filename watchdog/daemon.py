@@ -25,6 +25,7 @@ from watchdog.config.loader import load
 from watchdog.errors import ConfigError, StateError
 from watchdog.metrics import DaemonMetrics
 from watchdog.runtime import gctune, memory
+from watchdog.runtime.retention import Retention
 from watchdog.runtime.notify import Notifier
 from watchdog.runtime.ownership import Owner
 from watchdog import redact as redaction
@@ -117,7 +118,8 @@ class Daemon:
         self._reload_good()
         self._resolve_state_lost()
         self._drills = DrillMetrics(self.store, self.metrics, on_drill=DrillAlerts(self._alert_target).observe)
-        self.drill_worker = DrillWorker()  # scheduled drills run there, off the tick thread
+        self.drill_worker = DrillWorker()  # scheduled drills (and the hourly prune) run there, off the tick thread
+        self.retention = Retention(self.store, lambda: self.loaded.config.history_retention, self.metrics.history_pruned)
         self._export_drills()  # the drills before this start: the gauges, and whether the last one failed
 
     def _install(self, loaded: LoadedConfig) -> None:
@@ -319,10 +321,13 @@ class Daemon:
             self.last_tick, self.last_report, self.last_error = now, LastTick(report), ""
             log.debug("tick %.3f: done, %d decisions", now, len(report.decisions))
             jobs = self._export_drills(now)
+            cutoff = self.retention.claim(now)
             schedule = self.drill_schedule
             memory.trim()  # what the tick freed goes back to the OS (runtime/memory.py)
         for job in jobs:  # their actuator reads must not hold the tick lock (a slow API would stall ticks)
             self.drill_worker.submit(lambda job=job: schedule.run(job, self._record_drill))
+        if cutoff is not None:  # history_retention: batches of short transactions, off the tick thread
+            self.drill_worker.submit(lambda: self.retention.prune(cutoff))
         return report
 
     def _export_drills(self, now: float | None = None) -> list[DrillJob]:

@@ -74,6 +74,9 @@ class DaemonMetrics:
                                  ["target"], registry=r)
         self.drill_last_success = Gauge("model_watchdog_drill_last_success_timestamp_seconds",
                                         "Time of the latest rollback drill that found the target ready", ["target"], registry=r)
+        # Retention (watchdog.runtime.retention): rows the hourly prune deleted, by table.
+        self.history_pruned = Counter("model_watchdog_history_pruned_rows",
+                                      "State-store rows deleted by history_retention, by table", ["table"], registry=r)
         # model_watchdog_rule_value/_threshold/_state and _rule_outcomes: per rule and series,
         # so plain dicts rendered at scrape time (RuleMetrics), not a client child per label set.
         self.rules = RuleMetrics()

@@ -129,6 +129,8 @@ class Config:
     drill: DrillSchedule | None = option(None, help="scheduled rollback drills for every target without its own: {every: 24h}")
     alert_max_age: float = option(86400.0, duration=True, help="a failed alert delivery is retried (with backoff) "
                                   "until it is this old, then given up and recorded (0: give up at once)")
+    history_retention: float = option(90 * 86400.0, duration=True, help="audit history, finished decisions, "
+                                      "old releases and versions older than this are pruned, hourly (0: kept forever)")
     align_ticks: AlignTicks | None = option(None, help="{source: PROMETHEUS}: tick just after it scrapes the targets "
                                                        "(default: ticks on multiples of the interval)")
     marks: dict[str, Mark] = marks_field()

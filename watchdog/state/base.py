@@ -12,7 +12,8 @@ Contract for implementations:
   exception leaving a nested block undoes that block's writes, even if the outer block
   catches it. A method called outside any transaction commits on its own before returning.
 * Once a method has returned outside a transaction, its writes survive a crash.
-* History rows are never updated or deleted.
+* History rows are never updated; only `prune` (retention) deletes them, and what it
+  keeps is listed there.
 * Dict fields are stored as JSON; float NaN and ±Infinity become `null` (JSON has no NaN).
 * Raises `StateError` when the store is unusable (corrupt, locked, full, missing, newer
   schema) or a record conflicts (duplicate decision id, unknown decision or step), and

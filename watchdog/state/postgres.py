@@ -128,6 +128,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE alert_queue ADD COLUMN last_error TEXT NOT NULL DEFAULT ''",
         "CREATE INDEX alert_queue_by_key ON alert_queue (alerter, dedup_key, id)",
     ),
+    (
+        # Retention (`history_retention`, SQLStateStore.prune): history stays append-only for
+        # every other writer; a row DELETE passes only inside a prune transaction, which holds a
+        # meta row no other transaction sees (TRUNCATE and UPDATE are refused as before).
+        """CREATE OR REPLACE FUNCTION history_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP = 'DELETE' AND EXISTS (SELECT 1 FROM meta WHERE key = 'history_pruning') THEN
+                    RETURN OLD;
+                END IF;
+                RAISE EXCEPTION 'history is append-only';
+            END $$""",
+        "CREATE INDEX history_by_target_kind ON history (target, kind, id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

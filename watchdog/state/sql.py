@@ -52,6 +52,13 @@ from watchdog.state.base import (
 
 R = TypeVar("R")
 
+#: rows per prune transaction (see `SQLStateStore.prune`)
+PRUNE_BATCH = 2000
+#: releases and versions of each target kept by `prune` however old (current, previous, one more)
+KEEP_NEWEST = 3
+#: the meta key that, inside a prune transaction only, lets the history triggers allow DELETE
+PRUNING = "history_pruning"
+
 _DECISION = (
     "id, target, rule, action, created_at, context, status, finished_at, claimed_by, claimed_at"
 )
@@ -499,6 +506,120 @@ class SQLStateStore(StateStore):
             f"SELECT {_HISTORY} FROM history {where} ORDER BY id DESC LIMIT ?", (*params, limit)
         )
         return [_event(row) for row in rows]
+
+    # --- retention ------------------------------------------------------------------------
+
+    def prune(self, cutoff: float, batch: int = PRUNE_BATCH) -> dict[str, int]:
+        """Delete what is older than `cutoff` and no longer needed; returns rows deleted per
+        table (history, decisions, steps, releases, versions).
+
+        Each batch of at most `batch` rows is its own short transaction, so a tick or a CLI
+        waits at most one batch for the lock. Kept however old: everything of a target with an
+        open incident, a hold or an unfinished decision; the newest history event of each kind
+        per target (the latest drill, version, timeline mark); decisions a hold or incident
+        names, and the newest decision per target; the three newest releases and versions of
+        each target, its newest healthy release, and versions marked bad. Rule states, holds,
+        incidents, the alert queue and meta are never touched. Idempotent: two stores pruning
+        one database delete each row once."""
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        protected = self._protected_targets()
+        return {"history": self._prune_history(cutoff, batch, protected),
+                **self._prune_decisions(cutoff, batch, protected),
+                "releases": self._prune_releases(cutoff, batch),
+                "versions": self._prune_versions(cutoff, batch)}
+
+    def _protected_targets(self) -> set[str]:
+        protected = {str(r[0]) for r in self._all("SELECT target FROM holds")}
+        marks = ", ".join("?" * len(UNFINISHED_STATUSES))
+        protected |= {str(r[0]) for r in self._all(
+            f"SELECT DISTINCT target FROM decisions WHERE status IN ({marks})", UNFINISHED_STATUSES)}
+        for target, state in self._all("SELECT target, state FROM incidents"):
+            try:
+                phase = json.loads(state).get("phase", "clear")
+            except (ValueError, AttributeError):
+                phase = None  # unreadable: keep what the target has
+            if phase != "clear":
+                protected.add(str(target))
+        return protected
+
+    def _prune_history(self, cutoff: float, batch: int, protected: set[str]) -> int:
+        deleted, after = 0, 0
+        while True:
+            # By id from where the last batch stopped: ids follow time, so the first row at or
+            # after the cut-off ends the walk (a row of a stepped-back clock waits for the next).
+            rows = self._all("SELECT id, at, target, kind FROM history WHERE id > ? ORDER BY id LIMIT ?",
+                             (after, batch))
+            old = [r for r in rows if r[1] < cutoff]
+            stop = len(old) < len(rows) or len(rows) < batch
+            newest = self._newest_events({(r[2], r[3]) for r in old if r[2] not in protected})
+            doomed = [(r[0],) for r in old if r[2] not in protected and newest[(r[2], r[3])] != r[0]]
+            if doomed:
+                with self.transaction():
+                    # The append-only triggers let a DELETE through only while this row exists,
+                    # which no other transaction ever sees (it is gone again at the commit).
+                    self._exec(f"INSERT INTO meta (key, value) VALUES ('{PRUNING}', '1')")
+                    deleted += sum(self._exec("DELETE FROM history WHERE id = ?", row) for row in doomed)
+                    self._exec(f"DELETE FROM meta WHERE key = '{PRUNING}'")
+            if stop or not rows:
+                return deleted
+            after = int(rows[-1][0])
+
+    def _newest_events(self, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        return {pair: int(self._one("SELECT MAX(id) FROM history WHERE target = ? AND kind = ?", pair)[0])
+                for pair in pairs}
+
+    def _prune_decisions(self, cutoff: float, batch: int, protected: set[str]) -> dict[str, int]:
+        named = {str(r[0]) for r in self._all("SELECT decision_id FROM holds WHERE decision_id IS NOT NULL")}
+        for (state,) in self._all("SELECT state FROM incidents"):
+            try:
+                named.add(str(json.loads(state).get("decision_id")))
+            except (ValueError, AttributeError):
+                pass
+        newest = {str(r[0]) for r in self._all(
+            f"SELECT id FROM decisions d WHERE {self._ROW_ORDER} = (SELECT MAX({self._ROW_ORDER}) "
+            "FROM decisions e WHERE e.target = d.target)")}
+        marks = ", ".join("?" * len(UNFINISHED_STATUSES))
+        rows = self._all(
+            f"SELECT id, target FROM decisions WHERE status NOT IN ({marks}) "
+            "AND COALESCE(finished_at, created_at) < ?", (*UNFINISHED_STATUSES, cutoff))
+        doomed = [str(r[0]) for r in rows if r[1] not in protected and r[0] not in named and r[0] not in newest]
+        counts = {"decisions": 0, "steps": 0}
+        for start in range(0, len(doomed), batch):
+            chunk = [(decision_id,) for decision_id in doomed[start:start + batch]]
+            with self.transaction():
+                counts["steps"] += sum(self._exec("DELETE FROM steps WHERE decision_id = ?", row) for row in chunk)
+                counts["decisions"] += sum(self._exec(
+                    f"DELETE FROM decisions WHERE id = ? AND status NOT IN ({marks})", (*row, *UNFINISHED_STATUSES))
+                    for row in chunk)
+        return counts
+
+    def _prune_releases(self, cutoff: float, batch: int) -> int:
+        by_target: dict[str, list[tuple[int, float, str]]] = {}
+        for id_, target, created_at, state in self._all(
+                "SELECT id, target, created_at, state FROM releases ORDER BY id DESC"):
+            by_target.setdefault(str(target), []).append((int(id_), created_at, str(state)))
+        doomed: list[tuple[int]] = []
+        for rows in by_target.values():
+            healthy = next((r[0] for r in rows if r[2] == "healthy"), None)
+            doomed += [(r[0],) for r in rows[KEEP_NEWEST:] if r[1] < cutoff and r[0] != healthy]
+        return self._delete_in_batches("DELETE FROM releases WHERE id = ?", doomed, batch)
+
+    def _prune_versions(self, cutoff: float, batch: int) -> int:
+        by_target: dict[str, list[tuple[str, float, bool]]] = {}
+        for target, version, last_seen, bad in self._all(
+                "SELECT target, version, last_seen, bad FROM versions ORDER BY seq DESC"):
+            by_target.setdefault(str(target), []).append((str(version), last_seen, bool(bad)))
+        doomed = [(target, r[0]) for target, rows in by_target.items()
+                  for r in rows[KEEP_NEWEST:] if r[1] < cutoff and not r[2]]
+        return self._delete_in_batches("DELETE FROM versions WHERE target = ? AND version = ?", doomed, batch)
+
+    def _delete_in_batches(self, sql: str, rows: Sequence[Sequence[Any]], batch: int) -> int:
+        deleted = 0
+        for start in range(0, len(rows), batch):
+            with self.transaction():
+                deleted += sum(self._exec(sql, row) for row in rows[start:start + batch])
+        return deleted
 
     # --- replicas -------------------------------------------------------------------------
 

@@ -125,6 +125,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE alert_queue ADD COLUMN last_error TEXT NOT NULL DEFAULT ''",
         "CREATE INDEX alert_queue_by_key ON alert_queue (alerter, dedup_key, id)",
     ),
+    (
+        # Retention (`history_retention`, SQLStateStore.prune): history stays append-only for
+        # every other writer; a DELETE passes only inside a prune transaction, which holds a
+        # meta row no other transaction ever sees. The index finds each kind's newest event.
+        "DROP TRIGGER history_no_delete",
+        """CREATE TRIGGER history_no_delete BEFORE DELETE ON history
+            WHEN NOT EXISTS (SELECT 1 FROM meta WHERE key = 'history_pruning')
+            BEGIN SELECT RAISE(ABORT, 'history is append-only'); END""",
+        "CREATE INDEX history_by_target_kind ON history (target, kind, id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
