@@ -136,3 +136,12 @@ def test_two_stores_on_one_database_prune_idempotently(backend: Backend, store: 
         second = other.prune(CUTOFF, batch=7)
     assert first["history"] + second["history"] == 30
     assert kinds(store, "fraud") == [("state", NOW)]
+
+
+def test_a_kept_decision_keeps_its_timeline_marks(store: StateStore) -> None:
+    store.create_decision(decision("kept", T0, "succeeded"))  # the newest decision of fraud
+    store.append(event("fraud", "timeline", at=T0, decision_id="kept", mark="verified_at"))
+    store.append(event("fraud", "timeline", at=T0 + 1, decision_id="gone", mark="verified_at"))
+    store.append(event("fraud", "timeline", at=NOW, decision_id="new", mark="verified_at"))
+    store.prune(CUTOFF)
+    assert sorted(e.data["decision_id"] for e in store.history("fraud")) == ["kept", "new"]

@@ -516,16 +516,18 @@ class SQLStateStore(StateStore):
         Each batch of at most `batch` rows is its own short transaction, so a tick or a CLI
         waits at most one batch for the lock. Kept however old: everything of a target with an
         open incident, a hold or an unfinished decision; the newest history event of each kind
-        per target (the latest drill, version, timeline mark); decisions a hold or incident
-        names, and the newest decision per target; the three newest releases and versions of
-        each target, its newest healthy release, and versions marked bad. Rule states, holds,
+        per target (the latest drill, version, timeline mark) and the timeline marks of kept
+        decisions; decisions a hold or incident names, and the newest decision per target; the
+        three newest releases and versions of each target, its newest healthy release, and
+        versions marked bad. Rule states, holds,
         incidents, the alert queue and meta are never touched. Idempotent: two stores pruning
         one database delete each row once."""
         if batch < 1:
             raise ValueError("batch must be at least 1")
         protected = self._protected_targets()
+        decisions = self._prune_decisions(cutoff, batch, protected)  # first: history keeps the rest's marks
         return {"history": self._prune_history(cutoff, batch, protected),
-                **self._prune_decisions(cutoff, batch, protected),
+                **decisions,
                 "releases": self._prune_releases(cutoff, batch),
                 "versions": self._prune_versions(cutoff, batch)}
 
@@ -545,13 +547,16 @@ class SQLStateStore(StateStore):
 
     def _prune_history(self, cutoff: float, batch: int, protected: set[str]) -> int:
         deleted, after = 0, 0
+        # A kept decision keeps its timeline marks (verified_at, recovered_at: `incidents`).
+        kept = {str(r[0]) for r in self._all("SELECT id FROM decisions")}
         while True:
             # By id from where the last batch stopped: ids follow time, so the first row at or
             # after the cut-off ends the walk (a row of a stepped-back clock waits for the next).
-            rows = self._all("SELECT id, at, target, kind FROM history WHERE id > ? ORDER BY id LIMIT ?",
+            rows = self._all("SELECT id, at, target, kind, data FROM history WHERE id > ? ORDER BY id LIMIT ?",
                              (after, batch))
-            old = [r for r in rows if r[1] < cutoff]
-            stop = len(old) < len(rows) or len(rows) < batch
+            old = [r for r in rows if r[1] < cutoff
+                   and not (r[3] == "timeline" and str(load_json(r[4]).get("decision_id")) in kept)]
+            stop = any(r[1] >= cutoff for r in rows) or len(rows) < batch
             newest = self._newest_events({(r[2], r[3]) for r in old if r[2] not in protected})
             doomed = [(r[0],) for r in old if r[2] not in protected and newest[(r[2], r[3])] != r[0]]
             if doomed:
