@@ -108,7 +108,7 @@ def test_batches_are_bounded_each_its_own_transaction(store: StateStore, monkeyp
 
     def exec_(sql, params=()):
         if sql.startswith("DELETE FROM history") and sizes:
-            sizes[-1] += 1
+            sizes[-1] += len(params)
         return original_exec(sql, params)
 
     monkeypatch.setattr(store, "transaction", counting)

@@ -25,8 +25,9 @@ device and inode of the path with those of the file opened (and of the lock file
 
 Memory: the connection's page cache is capped at CACHE_KIB (`PRAGMA cache_size`), whatever
 the library's build default. The cache holds the pages read or written, so it grows with the
-file (history, versions and releases are kept) until the cap: in the demo soak ≈ 0.3 MB/h
-from 0.45 MB (bench/README.md, "Soak"), a bounded warm-up, not a leak.
+file until the cap: in the demo soak ≈ 0.3 MB/h from 0.45 MB (bench/README.md, "Soak"), a
+bounded warm-up, not a leak. The file itself stops growing once `history_retention` prunes
+(SQLStateStore.prune): freed pages are reused.
 
 Faults become `StateError`s that name the file and what to do; nothing is ever reset.
 """
