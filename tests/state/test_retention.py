@@ -87,10 +87,18 @@ def test_the_current_and_previous_releases_and_versions_stay(store: StateStore) 
     store.mark_bad("fraud", "v0", "rolled back")
     counts = store.prune(CUTOFF)
     kept = [r.id for r in store.releases("fraud")]
-    assert kept == [ids[5], ids[4], ids[3], ids[1]]  # three newest and the newest healthy
+    assert kept == [ids[5], ids[4], ids[3], ids[1], ids[0]]  # three newest and the two newest healthy
     assert {v.version for v in store.versions("fraud")} == {"v5", "v4", "v3", "v0"}  # bad ones stay
     assert store.current_version("fraud") == "v5"
-    assert counts["releases"] == 2 and counts["versions"] == 2
+    assert counts["releases"] == 1 and counts["versions"] == 2
+
+
+def test_the_previous_healthy_release_stays_when_the_current_one_is_healthy_too(store: StateStore) -> None:
+    states = ["healthy", "bad", "unknown", "unknown", "unknown", "healthy"]
+    ids = [store.record_release(Release(None, "fraud", T0 + i, {"model": f"v{i}"}, state=state)).id
+           for i, state in enumerate(states)]
+    store.prune(CUTOFF)
+    assert [r.id for r in store.releases("fraud")] == [ids[5], ids[4], ids[3], ids[0]]
 
 
 def test_batches_are_bounded_each_its_own_transaction(store: StateStore, monkeypatch) -> None:

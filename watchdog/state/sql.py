@@ -518,7 +518,7 @@ class SQLStateStore(StateStore):
         open incident, a hold or an unfinished decision; the newest history event of each kind
         per target (the latest drill, version, timeline mark) and the timeline marks of kept
         decisions; decisions a hold or incident names, and the newest decision per target; the
-        three newest releases and versions of each target, its newest healthy release, and
+        three newest releases and versions of each target, its two newest healthy releases, and
         versions marked bad. Rule states, holds,
         incidents, the alert queue and meta are never touched. Idempotent: two stores pruning
         one database delete each row once."""
@@ -607,8 +607,9 @@ class SQLStateStore(StateStore):
             by_target.setdefault(str(target), []).append((int(id_), created_at, str(state)))
         doomed: list[tuple[int]] = []
         for rows in by_target.values():
-            healthy = next((r[0] for r in rows if r[2] == "healthy"), None)
-            doomed += [(r[0],) for r in rows[KEEP_NEWEST:] if r[1] < cutoff and r[0] != healthy]
+            # The two newest healthy ones: a healthy current release and the one to go back to.
+            healthy = [r[0] for r in rows if r[2] == "healthy"][:2]
+            doomed += [(r[0],) for r in rows[KEEP_NEWEST:] if r[1] < cutoff and r[0] not in healthy]
         return self._delete_in_batches("DELETE FROM releases WHERE id = ?", doomed, batch)
 
     def _prune_versions(self, cutoff: float, batch: int) -> int:
