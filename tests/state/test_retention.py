@@ -88,9 +88,10 @@ def test_the_current_and_previous_releases_and_versions_stay(store: StateStore) 
     counts = store.prune(CUTOFF)
     kept = [r.id for r in store.releases("fraud")]
     assert kept == [ids[5], ids[4], ids[3], ids[1], ids[0]]  # three newest and the two newest healthy
-    assert {v.version for v in store.versions("fraud")} == {"v5", "v4", "v3", "v0"}  # bad ones stay
+    # three newest, v2 (rollback's target) and v1 (one more good one); v0 is bad: stays
+    assert {v.version for v in store.versions("fraud")} == {"v5", "v4", "v3", "v2", "v1", "v0"}
     assert store.current_version("fraud") == "v5"
-    assert counts["releases"] == 1 and counts["versions"] == 2
+    assert counts["releases"] == 1 and counts["versions"] == 0
 
 
 def test_the_previous_healthy_release_stays_when_the_current_one_is_healthy_too(store: StateStore) -> None:
@@ -153,3 +154,13 @@ def test_a_kept_decision_keeps_its_timeline_marks(store: StateStore) -> None:
     store.append(event("fraud", "timeline", at=NOW, decision_id="new", mark="verified_at"))
     store.prune(CUTOFF)
     assert sorted(e.data["decision_id"] for e in store.history("fraud")) == ["kept", "new"]
+
+
+def test_the_previous_good_version_stays_behind_bad_ones(store: StateStore) -> None:
+    for i in range(6):
+        store.observe_version("fraud", f"v{i}", T0 + i)
+    for bad in ("v3", "v4"):
+        store.mark_bad("fraud", bad, "rolled back")
+    store.prune(CUTOFF)
+    # v5 current; v4, v3 bad; v2 the rollback's target, v1 one more good one; v0 goes.
+    assert {v.version for v in store.versions("fraud")} == {"v5", "v4", "v3", "v2", "v1"}

@@ -613,12 +613,18 @@ class SQLStateStore(StateStore):
         return self._delete_in_batches("DELETE FROM releases WHERE id = ?", doomed, batch)
 
     def _prune_versions(self, cutoff: float, batch: int) -> int:
-        by_target: dict[str, list[tuple[str, float, bool]]] = {}
-        for target, version, last_seen, bad in self._all(
-                "SELECT target, version, last_seen, bad FROM versions ORDER BY seq DESC"):
-            by_target.setdefault(str(target), []).append((str(version), last_seen, bool(bad)))
-        doomed = [(target, r[0]) for target, rows in by_target.items()
-                  for r in rows[KEEP_NEWEST:] if r[1] < cutoff and not r[2]]
+        by_target: dict[str, list[tuple[str, float, bool, int]]] = {}
+        for target, version, last_seen, bad, seq in self._all(
+                "SELECT target, version, last_seen, bad, seq FROM versions ORDER BY last_seen DESC, seq DESC"):
+            by_target.setdefault(str(target), []).append((str(version), last_seen, bool(bad), int(seq)))
+        doomed: list[tuple[str, str]] = []
+        for target, rows in by_target.items():
+            newest = {r[0] for r in sorted(rows, key=lambda r: -r[3])[:KEEP_NEWEST]}  # the current one first
+            # Rollback's target (text.versions.previous_good: the newest not bad, in this order) and
+            # one more, should that one be an invalid version.
+            good = [r[0] for r in rows if not r[2] and r[0] not in newest][:2]
+            doomed += [(target, r[0]) for r in rows
+                       if r[1] < cutoff and not r[2] and r[0] not in newest and r[0] not in good]
         return self._delete_in_batches("DELETE FROM versions WHERE target = ? AND version = ?", doomed, batch)
 
     def _delete_in_batches(self, sql: str, rows: Sequence[Sequence[Any]], batch: int) -> int:
