@@ -442,13 +442,15 @@ class Engine:
         # Evaluations more than two intervals apart (a stopped process, a clock jump) did not
         # observe the breach in between: a pending timer starts again.
         max_gap = 2 * self.loaded.config.interval
+        stepped = bool(self._clock_steps)
         states, persisted = self.states, self._persisted
+        count_outcome = self.metrics.rules.count_outcome
         for verdict in verdicts:
             key = (lr.target, rule.name, series_key(verdict.labels))
             seen.add(key)
             prev = states.get(key) or _NO_STATE
-            state, events = step(prev, verdict, rule, now, max_gap=max_gap, stepped=bool(self._clock_steps))
-            self.metrics.rules.count_outcome(lr.target, rule.name, verdict.outcome.value)
+            state, events = step(prev, verdict, rule, now, max_gap=max_gap, stepped=stepped)
+            count_outcome(lr.target, rule.name, verdict.outcome._value_)  # `.value` (an enum property) without its descriptor call
             if events:
                 state = self._handle_events(lr, verdict, prev, state, events, now)
                 if Event.FIRED in events and rule.action == "rollback":
@@ -487,10 +489,10 @@ class Engine:
         upserts[key] = state.to_json()
 
     def _export(self, lr: LoadedRule, labels: Labels, state: SeriesState) -> None:
-        shown = shown_labels(labels)
-        self.metrics.set_series(lr.target, lr.rule.name, shown, state.phase.value, state.value)
+        rules = self.metrics.rules  # `Metrics.set_series` is this call; one frame less per series and tick
+        rules.set_series(lr.target, lr.rule.name, shown_labels(labels), state.phase._value_, state.value)
         for bound, threshold in self._thresholds[id(lr.rule)]:
-            self.metrics.rules.set_threshold(lr.target, lr.rule.name, bound, threshold)
+            rules.set_threshold(lr.target, lr.rule.name, bound, threshold)
 
     # -- events -----------------------------------------------------------------------------------
 

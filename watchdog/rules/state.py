@@ -133,7 +133,7 @@ def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float,
         # tests/rules/test_state_fast_path.py compares the two on random inputs).
         return SeriesState(
             phase=prev.phase, pending_since=prev.pending_since, firing_since=prev.firing_since, no_data_since=None,
-            value=verdict.value if verdict.value is not None else prev.value, outcome=verdict.outcome.value,
+            value=verdict.value if verdict.value is not None else prev.value, outcome=verdict.outcome._value_,
             reason=verdict.reason, evaluated_at=now, decision_id=prev.decision_id, errors=prev.errors, breaches=(),
             memory=verdict.memory if verdict.memory is not None else prev.memory, insufficient_since=None,
             insufficient_alerted=False), []
@@ -144,7 +144,7 @@ def step(prev: SeriesState, verdict: Verdict, rule: Rule, now: float,
         return SeriesState(
             phase=prev.phase, pending_since=prev.pending_since, firing_since=prev.firing_since,
             no_data_since=prev.no_data_since, value=verdict.value if verdict.value is not None else prev.value,
-            outcome=verdict.outcome.value, reason=verdict.reason, evaluated_at=now, decision_id=prev.decision_id,
+            outcome=verdict.outcome._value_, reason=verdict.reason, evaluated_at=now, decision_id=prev.decision_id,
             errors=0, breaches=prev.breaches, memory=verdict.memory if verdict.memory is not None else prev.memory,
             insufficient_since=prev.insufficient_since, insufficient_alerted=prev.insufficient_alerted), []
     return _step(prev, verdict, rule, now, max_gap, stepped)

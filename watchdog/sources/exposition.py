@@ -332,9 +332,11 @@ def _new_series(line: str, head: str, rest: str, braces: bool) -> _Series:
         return _odd(line)[0]
     if "\\" in head:  # escapes: the reference unescapes
         return _odd(line)[0]
-    pairs = _LABEL.findall(match.group(2))
+    inner = match.group(2)
+    pairs = _LABEL.findall(inner)
     labels = dict(pairs)
-    if len(labels) != len(pairs) or any(k.startswith("__") for k in labels):
+    # No `__` anywhere in the labels' text: no name starts with it (the scan only when one might).
+    if len(labels) != len(pairs) or "__" in inner and any(k.startswith("__") for k in labels):
         raise _Unusual()  # a label twice, a reserved name: the reference says what is wrong
     return _Series(match.group(1), labels)
 

@@ -38,6 +38,7 @@ stores every sample at the scrape's time. A page without timestamps costs nothin
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_right
 import logging
 import math
 import threading
@@ -401,14 +402,10 @@ def _labelled(labels: Labels, instance: str) -> Labels:
     A page's label set (sorted, no name twice, neither of those two names: nearly always) gets
     ours inserted in its place; any other goes the reference way (`_relabelled`)."""
     out = sorted(labels)
-    at, previous = len(out), ""
-    for i, (name, _) in enumerate(out):
-        if name == previous or name == INSTANCE or name == _EXPORTED:
-            return _relabelled(labels, instance)
-        if at == len(out) and name > INSTANCE:
-            at = i
-        previous = name
-    out.insert(at, (INSTANCE, instance))
+    names = [name for name, _ in out]
+    if INSTANCE in names or _EXPORTED in names or len(set(names)) != len(names):
+        return _relabelled(labels, instance)
+    out.insert(bisect_right(names, INSTANCE), (INSTANCE, instance))  # names sorted: before the first one after it
     return tuple(out)
 
 
