@@ -83,7 +83,7 @@ def test_the_small_protocols_together_are_the_whole_store_without_overlap() -> N
              AlertQueue, Meta]
     methods = [name for part in parts for name in part.__abstractmethods__ - {"transaction"}]
 
-    assert len(methods) == len(set(methods)) == 35
+    assert len(methods) == len(set(methods)) == 36  # History.prune (retention) joined them
     assert set(methods) | {"transaction", "close"} == StateStore.__abstractmethods__
     for store_class in (SQLiteStateStore, pg_module.PostgresStateStore):
         assert set(parts) <= set(store_class.__mro__)

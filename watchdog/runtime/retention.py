@@ -37,17 +37,10 @@ class Retention:
         self.next_at = now + self.every
         return now - self.retention()
 
-    def run(self, now: float) -> dict[str, int] | None:
-        """Prune when due; returns the rows deleted per table, None when not due or it failed."""
-        cutoff = self.claim(now)
-        return None if cutoff is None else self.prune(cutoff)
-
     def prune(self, cutoff: float) -> dict[str, int] | None:
-        prune = getattr(self.store, "prune", None)
-        if prune is None:  # a store without retention (a test's fake)
-            return None
+        """The rows deleted per table, None when it failed."""
         try:
-            counts = prune(cutoff)
+            counts = self.store.prune(cutoff)
         except StateError as exc:  # retried at the next hour; not worth failing a tick over
             log.warning("cannot prune the state store (cut-off %s): %s", rfc3339(cutoff), exc)
             return None

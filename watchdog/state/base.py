@@ -335,6 +335,12 @@ class History(Transactional, Protocol):
     ) -> list[HistoryEvent]:
         """Events newest first, optionally only of `target`, of `kinds`, or after `since_id`."""
 
+    @abc.abstractmethod
+    def prune(self, cutoff: float) -> dict[str, int]:
+        """Retention (`history_retention`): delete the history older than `cutoff` and the
+        decisions, releases and versions it no longer needs; the rows deleted per table. What
+        is kept however old: SQLStateStore.prune."""
+
 
 class Releases(Transactional, Protocol):
     """What was deployed together, for whole-stack rollbacks."""
