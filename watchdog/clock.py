@@ -177,8 +177,7 @@ class StepBack:
 
     def since(self, mark: int) -> tuple[float, ...]:
         """The steps taken by the ticks after epoch `mark` (the last KEPT of them)."""
-        with self._lock:
-            return tuple(step for epoch, taken in self._ticked if epoch > mark for step in taken)
+        return self.taken(mark)[0]
 
     def taken(self, mark: int) -> tuple[tuple[float, ...], int]:
         """`since(mark)` and the epoch they go up to (the next mark), read at once: a tick on
@@ -188,8 +187,10 @@ class StepBack:
 
     @property
     def last(self) -> tuple[float, float]:
-        """(length, when seen on the new clock) of the last step back; (0, 0): none."""
-        return self.step, self._at
+        """(length, when seen on the new clock) of the last step back; (0, 0): none. Read
+        under the lock: the watcher's thread may be writing the pair."""
+        with self._lock:
+            return self.step, self._at
 
     def remember(self, step: float, at: float) -> None:
         """A step back seen by another process (or before a restart), unless a later one is known."""
